@@ -1,0 +1,175 @@
+//! A repository in a local directory. Objects are written to a temporary name, synced, renamed
+//! into place and the directory synced, so a crash or power loss never leaves a torn object
+//! under a real name.
+
+use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
+use rand::RngCore;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Marks temporary files; listings skip them.
+const TMP_MARK: &str = ".tmp-";
+
+/// A repository rooted at a directory.
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// Storage at `root` (which need not exist yet; `put` creates directories).
+    pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
+        LocalStorage { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        self.root.join(kind.path(name))
+    }
+
+    fn err(&self, p: &Path, e: std::io::Error) -> StorageError {
+        StorageError::from_io(p.display().to_string(), e)
+    }
+
+    fn write_new(&self, path: &Path, data: &[u8]) -> StorageResult<()> {
+        let dir = path.parent().unwrap_or(&self.root);
+        let mut suffix = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut suffix);
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!("{file_name}{TMP_MARK}{}", hex::encode(suffix)));
+        let result = (|| {
+            let mut f = match File::create(&tmp) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::create_dir_all(dir)?;
+                    File::create(&tmp)?
+                }
+                r => r?,
+            };
+            f.write_all(data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.err(path, e));
+        }
+        Ok(())
+    }
+}
+
+impl Storage for LocalStorage {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
+        self.write_new(&self.full(kind, name), data)
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
+        let p = self.full(kind, name);
+        fs::read(&p).map_err(|e| self.err(&p, e))
+    }
+
+    fn get_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> StorageResult<Vec<u8>> {
+        let p = self.full(kind, name);
+        let mut f = File::open(&p).map_err(|e| self.err(&p, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.err(&p, e))?;
+        let len = usize::try_from(length)
+            .map_err(|_| StorageError::Refused(format!("range of {length} bytes is too large")))?;
+        let mut buf = vec![0u8; len];
+        f.read_exact(&mut buf).map_err(|e| self.err(&p, e))?;
+        Ok(buf)
+    }
+
+    fn list(&self, kind: ObjectKind) -> StorageResult<Vec<(String, u64)>> {
+        let dir = self.root.join(kind.dir());
+        let mut dirs = vec![dir.clone()];
+        if kind == ObjectKind::Pack {
+            dirs.clear();
+            match fs::read_dir(&dir) {
+                Ok(rd) => {
+                    for e in rd {
+                        let e = e.map_err(|e| self.err(&dir, e))?;
+                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            dirs.push(e.path());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+                Err(e) => return Err(self.err(&dir, e)),
+            }
+        }
+        let mut out = vec![];
+        for d in dirs {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err(&d, e)),
+            };
+            for e in rd {
+                let e = e.map_err(|e| self.err(&d, e))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.contains(TMP_MARK) {
+                    continue;
+                }
+                let md = e.metadata().map_err(|err| self.err(&e.path(), err))?;
+                if md.is_file() {
+                    out.push((name, md.len()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
+        let p = self.full(kind, name);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err(&p, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_like_storage() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(d.path().join("repo"));
+        assert!(s.list(ObjectKind::Pack).unwrap().is_empty());
+        s.put(ObjectKind::Pack, "abcd", b"0123456789").unwrap();
+        s.put(ObjectKind::Snapshot, "ff", b"x").unwrap();
+        s.put(ObjectKind::Config, "config", b"c").unwrap();
+        assert!(d.path().join("repo/data/ab/abcd").is_file());
+        assert_eq!(s.get_range(ObjectKind::Pack, "abcd", 2, 3).unwrap(), b"234");
+        assert!(s.get_range(ObjectKind::Pack, "abcd", 8, 3).is_err());
+        assert_eq!(s.list(ObjectKind::Pack).unwrap(), vec![("abcd".into(), 10)]);
+        assert_eq!(s.get(ObjectKind::Config, "config").unwrap(), b"c");
+        // a leftover temporary file is not listed
+        fs::write(d.path().join("repo/snapshots/gg.tmp-1"), b"t").unwrap();
+        assert_eq!(s.list(ObjectKind::Snapshot).unwrap().len(), 1);
+        s.delete(ObjectKind::Pack, "abcd").unwrap();
+        s.delete(ObjectKind::Pack, "abcd").unwrap();
+        assert!(s.get(ObjectKind::Pack, "abcd").unwrap_err().is_not_found());
+    }
+}

@@ -1,0 +1,217 @@
+//! Content-defined chunking: FastCDC 2020 (from the `fastcdc` crate) with a gear table
+//! perturbed by the repository's secret seed, and a streaming reader that keeps one buffer
+//! per stream and moves at most `max_size` bytes per refill (the crate's own `StreamCDC`
+//! shifts its whole buffer after every chunk, which costs several copies per byte).
+
+use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
+use std::io::{self, Read};
+
+/// Chunk sizes outside what FastCDC 2020 supports.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidParams(pub String);
+
+impl std::fmt::Display for InvalidParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid chunker parameters: {}", self.0)
+    }
+}
+impl std::error::Error for InvalidParams {}
+
+/// A configured chunker. Cheap to share across threads by reference.
+pub struct Chunker {
+    min: usize,
+    avg: usize,
+    max: usize,
+    mask_s: u64,
+    mask_l: u64,
+    gear: Vec<u64>,
+    gear_ls: Vec<u64>,
+}
+
+impl Chunker {
+    /// A chunker with sizes in bytes and the repository's seed.
+    pub fn new(min: usize, avg: usize, max: usize, seed: u64) -> Result<Chunker, InvalidParams> {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        if !(MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+            || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+            || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+            || !(min <= avg && avg <= max)
+        {
+            return Err(InvalidParams(format!("min {min}, avg {avg}, max {max}")));
+        }
+        let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
+        let (gear, gear_ls) = get_gear_with_seed(seed);
+        Ok(Chunker {
+            min,
+            avg,
+            max,
+            mask_s,
+            mask_l,
+            gear: gear.into_owned(),
+            gear_ls: gear_ls.into_owned(),
+        })
+    }
+
+    /// Largest chunk this chunker produces.
+    pub fn max_size(&self) -> usize {
+        self.max
+    }
+
+    /// Length of the next chunk at the start of `data`, assuming `data` is either at least
+    /// `max_size` long or the end of the stream.
+    pub fn cut(&self, data: &[u8]) -> usize {
+        if data.len() <= self.min {
+            return data.len();
+        }
+        let (_, n) = cut_gear(
+            data,
+            self.min,
+            self.avg,
+            self.max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        );
+        n.max(1)
+    }
+
+    /// Chunk a stream.
+    pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
+        ChunkStream {
+            chunker: self,
+            reader,
+            buf: vec![0; 2 * self.max],
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+}
+
+/// Chunks of a stream, borrowed from an internal buffer.
+pub struct ChunkStream<'a, R> {
+    chunker: &'a Chunker,
+    reader: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<R: Read> ChunkStream<'_, R> {
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while !self.eof && self.end < self.buf.len() {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk, or `None` at the end of the stream.
+    pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
+        if !self.eof && self.end - self.start < self.chunker.max {
+            self.fill()?;
+        }
+        if self.start == self.end {
+            return Ok(None);
+        }
+        let n = self.chunker.cut(&self.buf[self.start..self.end]);
+        let chunk = &self.buf[self.start..self.start + n];
+        self.start += n;
+        Ok(Some(chunk))
+    }
+
+    /// The reader, for inspecting it after the stream ended.
+    pub fn into_inner(self) -> R {
+        self.reader
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn chunks(c: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
+        let mut s = c.stream(data);
+        let mut out = vec![];
+        while let Some(ch) = s.next_chunk().unwrap() {
+            out.push(ch.to_vec());
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn reassembles_and_is_deterministic(len in 0usize..200_000, seed: u64, dseed: u64) {
+            let c = Chunker::new(1024, 4096, 16384, seed).unwrap();
+            let data = pseudo_random(len, dseed);
+            let a = chunks(&c, &data);
+            prop_assert_eq!(a.concat(), data.clone());
+            for ch in &a[..a.len().saturating_sub(1)] {
+                prop_assert!(ch.len() >= 1024 && ch.len() <= 16384);
+            }
+            prop_assert_eq!(chunks(&c, &data), a);
+        }
+    }
+
+    #[test]
+    fn boundaries_resynchronise_after_an_insert() {
+        let c = Chunker::new(2048, 8192, 65536, 42).unwrap();
+        let data = pseudo_random(1 << 20, 7);
+        let mut shifted = vec![1u8; 100];
+        shifted.extend_from_slice(&data);
+        let a: std::collections::HashSet<_> = chunks(&c, &data).into_iter().collect();
+        let b = chunks(&c, &shifted);
+        let new: usize = b
+            .iter()
+            .filter(|ch| !a.contains(*ch))
+            .map(|ch| ch.len())
+            .sum();
+        assert!(new < 3 * 65536, "{new} new bytes after a 100-byte insert");
+    }
+
+    #[test]
+    fn seed_changes_boundaries() {
+        let data = pseudo_random(1 << 20, 9);
+        let a = chunks(&Chunker::new(2048, 8192, 65536, 1).unwrap(), &data);
+        let b = chunks(&Chunker::new(2048, 8192, 65536, 2).unwrap(), &data);
+        assert_ne!(
+            a.iter().map(Vec::len).collect::<Vec<_>>(),
+            b.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn rejects_bad_params() {
+        assert!(Chunker::new(10, 4096, 16384, 0).is_err());
+        assert!(Chunker::new(8192, 4096, 16384, 0).is_err());
+        assert!(Chunker::new(1024, 4096, 1 << 30, 0).is_err());
+    }
+}

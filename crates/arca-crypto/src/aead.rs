@@ -1,0 +1,131 @@
+//! The two AEADs a repository may use, behind one type so callers never branch on the mode.
+
+use crate::CryptoError;
+use aes_gcm_siv::Aes256GcmSiv;
+use arca_format::EncryptionMode;
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::XChaCha20Poly1305;
+use rand::RngCore;
+
+const TAG_LEN: usize = 16;
+
+/// An AEAD keyed with one data key. Sealed bytes are `nonce || ciphertext || tag`.
+#[derive(Clone)]
+pub enum Cipher {
+    XChaCha(Box<XChaCha20Poly1305>),
+    AesSiv(Box<Aes256GcmSiv>),
+}
+
+impl Cipher {
+    /// A cipher of `mode` with a 32-byte key.
+    pub fn new(mode: EncryptionMode, key: &[u8; 32]) -> Cipher {
+        match mode {
+            EncryptionMode::XChaCha20Poly1305 => {
+                Cipher::XChaCha(Box::new(XChaCha20Poly1305::new(key.into())))
+            }
+            EncryptionMode::Aes256GcmSiv => Cipher::AesSiv(Box::new(Aes256GcmSiv::new(key.into()))),
+        }
+    }
+
+    fn nonce_len(&self) -> usize {
+        match self {
+            Cipher::XChaCha(_) => 24,
+            Cipher::AesSiv(_) => 12,
+        }
+    }
+
+    /// Bytes added by sealing.
+    pub fn overhead(&self) -> usize {
+        self.nonce_len() + TAG_LEN
+    }
+
+    /// Seal `plaintext` with associated data `ad` under a fresh random nonce.
+    pub fn seal(&self, plaintext: &[u8], ad: &[u8]) -> Vec<u8> {
+        let n = self.nonce_len();
+        let mut out = Vec::with_capacity(n + plaintext.len() + TAG_LEN);
+        out.resize(n, 0);
+        rand::thread_rng().fill_bytes(&mut out[..n]);
+        out.extend_from_slice(plaintext);
+        let (nonce, body) = out.split_at_mut(n);
+        // Encryption with a valid key and in-memory buffer cannot fail for these ciphers
+        // (only over-long messages, > 64 GiB, are refused).
+        let tag = match self {
+            Cipher::XChaCha(c) => c
+                .encrypt_in_place_detached((&*nonce).into(), ad, body)
+                .map(|t| t.to_vec()),
+            Cipher::AesSiv(c) => c
+                .encrypt_in_place_detached((&*nonce).into(), ad, body)
+                .map(|t| t.to_vec()),
+        };
+        match tag {
+            Ok(t) => out.extend_from_slice(&t),
+            Err(_) => unreachable!("AEAD refused a message under 64 GiB"),
+        }
+        out
+    }
+
+    /// Open bytes made by [`Cipher::seal`] with the same associated data.
+    pub fn open(
+        &self,
+        sealed: &[u8],
+        ad: &[u8],
+        what: &'static str,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let n = self.nonce_len();
+        if sealed.len() < n + TAG_LEN {
+            return Err(CryptoError::Truncated {
+                what,
+                len: sealed.len(),
+            });
+        }
+        let (nonce, rest) = sealed.split_at(n);
+        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut buf = body.to_vec();
+        let ok = match self {
+            Cipher::XChaCha(c) => {
+                c.decrypt_in_place_detached(nonce.into(), ad, &mut buf, tag.into())
+            }
+            Cipher::AesSiv(c) => {
+                c.decrypt_in_place_detached(nonce.into(), ad, &mut buf, tag.into())
+            }
+        };
+        ok.map_err(|_| CryptoError::Authentication { what })?;
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trip(data in proptest::collection::vec(any::<u8>(), 0..2000), ad in proptest::collection::vec(any::<u8>(), 0..40), siv: bool) {
+            let mode = if siv { EncryptionMode::Aes256GcmSiv } else { EncryptionMode::XChaCha20Poly1305 };
+            let c = Cipher::new(mode, &[7; 32]);
+            let s = c.seal(&data, &ad);
+            prop_assert_eq!(s.len(), data.len() + c.overhead());
+            prop_assert_eq!(c.open(&s, &ad, "t").unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn tampering_and_wrong_ad_are_caught() {
+        for mode in [
+            EncryptionMode::Aes256GcmSiv,
+            EncryptionMode::XChaCha20Poly1305,
+        ] {
+            let c = Cipher::new(mode, &[1; 32]);
+            let s = c.seal(b"hello world", b"ad");
+            for i in 0..s.len() {
+                let mut t = s.clone();
+                t[i] ^= 0x40;
+                assert!(c.open(&t, b"ad", "t").is_err());
+            }
+            assert!(c.open(&s, b"other", "t").is_err());
+            assert!(c.open(&s[..5], b"ad", "t").is_err());
+            assert!(Cipher::new(mode, &[2; 32]).open(&s, b"ad", "t").is_err());
+        }
+    }
+}

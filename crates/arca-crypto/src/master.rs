@@ -1,0 +1,163 @@
+//! The master key and the key slots that wrap it.
+
+use crate::{Cipher, CryptoError};
+use arca_format::{EncryptionMode, Id, KdfParams};
+use rand::RngCore;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Length of the master key's plaintext encoding: data key, MAC key, chunker seed.
+const MASTER_LEN: usize = 72;
+const SLOT_AD: &[u8] = b"arca key slot v1";
+
+/// The repository's secrets: the data key seals objects, the MAC key makes blob ids, the
+/// chunker seed perturbs the gear table so chunk sizes do not fingerprint contents.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey {
+    data_key: [u8; 32],
+    mac_key: [u8; 32],
+    chunker_seed: u64,
+}
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> MasterKey {
+        let mut rng = rand::thread_rng();
+        let mut k = MasterKey {
+            data_key: [0; 32],
+            mac_key: [0; 32],
+            chunker_seed: 0,
+        };
+        rng.fill_bytes(&mut k.data_key);
+        rng.fill_bytes(&mut k.mac_key);
+        // A zero seed would mean the public default gear table.
+        while k.chunker_seed == 0 {
+            k.chunker_seed = rng.next_u64();
+        }
+        k
+    }
+
+    /// The cipher that seals this repository's objects.
+    pub fn cipher(&self, mode: EncryptionMode) -> Cipher {
+        Cipher::new(mode, &self.data_key)
+    }
+
+    /// The keyed BLAKE3 id of a blob's plaintext.
+    pub fn blob_id(&self, plaintext: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.mac_key, plaintext).as_bytes())
+    }
+
+    /// The seed of the chunker's gear table.
+    pub fn chunker_seed(&self) -> u64 {
+        self.chunker_seed
+    }
+
+    fn to_bytes(&self) -> [u8; MASTER_LEN] {
+        let mut out = [0u8; MASTER_LEN];
+        out[..32].copy_from_slice(&self.data_key);
+        out[32..64].copy_from_slice(&self.mac_key);
+        out[64..].copy_from_slice(&self.chunker_seed.to_le_bytes());
+        out
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<MasterKey> {
+        if b.len() != MASTER_LEN {
+            return None;
+        }
+        let mut k = MasterKey {
+            data_key: [0; 32],
+            mac_key: [0; 32],
+            chunker_seed: 0,
+        };
+        k.data_key.copy_from_slice(&b[..32]);
+        k.mac_key.copy_from_slice(&b[32..64]);
+        k.chunker_seed = u64::from_le_bytes(b[64..].try_into().ok()?);
+        Some(k)
+    }
+}
+
+/// A key derived from a passphrase for one slot.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct SlotKey([u8; 32]);
+
+/// Derive a slot key from `passphrase` with Argon2id.
+pub fn derive_slot_key(
+    passphrase: &[u8],
+    salt: &[u8],
+    params: &KdfParams,
+) -> Result<SlotKey, CryptoError> {
+    let p = argon2::Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(32),
+    )
+    .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = SlotKey([0; 32]);
+    a.hash_password_into(passphrase, salt, &mut out.0)
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    Ok(out)
+}
+
+/// Seal the master key with a slot key.
+pub fn seal_slot(master: &MasterKey, slot_key: &SlotKey) -> Vec<u8> {
+    let mut plain = master.to_bytes();
+    let sealed = Cipher::new(EncryptionMode::XChaCha20Poly1305, &slot_key.0).seal(&plain, SLOT_AD);
+    plain.zeroize();
+    sealed
+}
+
+/// Open a sealed master key; an authentication error means the passphrase was wrong.
+pub fn open_slot(sealed: &[u8], slot_key: &SlotKey) -> Result<MasterKey, CryptoError> {
+    let mut plain = Cipher::new(EncryptionMode::XChaCha20Poly1305, &slot_key.0)
+        .open(sealed, SLOT_AD, "key slot")?;
+    let key = MasterKey::from_bytes(&plain);
+    plain.zeroize();
+    key.ok_or(CryptoError::Truncated {
+        what: "master key",
+        len: sealed.len(),
+    })
+}
+
+/// Random bytes for salts and ids.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::thread_rng().fill_bytes(&mut b);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> KdfParams {
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn slot_opens_with_right_passphrase_only() {
+        let m = MasterKey::generate();
+        let k = derive_slot_key(b"pw", b"saltsaltsalt", &cheap()).unwrap();
+        let sealed = seal_slot(&m, &k);
+        let back = open_slot(&sealed, &k).unwrap();
+        assert_eq!(back.blob_id(b"x"), m.blob_id(b"x"));
+        assert_eq!(back.chunker_seed(), m.chunker_seed());
+        let wrong = derive_slot_key(b"pW", b"saltsaltsalt", &cheap()).unwrap();
+        assert!(matches!(
+            open_slot(&sealed, &wrong),
+            Err(CryptoError::Authentication { .. })
+        ));
+    }
+
+    #[test]
+    fn blob_ids_are_keyed() {
+        let a = MasterKey::generate();
+        let b = MasterKey::generate();
+        assert_ne!(a.blob_id(b"same"), b.blob_id(b"same"));
+        assert_eq!(a.blob_id(b"same"), a.blob_id(b"same"));
+    }
+}

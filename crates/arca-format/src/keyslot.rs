@@ -1,0 +1,61 @@
+//! Key slots: `keys/<id>`, each the master key sealed with a key derived from one passphrase.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Argon2id cost parameters, stored so they can be raised later without breaking old slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
+    }
+}
+
+/// The plaintext of a key slot object (its secret part is `sealed_master`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySlot {
+    pub version: u32,
+    /// Always "argon2id" in version 1.
+    pub kdf: String,
+    pub params: KdfParams,
+    pub salt: ByteBuf,
+    /// The master key, XChaCha20-Poly1305 sealed with the derived key.
+    pub sealed_master: ByteBuf,
+    pub created: String,
+    pub hostname: String,
+    pub username: String,
+    #[serde(default)]
+    pub label: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyslot_round_trip() {
+        let k = KeySlot {
+            version: 1,
+            kdf: "argon2id".into(),
+            params: KdfParams::default(),
+            salt: ByteBuf::from(vec![9; 16]),
+            sealed_master: ByteBuf::from(vec![1; 80]),
+            created: "t".into(),
+            hostname: "h".into(),
+            username: "u".into(),
+            label: String::new(),
+        };
+        let b = crate::encode("key slot", &k).unwrap();
+        assert_eq!(crate::decode::<KeySlot>("key slot", &b).unwrap(), k);
+    }
+}

@@ -1,0 +1,155 @@
+//! The Storage trait: the few operations every backend offers on immutable named objects,
+//! and the errors a caller can act on. A backend knows nothing of keys or formats.
+//!
+//! The trait is synchronous: the engine runs CPU stages on threads and a backend that speaks
+//! to the network may run its own runtime inside (see docs/ARCHITECTURE.md for why).
+
+mod memory;
+
+pub use memory::MemoryStorage;
+use std::fmt;
+
+/// The kinds of objects in a repository; each lives under its own prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    Config,
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+}
+
+impl ObjectKind {
+    /// The directory (prefix) that holds objects of this kind.
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "",
+            ObjectKind::Key => "keys",
+            ObjectKind::Pack => "data",
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshots",
+        }
+    }
+
+    /// The path of object `name` relative to the repository root.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            ObjectKind::Config => "config".to_string(),
+            ObjectKind::Pack => format!("data/{}/{}", name.get(..2).unwrap_or("00"), name),
+            _ => format!("{}/{}", self.dir(), name),
+        }
+    }
+
+    /// All kinds that can be listed.
+    pub const LISTABLE: [ObjectKind; 4] = [
+        ObjectKind::Key,
+        ObjectKind::Pack,
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+    ];
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Config => "config",
+            ObjectKind::Key => "key",
+            ObjectKind::Pack => "pack",
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshot",
+        })
+    }
+}
+
+/// A storage failure, classified so callers know whether to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path} not found")]
+    NotFound { path: String },
+    #[error("{path} already exists")]
+    AlreadyExists { path: String },
+    #[error("no space left on {path}")]
+    NoSpace { path: String },
+    #[error("permission denied on {path}")]
+    PermissionDenied { path: String },
+    #[error("refused by storage: {0}")]
+    Refused(String),
+    /// Worth retrying: timeouts, dropped connections, throttling.
+    #[error("temporary failure on {path}: {source}")]
+    Transient {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// Classify an I/O error on `path`.
+    pub fn from_io(path: impl Into<String>, e: std::io::Error) -> StorageError {
+        let path = path.into();
+        match e.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound { path },
+            std::io::ErrorKind::AlreadyExists => StorageError::AlreadyExists { path },
+            std::io::ErrorKind::PermissionDenied => StorageError::PermissionDenied { path },
+            std::io::ErrorKind::StorageFull => StorageError::NoSpace { path },
+            std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::ConnectionReset => StorageError::Transient { path, source: e },
+            _ => StorageError::Io { path, source: e },
+        }
+    }
+
+    /// True if the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+}
+
+/// Result of a storage operation.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Immutable named objects: put once, read (whole or a range), list, delete.
+pub trait Storage: Send + Sync {
+    /// Where this storage lives, for messages (never includes credentials).
+    fn location(&self) -> String;
+    /// Store a new object. Must be atomic: a reader sees the whole object or nothing.
+    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()>;
+    /// Read a whole object.
+    fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>>;
+    /// Read `length` bytes at `offset`; a short object is an error.
+    fn get_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> StorageResult<Vec<u8>>;
+    /// Names and sizes of all objects of `kind`.
+    fn list(&self, kind: ObjectKind) -> StorageResult<Vec<(String, u64)>>;
+    /// Remove an object; removing a missing object is not an error.
+    fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()>;
+    /// True if an object exists.
+    fn exists(&self, kind: ObjectKind, name: &str) -> StorageResult<bool> {
+        match self.get_range(kind, name, 0, 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_paths_are_fanned_out() {
+        assert_eq!(ObjectKind::Pack.path("abcdef"), "data/ab/abcdef");
+        assert_eq!(ObjectKind::Snapshot.path("x1"), "snapshots/x1");
+        assert_eq!(ObjectKind::Config.path("x"), "config");
+    }
+}
