@@ -1,1 +1,20 @@
+//! The arca engine: open a repository with a key, write blobs into packs, keep the index,
+//! read trees and snapshots back, check integrity. It knows nothing of terminals, servers or
+//! which backend it runs on.
 
+pub mod blob;
+pub mod check;
+pub mod error;
+pub mod index;
+pub mod keys;
+pub mod pack;
+pub mod repair;
+pub mod repository;
+pub mod snapshots;
+pub mod stats;
+pub mod treewalk;
+pub mod writer;
+
+pub use error::{RepoError, RepoResult};
+pub use repository::{InitOptions, Repository};
+pub use writer::{BlobWriter, WriteStats};

@@ -1,0 +1,144 @@
+//! Blob encoding: a compression tag byte, the (maybe compressed) bytes, then AEAD sealing with
+//! the blob's kind and id as associated data, so a blob cannot be swapped for another.
+
+use crate::{RepoError, RepoResult};
+use arca_crypto::{Cipher, MasterKey};
+use arca_format::{BlobKind, Id, COMPRESSION_NONE, COMPRESSION_ZSTD};
+
+/// Compression choice for one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Never compress.
+    Off,
+    /// zstd at this level; stored raw where it does not pay.
+    Level(i32),
+    /// zstd level 3, skipping data a quick probe finds incompressible.
+    Auto,
+}
+
+/// A blob compressed by less than this fraction is stored raw.
+const MIN_SAVING: f64 = 0.02;
+/// Size of the sample `Auto` compresses first to decide.
+const PROBE_LEN: usize = 64 * 1024;
+
+fn ad(kind: BlobKind, id: &Id) -> [u8; 42] {
+    let mut a = [0u8; 42];
+    a[..9].copy_from_slice(b"arca blob");
+    a[9] = kind.tag();
+    a[10..].copy_from_slice(&id.0);
+    a
+}
+
+fn zstd_or_raw(data: &[u8], level: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    out.push(COMPRESSION_ZSTD);
+    if let Ok(c) = zstd::bulk::compress(data, level) {
+        if (c.len() as f64) < data.len() as f64 * (1.0 - MIN_SAVING) {
+            out.extend_from_slice(&c);
+            return out;
+        }
+    }
+    raw(data)
+}
+
+fn raw(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(COMPRESSION_NONE);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Compress (as chosen) and seal one blob.
+pub fn encode(
+    cipher: &Cipher,
+    kind: BlobKind,
+    id: &Id,
+    data: &[u8],
+    compression: Compression,
+) -> Vec<u8> {
+    let plain = match compression {
+        Compression::Off => raw(data),
+        Compression::Level(l) if l <= 0 => raw(data),
+        Compression::Level(l) => zstd_or_raw(data, l),
+        Compression::Auto => {
+            if data.len() > 2 * PROBE_LEN {
+                let probe = &data[data.len() / 2..data.len() / 2 + PROBE_LEN];
+                match zstd::bulk::compress(probe, 1) {
+                    Ok(c) if (c.len() as f64) >= PROBE_LEN as f64 * 0.97 => raw(data),
+                    _ => zstd_or_raw(data, 3),
+                }
+            } else {
+                zstd_or_raw(data, 3)
+            }
+        }
+    };
+    cipher.seal(&plain, &ad(kind, id))
+}
+
+/// Open, decompress and verify one blob: its keyed hash must equal `id`.
+pub fn decode(
+    key: &MasterKey,
+    cipher: &Cipher,
+    kind: BlobKind,
+    id: &Id,
+    sealed: &[u8],
+    raw_length: u32,
+) -> RepoResult<Vec<u8>> {
+    let what = || format!("{kind:?} blob {id}").to_lowercase();
+    let plain = cipher
+        .open(sealed, &ad(kind, id), "blob")
+        .map_err(|e| RepoError::corrupt(what(), e))?;
+    let data = match plain.split_first() {
+        Some((&COMPRESSION_NONE, rest)) => rest.to_vec(),
+        Some((&COMPRESSION_ZSTD, rest)) => zstd::bulk::decompress(rest, raw_length as usize)
+            .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?,
+        Some((t, _)) => {
+            return Err(RepoError::corrupt(
+                what(),
+                format!("unknown compression tag {t}"),
+            ))
+        }
+        None => return Err(RepoError::corrupt(what(), "empty plaintext")),
+    };
+    if data.len() != raw_length as usize || key.blob_id(&data) != *id {
+        return Err(RepoError::corrupt(
+            what(),
+            "contents do not match the blob id",
+        ));
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arca_format::EncryptionMode;
+
+    #[test]
+    fn round_trip_every_compression() {
+        let k = MasterKey::generate();
+        let c = k.cipher(EncryptionMode::XChaCha20Poly1305);
+        let text = b"abcabcabc".repeat(50_000);
+        let random: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for data in [&text[..], &random[..], b""] {
+            let id = k.blob_id(data);
+            for comp in [
+                Compression::Off,
+                Compression::Auto,
+                Compression::Level(3),
+                Compression::Level(0),
+            ] {
+                let s = encode(&c, BlobKind::Data, &id, data, comp);
+                assert_eq!(
+                    decode(&k, &c, BlobKind::Data, &id, &s, data.len() as u32).unwrap(),
+                    data
+                );
+                assert!(decode(&k, &c, BlobKind::Tree, &id, &s, data.len() as u32).is_err());
+            }
+        }
+        let id = k.blob_id(&text);
+        assert!(encode(&c, BlobKind::Data, &id, &text, Compression::Auto).len() < text.len() / 10);
+    }
+}

@@ -1,0 +1,336 @@
+//! Check: structure (every reference resolves, every indexed pack exists with the right size)
+//! and, optionally, every byte (each pack re-hashed, each blob opened and re-hashed). Damage is
+//! reported as the packs, snapshots and paths it affects.
+
+use crate::snapshots::{list_all, SnapshotEntry};
+use crate::treewalk::{walk, Visit};
+use crate::{blob, pack, RepoError, RepoResult, Repository};
+use arca_format::{Id, NodeKind};
+use arca_storage::ObjectKind;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// How much data to read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReadData {
+    None,
+    All,
+    /// Group `n` of `m` (1-based), by pack id.
+    Subset {
+        n: u32,
+        m: u32,
+    },
+    /// About this percentage of packs, chosen at random.
+    Percent(f64),
+}
+
+/// One problem found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    /// The damaged or missing object, e.g. "pack 3fa9…".
+    pub object: String,
+    pub message: String,
+}
+
+/// Paths hurt by damage, per snapshot.
+#[derive(Clone, Debug, Serialize)]
+pub struct Affected {
+    pub snapshot: String,
+    pub time: String,
+    pub paths: Vec<String>,
+}
+
+/// The outcome of a check.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub errors: Vec<Problem>,
+    /// Not errors: e.g. packs no index names (left by an interrupted backup).
+    pub notes: Vec<Problem>,
+    pub damaged_packs: Vec<String>,
+    pub affected: Vec<Affected>,
+    pub snapshots_checked: usize,
+    pub trees_checked: usize,
+    pub packs_read: usize,
+    pub blobs_read: usize,
+    pub bytes_read: u64,
+}
+
+impl CheckReport {
+    /// True if nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+    fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Problem {
+            object: object.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Progress callbacks: (phase, done, total).
+pub type CheckProgress<'a> = &'a mut dyn FnMut(&str, u64, u64);
+
+/// Run a check.
+pub fn check(
+    repo: &Repository,
+    read: ReadData,
+    progress: CheckProgress,
+) -> RepoResult<CheckReport> {
+    let mut r = CheckReport::default();
+    for e in repo.load_index()? {
+        r.error(object_of(&e), e.to_string());
+    }
+    // Packs: indexed vs. stored.
+    let stored: HashMap<String, u64> = repo.storage().list(ObjectKind::Pack)?.into_iter().collect();
+    let indexed: Vec<(Id, u64)> = repo.index().packs().to_vec();
+    let mut bad_packs: HashSet<Id> = HashSet::new();
+    let indexed_names: HashSet<String> = indexed.iter().map(|(id, _)| id.to_hex()).collect();
+    for (id, size) in &indexed {
+        match stored.get(&id.to_hex()) {
+            None => {
+                r.error(format!("pack {id}"), "missing from storage");
+                bad_packs.insert(*id);
+            }
+            Some(s) if *size != 0 && s != size => {
+                r.error(
+                    format!("pack {id}"),
+                    format!("size is {s} bytes, the index says {size} (truncated or overwritten)"),
+                );
+                bad_packs.insert(*id);
+            }
+            _ => {}
+        }
+    }
+    for name in stored.keys() {
+        if !indexed_names.contains(name) {
+            r.notes.push(Problem {
+                object: format!("pack {name}"),
+                message: "not in any index: left by an interrupted backup (prune removes it) or its index was lost (`arca repair index` adds it)".into(),
+            });
+        }
+    }
+    // Snapshots and trees.
+    let (snaps, errs) = list_all(repo)?;
+    for e in errs {
+        r.error(object_of(&e), e.to_string());
+    }
+    let mut bad_blobs: HashSet<Id> = HashSet::new();
+    let mut seen_trees: HashSet<Id> = HashSet::new();
+    for (i, s) in snaps.iter().enumerate() {
+        progress("snapshots", i as u64, snaps.len() as u64);
+        r.snapshots_checked += 1;
+        check_tree(
+            repo,
+            &s.snapshot.tree,
+            &mut seen_trees,
+            &mut bad_blobs,
+            &mut r,
+        )?;
+    }
+    r.trees_checked = seen_trees.len();
+    // Data.
+    if read != ReadData::None {
+        let selected: Vec<&(Id, u64)> = indexed
+            .iter()
+            .filter(|(id, _)| selected(read, id))
+            .collect();
+        let mut blobs_by_pack: HashMap<Id, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
+        for (id, loc) in repo.index().iter() {
+            blobs_by_pack.entry(loc.pack).or_default().push((id, loc));
+        }
+        for (i, (pid, _)) in selected.iter().enumerate() {
+            progress("packs", i as u64, selected.len() as u64);
+            if bad_packs.contains(pid) {
+                continue;
+            }
+            let blobs = blobs_by_pack.remove(pid).unwrap_or_default();
+            if !read_pack(repo, pid, &blobs, &mut r)? {
+                bad_packs.insert(*pid);
+            }
+        }
+    }
+    for (id, loc) in repo.index().iter() {
+        if bad_packs.contains(&loc.pack) {
+            bad_blobs.insert(id);
+        }
+    }
+    r.damaged_packs = bad_packs.iter().map(|p| p.to_hex()).collect();
+    r.damaged_packs.sort();
+    if !bad_blobs.is_empty() {
+        r.affected = affected_paths(repo, &snaps, &bad_blobs)?;
+    }
+    Ok(r)
+}
+
+fn object_of(e: &RepoError) -> String {
+    match e {
+        RepoError::Corrupt { what, .. } => what.clone(),
+        _ => "repository".into(),
+    }
+}
+
+fn selected(read: ReadData, id: &Id) -> bool {
+    match read {
+        ReadData::None => false,
+        ReadData::All => true,
+        ReadData::Subset { n, m } => {
+            (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m.max(1)) + 1 == n
+        }
+        ReadData::Percent(p) => rand::random::<f64>() * 100.0 < p,
+    }
+}
+
+fn check_tree(
+    repo: &Repository,
+    root: &Id,
+    seen: &mut HashSet<Id>,
+    bad: &mut HashSet<Id>,
+    r: &mut CheckReport,
+) -> RepoResult<()> {
+    if !seen.insert(*root) {
+        return Ok(());
+    }
+    let tree = match repo.read_tree(root) {
+        Ok(t) => t,
+        Err(e) => {
+            bad.insert(*root);
+            r.error(format!("tree {root}"), e.to_string());
+            return Ok(());
+        }
+    };
+    let index = repo.index();
+    let mut subtrees = vec![];
+    for n in &tree.nodes {
+        for c in &n.content {
+            if !index.contains(c) && bad.insert(*c) {
+                r.error(
+                    format!("data blob {c}"),
+                    "referenced but not in the index (lost pack or index; try `arca repair index`)",
+                );
+            }
+        }
+        if n.kind == NodeKind::Dir {
+            match n.subtree {
+                Some(s) => subtrees.push(s),
+                None => r.error(
+                    format!("tree {root}"),
+                    format!(
+                        "directory {:?} has no subtree",
+                        String::from_utf8_lossy(&n.name)
+                    ),
+                ),
+            }
+        }
+    }
+    drop(index);
+    for s in subtrees {
+        check_tree(repo, &s, seen, bad, r)?;
+    }
+    Ok(())
+}
+
+/// Read one whole pack and verify it; false if damaged.
+fn read_pack(
+    repo: &Repository,
+    pid: &Id,
+    blobs: &[(Id, crate::index::BlobLocation)],
+    r: &mut CheckReport,
+) -> RepoResult<bool> {
+    let name = pid.to_hex();
+    let bytes = match repo.storage().get(ObjectKind::Pack, &name) {
+        Ok(b) => b,
+        Err(e) => {
+            r.error(format!("pack {pid}"), e.to_string());
+            return Ok(false);
+        }
+    };
+    r.packs_read += 1;
+    r.bytes_read += bytes.len() as u64;
+    let mut ok = true;
+    if Id::of_bytes(&bytes) != *pid {
+        r.error(
+            format!("pack {pid}"),
+            "contents do not match the pack id (bit rot, tampering or a torn write)",
+        );
+        ok = false;
+    }
+    match pack::header_from_bytes(repo, pid, &bytes) {
+        Ok(header) => {
+            let in_header: HashSet<Id> = header.iter().map(|b| b.id).collect();
+            for (id, _) in blobs {
+                if !in_header.contains(id) {
+                    r.error(
+                        format!("pack {pid}"),
+                        format!("index says it holds blob {id}, its header does not"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        Err(e) => {
+            r.error(format!("pack {pid}"), e.to_string());
+            ok = false;
+        }
+    }
+    for (id, loc) in blobs {
+        r.blobs_read += 1;
+        let start = loc.offset as usize;
+        let Some(sealed) = bytes.get(start..start + loc.length as usize) else {
+            r.error(
+                format!("pack {pid}"),
+                format!("blob {id} lies beyond the end of the pack"),
+            );
+            ok = false;
+            continue;
+        };
+        if let Err(e) = blob::decode(
+            repo.key(),
+            repo.cipher(),
+            loc.kind,
+            id,
+            sealed,
+            loc.raw_length,
+        ) {
+            r.error(format!("pack {pid}"), e.to_string());
+            ok = false;
+        }
+    }
+    Ok(ok)
+}
+
+/// Every path in every snapshot whose data or tree is among `bad`.
+fn affected_paths(
+    repo: &Repository,
+    snaps: &[SnapshotEntry],
+    bad: &HashSet<Id>,
+) -> RepoResult<Vec<Affected>> {
+    let mut out = vec![];
+    for s in snaps {
+        let mut paths = vec![];
+        if bad.contains(&s.snapshot.tree) {
+            paths.push("/".to_string());
+        }
+        walk(
+            repo,
+            &s.snapshot.tree,
+            &mut |path, node| {
+                let hit = node.content.iter().any(|c| bad.contains(c))
+                    || node.subtree.is_some_and(|t| bad.contains(&t));
+                if hit {
+                    paths.push(format!("/{}", String::from_utf8_lossy(path)));
+                }
+                Ok(Visit::Continue)
+            },
+            &mut |_, _| {},
+        )?;
+        if !paths.is_empty() {
+            out.push(Affected {
+                snapshot: s.id.to_hex(),
+                time: s.snapshot.time.clone(),
+                paths,
+            });
+        }
+    }
+    Ok(out)
+}

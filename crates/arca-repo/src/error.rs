@@ -1,0 +1,44 @@
+//! The engine's errors, each with a kind a caller can act on (exit codes derive from it).
+
+use arca_format::Id;
+use arca_storage::StorageError;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("no repository at {location} (create one with `arca init`)")]
+    NoRepository { location: String },
+    #[error("a repository already exists at {location}")]
+    AlreadyExists { location: String },
+    #[error("wrong password: no key slot of {location} opens with it")]
+    WrongPassword { location: String },
+    #[error("repository format version {found} is newer than this arca supports ({supported}); upgrade arca")]
+    UnsupportedVersion { found: u32, supported: u32 },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{what} is damaged: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("{kind} blob {id} is not in the index (if an index file was deleted, run `arca repair index`)")]
+    BlobNotIndexed { kind: &'static str, id: Id },
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    #[error("{0:?} matches more than one snapshot; give more digits")]
+    AmbiguousSnapshot(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl RepoError {
+    /// A damaged object.
+    pub fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> RepoError {
+        RepoError::Corrupt {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Result of an engine operation.
+pub type RepoResult<T> = Result<T, RepoError>;

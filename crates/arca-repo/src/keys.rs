@@ -1,0 +1,167 @@
+//! Key slots: create, open with a password, list, add, remove. None of these re-encrypts data.
+
+use crate::{RepoError, RepoResult};
+use arca_crypto::{derive_slot_key, open_slot, random_bytes, seal_slot, MasterKey};
+use arca_format::{decode, encode, Id, KdfParams, KeySlot, FORMAT_VERSION};
+use arca_storage::{ObjectKind, Storage};
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+
+/// Who and where a key slot or snapshot was made.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub hostname: String,
+    pub username: String,
+}
+
+impl Origin {
+    /// This machine and user.
+    pub fn current() -> Origin {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let username = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "root".into());
+        Origin { hostname, username }
+    }
+}
+
+/// A key slot as shown to the user.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub created: String,
+    pub hostname: String,
+    pub username: String,
+    pub label: String,
+    pub current: bool,
+}
+
+/// Seal `master` under `password` as a new key slot; returns its name and bytes.
+pub fn make_slot(
+    master: &MasterKey,
+    password: &[u8],
+    params: KdfParams,
+    origin: &Origin,
+    label: &str,
+) -> RepoResult<(String, Vec<u8>)> {
+    let salt: [u8; 16] = random_bytes();
+    let sk =
+        derive_slot_key(password, &salt, &params).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let slot = KeySlot {
+        version: FORMAT_VERSION,
+        kdf: "argon2id".into(),
+        params,
+        salt: ByteBuf::from(salt.to_vec()),
+        sealed_master: ByteBuf::from(seal_slot(master, &sk)),
+        created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        hostname: origin.hostname.clone(),
+        username: origin.username.clone(),
+        label: label.to_string(),
+    };
+    let bytes = encode("key slot", &slot).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    Ok((Id::of_bytes(&bytes).to_hex(), bytes))
+}
+
+/// Store a new key slot.
+pub fn store_slot(
+    storage: &dyn Storage,
+    master: &MasterKey,
+    password: &[u8],
+    params: KdfParams,
+    origin: &Origin,
+    label: &str,
+) -> RepoResult<String> {
+    let (name, bytes) = make_slot(master, password, params, origin, label)?;
+    storage.put(ObjectKind::Key, &name, &bytes)?;
+    Ok(name)
+}
+
+/// Read every key slot; damaged ones are skipped with their error.
+pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySlot, RepoError>)>> {
+    let mut out = vec![];
+    for (name, _) in storage.list(ObjectKind::Key)? {
+        let slot = storage
+            .get(ObjectKind::Key, &name)
+            .map_err(RepoError::from)
+            .and_then(|b| {
+                decode::<KeySlot>("key slot", &b)
+                    .map_err(|e| RepoError::corrupt(format!("key slot {name}"), e))
+            });
+        out.push((name, slot));
+    }
+    Ok(out)
+}
+
+/// Try every slot with `password`; returns the master key and the slot that opened.
+pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, String)> {
+    for (name, slot) in read_slots(storage)? {
+        let Ok(slot) = slot else { continue };
+        if slot.kdf != "argon2id" {
+            continue;
+        }
+        let Ok(sk) = derive_slot_key(password, &slot.salt, &slot.params) else {
+            continue;
+        };
+        if let Ok(master) = open_slot(&slot.sealed_master, &sk) {
+            return Ok((master, name));
+        }
+    }
+    Err(RepoError::WrongPassword {
+        location: storage.location(),
+    })
+}
+
+/// List key slots, marking the one in use.
+pub fn list(storage: &dyn Storage, current: &str) -> RepoResult<Vec<KeyInfo>> {
+    let mut out = vec![];
+    for (name, slot) in read_slots(storage)? {
+        let slot = slot?;
+        out.push(KeyInfo {
+            current: name == current,
+            id: name,
+            created: slot.created,
+            hostname: slot.hostname,
+            username: slot.username,
+            label: slot.label,
+        });
+    }
+    Ok(out)
+}
+
+/// Remove a key slot by id prefix. The last slot and the slot in use are refused.
+pub fn remove(storage: &dyn Storage, prefix: &str, current: &str) -> RepoResult<String> {
+    let names: Vec<String> = storage
+        .list(ObjectKind::Key)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let matches: Vec<&String> = names.iter().filter(|n| n.starts_with(prefix)).collect();
+    let name = match matches.as_slice() {
+        [one] => (*one).clone(),
+        [] => {
+            return Err(RepoError::Invalid(format!(
+                "no key slot matches {prefix:?}"
+            )))
+        }
+        _ => {
+            return Err(RepoError::Invalid(format!(
+                "{prefix:?} matches more than one key slot"
+            )))
+        }
+    };
+    if name == current {
+        return Err(RepoError::Refused(format!(
+            "key slot {} is the one this command opened the repository with; open it with another password to remove it",
+            &name[..8.min(name.len())]
+        )));
+    }
+    if names.len() <= 1 {
+        return Err(RepoError::Refused(
+            "refusing to remove the last key slot: the data would be unreadable".into(),
+        ));
+    }
+    storage.delete(ObjectKind::Key, &name)?;
+    Ok(name)
+}

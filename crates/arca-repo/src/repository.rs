@@ -1,0 +1,372 @@
+//! Repository: open (unlock a key slot, read the authenticated config), load the index, and
+//! read and write sealed objects and blobs.
+
+use crate::index::Index;
+use crate::keys::{self, Origin};
+use crate::{blob, RepoError, RepoResult};
+use arca_chunker::Chunker;
+use arca_crypto::{Cipher, MasterKey};
+use arca_format::{
+    decode, encode, BlobKind, ChunkerParams, Config, ConfigFile, EncryptionMode, Id, IndexFile,
+    KdfParams, Tree, FORMAT_VERSION,
+};
+use arca_storage::{ObjectKind, Storage};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_bytes::ByteBuf;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Associated data for each kind of sealed object, so one kind cannot pass for another.
+pub(crate) fn object_ad(kind: ObjectKind) -> &'static [u8] {
+    match kind {
+        ObjectKind::Config => b"arca config v1",
+        ObjectKind::Index => b"arca index v1",
+        ObjectKind::Snapshot => b"arca snapshot v1",
+        ObjectKind::Pack => b"arca pack header v1",
+        ObjectKind::Key => b"arca key slot v1",
+    }
+}
+
+/// Settings for a new repository.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub encryption: EncryptionMode,
+    pub chunker: ChunkerParams,
+    pub compression_level: i32,
+    pub pack_size: u64,
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            encryption: EncryptionMode::Aes256GcmSiv,
+            chunker: ChunkerParams::default(),
+            compression_level: 3,
+            pack_size: 16 * 1024 * 1024,
+            kdf: KdfParams::default(),
+        }
+    }
+}
+
+/// An open repository: storage, key and config, and (after `load_index`) the index.
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: Config,
+    key: MasterKey,
+    cipher: Cipher,
+    key_slot: String,
+    index: RwLock<Index>,
+}
+
+impl Repository {
+    /// Create a repository: fails if a config already exists.
+    pub fn init(
+        storage: Arc<dyn Storage>,
+        password: &[u8],
+        opts: &InitOptions,
+    ) -> RepoResult<Repository> {
+        if storage.exists(ObjectKind::Config, "config")? {
+            return Err(RepoError::AlreadyExists {
+                location: storage.location(),
+            });
+        }
+        Chunker::new(
+            opts.chunker.min_size as usize,
+            opts.chunker.avg_size as usize,
+            opts.chunker.max_size as usize,
+            1,
+        )
+        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let key = MasterKey::generate();
+        let cipher = key.cipher(opts.encryption);
+        let repo_id = Id(arca_crypto::random_bytes());
+        let config = Config {
+            version: FORMAT_VERSION,
+            repo_id,
+            chunker: opts.chunker,
+            encryption: opts.encryption,
+            compression_level: opts.compression_level,
+            pack_size: opts.pack_size,
+        };
+        let body = encode("config", &config).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let file = ConfigFile {
+            version: FORMAT_VERSION,
+            repo_id,
+            encryption: opts.encryption,
+            sealed: ByteBuf::from(cipher.seal(&body, object_ad(ObjectKind::Config))),
+        };
+        // The key slot goes first: a config without a key would be an unopenable repository.
+        let key_slot =
+            keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
+        let bytes = file
+            .to_bytes()
+            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        storage.put(ObjectKind::Config, "config", &bytes)?;
+        Ok(Repository {
+            storage,
+            config,
+            key,
+            cipher,
+            key_slot,
+            index: RwLock::new(Index::default()),
+        })
+    }
+
+    /// Open a repository with a password. Does not load the index.
+    pub fn open(storage: Arc<dyn Storage>, password: &[u8]) -> RepoResult<Repository> {
+        let bytes = match storage.get(ObjectKind::Config, "config") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::NoRepository {
+                    location: storage.location(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let file = ConfigFile::from_bytes(&bytes).map_err(|e| RepoError::corrupt("config", e))?;
+        if file.version > FORMAT_VERSION {
+            return Err(RepoError::UnsupportedVersion {
+                found: file.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let (key, key_slot) = keys::unlock(&*storage, password)?;
+        let cipher = key.cipher(file.encryption);
+        let body = cipher
+            .open(&file.sealed, object_ad(ObjectKind::Config), "config")
+            .map_err(|e| RepoError::corrupt("config", e))?;
+        let config: Config =
+            decode("config", &body).map_err(|e| RepoError::corrupt("config", e))?;
+        if config.version != file.version
+            || config.repo_id != file.repo_id
+            || config.encryption != file.encryption
+        {
+            return Err(RepoError::corrupt(
+                "config",
+                "the plaintext envelope does not match the sealed body",
+            ));
+        }
+        Ok(Repository {
+            storage,
+            config,
+            key,
+            cipher,
+            key_slot,
+            index: RwLock::new(Index::default()),
+        })
+    }
+
+    /// The backend.
+    pub fn storage(&self) -> &dyn Storage {
+        &*self.storage
+    }
+
+    /// The backend, shared.
+    pub fn storage_arc(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
+    }
+
+    /// The authenticated settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The object cipher.
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// The key slot this repository was opened with.
+    pub fn key_slot(&self) -> &str {
+        &self.key_slot
+    }
+
+    /// A chunker with this repository's parameters and secret seed.
+    pub fn chunker(&self) -> RepoResult<Chunker> {
+        let c = self.config.chunker;
+        Chunker::new(
+            c.min_size as usize,
+            c.avg_size as usize,
+            c.max_size as usize,
+            self.key.chunker_seed(),
+        )
+        .map_err(|e| RepoError::corrupt("config", e))
+    }
+
+    /// The index, for reading.
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index, for adding packs.
+    pub fn index_mut(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seal a structure as an object of `kind`; returns the name (BLAKE3 of the stored bytes).
+    pub fn save_object<T: Serialize>(&self, kind: ObjectKind, value: &T) -> RepoResult<Id> {
+        let plain = encode("object", value).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let sealed = self.cipher.seal(&plain, object_ad(kind));
+        let id = Id::of_bytes(&sealed);
+        self.storage.put(kind, &id.to_hex(), &sealed)?;
+        Ok(id)
+    }
+
+    /// Read, verify and open an object of `kind` by name.
+    pub fn load_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> RepoResult<T> {
+        let bytes = self.storage.get(kind, name)?;
+        self.open_object(kind, name, &bytes)
+    }
+
+    /// Verify and open stored bytes of an object of `kind` named `name`.
+    pub fn open_object<T: DeserializeOwned>(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> RepoResult<T> {
+        let what = || format!("{kind} {name}");
+        if Id::of_bytes(bytes).to_hex() != name {
+            return Err(RepoError::corrupt(
+                what(),
+                "contents do not match the object name",
+            ));
+        }
+        let plain = self
+            .cipher
+            .open(bytes, object_ad(kind), "object")
+            .map_err(|e| RepoError::corrupt(what(), e))?;
+        decode(kind_label(kind), &plain).map_err(|e| RepoError::corrupt(what(), e))
+    }
+
+    /// Load every index object. Damaged ones are returned as errors and skipped, so the
+    /// caller can warn and go on with what is readable.
+    pub fn load_index(&self) -> RepoResult<Vec<RepoError>> {
+        let mut problems = vec![];
+        let mut ix = Index::default();
+        for (name, _) in self.storage.list(ObjectKind::Index)? {
+            match self.load_object::<IndexFile>(ObjectKind::Index, &name) {
+                Ok(f) => {
+                    for p in &f.packs {
+                        ix.add_pack(p);
+                    }
+                    if let Some(id) = Id::from_hex(&name) {
+                        ix.files.push(id);
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        *self.index_mut() = ix;
+        Ok(problems)
+    }
+
+    /// Read and verify one blob.
+    pub fn read_blob(&self, kind: BlobKind, id: &Id) -> RepoResult<Vec<u8>> {
+        let loc = self.index().get(id).ok_or(RepoError::BlobNotIndexed {
+            kind: kind_name(kind),
+            id: *id,
+        })?;
+        let sealed = self
+            .storage
+            .get_range(
+                ObjectKind::Pack,
+                &loc.pack.to_hex(),
+                loc.offset,
+                loc.length as u64,
+            )
+            .map_err(|e| match e {
+                arca_storage::StorageError::NotFound { path } => {
+                    RepoError::corrupt(format!("pack {}", loc.pack), format!("{path} is missing"))
+                }
+                e => RepoError::corrupt(format!("pack {}", loc.pack), e),
+            })?;
+        blob::decode(&self.key, &self.cipher, kind, id, &sealed, loc.raw_length)
+            .map_err(|e| RepoError::corrupt(format!("pack {}", loc.pack), e))
+    }
+
+    /// Read one directory listing.
+    pub fn read_tree(&self, id: &Id) -> RepoResult<Tree> {
+        let bytes = self.read_blob(BlobKind::Tree, id)?;
+        let tree: Tree =
+            decode("tree", &bytes).map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
+        tree.validate()
+            .map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
+        Ok(tree)
+    }
+}
+
+/// A lower-case name of a blob kind, for messages.
+pub fn kind_name(kind: BlobKind) -> &'static str {
+    match kind {
+        BlobKind::Data => "data",
+        BlobKind::Tree => "tree",
+    }
+}
+
+fn kind_label(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Config => "config",
+        ObjectKind::Key => "key slot",
+        ObjectKind::Pack => "pack header",
+        ObjectKind::Index => "index",
+        ObjectKind::Snapshot => "snapshot",
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use arca_storage::MemoryStorage;
+
+    pub fn cheap_opts() -> InitOptions {
+        InitOptions {
+            kdf: KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn init_open_and_wrong_password() {
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        let r = Repository::init(s.clone(), b"pw", &cheap_opts()).unwrap();
+        assert!(matches!(
+            Repository::init(s.clone(), b"pw", &cheap_opts()),
+            Err(RepoError::AlreadyExists { .. })
+        ));
+        let o = Repository::open(s.clone(), b"pw").unwrap();
+        assert_eq!(o.config(), r.config());
+        assert!(matches!(
+            Repository::open(s.clone(), b"nope"),
+            Err(RepoError::WrongPassword { .. })
+        ));
+        let empty: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        assert!(matches!(
+            Repository::open(empty, b"pw"),
+            Err(RepoError::NoRepository { .. })
+        ));
+    }
+
+    #[test]
+    fn newer_version_is_refused_before_the_password() {
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        Repository::init(s.clone(), b"pw", &cheap_opts()).unwrap();
+        let mut f = ConfigFile::from_bytes(&s.get(ObjectKind::Config, "config").unwrap()).unwrap();
+        f.version = 99;
+        s.put(ObjectKind::Config, "config", &f.to_bytes().unwrap())
+            .unwrap();
+        assert!(matches!(
+            Repository::open(s, b"wrong"),
+            Err(RepoError::UnsupportedVersion { found: 99, .. })
+        ));
+    }
+}
