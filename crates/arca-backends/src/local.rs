@@ -39,10 +39,7 @@ impl LocalStorage {
         let dir = path.parent().unwrap_or(&self.root);
         let mut suffix = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut suffix);
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!("{file_name}{TMP_MARK}{}", hex::encode(suffix)));
         let result = (|| {
             let mut f = match File::create(&tmp) {
@@ -79,17 +76,10 @@ impl Storage for LocalStorage {
         fs::read(&p).map_err(|e| self.err(&p, e))
     }
 
-    fn get_range(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> StorageResult<Vec<u8>> {
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
         let p = self.full(kind, name);
         let mut f = File::open(&p).map_err(|e| self.err(&p, e))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| self.err(&p, e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| self.err(&p, e))?;
         let len = usize::try_from(length)
             .map_err(|_| StorageError::Refused(format!("range of {length} bytes is too large")))?;
         let mut buf = vec![0u8; len];

@@ -31,9 +31,7 @@ pub struct Chunker {
 impl Chunker {
     /// A chunker with sizes in bytes and the repository's seed.
     pub fn new(min: usize, avg: usize, max: usize, seed: u64) -> Result<Chunker, InvalidParams> {
-        use fastcdc::v2020::{
-            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
-        };
+        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
         if !(MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
             || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
@@ -43,15 +41,7 @@ impl Chunker {
         }
         let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
         let (gear, gear_ls) = get_gear_with_seed(seed);
-        Ok(Chunker {
-            min,
-            avg,
-            max,
-            mask_s,
-            mask_l,
-            gear: gear.into_owned(),
-            gear_ls: gear_ls.into_owned(),
-        })
+        Ok(Chunker { min, avg, max, mask_s, mask_l, gear: gear.into_owned(), gear_ls: gear_ls.into_owned() })
     }
 
     /// Largest chunk this chunker produces.
@@ -82,14 +72,7 @@ impl Chunker {
 
     /// Chunk a stream.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        ChunkStream {
-            chunker: self,
-            reader,
-            buf: vec![0; 2 * self.max],
-            start: 0,
-            end: 0,
-            eof: false,
-        }
+        ChunkStream { chunker: self, reader, buf: vec![0; 2 * self.max], start: 0, end: 0, eof: false }
     }
 }
 
@@ -189,11 +172,7 @@ mod tests {
         shifted.extend_from_slice(&data);
         let a: std::collections::HashSet<_> = chunks(&c, &data).into_iter().collect();
         let b = chunks(&c, &shifted);
-        let new: usize = b
-            .iter()
-            .filter(|ch| !a.contains(*ch))
-            .map(|ch| ch.len())
-            .sum();
+        let new: usize = b.iter().filter(|ch| !a.contains(*ch)).map(|ch| ch.len()).sum();
         assert!(new < 3 * 65536, "{new} new bytes after a 100-byte insert");
     }
 
@@ -202,10 +181,7 @@ mod tests {
         let data = pseudo_random(1 << 20, 9);
         let a = chunks(&Chunker::new(2048, 8192, 65536, 1).unwrap(), &data);
         let b = chunks(&Chunker::new(2048, 8192, 65536, 2).unwrap(), &data);
-        assert_ne!(
-            a.iter().map(Vec::len).collect::<Vec<_>>(),
-            b.iter().map(Vec::len).collect::<Vec<_>>()
-        );
+        assert_ne!(a.iter().map(Vec::len).collect::<Vec<_>>(), b.iter().map(Vec::len).collect::<Vec<_>>());
     }
 
     #[test]

@@ -20,9 +20,7 @@ impl Cipher {
     /// A cipher of `mode` with a 32-byte key.
     pub fn new(mode: EncryptionMode, key: &[u8; 32]) -> Cipher {
         match mode {
-            EncryptionMode::XChaCha20Poly1305 => {
-                Cipher::XChaCha(Box::new(XChaCha20Poly1305::new(key.into())))
-            }
+            EncryptionMode::XChaCha20Poly1305 => Cipher::XChaCha(Box::new(XChaCha20Poly1305::new(key.into()))),
             EncryptionMode::Aes256GcmSiv => Cipher::AesSiv(Box::new(Aes256GcmSiv::new(key.into()))),
         }
     }
@@ -50,12 +48,8 @@ impl Cipher {
         // Encryption with a valid key and in-memory buffer cannot fail for these ciphers
         // (only over-long messages, > 64 GiB, are refused).
         let tag = match self {
-            Cipher::XChaCha(c) => c
-                .encrypt_in_place_detached((&*nonce).into(), ad, body)
-                .map(|t| t.to_vec()),
-            Cipher::AesSiv(c) => c
-                .encrypt_in_place_detached((&*nonce).into(), ad, body)
-                .map(|t| t.to_vec()),
+            Cipher::XChaCha(c) => c.encrypt_in_place_detached((&*nonce).into(), ad, body).map(|t| t.to_vec()),
+            Cipher::AesSiv(c) => c.encrypt_in_place_detached((&*nonce).into(), ad, body).map(|t| t.to_vec()),
         };
         match tag {
             Ok(t) => out.extend_from_slice(&t),
@@ -65,29 +59,17 @@ impl Cipher {
     }
 
     /// Open bytes made by [`Cipher::seal`] with the same associated data.
-    pub fn open(
-        &self,
-        sealed: &[u8],
-        ad: &[u8],
-        what: &'static str,
-    ) -> Result<Vec<u8>, CryptoError> {
+    pub fn open(&self, sealed: &[u8], ad: &[u8], what: &'static str) -> Result<Vec<u8>, CryptoError> {
         let n = self.nonce_len();
         if sealed.len() < n + TAG_LEN {
-            return Err(CryptoError::Truncated {
-                what,
-                len: sealed.len(),
-            });
+            return Err(CryptoError::Truncated { what, len: sealed.len() });
         }
         let (nonce, rest) = sealed.split_at(n);
         let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
         let mut buf = body.to_vec();
         let ok = match self {
-            Cipher::XChaCha(c) => {
-                c.decrypt_in_place_detached(nonce.into(), ad, &mut buf, tag.into())
-            }
-            Cipher::AesSiv(c) => {
-                c.decrypt_in_place_detached(nonce.into(), ad, &mut buf, tag.into())
-            }
+            Cipher::XChaCha(c) => c.decrypt_in_place_detached(nonce.into(), ad, &mut buf, tag.into()),
+            Cipher::AesSiv(c) => c.decrypt_in_place_detached(nonce.into(), ad, &mut buf, tag.into()),
         };
         ok.map_err(|_| CryptoError::Authentication { what })?;
         Ok(buf)
@@ -112,10 +94,7 @@ mod tests {
 
     #[test]
     fn tampering_and_wrong_ad_are_caught() {
-        for mode in [
-            EncryptionMode::Aes256GcmSiv,
-            EncryptionMode::XChaCha20Poly1305,
-        ] {
+        for mode in [EncryptionMode::Aes256GcmSiv, EncryptionMode::XChaCha20Poly1305] {
             let c = Cipher::new(mode, &[1; 32]);
             let s = c.seal(b"hello world", b"ad");
             for i in 0..s.len() {

@@ -22,11 +22,7 @@ impl MasterKey {
     /// A fresh random master key.
     pub fn generate() -> MasterKey {
         let mut rng = rand::thread_rng();
-        let mut k = MasterKey {
-            data_key: [0; 32],
-            mac_key: [0; 32],
-            chunker_seed: 0,
-        };
+        let mut k = MasterKey { data_key: [0; 32], mac_key: [0; 32], chunker_seed: 0 };
         rng.fill_bytes(&mut k.data_key);
         rng.fill_bytes(&mut k.mac_key);
         // A zero seed would mean the public default gear table.
@@ -63,11 +59,7 @@ impl MasterKey {
         if b.len() != MASTER_LEN {
             return None;
         }
-        let mut k = MasterKey {
-            data_key: [0; 32],
-            mac_key: [0; 32],
-            chunker_seed: 0,
-        };
+        let mut k = MasterKey { data_key: [0; 32], mac_key: [0; 32], chunker_seed: 0 };
         k.data_key.copy_from_slice(&b[..32]);
         k.mac_key.copy_from_slice(&b[32..64]);
         k.chunker_seed = u64::from_le_bytes(b[64..].try_into().ok()?);
@@ -80,22 +72,12 @@ impl MasterKey {
 pub struct SlotKey([u8; 32]);
 
 /// Derive a slot key from `passphrase` with Argon2id.
-pub fn derive_slot_key(
-    passphrase: &[u8],
-    salt: &[u8],
-    params: &KdfParams,
-) -> Result<SlotKey, CryptoError> {
-    let p = argon2::Params::new(
-        params.memory_kib,
-        params.iterations,
-        params.parallelism,
-        Some(32),
-    )
-    .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+pub fn derive_slot_key(passphrase: &[u8], salt: &[u8], params: &KdfParams) -> Result<SlotKey, CryptoError> {
+    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = SlotKey([0; 32]);
-    a.hash_password_into(passphrase, salt, &mut out.0)
-        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    a.hash_password_into(passphrase, salt, &mut out.0).map_err(|e| CryptoError::Kdf(e.to_string()))?;
     Ok(out)
 }
 
@@ -109,14 +91,10 @@ pub fn seal_slot(master: &MasterKey, slot_key: &SlotKey) -> Vec<u8> {
 
 /// Open a sealed master key; an authentication error means the passphrase was wrong.
 pub fn open_slot(sealed: &[u8], slot_key: &SlotKey) -> Result<MasterKey, CryptoError> {
-    let mut plain = Cipher::new(EncryptionMode::XChaCha20Poly1305, &slot_key.0)
-        .open(sealed, SLOT_AD, "key slot")?;
+    let mut plain = Cipher::new(EncryptionMode::XChaCha20Poly1305, &slot_key.0).open(sealed, SLOT_AD, "key slot")?;
     let key = MasterKey::from_bytes(&plain);
     plain.zeroize();
-    key.ok_or(CryptoError::Truncated {
-        what: "master key",
-        len: sealed.len(),
-    })
+    key.ok_or(CryptoError::Truncated { what: "master key", len: sealed.len() })
 }
 
 /// Random bytes for salts and ids.
@@ -131,11 +109,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> KdfParams {
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
+        KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }
     }
 
     #[test]
@@ -147,10 +121,7 @@ mod tests {
         assert_eq!(back.blob_id(b"x"), m.blob_id(b"x"));
         assert_eq!(back.chunker_seed(), m.chunker_seed());
         let wrong = derive_slot_key(b"pW", b"saltsaltsalt", &cheap()).unwrap();
-        assert!(matches!(
-            open_slot(&sealed, &wrong),
-            Err(CryptoError::Authentication { .. })
-        ));
+        assert!(matches!(open_slot(&sealed, &wrong), Err(CryptoError::Authentication { .. })));
     }
 
     #[test]

@@ -7,15 +7,9 @@ use serde::{de::DeserializeOwned, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     #[error("cannot encode {what}: {source}")]
-    Encode {
-        what: &'static str,
-        source: rmp_serde::encode::Error,
-    },
+    Encode { what: &'static str, source: rmp_serde::encode::Error },
     #[error("malformed {what}: {source}")]
-    Decode {
-        what: &'static str,
-        source: rmp_serde::decode::Error,
-    },
+    Decode { what: &'static str, source: rmp_serde::decode::Error },
     #[error("malformed {what}: {reason}")]
     Invalid { what: &'static str, reason: String },
 }

@@ -27,11 +27,7 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams {
-            min_size: 512 * 1024,
-            avg_size: 1024 * 1024,
-            max_size: 8 * 1024 * 1024,
-        }
+        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 }
     }
 }
 
@@ -70,10 +66,9 @@ impl ConfigFile {
     pub fn from_bytes(bytes: &[u8]) -> Result<ConfigFile, crate::FormatError> {
         match bytes.strip_prefix(CONFIG_MAGIC.as_slice()) {
             Some(rest) => crate::decode("config", rest),
-            None => Err(crate::FormatError::Invalid {
-                what: "config",
-                reason: "not an arca repository (bad magic)".into(),
-            }),
+            None => {
+                Err(crate::FormatError::Invalid { what: "config", reason: "not an arca repository (bad magic)".into() })
+            }
         }
     }
 }

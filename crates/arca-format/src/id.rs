@@ -58,10 +58,8 @@ impl Serialize for Id {
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
-        let arr: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"32 bytes"))?;
+        let arr: [u8; 32] =
+            bytes.as_slice().try_into().map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"32 bytes"))?;
         Ok(Id(arr))
     }
 }

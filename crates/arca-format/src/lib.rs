@@ -17,7 +17,7 @@ pub use id::{BlobId, Id, PackId};
 pub use index::{IndexEntry, IndexFile, IndexPack};
 pub use keyslot::{KdfParams, KeySlot};
 pub use pack::{BlobKind, PackHeader, PackHeaderEntry};
-pub use snapshot::{Snapshot, SnapshotKind, SnapshotSummary, SnapshotWarning};
+pub use snapshot::{Snapshot, SnapshotKind, SnapshotSummary, SnapshotWarning, WarningKind};
 pub use tree::{Node, NodeKind, Tree};
 
 /// The repository format version this code writes and reads.

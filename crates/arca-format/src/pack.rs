@@ -77,10 +77,7 @@ impl PackTrailer {
         }
         let data_key = u32::from_le_bytes(bytes[..4].try_into().ok()?);
         let header_length = u32::from_le_bytes(bytes[4..8].try_into().ok()?);
-        Some(PackTrailer {
-            data_key,
-            header_length,
-        })
+        Some(PackTrailer { data_key, header_length })
     }
 }
 
@@ -107,11 +104,7 @@ mod tests {
 
     #[test]
     fn trailer_rejects_bad_magic() {
-        let mut b = PackTrailer {
-            data_key: 0,
-            header_length: 5,
-        }
-        .to_bytes();
+        let mut b = PackTrailer { data_key: 0, header_length: 5 }.to_bytes();
         b[15] ^= 1;
         assert!(PackTrailer::from_bytes(&b).is_none());
         assert!(PackTrailer::from_bytes(&b[..3]).is_none());

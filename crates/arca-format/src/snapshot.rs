@@ -34,11 +34,24 @@ pub struct SnapshotSummary {
     pub duration_secs: f64,
 }
 
+/// What kind of problem a warning reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarningKind {
+    /// The path could not be read (or vanished); it is missing from the snapshot.
+    #[default]
+    Unreadable,
+    /// The file changed while being read; it is stored as read.
+    Changed,
+}
+
 /// A problem with one source path that did not stop the backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotWarning {
     pub path: String,
     pub message: String,
+    #[serde(default)]
+    pub kind: WarningKind,
 }
 
 /// The contents of `snapshots/<id>`, sealed.
@@ -79,7 +92,7 @@ mod tests {
             let s = Snapshot { time: "2026-01-01T00:00:00Z".into(), hostname: host, username: "u".into(), paths, tags,
                 parent: Some(Id([1; 32])), tree: Id([2; 32]), kind: SnapshotKind::Files,
                 summary: SnapshotSummary { files_new: n, ..Default::default() },
-                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into() }], excludes: vec![], keep_until: None, program_version: "x".into() };
+                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, program_version: "x".into() };
             let bytes = crate::encode("snapshot", &s).unwrap();
             prop_assert_eq!(crate::decode::<Snapshot>("snapshot", &bytes).unwrap(), s);
         }

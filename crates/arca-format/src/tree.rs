@@ -123,10 +123,7 @@ impl Tree {
 
     /// Find a node by name.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|n| n.name.as_slice().cmp(name))
-            .ok()
-            .map(|i| &self.nodes[i])
+        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 
     /// Check the invariants a restorer relies on: sorted, unique, and every name a single
@@ -135,12 +132,7 @@ impl Tree {
         let mut prev: Option<&[u8]> = None;
         for n in &self.nodes {
             let name = n.name.as_slice();
-            if name.is_empty()
-                || name == b"."
-                || name == b".."
-                || name.contains(&b'/')
-                || name.contains(&0)
-            {
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
                 return Err(crate::FormatError::Invalid {
                     what: "tree",
                     reason: format!("unsafe entry name {:?}", String::from_utf8_lossy(name)),
@@ -175,10 +167,7 @@ mod tests {
             proptest::collection::vec(any::<[u8; 32]>(), 0..4),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
             proptest::collection::vec(
-                (
-                    proptest::collection::vec(any::<u8>(), 1..10),
-                    proptest::collection::vec(any::<u8>(), 0..10),
-                ),
+                (proptest::collection::vec(any::<u8>(), 1..10), proptest::collection::vec(any::<u8>(), 0..10)),
                 0..3,
             ),
         )
@@ -200,10 +189,7 @@ mod tests {
                 n.target = target.map(ByteBuf::from);
                 n.xattrs = xattrs
                     .into_iter()
-                    .map(|(a, b)| Xattr {
-                        name: ByteBuf::from(a),
-                        value: ByteBuf::from(b),
-                    })
+                    .map(|(a, b)| Xattr { name: ByteBuf::from(a), value: ByteBuf::from(b) })
                     .collect();
                 n.rdev = size / 3;
                 n.links = size % 5;
@@ -225,24 +211,12 @@ mod tests {
     #[test]
     fn validate_rejects_unsafe_names() {
         for bad in [&b""[..], b".", b"..", b"a/b", b"a\0"] {
-            let t = Tree {
-                nodes: vec![Node::new(bad, NodeKind::File)],
-            };
+            let t = Tree { nodes: vec![Node::new(bad, NodeKind::File)] };
             assert!(t.validate().is_err(), "{bad:?}");
         }
-        let t = Tree {
-            nodes: vec![
-                Node::new(b"b", NodeKind::File),
-                Node::new(b"a", NodeKind::File),
-            ],
-        };
+        let t = Tree { nodes: vec![Node::new(b"b", NodeKind::File), Node::new(b"a", NodeKind::File)] };
         assert!(t.validate().is_err());
-        let t = Tree {
-            nodes: vec![
-                Node::new(b"a", NodeKind::File),
-                Node::new(b"b\xff", NodeKind::File),
-            ],
-        };
+        let t = Tree { nodes: vec![Node::new(b"a", NodeKind::File), Node::new(b"b\xff", NodeKind::File)] };
         assert!(t.validate().is_ok());
         assert!(t.find(b"b\xff").is_some());
     }

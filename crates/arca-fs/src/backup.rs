@@ -9,7 +9,7 @@ use crate::meta::{node_from, read_xattrs, NameCache};
 use crate::sparse::{data_regions, holes_of, RegionReader};
 use crate::{FsError, FsResult};
 use arca_chunker::Chunker;
-use arca_format::{encode, BlobKind, Id, Node, NodeKind, SnapshotSummary, SnapshotWarning, Tree};
+use arca_format::{encode, BlobKind, Id, Node, NodeKind, SnapshotSummary, SnapshotWarning, Tree, WarningKind};
 use arca_repo::BlobWriter;
 use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, HashMap};
@@ -92,10 +92,7 @@ pub fn backup(
     let mut root = PathTrie::default();
     for p in &opts.paths {
         if !p.is_absolute() {
-            return Err(FsError::Invalid(format!(
-                "{} is not an absolute path",
-                p.display()
-            )));
+            return Err(FsError::Invalid(format!("{} is not an absolute path", p.display())));
         }
         root.insert(p);
     }
@@ -108,11 +105,7 @@ pub fn backup(
         a.trie_tree(&root, Path::new("/"), parent_tree.as_ref())?
     };
     a.summary.duration_secs = started.elapsed().as_secs_f64();
-    Ok(BackupOutcome {
-        tree,
-        summary: a.summary,
-        warnings: a.warnings,
-    })
+    Ok(BackupOutcome { tree, summary: a.summary, warnings: a.warnings })
 }
 
 /// Store a single stream as a snapshot containing one file named `name`.
@@ -125,27 +118,20 @@ pub fn backup_stream(
     let started = Instant::now();
     let clean: &[u8] = name.trim_matches('/').as_bytes();
     if clean.is_empty() || clean.contains(&b'/') || clean == b"." || clean == b".." {
-        return Err(FsError::Invalid(format!(
-            "--stdin-filename {name:?} must be a plain file name"
-        )));
+        return Err(FsError::Invalid(format!("--stdin-filename {name:?} must be a plain file name")));
     }
     let chunker = writer.repository().chunker()?;
     let mut stream = chunker.stream(reader);
     let mut blobs = vec![];
     let mut size = 0u64;
-    while let Some(chunk) = stream
-        .next_chunk()
-        .map_err(|e| FsError::io(Path::new("<stdin>"), e))?
-    {
+    while let Some(chunk) = stream.next_chunk().map_err(|e| FsError::io(Path::new("<stdin>"), e))? {
         size += chunk.len() as u64;
         progress.bytes(chunk.len() as u64);
         blobs.push(writer.add(BlobKind::Data, chunk)?.0);
     }
     let mut node = Node::new(clean, NodeKind::File);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     node.mode = 0o644;
     node.uid = nix::unistd::getuid().as_raw();
     node.gid = nix::unistd::getgid().as_raw();
@@ -165,11 +151,7 @@ pub fn backup_stream(
         duration_secs: started.elapsed().as_secs_f64(),
         ..Default::default()
     };
-    Ok(BackupOutcome {
-        tree: id,
-        summary,
-        warnings: vec![],
-    })
+    Ok(BackupOutcome { tree: id, summary, warnings: vec![] })
 }
 
 /// The source paths as a tree of components.
@@ -194,12 +176,13 @@ impl PathTrie {
 
 impl Archiver<'_> {
     fn warn(&mut self, path: &Path, message: impl Into<String>) {
+        self.warn_kind(path, message, WarningKind::Unreadable)
+    }
+
+    fn warn_kind(&mut self, path: &Path, message: impl Into<String>, kind: WarningKind) {
         let message = message.into();
         self.progress.warning(path, &message);
-        self.warnings.push(SnapshotWarning {
-            path: path.display().to_string(),
-            message,
-        });
+        self.warnings.push(SnapshotWarning { path: path.display().to_string(), message, kind });
     }
 
     fn load_tree(&self, id: &Id) -> Option<Tree> {
@@ -236,18 +219,13 @@ impl Archiver<'_> {
                     tree.nodes.push(n);
                 }
             } else if md.is_dir() {
-                let sub_parent = pnode
-                    .and_then(|n| n.subtree)
-                    .and_then(|id| self.load_tree(&id));
+                let sub_parent = pnode.and_then(|n| n.subtree).and_then(|id| self.load_tree(&id));
                 let mut node = node_from(name, &md, &mut self.names);
                 node.xattrs = read_xattrs(&path).unwrap_or_default();
                 node.subtree = Some(self.trie_tree(child, &path, sub_parent.as_ref())?);
                 tree.nodes.push(node);
             } else {
-                self.warn(
-                    &path,
-                    "is not a directory; the sources below it were skipped",
-                );
+                self.warn(&path, "is not a directory; the sources below it were skipped");
             }
         }
         self.store_tree(tree)
@@ -343,8 +321,7 @@ impl Archiver<'_> {
             && p.kind == NodeKind::File
             && p.size == md.size()
             && p.mtime_ns == md.mtime() * 1_000_000_000 + md.mtime_nsec()
-            && (self.opts.ignore_ctime
-                || p.ctime_ns == md.ctime() * 1_000_000_000 + md.ctime_nsec())
+            && (self.opts.ignore_ctime || p.ctime_ns == md.ctime() * 1_000_000_000 + md.ctime_nsec())
             && p.inode == md.ino()
             && (p.size == 0 || !p.content.is_empty() || !p.holes.is_empty())
             && {
@@ -354,13 +331,7 @@ impl Archiver<'_> {
     }
 
     /// Fill in a file's content; false if it could not be read at all.
-    fn file(
-        &mut self,
-        path: &Path,
-        md: &Metadata,
-        node: &mut Node,
-        pnode: Option<&Node>,
-    ) -> FsResult<bool> {
+    fn file(&mut self, path: &Path, md: &Metadata, node: &mut Node, pnode: Option<&Node>) -> FsResult<bool> {
         self.summary.total_bytes += md.size();
         let link_key = (md.dev(), md.ino());
         if md.nlink() > 1 {
@@ -375,19 +346,13 @@ impl Archiver<'_> {
             node.holes = p.holes.clone();
             self.summary.files_unchanged += 1;
             if md.nlink() > 1 {
-                self.hardlinks.insert(
-                    link_key,
-                    Content {
-                        blobs: p.content.clone(),
-                        holes: p.holes.clone(),
-                        size: p.size,
-                    },
-                );
+                self.hardlinks
+                    .insert(link_key, Content { blobs: p.content.clone(), holes: p.holes.clone(), size: p.size });
             }
             return Ok(true);
         }
         self.progress.file(path, md.size());
-        let content = match self.read_file(path, md, node) {
+        let content = match self.read_file(path, node) {
             Ok(c) => c,
             Err(e) => {
                 self.warn(path, format!("cannot read: {e}"));
@@ -410,12 +375,7 @@ impl Archiver<'_> {
 
     /// Read a file, re-reading once if it changes meanwhile. Updates the node's times and
     /// size to what was read.
-    fn read_file(
-        &mut self,
-        path: &Path,
-        md: &Metadata,
-        node: &mut Node,
-    ) -> Result<Content, FsError> {
+    fn read_file(&mut self, path: &Path, node: &mut Node) -> Result<Content, FsError> {
         let mut last = None;
         for attempt in 0..2 {
             let f = open_for_backup(path).map_err(|e| FsError::io(path, e))?;
@@ -433,15 +393,11 @@ impl Archiver<'_> {
             node.mtime_ns = fresh.mtime_ns;
             node.ctime_ns = fresh.ctime_ns;
             node.inode = fresh.inode;
-            let _ = md;
             if stable {
                 return Ok(content);
             }
             if attempt == 1 {
-                self.warn(
-                    path,
-                    "changed while being read (re-read once); stored as read",
-                );
+                self.warn_kind(path, "changed while being read (re-read once); stored as read", WarningKind::Changed);
             }
             last = Some(content);
         }
@@ -451,16 +407,9 @@ impl Archiver<'_> {
     fn read_open_file(&mut self, path: &Path, f: &File, md: &Metadata) -> FsResult<Content> {
         let size = md.size();
         let maybe_sparse = md.blocks() * 512 < size;
-        let regions = if maybe_sparse {
-            data_regions(f, size).map_err(|e| FsError::io(path, e))?
-        } else {
-            vec![(0, size)]
-        };
-        let holes = if maybe_sparse {
-            holes_of(&regions, size)
-        } else {
-            vec![]
-        };
+        let regions =
+            if maybe_sparse { data_regions(f, size).map_err(|e| FsError::io(path, e))? } else { vec![(0, size)] };
+        let holes = if maybe_sparse { holes_of(&regions, size) } else { vec![] };
         let hole_bytes: u64 = holes.iter().map(|h| h.1).sum();
         let mut stream = self.chunker.stream(RegionReader::new(f, regions));
         let mut blobs = vec![];
@@ -471,11 +420,7 @@ impl Archiver<'_> {
             blobs.push(self.writer.add(BlobKind::Data, chunk)?.0);
         }
         self.summary.bytes_read += read;
-        Ok(Content {
-            blobs,
-            holes,
-            size: read + hole_bytes,
-        })
+        Ok(Content { blobs, holes, size: read + hole_bytes })
     }
 }
 
@@ -496,16 +441,9 @@ fn same_version(a: &Metadata, b: &Metadata) -> bool {
 /// Open without following a symlink that replaced the file, and without touching atime where
 /// the kernel allows it (owner or root).
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
-    let open = |flags| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(path)
-    };
+    let open = |flags| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
     match open(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOATIME) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            open(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW | libc::O_NONBLOCK),
         r => r,
     }
 }

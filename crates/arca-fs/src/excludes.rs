@@ -38,20 +38,9 @@ fn build(globs: &[String]) -> Result<Option<GlobSet>, String> {
 impl Excludes {
     /// Compile patterns; lines of exclude files are passed here too (comments and blanks
     /// already removed).
-    pub fn new(
-        patterns: Vec<String>,
-        exclude_caches: bool,
-        if_present: Vec<String>,
-    ) -> Result<Excludes, String> {
-        let (full, names): (Vec<String>, Vec<String>) =
-            patterns.iter().cloned().partition(|p| p.contains('/'));
-        Ok(Excludes {
-            full: build(&full)?,
-            names: build(&names)?,
-            exclude_caches,
-            if_present,
-            patterns,
-        })
+    pub fn new(patterns: Vec<String>, exclude_caches: bool, if_present: Vec<String>) -> Result<Excludes, String> {
+        let (full, names): (Vec<String>, Vec<String>) = patterns.iter().cloned().partition(|p| p.contains('/'));
+        Ok(Excludes { full: build(&full)?, names: build(&names)?, exclude_caches, if_present, patterns })
     }
 
     /// Read an exclude file: one pattern per line, `#` comments and blank lines skipped.
@@ -80,16 +69,12 @@ impl Excludes {
         if self.exclude_caches {
             if let Ok(mut f) = std::fs::File::open(dir.join("CACHEDIR.TAG")) {
                 let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
-                if std::io::Read::read_exact(&mut f, &mut head).is_ok()
-                    && head == CACHEDIR_SIGNATURE
-                {
+                if std::io::Read::read_exact(&mut f, &mut head).is_ok() && head == CACHEDIR_SIGNATURE {
                     return true;
                 }
             }
         }
-        self.if_present
-            .iter()
-            .any(|n| dir.join(n).symlink_metadata().is_ok())
+        self.if_present.iter().any(|n| dir.join(n).symlink_metadata().is_ok())
     }
 }
 
@@ -111,15 +96,9 @@ mod tests {
     fn cache_dirs_and_markers() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("CACHEDIR.TAG"), CACHEDIR_SIGNATURE).unwrap();
-        assert!(Excludes::new(vec![], true, vec![])
-            .unwrap()
-            .skip_dir(d.path()));
-        assert!(!Excludes::new(vec![], false, vec![])
-            .unwrap()
-            .skip_dir(d.path()));
+        assert!(Excludes::new(vec![], true, vec![]).unwrap().skip_dir(d.path()));
+        assert!(!Excludes::new(vec![], false, vec![]).unwrap().skip_dir(d.path()));
         std::fs::write(d.path().join(".nobackup"), b"").unwrap();
-        assert!(Excludes::new(vec![], false, vec![".nobackup".into()])
-            .unwrap()
-            .skip_dir(d.path()));
+        assert!(Excludes::new(vec![], false, vec![".nobackup".into()]).unwrap().skip_dir(d.path()));
     }
 }

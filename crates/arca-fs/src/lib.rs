@@ -18,10 +18,7 @@ pub enum FsError {
     #[error(transparent)]
     Repo(#[from] arca_repo::RepoError),
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -29,10 +26,7 @@ pub enum FsError {
 impl FsError {
     /// An I/O error on `path`.
     pub fn io(path: &std::path::Path, source: std::io::Error) -> FsError {
-        FsError::Io {
-            path: path.display().to_string(),
-            source,
-        }
+        FsError::Io { path: path.display().to_string(), source }
     }
 }
 

@@ -42,23 +42,13 @@ impl NameCache {
     fn user(&mut self, uid: u32) -> Option<String> {
         self.users
             .entry(uid)
-            .or_insert_with(|| {
-                nix::unistd::User::from_uid(uid.into())
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
-            })
+            .or_insert_with(|| nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name))
             .clone()
     }
     fn group(&mut self, gid: u32) -> Option<String> {
         self.groups
             .entry(gid)
-            .or_insert_with(|| {
-                nix::unistd::Group::from_gid(gid.into())
-                    .ok()
-                    .flatten()
-                    .map(|g| g.name)
-            })
+            .or_insert_with(|| nix::unistd::Group::from_gid(gid.into()).ok().flatten().map(|g| g.name))
             .clone()
     }
 }
@@ -99,10 +89,7 @@ pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<Xattr>> {
     };
     for name in names {
         if let Some(value) = xattr::get(path, &name)? {
-            out.push(Xattr {
-                name: ByteBuf::from(name.as_bytes().to_vec()),
-                value: ByteBuf::from(value),
-            });
+            out.push(Xattr { name: ByteBuf::from(name.as_bytes().to_vec()), value: ByteBuf::from(value) });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -151,13 +138,7 @@ pub fn apply(path: &Path, node: &Node, set_owner: bool) -> Vec<(MetaKind, std::i
         }
     }
     let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    if let Err(e) = utimensat(
-        None,
-        path,
-        &ts(node.atime_ns),
-        &ts(node.mtime_ns),
-        UtimensatFlags::NoFollowSymlink,
-    ) {
+    if let Err(e) = utimensat(None, path, &ts(node.atime_ns), &ts(node.mtime_ns), UtimensatFlags::NoFollowSymlink) {
         failed.push((MetaKind::Times, std::io::Error::from(e)));
     }
     failed

@@ -112,16 +112,13 @@ fn ensure_dir(path: &Path) -> FsResult<()> {
 }
 
 fn matches(set: &Option<GlobSet>, spath: &[u8]) -> bool {
-    set.as_ref()
-        .is_some_and(|g| g.is_match(Path::new(OsStr::from_bytes(spath))))
+    set.as_ref().is_some_and(|g| g.is_match(Path::new(OsStr::from_bytes(spath))))
 }
 
 impl Restorer<'_> {
     fn problem(&mut self, path: &Path, message: String) {
         self.progress.problem(path, &message);
-        self.report
-            .errors
-            .push((path.display().to_string(), message));
+        self.report.errors.push((path.display().to_string(), message));
     }
 
     fn metadata(&mut self, path: &Path, node: &Node) {
@@ -151,9 +148,7 @@ impl Restorer<'_> {
             if matches(&self.opts.excludes, &child_spath) {
                 continue;
             }
-            let sel = selected
-                || self.opts.includes.is_none()
-                || matches(&self.opts.includes, &child_spath);
+            let sel = selected || self.opts.includes.is_none() || matches(&self.opts.includes, &child_spath);
             let target = dir.join(OsStr::from_bytes(&n.name));
             if n.kind == NodeKind::Dir {
                 if sel {
@@ -209,11 +204,7 @@ impl Restorer<'_> {
     /// Restore one non-directory entry at `target`.
     fn entry(&mut self, n: &Node, target: &Path, _spath: &[u8]) -> FsResult<()> {
         if let Ok(md) = fs::symlink_metadata(target) {
-            let removed = if md.is_dir() {
-                fs::remove_dir_all(target)
-            } else {
-                fs::remove_file(target)
-            };
+            let removed = if md.is_dir() { fs::remove_dir_all(target) } else { fs::remove_file(target) };
             removed.map_err(|e| FsError::io(target, e))?;
         }
         if n.is_hardlinked() {
@@ -223,13 +214,9 @@ impl Restorer<'_> {
                         self.report.files += 1;
                         return Ok(());
                     }
-                    Err(e) => self.problem(
-                        target,
-                        format!(
-                            "cannot hard-link to {}: {e}; restoring a copy",
-                            first.display()
-                        ),
-                    ),
+                    Err(e) => {
+                        self.problem(target, format!("cannot hard-link to {}: {e}; restoring a copy", first.display()))
+                    }
                 }
             }
         }
@@ -240,24 +227,13 @@ impl Restorer<'_> {
                 std::os::unix::fs::symlink(OsStr::from_bytes(&t), target).map_err(|e| e.to_string())
             }
             NodeKind::BlockDevice | NodeKind::CharDevice => {
-                let kind = if n.kind == NodeKind::BlockDevice {
-                    SFlag::S_IFBLK
-                } else {
-                    SFlag::S_IFCHR
-                };
-                mknod(
-                    target,
-                    kind,
-                    Mode::from_bits_truncate(n.mode & 0o777),
-                    n.rdev,
-                )
-                .map_err(|e| e.to_string())
+                let kind = if n.kind == NodeKind::BlockDevice { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+                mknod(target, kind, Mode::from_bits_truncate(n.mode & 0o777), n.rdev).map_err(|e| e.to_string())
             }
-            NodeKind::Fifo => nix::unistd::mkfifo(target, Mode::from_bits_truncate(n.mode & 0o777))
-                .map_err(|e| e.to_string()),
-            NodeKind::Socket => std::os::unix::net::UnixListener::bind(target)
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            NodeKind::Fifo => {
+                nix::unistd::mkfifo(target, Mode::from_bits_truncate(n.mode & 0o777)).map_err(|e| e.to_string())
+            }
+            NodeKind::Socket => std::os::unix::net::UnixListener::bind(target).map(drop).map_err(|e| e.to_string()),
             NodeKind::Dir => Ok(()),
         };
         match created {
@@ -305,19 +281,14 @@ impl Restorer<'_> {
             .map_err(|e| format!("cannot create: {e}"))?;
         let mut pos = Placer::new(&n.holes);
         for id in &n.content {
-            let data = self
-                .repo
-                .read_blob(BlobKind::Data, id)
-                .map_err(|e| format!("cannot read its data: {e}"))?;
+            let data = self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"))?;
             for (off, range) in pos.place(data.len()) {
-                f.write_all_at(&data[range], off)
-                    .map_err(|e| format!("write failed: {e}"))?;
+                f.write_all_at(&data[range], off).map_err(|e| format!("write failed: {e}"))?;
             }
             self.report.bytes += data.len() as u64;
             self.progress.bytes(data.len() as u64);
         }
-        f.set_len(n.size)
-            .map_err(|e| format!("cannot set size: {e}"))?;
+        f.set_len(n.size).map_err(|e| format!("cannot set size: {e}"))?;
         Ok(f)
     }
 
@@ -337,8 +308,7 @@ impl Restorer<'_> {
             };
             let mut buf = vec![0u8; loc.raw_length as usize];
             for (off, range) in pos.place(buf.len()) {
-                f.read_exact_at(&mut buf[range], off)
-                    .map_err(|e| format!("verification read failed: {e}"))?;
+                f.read_exact_at(&mut buf[range], off).map_err(|e| format!("verification read failed: {e}"))?;
             }
             if self.repo.key().blob_id(&buf) != *id {
                 return Err(format!(
@@ -361,11 +331,7 @@ struct Placer<'a> {
 
 impl<'a> Placer<'a> {
     fn new(holes: &'a [(u64, u64)]) -> Self {
-        Placer {
-            holes,
-            next_hole: 0,
-            file_pos: 0,
-        }
+        Placer { holes, next_hole: 0, file_pos: 0 }
     }
 
     /// Where the next `len` bytes of data go: (file offset, range within those bytes).

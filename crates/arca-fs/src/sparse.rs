@@ -67,12 +67,7 @@ pub struct RegionReader<'a> {
 impl<'a> RegionReader<'a> {
     /// A reader over `regions` of `file`.
     pub fn new(file: &'a File, regions: Vec<(u64, u64)>) -> Self {
-        RegionReader {
-            file,
-            regions,
-            current: 0,
-            done_in_current: 0,
-        }
+        RegionReader { file, regions, current: 0, done_in_current: 0 }
     }
 }
 
@@ -85,9 +80,7 @@ impl Read for RegionReader<'_> {
                 continue;
             }
             let want = (len - self.done_in_current).min(buf.len() as u64) as usize;
-            let n = self
-                .file
-                .read_at(&mut buf[..want], off + self.done_in_current)?;
+            let n = self.file.read_at(&mut buf[..want], off + self.done_in_current)?;
             if n == 0 {
                 // The file shrank while being read; report what we have.
                 self.current = self.regions.len();
@@ -119,9 +112,7 @@ mod tests {
         let total: u64 = regions.iter().map(|r| r.1).sum();
         assert!(total >= 5000 && total < (1 << 20), "{regions:?}");
         let mut data = vec![];
-        RegionReader::new(&f, regions.clone())
-            .read_to_end(&mut data)
-            .unwrap();
+        RegionReader::new(&f, regions.clone()).read_to_end(&mut data).unwrap();
         assert_eq!(data.len() as u64, total);
         assert!(data.contains(&7));
         let holes = holes_of(&regions, 4 << 20);

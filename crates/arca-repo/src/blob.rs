@@ -49,13 +49,7 @@ fn raw(data: &[u8]) -> Vec<u8> {
 }
 
 /// Compress (as chosen) and seal one blob.
-pub fn encode(
-    cipher: &Cipher,
-    kind: BlobKind,
-    id: &Id,
-    data: &[u8],
-    compression: Compression,
-) -> Vec<u8> {
+pub fn encode(cipher: &Cipher, kind: BlobKind, id: &Id, data: &[u8], compression: Compression) -> Vec<u8> {
     let plain = match compression {
         Compression::Off => raw(data),
         Compression::Level(l) if l <= 0 => raw(data),
@@ -85,26 +79,16 @@ pub fn decode(
     raw_length: u32,
 ) -> RepoResult<Vec<u8>> {
     let what = || format!("{kind:?} blob {id}").to_lowercase();
-    let plain = cipher
-        .open(sealed, &ad(kind, id), "blob")
-        .map_err(|e| RepoError::corrupt(what(), e))?;
+    let plain = cipher.open(sealed, &ad(kind, id), "blob").map_err(|e| RepoError::corrupt(what(), e))?;
     let data = match plain.split_first() {
         Some((&COMPRESSION_NONE, rest)) => rest.to_vec(),
         Some((&COMPRESSION_ZSTD, rest)) => zstd::bulk::decompress(rest, raw_length as usize)
             .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?,
-        Some((t, _)) => {
-            return Err(RepoError::corrupt(
-                what(),
-                format!("unknown compression tag {t}"),
-            ))
-        }
+        Some((t, _)) => return Err(RepoError::corrupt(what(), format!("unknown compression tag {t}"))),
         None => return Err(RepoError::corrupt(what(), "empty plaintext")),
     };
     if data.len() != raw_length as usize || key.blob_id(&data) != *id {
-        return Err(RepoError::corrupt(
-            what(),
-            "contents do not match the blob id",
-        ));
+        return Err(RepoError::corrupt(what(), "contents do not match the blob id"));
     }
     Ok(data)
 }
@@ -119,22 +103,12 @@ mod tests {
         let k = MasterKey::generate();
         let c = k.cipher(EncryptionMode::XChaCha20Poly1305);
         let text = b"abcabcabc".repeat(50_000);
-        let random: Vec<u8> = (0..300_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        let random: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         for data in [&text[..], &random[..], b""] {
             let id = k.blob_id(data);
-            for comp in [
-                Compression::Off,
-                Compression::Auto,
-                Compression::Level(3),
-                Compression::Level(0),
-            ] {
+            for comp in [Compression::Off, Compression::Auto, Compression::Level(3), Compression::Level(0)] {
                 let s = encode(&c, BlobKind::Data, &id, data, comp);
-                assert_eq!(
-                    decode(&k, &c, BlobKind::Data, &id, &s, data.len() as u32).unwrap(),
-                    data
-                );
+                assert_eq!(decode(&k, &c, BlobKind::Data, &id, &s, data.len() as u32).unwrap(), data);
                 assert!(decode(&k, &c, BlobKind::Tree, &id, &s, data.len() as u32).is_err());
             }
         }

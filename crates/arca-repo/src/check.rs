@@ -61,10 +61,7 @@ impl CheckReport {
         self.errors.is_empty()
     }
     fn error(&mut self, object: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(Problem {
-            object: object.into(),
-            message: message.into(),
-        });
+        self.errors.push(Problem { object: object.into(), message: message.into() });
     }
 }
 
@@ -72,11 +69,7 @@ impl CheckReport {
 pub type CheckProgress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
 /// Run a check.
-pub fn check(
-    repo: &Repository,
-    read: ReadData,
-    progress: CheckProgress,
-) -> RepoResult<CheckReport> {
+pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> RepoResult<CheckReport> {
     let mut r = CheckReport::default();
     for e in repo.load_index()? {
         r.error(object_of(&e), e.to_string());
@@ -120,21 +113,12 @@ pub fn check(
     for (i, s) in snaps.iter().enumerate() {
         progress("snapshots", i as u64, snaps.len() as u64);
         r.snapshots_checked += 1;
-        check_tree(
-            repo,
-            &s.snapshot.tree,
-            &mut seen_trees,
-            &mut bad_blobs,
-            &mut r,
-        )?;
+        check_tree(repo, &s.snapshot.tree, &mut seen_trees, &mut bad_blobs, &mut r)?;
     }
     r.trees_checked = seen_trees.len();
     // Data.
     if read != ReadData::None {
-        let selected: Vec<&(Id, u64)> = indexed
-            .iter()
-            .filter(|(id, _)| selected(read, id))
-            .collect();
+        let selected: Vec<&(Id, u64)> = indexed.iter().filter(|(id, _)| selected(read, id)).collect();
         let mut blobs_by_pack: HashMap<Id, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
         for (id, loc) in repo.index().iter() {
             blobs_by_pack.entry(loc.pack).or_default().push((id, loc));
@@ -174,9 +158,7 @@ fn selected(read: ReadData, id: &Id) -> bool {
     match read {
         ReadData::None => false,
         ReadData::All => true,
-        ReadData::Subset { n, m } => {
-            (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m.max(1)) + 1 == n
-        }
+        ReadData::Subset { n, m } => (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m.max(1)) + 1 == n,
         ReadData::Percent(p) => rand::random::<f64>() * 100.0 < p,
     }
 }
@@ -215,10 +197,7 @@ fn check_tree(
                 Some(s) => subtrees.push(s),
                 None => r.error(
                     format!("tree {root}"),
-                    format!(
-                        "directory {:?} has no subtree",
-                        String::from_utf8_lossy(&n.name)
-                    ),
+                    format!("directory {:?} has no subtree", String::from_utf8_lossy(&n.name)),
                 ),
             }
         }
@@ -249,10 +228,7 @@ fn read_pack(
     r.bytes_read += bytes.len() as u64;
     let mut ok = true;
     if Id::of_bytes(&bytes) != *pid {
-        r.error(
-            format!("pack {pid}"),
-            "contents do not match the pack id (bit rot, tampering or a torn write)",
-        );
+        r.error(format!("pack {pid}"), "contents do not match the pack id (bit rot, tampering or a torn write)");
         ok = false;
     }
     match pack::header_from_bytes(repo, pid, &bytes) {
@@ -260,10 +236,7 @@ fn read_pack(
             let in_header: HashSet<Id> = header.iter().map(|b| b.id).collect();
             for (id, _) in blobs {
                 if !in_header.contains(id) {
-                    r.error(
-                        format!("pack {pid}"),
-                        format!("index says it holds blob {id}, its header does not"),
-                    );
+                    r.error(format!("pack {pid}"), format!("index says it holds blob {id}, its header does not"));
                     ok = false;
                 }
             }
@@ -277,21 +250,11 @@ fn read_pack(
         r.blobs_read += 1;
         let start = loc.offset as usize;
         let Some(sealed) = bytes.get(start..start + loc.length as usize) else {
-            r.error(
-                format!("pack {pid}"),
-                format!("blob {id} lies beyond the end of the pack"),
-            );
+            r.error(format!("pack {pid}"), format!("blob {id} lies beyond the end of the pack"));
             ok = false;
             continue;
         };
-        if let Err(e) = blob::decode(
-            repo.key(),
-            repo.cipher(),
-            loc.kind,
-            id,
-            sealed,
-            loc.raw_length,
-        ) {
+        if let Err(e) = blob::decode(repo.key(), repo.cipher(), loc.kind, id, sealed, loc.raw_length) {
             r.error(format!("pack {pid}"), e.to_string());
             ok = false;
         }
@@ -300,11 +263,7 @@ fn read_pack(
 }
 
 /// Every path in every snapshot whose data or tree is among `bad`.
-fn affected_paths(
-    repo: &Repository,
-    snaps: &[SnapshotEntry],
-    bad: &HashSet<Id>,
-) -> RepoResult<Vec<Affected>> {
+fn affected_paths(repo: &Repository, snaps: &[SnapshotEntry], bad: &HashSet<Id>) -> RepoResult<Vec<Affected>> {
     let mut out = vec![];
     for s in snaps {
         let mut paths = vec![];
@@ -315,8 +274,8 @@ fn affected_paths(
             repo,
             &s.snapshot.tree,
             &mut |path, node| {
-                let hit = node.content.iter().any(|c| bad.contains(c))
-                    || node.subtree.is_some_and(|t| bad.contains(&t));
+                let hit =
+                    node.content.iter().any(|c| bad.contains(c)) || node.subtree.is_some_and(|t| bad.contains(&t));
                 if hit {
                     paths.push(format!("/{}", String::from_utf8_lossy(path)));
                 }
@@ -325,11 +284,7 @@ fn affected_paths(
             &mut |_, _| {},
         )?;
         if !paths.is_empty() {
-            out.push(Affected {
-                snapshot: s.id.to_hex(),
-                time: s.snapshot.time.clone(),
-                paths,
-            });
+            out.push(Affected { snapshot: s.id.to_hex(), time: s.snapshot.time.clone(), paths });
         }
     }
     Ok(out)

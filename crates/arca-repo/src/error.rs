@@ -33,10 +33,7 @@ pub enum RepoError {
 impl RepoError {
     /// A damaged object.
     pub fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> RepoError {
-        RepoError::Corrupt {
-            what: what.into(),
-            detail: detail.to_string(),
-        }
+        RepoError::Corrupt { what: what.into(), detail: detail.to_string() }
     }
 }
 

@@ -113,23 +113,9 @@ mod tests {
     #[test]
     fn first_location_wins() {
         let mut ix = Index::default();
-        let e = |off| PackHeaderEntry {
-            kind: BlobKind::Data,
-            id: Id([1; 32]),
-            offset: off,
-            length: 5,
-            raw_length: 4,
-        };
-        ix.add_pack(&IndexPack {
-            id: Id([9; 32]),
-            size: 100,
-            blobs: vec![e(0)],
-        });
-        ix.add_pack(&IndexPack {
-            id: Id([8; 32]),
-            size: 100,
-            blobs: vec![e(7)],
-        });
+        let e = |off| PackHeaderEntry { kind: BlobKind::Data, id: Id([1; 32]), offset: off, length: 5, raw_length: 4 };
+        ix.add_pack(&IndexPack { id: Id([9; 32]), size: 100, blobs: vec![e(0)] });
+        ix.add_pack(&IndexPack { id: Id([8; 32]), size: 100, blobs: vec![e(7)] });
         let loc = ix.get(&Id([1; 32])).unwrap();
         assert_eq!((loc.pack, loc.offset), (Id([9; 32]), 0));
         assert_eq!(ix.len(), 1);

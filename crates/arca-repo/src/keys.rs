@@ -20,9 +20,7 @@ impl Origin {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
-        let username = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "root".into());
+        let username = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "root".into());
         Origin { hostname, username }
     }
 }
@@ -47,8 +45,7 @@ pub fn make_slot(
     label: &str,
 ) -> RepoResult<(String, Vec<u8>)> {
     let salt: [u8; 16] = random_bytes();
-    let sk =
-        derive_slot_key(password, &salt, &params).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let sk = derive_slot_key(password, &salt, &params).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let slot = KeySlot {
         version: FORMAT_VERSION,
         kdf: "argon2id".into(),
@@ -82,13 +79,9 @@ pub fn store_slot(
 pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySlot, RepoError>)>> {
     let mut out = vec![];
     for (name, _) in storage.list(ObjectKind::Key)? {
-        let slot = storage
-            .get(ObjectKind::Key, &name)
-            .map_err(RepoError::from)
-            .and_then(|b| {
-                decode::<KeySlot>("key slot", &b)
-                    .map_err(|e| RepoError::corrupt(format!("key slot {name}"), e))
-            });
+        let slot = storage.get(ObjectKind::Key, &name).map_err(RepoError::from).and_then(|b| {
+            decode::<KeySlot>("key slot", &b).map_err(|e| RepoError::corrupt(format!("key slot {name}"), e))
+        });
         out.push((name, slot));
     }
     Ok(out)
@@ -108,9 +101,7 @@ pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, 
             return Ok((master, name));
         }
     }
-    Err(RepoError::WrongPassword {
-        location: storage.location(),
-    })
+    Err(RepoError::WrongPassword { location: storage.location() })
 }
 
 /// List key slots, marking the one in use.
@@ -132,24 +123,12 @@ pub fn list(storage: &dyn Storage, current: &str) -> RepoResult<Vec<KeyInfo>> {
 
 /// Remove a key slot by id prefix. The last slot and the slot in use are refused.
 pub fn remove(storage: &dyn Storage, prefix: &str, current: &str) -> RepoResult<String> {
-    let names: Vec<String> = storage
-        .list(ObjectKind::Key)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names: Vec<String> = storage.list(ObjectKind::Key)?.into_iter().map(|(n, _)| n).collect();
     let matches: Vec<&String> = names.iter().filter(|n| n.starts_with(prefix)).collect();
     let name = match matches.as_slice() {
         [one] => (*one).clone(),
-        [] => {
-            return Err(RepoError::Invalid(format!(
-                "no key slot matches {prefix:?}"
-            )))
-        }
-        _ => {
-            return Err(RepoError::Invalid(format!(
-                "{prefix:?} matches more than one key slot"
-            )))
-        }
+        [] => return Err(RepoError::Invalid(format!("no key slot matches {prefix:?}"))),
+        _ => return Err(RepoError::Invalid(format!("{prefix:?} matches more than one key slot"))),
     };
     if name == current {
         return Err(RepoError::Refused(format!(
@@ -158,9 +137,7 @@ pub fn remove(storage: &dyn Storage, prefix: &str, current: &str) -> RepoResult<
         )));
     }
     if names.len() <= 1 {
-        return Err(RepoError::Refused(
-            "refusing to remove the last key slot: the data would be unreadable".into(),
-        ));
+        return Err(RepoError::Refused("refusing to remove the last key slot: the data would be unreadable".into()));
     }
     storage.delete(ObjectKind::Key, &name)?;
     Ok(name)

@@ -7,8 +7,8 @@ use crate::{blob, RepoError, RepoResult};
 use arca_chunker::Chunker;
 use arca_crypto::{Cipher, MasterKey};
 use arca_format::{
-    decode, encode, BlobKind, ChunkerParams, Config, ConfigFile, EncryptionMode, Id, IndexFile,
-    KdfParams, Tree, FORMAT_VERSION,
+    decode, encode, BlobKind, ChunkerParams, Config, ConfigFile, EncryptionMode, Id, IndexFile, KdfParams, Tree,
+    FORMAT_VERSION,
 };
 use arca_storage::{ObjectKind, Storage};
 use serde::{de::DeserializeOwned, Serialize};
@@ -60,23 +60,12 @@ pub struct Repository {
 
 impl Repository {
     /// Create a repository: fails if a config already exists.
-    pub fn init(
-        storage: Arc<dyn Storage>,
-        password: &[u8],
-        opts: &InitOptions,
-    ) -> RepoResult<Repository> {
+    pub fn init(storage: Arc<dyn Storage>, password: &[u8], opts: &InitOptions) -> RepoResult<Repository> {
         if storage.exists(ObjectKind::Config, "config")? {
-            return Err(RepoError::AlreadyExists {
-                location: storage.location(),
-            });
+            return Err(RepoError::AlreadyExists { location: storage.location() });
         }
-        Chunker::new(
-            opts.chunker.min_size as usize,
-            opts.chunker.avg_size as usize,
-            opts.chunker.max_size as usize,
-            1,
-        )
-        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        Chunker::new(opts.chunker.min_size as usize, opts.chunker.avg_size as usize, opts.chunker.max_size as usize, 1)
+            .map_err(|e| RepoError::Invalid(e.to_string()))?;
         let key = MasterKey::generate();
         let cipher = key.cipher(opts.encryption);
         let repo_id = Id(arca_crypto::random_bytes());
@@ -96,64 +85,33 @@ impl Repository {
             sealed: ByteBuf::from(cipher.seal(&body, object_ad(ObjectKind::Config))),
         };
         // The key slot goes first: a config without a key would be an unopenable repository.
-        let key_slot =
-            keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
-        let bytes = file
-            .to_bytes()
-            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let key_slot = keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
+        let bytes = file.to_bytes().map_err(|e| RepoError::Invalid(e.to_string()))?;
         storage.put(ObjectKind::Config, "config", &bytes)?;
-        Ok(Repository {
-            storage,
-            config,
-            key,
-            cipher,
-            key_slot,
-            index: RwLock::new(Index::default()),
-        })
+        Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()) })
     }
 
     /// Open a repository with a password. Does not load the index.
     pub fn open(storage: Arc<dyn Storage>, password: &[u8]) -> RepoResult<Repository> {
         let bytes = match storage.get(ObjectKind::Config, "config") {
             Ok(b) => b,
-            Err(e) if e.is_not_found() => {
-                return Err(RepoError::NoRepository {
-                    location: storage.location(),
-                })
-            }
+            Err(e) if e.is_not_found() => return Err(RepoError::NoRepository { location: storage.location() }),
             Err(e) => return Err(e.into()),
         };
         let file = ConfigFile::from_bytes(&bytes).map_err(|e| RepoError::corrupt("config", e))?;
         if file.version > FORMAT_VERSION {
-            return Err(RepoError::UnsupportedVersion {
-                found: file.version,
-                supported: FORMAT_VERSION,
-            });
+            return Err(RepoError::UnsupportedVersion { found: file.version, supported: FORMAT_VERSION });
         }
         let (key, key_slot) = keys::unlock(&*storage, password)?;
         let cipher = key.cipher(file.encryption);
         let body = cipher
             .open(&file.sealed, object_ad(ObjectKind::Config), "config")
             .map_err(|e| RepoError::corrupt("config", e))?;
-        let config: Config =
-            decode("config", &body).map_err(|e| RepoError::corrupt("config", e))?;
-        if config.version != file.version
-            || config.repo_id != file.repo_id
-            || config.encryption != file.encryption
-        {
-            return Err(RepoError::corrupt(
-                "config",
-                "the plaintext envelope does not match the sealed body",
-            ));
+        let config: Config = decode("config", &body).map_err(|e| RepoError::corrupt("config", e))?;
+        if config.version != file.version || config.repo_id != file.repo_id || config.encryption != file.encryption {
+            return Err(RepoError::corrupt("config", "the plaintext envelope does not match the sealed body"));
         }
-        Ok(Repository {
-            storage,
-            config,
-            key,
-            cipher,
-            key_slot,
-            index: RwLock::new(Index::default()),
-        })
+        Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()) })
     }
 
     /// The backend.
@@ -189,13 +147,8 @@ impl Repository {
     /// A chunker with this repository's parameters and secret seed.
     pub fn chunker(&self) -> RepoResult<Chunker> {
         let c = self.config.chunker;
-        Chunker::new(
-            c.min_size as usize,
-            c.avg_size as usize,
-            c.max_size as usize,
-            self.key.chunker_seed(),
-        )
-        .map_err(|e| RepoError::corrupt("config", e))
+        Chunker::new(c.min_size as usize, c.avg_size as usize, c.max_size as usize, self.key.chunker_seed())
+            .map_err(|e| RepoError::corrupt("config", e))
     }
 
     /// The index, for reading.
@@ -224,23 +177,12 @@ impl Repository {
     }
 
     /// Verify and open stored bytes of an object of `kind` named `name`.
-    pub fn open_object<T: DeserializeOwned>(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        bytes: &[u8],
-    ) -> RepoResult<T> {
+    pub fn open_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> RepoResult<T> {
         let what = || format!("{kind} {name}");
         if Id::of_bytes(bytes).to_hex() != name {
-            return Err(RepoError::corrupt(
-                what(),
-                "contents do not match the object name",
-            ));
+            return Err(RepoError::corrupt(what(), "contents do not match the object name"));
         }
-        let plain = self
-            .cipher
-            .open(bytes, object_ad(kind), "object")
-            .map_err(|e| RepoError::corrupt(what(), e))?;
+        let plain = self.cipher.open(bytes, object_ad(kind), "object").map_err(|e| RepoError::corrupt(what(), e))?;
         decode(kind_label(kind), &plain).map_err(|e| RepoError::corrupt(what(), e))
     }
 
@@ -268,18 +210,10 @@ impl Repository {
 
     /// Read and verify one blob.
     pub fn read_blob(&self, kind: BlobKind, id: &Id) -> RepoResult<Vec<u8>> {
-        let loc = self.index().get(id).ok_or(RepoError::BlobNotIndexed {
-            kind: kind_name(kind),
-            id: *id,
-        })?;
+        let loc = self.index().get(id).ok_or(RepoError::BlobNotIndexed { kind: kind_name(kind), id: *id })?;
         let sealed = self
             .storage
-            .get_range(
-                ObjectKind::Pack,
-                &loc.pack.to_hex(),
-                loc.offset,
-                loc.length as u64,
-            )
+            .get_range(ObjectKind::Pack, &loc.pack.to_hex(), loc.offset, loc.length as u64)
             .map_err(|e| match e {
                 arca_storage::StorageError::NotFound { path } => {
                     RepoError::corrupt(format!("pack {}", loc.pack), format!("{path} is missing"))
@@ -293,10 +227,8 @@ impl Repository {
     /// Read one directory listing.
     pub fn read_tree(&self, id: &Id) -> RepoResult<Tree> {
         let bytes = self.read_blob(BlobKind::Tree, id)?;
-        let tree: Tree =
-            decode("tree", &bytes).map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
-        tree.validate()
-            .map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
+        let tree: Tree = decode("tree", &bytes).map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
+        tree.validate().map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
         Ok(tree)
     }
 }
@@ -325,35 +257,19 @@ pub(crate) mod tests {
     use arca_storage::MemoryStorage;
 
     pub fn cheap_opts() -> InitOptions {
-        InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        }
+        InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() }
     }
 
     #[test]
     fn init_open_and_wrong_password() {
         let s: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
         let r = Repository::init(s.clone(), b"pw", &cheap_opts()).unwrap();
-        assert!(matches!(
-            Repository::init(s.clone(), b"pw", &cheap_opts()),
-            Err(RepoError::AlreadyExists { .. })
-        ));
+        assert!(matches!(Repository::init(s.clone(), b"pw", &cheap_opts()), Err(RepoError::AlreadyExists { .. })));
         let o = Repository::open(s.clone(), b"pw").unwrap();
         assert_eq!(o.config(), r.config());
-        assert!(matches!(
-            Repository::open(s.clone(), b"nope"),
-            Err(RepoError::WrongPassword { .. })
-        ));
+        assert!(matches!(Repository::open(s.clone(), b"nope"), Err(RepoError::WrongPassword { .. })));
         let empty: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
-        assert!(matches!(
-            Repository::open(empty, b"pw"),
-            Err(RepoError::NoRepository { .. })
-        ));
+        assert!(matches!(Repository::open(empty, b"pw"), Err(RepoError::NoRepository { .. })));
     }
 
     #[test]
@@ -362,11 +278,7 @@ pub(crate) mod tests {
         Repository::init(s.clone(), b"pw", &cheap_opts()).unwrap();
         let mut f = ConfigFile::from_bytes(&s.get(ObjectKind::Config, "config").unwrap()).unwrap();
         f.version = 99;
-        s.put(ObjectKind::Config, "config", &f.to_bytes().unwrap())
-            .unwrap();
-        assert!(matches!(
-            Repository::open(s, b"wrong"),
-            Err(RepoError::UnsupportedVersion { found: 99, .. })
-        ));
+        s.put(ObjectKind::Config, "config", &f.to_bytes().unwrap()).unwrap();
+        assert!(matches!(Repository::open(s, b"wrong"), Err(RepoError::UnsupportedVersion { found: 99, .. })));
     }
 }

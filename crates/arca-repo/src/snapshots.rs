@@ -35,10 +35,7 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
     let mut errors = vec![];
     for (name, _) in repo.storage().list(ObjectKind::Snapshot)? {
         let Some(id) = Id::from_hex(&name) else {
-            errors.push(RepoError::corrupt(
-                format!("snapshot {name}"),
-                "name is not an id",
-            ));
+            errors.push(RepoError::corrupt(format!("snapshot {name}"), "name is not an id"));
             continue;
         };
         match repo.load_object::<Snapshot>(ObjectKind::Snapshot, &name) {
@@ -84,10 +81,7 @@ pub fn resolve(all: &[SnapshotEntry], spec: &str, filter: &Filter) -> RepoResult
     if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(RepoError::SnapshotNotFound(spec.into()));
     }
-    let m: Vec<&SnapshotEntry> = all
-        .iter()
-        .filter(|e| e.id.to_hex().starts_with(&spec_l))
-        .collect();
+    let m: Vec<&SnapshotEntry> = all.iter().filter(|e| e.id.to_hex().starts_with(&spec_l)).collect();
     match m.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(RepoError::SnapshotNotFound(spec.into())),
@@ -96,12 +90,6 @@ pub fn resolve(all: &[SnapshotEntry], spec: &str, filter: &Filter) -> RepoResult
 }
 
 /// The parent for a new backup: the newest snapshot of the same host and the same paths.
-pub fn find_parent<'a>(
-    all: &'a [SnapshotEntry],
-    host: &str,
-    paths: &[String],
-) -> Option<&'a SnapshotEntry> {
-    all.iter()
-        .rev()
-        .find(|e| e.snapshot.hostname == host && e.snapshot.paths == paths)
+pub fn find_parent<'a>(all: &'a [SnapshotEntry], host: &str, paths: &[String]) -> Option<&'a SnapshotEntry> {
+    all.iter().rev().find(|e| e.snapshot.hostname == host && e.snapshot.paths == paths)
 }

@@ -30,10 +30,7 @@ pub struct Stats {
 
 /// Compute stats over `snaps`.
 pub fn stats(repo: &Repository, snaps: &[SnapshotEntry], mode: StatsMode) -> RepoResult<Stats> {
-    let mut st = Stats {
-        snapshots: snaps.len(),
-        ..Default::default()
-    };
+    let mut st = Stats { snapshots: snaps.len(), ..Default::default() };
     let mut blobs: HashSet<Id> = HashSet::new();
     let mut trees: HashSet<Id> = HashSet::new();
     for s in snaps {

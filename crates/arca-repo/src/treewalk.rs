@@ -64,10 +64,7 @@ pub enum Found {
 
 /// Find `path` (components separated by `/`) below `root`.
 pub fn lookup(repo: &Repository, root: &Id, path: &[u8]) -> RepoResult<Option<Found>> {
-    let comps: Vec<&[u8]> = path
-        .split(|b| *b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .collect();
+    let comps: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
     if comps.is_empty() {
         return Ok(Some(Found::Root(*root)));
     }

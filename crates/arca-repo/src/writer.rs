@@ -87,16 +87,17 @@ pub struct WriterOptions {
     pub threads: usize,
     /// Confirm every deduplication hit byte for byte.
     pub paranoid_dedup: bool,
+    /// Compute everything but store nothing.
+    pub dry_run: bool,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             compression: Compression::Auto,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             paranoid_dedup: false,
+            dry_run: false,
         }
     }
 }
@@ -127,23 +128,14 @@ impl BlobWriter {
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
         let mut threads = vec![];
         for _ in 0..threads_n {
-            let (rx, tx, repo, failure) = (
-                job_rx.clone(),
-                sealed_tx.clone(),
-                repo.clone(),
-                failure.clone(),
-            );
+            let (rx, tx, repo, failure) = (job_rx.clone(), sealed_tx.clone(), repo.clone(), failure.clone());
             let compression = opts.compression;
-            threads.push(std::thread::spawn(move || {
-                seal_worker(&repo, compression, rx, tx, &failure)
-            }));
+            threads.push(std::thread::spawn(move || seal_worker(&repo, compression, rx, tx, &failure)));
         }
         drop(sealed_tx);
         {
             let (repo, failure, counters) = (repo.clone(), failure.clone(), counters.clone());
-            threads.push(std::thread::spawn(move || {
-                packer(&repo, sealed_rx, pack_tx, &failure, &counters)
-            }));
+            threads.push(std::thread::spawn(move || packer(&repo, sealed_rx, pack_tx, &failure, &counters)));
         }
         let uploader = {
             let (repo, failure, in_flight) = (repo.clone(), failure.clone(), in_flight.clone());
@@ -183,31 +175,20 @@ impl BlobWriter {
                 return Ok((id, false));
             }
         }
+        self.counters.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if self.opts.dry_run {
+            return Ok((id, true));
+        }
         if self.opts.paranoid_dedup {
-            self.in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, data.to_vec());
+            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id, data.to_vec());
         }
         self.counters.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes_added
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let job = Job {
-            kind,
-            id,
-            data: data.to_vec(),
-        };
-        let sent = self
-            .jobs
-            .as_ref()
-            .map(|tx| tx.send(job).is_ok())
-            .unwrap_or(false);
+        self.counters.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let job = Job { kind, id, data: data.to_vec() };
+        let sent = self.jobs.as_ref().map(|tx| tx.send(job).is_ok()).unwrap_or(false);
         if !sent {
-            return Err(self
-                .failure
-                .take()
-                .unwrap_or_else(|| RepoError::Invalid("the writer has stopped".into())));
+            return Err(self.failure.take().unwrap_or_else(|| RepoError::Invalid("the writer has stopped".into())));
         }
         Ok((id, true))
     }
@@ -217,12 +198,7 @@ impl BlobWriter {
         if !self.opts.paranoid_dedup {
             return Ok(());
         }
-        let pending = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .map(|d| d == data);
+        let pending = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|d| d == data);
         let same = match pending {
             Some(same) => same,
             None => self.repo.read_blob(kind, id)? == data,
@@ -252,11 +228,7 @@ impl BlobWriter {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let index_files = self
-            .uploader
-            .take()
-            .map(|u| u.join().unwrap_or_default())
-            .unwrap_or_default();
+        let index_files = self.uploader.take().map(|u| u.join().unwrap_or_default()).unwrap_or_default();
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
@@ -284,39 +256,18 @@ impl Drop for BlobWriter {
     }
 }
 
-fn seal_worker(
-    repo: &Repository,
-    compression: Compression,
-    rx: Receiver<Job>,
-    tx: Sender<Sealed>,
-    failure: &Failure,
-) {
+fn seal_worker(repo: &Repository, compression: Compression, rx: Receiver<Job>, tx: Sender<Sealed>, failure: &Failure) {
     for job in rx {
         let bytes = blob::encode(repo.cipher(), job.kind, &job.id, &job.data, compression);
         let raw_length = job.data.len() as u32;
-        if let Err(e) = blob::decode(
-            repo.key(),
-            repo.cipher(),
-            job.kind,
-            &job.id,
-            &bytes,
-            raw_length,
-        ) {
+        if let Err(e) = blob::decode(repo.key(), repo.cipher(), job.kind, &job.id, &bytes, raw_length) {
             failure.set(RepoError::corrupt(
                 format!("new blob {}", job.id),
                 format!("failed verification right after sealing ({e}); memory or compressor fault, nothing stored"),
             ));
             return;
         }
-        if tx
-            .send(Sealed {
-                kind: job.kind,
-                id: job.id,
-                raw_length,
-                bytes,
-            })
-            .is_err()
-        {
+        if tx.send(Sealed { kind: job.kind, id: job.id, raw_length, bytes }).is_err() {
             return;
         }
     }
@@ -342,46 +293,24 @@ impl OpenPack {
     }
 
     fn seal(mut self, repo: &Repository) -> RepoResult<PackOut> {
-        let header = encode(
-            "pack header",
-            &PackHeader {
-                blobs: self.blobs.clone(),
-            },
-        )
-        .map_err(|e| RepoError::Invalid(e.to_string()))?;
-        let sealed = repo
-            .cipher()
-            .seal(&header, crate::repository::object_ad(ObjectKind::Pack));
+        let header = encode("pack header", &PackHeader { blobs: self.blobs.clone() })
+            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let sealed = repo.cipher().seal(&header, crate::repository::object_ad(ObjectKind::Pack));
         self.bytes.extend_from_slice(&sealed);
-        let trailer = PackTrailer {
-            data_key: MASTER_DATA_KEY,
-            header_length: sealed.len() as u32,
-        };
+        let trailer = PackTrailer { data_key: MASTER_DATA_KEY, header_length: sealed.len() as u32 };
         self.bytes.extend_from_slice(&trailer.to_bytes());
-        Ok(PackOut {
-            id: Id::of_bytes(&self.bytes),
-            bytes: self.bytes,
-            blobs: self.blobs,
-        })
+        Ok(PackOut { id: Id::of_bytes(&self.bytes), bytes: self.bytes, blobs: self.blobs })
     }
 }
 
-fn packer(
-    repo: &Repository,
-    rx: Receiver<Sealed>,
-    tx: Sender<PackOut>,
-    failure: &Failure,
-    counters: &Counters,
-) {
+fn packer(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<PackOut>, failure: &Failure, counters: &Counters) {
     let target = repo.config().pack_size.max(1024) as usize;
     let mut open: [OpenPack; 2] = Default::default();
     let slot = |k: BlobKind| if k == BlobKind::Data { 0 } else { 1 };
     let emit = |p: OpenPack| -> bool {
         match p.seal(repo) {
             Ok(out) => {
-                counters
-                    .bytes_stored
-                    .fetch_add(out.bytes.len() as u64, Ordering::Relaxed);
+                counters.bytes_stored.fetch_add(out.bytes.len() as u64, Ordering::Relaxed);
                 counters.packs.fetch_add(1, Ordering::Relaxed);
                 tx.send(out).is_ok()
             }
@@ -418,10 +347,7 @@ fn uploader(
         if pending.is_empty() {
             return true;
         }
-        let file = IndexFile {
-            packs: std::mem::take(pending),
-            supersedes: vec![],
-        };
+        let file = IndexFile { packs: std::mem::take(pending), supersedes: vec![] };
         match repo.save_object(ObjectKind::Index, &file) {
             Ok(id) => {
                 written.push(id.to_hex());
@@ -434,18 +360,11 @@ fn uploader(
         }
     };
     for p in rx {
-        if let Err(e) = repo
-            .storage()
-            .put(ObjectKind::Pack, &p.id.to_hex(), &p.bytes)
-        {
+        if let Err(e) = repo.storage().put(ObjectKind::Pack, &p.id.to_hex(), &p.bytes) {
             failure.set(e.into());
             return written;
         }
-        let ip = IndexPack {
-            id: p.id,
-            size: p.bytes.len() as u64,
-            blobs: p.blobs,
-        };
+        let ip = IndexPack { id: p.id, size: p.bytes.len() as u64, blobs: p.blobs };
         repo.index_mut().add_pack(&ip);
         {
             let mut f = in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -456,9 +375,7 @@ fn uploader(
             }
         }
         pending.push(ip);
-        if (pending.len() >= CHECKPOINT_PACKS || last.elapsed() >= CHECKPOINT_EVERY)
-            && !checkpoint(&mut pending)
-        {
+        if (pending.len() >= CHECKPOINT_PACKS || last.elapsed() >= CHECKPOINT_EVERY) && !checkpoint(&mut pending) {
             return written;
         }
         if pending.is_empty() {
@@ -479,13 +396,7 @@ mod tests {
     fn writes_dedups_and_reads_back() {
         let s: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
         let repo = Arc::new(Repository::init(s.clone(), b"pw", &cheap_opts()).unwrap());
-        let w = BlobWriter::new(
-            repo.clone(),
-            WriterOptions {
-                paranoid_dedup: true,
-                ..Default::default()
-            },
-        );
+        let w = BlobWriter::new(repo.clone(), WriterOptions { paranoid_dedup: true, ..Default::default() });
         let (a, new_a) = w.add(BlobKind::Data, b"hello").unwrap();
         let (b, new_b) = w.add(BlobKind::Data, b"hello").unwrap();
         let (t, _) = w.add(BlobKind::Tree, b"tree bytes").unwrap();
@@ -497,19 +408,10 @@ mod tests {
         let reopened = Repository::open(s.clone(), b"pw").unwrap();
         reopened.load_index().unwrap();
         assert_eq!(reopened.read_blob(BlobKind::Data, &a).unwrap(), b"hello");
-        assert_eq!(
-            reopened.read_blob(BlobKind::Tree, &t).unwrap(),
-            b"tree bytes"
-        );
+        assert_eq!(reopened.read_blob(BlobKind::Tree, &t).unwrap(), b"tree bytes");
         // dedup against the repository in a new session
         let repo = Arc::new(reopened);
-        let w = BlobWriter::new(
-            repo.clone(),
-            WriterOptions {
-                paranoid_dedup: true,
-                ..Default::default()
-            },
-        );
+        let w = BlobWriter::new(repo.clone(), WriterOptions { paranoid_dedup: true, ..Default::default() });
         assert!(!w.add(BlobKind::Data, b"hello").unwrap().1);
         assert_eq!(w.finish().unwrap().blobs_added, 0);
     }

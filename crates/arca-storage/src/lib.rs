@@ -41,12 +41,7 @@ impl ObjectKind {
     }
 
     /// All kinds that can be listed.
-    pub const LISTABLE: [ObjectKind; 4] = [
-        ObjectKind::Key,
-        ObjectKind::Pack,
-        ObjectKind::Index,
-        ObjectKind::Snapshot,
-    ];
+    pub const LISTABLE: [ObjectKind; 4] = [ObjectKind::Key, ObjectKind::Pack, ObjectKind::Index, ObjectKind::Snapshot];
 }
 
 impl fmt::Display for ObjectKind {
@@ -76,15 +71,9 @@ pub enum StorageError {
     Refused(String),
     /// Worth retrying: timeouts, dropped connections, throttling.
     #[error("temporary failure on {path}: {source}")]
-    Transient {
-        path: String,
-        source: std::io::Error,
-    },
+    Transient { path: String, source: std::io::Error },
     #[error("I/O error on {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 impl StorageError {
@@ -96,9 +85,9 @@ impl StorageError {
             std::io::ErrorKind::AlreadyExists => StorageError::AlreadyExists { path },
             std::io::ErrorKind::PermissionDenied => StorageError::PermissionDenied { path },
             std::io::ErrorKind::StorageFull => StorageError::NoSpace { path },
-            std::io::ErrorKind::TimedOut
-            | std::io::ErrorKind::Interrupted
-            | std::io::ErrorKind::ConnectionReset => StorageError::Transient { path, source: e },
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted | std::io::ErrorKind::ConnectionReset => {
+                StorageError::Transient { path, source: e }
+            }
             _ => StorageError::Io { path, source: e },
         }
     }
@@ -121,13 +110,7 @@ pub trait Storage: Send + Sync {
     /// Read a whole object.
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>>;
     /// Read `length` bytes at `offset`; a short object is an error.
-    fn get_range(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> StorageResult<Vec<u8>>;
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>>;
     /// Names and sizes of all objects of `kind`.
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<(String, u64)>>;
     /// Remove an object; removing a missing object is not an error.

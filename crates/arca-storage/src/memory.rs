@@ -31,41 +31,23 @@ impl Storage for MemoryStorage {
         self.lock()
             .get(&(kind, name.to_string()))
             .cloned()
-            .ok_or_else(|| StorageError::NotFound {
-                path: kind.path(name),
-            })
+            .ok_or_else(|| StorageError::NotFound { path: kind.path(name) })
     }
 
-    fn get_range(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> StorageResult<Vec<u8>> {
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
         let all = self.get(kind, name)?;
-        let end = offset
-            .checked_add(length)
-            .filter(|e| *e <= all.len() as u64);
+        let end = offset.checked_add(length).filter(|e| *e <= all.len() as u64);
         match end {
             Some(end) => Ok(all[offset as usize..end as usize].to_vec()),
             None => Err(StorageError::Io {
                 path: kind.path(name),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "object shorter than the range",
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "object shorter than the range"),
             }),
         }
     }
 
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<(String, u64)>> {
-        Ok(self
-            .lock()
-            .iter()
-            .filter(|((k, _), _)| *k == kind)
-            .map(|((_, n), v)| (n.clone(), v.len() as u64))
-            .collect())
+        Ok(self.lock().iter().filter(|((k, _), _)| *k == kind).map(|((_, n), v)| (n.clone(), v.len() as u64)).collect())
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
@@ -85,10 +67,7 @@ mod tests {
         assert_eq!(s.get(ObjectKind::Pack, "aa11").unwrap(), b"hello");
         assert_eq!(s.get_range(ObjectKind::Pack, "aa11", 1, 3).unwrap(), b"ell");
         assert!(s.get_range(ObjectKind::Pack, "aa11", 3, 3).is_err());
-        assert_eq!(
-            s.list(ObjectKind::Pack).unwrap(),
-            vec![("aa11".to_string(), 5)]
-        );
+        assert_eq!(s.list(ObjectKind::Pack).unwrap(), vec![("aa11".to_string(), 5)]);
         assert!(s.list(ObjectKind::Index).unwrap().is_empty());
         assert!(s.exists(ObjectKind::Pack, "aa11").unwrap());
         s.delete(ObjectKind::Pack, "aa11").unwrap();
