@@ -1,1 +1,38 @@
-fn main() {}
+//! `arca`: encrypted, deduplicated backups. This binary turns command lines into engine calls
+//! and prints the results; all behaviour lives in the library crates.
+
+mod cli;
+mod commands;
+mod context;
+mod exit;
+mod output;
+mod progress;
+mod text;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ARCA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let out = output::Output::new(cli.json, cli.quiet);
+    let code = match commands::run(&cli, &out) {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e);
+            exit::code_for(&e)
+        }
+    };
+    std::process::exit(code);
+}

@@ -36,6 +36,8 @@ pub struct BackupOptions {
 pub trait BackupProgress {
     fn file(&self, _path: &Path, _size: u64) {}
     fn bytes(&self, _n: u64) {}
+    /// An unchanged file of `size` bytes was not read.
+    fn skipped(&self, _size: u64) {}
     fn file_done(&self) {}
     fn warning(&self, _path: &Path, _message: &str) {}
 }
@@ -345,6 +347,7 @@ impl Archiver<'_> {
             node.content = p.content.clone();
             node.holes = p.holes.clone();
             self.summary.files_unchanged += 1;
+            self.progress.skipped(p.size);
             if md.nlink() > 1 {
                 self.hardlinks
                     .insert(link_key, Content { blobs: p.content.clone(), holes: p.holes.clone(), size: p.size });

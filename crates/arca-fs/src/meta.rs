@@ -63,7 +63,11 @@ pub fn node_from(name: &[u8], md: &Metadata, names: &mut NameCache) -> Node {
     n.user = names.user(n.uid);
     n.group = names.group(n.gid);
     n.mtime_ns = md.mtime() * 1_000_000_000 + md.mtime_nsec();
-    n.atime_ns = md.atime() * 1_000_000_000 + md.atime_nsec();
+    // Listing a directory updates its atime, so recording it would change every tree on
+    // every backup and defeat tree deduplication; directories keep atime 0 (not restored).
+    if kind != NodeKind::Dir {
+        n.atime_ns = md.atime() * 1_000_000_000 + md.atime_nsec();
+    }
     n.ctime_ns = md.ctime() * 1_000_000_000 + md.ctime_nsec();
     if matches!(kind, NodeKind::File | NodeKind::Symlink) {
         n.size = md.size();
@@ -138,7 +142,8 @@ pub fn apply(path: &Path, node: &Node, set_owner: bool) -> Vec<(MetaKind, std::i
         }
     }
     let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    if let Err(e) = utimensat(None, path, &ts(node.atime_ns), &ts(node.mtime_ns), UtimensatFlags::NoFollowSymlink) {
+    let atime = if node.atime_ns == 0 { TimeSpec::UTIME_OMIT } else { ts(node.atime_ns) };
+    if let Err(e) = utimensat(None, path, &atime, &ts(node.mtime_ns), UtimensatFlags::NoFollowSymlink) {
         failed.push((MetaKind::Times, std::io::Error::from(e)));
     }
     failed

@@ -32,6 +32,9 @@ pub struct RestoreOptions {
     pub verify: bool,
     /// Set owners (needs root).
     pub set_owner: bool,
+    /// The snapshot path of what is restored (e.g. `/home/a`); include and exclude patterns
+    /// match full snapshot paths.
+    pub base: Vec<u8>,
 }
 
 /// Callbacks for progress display.
@@ -87,14 +90,13 @@ pub fn restore(
         }
         Found::Node(n) if n.kind == NodeKind::Dir => {
             if let Some(id) = n.subtree {
-                r.tree(&id, &opts.target, b"", false)?;
+                r.tree(&id, &opts.target, &opts.base, false)?;
             }
             r.metadata(&opts.target, &n);
         }
         Found::Node(n) => {
             let target = opts.target.join(OsStr::from_bytes(&n.name));
-            let spath = [b"/".as_slice(), &n.name].concat();
-            r.entry(&n, &target, &spath)?;
+            r.entry(&n, &target, &opts.base)?;
         }
     }
     Ok(r.report)
@@ -319,6 +321,33 @@ impl Restorer<'_> {
         }
         Ok(())
     }
+}
+
+/// Write a file's logical contents (holes as zeros) to `w`.
+pub fn dump(repo: &Repository, n: &Node, w: &mut dyn std::io::Write) -> FsResult<u64> {
+    let io = |e| FsError::io(Path::new("<output>"), e);
+    let zeros = vec![0u8; 1 << 16];
+    let mut written = 0u64;
+    let mut pos = Placer::new(&n.holes);
+    for id in &n.content {
+        let data = repo.read_blob(BlobKind::Data, id)?;
+        for (off, range) in pos.place(data.len()) {
+            while written < off {
+                let k = (off - written).min(zeros.len() as u64) as usize;
+                w.write_all(&zeros[..k]).map_err(io)?;
+                written += k as u64;
+            }
+            w.write_all(&data[range.clone()]).map_err(io)?;
+            written += range.len() as u64;
+        }
+    }
+    while written < n.size {
+        let k = (n.size - written).min(zeros.len() as u64) as usize;
+        w.write_all(&zeros[..k]).map_err(io)?;
+        written += k as u64;
+    }
+    w.flush().map_err(io)?;
+    Ok(written)
 }
 
 /// Maps positions in a file's data stream (its content blobs back to back) to file offsets,

@@ -183,8 +183,6 @@ impl BlobWriter {
         if self.opts.paranoid_dedup {
             self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id, data.to_vec());
         }
-        self.counters.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
         let job = Job { kind, id, data: data.to_vec() };
         let sent = self.jobs.as_ref().map(|tx| tx.send(job).is_ok()).unwrap_or(false);
         if !sent {

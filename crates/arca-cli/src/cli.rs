@@ -1,0 +1,296 @@
+//! The command line, as clap types. Help texts teach: each says what the command is for.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const ABOUT: &str = "Encrypted, deduplicated, verifiable backups";
+const LONG_ABOUT: &str = "arca keeps the history of files in a repository that is deduplicated \
+(content-defined chunks), compressed, and encrypted and authenticated on this machine: the storage \
+never sees the key, and a tampered byte is always caught. Every snapshot is a full, independent \
+restore point.
+
+Quick start (no set-up needed):
+  arca backup ~/Documents          # backs up into a default repository under $XDG_DATA_HOME/arca
+  arca snapshots                   # lists what you have
+  arca restore latest --target /tmp/restored
+
+With your own repository:
+  export ARCA_REPOSITORY=/srv/backup/repo ARCA_PASSWORD_FILE=~/.arca-pass
+  arca init && arca backup /etc /home";
+
+/// Top-level options, valid for every command.
+#[derive(Parser, Debug)]
+#[command(name = "arca", version, about = ABOUT, long_about = LONG_ABOUT, after_help = crate::exit::HELP)]
+pub struct Cli {
+    /// Repository location: a directory path. Without it, the default repository under
+    /// $XDG_DATA_HOME/arca/ is used.
+    #[arg(short = 'r', long = "repo", env = "ARCA_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, env = "ARCA_PASSWORD_FILE", global = true, hide_env_values = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the password.
+    #[arg(long, env = "ARCA_PASSWORD_COMMAND", global = true, hide_env_values = true)]
+    pub password_command: Option<String>,
+    /// Machine-readable output: JSON documents, or JSON lines for long commands.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors, warnings and requested listings.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (-v, -vv); ARCA_LOG=debug also works.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Worker threads for compression and encryption (default: all cores).
+    #[arg(long, env = "ARCA_THREADS", global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up files and directories (or standard input, or a command's output).
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot.
+    Ls(LsArgs),
+    /// Restore a snapshot, or part of it, into a directory.
+    Restore(RestoreArgs),
+    /// Write one file from a snapshot to standard output.
+    Dump(DumpArgs),
+    /// Verify the repository's structure and, optionally, every byte of data.
+    Check(CheckArgs),
+    /// Manage the passwords (key slots) that open the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Show sizes: what a restore would write, or what the snapshots store.
+    Stats(StatsArgs),
+    /// Show a repository object decoded, as JSON (for debugging).
+    Cat(CatArgs),
+    /// Repair the repository.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Default zstd compression level (0 = off).
+    #[arg(long, default_value_t = 3)]
+    pub compression_level: i32,
+    /// Authenticated encryption for the repository.
+    #[arg(long, value_enum, default_value_t = Encryption::Aes256GcmSiv)]
+    pub encryption: Encryption,
+    /// Average chunk size in KiB (min is half, max is eight times).
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_size_kib: u32,
+    /// Target pack size in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub pack_size_mib: u64,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum Encryption {
+    Aes256GcmSiv,
+    Xchacha20Poly1305,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Leave out paths matching this glob; without a `/` it matches names anywhere (repeatable).
+    #[arg(long = "exclude", short = 'e')]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from a file, one per line (repeatable).
+    #[arg(long = "exclude-file")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Leave out directories holding a valid CACHEDIR.TAG.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out directories holding a file of this name (repeatable).
+    #[arg(long = "exclude-if-present")]
+    pub exclude_if_present: Vec<String>,
+    /// Do not cross into other filesystems.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Record this time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local time).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Compare against this snapshot instead of the latest of the same host and paths.
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Read everything, store nothing, and report what would be added.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Compression: auto (skip incompressible data), off, or a zstd level 1-22.
+    #[arg(long, default_value = "auto")]
+    pub compression: String,
+    /// Confirm every deduplication hit byte for byte against the stored blob.
+    #[arg(long)]
+    pub paranoid_dedup: bool,
+    /// Unchanged means same size, mtime and inode (ctime is not trusted).
+    #[arg(long)]
+    pub ignore_ctime: bool,
+    /// Read every file, even those that look unchanged.
+    #[arg(long)]
+    pub rehash: bool,
+    /// Back up standard input as one file.
+    #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
+    pub stdin: bool,
+    /// File name for --stdin / --stdin-from-command data.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Run a command and back up its standard output; if it fails, no snapshot is made.
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
+    pub stdin_from_command: Option<Vec<String>>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (repeatable).
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only the newest N snapshots of each host and path set.
+    #[arg(long)]
+    pub latest: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id prefix, or `latest`.
+    pub snapshot: String,
+    /// Only below this path inside the snapshot.
+    pub path: Option<String>,
+    /// Long listing: type, mode, owner, size, time.
+    #[arg(short = 'l', long)]
+    pub long: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// SNAPSHOT or SNAPSHOT:PATH (a snapshot id prefix or `latest`, and a path inside it).
+    pub snapshot: String,
+    /// Directory to restore into (created if missing).
+    #[arg(long, short = 't')]
+    pub target: PathBuf,
+    /// Restore only paths matching this glob, and what lies below them (repeatable).
+    #[arg(long = "include", short = 'i')]
+    pub includes: Vec<String>,
+    /// Skip paths matching this glob (repeatable).
+    #[arg(long = "exclude", short = 'e')]
+    pub excludes: Vec<String>,
+    /// Read every restored file back and check it against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Snapshot id prefix, or `latest`.
+    pub snapshot: String,
+    /// Path of the file inside the snapshot.
+    pub path: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also read and verify every byte of data.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read a subset: N/M (group N of M) or P% (random packs).
+    #[arg(long)]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List key slots.
+    List,
+    /// Add a password (from ARCA_NEW_PASSWORD, --new-password-file, or a prompt).
+    Add(NewPassword),
+    /// Remove a key slot by id prefix (not the one in use, not the last).
+    Remove {
+        /// Key slot id prefix.
+        id: String,
+    },
+    /// Change the password of the key slot in use.
+    Passwd(NewPassword),
+}
+
+#[derive(Args, Debug)]
+pub struct NewPassword {
+    /// File holding the new password.
+    #[arg(long, env = "ARCA_NEW_PASSWORD_FILE", hide_env_values = true)]
+    pub new_password_file: Option<PathBuf>,
+    /// A label to recognise the slot by.
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// One snapshot (default: all).
+    pub snapshot: Option<String>,
+    #[arg(long, value_enum, default_value_t = StatsMode::RestoreSize)]
+    pub mode: StatsMode,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum StatsMode {
+    RestoreSize,
+    RawData,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// What to show.
+    #[arg(value_enum)]
+    pub kind: CatKind,
+    /// Object id (snapshot ids may be prefixes or `latest`).
+    pub id: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum CatKind {
+    Config,
+    Snapshot,
+    Tree,
+    Index,
+    Pack,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs themselves.
+    Index,
+}

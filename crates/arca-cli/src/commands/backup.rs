@@ -1,0 +1,240 @@
+//! `arca backup`: files, standard input, or a command's output.
+
+use crate::cli::{BackupArgs, Cli};
+use crate::context;
+use crate::exit;
+use crate::output::Output;
+use crate::progress::{Progress, Reporter};
+use crate::text::size;
+use anyhow::{bail, Context, Result};
+use arca_format::{Snapshot, SnapshotKind, WarningKind};
+use arca_fs::backup::backup_stream;
+use arca_fs::{BackupOptions, BackupOutcome, Excludes};
+use arca_repo::blob::Compression;
+use arca_repo::keys::Origin;
+use arca_repo::snapshots::{self as snaps, find_parent};
+use arca_repo::writer::WriterOptions;
+use arca_repo::{BlobWriter, Repository};
+use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
+use std::path::{Path, PathBuf};
+
+pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
+    let compression = parse_compression(&a.compression)?;
+    let time = match &a.time {
+        Some(t) => parse_time_arg(t)?,
+        None => Local::now().fixed_offset(),
+    };
+    let is_stream = a.stdin || a.stdin_from_command.is_some();
+    let paths = if is_stream { vec![] } else { source_paths(&a.paths)? };
+    let repo = context::open_or_create_default(cli, out)?;
+    let origin = Origin::current();
+    let host = a.host.clone().unwrap_or(origin.hostname.clone());
+    let path_strings: Vec<String> = if is_stream {
+        vec![format!("/{}", a.stdin_filename.trim_matches('/'))]
+    } else {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    };
+    let all = super::all_snapshots(&repo, out)?;
+    let parent = match &a.parent {
+        Some(spec) => Some(snaps::resolve(&all, spec, &Default::default())?),
+        None if is_stream => None,
+        None => find_parent(&all, &host, &path_strings).cloned(),
+    };
+    let writer_opts = WriterOptions {
+        compression,
+        paranoid_dedup: a.paranoid_dedup,
+        dry_run: a.dry_run,
+        threads: cli.threads.unwrap_or(WriterOptions::default().threads),
+    };
+    let writer = BlobWriter::new(repo.clone(), writer_opts);
+    let reporter = Reporter { progress: Progress::new(out, "backup"), out };
+    let (outcome, kind) = if a.stdin {
+        (backup_stream(&writer, &a.stdin_filename, std::io::stdin().lock(), &reporter)?, SnapshotKind::Stdin)
+    } else if let Some(cmd) = &a.stdin_from_command {
+        (from_command(&writer, &a.stdin_filename, cmd, &reporter)?, SnapshotKind::CommandOutput)
+    } else {
+        let opts = BackupOptions {
+            paths,
+            excludes: excludes(a)?,
+            one_file_system: a.one_file_system,
+            ignore_ctime: a.ignore_ctime,
+            rehash: a.rehash,
+        };
+        if out.show_progress {
+            spawn_scanner(&opts.paths, excludes(a)?, &reporter.progress);
+        }
+        let parent_tree = parent.as_ref().map(|p| p.snapshot.tree);
+        (arca_fs::backup(&writer, parent_tree, &opts, &reporter)?, SnapshotKind::Files)
+    };
+    let stats = writer.finish()?;
+    reporter.progress.finish();
+    let mut summary = outcome.summary.clone();
+    summary.blobs_added = stats.blobs_added;
+    summary.bytes_added = stats.bytes_added;
+    summary.bytes_added_stored = stats.bytes_stored;
+    let snapshot = Snapshot {
+        time: time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+        hostname: host,
+        username: origin.username,
+        paths: path_strings,
+        tags: a.tags.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect(),
+        parent: parent.as_ref().map(|p| p.id),
+        tree: outcome.tree,
+        kind,
+        summary,
+        warnings: outcome.warnings.clone(),
+        excludes: a.excludes.clone(),
+        keep_until: None,
+        program_version: format!("arca {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = if a.dry_run { None } else { Some(snaps::save(&repo, &snapshot)?) };
+    report(out, &repo, &snapshot, id.map(|i| i.to_hex()), &outcome, parent.map(|p| p.id.short()));
+    let unreadable = outcome.warnings.iter().any(|w| w.kind == WarningKind::Unreadable);
+    Ok(if unreadable { exit::PARTIAL } else { exit::OK })
+}
+
+fn report(
+    out: &Output,
+    _repo: &Repository,
+    s: &Snapshot,
+    id: Option<String>,
+    o: &BackupOutcome,
+    parent: Option<String>,
+) {
+    let m = &s.summary;
+    if out.json {
+        out.json_line(&serde_json::json!({
+            "type": "summary", "snapshot_id": id, "dry_run": id.is_none(), "parent": parent,
+            "summary": m, "warnings": o.warnings,
+        }));
+        return;
+    }
+    if let Some(p) = parent {
+        out.info(format!("using parent snapshot {p}"));
+    }
+    out.info(format!(
+        "files: {} new, {} changed, {} unchanged ({} read); dirs: {}; other: {}",
+        m.files_new, m.files_changed, m.files_unchanged, m.files_read, m.dirs, m.other_nodes
+    ));
+    out.info(format!(
+        "read {} of {}; added {} in {} new blobs ({} stored after compression) in {:.1}s",
+        size(m.bytes_read),
+        size(m.total_bytes),
+        size(m.bytes_added),
+        m.blobs_added,
+        size(m.bytes_added_stored),
+        m.duration_secs
+    ));
+    if !o.warnings.is_empty() {
+        out.warn(format!("{} paths had problems:", o.warnings.len()));
+        for w in &o.warnings {
+            out.warn(format!("  {}: {}", w.path, w.message));
+        }
+    }
+    match id {
+        Some(id) => out.info(format!("snapshot {} saved", &id[..8])),
+        None => out.info("dry run: nothing was stored"),
+    }
+}
+
+fn from_command(writer: &BlobWriter, name: &str, cmd: &[String], reporter: &Reporter) -> Result<BackupOutcome> {
+    let (prog, args) = cmd.split_first().context("--stdin-from-command needs a command")?;
+    let mut child = std::process::Command::new(prog)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {prog:?}"))?;
+    let stdout = child.stdout.take().context("no standard output from the command")?;
+    let outcome = backup_stream(writer, name, stdout, reporter);
+    let status = child.wait().with_context(|| format!("waiting for {prog:?}"))?;
+    if !status.success() {
+        bail!("{prog:?} failed ({status}); no snapshot was created");
+    }
+    Ok(outcome?)
+}
+
+fn excludes(a: &BackupArgs) -> Result<Excludes> {
+    let mut patterns = a.excludes.clone();
+    for f in &a.exclude_files {
+        patterns.extend(Excludes::read_file(f).with_context(|| format!("cannot read exclude file {}", f.display()))?);
+    }
+    Excludes::new(patterns, a.exclude_caches, a.exclude_if_present.clone()).map_err(anyhow::Error::msg)
+}
+
+/// Absolute, existing source paths; symlinks named directly are kept as symlinks.
+fn source_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if given.is_empty() {
+        bail!("nothing to back up: name files or directories, or use --stdin");
+    }
+    let mut out = vec![];
+    for p in given {
+        std::fs::symlink_metadata(p).with_context(|| format!("cannot back up {}", p.display()))?;
+        let abs = std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))?;
+        let resolved = match (abs.parent(), abs.file_name()) {
+            (Some(parent), Some(name)) if name != ".." => std::fs::canonicalize(parent)
+                .with_context(|| format!("cannot resolve {}", parent.display()))?
+                .join(name),
+            _ => std::fs::canonicalize(&abs).with_context(|| format!("cannot resolve {}", abs.display()))?,
+        };
+        out.push(resolved);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn parse_compression(s: &str) -> Result<Compression> {
+    Ok(match s {
+        "auto" => Compression::Auto,
+        "off" | "0" => Compression::Off,
+        n => match n.parse::<i32>() {
+            Ok(l) if (1..=22).contains(&l) => Compression::Level(l),
+            _ => bail!("--compression {s:?}: use auto, off, or a level from 1 to 22"),
+        },
+    })
+}
+
+/// RFC 3339, or a local "YYYY-MM-DD[ HH:MM[:SS]]".
+pub fn parse_time_arg(s: &str) -> Result<DateTime<FixedOffset>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
+        .with_context(|| {
+            format!("cannot read time {s:?}: use RFC 3339 (2026-11-01T12:00:00+01:00) or \"2026-11-01 12:00\"")
+        })?;
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.fixed_offset())
+        .with_context(|| format!("{s:?} does not exist in the local time zone"))
+}
+
+/// Count bytes to back up in the background, for the ETA.
+fn spawn_scanner(paths: &[PathBuf], excludes: Excludes, progress: &Progress) {
+    fn walk(p: &Path, ex: &Excludes, total: &crate::progress::TotalHandle) {
+        let Ok(md) = std::fs::symlink_metadata(p) else { return };
+        if md.is_file() {
+            total.add(md.len());
+        } else if md.is_dir() && !ex.skip_dir(p) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let c = e.path();
+                    if !ex.matches(&c) {
+                        walk(&c, ex, total);
+                    }
+                }
+            }
+        }
+    }
+    let paths = paths.to_vec();
+    let total = progress.total_handle();
+    std::thread::spawn(move || {
+        for p in &paths {
+            walk(p, &excludes, &total);
+        }
+    });
+}

@@ -1,0 +1,77 @@
+//! `arca check`: verify structure and, optionally, data.
+
+use crate::cli::{CheckArgs, Cli};
+use crate::context;
+use crate::output::Output;
+use crate::progress::Progress;
+use crate::text::size;
+use anyhow::{bail, Result};
+use arca_repo::check::{check, ReadData};
+
+fn read_mode(a: &CheckArgs) -> Result<ReadData> {
+    if a.read_data {
+        return Ok(ReadData::All);
+    }
+    let Some(s) = &a.read_data_subset else { return Ok(ReadData::None) };
+    if let Some(p) = s.strip_suffix('%') {
+        match p.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 100.0 => return Ok(ReadData::Percent(v)),
+            _ => bail!("--read-data-subset {s:?}: a percentage must be above 0 and at most 100"),
+        }
+    }
+    if let Some((n, m)) = s.split_once('/') {
+        if let (Ok(n), Ok(m)) = (n.trim().parse::<u32>(), m.trim().parse::<u32>()) {
+            if m >= 1 && (1..=m).contains(&n) {
+                return Ok(ReadData::Subset { n, m });
+            }
+        }
+    }
+    bail!("--read-data-subset {s:?}: use N/M (e.g. 2/5, group 2 of 5) or P% (e.g. 10%)")
+}
+
+pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
+    let read = read_mode(a)?;
+    let repo = context::open(cli, out)?;
+    let progress = Progress::new(out, "check");
+    let r = check(&repo, read, &mut |phase, done, total| {
+        progress.message(format!("{phase} {done}/{total}"));
+    })?;
+    progress.finish();
+    if out.json {
+        out.json_line(&serde_json::json!({"type": "summary", "ok": r.ok(), "report": r}));
+    } else {
+        out.info(format!(
+            "checked {} snapshots, {} trees; read {} packs ({}), {} blobs",
+            r.snapshots_checked,
+            r.trees_checked,
+            r.packs_read,
+            size(r.bytes_read),
+            r.blobs_read
+        ));
+        for n in &r.notes {
+            out.info(format!("note: {}: {}", n.object, n.message));
+        }
+        for e in &r.errors {
+            eprintln!("error: {}: {}", e.object, e.message);
+        }
+        if !r.damaged_packs.is_empty() {
+            eprintln!("damaged packs: {}", r.damaged_packs.join(", "));
+        }
+        for af in &r.affected {
+            eprintln!("snapshot {} ({}) has damaged data in:", &af.snapshot[..8], af.time);
+            for p in &af.paths {
+                eprintln!("  {p}");
+            }
+        }
+        if r.ok() {
+            out.info("no errors found");
+        }
+    }
+    if !r.ok() {
+        bail!(
+            "the repository has {} errors; likely causes: disk or memory faults, an interrupted copy, or tampering. Unaffected files still restore.",
+            r.errors.len()
+        );
+    }
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,43 @@
+//! `arca init`: create a repository.
+
+use crate::cli::{Cli, Encryption, InitArgs};
+use crate::context;
+use crate::output::Output;
+use anyhow::{Context, Result};
+use arca_format::{ChunkerParams, EncryptionMode};
+use arca_repo::{InitOptions, Repository};
+
+pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
+    let loc = context::location(cli)?;
+    if cli.repo.is_none() {
+        out.info(format!("no -r/ARCA_REPOSITORY given: creating the default repository at {}", loc.path.display()));
+    }
+    let avg = a.chunk_size_kib.saturating_mul(1024);
+    let opts = InitOptions {
+        encryption: match a.encryption {
+            Encryption::Aes256GcmSiv => EncryptionMode::Aes256GcmSiv,
+            Encryption::Xchacha20Poly1305 => EncryptionMode::XChaCha20Poly1305,
+        },
+        chunker: ChunkerParams { min_size: avg / 2, avg_size: avg, max_size: avg.saturating_mul(8) },
+        compression_level: a.compression_level,
+        pack_size: a.pack_size_mib.saturating_mul(1024 * 1024),
+        kdf: context::kdf_params(),
+    };
+    let password = context::password(cli, &loc, true)?;
+    std::fs::create_dir_all(&loc.path).with_context(|| format!("cannot create {}", loc.path.display()))?;
+    let repo = Repository::init(context::storage(&loc), password.as_bytes(), &opts)?;
+    if out.json {
+        out.json_doc(&serde_json::json!({
+            "repository": loc.path.display().to_string(),
+            "id": repo.config().repo_id.to_hex(),
+            "version": repo.config().version,
+        }));
+    } else {
+        out.info(format!(
+            "created repository {} at {}\nKeep the password safe: without it the data cannot be read.",
+            repo.config().repo_id.short(),
+            loc.path.display()
+        ));
+    }
+    Ok(crate::exit::OK)
+}

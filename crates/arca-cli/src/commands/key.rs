@@ -1,0 +1,83 @@
+//! `arca key`: list, add, remove and change passwords.
+
+use crate::cli::{Cli, KeyCommand, NewPassword};
+use crate::context;
+use crate::output::Output;
+use anyhow::{Context, Result};
+use arca_repo::keys::{self, Origin};
+
+fn new_password(a: &NewPassword) -> Result<String> {
+    if let Ok(p) = std::env::var("ARCA_NEW_PASSWORD") {
+        return Ok(p);
+    }
+    if let Some(f) = &a.new_password_file {
+        let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        return Ok(s.lines().next().unwrap_or("").to_string());
+    }
+    context::prompt("new password", true)
+}
+
+pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
+    let repo = context::open(cli, out)?;
+    let storage = repo.storage();
+    match k {
+        KeyCommand::List => {
+            let list = keys::list(storage, repo.key_slot())?;
+            if out.json {
+                out.json_doc(&list);
+            } else {
+                out.line(format!(" {:<8}  {:<25}  {:<12}  {:<16}  Label", "ID", "Created", "User", "Host"));
+                for k in list {
+                    out.line(format!(
+                        "{}{:<8}  {:<25}  {:<12}  {:<16}  {}",
+                        if k.current { "*" } else { " " },
+                        &k.id[..8],
+                        k.created,
+                        k.username,
+                        k.hostname,
+                        k.label
+                    ));
+                }
+            }
+        }
+        KeyCommand::Add(a) => {
+            let pw = new_password(a)?;
+            let id = keys::store_slot(
+                storage,
+                repo.key(),
+                pw.as_bytes(),
+                context::kdf_params(),
+                &Origin::current(),
+                &a.label,
+            )?;
+            report(out, "added", &id);
+        }
+        KeyCommand::Remove { id } => {
+            let removed = keys::remove(storage, id, repo.key_slot())?;
+            report(out, "removed", &removed);
+        }
+        KeyCommand::Passwd(a) => {
+            let pw = new_password(a)?;
+            // Add the new slot before removing the old one: a crash in between leaves both.
+            let id = keys::store_slot(
+                storage,
+                repo.key(),
+                pw.as_bytes(),
+                context::kdf_params(),
+                &Origin::current(),
+                &a.label,
+            )?;
+            storage.delete(arca_storage::ObjectKind::Key, repo.key_slot())?;
+            report(out, "password changed; new key slot", &id);
+        }
+    }
+    Ok(crate::exit::OK)
+}
+
+fn report(out: &Output, what: &str, id: &str) {
+    if out.json {
+        out.json_doc(&serde_json::json!({"result": what, "id": id}));
+    } else {
+        out.info(format!("{what} {}", &id[..8.min(id.len())]));
+    }
+}

@@ -1,0 +1,57 @@
+//! One module per command; each returns the exit code.
+
+mod backup;
+mod cat;
+mod check;
+mod init;
+mod key;
+mod ls;
+mod repair;
+mod restore;
+mod snapshots;
+mod stats;
+
+use crate::cli::{Cli, Command, FilterArgs};
+use crate::output::Output;
+use anyhow::Result;
+use arca_repo::snapshots::{self as snaps, Filter, SnapshotEntry};
+use arca_repo::Repository;
+
+/// Run the command line.
+pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
+    match &cli.command {
+        Command::Init(a) => init::run(cli, out, a),
+        Command::Backup(a) => backup::run(cli, out, a),
+        Command::Snapshots(a) => snapshots::run(cli, out, a),
+        Command::Ls(a) => ls::run(cli, out, a),
+        Command::Restore(a) => restore::run(cli, out, a),
+        Command::Dump(a) => restore::dump(cli, out, a),
+        Command::Check(a) => check::run(cli, out, a),
+        Command::Key(k) => key::run(cli, out, k),
+        Command::Stats(a) => stats::run(cli, out, a),
+        Command::Cat(a) => cat::run(cli, out, a),
+        Command::Repair(r) => repair::run(cli, out, r),
+    }
+}
+
+impl FilterArgs {
+    /// The engine's filter.
+    pub fn filter(&self) -> Filter {
+        Filter { hosts: self.hosts.clone(), tags: self.tags.clone(), paths: self.paths.clone() }
+    }
+}
+
+/// All snapshots, warning about unreadable ones.
+pub fn all_snapshots(repo: &Repository, out: &Output) -> Result<Vec<SnapshotEntry>> {
+    let (all, errors) = snaps::list_all(repo)?;
+    for e in errors {
+        out.warn(format!("skipping unreadable snapshot: {e}"));
+    }
+    Ok(all)
+}
+
+/// Resolve a snapshot spec (`latest` or an id prefix) among those passing `filter`.
+pub fn find_snapshot(repo: &Repository, out: &Output, spec: &str, filter: &FilterArgs) -> Result<SnapshotEntry> {
+    let all = all_snapshots(repo, out)?;
+    Ok(snaps::resolve(&all, spec, &filter.filter())?)
+}

@@ -1,0 +1,116 @@
+//! `arca restore` and `arca dump`.
+
+use crate::cli::{Cli, DumpArgs, RestoreArgs};
+use crate::context;
+use crate::output::Output;
+use crate::progress::{Progress, Reporter};
+use crate::text::{escape, size};
+use anyhow::{bail, Context, Result};
+use arca_format::NodeKind;
+use arca_fs::RestoreOptions;
+use arca_repo::treewalk::{lookup, walk, Found, Visit};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+fn globs(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(GlobBuilder::new(p).build().with_context(|| format!("bad pattern {p:?}"))?);
+    }
+    Ok(Some(b.build()?))
+}
+
+/// Split `SNAPSHOT[:PATH]`.
+fn split_spec(spec: &str) -> (&str, &str) {
+    match spec.split_once(':') {
+        Some((s, p)) => (s, p),
+        None => (spec, ""),
+    }
+}
+
+pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
+    let repo = context::open(cli, out)?;
+    let (spec, path) = split_spec(&a.snapshot);
+    let snap = super::find_snapshot(&repo, out, spec, &a.filter)?;
+    let base: Vec<u8> = path.trim_end_matches('/').as_bytes().to_vec();
+    let found = lookup(&repo, &snap.snapshot.tree, &base)?
+        .with_context(|| format!("{path} not found in snapshot {}", snap.id.short()))?;
+    let reporter = Reporter { progress: Progress::new(out, "restore"), out };
+    if out.show_progress || out.json {
+        let mut total = 0u64;
+        match &found {
+            Found::Root(t) | Found::Node(arca_format::Node { subtree: Some(t), .. }) => {
+                walk(
+                    &repo,
+                    t,
+                    &mut |_, n| {
+                        total += if n.kind == NodeKind::File {
+                            n.size - n.holes.iter().map(|h| h.1).sum::<u64>()
+                        } else {
+                            0
+                        };
+                        Ok(Visit::Continue)
+                    },
+                    &mut |_, _| {},
+                )?;
+            }
+            Found::Node(n) => total = n.size,
+        }
+        reporter.progress.set_total(total);
+    }
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        includes: globs(&a.includes)?,
+        excludes: globs(&a.excludes)?,
+        verify: a.verify,
+        set_owner: nix::unistd::geteuid().is_root(),
+        base: if base.starts_with(b"/") || base.is_empty() { base.clone() } else { [b"/".as_slice(), &base].concat() },
+    };
+    let report = arca_fs::restore(&repo, found, &opts, &reporter)?;
+    reporter.progress.finish();
+    if out.json {
+        out.json_line(&serde_json::json!({"type": "summary", "snapshot_id": snap.id.to_hex(), "target": a.target, "report": report}));
+    } else {
+        for w in &report.warnings {
+            out.warn(w);
+        }
+        out.info(format!(
+            "restored {} files, {} dirs, {} other entries, {} of data from snapshot {} to {}{}",
+            report.files,
+            report.dirs,
+            report.other,
+            size(report.bytes),
+            snap.id.short(),
+            a.target.display(),
+            if a.verify { format!("; {} files verified", report.verified_files) } else { String::new() }
+        ));
+        for (p, e) in &report.errors {
+            eprintln!("error: {}: {e}", escape(p.as_bytes()));
+        }
+    }
+    if !report.errors.is_empty() {
+        bail!("{} entries could not be restored (listed above); everything else was restored", report.errors.len());
+    }
+    Ok(crate::exit::OK)
+}
+
+pub fn dump(cli: &Cli, out: &Output, a: &DumpArgs) -> Result<i32> {
+    let repo = context::open(cli, out)?;
+    let snap = super::find_snapshot(&repo, out, &a.snapshot, &a.filter)?;
+    let node = match lookup(&repo, &snap.snapshot.tree, a.path.as_bytes())? {
+        Some(Found::Node(n)) => n,
+        Some(Found::Root(_)) => {
+            bail!("{} is the snapshot root, a directory: use `arca restore` for directories", a.path)
+        }
+        None => bail!("{} not found in snapshot {}", a.path, snap.id.short()),
+    };
+    if node.kind != NodeKind::File {
+        bail!("{} is a {:?}, not a file: use `arca restore` for it", a.path, node.kind);
+    }
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    arca_fs::restore::dump(&repo, &node, &mut lock).with_context(|| format!("cannot dump {}", a.path))?;
+    Ok(crate::exit::OK)
+}

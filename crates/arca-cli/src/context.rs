@@ -1,0 +1,183 @@
+//! Finding the repository and its password, and opening it.
+
+use crate::cli::Cli;
+use crate::output::Output;
+use anyhow::{bail, Context, Result};
+use arca_backends::LocalStorage;
+use arca_format::KdfParams;
+use arca_repo::{RepoError, Repository};
+use arca_storage::Storage;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the repository is and how its password is found.
+pub struct Location {
+    pub path: PathBuf,
+    /// For the default repository: the key file standing in for a password.
+    pub default_key: Option<PathBuf>,
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(fallback),
+    }
+}
+
+/// The repository named on the command line, or the default one.
+pub fn location(cli: &Cli) -> Result<Location> {
+    match &cli.repo {
+        Some(r) => {
+            for scheme in ["sftp://", "s3://", "ssh://", "http://", "https://"] {
+                if r.starts_with(scheme) {
+                    bail!("repository {r}: {scheme} repositories are not supported by this version of arca yet; use a local path");
+                }
+            }
+            let path = r.strip_prefix("local:").unwrap_or(r);
+            Ok(Location { path: PathBuf::from(path), default_key: None })
+        }
+        None => Ok(Location {
+            path: xdg("XDG_DATA_HOME", ".local/share").join("arca/default"),
+            default_key: Some(xdg("XDG_CONFIG_HOME", ".config").join("arca/default.key")),
+        }),
+    }
+}
+
+/// Cost of new key slots. ARCA_KDF_MEMORY_KIB lowers it for test suites only.
+pub fn kdf_params() -> KdfParams {
+    let mut p = KdfParams::default();
+    if let Some(m) = std::env::var("ARCA_KDF_MEMORY_KIB").ok().and_then(|v| v.parse().ok()) {
+        p.memory_kib = m;
+        p.iterations = 1;
+    }
+    p
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+/// The password from the environment, a file or a command; `None` if none was given.
+fn given_password(cli: &Cli) -> Result<Option<String>> {
+    if let Ok(p) = std::env::var("ARCA_PASSWORD") {
+        return Ok(Some(p));
+    }
+    if let Some(f) = &cli.password_file {
+        let s = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
+        return Ok(Some(first_line(&s)));
+    }
+    if let Some(c) = &cli.password_command {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(c)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("cannot run the password command")?;
+        if !o.status.success() {
+            bail!("the password command failed ({})", o.status);
+        }
+        return Ok(Some(first_line(&String::from_utf8_lossy(&o.stdout))));
+    }
+    Ok(None)
+}
+
+/// Ask on the terminal; `confirm` asks twice.
+pub fn prompt(what: &str, confirm: bool) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no password given: set ARCA_PASSWORD, ARCA_PASSWORD_FILE or ARCA_PASSWORD_COMMAND (stdin is not a terminal, so arca cannot ask)");
+    }
+    let p = rpassword::prompt_password(format!("{what}: ")).context("cannot read the password")?;
+    if confirm {
+        let again = rpassword::prompt_password(format!("{what} again: ")).context("cannot read the password")?;
+        if again != p {
+            bail!("the passwords do not match");
+        }
+    }
+    if p.is_empty() {
+        bail!("an empty password is not allowed");
+    }
+    Ok(p)
+}
+
+/// The password for `loc`.
+pub fn password(cli: &Cli, loc: &Location, creating: bool) -> Result<String> {
+    if let Some(p) = given_password(cli)? {
+        return Ok(p);
+    }
+    if let Some(k) = &loc.default_key {
+        if k.exists() {
+            let s = std::fs::read_to_string(k)
+                .with_context(|| format!("cannot read the default key file {}", k.display()))?;
+            return Ok(first_line(&s));
+        }
+    }
+    prompt(if creating { "new repository password" } else { "repository password" }, creating)
+}
+
+/// The storage at `loc`.
+pub fn storage(loc: &Location) -> Arc<dyn Storage> {
+    Arc::new(LocalStorage::new(&loc.path))
+}
+
+/// Open the repository and load its index, warning about damaged index objects.
+pub fn open(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
+    let loc = location(cli)?;
+    let storage = storage(&loc);
+    if !storage.exists(arca_storage::ObjectKind::Config, "config")? {
+        let err = anyhow::Error::new(RepoError::NoRepository { location: loc.path.display().to_string() });
+        if loc.default_key.is_some() {
+            return Err(err.context(
+                "the default repository has not been created yet (`arca backup PATH` creates it; -r or ARCA_REPOSITORY names another)",
+            ));
+        }
+        return Err(err);
+    }
+    let pw = password(cli, &loc, false)?;
+    let repo = Repository::open(storage, pw.as_bytes())?;
+    for problem in repo.load_index()? {
+        out.warn(format!("{problem} (the blobs it listed are unreachable until `arca repair index` runs)"));
+    }
+    Ok(Arc::new(repo))
+}
+
+/// Open the default repository, creating it (with a random key file) on first use.
+pub fn open_or_create_default(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
+    let loc = location(cli)?;
+    if let Some(key) = &loc.default_key {
+        let storage = storage(&loc);
+        if !storage.exists(arca_storage::ObjectKind::Config, "config")? {
+            let password = match given_password(cli)? {
+                Some(p) => p,
+                None => create_key_file(key)?,
+            };
+            std::fs::create_dir_all(&loc.path).with_context(|| format!("cannot create {}", loc.path.display()))?;
+            let opts = arca_repo::InitOptions { kdf: kdf_params(), ..Default::default() };
+            Repository::init(storage, password.as_bytes(), &opts)?;
+            out.warn(format!(
+                "created the default repository at {}; its key is in {} (mode 0600). Keep a copy of that key somewhere safe: without it these backups cannot be read.",
+                loc.path.display(),
+                key.display()
+            ));
+        }
+    }
+    open(cli, out)
+}
+
+fn create_key_file(path: &Path) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the key file {}", path.display()))?;
+    writeln!(f, "{key}")?;
+    f.sync_all()?;
+    Ok(key)
+}

@@ -1,0 +1,39 @@
+//! Exit codes, documented in `arca --help` and the README.
+
+use arca_fs::FsError;
+use arca_repo::RepoError;
+
+/// Success.
+pub const OK: i32 = 0;
+/// Any error.
+pub const ERROR: i32 = 1;
+/// The snapshot was created but some source files could not be read.
+pub const PARTIAL: i32 = 3;
+/// The repository does not exist.
+pub const NO_REPOSITORY: i32 = 10;
+/// Wrong password: no key slot opens.
+pub const WRONG_PASSWORD: i32 = 12;
+
+/// The text for `--help`.
+pub const HELP: &str = "Exit codes:
+  0   success
+  1   error
+  3   the snapshot was created, but some source files could not be read (they are listed)
+  10  the repository does not exist (create it with `arca init`)
+  12  wrong password: no key slot opens with it (nothing in the repository was changed)";
+
+/// The exit code for an error.
+pub fn code_for(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<FsError>() {
+            Some(FsError::Repo(r)) => Some(r),
+            _ => None,
+        });
+        match repo {
+            Some(RepoError::NoRepository { .. }) => return NO_REPOSITORY,
+            Some(RepoError::WrongPassword { .. }) => return WRONG_PASSWORD,
+            _ => {}
+        }
+    }
+    ERROR
+}

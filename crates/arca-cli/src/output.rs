@@ -1,0 +1,77 @@
+//! The one printer: human text or JSON, and where each goes.
+
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+
+/// How results are printed.
+pub struct Output {
+    pub json: bool,
+    pub quiet: bool,
+    /// Progress bars only where a person watches.
+    pub show_progress: bool,
+}
+
+impl Output {
+    /// Printer for the given global flags.
+    pub fn new(json: bool, quiet: bool) -> Output {
+        Output { json, quiet, show_progress: !json && !quiet && std::io::stderr().is_terminal() }
+    }
+
+    /// A line for people (stdout), unless quiet or JSON.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if !self.json && !self.quiet {
+            println!("{}", msg.as_ref());
+        }
+    }
+
+    /// A result line for people that `--quiet` does not hide (e.g. a listing).
+    pub fn line(&self, msg: impl AsRef<str>) {
+        if !self.json {
+            println!("{}", msg.as_ref());
+        }
+    }
+
+    /// A warning: stderr for people, a JSON line on stdout for scripts.
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        if self.json {
+            self.json_line(&serde_json::json!({"type": "warning", "message": msg.as_ref()}));
+        } else {
+            eprintln!("warning: {}", msg.as_ref());
+        }
+    }
+
+    /// One JSON value on one line (progress, events, final summaries of long commands).
+    pub fn json_line<T: Serialize>(&self, value: &T) {
+        if let Ok(s) = serde_json::to_string(value) {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{s}");
+            let _ = o.flush();
+        }
+    }
+
+    /// A whole JSON document (listings).
+    pub fn json_doc<T: Serialize>(&self, value: &T) {
+        if let Ok(s) = serde_json::to_string_pretty(value) {
+            println!("{s}");
+        }
+    }
+
+    /// Report a failure.
+    pub fn error(&self, e: &anyhow::Error) {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        let mut msg = chain.first().cloned().unwrap_or_default();
+        for c in chain.iter().skip(1) {
+            if !msg.contains(c.as_str()) {
+                msg.push_str(": ");
+                msg.push_str(c);
+            }
+        }
+        if self.json {
+            self.json_line(
+                &serde_json::json!({"type": "error", "message": msg, "exit_code": crate::exit::code_for(e)}),
+            );
+        } else {
+            eprintln!("error: {msg}");
+        }
+    }
+}

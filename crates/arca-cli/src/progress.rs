@@ -1,0 +1,176 @@
+//! Progress: a bar on a terminal, JSON lines (at most one a second) with `--json`, nothing on
+//! a pipe.
+
+use crate::output::Output;
+use crate::text::escape;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Progress of one long command.
+pub struct Progress {
+    phase: &'static str,
+    bar: Option<ProgressBar>,
+    json: bool,
+    started: Instant,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    total: Arc<AtomicU64>,
+    last_json: Mutex<Instant>,
+}
+
+impl Progress {
+    /// Start showing progress of `phase` (e.g. "backup").
+    pub fn new(out: &Output, phase: &'static str) -> Progress {
+        let bar = out.show_progress.then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {prefix} {wide_msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(250));
+            b
+        });
+        Progress {
+            phase,
+            bar,
+            json: out.json,
+            started: Instant::now(),
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            total: Arc::new(AtomicU64::new(0)),
+            last_json: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Set the expected total bytes (for the ETA).
+    pub fn set_total(&self, n: u64) {
+        self.total.store(n, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.set_length(n);
+        }
+    }
+
+    /// A handle another thread can use to grow the expected total.
+    pub fn total_handle(&self) -> TotalHandle {
+        TotalHandle { bar: self.bar.clone(), total: self.total.clone() }
+    }
+
+    /// Count processed bytes.
+    pub fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+        self.maybe_json();
+    }
+
+    /// Count a finished item.
+    pub fn add_file(&self) {
+        let f = self.files.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(b) = &self.bar {
+            b.set_prefix(format!("{f} files"));
+        }
+    }
+
+    /// Show what is being worked on.
+    pub fn message(&self, m: String) {
+        if let Some(b) = &self.bar {
+            b.set_message(m);
+        }
+    }
+
+    /// Print a line without garbling the bar.
+    pub fn println(&self, out: &Output, msg: String) {
+        match &self.bar {
+            Some(b) => b.suspend(|| out.warn(&msg)),
+            None => out.warn(&msg),
+        }
+    }
+
+    fn maybe_json(&self) {
+        if !self.json {
+            return;
+        }
+        let mut last = self.last_json.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = Instant::now();
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64();
+        let v = serde_json::json!({
+            "type": "progress", "phase": self.phase, "files": self.files.load(Ordering::Relaxed),
+            "bytes": bytes, "total_bytes": total, "elapsed_secs": secs,
+            "bytes_per_sec": if secs > 0.0 { bytes as f64 / secs } else { 0.0 },
+        });
+        println!("{v}");
+    }
+
+    /// Remove the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Grows a progress total from a scanning thread.
+pub struct TotalHandle {
+    bar: Option<ProgressBar>,
+    total: Arc<AtomicU64>,
+}
+
+impl TotalHandle {
+    /// Add `n` bytes to the expected total.
+    pub fn add(&self, n: u64) {
+        let t = self.total.fetch_add(n, Ordering::Relaxed) + n;
+        if let Some(b) = &self.bar {
+            b.set_length(t);
+        }
+    }
+}
+
+/// Progress plus the printer, so warnings can be shown as they happen.
+pub struct Reporter<'a> {
+    pub progress: Progress,
+    pub out: &'a Output,
+}
+
+impl arca_fs::BackupProgress for Reporter<'_> {
+    fn file(&self, path: &Path, _size: u64) {
+        self.progress.message(escape(path.as_os_str().as_bytes()));
+    }
+    fn bytes(&self, n: u64) {
+        self.progress.add_bytes(n);
+    }
+    fn skipped(&self, size: u64) {
+        self.progress.add_file();
+        self.progress.add_bytes(size);
+    }
+    fn file_done(&self) {
+        self.progress.add_file();
+    }
+    fn warning(&self, path: &Path, message: &str) {
+        self.progress.println(self.out, format!("{}: {message}", escape(path.as_os_str().as_bytes())));
+    }
+}
+
+impl arca_fs::RestoreProgress for Reporter<'_> {
+    fn file(&self, path: &Path, _size: u64) {
+        self.progress.add_file();
+        self.progress.message(escape(path.as_os_str().as_bytes()));
+    }
+    fn bytes(&self, n: u64) {
+        self.progress.add_bytes(n);
+    }
+    fn problem(&self, path: &Path, message: &str) {
+        self.progress.println(self.out, format!("{}: {message}", escape(path.as_os_str().as_bytes())));
+    }
+}
