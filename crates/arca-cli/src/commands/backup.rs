@@ -73,7 +73,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     summary.bytes_added = stats.bytes_added;
     summary.bytes_added_stored = stats.bytes_stored;
     let snapshot = Snapshot {
-        time: time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+        time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
         hostname: host,
         username: origin.username,
         paths: path_strings,
