@@ -32,11 +32,12 @@ impl Chunker {
     /// A chunker with sizes in bytes and the repository's seed.
     pub fn new(min: usize, avg: usize, max: usize, seed: u64) -> Result<Chunker, InvalidParams> {
         use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
-        if !(MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
-            || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
-            || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
-            || !(min <= avg && avg <= max)
-        {
+        let valid = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+            && min <= avg
+            && avg <= max;
+        if !valid {
             return Err(InvalidParams(format!("min {min}, avg {avg}, max {max}")));
         }
         let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);

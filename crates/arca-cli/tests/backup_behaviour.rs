@@ -116,7 +116,11 @@ fn unreadable_and_vanished_files_give_exit_3_and_a_snapshot() {
     std::fs::write(src.join("open"), b"readable").unwrap();
     std::fs::write(src.join("secret"), b"no").unwrap();
     std::fs::write(src.join("closed/inside"), b"no").unwrap();
-    sh(&format!("chmod 000 '{0}/secret' '{0}/closed'; chmod -R a+rwX '{1}'; chmod 777 '{0}/..'", src.display(), e.repo.display()));
+    sh(&format!(
+        "chmod 000 '{0}/secret' '{0}/closed'; chmod -R a+rwX '{1}'; chmod 777 '{0}/..'",
+        src.display(),
+        e.repo.display()
+    ));
     // Run as an unprivileged user, for whom the files really are unreadable.
     let mut c = e.cmd(&["--json", "backup", src.to_str().unwrap()]);
     use std::os::unix::process::CommandExt;
@@ -168,8 +172,15 @@ fn excludes() {
     let ex = e.path("excludes");
     std::fs::write(&ex, format!("# comment\n\n{}/logs\n", src.display())).unwrap();
     e.ok(&[
-        "backup", src.to_str().unwrap(), "--exclude", "*.tmp", "--exclude-file", ex.to_str().unwrap(),
-        "--exclude-caches", "--exclude-if-present", ".nobackup",
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude",
+        "*.tmp",
+        "--exclude-file",
+        ex.to_str().unwrap(),
+        "--exclude-caches",
+        "--exclude-if-present",
+        ".nobackup",
     ]);
     let ls = e.ok(&["ls", "latest"]);
     assert!(ls.contains("/keep/file.txt"));

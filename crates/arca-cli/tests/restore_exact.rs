@@ -9,12 +9,22 @@ fn build_tree(src: &std::path::Path) {
     let s = src.display();
     std::fs::create_dir_all(src).unwrap();
     std::fs::write(src.join("random64"), random_bytes(64 << 20, 1)).unwrap();
-    let text: Vec<u8> = (0..(64 << 20) / 64).flat_map(|i: u32| format!("line {i:>10} of a very compressible text file....\n").into_bytes()).take(64 << 20).collect();
+    let text: Vec<u8> = (0..(64 << 20) / 64)
+        .flat_map(|i: u32| format!("line {i:>10} of a very compressible text file....\n").into_bytes())
+        .take(64 << 20)
+        .collect();
     std::fs::write(src.join("text64"), text).unwrap();
-    for (name, len) in [("b_min_minus", 512 * 1024 - 1), ("b_min", 512 * 1024), ("b_min_plus", 512 * 1024 + 1), ("b_max", 8 << 20), ("b_max_plus", (8 << 20) + 1)] {
+    for (name, len) in [
+        ("b_min_minus", 512 * 1024 - 1),
+        ("b_min", 512 * 1024),
+        ("b_min_plus", 512 * 1024 + 1),
+        ("b_max", 8 << 20),
+        ("b_max_plus", (8 << 20) + 1),
+    ] {
         std::fs::write(src.join(name), random_bytes(len, len as u64)).unwrap();
     }
-    sh(&format!(r#"
+    sh(&format!(
+        r#"
 cd '{s}'
 : > empty1; mkdir -p emptydir/inner; : > emptydir/empty2
 truncate -s 1G sparse; printf 'region one' | dd of=sparse bs=1 seek=4096 conv=notrunc status=none
@@ -31,7 +41,8 @@ echo su > setuid; chmod 4755 setuid; echo sg > setgid; chmod 2750 setgid; mkdir 
 echo nobody > orphan; chown 54321:54322 orphan; mkdir orphandir; chown 54323:54324 orphandir
 touch -h -d '2020-01-02 03:04:05.123456789' sym/relative random64 h1/a
 find . -type d -exec touch -d '2021-05-06 07:08:09.987654321' {{}} +
-"#));
+"#
+    ));
 }
 
 #[test]
@@ -54,7 +65,10 @@ fn backup_and_restore_are_exact() {
     let all = e.path("all");
     e.ok(&["restore", &id[..8], "--target", all.to_str().unwrap(), "--include", "*/h2/*"]);
     assert!(all.join(src.strip_prefix("/").unwrap()).join("h2/b").is_file());
-    assert!(!all.join(src.strip_prefix("/").unwrap()).join("random64").exists(), "--include restores only what matches");
+    assert!(
+        !all.join(src.strip_prefix("/").unwrap()).join("random64").exists(),
+        "--include restores only what matches"
+    );
     // dump gives the same bytes as the source, holes as zeros.
     let dumped = e.cmd(&["dump", "latest", &format!("{}/b_max_plus", src.display())]).output().unwrap();
     assert_eq!(dumped.stdout, std::fs::read(src.join("b_max_plus")).unwrap());

@@ -78,6 +78,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
     let stored: HashMap<String, u64> = repo.storage().list(ObjectKind::Pack)?.into_iter().collect();
     let indexed: Vec<(Id, u64)> = repo.index().packs().to_vec();
     let mut bad_packs: HashSet<Id> = HashSet::new();
+    let mut damaged_packs: HashSet<Id> = HashSet::new();
     let indexed_names: HashSet<String> = indexed.iter().map(|(id, _)| id.to_hex()).collect();
     for (id, size) in &indexed {
         match stored.get(&id.to_hex()) {
@@ -129,17 +130,22 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
                 continue;
             }
             let blobs = blobs_by_pack.remove(pid).unwrap_or_default();
-            if !read_pack(repo, pid, &blobs, &mut r)? {
-                bad_packs.insert(*pid);
+            let (ok, bad) = read_pack(repo, pid, &blobs, &mut r)?;
+            if !ok {
+                damaged_packs.insert(*pid);
             }
+            bad_blobs.extend(bad);
         }
     }
+    // A pack that is missing or truncated loses all its blobs; one that was read loses only
+    // the blobs that failed verification.
     for (id, loc) in repo.index().iter() {
         if bad_packs.contains(&loc.pack) {
             bad_blobs.insert(id);
         }
     }
-    r.damaged_packs = bad_packs.iter().map(|p| p.to_hex()).collect();
+    damaged_packs.extend(bad_packs.iter().copied());
+    r.damaged_packs = damaged_packs.iter().map(|p| p.to_hex()).collect();
     r.damaged_packs.sort();
     if !bad_blobs.is_empty() {
         r.affected = affected_paths(repo, &snaps, &bad_blobs)?;
@@ -209,21 +215,22 @@ fn check_tree(
     Ok(())
 }
 
-/// Read one whole pack and verify it; false if damaged.
+/// Read one whole pack and verify it: whether it is intact, and which blobs are damaged.
 fn read_pack(
     repo: &Repository,
     pid: &Id,
     blobs: &[(Id, crate::index::BlobLocation)],
     r: &mut CheckReport,
-) -> RepoResult<bool> {
+) -> RepoResult<(bool, Vec<Id>)> {
     let name = pid.to_hex();
     let bytes = match repo.storage().get(ObjectKind::Pack, &name) {
         Ok(b) => b,
         Err(e) => {
             r.error(format!("pack {pid}"), e.to_string());
-            return Ok(false);
+            return Ok((false, blobs.iter().map(|b| b.0).collect()));
         }
     };
+    let mut bad = vec![];
     r.packs_read += 1;
     r.bytes_read += bytes.len() as u64;
     let mut ok = true;
@@ -252,14 +259,16 @@ fn read_pack(
         let Some(sealed) = bytes.get(start..start + loc.length as usize) else {
             r.error(format!("pack {pid}"), format!("blob {id} lies beyond the end of the pack"));
             ok = false;
+            bad.push(*id);
             continue;
         };
         if let Err(e) = blob::decode(repo.key(), repo.cipher(), loc.kind, id, sealed, loc.raw_length) {
             r.error(format!("pack {pid}"), e.to_string());
             ok = false;
+            bad.push(*id);
         }
     }
-    Ok(ok)
+    Ok((ok, bad))
 }
 
 /// Every path in every snapshot whose data or tree is among `bad`.

@@ -59,7 +59,7 @@ fn walk_inner(
 pub enum Found {
     /// The snapshot root (an empty path).
     Root(Id),
-    Node(Node),
+    Node(Box<Node>),
 }
 
 /// Find `path` (components separated by `/`) below `root`.
@@ -73,7 +73,7 @@ pub fn lookup(repo: &Repository, root: &Id, path: &[u8]) -> RepoResult<Option<Fo
         let t = repo.read_tree(&tree)?;
         let Some(n) = t.find(c) else { return Ok(None) };
         if i + 1 == comps.len() {
-            return Ok(Some(Found::Node(n.clone())));
+            return Ok(Some(Found::Node(Box::new(n.clone()))));
         }
         match (&n.kind, &n.subtree) {
             (NodeKind::Dir, Some(sub)) => tree = *sub,

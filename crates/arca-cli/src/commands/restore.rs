@@ -40,23 +40,22 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
     let reporter = Reporter { progress: Progress::new(out, "restore"), out };
     if out.show_progress || out.json {
         let mut total = 0u64;
-        match &found {
-            Found::Root(t) | Found::Node(arca_format::Node { subtree: Some(t), .. }) => {
-                walk(
-                    &repo,
-                    t,
-                    &mut |_, n| {
-                        total += if n.kind == NodeKind::File {
-                            n.size - n.holes.iter().map(|h| h.1).sum::<u64>()
-                        } else {
-                            0
-                        };
-                        Ok(Visit::Continue)
-                    },
-                    &mut |_, _| {},
-                )?;
+        let root = match &found {
+            Found::Root(t) => Some(*t),
+            Found::Node(n) => n.subtree,
+        };
+        match (root, &found) {
+            (Some(t), _) => {
+                let mut add = |_: &[u8], n: &arca_format::Node| {
+                    if n.kind == NodeKind::File {
+                        total += n.size - n.holes.iter().map(|h| h.1).sum::<u64>();
+                    }
+                    Ok(Visit::Continue)
+                };
+                walk(&repo, &t, &mut add, &mut |_, _| {})?;
             }
-            Found::Node(n) => total = n.size,
+            (None, Found::Node(n)) => total = n.size,
+            (None, Found::Root(_)) => {}
         }
         reporter.progress.set_total(total);
     }
