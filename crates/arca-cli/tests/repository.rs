@@ -264,3 +264,25 @@ fn snapshot_selection_stats_and_cat() {
     assert!(e.json(&["check", "--read-data-subset", "100%"])["report"]["packs_read"].as_u64().unwrap() == all);
     assert!(!e.run(&["check", "--read-data-subset", "3/2"]).status.success());
 }
+
+#[test]
+fn paranoid_dedup_refuses_to_trust_a_damaged_stored_blob() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), random_bytes(2 << 20, 42)).unwrap();
+    let s1 = e.backup(&[src.to_str().unwrap()]);
+    let blobs = content_of(&e, &s1, &format!("{}/f", src.display()));
+    let (pack, off, len) = locate(&e, &blobs[0]);
+    let p = pack_path(&e, &pack);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[(off + len / 3) as usize] ^= 0x80;
+    std::fs::write(&p, &bytes).unwrap();
+    // A copy of the same data elsewhere: plain dedup trusts the id, paranoid dedup reads the
+    // stored blob and refuses to reference it.
+    std::fs::write(src.join("g"), random_bytes(2 << 20, 42)).unwrap();
+    let o = e.run(&["backup", src.to_str().unwrap(), "--paranoid-dedup"]);
+    assert!(!o.status.success(), "paranoid dedup must not reference a damaged blob");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("damaged"), "{}", String::from_utf8_lossy(&o.stderr));
+    e.ok(&["backup", src.to_str().unwrap()]);
+}

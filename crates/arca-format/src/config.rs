@@ -77,6 +77,18 @@ impl ConfigFile {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn config_round_trip(version: u32, id: [u8; 32], level: i32, pack_size: u64, avg in 256u32..1 << 22, sealed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
+            let c = Config { version, repo_id: Id(id), chunker: ChunkerParams { min_size: avg / 2, avg_size: avg, max_size: avg * 4 },
+                encryption: EncryptionMode::XChaCha20Poly1305, compression_level: level, pack_size };
+            let b = crate::encode("config", &c).unwrap();
+            proptest::prop_assert_eq!(crate::decode::<Config>("config", &b).unwrap(), c);
+            let f = ConfigFile { version, repo_id: Id(id), encryption: EncryptionMode::Aes256GcmSiv, sealed: ByteBuf::from(sealed) };
+            proptest::prop_assert_eq!(ConfigFile::from_bytes(&f.to_bytes().unwrap()).unwrap(), f);
+        }
+    }
+
     #[test]
     fn config_file_round_trip() {
         let c = ConfigFile {

@@ -38,6 +38,16 @@ pub struct KeySlot {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn keyslot_round_trips(m: u32, t: u32, p: u32, salt: [u8; 16], sealed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), host in ".*", label in ".*") {
+            let k = KeySlot { version: 1, kdf: "argon2id".into(), params: KdfParams { memory_kib: m, iterations: t, parallelism: p },
+                salt: ByteBuf::from(salt.to_vec()), sealed_master: ByteBuf::from(sealed), created: "c".into(), hostname: host, username: "u".into(), label };
+            let b = crate::encode("key slot", &k).unwrap();
+            proptest::prop_assert_eq!(crate::decode::<KeySlot>("key slot", &b).unwrap(), k);
+        }
+    }
+
     #[test]
     fn keyslot_round_trip() {
         let k = KeySlot {
