@@ -41,15 +41,7 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
             }
         }
         KeyCommand::Add(a) => {
-            let pw = new_password(a)?;
-            let id = keys::store_slot(
-                storage,
-                repo.key(),
-                pw.as_bytes(),
-                context::kdf_params(),
-                &Origin::current(),
-                &a.label,
-            )?;
+            let id = add_slot(&repo, a)?;
             report(out, "added", &id);
         }
         KeyCommand::Remove { id } => {
@@ -57,21 +49,20 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
             report(out, "removed", &removed);
         }
         KeyCommand::Passwd(a) => {
-            let pw = new_password(a)?;
             // Add the new slot before removing the old one: a crash in between leaves both.
-            let id = keys::store_slot(
-                storage,
-                repo.key(),
-                pw.as_bytes(),
-                context::kdf_params(),
-                &Origin::current(),
-                &a.label,
-            )?;
+            let id = add_slot(&repo, a)?;
             storage.delete(arca_storage::ObjectKind::Key, repo.key_slot())?;
             report(out, "password changed; new key slot", &id);
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// Store a new key slot for the password `a` names.
+fn add_slot(repo: &arca_repo::Repository, a: &NewPassword) -> Result<String> {
+    let pw = new_password(a)?;
+    let params = context::kdf_params();
+    Ok(keys::store_slot(repo.storage(), repo.key(), pw.as_bytes(), params, &Origin::current(), &a.label)?)
 }
 
 fn report(out: &Output, what: &str, id: &str) {

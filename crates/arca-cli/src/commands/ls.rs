@@ -74,33 +74,20 @@ pub fn run(cli: &Cli, out: &Output, a: &LsArgs) -> Result<i32> {
     };
     let prefix: Vec<u8> = base_bytes.iter().copied().skip_while(|b| *b == b'/').collect();
     let join = |p: &[u8]| if prefix.is_empty() { p.to_vec() } else { [prefix.as_slice(), b"/", p].concat() };
-    match found {
+    let subtree = match found {
         None => bail!("{} not found in snapshot {}", base, snap.id.short()),
         Some(Found::Node(n)) => {
             emit(&prefix, &n);
-            if let (NodeKind::Dir, Some(t)) = (n.kind, n.subtree) {
-                walk(
-                    &repo,
-                    &t,
-                    &mut |p, n| {
-                        emit(&join(p), n);
-                        Ok(Visit::Continue)
-                    },
-                    &mut |p, e| out.warn(format!("/{}: {e}", escape(&join(p)))),
-                )?;
-            }
+            n.subtree.filter(|_| n.kind == NodeKind::Dir)
         }
-        Some(Found::Root(t)) => {
-            walk(
-                &repo,
-                &t,
-                &mut |p, n| {
-                    emit(&join(p), n);
-                    Ok(Visit::Continue)
-                },
-                &mut |p, e| out.warn(format!("/{}: {e}", escape(&join(p)))),
-            )?;
-        }
+        Some(Found::Root(t)) => Some(t),
+    };
+    if let Some(t) = subtree {
+        let mut visit = |p: &[u8], n: &Node| {
+            emit(&join(p), n);
+            Ok(Visit::Continue)
+        };
+        walk(&repo, &t, &mut visit, &mut |p, e| out.warn(format!("/{}: {e}", escape(&join(p)))))?;
     }
     if out.json {
         out.json_doc(&rows);
