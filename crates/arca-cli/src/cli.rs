@@ -74,6 +74,15 @@ pub enum Command {
     /// Repair the repository.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// Tools for benchmarks and development.
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Single-core throughput of hashing, compression and sealing, as JSON (MB/s).
+    CpuBench,
 }
 
 #[derive(Args, Debug)]

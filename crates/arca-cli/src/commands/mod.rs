@@ -3,6 +3,7 @@
 mod backup;
 mod cat;
 mod check;
+mod debug;
 mod init;
 mod key;
 mod ls;
@@ -31,6 +32,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Stats(a) => stats::run(cli, out, a),
         Command::Cat(a) => cat::run(cli, out, a),
         Command::Repair(r) => repair::run(cli, out, r),
+        Command::Debug(d) => debug::run(cli, out, d),
     }
 }
 
