@@ -73,7 +73,14 @@ impl Chunker {
 
     /// Chunk a stream.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        ChunkStream { chunker: self, reader, buf: vec![0; 2 * self.max], start: 0, end: 0, eof: false }
+        self.stream_with_buffer(reader, Vec::new())
+    }
+
+    /// Chunk a stream using `buf` as the buffer (get it back with
+    /// [`ChunkStream::into_buffer`]), so many small files do not allocate one each.
+    pub fn stream_with_buffer<R: Read>(&self, reader: R, mut buf: Vec<u8>) -> ChunkStream<'_, R> {
+        buf.resize(2 * self.max, 0);
+        ChunkStream { chunker: self, reader, buf, start: 0, end: 0, eof: false }
     }
 }
 
@@ -119,9 +126,9 @@ impl<R: Read> ChunkStream<'_, R> {
         Ok(Some(chunk))
     }
 
-    /// The reader, for inspecting it after the stream ended.
-    pub fn into_inner(self) -> R {
-        self.reader
+    /// The buffer, for the next stream.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 }
 

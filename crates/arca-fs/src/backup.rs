@@ -6,6 +6,7 @@
 
 use crate::excludes::Excludes;
 use crate::meta::{node_from, read_xattrs, NameCache};
+use crate::prefetch::{Prefetched, Prefetcher, Reply, SMALL_FILE, WINDOW_BYTES, WINDOW_FILES};
 use crate::sparse::{data_regions, holes_of, RegionReader};
 use crate::{FsError, FsResult};
 use arca_chunker::Chunker;
@@ -70,6 +71,11 @@ struct Archiver<'a> {
     summary: SnapshotSummary,
     warnings: Vec<SnapshotWarning>,
     hardlinks: HashMap<(u64, u64), Content>,
+    /// The chunker's buffer, reused from file to file.
+    buffer: Vec<u8>,
+    prefetcher: Prefetcher,
+    /// The read-ahead result for the file `entry` is about to store.
+    prefetched: Option<std::io::Result<Prefetched>>,
 }
 
 /// Back up `opts.paths`, using `parent` (a root tree) to skip unchanged files.
@@ -90,6 +96,9 @@ pub fn backup(
         summary: SnapshotSummary::default(),
         warnings: vec![],
         hardlinks: HashMap::new(),
+        buffer: Vec::new(),
+        prefetcher: Prefetcher::new(4),
+        prefetched: None,
     };
     let mut root = PathTrie::default();
     for p in &opts.paths {
@@ -249,20 +258,62 @@ impl Archiver<'_> {
             Err(e) => self.warn(dir, format!("cannot list directory: {e}")),
         }
         entries.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut items = Vec::with_capacity(entries.len());
         for name in entries {
             let path = dir.join(&name);
             if self.opts.excludes.matches(&path) {
                 continue;
             }
-            let md = match std::fs::symlink_metadata(&path) {
-                Ok(md) => md,
-                Err(e) => {
-                    self.warn(&path, format!("vanished or unreadable: {e}"));
-                    continue;
+            match std::fs::symlink_metadata(&path) {
+                Ok(md) => items.push((name, path, md)),
+                Err(e) => self.warn(&path, format!("vanished or unreadable: {e}")),
+            }
+        }
+        // Small files that will be read are read ahead by the pool, in a bounded window.
+        let wanted: Vec<bool> = items
+            .iter()
+            .map(|(name, _, md)| {
+                md.is_file()
+                    && md.size() <= SMALL_FILE
+                    && md.blocks() * 512 >= md.size()
+                    && md.nlink() == 1
+                    && !parent.and_then(|t| t.find(name.as_bytes())).is_some_and(|p| self.unchanged(md, p))
+            })
+            .collect();
+        let (reply_tx, reply_rx) = crossbeam_channel::unbounded::<Reply>();
+        let mut ready: HashMap<usize, std::io::Result<Prefetched>> = HashMap::new();
+        let (mut next, mut in_flight, mut in_flight_bytes) = (0usize, 0usize, 0u64);
+        for i in 0..items.len() {
+            while next < items.len() && (next <= i || (in_flight < WINDOW_FILES && in_flight_bytes < WINDOW_BYTES)) {
+                if wanted[next] {
+                    let size = items[next].2.size();
+                    if self.prefetcher.request(next, items[next].1.clone(), size, &reply_tx) {
+                        in_flight += 1;
+                        in_flight_bytes += size;
+                    }
                 }
-            };
+                next += 1;
+            }
+            if wanted[i] {
+                while !ready.contains_key(&i) {
+                    match reply_rx.recv() {
+                        Ok((k, r)) => {
+                            ready.insert(k, r);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Some(r) = ready.remove(&i) {
+                    in_flight -= 1;
+                    in_flight_bytes -= items[i].2.size();
+                    self.prefetched = Some(r);
+                }
+            }
+            let (name, path, md) = &items[i];
             let pnode = parent.and_then(|t| t.find(name.as_bytes()));
-            if let Some(n) = self.entry(&path, name.as_bytes(), &md, pnode, dev)? {
+            let node = self.entry(path, name.as_bytes(), md, pnode, dev);
+            self.prefetched = None;
+            if let Some(n) = node? {
                 tree.nodes.push(n);
             }
         }
@@ -355,7 +406,12 @@ impl Archiver<'_> {
             return Ok(true);
         }
         self.progress.file(path, md.size());
-        let content = match self.read_file(path, node) {
+        let prefetched = self.prefetched.take().and_then(|r| r.ok()).filter(|p| same_version(&p.before, &p.after));
+        let read = match prefetched {
+            Some(p) => self.store_prefetched(p, node),
+            None => self.read_file(path, node),
+        };
+        let content = match read {
             Ok(c) => c,
             Err(e) => {
                 self.warn(path, format!("cannot read: {e}"));
@@ -407,6 +463,25 @@ impl Archiver<'_> {
         last.ok_or_else(|| FsError::Invalid("unreachable: no read attempt".into()))
     }
 
+    /// Store a small file read ahead by the pool (it did not change while being read).
+    fn store_prefetched(&mut self, p: Prefetched, node: &mut Node) -> Result<Content, FsError> {
+        let fresh = node_from(&node.name, &p.after, &mut self.names);
+        node.mtime_ns = fresh.mtime_ns;
+        node.ctime_ns = fresh.ctime_ns;
+        node.inode = fresh.inode;
+        let mut blobs = vec![];
+        // The whole file is in memory, so `cut` sees the end of the stream.
+        let mut rest = p.data.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(self.chunker.cut(rest));
+            self.progress.bytes(chunk.len() as u64);
+            blobs.push(self.writer.add(BlobKind::Data, chunk)?.0);
+            rest = tail;
+        }
+        self.summary.bytes_read += p.data.len() as u64;
+        Ok(Content { blobs, holes: vec![], size: p.data.len() as u64 })
+    }
+
     fn read_open_file(&mut self, path: &Path, f: &File, md: &Metadata) -> FsResult<Content> {
         let size = md.size();
         let maybe_sparse = md.blocks() * 512 < size;
@@ -414,14 +489,26 @@ impl Archiver<'_> {
             if maybe_sparse { data_regions(f, size).map_err(|e| FsError::io(path, e))? } else { vec![(0, size)] };
         let holes = if maybe_sparse { holes_of(&regions, size) } else { vec![] };
         let hole_bytes: u64 = holes.iter().map(|h| h.1).sum();
-        let mut stream = self.chunker.stream(RegionReader::new(f, regions));
+        let mut stream =
+            self.chunker.stream_with_buffer(RegionReader::new(f, regions), std::mem::take(&mut self.buffer));
         let mut blobs = vec![];
         let mut read = 0u64;
-        while let Some(chunk) = stream.next_chunk().map_err(|e| FsError::io(path, e))? {
-            read += chunk.len() as u64;
-            self.progress.bytes(chunk.len() as u64);
-            blobs.push(self.writer.add(BlobKind::Data, chunk)?.0);
-        }
+        let result = loop {
+            match stream.next_chunk() {
+                Ok(Some(chunk)) => {
+                    read += chunk.len() as u64;
+                    self.progress.bytes(chunk.len() as u64);
+                    match self.writer.add(BlobKind::Data, chunk) {
+                        Ok((id, _)) => blobs.push(id),
+                        Err(e) => break Err(FsError::from(e)),
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(FsError::io(path, e)),
+            }
+        };
+        self.buffer = stream.into_buffer();
+        result?;
         self.summary.bytes_read += read;
         Ok(Content { blobs, holes, size: read + hole_bytes })
     }
@@ -443,7 +530,7 @@ fn same_version(a: &Metadata, b: &Metadata) -> bool {
 
 /// Open without following a symlink that replaced the file, and without touching atime where
 /// the kernel allows it (owner or root).
-fn open_for_backup(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_for_backup(path: &Path) -> std::io::Result<File> {
     let open = |flags| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
     match open(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOATIME) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW | libc::O_NONBLOCK),

@@ -2,6 +2,10 @@
 //! holes left sparse, hardlinks, symlinks, devices, fifos, sockets, then ownership, mode,
 //! xattrs/ACLs and times (directories after their contents).
 //!
+//! The walk runs on the calling thread and creates directories and special files; regular
+//! files go through a bounded queue to a pool of writer threads. Hard links to files and
+//! directory metadata are applied once every file is written.
+//!
 //! Safety: names come from validated trees (no `/`, `..` or NUL), files are created with
 //! O_NOFOLLOW, and a symlink found where a directory is needed is replaced, never followed,
 //! so nothing is written outside the target.
@@ -11,6 +15,7 @@ use crate::{FsError, FsResult};
 use arca_format::{BlobKind, Id, Node, NodeKind};
 use arca_repo::treewalk::Found;
 use arca_repo::Repository;
+use crossbeam_channel::bounded;
 use globset::GlobSet;
 use nix::sys::stat::{mknod, Mode, SFlag};
 use serde::Serialize;
@@ -20,6 +25,7 @@ use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// How to restore.
 pub struct RestoreOptions {
@@ -35,10 +41,12 @@ pub struct RestoreOptions {
     /// The snapshot path of what is restored (e.g. `/home/a`); include and exclude patterns
     /// match full snapshot paths.
     pub base: Vec<u8>,
+    /// Files written at the same time.
+    pub threads: usize,
 }
 
-/// Callbacks for progress display.
-pub trait RestoreProgress {
+/// Callbacks for progress display; called from several threads.
+pub trait RestoreProgress: Sync {
     fn file(&self, _path: &Path, _size: u64) {}
     fn bytes(&self, _n: u64) {}
     fn problem(&self, _path: &Path, _message: &str) {}
@@ -58,75 +66,29 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
 }
 
-struct Restorer<'a> {
+/// State shared by the walker and the file writers.
+struct Shared<'a> {
     repo: &'a Repository,
     opts: &'a RestoreOptions,
     progress: &'a dyn RestoreProgress,
-    report: RestoreReport,
-    links: HashMap<(u64, u64), PathBuf>,
-    warned: HashSet<MetaKind>,
+    report: Mutex<RestoreReport>,
+    warned: Mutex<HashSet<MetaKind>>,
 }
 
-/// Restore what `found` names into `opts.target`: a directory's contents go into the target
-/// (which takes the directory's metadata), a single entry is restored inside it.
-pub fn restore(
-    repo: &Repository,
-    found: Found,
-    opts: &RestoreOptions,
-    progress: &dyn RestoreProgress,
-) -> FsResult<RestoreReport> {
-    let mut r = Restorer {
-        repo,
-        opts,
-        progress,
-        report: RestoreReport::default(),
-        links: HashMap::new(),
-        warned: HashSet::new(),
-    };
-    ensure_dir(&opts.target)?;
-    match found {
-        Found::Root(id) => {
-            r.tree(&id, &opts.target, b"", false)?;
-        }
-        Found::Node(n) if n.kind == NodeKind::Dir => {
-            if let Some(id) = n.subtree {
-                r.tree(&id, &opts.target, &opts.base, false)?;
-            }
-            r.metadata(&opts.target, &n);
-        }
-        Found::Node(n) => {
-            let target = opts.target.join(OsStr::from_bytes(&n.name));
-            r.entry(&n, &target, &opts.base)?;
-        }
+impl Shared<'_> {
+    fn report(&self) -> std::sync::MutexGuard<'_, RestoreReport> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
     }
-    Ok(r.report)
-}
 
-fn ensure_dir(path: &Path) -> FsResult<()> {
-    match fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => Ok(()),
-        Ok(_) => {
-            fs::remove_file(path).map_err(|e| FsError::io(path, e))?;
-            fs::create_dir(path).map_err(|e| FsError::io(path, e))
-        }
-        Err(_) => fs::create_dir_all(path).map_err(|e| FsError::io(path, e)),
-    }
-}
-
-fn matches(set: &Option<GlobSet>, spath: &[u8]) -> bool {
-    set.as_ref().is_some_and(|g| g.is_match(Path::new(OsStr::from_bytes(spath))))
-}
-
-impl Restorer<'_> {
-    fn problem(&mut self, path: &Path, message: String) {
+    fn problem(&self, path: &Path, message: String) {
         self.progress.problem(path, &message);
-        self.report.errors.push((path.display().to_string(), message));
+        self.report().errors.push((path.display().to_string(), message));
     }
 
-    fn metadata(&mut self, path: &Path, node: &Node) {
+    fn metadata(&self, path: &Path, node: &Node) {
         for (kind, e) in apply(path, node, self.opts.set_owner) {
-            if self.warned.insert(kind) {
-                self.report.warnings.push(format!(
+            if self.warned.lock().unwrap_or_else(|p| p.into_inner()).insert(kind) {
+                self.report().warnings.push(format!(
                     "could not restore {} (first at {}: {e})",
                     kind.describe(),
                     path.display()
@@ -135,144 +97,30 @@ impl Restorer<'_> {
         }
     }
 
-    /// Restore the children of tree `id` into `dir`. Returns whether anything was restored.
-    fn tree(&mut self, id: &Id, dir: &Path, spath: &[u8], selected: bool) -> FsResult<bool> {
-        let tree = match self.repo.read_tree(id) {
-            Ok(t) => t,
-            Err(e) => {
-                self.problem(dir, format!("directory listing unreadable: {e}"));
-                return Ok(false);
-            }
-        };
-        let mut any = false;
-        for n in &tree.nodes {
-            let child_spath = [spath, b"/", &n.name].concat();
-            if matches(&self.opts.excludes, &child_spath) {
-                continue;
-            }
-            let sel = selected || self.opts.includes.is_none() || matches(&self.opts.includes, &child_spath);
-            let target = dir.join(OsStr::from_bytes(&n.name));
-            if n.kind == NodeKind::Dir {
-                if sel {
-                    ensure_dir(&target)?;
-                }
-                let inner = match &n.subtree {
-                    Some(sub) => {
-                        if !sel {
-                            // Create lazily: only if something inside is selected.
-                            if !self.tree_has_selection(sub, &child_spath)? {
-                                continue;
-                            }
-                            ensure_dir(&target)?;
-                        }
-                        self.tree(sub, &target, &child_spath, sel)?
-                    }
-                    None => false,
-                };
-                if sel || inner {
-                    self.report.dirs += 1;
-                    self.metadata(&target, n);
-                    any = true;
-                }
-            } else if sel {
-                self.entry(n, &target, &child_spath)?;
-                any = true;
-            }
-        }
-        Ok(any)
-    }
-
-    fn tree_has_selection(&self, id: &Id, spath: &[u8]) -> FsResult<bool> {
-        let Ok(tree) = self.repo.read_tree(id) else {
-            return Ok(true);
-        };
-        for n in &tree.nodes {
-            let p = [spath, b"/", &n.name].concat();
-            if matches(&self.opts.excludes, &p) {
-                continue;
-            }
-            if matches(&self.opts.includes, &p) {
-                return Ok(true);
-            }
-            if let (NodeKind::Dir, Some(sub)) = (n.kind, &n.subtree) {
-                if self.tree_has_selection(sub, &p)? {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
-    }
-
-    /// Restore one non-directory entry at `target`.
-    fn entry(&mut self, n: &Node, target: &Path, _spath: &[u8]) -> FsResult<()> {
-        if let Ok(md) = fs::symlink_metadata(target) {
-            let removed = if md.is_dir() { fs::remove_dir_all(target) } else { fs::remove_file(target) };
-            removed.map_err(|e| FsError::io(target, e))?;
-        }
-        if n.is_hardlinked() {
-            if let Some(first) = self.links.get(&(n.device, n.inode)) {
-                match fs::hard_link(first, target) {
-                    Ok(()) => {
-                        self.report.files += 1;
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        self.problem(target, format!("cannot hard-link to {}: {e}; restoring a copy", first.display()))
-                    }
-                }
-            }
-        }
-        let created = match n.kind {
-            NodeKind::File => self.file(n, target),
-            NodeKind::Symlink => {
-                let t = n.target.as_deref().map(|t| t.to_vec()).unwrap_or_default();
-                std::os::unix::fs::symlink(OsStr::from_bytes(&t), target).map_err(|e| e.to_string())
-            }
-            NodeKind::BlockDevice | NodeKind::CharDevice => {
-                let kind = if n.kind == NodeKind::BlockDevice { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
-                mknod(target, kind, Mode::from_bits_truncate(n.mode & 0o777), n.rdev).map_err(|e| e.to_string())
-            }
-            NodeKind::Fifo => {
-                nix::unistd::mkfifo(target, Mode::from_bits_truncate(n.mode & 0o777)).map_err(|e| e.to_string())
-            }
-            NodeKind::Socket => std::os::unix::net::UnixListener::bind(target).map(drop).map_err(|e| e.to_string()),
-            NodeKind::Dir => Ok(()),
-        };
-        match created {
-            Ok(()) => {
-                if n.kind == NodeKind::File {
-                    self.report.files += 1;
-                } else {
-                    self.report.other += 1;
-                }
-                self.metadata(target, n);
-                if n.is_hardlinked() {
-                    self.links.insert((n.device, n.inode), target.to_path_buf());
-                }
-            }
-            Err(e) => self.problem(target, e),
-        }
-        Ok(())
-    }
-
-    /// Write a regular file's data, leaving holes unwritten.
-    fn file(&mut self, n: &Node, target: &Path) -> Result<(), String> {
+    /// Write, verify and finish one regular file.
+    fn file(&self, n: &Node, target: &Path) {
         self.progress.file(target, n.size);
         let result = self.write_file(n, target).and_then(|f| {
             if self.opts.verify {
                 self.verify(n, &f, target)?;
-                self.report.verified_files += 1;
+                self.report().verified_files += 1;
             }
             Ok(())
         });
-        if result.is_err() {
-            // Never leave a file with wrong contents behind.
-            let _ = fs::remove_file(target);
+        match result {
+            Ok(()) => {
+                self.report().files += 1;
+                self.metadata(target, n);
+            }
+            Err(e) => {
+                // Never leave a file with wrong contents behind.
+                let _ = fs::remove_file(target);
+                self.problem(target, e);
+            }
         }
-        result
     }
 
-    fn write_file(&mut self, n: &Node, target: &Path) -> Result<File, String> {
+    fn write_file(&self, n: &Node, target: &Path) -> Result<File, String> {
         let f = fs::OpenOptions::new()
             .write(true)
             .read(true)
@@ -287,7 +135,7 @@ impl Restorer<'_> {
             for (off, range) in pos.place(data.len()) {
                 f.write_all_at(&data[range], off).map_err(|e| format!("write failed: {e}"))?;
             }
-            self.report.bytes += data.len() as u64;
+            self.report().bytes += data.len() as u64;
             self.progress.bytes(data.len() as u64);
         }
         f.set_len(n.size).map_err(|e| format!("cannot set size: {e}"))?;
@@ -318,6 +166,206 @@ impl Restorer<'_> {
                     target.display()
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+/// A regular file for the writer pool.
+struct FileJob {
+    node: Node,
+    target: PathBuf,
+}
+
+/// The walking half: directories, special files, and queueing files.
+struct Walker<'a, 's> {
+    shared: &'s Shared<'a>,
+    jobs: crossbeam_channel::Sender<FileJob>,
+    /// First restored path of each hardlink group.
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Further members of hardlink groups, linked once their first member is written.
+    deferred_links: Vec<(PathBuf, PathBuf, Node)>,
+    /// Directories in the order created; their metadata is applied in reverse.
+    dirs: Vec<(PathBuf, Node)>,
+}
+
+/// Restore what `found` names into `opts.target`: a directory's contents go into the target
+/// (which takes the directory's metadata), a single entry is restored inside it.
+pub fn restore(
+    repo: &Repository,
+    found: Found,
+    opts: &RestoreOptions,
+    progress: &dyn RestoreProgress,
+) -> FsResult<RestoreReport> {
+    let shared = Shared {
+        repo,
+        opts,
+        progress,
+        report: Mutex::new(RestoreReport::default()),
+        warned: Mutex::new(HashSet::new()),
+    };
+    ensure_dir(&opts.target)?;
+    let threads = opts.threads.max(1);
+    let (tx, rx) = bounded::<FileJob>(threads * 4);
+    let (links, dirs) = std::thread::scope(|scope| -> FsResult<_> {
+        for _ in 0..threads {
+            let rx = rx.clone();
+            let shared = &shared;
+            scope.spawn(move || {
+                for job in rx {
+                    shared.file(&job.node, &job.target);
+                }
+            });
+        }
+        drop(rx);
+        let mut w = Walker { shared: &shared, jobs: tx, links: HashMap::new(), deferred_links: vec![], dirs: vec![] };
+        match found {
+            Found::Root(id) => {
+                w.tree(&id, &opts.target, b"", false)?;
+            }
+            Found::Node(n) if n.kind == NodeKind::Dir => {
+                if let Some(id) = n.subtree {
+                    w.tree(&id, &opts.target, &opts.base, false)?;
+                }
+                w.dirs.insert(0, (opts.target.clone(), *n));
+            }
+            Found::Node(n) => {
+                let target = opts.target.join(OsStr::from_bytes(&n.name));
+                w.entry(*n, target)?;
+            }
+        }
+        // Dropping the sender ends the writers; the scope waits for them.
+        Ok((w.deferred_links, w.dirs))
+    })?;
+    for (target, first, node) in links {
+        match fs::hard_link(&first, &target) {
+            Ok(()) => shared.report().files += 1,
+            Err(e) => {
+                shared.problem(&target, format!("cannot hard-link to {}: {e}; restoring a copy", first.display()));
+                shared.file(&node, &target);
+            }
+        }
+    }
+    for (path, node) in dirs.iter().rev() {
+        shared.metadata(path, node);
+    }
+    shared.report().dirs = dirs.len() as u64;
+    Ok(shared.report.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn ensure_dir(path: &Path) -> FsResult<()> {
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => {
+            fs::remove_file(path).map_err(|e| FsError::io(path, e))?;
+            fs::create_dir(path).map_err(|e| FsError::io(path, e))
+        }
+        Err(_) => fs::create_dir_all(path).map_err(|e| FsError::io(path, e)),
+    }
+}
+
+fn matches(set: &Option<GlobSet>, spath: &[u8]) -> bool {
+    set.as_ref().is_some_and(|g| g.is_match(Path::new(OsStr::from_bytes(spath))))
+}
+
+impl Walker<'_, '_> {
+    /// Restore the children of tree `id` into `dir`. Returns whether anything was restored.
+    fn tree(&mut self, id: &Id, dir: &Path, spath: &[u8], selected: bool) -> FsResult<bool> {
+        let opts = self.shared.opts;
+        let tree = match self.shared.repo.read_tree(id) {
+            Ok(t) => t,
+            Err(e) => {
+                self.shared.problem(dir, format!("directory listing unreadable: {e}"));
+                return Ok(false);
+            }
+        };
+        let mut any = false;
+        for n in tree.nodes {
+            let child_spath = [spath, b"/", &n.name].concat();
+            if matches(&opts.excludes, &child_spath) {
+                continue;
+            }
+            let sel = selected || opts.includes.is_none() || matches(&opts.includes, &child_spath);
+            let target = dir.join(OsStr::from_bytes(&n.name));
+            if n.kind == NodeKind::Dir {
+                let Some(sub) = n.subtree else { continue };
+                if !sel && !self.tree_has_selection(&sub, &child_spath)? {
+                    // Create lazily: only if something inside is selected.
+                    continue;
+                }
+                ensure_dir(&target)?;
+                self.dirs.push((target.clone(), n));
+                self.tree(&sub, &target, &child_spath, sel)?;
+                any = true;
+            } else if sel {
+                self.entry(n, target)?;
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+
+    fn tree_has_selection(&self, id: &Id, spath: &[u8]) -> FsResult<bool> {
+        let opts = self.shared.opts;
+        let Ok(tree) = self.shared.repo.read_tree(id) else { return Ok(true) };
+        for n in &tree.nodes {
+            let p = [spath, b"/", &n.name].concat();
+            if matches(&opts.excludes, &p) {
+                continue;
+            }
+            if matches(&opts.includes, &p) {
+                return Ok(true);
+            }
+            if let (NodeKind::Dir, Some(sub)) = (n.kind, &n.subtree) {
+                if self.tree_has_selection(sub, &p)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Restore one non-directory entry at `target` (regular files go to the writer pool).
+    fn entry(&mut self, n: Node, target: PathBuf) -> FsResult<()> {
+        if let Ok(md) = fs::symlink_metadata(&target) {
+            let removed = if md.is_dir() { fs::remove_dir_all(&target) } else { fs::remove_file(&target) };
+            removed.map_err(|e| FsError::io(&target, e))?;
+        }
+        if n.is_hardlinked() {
+            let key = (n.device, n.inode);
+            if let Some(first) = self.links.get(&key) {
+                self.deferred_links.push((target, first.clone(), n));
+                return Ok(());
+            }
+            self.links.insert(key, target.clone());
+        }
+        let created = match n.kind {
+            NodeKind::File => {
+                return self
+                    .jobs
+                    .send(FileJob { node: n, target })
+                    .map_err(|_| FsError::Invalid("the restore writers stopped".into()));
+            }
+            NodeKind::Symlink => {
+                let t = n.target.as_deref().map(|t| t.to_vec()).unwrap_or_default();
+                std::os::unix::fs::symlink(OsStr::from_bytes(&t), &target).map_err(|e| e.to_string())
+            }
+            NodeKind::BlockDevice | NodeKind::CharDevice => {
+                let kind = if n.kind == NodeKind::BlockDevice { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+                mknod(&target, kind, Mode::from_bits_truncate(n.mode & 0o777), n.rdev).map_err(|e| e.to_string())
+            }
+            NodeKind::Fifo => {
+                nix::unistd::mkfifo(&target, Mode::from_bits_truncate(n.mode & 0o777)).map_err(|e| e.to_string())
+            }
+            NodeKind::Socket => std::os::unix::net::UnixListener::bind(&target).map(drop).map_err(|e| e.to_string()),
+            NodeKind::Dir => Ok(()),
+        };
+        match created {
+            Ok(()) => {
+                self.shared.report().other += 1;
+                self.shared.metadata(&target, &n);
+            }
+            Err(e) => self.shared.problem(&target, e),
         }
         Ok(())
     }

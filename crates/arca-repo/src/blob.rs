@@ -4,6 +4,7 @@
 use crate::{RepoError, RepoResult};
 use arca_crypto::{Cipher, MasterKey};
 use arca_format::{BlobKind, Id, COMPRESSION_NONE, COMPRESSION_ZSTD};
+use std::cell::RefCell;
 
 /// Compression choice for one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,8 +19,27 @@ pub enum Compression {
 
 /// A blob compressed by less than this fraction is stored raw.
 const MIN_SAVING: f64 = 0.02;
-/// Size of the sample `Auto` compresses first to decide.
-const PROBE_LEN: usize = 64 * 1024;
+/// `Auto` compresses this many evenly spread windows of a large blob first to decide; chunks
+/// often mix compressible and random regions, so one sample is not enough.
+const PROBE_WINDOWS: usize = 8;
+/// Size of one probe window.
+const PROBE_LEN: usize = 8 * 1024;
+
+/// True if a quick zstd-1 pass over samples of `data` saves at least 3%.
+fn worth_compressing(data: &[u8]) -> bool {
+    if data.len() <= 4 * PROBE_WINDOWS * PROBE_LEN {
+        return true;
+    }
+    let step = (data.len() - PROBE_LEN) / (PROBE_WINDOWS - 1);
+    let mut sample = Vec::with_capacity(PROBE_WINDOWS * PROBE_LEN);
+    for i in 0..PROBE_WINDOWS {
+        sample.extend_from_slice(&data[i * step..i * step + PROBE_LEN]);
+    }
+    match compress(&sample, 1) {
+        Ok(c) => (c.len() as f64) < sample.len() as f64 * 0.97,
+        Err(_) => true,
+    }
+}
 
 fn ad(kind: BlobKind, id: &Id) -> [u8; 42] {
     let mut a = [0u8; 42];
@@ -29,10 +49,47 @@ fn ad(kind: BlobKind, id: &Id) -> [u8; 42] {
     a
 }
 
+thread_local! {
+    /// zstd contexts are costly to create (a third of the CPU of a small-file backup went
+    /// there), so each thread keeps one of each.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match &mut *slot {
+            Some((l, c)) if *l == level => c.compress(data),
+            _ => {
+                let mut c = zstd::bulk::Compressor::new(level)?;
+                let out = c.compress(data);
+                *slot = Some((level, c));
+                out
+            }
+        }
+    })
+}
+
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match &mut *slot {
+            Some(d) => d.decompress(data, capacity),
+            None => {
+                let mut d = zstd::bulk::Decompressor::new()?;
+                let out = d.decompress(data, capacity);
+                *slot = Some(d);
+                out
+            }
+        }
+    })
+}
+
 fn zstd_or_raw(data: &[u8], level: i32) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / 2 + 64);
     out.push(COMPRESSION_ZSTD);
-    if let Ok(c) = zstd::bulk::compress(data, level) {
+    if let Ok(c) = compress(data, level) {
         if (c.len() as f64) < data.len() as f64 * (1.0 - MIN_SAVING) {
             out.extend_from_slice(&c);
             return out;
@@ -54,17 +111,8 @@ pub fn encode(cipher: &Cipher, kind: BlobKind, id: &Id, data: &[u8], compression
         Compression::Off => raw(data),
         Compression::Level(l) if l <= 0 => raw(data),
         Compression::Level(l) => zstd_or_raw(data, l),
-        Compression::Auto => {
-            if data.len() > 2 * PROBE_LEN {
-                let probe = &data[data.len() / 2..data.len() / 2 + PROBE_LEN];
-                match zstd::bulk::compress(probe, 1) {
-                    Ok(c) if (c.len() as f64) >= PROBE_LEN as f64 * 0.97 => raw(data),
-                    _ => zstd_or_raw(data, 3),
-                }
-            } else {
-                zstd_or_raw(data, 3)
-            }
-        }
+        Compression::Auto if worth_compressing(data) => zstd_or_raw(data, 3),
+        Compression::Auto => raw(data),
     };
     cipher.seal(&plain, &ad(kind, id))
 }
@@ -82,8 +130,9 @@ pub fn decode(
     let plain = cipher.open(sealed, &ad(kind, id), "blob").map_err(|e| RepoError::corrupt(what(), e))?;
     let data = match plain.split_first() {
         Some((&COMPRESSION_NONE, rest)) => rest.to_vec(),
-        Some((&COMPRESSION_ZSTD, rest)) => zstd::bulk::decompress(rest, raw_length as usize)
-            .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?,
+        Some((&COMPRESSION_ZSTD, rest)) => {
+            decompress(rest, raw_length as usize).map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?
+        }
         Some((t, _)) => return Err(RepoError::corrupt(what(), format!("unknown compression tag {t}"))),
         None => return Err(RepoError::corrupt(what(), "empty plaintext")),
     };

@@ -66,7 +66,7 @@ impl CheckReport {
 }
 
 /// Progress callbacks: (phase, done, total).
-pub type CheckProgress<'a> = &'a mut dyn FnMut(&str, u64, u64);
+pub type CheckProgress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
 
 /// Run a check.
 pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> RepoResult<CheckReport> {
@@ -124,16 +124,50 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
         for (id, loc) in repo.index().iter() {
             blobs_by_pack.entry(loc.pack).or_default().push((id, loc));
         }
-        for (i, (pid, _)) in selected.iter().enumerate() {
-            progress("packs", i as u64, selected.len() as u64);
-            if bad_packs.contains(pid) {
-                continue;
-            }
-            let blobs = blobs_by_pack.remove(pid).unwrap_or_default();
-            let (ok, bad) = read_pack(repo, pid, &blobs, &mut r)?;
-            if !ok {
-                damaged_packs.insert(*pid);
-            }
+        let work: Vec<(Id, Vec<_>)> = selected
+            .iter()
+            .filter(|(pid, _)| !bad_packs.contains(pid))
+            .map(|(pid, _)| (*pid, blobs_by_pack.remove(pid).unwrap_or_default()))
+            .collect();
+        // Packs are read and verified in parallel; each thread keeps its own partial report.
+        let total = work.len() as u64;
+        let queue = std::sync::Mutex::new(work.into_iter());
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let parts: Vec<RepoResult<PackCheck>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut part = CheckReport::default();
+                        let (mut damaged, mut bad) = (vec![], vec![]);
+                        loop {
+                            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                            let Some((pid, blobs)) = next else { break };
+                            let (ok, b) = read_pack(repo, &pid, &blobs, &mut part)?;
+                            if !ok {
+                                damaged.push(pid);
+                            }
+                            bad.extend(b);
+                            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                            progress("packs", n, total);
+                        }
+                        Ok((part, damaged, bad))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::Invalid("a check thread panicked".into()))))
+                .collect()
+        });
+        progress("packs", done.into_inner(), total);
+        for part in parts {
+            let (part, damaged, bad) = part?;
+            r.errors.extend(part.errors);
+            r.packs_read += part.packs_read;
+            r.blobs_read += part.blobs_read;
+            r.bytes_read += part.bytes_read;
+            damaged_packs.extend(damaged);
             bad_blobs.extend(bad);
         }
     }
@@ -214,6 +248,9 @@ fn check_tree(
     }
     Ok(())
 }
+
+/// One thread's share of the data check: its findings, damaged packs and damaged blobs.
+type PackCheck = (CheckReport, Vec<Id>, Vec<Id>);
 
 /// Read one whole pack and verify it: whether it is intact, and which blobs are damaged.
 fn read_pack(

@@ -120,9 +120,11 @@ impl BlobWriter {
     /// Start the worker, packer and uploader threads.
     pub fn new(repo: Arc<Repository>, opts: WriterOptions) -> BlobWriter {
         let threads_n = opts.threads.max(1);
-        let (job_tx, job_rx) = bounded::<Job>(threads_n * 2);
-        let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads_n * 2);
-        let (pack_tx, pack_rx) = bounded::<PackOut>(2);
+        // Small queues: each slot can hold a max-size chunk (8 MiB) or a whole pack, and the
+        // peak RSS of a backup is mostly what sits in them.
+        let (job_tx, job_rx) = bounded::<Job>(threads_n);
+        let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads_n);
+        let (pack_tx, pack_rx) = bounded::<PackOut>(1);
         let failure = Arc::new(Failure::default());
         let counters = Arc::new(Counters::default());
         let in_flight = Arc::new(Mutex::new(HashMap::new()));

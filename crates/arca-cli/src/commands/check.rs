@@ -33,7 +33,7 @@ pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
     let read = read_mode(a)?;
     let repo = context::open(cli, out)?;
     let progress = Progress::new(out, "check");
-    let r = check(&repo, read, &mut |phase, done, total| {
+    let r = check(&repo, read, &|phase, done, total| {
         progress.message(format!("{phase} {done}/{total}"));
     })?;
     progress.finish();

@@ -65,6 +65,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
         excludes: globs(&a.excludes)?,
         verify: a.verify,
         set_owner: nix::unistd::geteuid().is_root(),
+        threads: cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         base: if base.starts_with(b"/") || base.is_empty() { base.clone() } else { [b"/".as_slice(), &base].concat() },
     };
     let report = arca_fs::restore(&repo, found, &opts, &reporter)?;
