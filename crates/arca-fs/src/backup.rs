@@ -6,7 +6,7 @@
 
 use crate::excludes::Excludes;
 use crate::meta::{node_from, read_xattrs, NameCache};
-use crate::prefetch::{Prefetched, Prefetcher, Reply, SMALL_FILE, WINDOW_BYTES, WINDOW_FILES};
+use crate::prefetch::{Hint, Prefetch, Prefetched, Prefetcher, Reply, WINDOW_FILES};
 use crate::sparse::{data_regions, holes_of, RegionReader};
 use crate::{FsError, FsResult};
 use arca_chunker::Chunker;
@@ -74,8 +74,8 @@ struct Archiver<'a> {
     /// The chunker's buffer, reused from file to file.
     buffer: Vec<u8>,
     prefetcher: Prefetcher,
-    /// The read-ahead result for the file `entry` is about to store.
-    prefetched: Option<std::io::Result<Prefetched>>,
+    /// The read-ahead contents of the file `entry` is about to store.
+    prefetched: Option<Prefetched>,
 }
 
 /// Back up `opts.paths`, using `parent` (a root tree) to skip unchanged files.
@@ -97,7 +97,7 @@ pub fn backup(
         warnings: vec![],
         hardlinks: HashMap::new(),
         buffer: Vec::new(),
-        prefetcher: Prefetcher::new(4),
+        prefetcher: Prefetcher::new(8),
         prefetched: None,
     };
     let mut root = PathTrie::default();
@@ -245,56 +245,48 @@ impl Archiver<'_> {
     /// Every entry of a directory.
     fn dir_tree(&mut self, dir: &Path, dev: u64, parent: Option<&Tree>) -> FsResult<Id> {
         let mut tree = Tree::default();
+        // Names and d_type only: the stats of regular files go to the read-ahead pool.
         let mut entries = vec![];
         match std::fs::read_dir(dir) {
             Ok(rd) => {
                 for e in rd {
                     match e {
-                        Ok(e) => entries.push(e.file_name()),
+                        Ok(e) => {
+                            let regular = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+                            entries.push((e.file_name(), regular));
+                        }
                         Err(e) => self.warn(dir, format!("cannot list directory: {e}")),
                     }
                 }
             }
             Err(e) => self.warn(dir, format!("cannot list directory: {e}")),
         }
-        entries.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let mut items = Vec::with_capacity(entries.len());
-        for name in entries {
-            let path = dir.join(&name);
-            if self.opts.excludes.matches(&path) {
-                continue;
-            }
-            match std::fs::symlink_metadata(&path) {
-                Ok(md) => items.push((name, path, md)),
-                Err(e) => self.warn(&path, format!("vanished or unreadable: {e}")),
-            }
-        }
-        // Small files that will be read are read ahead by the pool, in a bounded window.
-        let wanted: Vec<bool> = items
-            .iter()
-            .map(|(name, _, md)| {
-                md.is_file()
-                    && md.size() <= SMALL_FILE
-                    && md.blocks() * 512 >= md.size()
-                    && md.nlink() == 1
-                    && !parent.and_then(|t| t.find(name.as_bytes())).is_some_and(|p| self.unchanged(md, p))
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let items: Vec<(std::ffi::OsString, PathBuf, bool)> = entries
+            .into_iter()
+            .map(|(name, regular)| {
+                let path = dir.join(&name);
+                (name, path, regular)
             })
+            .filter(|(_, path, _)| !self.opts.excludes.matches(path))
             .collect();
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded::<Reply>();
-        let mut ready: HashMap<usize, std::io::Result<Prefetched>> = HashMap::new();
-        let (mut next, mut in_flight, mut in_flight_bytes) = (0usize, 0usize, 0u64);
+        let mut ready: HashMap<usize, std::io::Result<Prefetch>> = HashMap::new();
+        let (mut next, mut in_flight) = (0usize, 0usize);
         for i in 0..items.len() {
-            while next < items.len() && (next <= i || (in_flight < WINDOW_FILES && in_flight_bytes < WINDOW_BYTES)) {
-                if wanted[next] {
-                    let size = items[next].2.size();
-                    if self.prefetcher.request(next, items[next].1.clone(), size, &reply_tx) {
+            while next < items.len() && (next <= i || in_flight < WINDOW_FILES) {
+                let (name, path, regular) = &items[next];
+                if *regular {
+                    let hint = self.hint(parent.and_then(|t| t.find(name.as_bytes())));
+                    if self.prefetcher.request(next, path.clone(), hint, &reply_tx) {
                         in_flight += 1;
-                        in_flight_bytes += size;
                     }
                 }
                 next += 1;
             }
-            if wanted[i] {
+            let (name, path, regular) = &items[i];
+            let mut answer = None;
+            if *regular {
                 while !ready.contains_key(&i) {
                     match reply_rx.recv() {
                         Ok((k, r)) => {
@@ -303,15 +295,27 @@ impl Archiver<'_> {
                         Err(_) => break,
                     }
                 }
-                if let Some(r) = ready.remove(&i) {
-                    in_flight -= 1;
-                    in_flight_bytes -= items[i].2.size();
-                    self.prefetched = Some(r);
-                }
+                answer = ready.remove(&i);
+                in_flight = in_flight.saturating_sub(1);
             }
-            let (name, path, md) = &items[i];
+            let md = match answer {
+                Some(Ok(Prefetch::Stat(md))) => Ok(md),
+                Some(Ok(Prefetch::Read(md, data))) => {
+                    self.prefetched = Some(data);
+                    Ok(md)
+                }
+                Some(Err(e)) => Err(e),
+                None => std::fs::symlink_metadata(path),
+            };
+            let md = match md {
+                Ok(md) => md,
+                Err(e) => {
+                    self.warn(path, format!("vanished or unreadable: {e}"));
+                    continue;
+                }
+            };
             let pnode = parent.and_then(|t| t.find(name.as_bytes()));
-            let node = self.entry(path, name.as_bytes(), md, pnode, dev);
+            let node = self.entry(path, name.as_bytes(), &md, pnode, dev);
             self.prefetched = None;
             if let Some(n) = node? {
                 tree.nodes.push(n);
@@ -369,6 +373,17 @@ impl Archiver<'_> {
         Ok(Some(node))
     }
 
+    /// What the read-ahead pool may compare a file with to skip reading it.
+    fn hint(&self, p: Option<&Node>) -> Option<Hint> {
+        let p = p.filter(|p| !self.opts.rehash && p.kind == NodeKind::File)?;
+        Some(Hint {
+            size: p.size,
+            mtime_ns: p.mtime_ns,
+            ctime_ns: (!self.opts.ignore_ctime).then_some(p.ctime_ns),
+            inode: p.inode,
+        })
+    }
+
     fn unchanged(&self, md: &Metadata, p: &Node) -> bool {
         !self.opts.rehash
             && p.kind == NodeKind::File
@@ -406,7 +421,7 @@ impl Archiver<'_> {
             return Ok(true);
         }
         self.progress.file(path, md.size());
-        let prefetched = self.prefetched.take().and_then(|r| r.ok()).filter(|p| same_version(&p.before, &p.after));
+        let prefetched = self.prefetched.take().filter(|p| same_version(&p.before, &p.after));
         let read = match prefetched {
             Some(p) => self.store_prefetched(p, node),
             None => self.read_file(path, node),

@@ -20,6 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Blobs go to the workers in batches of about this many bytes (or `BATCH_BLOBS` blobs), so
+/// small files do not cost two thread wake-ups each.
+const BATCH_BYTES: usize = 1 << 20;
+const BATCH_BLOBS: usize = 64;
+
 /// Write an index checkpoint after this many packs…
 const CHECKPOINT_PACKS: usize = 32;
 /// …or after this long, whichever comes first.
@@ -108,7 +113,9 @@ pub struct BlobWriter {
     queued: Mutex<HashSet<Id>>,
     /// With paranoid dedup: bytes of blobs queued but not yet uploaded.
     in_flight: Arc<Mutex<HashMap<Id, Vec<u8>>>>,
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Vec<Job>>>,
+    /// Blobs waiting to be sent to the workers, and their bytes.
+    batch: Mutex<(Vec<Job>, usize)>,
     threads: Vec<JoinHandle<()>>,
     uploader: Option<JoinHandle<Vec<String>>>,
     failure: Arc<Failure>,
@@ -122,8 +129,8 @@ impl BlobWriter {
         let threads_n = opts.threads.max(1);
         // Small queues: each slot can hold a max-size chunk (8 MiB) or a whole pack, and the
         // peak RSS of a backup is mostly what sits in them.
-        let (job_tx, job_rx) = bounded::<Job>(threads_n);
-        let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads_n);
+        let (job_tx, job_rx) = bounded::<Vec<Job>>(threads_n);
+        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(threads_n);
         let (pack_tx, pack_rx) = bounded::<PackOut>(1);
         let failure = Arc::new(Failure::default());
         let counters = Arc::new(Counters::default());
@@ -148,6 +155,7 @@ impl BlobWriter {
             queued: Mutex::new(HashSet::new()),
             in_flight,
             jobs: Some(job_tx),
+            batch: Mutex::new((Vec::new(), 0)),
             threads,
             uploader: Some(uploader),
             failure,
@@ -185,12 +193,40 @@ impl BlobWriter {
         if self.opts.paranoid_dedup {
             self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id, data.to_vec());
         }
-        let job = Job { kind, id, data: data.to_vec() };
-        let sent = self.jobs.as_ref().map(|tx| tx.send(job).is_ok()).unwrap_or(false);
+        let full = {
+            let mut b = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+            b.0.push(Job { kind, id, data: data.to_vec() });
+            b.1 += data.len();
+            if b.1 >= BATCH_BYTES || b.0.len() >= BATCH_BLOBS {
+                Some(std::mem::take(&mut *b).0)
+            } else {
+                None
+            }
+        };
+        if let Some(batch) = full {
+            self.send(batch)?;
+        }
+        Ok((id, true))
+    }
+
+    fn send(&self, batch: Vec<Job>) -> RepoResult<()> {
+        let sent = self.jobs.as_ref().map(|tx| tx.send(batch).is_ok()).unwrap_or(false);
         if !sent {
             return Err(self.failure.take().unwrap_or_else(|| RepoError::Invalid("the writer has stopped".into())));
         }
-        Ok((id, true))
+        Ok(())
+    }
+
+    /// Send what is batched and stop the workers.
+    fn close(&mut self) {
+        let rest = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|p| p.into_inner())).0;
+        if !rest.is_empty() {
+            let _ = self.send(rest);
+        }
+        self.jobs.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 
     fn dedup_hit(&self, kind: BlobKind, id: &Id, data: &[u8]) -> RepoResult<()> {
@@ -224,10 +260,7 @@ impl BlobWriter {
 
     /// Flush everything, write the final index, and report.
     pub fn finish(mut self) -> RepoResult<WriteStats> {
-        self.jobs.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.close();
         let index_files = self.uploader.take().map(|u| u.join().unwrap_or_default()).unwrap_or_default();
         if let Some(e) = self.failure.take() {
             return Err(e);
@@ -246,28 +279,35 @@ impl BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
-        self.jobs.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.close();
         if let Some(u) = self.uploader.take() {
             let _ = u.join();
         }
     }
 }
 
-fn seal_worker(repo: &Repository, compression: Compression, rx: Receiver<Job>, tx: Sender<Sealed>, failure: &Failure) {
-    for job in rx {
-        let bytes = blob::encode(repo.cipher(), job.kind, &job.id, &job.data, compression);
-        let raw_length = job.data.len() as u32;
-        if let Err(e) = blob::decode(repo.key(), repo.cipher(), job.kind, &job.id, &bytes, raw_length) {
-            failure.set(RepoError::corrupt(
-                format!("new blob {}", job.id),
-                format!("failed verification right after sealing ({e}); memory or compressor fault, nothing stored"),
-            ));
-            return;
+fn seal_worker(
+    repo: &Repository,
+    compression: Compression,
+    rx: Receiver<Vec<Job>>,
+    tx: Sender<Vec<Sealed>>,
+    failure: &Failure,
+) {
+    for batch in rx {
+        let mut out = Vec::with_capacity(batch.len());
+        for job in batch {
+            let bytes = blob::encode(repo.cipher(), job.kind, &job.id, &job.data, compression);
+            let raw_length = job.data.len() as u32;
+            if let Err(e) = blob::decode(repo.key(), repo.cipher(), job.kind, &job.id, &bytes, raw_length) {
+                failure.set(RepoError::corrupt(
+                    format!("new blob {}", job.id),
+                    format!("failed verification right after sealing ({e}); memory or compressor fault, nothing stored"),
+                ));
+                return;
+            }
+            out.push(Sealed { kind: job.kind, id: job.id, raw_length, bytes });
         }
-        if tx.send(Sealed { kind: job.kind, id: job.id, raw_length, bytes }).is_err() {
+        if tx.send(out).is_err() {
             return;
         }
     }
@@ -303,7 +343,7 @@ impl OpenPack {
     }
 }
 
-fn packer(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<PackOut>, failure: &Failure, counters: &Counters) {
+fn packer(repo: &Repository, rx: Receiver<Vec<Sealed>>, tx: Sender<PackOut>, failure: &Failure, counters: &Counters) {
     let target = repo.config().pack_size.max(1024) as usize;
     let mut open: [OpenPack; 2] = Default::default();
     let slot = |k: BlobKind| if k == BlobKind::Data { 0 } else { 1 };
@@ -320,7 +360,7 @@ fn packer(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<PackOut>, failure:
             }
         }
     };
-    for s in rx {
+    for s in rx.into_iter().flatten() {
         let i = slot(s.kind);
         open[i].push(s);
         if open[i].bytes.len() >= target && !emit(std::mem::take(&mut open[i])) {
