@@ -153,6 +153,10 @@ pub struct BackupArgs {
     /// Read every file, even those that look unchanged.
     #[arg(long)]
     pub rehash: bool,
+    /// Files and directories read at the same time (I/O bound: more than the cores helps,
+    /// most of all with a cold cache or a network filesystem).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub read_concurrency: u16,
     /// Back up standard input as one file.
     #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
     pub stdin: bool,

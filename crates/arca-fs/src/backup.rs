@@ -1,17 +1,22 @@
 //! The archiver: walk the source paths, reuse unchanged files' content from the parent
 //! snapshot, chunk and store the rest through a BlobWriter, and build one tree per directory.
 //!
+//! The walk is parallel: the entries of each directory are processed on a pool of threads
+//! (rayon, work-stealing), so many small files in many directories are stat'ed and read with
+//! several requests in flight — which is what a cold cache and a network filesystem need.
+//! Trees stay deterministic: nodes are collected in name order whatever finishes first.
+//!
 //! The snapshot's root tree mirrors absolute paths: backing up `/home/a` gives a root with
 //! `home`, which holds `a`. Directories on the way carry their real metadata.
 
 use crate::excludes::Excludes;
 use crate::meta::{node_from, read_xattrs, NameCache};
-use crate::prefetch::{Hint, Prefetch, Prefetched, Prefetcher, Reply, WINDOW_FILES};
 use crate::sparse::{data_regions, holes_of, RegionReader};
 use crate::{FsError, FsResult};
 use arca_chunker::Chunker;
 use arca_format::{encode, BlobKind, Id, Node, NodeKind, SnapshotSummary, SnapshotWarning, Tree, WarningKind};
 use arca_repo::BlobWriter;
+use rayon::prelude::*;
 use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata};
@@ -19,7 +24,13 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
+
+/// Files up to this size are read whole into memory (no chunker buffer needed).
+const SMALL_FILE: u64 = 512 * 1024;
+/// Large files streamed at the same time; each holds a chunker buffer (2 × max chunk size).
+const LARGE_STREAMS: usize = 2;
 
 /// What to back up and how.
 pub struct BackupOptions {
@@ -31,10 +42,12 @@ pub struct BackupOptions {
     pub ignore_ctime: bool,
     /// Read every file even if it looks unchanged.
     pub rehash: bool,
+    /// Threads walking and reading the source (I/O bound, so more than the cores helps).
+    pub read_threads: usize,
 }
 
-/// Callbacks for progress display. All default to doing nothing.
-pub trait BackupProgress {
+/// Callbacks for progress display, called from the walker threads. All default to nothing.
+pub trait BackupProgress: Sync {
     fn file(&self, _path: &Path, _size: u64) {}
     fn bytes(&self, _n: u64) {}
     /// An unchanged file of `size` bytes was not read.
@@ -62,20 +75,47 @@ struct Content {
     size: u64,
 }
 
+/// A few chunker buffers shared by the walker threads, so memory does not grow with them.
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    returned: Condvar,
+}
+
+impl BufferPool {
+    fn new(n: usize) -> BufferPool {
+        BufferPool { free: Mutex::new((0..n).map(|_| Vec::new()).collect()), returned: Condvar::new() }
+    }
+
+    fn take(&self) -> Vec<u8> {
+        let mut free = lock(&self.free);
+        loop {
+            if let Some(b) = free.pop() {
+                return b;
+            }
+            free = self.returned.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn give(&self, b: Vec<u8>) {
+        lock(&self.free).push(b);
+        self.returned.notify_one();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 struct Archiver<'a> {
     writer: &'a BlobWriter,
     chunker: Chunker,
     opts: &'a BackupOptions,
     progress: &'a dyn BackupProgress,
-    names: NameCache,
-    summary: SnapshotSummary,
-    warnings: Vec<SnapshotWarning>,
-    hardlinks: HashMap<(u64, u64), Content>,
-    /// The chunker's buffer, reused from file to file.
-    buffer: Vec<u8>,
-    prefetcher: Prefetcher,
-    /// The read-ahead contents of the file `entry` is about to store.
-    prefetched: Option<Prefetched>,
+    names: Mutex<NameCache>,
+    summary: Mutex<SnapshotSummary>,
+    warnings: Mutex<Vec<SnapshotWarning>>,
+    hardlinks: Mutex<HashMap<(u64, u64), Content>>,
+    buffers: BufferPool,
 }
 
 /// Back up `opts.paths`, using `parent` (a root tree) to skip unchanged files.
@@ -86,19 +126,16 @@ pub fn backup(
     progress: &dyn BackupProgress,
 ) -> FsResult<BackupOutcome> {
     let started = Instant::now();
-    let chunker = writer.repository().chunker()?;
-    let mut a = Archiver {
+    let a = Archiver {
         writer,
-        chunker,
+        chunker: writer.repository().chunker()?,
         opts,
         progress,
-        names: NameCache::default(),
-        summary: SnapshotSummary::default(),
-        warnings: vec![],
-        hardlinks: HashMap::new(),
-        buffer: Vec::new(),
-        prefetcher: Prefetcher::new(8),
-        prefetched: None,
+        names: Mutex::new(NameCache::default()),
+        summary: Mutex::new(SnapshotSummary::default()),
+        warnings: Mutex::new(vec![]),
+        hardlinks: Mutex::new(HashMap::new()),
+        buffers: BufferPool::new(LARGE_STREAMS),
     };
     let mut root = PathTrie::default();
     for p in &opts.paths {
@@ -107,16 +144,27 @@ pub fn backup(
         }
         root.insert(p);
     }
-    let parent_tree = parent.and_then(|id| a.load_tree(&id));
-    let tree = if root.is_source {
-        // Backing up "/" itself.
-        let md = std::fs::symlink_metadata("/").map_err(|e| FsError::io(Path::new("/"), e))?;
-        a.dir_tree(Path::new("/"), md.dev(), parent_tree.as_ref())?
-    } else {
-        a.trie_tree(&root, Path::new("/"), parent_tree.as_ref())?
-    };
-    a.summary.duration_secs = started.elapsed().as_secs_f64();
-    Ok(BackupOutcome { tree, summary: a.summary, warnings: a.warnings })
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.read_threads.max(1))
+        .stack_size(16 << 20)
+        .thread_name(|i| format!("arca-walk-{i}"))
+        .build()
+        .map_err(|e| FsError::Invalid(format!("cannot start the walker threads: {e}")))?;
+    let tree = pool.install(|| {
+        let parent_tree = parent.and_then(|id| a.load_tree(&id));
+        if root.is_source {
+            // Backing up "/" itself.
+            let md = std::fs::symlink_metadata("/").map_err(|e| FsError::io(Path::new("/"), e))?;
+            a.dir_tree(Path::new("/"), md.dev(), parent_tree.as_ref())
+        } else {
+            a.trie_tree(&root, Path::new("/"), parent_tree.as_ref())
+        }
+    })?;
+    let mut summary = a.summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.duration_secs = started.elapsed().as_secs_f64();
+    let mut warnings = a.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+    warnings.sort_by(|x, y| x.path.cmp(&y.path));
+    Ok(BackupOutcome { tree, summary, warnings })
 }
 
 /// Store a single stream as a snapshot containing one file named `name`.
@@ -186,14 +234,22 @@ impl PathTrie {
 }
 
 impl Archiver<'_> {
-    fn warn(&mut self, path: &Path, message: impl Into<String>) {
+    fn warn(&self, path: &Path, message: impl Into<String>) {
         self.warn_kind(path, message, WarningKind::Unreadable)
     }
 
-    fn warn_kind(&mut self, path: &Path, message: impl Into<String>, kind: WarningKind) {
+    fn warn_kind(&self, path: &Path, message: impl Into<String>, kind: WarningKind) {
         let message = message.into();
         self.progress.warning(path, &message);
-        self.warnings.push(SnapshotWarning { path: path.display().to_string(), message, kind });
+        lock(&self.warnings).push(SnapshotWarning { path: path.display().to_string(), message, kind });
+    }
+
+    fn count(&self, f: impl FnOnce(&mut SnapshotSummary)) {
+        f(&mut lock(&self.summary));
+    }
+
+    fn node(&self, name: &[u8], md: &Metadata) -> Node {
+        node_from(name, md, &mut lock(&self.names))
     }
 
     fn load_tree(&self, id: &Id) -> Option<Tree> {
@@ -206,14 +262,14 @@ impl Archiver<'_> {
         }
     }
 
-    fn store_tree(&mut self, mut tree: Tree) -> FsResult<Id> {
+    fn store_tree(&self, mut tree: Tree) -> FsResult<Id> {
         tree.sort();
         let bytes = encode("tree", &tree).map_err(|e| FsError::Invalid(e.to_string()))?;
         Ok(self.writer.add(BlobKind::Tree, &bytes)?.0)
     }
 
     /// A directory on the way to the sources: only the named children.
-    fn trie_tree(&mut self, trie: &PathTrie, dir: &Path, parent: Option<&Tree>) -> FsResult<Id> {
+    fn trie_tree(&self, trie: &PathTrie, dir: &Path, parent: Option<&Tree>) -> FsResult<Id> {
         let mut tree = Tree::default();
         for (name, child) in &trie.children {
             let path = dir.join(std::ffi::OsStr::from_bytes(name));
@@ -231,7 +287,7 @@ impl Archiver<'_> {
                 }
             } else if md.is_dir() {
                 let sub_parent = pnode.and_then(|n| n.subtree).and_then(|id| self.load_tree(&id));
-                let mut node = node_from(name, &md, &mut self.names);
+                let mut node = self.node(name, &md);
                 node.xattrs = read_xattrs(&path).unwrap_or_default();
                 node.subtree = Some(self.trie_tree(child, &path, sub_parent.as_ref())?);
                 tree.nodes.push(node);
@@ -242,82 +298,42 @@ impl Archiver<'_> {
         self.store_tree(tree)
     }
 
-    /// Every entry of a directory.
-    fn dir_tree(&mut self, dir: &Path, dev: u64, parent: Option<&Tree>) -> FsResult<Id> {
-        let mut tree = Tree::default();
-        // Names and d_type only: the stats of regular files go to the read-ahead pool.
-        let mut entries = vec![];
+    /// Every entry of a directory, processed in parallel, stored in name order.
+    fn dir_tree(&self, dir: &Path, dev: u64, parent: Option<&Tree>) -> FsResult<Id> {
+        let mut names = vec![];
         match std::fs::read_dir(dir) {
             Ok(rd) => {
                 for e in rd {
                     match e {
-                        Ok(e) => {
-                            let regular = e.file_type().map(|t| t.is_file()).unwrap_or(false);
-                            entries.push((e.file_name(), regular));
-                        }
+                        Ok(e) => names.push(e.file_name()),
                         Err(e) => self.warn(dir, format!("cannot list directory: {e}")),
                     }
                 }
             }
             Err(e) => self.warn(dir, format!("cannot list directory: {e}")),
         }
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let items: Vec<(std::ffi::OsString, PathBuf, bool)> = entries
-            .into_iter()
-            .map(|(name, regular)| {
-                let path = dir.join(&name);
-                (name, path, regular)
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let nodes: Vec<FsResult<Option<Node>>> = names
+            .par_iter()
+            .map(|name| {
+                let path = dir.join(name);
+                if self.opts.excludes.matches(&path) {
+                    return Ok(None);
+                }
+                let md = match std::fs::symlink_metadata(&path) {
+                    Ok(md) => md,
+                    Err(e) => {
+                        self.warn(&path, format!("vanished or unreadable: {e}"));
+                        return Ok(None);
+                    }
+                };
+                let pnode = parent.and_then(|t| t.find(name.as_bytes()));
+                self.entry(&path, name.as_bytes(), &md, pnode, dev)
             })
-            .filter(|(_, path, _)| !self.opts.excludes.matches(path))
             .collect();
-        let (reply_tx, reply_rx) = crossbeam_channel::unbounded::<Reply>();
-        let mut ready: HashMap<usize, std::io::Result<Prefetch>> = HashMap::new();
-        let (mut next, mut in_flight) = (0usize, 0usize);
-        for i in 0..items.len() {
-            while next < items.len() && (next <= i || in_flight < WINDOW_FILES) {
-                let (name, path, regular) = &items[next];
-                if *regular {
-                    let hint = self.hint(parent.and_then(|t| t.find(name.as_bytes())));
-                    if self.prefetcher.request(next, path.clone(), hint, &reply_tx) {
-                        in_flight += 1;
-                    }
-                }
-                next += 1;
-            }
-            let (name, path, regular) = &items[i];
-            let mut answer = None;
-            if *regular {
-                while !ready.contains_key(&i) {
-                    match reply_rx.recv() {
-                        Ok((k, r)) => {
-                            ready.insert(k, r);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                answer = ready.remove(&i);
-                in_flight = in_flight.saturating_sub(1);
-            }
-            let md = match answer {
-                Some(Ok(Prefetch::Stat(md))) => Ok(md),
-                Some(Ok(Prefetch::Read(md, data))) => {
-                    self.prefetched = Some(data);
-                    Ok(md)
-                }
-                Some(Err(e)) => Err(e),
-                None => std::fs::symlink_metadata(path),
-            };
-            let md = match md {
-                Ok(md) => md,
-                Err(e) => {
-                    self.warn(path, format!("vanished or unreadable: {e}"));
-                    continue;
-                }
-            };
-            let pnode = parent.and_then(|t| t.find(name.as_bytes()));
-            let node = self.entry(path, name.as_bytes(), &md, pnode, dev);
-            self.prefetched = None;
-            if let Some(n) = node? {
+        let mut tree = Tree { nodes: Vec::with_capacity(nodes.len()) };
+        for n in nodes {
+            if let Some(n) = n? {
                 tree.nodes.push(n);
             }
         }
@@ -325,15 +341,8 @@ impl Archiver<'_> {
     }
 
     /// One entry of any kind; `None` if it is skipped.
-    fn entry(
-        &mut self,
-        path: &Path,
-        name: &[u8],
-        md: &Metadata,
-        pnode: Option<&Node>,
-        dev: u64,
-    ) -> FsResult<Option<Node>> {
-        let mut node = node_from(name, md, &mut self.names);
+    fn entry(&self, path: &Path, name: &[u8], md: &Metadata, pnode: Option<&Node>, dev: u64) -> FsResult<Option<Node>> {
+        let mut node = self.node(name, md);
         match read_xattrs(path) {
             Ok(x) => node.xattrs = x,
             Err(e) => self.warn(path, format!("cannot read extended attributes: {e}")),
@@ -346,7 +355,7 @@ impl Archiver<'_> {
                 if self.opts.excludes.skip_dir(path) {
                     return Ok(None);
                 }
-                self.summary.dirs += 1;
+                self.count(|s| s.dirs += 1);
                 let sub_parent = pnode
                     .filter(|n| n.kind == NodeKind::Dir)
                     .and_then(|n| n.subtree)
@@ -354,7 +363,7 @@ impl Archiver<'_> {
                 node.subtree = Some(self.dir_tree(path, md.dev(), sub_parent.as_ref())?);
             }
             NodeKind::Symlink => {
-                self.summary.other_nodes += 1;
+                self.count(|s| s.other_nodes += 1);
                 match std::fs::read_link(path) {
                     Ok(t) => node.target = Some(ByteBuf::from(t.as_os_str().as_bytes().to_vec())),
                     Err(e) => {
@@ -368,20 +377,9 @@ impl Archiver<'_> {
                     return Ok(None);
                 }
             }
-            _ => self.summary.other_nodes += 1,
+            _ => self.count(|s| s.other_nodes += 1),
         }
         Ok(Some(node))
-    }
-
-    /// What the read-ahead pool may compare a file with to skip reading it.
-    fn hint(&self, p: Option<&Node>) -> Option<Hint> {
-        let p = p.filter(|p| !self.opts.rehash && p.kind == NodeKind::File)?;
-        Some(Hint {
-            size: p.size,
-            mtime_ns: p.mtime_ns,
-            ctime_ns: (!self.opts.ignore_ctime).then_some(p.ctime_ns),
-            inode: p.inode,
-        })
     }
 
     fn unchanged(&self, md: &Metadata, p: &Node) -> bool {
@@ -399,48 +397,46 @@ impl Archiver<'_> {
     }
 
     /// Fill in a file's content; false if it could not be read at all.
-    fn file(&mut self, path: &Path, md: &Metadata, node: &mut Node, pnode: Option<&Node>) -> FsResult<bool> {
-        self.summary.total_bytes += md.size();
+    fn file(&self, path: &Path, md: &Metadata, node: &mut Node, pnode: Option<&Node>) -> FsResult<bool> {
+        self.count(|s| s.total_bytes += md.size());
         let link_key = (md.dev(), md.ino());
         if md.nlink() > 1 {
-            if let Some(c) = self.hardlinks.get(&link_key).cloned() {
+            if let Some(c) = lock(&self.hardlinks).get(&link_key).cloned() {
                 set_content(node, c);
-                self.summary.files_unchanged += 1;
+                self.count(|s| s.files_unchanged += 1);
                 return Ok(true);
             }
         }
         if let Some(p) = pnode.filter(|p| self.unchanged(md, p)) {
             node.content = p.content.clone();
             node.holes = p.holes.clone();
-            self.summary.files_unchanged += 1;
+            self.count(|s| s.files_unchanged += 1);
             self.progress.skipped(p.size);
             if md.nlink() > 1 {
-                self.hardlinks
-                    .insert(link_key, Content { blobs: p.content.clone(), holes: p.holes.clone(), size: p.size });
+                let c = Content { blobs: p.content.clone(), holes: p.holes.clone(), size: p.size };
+                lock(&self.hardlinks).insert(link_key, c);
             }
             return Ok(true);
         }
         self.progress.file(path, md.size());
-        let prefetched = self.prefetched.take().filter(|p| same_version(&p.before, &p.after));
-        let read = match prefetched {
-            Some(p) => self.store_prefetched(p, node),
-            None => self.read_file(path, node),
-        };
-        let content = match read {
+        let content = match self.read_file(path, node) {
             Ok(c) => c,
             Err(e) => {
                 self.warn(path, format!("cannot read: {e}"));
                 return Ok(false);
             }
         };
-        self.summary.files_read += 1;
-        if pnode.is_some() {
-            self.summary.files_changed += 1;
-        } else {
-            self.summary.files_new += 1;
-        }
+        self.count(|s| {
+            s.files_read += 1;
+            s.bytes_read += content.size - content.holes.iter().map(|h| h.1).sum::<u64>();
+            if pnode.is_some() {
+                s.files_changed += 1;
+            } else {
+                s.files_new += 1;
+            }
+        });
         if md.nlink() > 1 {
-            self.hardlinks.insert(link_key, content.clone());
+            lock(&self.hardlinks).insert(link_key, content.clone());
         }
         set_content(node, content);
         self.progress.file_done();
@@ -449,7 +445,7 @@ impl Archiver<'_> {
 
     /// Read a file, re-reading once if it changes meanwhile. Updates the node's times and
     /// size to what was read.
-    fn read_file(&mut self, path: &Path, node: &mut Node) -> Result<Content, FsError> {
+    fn read_file(&self, path: &Path, node: &mut Node) -> Result<Content, FsError> {
         let mut last = None;
         for attempt in 0..2 {
             let f = open_for_backup(path).map_err(|e| FsError::io(path, e))?;
@@ -463,7 +459,7 @@ impl Archiver<'_> {
             let content = self.read_open_file(path, &f, &before)?;
             let after = f.metadata().map_err(|e| FsError::io(path, e))?;
             let stable = same_version(&before, &after) && content.size == after.size();
-            let fresh = node_from(&node.name, &after, &mut self.names);
+            let fresh = self.node(&node.name, &after);
             node.mtime_ns = fresh.mtime_ns;
             node.ctime_ns = fresh.ctime_ns;
             node.inode = fresh.inode;
@@ -478,34 +474,28 @@ impl Archiver<'_> {
         last.ok_or_else(|| FsError::Invalid("unreachable: no read attempt".into()))
     }
 
-    /// Store a small file read ahead by the pool (it did not change while being read).
-    fn store_prefetched(&mut self, p: Prefetched, node: &mut Node) -> Result<Content, FsError> {
-        let fresh = node_from(&node.name, &p.after, &mut self.names);
-        node.mtime_ns = fresh.mtime_ns;
-        node.ctime_ns = fresh.ctime_ns;
-        node.inode = fresh.inode;
-        let mut blobs = vec![];
-        // The whole file is in memory, so `cut` sees the end of the stream.
-        let mut rest = p.data.as_slice();
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(self.chunker.cut(rest));
-            self.progress.bytes(chunk.len() as u64);
-            blobs.push(self.writer.add(BlobKind::Data, chunk)?.0);
-            rest = tail;
-        }
-        self.summary.bytes_read += p.data.len() as u64;
-        Ok(Content { blobs, holes: vec![], size: p.data.len() as u64 })
-    }
-
-    fn read_open_file(&mut self, path: &Path, f: &File, md: &Metadata) -> FsResult<Content> {
+    fn read_open_file(&self, path: &Path, f: &File, md: &Metadata) -> FsResult<Content> {
         let size = md.size();
         let maybe_sparse = md.blocks() * 512 < size;
+        if !maybe_sparse && size <= SMALL_FILE {
+            // Whole file in memory: `cut` sees the end of the stream.
+            let mut data = Vec::with_capacity(size as usize + 1);
+            (&*f).read_to_end(&mut data).map_err(|e| FsError::io(path, e))?;
+            let mut blobs = vec![];
+            let mut rest = data.as_slice();
+            while !rest.is_empty() {
+                let (chunk, tail) = rest.split_at(self.chunker.cut(rest));
+                self.progress.bytes(chunk.len() as u64);
+                blobs.push(self.writer.add(BlobKind::Data, chunk)?.0);
+                rest = tail;
+            }
+            return Ok(Content { blobs, holes: vec![], size: data.len() as u64 });
+        }
         let regions =
             if maybe_sparse { data_regions(f, size).map_err(|e| FsError::io(path, e))? } else { vec![(0, size)] };
         let holes = if maybe_sparse { holes_of(&regions, size) } else { vec![] };
         let hole_bytes: u64 = holes.iter().map(|h| h.1).sum();
-        let mut stream =
-            self.chunker.stream_with_buffer(RegionReader::new(f, regions), std::mem::take(&mut self.buffer));
+        let mut stream = self.chunker.stream_with_buffer(RegionReader::new(f, regions), self.buffers.take());
         let mut blobs = vec![];
         let mut read = 0u64;
         let result = loop {
@@ -522,9 +512,8 @@ impl Archiver<'_> {
                 Err(e) => break Err(FsError::io(path, e)),
             }
         };
-        self.buffer = stream.into_buffer();
+        self.buffers.give(stream.into_buffer());
         result?;
-        self.summary.bytes_read += read;
         Ok(Content { blobs, holes, size: read + hole_bytes })
     }
 }
@@ -543,8 +532,8 @@ fn same_version(a: &Metadata, b: &Metadata) -> bool {
         && a.ctime_nsec() == b.ctime_nsec()
 }
 
-/// Open without following a symlink that replaced the file, and without touching atime where
-/// the kernel allows it (owner or root).
+/// Open without following a symlink that replaced the file, without blocking on a fifo that
+/// replaced it, and without touching atime where the kernel allows it (owner or root).
 pub(crate) fn open_for_backup(path: &Path) -> std::io::Result<File> {
     let open = |flags| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
     match open(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOATIME) {

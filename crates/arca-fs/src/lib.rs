@@ -5,7 +5,6 @@
 pub mod backup;
 pub mod excludes;
 pub mod meta;
-pub mod prefetch;
 pub mod restore;
 pub mod sparse;
 

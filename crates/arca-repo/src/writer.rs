@@ -301,7 +301,9 @@ fn seal_worker(
             if let Err(e) = blob::decode(repo.key(), repo.cipher(), job.kind, &job.id, &bytes, raw_length) {
                 failure.set(RepoError::corrupt(
                     format!("new blob {}", job.id),
-                    format!("failed verification right after sealing ({e}); memory or compressor fault, nothing stored"),
+                    format!(
+                        "failed verification right after sealing ({e}); memory or compressor fault, nothing stored"
+                    ),
                 ));
                 return;
             }

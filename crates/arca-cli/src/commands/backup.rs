@@ -59,6 +59,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
             one_file_system: a.one_file_system,
             ignore_ctime: a.ignore_ctime,
             rehash: a.rehash,
+            read_threads: a.read_concurrency as usize,
         };
         if out.show_progress {
             spawn_scanner(&opts.paths, excludes(a)?, &reporter.progress);
