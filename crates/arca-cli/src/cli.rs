@@ -41,6 +41,9 @@ pub struct Cli {
     /// More log output (-v, -vv); ARCA_LOG=debug also works.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Keep the whole index in memory instead of the local cache ($XDG_CACHE_HOME/arca).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Worker threads for compression and encryption (default: all cores).
     #[arg(long, env = "ARCA_THREADS", global = true)]
     pub threads: Option<usize>,
@@ -83,6 +86,19 @@ pub enum Command {
 pub enum DebugCommand {
     /// Single-core throughput of hashing, compression and sealing, as JSON (MB/s).
     CpuBench,
+    /// Add index objects describing BLOBS synthetic blobs in packs that do not exist, to
+    /// measure start-up time and memory with a huge index. Only for throw-away repositories.
+    SynthIndex {
+        blobs: u64,
+        /// Blobs per index object.
+        #[arg(long, default_value_t = 1_000_000)]
+        per_object: u64,
+        /// Blobs per (fake) pack.
+        #[arg(long, default_value_t = 5_000)]
+        per_pack: u64,
+    },
+    /// Copy the latest snapshot COUNT times with times one hour apart (to measure listing).
+    SynthSnapshots { count: u64 },
 }
 
 #[derive(Args, Debug)]

@@ -134,7 +134,11 @@ pub fn open(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
         return Err(err);
     }
     let pw = password(cli, &loc, false)?;
-    let repo = Repository::open(storage, pw.as_bytes())?;
+    let mut repo = Repository::open(storage, pw.as_bytes())?;
+    if !cli.no_cache {
+        let dir = xdg("XDG_CACHE_HOME", ".cache").join("arca").join(repo.config().repo_id.to_hex());
+        repo.set_cache_dir(dir);
+    }
     for problem in repo.load_index()? {
         out.warn(format!("{problem} (the blobs it listed are unreachable until `arca repair index` runs)"));
     }

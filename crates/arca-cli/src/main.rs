@@ -12,6 +12,7 @@ mod text;
 use clap::Parser;
 
 fn main() {
+    limit_malloc_arenas();
     let cli = cli::Cli::parse();
     let filter = match cli.verbose {
         0 => "warn",
@@ -35,4 +36,15 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// glibc gives every thread its own malloc arena, and the backup pipeline frees megabyte
+/// buffers on other threads than it allocated them: with the default of 8 arenas per core,
+/// peak RSS of a 1 GiB backup was 256 MB; with 2 it is 155 MB and the run is faster.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }

@@ -286,3 +286,43 @@ fn paranoid_dedup_refuses_to_trust_a_damaged_stored_blob() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("damaged"), "{}", String::from_utf8_lossy(&o.stderr));
     e.ok(&["backup", src.to_str().unwrap()]);
 }
+
+fn cache_files(e: &Env) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let root = e.path("home/.cache/arca");
+    for repo in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(repo.path()).unwrap().flatten() {
+            if f.file_name().to_string_lossy().starts_with("index-") {
+                out.push(f.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn index_cache_is_built_kept_current_and_survives_damage() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..30 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(50_000, i)).unwrap();
+    }
+    e.backup(&[src.to_str().unwrap()]);
+    e.ok(&["snapshots"]);
+    let files = cache_files(&e);
+    assert_eq!(files.len(), 1, "one cache file per repository: {files:?}");
+    // A damaged cache file is not trusted: commands still work and it is rebuilt.
+    std::fs::write(&files[0], b"ARCAIXC1 this is not an index cache").unwrap();
+    std::fs::write(src.join("new"), random_bytes(70_000, 99)).unwrap();
+    let v = e.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(v["summary"]["files_read"], 1, "unchanged files are still found through the index");
+    e.ok(&["check", "--read-data"]);
+    let dst = e.path("dst");
+    e.ok(&["restore", &format!("latest:{}", src.display()), "--target", dst.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&src, &dst), "");
+    // --no-cache gives the same answers
+    let with = e.json(&["stats", "--mode", "raw-data"]);
+    let without = e.json(&["--no-cache", "stats", "--mode", "raw-data"]);
+    assert_eq!(with, without);
+}

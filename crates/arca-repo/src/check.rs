@@ -76,7 +76,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
     }
     // Packs: indexed vs. stored.
     let stored: HashMap<String, u64> = repo.storage().list(ObjectKind::Pack)?.into_iter().collect();
-    let indexed: Vec<(Id, u64)> = repo.index().packs().to_vec();
+    let indexed: Vec<(Id, u64)> = repo.index().packs();
     let mut bad_packs: HashSet<Id> = HashSet::new();
     let mut damaged_packs: HashSet<Id> = HashSet::new();
     let indexed_names: HashSet<String> = indexed.iter().map(|(id, _)| id.to_hex()).collect();

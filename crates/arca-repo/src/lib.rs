@@ -6,6 +6,7 @@ pub mod blob;
 pub mod check;
 pub mod error;
 pub mod index;
+pub mod index_cache;
 pub mod keys;
 pub mod pack;
 pub mod repair;

@@ -2,6 +2,7 @@
 //! read and write sealed objects and blobs.
 
 use crate::index::Index;
+use crate::index_cache::{Builder, Record, SortedIndex};
 use crate::keys::{self, Origin};
 use crate::{blob, RepoError, RepoResult};
 use arca_chunker::Chunker;
@@ -13,7 +14,13 @@ use arca_format::{
 use arca_storage::{ObjectKind, Storage};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_bytes::ByteBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Index objects not yet in the cache are kept in memory up to this many stored bytes (about
+/// 100,000 blobs); past that the cache file is rebuilt.
+const OVERLAY_MAX_BYTES: u64 = 8 << 20;
 
 /// Associated data for each kind of sealed object, so one kind cannot pass for another.
 pub(crate) fn object_ad(kind: ObjectKind) -> &'static [u8] {
@@ -56,6 +63,8 @@ pub struct Repository {
     cipher: Cipher,
     key_slot: String,
     index: RwLock<Index>,
+    /// Where the local index cache lives (`None`: keep the whole index in memory).
+    cache_dir: Option<PathBuf>,
 }
 
 impl Repository {
@@ -88,7 +97,7 @@ impl Repository {
         let key_slot = keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
         let bytes = file.to_bytes().map_err(|e| RepoError::Invalid(e.to_string()))?;
         storage.put(ObjectKind::Config, "config", &bytes)?;
-        Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()) })
+        Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()), cache_dir: None })
     }
 
     /// Open a repository with a password. Does not load the index.
@@ -111,7 +120,7 @@ impl Repository {
         if config.version != file.version || config.repo_id != file.repo_id || config.encryption != file.encryption {
             return Err(RepoError::corrupt("config", "the plaintext envelope does not match the sealed body"));
         }
-        Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()) })
+        Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()), cache_dir: None })
     }
 
     /// The backend.
@@ -186,18 +195,39 @@ impl Repository {
         decode(kind_label(kind), &plain).map_err(|e| RepoError::corrupt(what(), e))
     }
 
+    /// Keep the index in a memory-mapped cache under `dir` (see `index_cache`), so RAM does
+    /// not grow with the repository. Call before [`Repository::load_index`].
+    pub fn set_cache_dir(&mut self, dir: PathBuf) {
+        self.cache_dir = Some(dir);
+    }
+
     /// Load every index object. Damaged ones are returned as errors and skipped, so the
     /// caller can warn and go on with what is readable.
     pub fn load_index(&self) -> RepoResult<Vec<RepoError>> {
+        let mut listed = self.storage.list(ObjectKind::Index)?;
+        listed.sort();
+        let names: Vec<String> = listed.iter().map(|(n, _)| n.clone()).collect();
+        let Some(dir) = self.cache_dir.clone() else { return self.load_index_into_map(&names) };
+        match self.load_index_cached(&dir, &listed) {
+            Ok(problems) => Ok(problems),
+            Err(RepoError::Invalid(e)) => {
+                tracing::warn!("index cache in {} unusable ({e}); keeping the index in memory", dir.display());
+                self.load_index_into_map(&names)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn load_index_into_map(&self, names: &[String]) -> RepoResult<Vec<RepoError>> {
         let mut problems = vec![];
         let mut ix = Index::default();
-        for (name, _) in self.storage.list(ObjectKind::Index)? {
-            match self.load_object::<IndexFile>(ObjectKind::Index, &name) {
+        for name in names {
+            match self.load_object::<IndexFile>(ObjectKind::Index, name) {
                 Ok(f) => {
                     for p in &f.packs {
                         ix.add_pack(p);
                     }
-                    if let Some(id) = Id::from_hex(&name) {
+                    if let Some(id) = Id::from_hex(name) {
                         ix.files.push(id);
                     }
                 }
@@ -205,6 +235,112 @@ impl Repository {
             }
         }
         *self.index_mut() = ix;
+        Ok(problems)
+    }
+
+    /// Open the cache built from exactly these index objects; or one built from a subset plus
+    /// the missing objects in memory if they are small; or build a new one (bounded memory).
+    fn load_index_cached(&self, dir: &Path, listed: &[(String, u64)]) -> RepoResult<Vec<RepoError>> {
+        let cache_err = |e: std::io::Error| RepoError::Invalid(e.to_string());
+        let ids: Vec<Id> = listed.iter().filter_map(|(n, _)| Id::from_hex(n)).collect();
+        let sizes: HashMap<Id, u64> = listed.iter().filter_map(|(n, s)| Some((Id::from_hex(n)?, *s))).collect();
+        let mut key = blake3::Hasher::new();
+        for id in &ids {
+            key.update(&id.0);
+        }
+        let path = dir.join(format!("index-{}.bin", &key.finalize().to_hex()[..32]));
+        if let Ok(base) = SortedIndex::open(&path) {
+            if base.sources == ids {
+                *self.index_mut() = Index::with_base(base);
+                return Ok(vec![]);
+            }
+        }
+        let wanted: HashSet<Id> = ids.iter().copied().collect();
+        let mut best: Option<SortedIndex> = None;
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !(n.starts_with("index-") && n.ends_with(".bin")) {
+                    continue;
+                }
+                if let Ok(c) = SortedIndex::open(&e.path()) {
+                    let subset = c.sources.iter().all(|s| wanted.contains(s));
+                    if subset && best.as_ref().is_none_or(|b| b.sources.len() < c.sources.len()) {
+                        best = Some(c);
+                    }
+                }
+            }
+        }
+        let have: HashSet<Id> = best.as_ref().map(|b| b.sources.iter().copied().collect()).unwrap_or_default();
+        let missing: Vec<Id> = ids.iter().copied().filter(|i| !have.contains(i)).collect();
+        let mut problems = vec![];
+        let missing_bytes: u64 = missing.iter().map(|m| sizes.get(m).copied().unwrap_or(0)).sum();
+        if let Some(base) = best.take_if(|_| missing_bytes <= OVERLAY_MAX_BYTES) {
+            let mut ix = Index::with_base(base);
+            for id in missing {
+                match self.load_object::<IndexFile>(ObjectKind::Index, &id.to_hex()) {
+                    Ok(f) => {
+                        f.packs.iter().for_each(|p| ix.add_pack(p));
+                        ix.files.push(id);
+                    }
+                    Err(e) => problems.push(e),
+                }
+            }
+            *self.index_mut() = ix;
+            return Ok(problems);
+        }
+        std::fs::create_dir_all(dir).map_err(cache_err)?;
+        let mut b = Builder::new(&path);
+        let (mut packs, mut sources) = (vec![], vec![]);
+        if let Some(base) = &best {
+            for r in base.iter() {
+                b.push(r).map_err(cache_err)?;
+            }
+            packs = base.packs.clone();
+            sources = base.sources.clone();
+        }
+        let mut pack_no: HashMap<Id, u32> = packs.iter().enumerate().map(|(i, (id, _))| (*id, i as u32)).collect();
+        for id in missing {
+            let f = match self.load_object::<IndexFile>(ObjectKind::Index, &id.to_hex()) {
+                Ok(f) => f,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            for p in &f.packs {
+                let n = *pack_no.entry(p.id).or_insert_with(|| {
+                    packs.push((p.id, p.size));
+                    (packs.len() - 1) as u32
+                });
+                for e in &p.blobs {
+                    let offset = u32::try_from(e.offset)
+                        .map_err(|_| RepoError::Invalid(format!("pack {} is over 4 GiB", p.id)))?;
+                    b.push(Record {
+                        id: e.id,
+                        pack: n,
+                        kind: e.kind,
+                        offset,
+                        length: e.length,
+                        raw_length: e.raw_length,
+                    })
+                    .map_err(cache_err)?;
+                }
+            }
+            sources.push(id);
+        }
+        drop(best);
+        b.finish(&sources, &packs).map_err(cache_err)?;
+        let base = SortedIndex::open(&path).map_err(cache_err)?;
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("index-") && n.ends_with(".bin") && e.path() != path {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        *self.index_mut() = Index::with_base(base);
         Ok(problems)
     }
 

@@ -129,9 +129,9 @@ impl BlobWriter {
         let threads_n = opts.threads.max(1);
         // Small queues: each slot can hold a max-size chunk (8 MiB) or a whole pack, and the
         // peak RSS of a backup is mostly what sits in them.
-        let (job_tx, job_rx) = bounded::<Vec<Job>>(threads_n);
-        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(threads_n);
-        let (pack_tx, pack_rx) = bounded::<PackOut>(1);
+        let (job_tx, job_rx) = bounded::<Vec<Job>>(1);
+        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(1);
+        let (pack_tx, pack_rx) = bounded::<PackOut>(0);
         let failure = Arc::new(Failure::default());
         let counters = Arc::new(Counters::default());
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
@@ -193,17 +193,13 @@ impl BlobWriter {
         if self.opts.paranoid_dedup {
             self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id, data.to_vec());
         }
-        let full = {
-            let mut b = self.batch.lock().unwrap_or_else(|p| p.into_inner());
-            b.0.push(Job { kind, id, data: data.to_vec() });
-            b.1 += data.len();
-            if b.1 >= BATCH_BYTES || b.0.len() >= BATCH_BLOBS {
-                Some(std::mem::take(&mut *b).0)
-            } else {
-                None
-            }
-        };
-        if let Some(batch) = full {
+        // The batch is sent while its lock is held, so however many walker threads add blobs,
+        // at most one full batch waits outside the queue (memory stays bounded).
+        let mut b = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        b.0.push(Job { kind, id, data: data.to_vec() });
+        b.1 += data.len();
+        if b.1 >= BATCH_BYTES || b.0.len() >= BATCH_BLOBS {
+            let batch = std::mem::take(&mut *b).0;
             self.send(batch)?;
         }
         Ok((id, true))
@@ -323,7 +319,11 @@ struct OpenPack {
 }
 
 impl OpenPack {
-    fn push(&mut self, s: Sealed) {
+    fn push(&mut self, s: Sealed, target: usize) {
+        if self.bytes.capacity() == 0 {
+            // One allocation for the whole pack: doubling would reach twice the target.
+            self.bytes.reserve_exact(target + s.bytes.len().max(1 << 20) + 64 * 1024);
+        }
         self.blobs.push(PackHeaderEntry {
             kind: s.kind,
             id: s.id,
@@ -364,7 +364,7 @@ fn packer(repo: &Repository, rx: Receiver<Vec<Sealed>>, tx: Sender<PackOut>, fai
     };
     for s in rx.into_iter().flatten() {
         let i = slot(s.kind);
-        open[i].push(s);
+        open[i].push(s, if i == 0 { target } else { 1 << 20 });
         if open[i].bytes.len() >= target && !emit(std::mem::take(&mut open[i])) {
             return;
         }

@@ -4,8 +4,9 @@ use crate::cli::{Cli, DebugCommand};
 use crate::output::Output;
 use anyhow::Result;
 use arca_crypto::MasterKey;
-use arca_format::{BlobKind, EncryptionMode};
+use arca_format::{BlobKind, EncryptionMode, Id, IndexFile, IndexPack, PackHeaderEntry};
 use arca_repo::blob::{encode, Compression};
+use arca_storage::ObjectKind;
 use std::time::Instant;
 
 /// MB/s of `f` over `bytes` bytes, best of three.
@@ -19,8 +20,57 @@ fn rate(bytes: usize, mut f: impl FnMut()) -> f64 {
         .fold(0.0, f64::max)
 }
 
-pub fn run(_cli: &Cli, out: &Output, d: &DebugCommand) -> Result<i32> {
+pub fn run(cli: &Cli, out: &Output, d: &DebugCommand) -> Result<i32> {
     match d {
+        DebugCommand::SynthIndex { blobs, per_object, per_pack } => {
+            let repo = crate::context::open(cli, out)?;
+            let (per_object, per_pack) = ((*per_object).max(1), (*per_pack).max(1));
+            let mut made = 0u64;
+            let mut rng_state = rand::random::<u64>() | 1;
+            let mut next_id = || {
+                let mut b = [0u8; 32];
+                for c in b.chunks_mut(8) {
+                    rng_state ^= rng_state << 13;
+                    rng_state ^= rng_state >> 7;
+                    rng_state ^= rng_state << 17;
+                    c.copy_from_slice(&rng_state.to_le_bytes());
+                }
+                Id(b)
+            };
+            while made < *blobs {
+                let n = per_object.min(blobs - made);
+                let mut file = IndexFile::default();
+                let mut left = n;
+                while left > 0 {
+                    let k = per_pack.min(left);
+                    let blobs = (0..k)
+                        .map(|i| PackHeaderEntry {
+                            kind: BlobKind::Data,
+                            id: next_id(),
+                            offset: i * 1000,
+                            length: 1000,
+                            raw_length: 1200,
+                        })
+                        .collect();
+                    file.packs.push(IndexPack { id: next_id(), size: k * 1000 + 100, blobs });
+                    left -= k;
+                }
+                repo.save_object(ObjectKind::Index, &file)?;
+                made += n;
+                out.info(format!("{made} synthetic blobs indexed"));
+            }
+        }
+        DebugCommand::SynthSnapshots { count } => {
+            let repo = crate::context::open(cli, out)?;
+            let latest = super::find_snapshot(&repo, out, "latest", &Default::default())?;
+            let start = chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")?;
+            for i in 0..*count {
+                let mut s = latest.snapshot.clone();
+                s.time = (start + chrono::Duration::hours(i as i64)).to_rfc3339();
+                arca_repo::snapshots::save(&repo, &s)?;
+            }
+            out.info(format!("{count} snapshots added"));
+        }
         DebugCommand::CpuBench => {
             let key = MasterKey::generate();
             let chunk = 1 << 20;
