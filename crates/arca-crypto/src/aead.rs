@@ -39,11 +39,17 @@ impl Cipher {
 
     /// Seal `plaintext` with associated data `ad` under a fresh random nonce.
     pub fn seal(&self, plaintext: &[u8], ad: &[u8]) -> Vec<u8> {
+        self.seal_with(plaintext.len(), ad, |buf| buf.extend_from_slice(plaintext))
+    }
+
+    /// Seal a plaintext that `write` appends to the buffer (about `len` bytes), encrypting it
+    /// in place: one allocation and no copy of the plaintext.
+    pub fn seal_with(&self, len: usize, ad: &[u8], write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
         let n = self.nonce_len();
-        let mut out = Vec::with_capacity(n + plaintext.len() + TAG_LEN);
+        let mut out = Vec::with_capacity(n + len + TAG_LEN);
         out.resize(n, 0);
         rand::thread_rng().fill_bytes(&mut out[..n]);
-        out.extend_from_slice(plaintext);
+        write(&mut out);
         let (nonce, body) = out.split_at_mut(n);
         // Encryption with a valid key and in-memory buffer cannot fail for these ciphers
         // (only over-long messages, > 64 GiB, are refused).

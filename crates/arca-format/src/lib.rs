@@ -23,7 +23,7 @@ pub use tree::{Node, NodeKind, Tree};
 /// The repository format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Compression tags: the first byte of every blob's plaintext before sealing.
+/// Compression tags: the last byte of every blob's plaintext before sealing.
 pub const COMPRESSION_NONE: u8 = 0;
 /// zstd frame follows.
 pub const COMPRESSION_ZSTD: u8 = 1;

@@ -1,5 +1,7 @@
-//! Blob encoding: a compression tag byte, the (maybe compressed) bytes, then AEAD sealing with
-//! the blob's kind and id as associated data, so a blob cannot be swapped for another.
+//! Blob encoding: the (maybe compressed) bytes and a compression tag byte at the end, then AEAD
+//! sealing with the blob's kind and id as associated data, so a blob cannot be swapped for
+//! another. (The tag goes last so a raw blob's plaintext is its data after a truncate, with no
+//! copy.)
 
 use crate::{RepoError, RepoResult};
 use arca_crypto::{Cipher, MasterKey};
@@ -86,35 +88,28 @@ fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
-fn zstd_or_raw(data: &[u8], level: i32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 64);
-    out.push(COMPRESSION_ZSTD);
-    if let Ok(c) = compress(data, level) {
-        if (c.len() as f64) < data.len() as f64 * (1.0 - MIN_SAVING) {
-            out.extend_from_slice(&c);
-            return out;
-        }
-    }
-    raw(data)
-}
-
-fn raw(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 1);
-    out.push(COMPRESSION_NONE);
-    out.extend_from_slice(data);
-    out
+/// zstd output if it saves at least `MIN_SAVING`.
+fn compressed(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    compress(data, level).ok().filter(|c| (c.len() as f64) < data.len() as f64 * (1.0 - MIN_SAVING))
 }
 
 /// Compress (as chosen) and seal one blob.
 pub fn encode(cipher: &Cipher, kind: BlobKind, id: &Id, data: &[u8], compression: Compression) -> Vec<u8> {
-    let plain = match compression {
-        Compression::Off => raw(data),
-        Compression::Level(l) if l <= 0 => raw(data),
-        Compression::Level(l) => zstd_or_raw(data, l),
-        Compression::Auto if worth_compressing(data) => zstd_or_raw(data, 3),
-        Compression::Auto => raw(data),
+    let packed = match compression {
+        Compression::Off => None,
+        Compression::Level(l) if l <= 0 => None,
+        Compression::Level(l) => compressed(data, l),
+        Compression::Auto if worth_compressing(data) => compressed(data, 3),
+        Compression::Auto => None,
     };
-    cipher.seal(&plain, &ad(kind, id))
+    let (body, tag) = match &packed {
+        Some(c) => (c.as_slice(), COMPRESSION_ZSTD),
+        None => (data, COMPRESSION_NONE),
+    };
+    cipher.seal_with(body.len() + 1, &ad(kind, id), |buf| {
+        buf.extend_from_slice(body);
+        buf.push(tag);
+    })
 }
 
 /// Open, decompress and verify one blob: its keyed hash must equal `id`.
@@ -128,8 +123,12 @@ pub fn decode(
 ) -> RepoResult<Vec<u8>> {
     let what = || format!("{kind:?} blob {id}").to_lowercase();
     let plain = cipher.open(sealed, &ad(kind, id), "blob").map_err(|e| RepoError::corrupt(what(), e))?;
-    let data = match plain.split_first() {
-        Some((&COMPRESSION_NONE, rest)) => rest.to_vec(),
+    let mut plain = plain;
+    let data = match plain.split_last() {
+        Some((&COMPRESSION_NONE, _)) => {
+            plain.pop();
+            plain
+        }
         Some((&COMPRESSION_ZSTD, rest)) => {
             decompress(rest, raw_length as usize).map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?
         }
