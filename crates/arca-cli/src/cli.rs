@@ -65,6 +65,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Write one file from a snapshot to standard output.
     Dump(DumpArgs),
+    /// Write a snapshot (or part of it) as a tar or zip archive that plain tools restore.
+    Export(ExportArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
     Check(CheckArgs),
     /// Manage the passwords (key slots) that open the repository.
@@ -222,7 +224,22 @@ pub struct LsArgs {
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// SNAPSHOT or SNAPSHOT:PATH (a snapshot id prefix or `latest`, and a path inside it).
-    pub snapshot: String,
+    /// With --at, give only `:PATH` (or nothing for the whole snapshot).
+    pub snapshot: Option<String>,
+    /// Restore the newest snapshot at or before this time ("2026-11-01 12:00", RFC 3339),
+    /// among those matching --host/--tag/--path.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// What to do with files already in the target: keep those whose contents match
+    /// (if-changed, the default: an interrupted restore resumes), replace all, or keep all.
+    #[arg(long, value_enum, default_value_t = OverwriteMode::IfChanged)]
+    pub overwrite: OverwriteMode,
+    /// Remove files in restored directories that the snapshot does not have.
+    #[arg(long)]
+    pub delete: bool,
+    /// Do not warn about metadata the target filesystem cannot hold (owners, xattrs, ...).
+    #[arg(long)]
+    pub no_warn_metadata: bool,
     /// Directory to restore into (created if missing).
     #[arg(long, short = 't')]
     pub target: PathBuf,
@@ -237,6 +254,39 @@ pub struct RestoreArgs {
     pub verify: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum OverwriteMode {
+    Always,
+    IfChanged,
+    Never,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// SNAPSHOT or SNAPSHOT:PATH.
+    pub snapshot: String,
+    /// tar and pax: POSIX pax tar with ownership, ns times, xattrs, ACLs, hardlinks and GNU
+    /// sparse files (GNU tar: `tar --xattrs --acls --xattrs-include='*' -xpf`); zip: files,
+    /// directories and symlinks only.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Tar)]
+    pub format: ExportFormat,
+    /// Where to write: a file or device, or - for standard output (the default; tar only).
+    #[arg(short = 'o', long, default_value = "-")]
+    pub output: String,
+    /// Read the written file back and compare it with the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Tar,
+    Pax,
+    Zip,
 }
 
 #[derive(Args, Debug)]

@@ -4,47 +4,6 @@
 mod common;
 use common::*;
 
-/// Build the hostile tree of the core issue under `src`.
-fn build_tree(src: &std::path::Path) {
-    let s = src.display();
-    std::fs::create_dir_all(src).unwrap();
-    std::fs::write(src.join("random64"), random_bytes(64 << 20, 1)).unwrap();
-    let text: Vec<u8> = (0..(64 << 20) / 64)
-        .flat_map(|i: u32| format!("line {i:>10} of a very compressible text file....\n").into_bytes())
-        .take(64 << 20)
-        .collect();
-    std::fs::write(src.join("text64"), text).unwrap();
-    for (name, len) in [
-        ("b_min_minus", 512 * 1024 - 1),
-        ("b_min", 512 * 1024),
-        ("b_min_plus", 512 * 1024 + 1),
-        ("b_max", 8 << 20),
-        ("b_max_plus", (8 << 20) + 1),
-    ] {
-        std::fs::write(src.join(name), random_bytes(len, len as u64)).unwrap();
-    }
-    sh(&format!(
-        r#"
-cd '{s}'
-: > empty1; mkdir -p emptydir/inner; : > emptydir/empty2
-truncate -s 1G sparse; printf 'region one' | dd of=sparse bs=1 seek=4096 conv=notrunc status=none
-printf 'region two' | dd of=sparse bs=1 seek=700000000 conv=notrunc status=none
-mkdir -p h1 h2/deeper; echo linked > h1/a; ln h1/a h2/b; ln h1/a h2/deeper/c
-mkdir sym; ln -s ../h1/a sym/relative; ln -s /etc/hostname sym/absolute; ln -s nowhere/at/all sym/dangling; ln -s ../h1 sym/todir
-mkfifo fifo; mknod chardev c 1 3; mknod blockdev b 7 200
-printf x > $'bad\xff\xfename'; printf y > $'new\nline'; printf z > 'with spaces  here'
-printf w > "$(head -c 255 < /dev/zero | tr '\0' 'L')"
-d=deep; for i in $(seq 1 100); do d="$d/l$i"; done; mkdir -p "$d"; echo bottom > "$d/file"
-echo xa > xattrs; setfattr -n user.color -v blue xattrs; setfattr -n user.bin -v 0x00ff10 xattrs; setfattr -n security.arca_test -v sec xattrs
-echo acl > aclfile; setfacl -m u:1234:rwx,g:4321:r aclfile; mkdir acldir; setfacl -m u:1234:rx acldir; setfacl -d -m g:555:rx acldir
-echo su > setuid; chmod 4755 setuid; echo sg > setgid; chmod 2750 setgid; mkdir sticky; chmod 1777 sticky; echo none > mode0; chmod 0000 mode0
-echo nobody > orphan; chown 54321:54322 orphan; mkdir orphandir; chown 54323:54324 orphandir
-touch -h -d '2020-01-02 03:04:05.123456789' sym/relative random64 h1/a
-find . -type d -exec touch -d '2021-05-06 07:08:09.987654321' {{}} +
-"#
-    ));
-}
-
 #[test]
 fn backup_and_restore_are_exact() {
     let e = Env::init();

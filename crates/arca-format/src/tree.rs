@@ -103,6 +103,11 @@ impl Node {
         }
     }
 
+    /// Bytes of data a file holds (its size without holes).
+    pub fn content_len(&self) -> u64 {
+        self.size.saturating_sub(self.holes.iter().map(|h| h.1).sum())
+    }
+
     /// True if this node belongs to a hardlink group.
     pub fn is_hardlinked(&self) -> bool {
         self.kind != NodeKind::Dir && self.links > 1

@@ -4,13 +4,14 @@
 
 pub mod backup;
 pub mod excludes;
+pub mod export;
 pub mod meta;
 pub mod restore;
 pub mod sparse;
 
 pub use backup::{backup, BackupOptions, BackupOutcome, BackupProgress};
 pub use excludes::Excludes;
-pub use restore::{restore, RestoreOptions, RestoreProgress, RestoreReport};
+pub use restore::{restore, Overwrite, RestoreOptions, RestoreProgress, RestoreReport};
 
 /// Errors that stop a backup or restore as a whole (per-file problems are warnings).
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,7 @@ use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,6 +43,22 @@ pub struct RestoreOptions {
     pub base: Vec<u8>,
     /// Files written at the same time.
     pub threads: usize,
+    /// What to do with entries that already exist in the target.
+    pub overwrite: Overwrite,
+    /// Remove entries of restored directories that the snapshot does not have.
+    pub delete: bool,
+}
+
+/// What to do with an entry that already exists in the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace it.
+    Always,
+    /// Keep a regular file whose contents already match the snapshot (only its metadata is
+    /// set), replace anything else. Makes an interrupted restore resumable.
+    IfChanged,
+    /// Keep it as it is.
+    Never,
 }
 
 /// Callbacks for progress display; called from several threads.
@@ -60,6 +76,12 @@ pub struct RestoreReport {
     pub other: u64,
     pub bytes: u64,
     pub verified_files: u64,
+    /// Existing files whose contents already matched (not rewritten).
+    pub unchanged: u64,
+    /// Existing entries left alone (`--overwrite never`).
+    pub kept: u64,
+    /// Entries removed because the snapshot does not have them (`--delete`).
+    pub deleted: u64,
     /// Paths that could not be restored, with why.
     pub errors: Vec<(String, String)>,
     /// Kinds of metadata that could not be set, once each.
@@ -97,9 +119,23 @@ impl Shared<'_> {
         }
     }
 
-    /// Write, verify and finish one regular file.
-    fn file(&self, n: &Node, target: &Path) {
+    /// Write, verify and finish one regular file. With `existing`, a file already at `target`
+    /// whose contents match is kept and only its metadata set.
+    fn file(&self, n: &Node, target: &Path, existing: bool) {
         self.progress.file(target, n.size);
+        if existing {
+            let same = File::open(target).ok().is_some_and(|f| self.verify(n, &f, target).is_ok());
+            if same {
+                self.report().unchanged += 1;
+                self.progress.bytes(n.content_len());
+                self.metadata(target, n);
+                return;
+            }
+            if let Err(e) = fs::remove_file(target) {
+                self.problem(target, format!("cannot replace: {e}"));
+                return;
+            }
+        }
         let result = self.write_file(n, target).and_then(|f| {
             if self.opts.verify {
                 self.verify(n, &f, target)?;
@@ -175,6 +211,8 @@ impl Shared<'_> {
 struct FileJob {
     node: Node,
     target: PathBuf,
+    /// A regular file of the right size is already there (`--overwrite if-changed`).
+    existing: bool,
 }
 
 /// The walking half: directories, special files, and queueing files.
@@ -213,7 +251,7 @@ pub fn restore(
             let shared = &shared;
             scope.spawn(move || {
                 for job in rx {
-                    shared.file(&job.node, &job.target);
+                    shared.file(&job.node, &job.target, job.existing);
                 }
             });
         }
@@ -242,7 +280,7 @@ pub fn restore(
             Ok(()) => shared.report().files += 1,
             Err(e) => {
                 shared.problem(&target, format!("cannot hard-link to {}: {e}; restoring a copy", first.display()));
-                shared.file(&node, &target);
+                shared.file(&node, &target, false);
             }
         }
     }
@@ -280,6 +318,8 @@ impl Walker<'_, '_> {
             }
         };
         let mut any = false;
+        let names: HashSet<Vec<u8>> =
+            if opts.delete { tree.nodes.iter().map(|n| n.name.to_vec()).collect() } else { HashSet::new() };
         for n in tree.nodes {
             let child_spath = [spath, b"/", &n.name].concat();
             if matches(&opts.excludes, &child_spath) {
@@ -302,7 +342,26 @@ impl Walker<'_, '_> {
                 any = true;
             }
         }
+        if opts.delete && (selected || opts.includes.is_none()) {
+            self.delete_extra(dir, &names);
+        }
         Ok(any)
+    }
+
+    /// Remove what `dir` holds beyond `names` (the snapshot's entries).
+    fn delete_extra(&mut self, dir: &Path, names: &HashSet<Vec<u8>>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            if names.contains(e.file_name().as_bytes()) {
+                continue;
+            }
+            let p = e.path();
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            match if is_dir { fs::remove_dir_all(&p) } else { fs::remove_file(&p) } {
+                Ok(()) => self.shared.report().deleted += 1,
+                Err(err) => self.shared.problem(&p, format!("cannot delete: {err}")),
+            }
+        }
     }
 
     fn tree_has_selection(&self, id: &Id, spath: &[u8]) -> FsResult<bool> {
@@ -327,9 +386,32 @@ impl Walker<'_, '_> {
 
     /// Restore one non-directory entry at `target` (regular files go to the writer pool).
     fn entry(&mut self, n: Node, target: PathBuf) -> FsResult<()> {
+        let mut existing = false;
         if let Ok(md) = fs::symlink_metadata(&target) {
-            let removed = if md.is_dir() { fs::remove_dir_all(&target) } else { fs::remove_file(&target) };
-            removed.map_err(|e| FsError::io(&target, e))?;
+            let same_link = n.kind == NodeKind::Symlink
+                && md.file_type().is_symlink()
+                && fs::read_link(&target).ok().map(|t| t.into_os_string().into_vec())
+                    == n.target.as_ref().map(|t| t.to_vec());
+            match self.shared.opts.overwrite {
+                Overwrite::Never => {
+                    self.shared.report().kept += 1;
+                    return Ok(());
+                }
+                Overwrite::IfChanged if same_link => {
+                    self.shared.report().unchanged += 1;
+                    self.shared.metadata(&target, &n);
+                    return Ok(());
+                }
+                Overwrite::IfChanged
+                    if n.kind == NodeKind::File && !n.is_hardlinked() && md.is_file() && md.len() == n.size =>
+                {
+                    existing = true;
+                }
+                _ => {
+                    let removed = if md.is_dir() { fs::remove_dir_all(&target) } else { fs::remove_file(&target) };
+                    removed.map_err(|e| FsError::io(&target, e))?;
+                }
+            }
         }
         if n.is_hardlinked() {
             let key = (n.device, n.inode);
@@ -343,7 +425,7 @@ impl Walker<'_, '_> {
             NodeKind::File => {
                 return self
                     .jobs
-                    .send(FileJob { node: n, target })
+                    .send(FileJob { node: n, target, existing })
                     .map_err(|_| FsError::Invalid("the restore writers stopped".into()));
             }
             NodeKind::Symlink => {

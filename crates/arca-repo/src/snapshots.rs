@@ -89,6 +89,15 @@ pub fn resolve(all: &[SnapshotEntry], spec: &str, filter: &Filter) -> RepoResult
     }
 }
 
+/// The newest snapshot at or before `at` that passes `filter`.
+pub fn resolve_at(all: &[SnapshotEntry], at: DateTime<FixedOffset>, filter: &Filter) -> RepoResult<SnapshotEntry> {
+    all.iter()
+        .rev()
+        .find(|e| filter.matches(&e.snapshot) && e.time().is_some_and(|t| t <= at))
+        .cloned()
+        .ok_or_else(|| RepoError::SnapshotNotFound(format!("at or before {}", at.to_rfc3339())))
+}
+
 /// The parent for a new backup: the newest snapshot of the same host and the same paths.
 pub fn find_parent<'a>(all: &'a [SnapshotEntry], host: &str, paths: &[String]) -> Option<&'a SnapshotEntry> {
     all.iter().rev().find(|e| e.snapshot.hostname == host && e.snapshot.paths == paths)

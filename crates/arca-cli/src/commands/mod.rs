@@ -1,9 +1,10 @@
 //! One module per command; each returns the exit code.
 
-mod backup;
+pub mod backup;
 mod cat;
 mod check;
 mod debug;
+mod export;
 mod init;
 mod key;
 mod ls;
@@ -27,6 +28,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Ls(a) => ls::run(cli, out, a),
         Command::Restore(a) => restore::run(cli, out, a),
         Command::Dump(a) => restore::dump(cli, out, a),
+        Command::Export(a) => export::run(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
         Command::Key(k) => key::run(cli, out, k),
         Command::Stats(a) => stats::run(cli, out, a),

@@ -1,13 +1,13 @@
 //! `arca restore` and `arca dump`.
 
-use crate::cli::{Cli, DumpArgs, RestoreArgs};
+use crate::cli::{Cli, DumpArgs, OverwriteMode, RestoreArgs};
 use crate::context;
 use crate::output::Output;
 use crate::progress::{Progress, Reporter};
 use crate::text::{escape, size};
 use anyhow::{bail, Context, Result};
 use arca_format::NodeKind;
-use arca_fs::RestoreOptions;
+use arca_fs::{Overwrite, RestoreOptions};
 use arca_repo::treewalk::{lookup, walk, Found, Visit};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -32,8 +32,17 @@ fn split_spec(spec: &str) -> (&str, &str) {
 
 pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
     let repo = context::open(cli, out)?;
-    let (spec, path) = split_spec(&a.snapshot);
-    let snap = super::find_snapshot(&repo, out, spec, &a.filter)?;
+    let (spec, path) = split_spec(a.snapshot.as_deref().unwrap_or(""));
+    let snap = match (&a.at, spec) {
+        (Some(at), "") => {
+            let at = super::backup::parse_time_arg(at)?;
+            let all = super::all_snapshots(&repo, out)?;
+            arca_repo::snapshots::resolve_at(&all, at, &a.filter.filter())?
+        }
+        (Some(_), _) => bail!("--at chooses the snapshot: give only :PATH, not {spec:?}"),
+        (None, "") => bail!("which snapshot? give SNAPSHOT[:PATH] (an id prefix or `latest`) or --at TIME"),
+        (None, spec) => super::find_snapshot(&repo, out, spec, &a.filter)?,
+    };
     let base: Vec<u8> = path.trim_end_matches('/').as_bytes().to_vec();
     let found = lookup(&repo, &snap.snapshot.tree, &base)?
         .with_context(|| format!("{path} not found in snapshot {}", snap.id.short()))?;
@@ -65,6 +74,12 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
         excludes: globs(&a.excludes)?,
         verify: a.verify,
         set_owner: nix::unistd::geteuid().is_root(),
+        overwrite: match a.overwrite {
+            OverwriteMode::Always => Overwrite::Always,
+            OverwriteMode::IfChanged => Overwrite::IfChanged,
+            OverwriteMode::Never => Overwrite::Never,
+        },
+        delete: a.delete,
         threads: cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         base: if base.starts_with(b"/") || base.is_empty() { base.clone() } else { [b"/".as_slice(), &base].concat() },
     };
@@ -73,8 +88,16 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
     if out.json {
         out.json_line(&serde_json::json!({"type": "summary", "snapshot_id": snap.id.to_hex(), "target": a.target, "report": report}));
     } else {
-        for w in &report.warnings {
-            out.warn(w);
+        if !a.no_warn_metadata {
+            for w in &report.warnings {
+                out.warn(w);
+            }
+        }
+        if report.unchanged + report.kept + report.deleted > 0 {
+            out.info(format!(
+                "{} files already matched, {} existing entries kept, {} extra entries deleted",
+                report.unchanged, report.kept, report.deleted
+            ));
         }
         out.info(format!(
             "restored {} files, {} dirs, {} other entries, {} of data from snapshot {} to {}{}",
