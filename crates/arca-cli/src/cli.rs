@@ -67,6 +67,8 @@ pub enum Command {
     Dump(DumpArgs),
     /// Write a snapshot (or part of it) as a tar or zip archive that plain tools restore.
     Export(ExportArgs),
+    /// Show snapshots as a read-only filesystem (FUSE) until Ctrl-C or `fusermount3 -u`.
+    Mount(MountArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
     Check(CheckArgs),
     /// Manage the passwords (key slots) that open the repository.
@@ -261,6 +263,17 @@ pub enum OverwriteMode {
     Always,
     IfChanged,
     Never,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Let other users (and services started in a chroot) read the mount.
+    #[arg(long)]
+    pub allow_other: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]

@@ -8,6 +8,7 @@ mod export;
 mod init;
 mod key;
 mod ls;
+mod mount;
 mod repair;
 mod restore;
 mod snapshots;
@@ -29,6 +30,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Restore(a) => restore::run(cli, out, a),
         Command::Dump(a) => restore::dump(cli, out, a),
         Command::Export(a) => export::run(cli, out, a),
+        Command::Mount(a) => mount::run(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
         Command::Key(k) => key::run(cli, out, k),
         Command::Stats(a) => stats::run(cli, out, a),

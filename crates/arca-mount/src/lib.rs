@@ -1,0 +1,541 @@
+//! The read-only FUSE view of a repository:
+//!
+//! ```text
+//! snapshots/<time>_<id8>/…     the snapshot's tree        snapshots/latest -> newest
+//! hosts/<host>/<time>          -> ../../snapshots/…       hosts/<host>/latest
+//! tags/<tag>/<time>            -> ../../snapshots/…       tags/<tag>/latest
+//! ```
+//! Directories are read from the repository when first looked at; decrypted blobs are kept in
+//! a small LRU cache, so memory stays bounded by what is browsed, not by the snapshot size.
+//! Every file shows its stored mode, owner, times, size, symlink target, device number, link
+//! count and xattrs (ACLs included).
+
+use arca_format::{BlobKind, Id, Node, NodeKind};
+use arca_repo::snapshots::SnapshotEntry;
+use arca_repo::Repository;
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::num::NonZeroUsize;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Snapshot contents never change: the kernel may cache them long.
+const TTL_CONTENT: Duration = Duration::from_secs(3600);
+/// The virtual directories are built at mount time.
+const TTL_VIRTUAL: Duration = Duration::from_secs(60);
+/// Decrypted blobs kept for reads (at most 8 MiB each).
+const BLOB_CACHE: usize = 32;
+
+/// A piece of a file: `len` bytes at `file_offset` come from `blob` starting at `blob_offset`.
+#[derive(Clone, Copy)]
+struct Extent {
+    file_offset: u64,
+    len: u64,
+    blob: Id,
+    blob_offset: u64,
+}
+
+enum Kind {
+    /// A directory of the layout, with fixed children.
+    Virtual(BTreeMap<Vec<u8>, u64>),
+    /// A symlink of the layout.
+    Link(Vec<u8>),
+    /// A node of a snapshot; a directory's children are loaded on first use.
+    Snap { node: Arc<Node>, children: Option<BTreeMap<Vec<u8>, u64>>, extents: Option<Arc<Vec<Extent>>> },
+}
+
+struct Inode {
+    parent: u64,
+    kind: Kind,
+}
+
+/// Decrypted blobs, shared with the threads that read ahead.
+struct BlobCache {
+    repo: Arc<Repository>,
+    lru: Mutex<lru::LruCache<Id, Arc<Vec<u8>>>>,
+    /// Blobs being read ahead; readers of one wait for it instead of reading it twice.
+    pending: Mutex<HashSet<Id>>,
+    arrived: Condvar,
+}
+
+impl BlobCache {
+    fn get(&self, id: &Id) -> Result<Arc<Vec<u8>>, Errno> {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            while pending.contains(id) {
+                pending = self.arrived.wait(pending).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        if let Some(b) = self.lru.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(b.clone());
+        }
+        let data = Arc::new(self.repo.read_blob(BlobKind::Data, id).map_err(|e| {
+            tracing::error!("cannot read data: {e}");
+            Errno::EIO
+        })?);
+        self.lru.lock().unwrap_or_else(|p| p.into_inner()).put(*id, data.clone());
+        Ok(data)
+    }
+
+    /// Decrypt `id` on another thread, so a sequential reader finds it ready.
+    fn prefetch(self: &Arc<Self>, id: Id) {
+        if self.lru.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
+            return;
+        }
+        if !self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+            return;
+        }
+        let me = self.clone();
+        std::thread::spawn(move || {
+            if let Ok(data) = me.repo.read_blob(BlobKind::Data, &id) {
+                me.lru.lock().unwrap_or_else(|p| p.into_inner()).put(id, Arc::new(data));
+            }
+            me.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            me.arrived.notify_all();
+        });
+    }
+}
+
+/// The filesystem.
+pub struct SnapshotFs {
+    repo: Arc<Repository>,
+    inodes: RwLock<Vec<Inode>>,
+    blobs: Arc<BlobCache>,
+    owner: (u32, u32),
+    mounted_at: SystemTime,
+}
+
+fn to_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn file_type(k: NodeKind) -> FileType {
+    match k {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+        NodeKind::BlockDevice => FileType::BlockDevice,
+        NodeKind::CharDevice => FileType::CharDevice,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::Socket => FileType::Socket,
+    }
+}
+
+/// A name for a snapshot directory: local time, then the id prefix.
+fn snapshot_name(e: &SnapshotEntry) -> String {
+    let t = e.time().map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%dT%H:%M:%S").to_string());
+    format!("{}_{}", t.unwrap_or_else(|| e.snapshot.time.clone()), e.id.short())
+}
+
+impl SnapshotFs {
+    /// Build the layout for `snapshots` (oldest first).
+    pub fn new(repo: Arc<Repository>, snapshots: &[SnapshotEntry]) -> SnapshotFs {
+        let owner = (nix_uid(), nix_gid());
+        let mut inodes: Vec<Inode> = vec![];
+        let mut add = |parent: u64, kind: Kind| {
+            inodes.push(Inode { parent, kind });
+            inodes.len() as u64
+        };
+        let root = add(1, Kind::Virtual(BTreeMap::new()));
+        let snaps_dir = add(root, Kind::Virtual(BTreeMap::new()));
+        let hosts_dir = add(root, Kind::Virtual(BTreeMap::new()));
+        let tags_dir = add(root, Kind::Virtual(BTreeMap::new()));
+        let mut snap_children = BTreeMap::new();
+        let mut hosts: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
+        let mut tags: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
+        let mut latest_name = None;
+        for e in snapshots {
+            let name = snapshot_name(e);
+            let mut node = Node::new(name.as_bytes(), NodeKind::Dir);
+            node.mode = 0o755;
+            node.uid = owner.0;
+            node.gid = owner.1;
+            node.mtime_ns = e.time().and_then(|t| t.timestamp_nanos_opt()).unwrap_or(0);
+            node.ctime_ns = node.mtime_ns;
+            node.subtree = Some(e.snapshot.tree);
+            let ino = add(snaps_dir, Kind::Snap { node: Arc::new(node), children: None, extents: None });
+            snap_children.insert(name.clone().into_bytes(), ino);
+            let short = name.split('_').next().unwrap_or(&name).to_string();
+            let link = format!("../../snapshots/{name}").into_bytes();
+            let file = |dir: &mut BTreeMap<Vec<u8>, Vec<u8>>| {
+                let entry_name = if dir.contains_key(short.as_bytes()) { name.clone() } else { short.clone() };
+                dir.insert(entry_name.into_bytes(), link.clone());
+                dir.insert(b"latest".to_vec(), link.clone());
+            };
+            file(hosts.entry(e.snapshot.hostname.clone()).or_default());
+            for t in &e.snapshot.tags {
+                file(tags.entry(t.clone()).or_default());
+            }
+            latest_name = Some(name);
+        }
+        if let Some(name) = latest_name {
+            let ino = add(snaps_dir, Kind::Link(name.into_bytes()));
+            snap_children.insert(b"latest".to_vec(), ino);
+        }
+        let mut fill = |dir: u64, groups: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>| {
+            let mut top = BTreeMap::new();
+            for (group, links) in groups {
+                let gino = add(dir, Kind::Virtual(BTreeMap::new()));
+                let mut kids = BTreeMap::new();
+                for (n, target) in links {
+                    kids.insert(n, add(gino, Kind::Link(target)));
+                }
+                top.insert(group.replace('/', "_").into_bytes(), (gino, kids));
+            }
+            top
+        };
+        let host_dirs = fill(hosts_dir, hosts);
+        let tag_dirs = fill(tags_dir, tags);
+        let set = |inodes: &mut Vec<Inode>, ino: u64, kids: BTreeMap<Vec<u8>, u64>| {
+            inodes[ino as usize - 1].kind = Kind::Virtual(kids)
+        };
+        for (top, dirs) in [(hosts_dir, host_dirs), (tags_dir, tag_dirs)] {
+            let mut kids = BTreeMap::new();
+            for (name, (gino, gkids)) in dirs {
+                set(&mut inodes, gino, gkids);
+                kids.insert(name, gino);
+            }
+            set(&mut inodes, top, kids);
+        }
+        set(&mut inodes, snaps_dir, snap_children);
+        let root_kids = BTreeMap::from([
+            (b"snapshots".to_vec(), snaps_dir),
+            (b"hosts".to_vec(), hosts_dir),
+            (b"tags".to_vec(), tags_dir),
+        ]);
+        set(&mut inodes, root, root_kids);
+        SnapshotFs {
+            repo: repo.clone(),
+            inodes: RwLock::new(inodes),
+            blobs: Arc::new(BlobCache {
+                repo,
+                lru: Mutex::new(lru::LruCache::new(NonZeroUsize::new(BLOB_CACHE).unwrap_or(NonZeroUsize::MIN))),
+                pending: Mutex::new(HashSet::new()),
+                arrived: Condvar::new(),
+            }),
+            owner,
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    fn attr(&self, ino: u64) -> Option<FileAttr> {
+        let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+        let i = inodes.get((ino as usize).checked_sub(1)?)?;
+        let virt = |kind, size, perm| FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: 0,
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind,
+            perm,
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            uid: self.owner.0,
+            gid: self.owner.1,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        };
+        Some(match &i.kind {
+            Kind::Virtual(_) => virt(FileType::Directory, 0, 0o555),
+            Kind::Link(t) => virt(FileType::Symlink, t.len() as u64, 0o777),
+            Kind::Snap { node: n, .. } => FileAttr {
+                ino: INodeNo(ino),
+                size: n.size,
+                blocks: n.content_len().div_ceil(512),
+                atime: to_time(if n.atime_ns != 0 { n.atime_ns } else { n.mtime_ns }),
+                mtime: to_time(n.mtime_ns),
+                ctime: to_time(n.ctime_ns),
+                crtime: to_time(n.mtime_ns),
+                kind: file_type(n.kind),
+                perm: (n.mode & 0o7777) as u16,
+                nlink: if n.kind == NodeKind::Dir { 2 } else { n.links.max(1) as u32 },
+                uid: n.uid,
+                gid: n.gid,
+                rdev: n.rdev as u32,
+                blksize: 4096,
+                flags: 0,
+            },
+        })
+    }
+
+    /// The children of directory `ino`, loading a snapshot directory on first use.
+    fn children(&self, ino: u64) -> Result<BTreeMap<Vec<u8>, u64>, Errno> {
+        let subtree = {
+            let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+            let i = inodes.get((ino as usize).wrapping_sub(1)).ok_or(Errno::ENOENT)?;
+            match &i.kind {
+                Kind::Virtual(c) => return Ok(c.clone()),
+                Kind::Link(_) => return Err(Errno::ENOTDIR),
+                Kind::Snap { children: Some(c), .. } => return Ok(c.clone()),
+                Kind::Snap { node, .. } if node.kind == NodeKind::Dir => node.subtree,
+                Kind::Snap { .. } => return Err(Errno::ENOTDIR),
+            }
+        };
+        let tree = match subtree {
+            Some(id) => self.repo.read_tree(&id).map_err(|e| {
+                tracing::error!("cannot read directory: {e}");
+                Errno::EIO
+            })?,
+            None => arca_format::Tree::default(),
+        };
+        let mut inodes = self.inodes.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(Inode { kind: Kind::Snap { children: Some(c), .. }, .. }) = inodes.get(ino as usize - 1) {
+            return Ok(c.clone()); // loaded meanwhile by another thread
+        }
+        let mut kids = BTreeMap::new();
+        for n in tree.nodes {
+            let name = n.name.to_vec();
+            inodes.push(Inode { parent: ino, kind: Kind::Snap { node: Arc::new(n), children: None, extents: None } });
+            kids.insert(name, inodes.len() as u64);
+        }
+        if let Some(Inode { kind: Kind::Snap { children, .. }, .. }) = inodes.get_mut(ino as usize - 1) {
+            *children = Some(kids.clone());
+        }
+        Ok(kids)
+    }
+
+    fn node(&self, ino: u64) -> Option<Arc<Node>> {
+        let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+        match &inodes.get((ino as usize).checked_sub(1)?)?.kind {
+            Kind::Snap { node, .. } => Some(node.clone()),
+            _ => None,
+        }
+    }
+
+    /// Where each byte range of file `ino` comes from (computed once per file).
+    fn extents(&self, ino: u64) -> Result<Arc<Vec<Extent>>, Errno> {
+        let node = {
+            let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+            match &inodes.get((ino as usize).wrapping_sub(1)).ok_or(Errno::ENOENT)?.kind {
+                Kind::Snap { extents: Some(e), .. } => return Ok(e.clone()),
+                Kind::Snap { node, .. } if node.kind == NodeKind::File => node.clone(),
+                Kind::Snap { node, .. } if node.kind == NodeKind::Dir => return Err(Errno::EISDIR),
+                _ => return Err(Errno::EINVAL),
+            }
+        };
+        let mut out = Vec::with_capacity(node.content.len());
+        let mut holes = node.holes.iter().peekable();
+        let mut pos = 0u64;
+        {
+            let index = self.repo.index();
+            for id in &node.content {
+                let len = index.get(id).ok_or(Errno::EIO)?.raw_length as u64;
+                let mut done = 0;
+                while done < len {
+                    while let Some(&&(hs, hl)) = holes.peek() {
+                        if pos >= hs {
+                            pos = pos.max(hs + hl);
+                            holes.next();
+                        } else {
+                            break;
+                        }
+                    }
+                    let room = holes.peek().map(|h| h.0 - pos).unwrap_or(u64::MAX);
+                    let n = room.min(len - done);
+                    out.push(Extent { file_offset: pos, len: n, blob: *id, blob_offset: done });
+                    pos += n;
+                    done += n;
+                }
+            }
+        }
+        let out = Arc::new(out);
+        let mut inodes = self.inodes.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(Inode { kind: Kind::Snap { extents, .. }, .. }) = inodes.get_mut(ino as usize - 1) {
+            *extents = Some(out.clone());
+        }
+        Ok(out)
+    }
+
+    fn read_range(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let node = self.node(ino).ok_or(Errno::ENOENT)?;
+        let end = (offset + size as u64).min(node.size);
+        if offset >= end {
+            return Ok(vec![]);
+        }
+        let ext = self.extents(ino)?;
+        let mut out = vec![0u8; (end - offset) as usize];
+        let first = ext.partition_point(|e| e.file_offset + e.len <= offset);
+        for e in &ext[first..] {
+            if e.file_offset >= end {
+                break;
+            }
+            let from = offset.max(e.file_offset);
+            let to = end.min(e.file_offset + e.len);
+            let data = self.blobs.get(&e.blob)?;
+            let src = (e.blob_offset + (from - e.file_offset)) as usize;
+            let dst = (from - offset) as usize;
+            let n = (to - from) as usize;
+            out[dst..dst + n].copy_from_slice(data.get(src..src + n).ok_or(Errno::EIO)?);
+        }
+        // Read ahead the next two blobs of the file.
+        let next = ext.partition_point(|e| e.file_offset < end);
+        for e in ext[next..].iter().take(2) {
+            self.blobs.prefetch(e.blob);
+        }
+        Ok(out)
+    }
+
+    fn xattr_reply(data: Vec<u8>, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(data.len() as u32);
+        } else if (size as usize) < data.len() {
+            reply.error(Errno::ERANGE);
+        } else {
+            reply.data(&data);
+        }
+    }
+}
+
+fn nix_uid() -> u32 {
+    // SAFETY: getuid/getgid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn nix_gid() -> u32 {
+    // SAFETY: as above.
+    unsafe { libc::getgid() }
+}
+
+impl Filesystem for SnapshotFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let kids = match self.children(parent.0) {
+            Ok(k) => k,
+            Err(e) => return reply.error(e),
+        };
+        match kids.get(name.as_bytes()).and_then(|ino| self.attr(*ino).map(|a| (*ino, a))) {
+            Some((ino, attr)) => {
+                let ttl = if self.node(ino).is_some() { TTL_CONTENT } else { TTL_VIRTUAL };
+                reply.entry(&ttl, &attr, Generation(0))
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr(ino.0) {
+            Some(a) => reply.attr(if self.node(ino.0).is_some() { &TTL_CONTENT } else { &TTL_VIRTUAL }, &a),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+        match inodes.get((ino.0 as usize).wrapping_sub(1)).map(|i| &i.kind) {
+            Some(Kind::Link(t)) => reply.data(t),
+            Some(Kind::Snap { node, .. }) if node.kind == NodeKind::Symlink => {
+                reply.data(node.target.as_ref().map(|t| t.as_slice()).unwrap_or_default())
+            }
+            _ => reply.error(Errno::EINVAL),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & (libc::O_WRONLY | libc::O_RDWR) != 0 {
+            return reply.error(Errno::EROFS);
+        }
+        match self.extents(ino.0) {
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.read_range(ino.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let kids = match self.children(ino.0) {
+            Ok(k) => k,
+            Err(e) => return reply.error(e),
+        };
+        let parent = self
+            .inodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ino.0 as usize - 1)
+            .map(|i| i.parent)
+            .unwrap_or(1);
+        let mut entries: Vec<(u64, FileType, Vec<u8>)> =
+            vec![(ino.0, FileType::Directory, b".".to_vec()), (parent, FileType::Directory, b"..".to_vec())];
+        for (name, child) in kids {
+            let kind = self.attr(child).map(|a| a.kind).unwrap_or(FileType::RegularFile);
+            entries.push((child, kind, name));
+        }
+        for (i, (child, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(child), (i + 1) as u64, kind, OsStr::from_bytes(&name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
+        // Nothing is ever written, so there is nothing to flush.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some(node) = self.node(ino.0) else { return reply.error(Errno::ENODATA) };
+        match node.xattrs.iter().find(|x| x.name.as_slice() == name.as_bytes()) {
+            Some(x) => Self::xattr_reply(x.value.to_vec(), size, reply),
+            None => reply.error(Errno::ENODATA),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let mut data = vec![];
+        if let Some(node) = self.node(ino.0) {
+            for x in &node.xattrs {
+                data.extend_from_slice(&x.name);
+                data.push(0);
+            }
+        }
+        Self::xattr_reply(data, size, reply);
+    }
+}
+
+/// Mount options for a read-only view.
+pub fn config(allow_other: bool) -> fuser::Config {
+    let mut c = fuser::Config::default();
+    c.mount_options.extend([
+        fuser::MountOption::RO,
+        fuser::MountOption::FSName("arca".into()),
+        fuser::MountOption::Subtype("arca".into()),
+        fuser::MountOption::Dev,
+        fuser::MountOption::Suid,
+    ]);
+    if allow_other {
+        c.acl = fuser::SessionACL::All;
+    }
+    c.n_threads = Some(4);
+    c
+}
