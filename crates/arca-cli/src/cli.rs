@@ -67,6 +67,10 @@ pub enum Command {
     Dump(DumpArgs),
     /// Write a snapshot (or part of it) as a tar or zip archive that plain tools restore.
     Export(ExportArgs),
+    /// Remove snapshots by policy (or by id), listing why each one stays.
+    Forget(ForgetArgs),
+    /// Protect snapshots from forget until a date, or set the date by which they must go.
+    Protect(ProtectArgs),
     /// Show snapshots as a read-only filesystem (FUSE) until Ctrl-C or `fusermount3 -u`.
     Mount(MountArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
@@ -263,6 +267,60 @@ pub enum OverwriteMode {
     Always,
     IfChanged,
     Never,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to remove by id (refused if protected). Without ids, the policy decides.
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots.
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: usize,
+    /// Keep the newest snapshot of each of the N most recent hours that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_hourly: usize,
+    /// … days (local time).
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: usize,
+    /// … ISO weeks.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: usize,
+    /// … months.
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: usize,
+    /// … years.
+    #[arg(long, default_value_t = 0)]
+    pub keep_yearly: usize,
+    /// Keep everything newer than this before the newest snapshot of the group (e.g. 2y3m, 14d).
+    #[arg(long)]
+    pub keep_within: Option<String>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag")]
+    pub keep_tags: Vec<String>,
+    /// Apply the policy per group of: host, paths, tags (comma-separated; "" for one group).
+    #[arg(long, default_value = "host,paths")]
+    pub group_by: String,
+    /// Remove the snapshots whose destroy-after date has passed (see `arca protect`).
+    #[arg(long, conflicts_with_all = ["snapshots"])]
+    pub enforce_destroy: bool,
+    /// Show what would be removed, remove nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ProtectArgs {
+    /// Snapshot ids (prefixes) or `latest`.
+    #[arg(required = true)]
+    pub snapshots: Vec<String>,
+    /// Keep until this date (RFC 3339 or "YYYY-MM-DD"), or `forever`.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Must be destroyed by this date (`forget --enforce-destroy` does it).
+    #[arg(long)]
+    pub destroy_after: Option<String>,
 }
 
 #[derive(Args, Debug)]

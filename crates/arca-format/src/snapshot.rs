@@ -74,9 +74,12 @@ pub struct Snapshot {
     pub warnings: Vec<SnapshotWarning>,
     #[serde(default)]
     pub excludes: Vec<String>,
-    /// RFC 3339; the snapshot may not be forgotten before then.
+    /// RFC 3339 or "forever"; the snapshot may not be forgotten before then.
     #[serde(default)]
     pub keep_until: Option<String>,
+    /// RFC 3339; the snapshot must be destroyed by then (`forget --enforce-destroy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_after: Option<String>,
     #[serde(default)]
     pub program_version: String,
 }
@@ -92,7 +95,7 @@ mod tests {
             let s = Snapshot { time: "2026-01-01T00:00:00Z".into(), hostname: host, username: "u".into(), paths, tags,
                 parent: Some(Id([1; 32])), tree: Id([2; 32]), kind: SnapshotKind::Files,
                 summary: SnapshotSummary { files_new: n, ..Default::default() },
-                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, program_version: "x".into() };
+                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into() };
             let bytes = crate::encode("snapshot", &s).unwrap();
             prop_assert_eq!(crate::decode::<Snapshot>("snapshot", &bytes).unwrap(), s);
         }

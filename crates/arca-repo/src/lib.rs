@@ -11,6 +11,7 @@ pub mod keys;
 pub mod pack;
 pub mod repair;
 pub mod repository;
+pub mod retention;
 pub mod snapshots;
 pub mod stats;
 pub mod treewalk;

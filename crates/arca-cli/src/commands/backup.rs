@@ -86,6 +86,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         warnings: outcome.warnings.clone(),
         excludes: a.excludes.clone(),
         keep_until: None,
+        destroy_after: None,
         program_version: format!("arca {}", env!("CARGO_PKG_VERSION")),
     };
     let id = if a.dry_run { None } else { Some(snaps::save(&repo, &snapshot)?) };

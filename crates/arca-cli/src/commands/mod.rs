@@ -5,6 +5,7 @@ mod cat;
 mod check;
 mod debug;
 mod export;
+mod forget;
 mod init;
 mod key;
 mod ls;
@@ -31,6 +32,8 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Dump(a) => restore::dump(cli, out, a),
         Command::Export(a) => export::run(cli, out, a),
         Command::Mount(a) => mount::run(cli, out, a),
+        Command::Forget(a) => forget::run(cli, out, a),
+        Command::Protect(a) => forget::protect(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
         Command::Key(k) => key::run(cli, out, k),
         Command::Stats(a) => stats::run(cli, out, a),

@@ -15,7 +15,7 @@ pub fn to_json(e: &SnapshotEntry) -> serde_json::Value {
         "id": e.id.to_hex(), "short_id": e.id.short(), "time": s.time, "hostname": s.hostname,
         "username": s.username, "paths": s.paths, "tags": s.tags, "parent": s.parent.map(|p| p.to_hex()),
         "tree": s.tree.to_hex(), "kind": s.kind, "summary": s.summary, "warnings": s.warnings,
-        "keep_until": s.keep_until, "program_version": s.program_version,
+        "keep_until": s.keep_until, "destroy_after": s.destroy_after, "program_version": s.program_version,
     })
 }
 
@@ -51,8 +51,15 @@ pub fn run(cli: &Cli, out: &Output, a: &SnapshotsArgs) -> Result<i32> {
     out.line(format!("{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  Paths", "ID", "Time", "Host", "Tags", "Size"));
     for e in &list {
         let s = &e.snapshot;
+        let mut notes = String::new();
+        if let Some(u) = &s.keep_until {
+            notes.push_str(&format!("  [protected until {u}]"));
+        }
+        if let Some(d) = &s.destroy_after {
+            notes.push_str(&format!("  [destroy after {d}]"));
+        }
         out.line(format!(
-            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}",
+            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}{notes}",
             e.id.short(),
             short_time(&s.time),
             s.hostname,

@@ -1,0 +1,168 @@
+//! `arca forget` and `arca protect`.
+
+use crate::cli::{Cli, ForgetArgs, ProtectArgs};
+use crate::context;
+use crate::output::Output;
+use anyhow::{bail, Context, Result};
+use arca_repo::retention::{apply, protected_until, Decision, GroupBy, Policy, Span};
+use arca_repo::snapshots::{self as snaps, SnapshotEntry};
+use arca_storage::ObjectKind;
+use chrono::{DateTime, FixedOffset, Local};
+
+fn now() -> DateTime<FixedOffset> {
+    Local::now().fixed_offset()
+}
+
+fn decision_of(e: &SnapshotEntry, reasons: Vec<String>) -> Decision {
+    Decision {
+        id: e.id.to_hex(),
+        time: e.snapshot.time.clone(),
+        hostname: e.snapshot.hostname.clone(),
+        paths: e.snapshot.paths.clone(),
+        tags: e.snapshot.tags.clone(),
+        group: String::new(),
+        reasons,
+    }
+}
+
+pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
+    let policy = Policy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within: a.keep_within.as_deref().map(Span::parse).transpose().map_err(anyhow::Error::msg)?,
+        tags: a.keep_tags.clone(),
+    };
+    let repo = context::open(cli, out)?;
+    let filter = a.filter.filter();
+    let all = super::all_snapshots(&repo, out)?;
+    let now = now();
+    let mut overdue = vec![];
+    let decisions: Vec<Decision> = if !a.snapshots.is_empty() {
+        let mut d = vec![];
+        for spec in &a.snapshots {
+            let e = snaps::resolve(&all, spec, &filter)?;
+            if let Some(p) = protected_until(&e, now) {
+                bail!("snapshot {} is {p}; it cannot be forgotten before then", e.id.short());
+            }
+            d.push(decision_of(&e, vec![]));
+        }
+        d
+    } else if a.enforce_destroy {
+        let mut d = vec![];
+        for e in all.iter().filter(|e| filter.matches(&e.snapshot)) {
+            let Some(by) = e.snapshot.destroy_after.as_deref() else { continue };
+            let due = DateTime::parse_from_rfc3339(by).map(|t| t <= now).unwrap_or(false);
+            if !due {
+                d.push(decision_of(e, vec![format!("destroy after {by} (not yet due)")]));
+            } else if let Some(p) = protected_until(e, now) {
+                overdue.push(format!("{} was due for destruction on {by} but is {p}", e.id.short()));
+                d.push(decision_of(e, vec![p]));
+            } else {
+                d.push(decision_of(e, vec![]));
+            }
+        }
+        d
+    } else {
+        if policy.is_empty() {
+            bail!("no policy given: add --keep-last/--keep-daily/... (or name snapshots to remove)");
+        }
+        let by = GroupBy {
+            host: a.group_by.contains("host"),
+            paths: a.group_by.contains("path"),
+            tags: a.group_by.contains("tag"),
+        };
+        let chosen: Vec<SnapshotEntry> = all.iter().filter(|e| filter.matches(&e.snapshot)).cloned().collect();
+        apply(&chosen, &policy, by, now)
+    };
+    let mut removed = vec![];
+    if !a.dry_run {
+        for d in decisions.iter().filter(|d| !d.keep()) {
+            repo.storage()
+                .delete(ObjectKind::Snapshot, &d.id)
+                .with_context(|| format!("cannot remove snapshot {}", &d.id[..8]))?;
+            removed.push(d.id.clone());
+        }
+    }
+    if out.json {
+        out.json_line(&serde_json::json!({"type": "summary", "dry_run": a.dry_run, "decisions": decisions, "removed": removed, "overdue": overdue}));
+    } else {
+        let mut group = None;
+        for d in &decisions {
+            if group.as_ref() != Some(&d.group) && !d.group.is_empty() {
+                out.line(format!("{}:", d.group));
+                group = Some(d.group.clone());
+            }
+            let verdict = if d.keep() { format!("keep ({})", d.reasons.join(", ")) } else { "remove".to_string() };
+            out.line(format!("  {}  {:<19}  {verdict}", &d.id[..8], super::snapshots::short_time(&d.time)));
+        }
+        for o in &overdue {
+            out.warn(format!("overdue: {o}"));
+        }
+        let n = decisions.iter().filter(|d| !d.keep()).count();
+        out.info(if a.dry_run {
+            format!("dry run: {n} snapshots would be removed")
+        } else {
+            format!("{n} snapshots removed")
+        });
+    }
+    Ok(crate::exit::OK)
+}
+
+fn date_arg(s: &str) -> Result<String> {
+    if s == "forever" {
+        return Ok(s.to_string());
+    }
+    Ok(super::backup::parse_time_arg(s)?.to_rfc3339())
+}
+
+pub fn protect(cli: &Cli, out: &Output, a: &ProtectArgs) -> Result<i32> {
+    if a.until.is_none() && a.destroy_after.is_none() {
+        bail!("give --until DATE|forever and/or --destroy-after DATE");
+    }
+    if a.destroy_after.as_deref() == Some("forever") {
+        bail!("--destroy-after needs a date");
+    }
+    let until = a.until.as_deref().map(date_arg).transpose()?;
+    let destroy = a.destroy_after.as_deref().map(date_arg).transpose()?;
+    let repo = context::open(cli, out)?;
+    let all = super::all_snapshots(&repo, out)?;
+    let mut changed = vec![];
+    for spec in &a.snapshots {
+        let e = snaps::resolve(&all, spec, &Default::default())?;
+        let mut s = e.snapshot.clone();
+        if let Some(u) = &until {
+            s.keep_until = Some(u.clone());
+        }
+        if let Some(d) = &destroy {
+            s.destroy_after = Some(d.clone());
+        }
+        // Snapshots are immutable objects named by their hash: store the new one first, then
+        // remove the old, so a crash in between leaves both rather than neither.
+        let new_id = snaps::save(&repo, &s)?;
+        if new_id != e.id {
+            repo.storage().delete(ObjectKind::Snapshot, &e.id.to_hex())?;
+        }
+        changed.push(serde_json::json!({"old": e.id.to_hex(), "new": new_id.to_hex(), "keep_until": s.keep_until, "destroy_after": s.destroy_after}));
+        out.info(format!(
+            "snapshot {} is now {} ({})",
+            e.id.short(),
+            new_id.short(),
+            [
+                s.keep_until.as_ref().map(|u| format!("protected until {u}")),
+                s.destroy_after.as_ref().map(|d| format!("destroy after {d}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+        ));
+    }
+    if out.json {
+        out.json_doc(&changed);
+    }
+    Ok(crate::exit::OK)
+}
