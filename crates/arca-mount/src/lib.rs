@@ -5,19 +5,21 @@
 //! hosts/<host>/<time>          -> ../../snapshots/…       hosts/<host>/latest
 //! tags/<tag>/<time>            -> ../../snapshots/…       tags/<tag>/latest
 //! ```
-//! Directories are read from the repository when first looked at; decrypted blobs are kept in
-//! a small LRU cache, so memory stays bounded by what is browsed, not by the snapshot size.
+//! Directories are read from the repository when first looked at, and an entry's inode lives
+//! only while the kernel holds it (FUSE `forget` frees it; listing a directory allocates no
+//! inodes), so memory is bounded by what is in use, not by the snapshot's size. Decrypted blobs
+//! are kept in a small LRU cache, with the next two of a file read ahead.
 //! Every file shows its stored mode, owner, times, size, symlink target, device number, link
 //! count and xattrs (ACLs included).
 
-use arca_format::{BlobKind, Id, Node, NodeKind};
+use arca_format::{BlobKind, Id, Node, NodeKind, Tree};
 use arca_repo::snapshots::SnapshotEntry;
 use arca_repo::Repository;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
@@ -45,13 +47,77 @@ enum Kind {
     Virtual(BTreeMap<Vec<u8>, u64>),
     /// A symlink of the layout.
     Link(Vec<u8>),
-    /// A node of a snapshot; a directory's children are loaded on first use.
-    Snap { node: Arc<Node>, children: Option<BTreeMap<Vec<u8>, u64>>, extents: Option<Arc<Vec<Extent>>> },
+    /// A node of a snapshot. A directory's tree is read on first use; `kids` are the children
+    /// the kernel currently holds inodes for.
+    Snap { node: Arc<Node>, tree: Option<Arc<Tree>>, kids: HashMap<Vec<u8>, u64>, extents: Option<Arc<Vec<Extent>>> },
 }
 
 struct Inode {
     parent: u64,
+    name: Vec<u8>,
+    /// Lookups the kernel holds (FUSE reference count).
+    lookups: u64,
+    /// Layout inodes and snapshot roots are never freed.
+    permanent: bool,
     kind: Kind,
+}
+
+/// Inode slots; freed slots are reused (the kernel has forgotten those numbers).
+#[derive(Default)]
+struct Table {
+    slots: Vec<Option<Inode>>,
+    free: Vec<usize>,
+}
+
+impl Table {
+    fn get(&self, ino: u64) -> Option<&Inode> {
+        self.slots.get((ino as usize).checked_sub(1)?)?.as_ref()
+    }
+    fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        self.slots.get_mut((ino as usize).checked_sub(1)?)?.as_mut()
+    }
+    fn alloc(&mut self, i: Inode) -> u64 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(i);
+                slot as u64 + 1
+            }
+            None => {
+                self.slots.push(Some(i));
+                self.slots.len() as u64
+            }
+        }
+    }
+    /// Free `ino` if nothing holds it, then its parent if that was only kept for it.
+    fn release(&mut self, mut ino: u64) {
+        loop {
+            let Some(i) = self.get(ino) else { return };
+            let idle = match &i.kind {
+                Kind::Snap { kids, .. } => kids.is_empty(),
+                _ => false,
+            };
+            if i.permanent || i.lookups > 0 || !idle {
+                return;
+            }
+            let (parent, name) = (i.parent, i.name.clone());
+            self.slots[ino as usize - 1] = None;
+            self.free.push(ino as usize - 1);
+            match self.get_mut(parent) {
+                Some(Inode { kind: Kind::Snap { kids, .. }, .. }) => {
+                    kids.remove(&name);
+                }
+                _ => return,
+            }
+            ino = parent;
+        }
+    }
+}
+
+/// A stable inode number for a directory entry the kernel has not looked up (readdir needs
+/// one; the kernel uses the number from lookup for the real inode).
+fn listing_ino(parent: u64, name: &[u8]) -> u64 {
+    let h = blake3::hash(&[&parent.to_le_bytes()[..], name].concat());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or([0; 8])) | (1 << 63)
 }
 
 /// Decrypted blobs, shared with the threads that read ahead.
@@ -104,7 +170,7 @@ impl BlobCache {
 /// The filesystem.
 pub struct SnapshotFs {
     repo: Arc<Repository>,
-    inodes: RwLock<Vec<Inode>>,
+    inodes: RwLock<Table>,
     blobs: Arc<BlobCache>,
     owner: (u32, u32),
     mounted_at: SystemTime,
@@ -140,11 +206,9 @@ impl SnapshotFs {
     /// Build the layout for `snapshots` (oldest first).
     pub fn new(repo: Arc<Repository>, snapshots: &[SnapshotEntry]) -> SnapshotFs {
         let owner = (nix_uid(), nix_gid());
-        let mut inodes: Vec<Inode> = vec![];
-        let mut add = |parent: u64, kind: Kind| {
-            inodes.push(Inode { parent, kind });
-            inodes.len() as u64
-        };
+        let mut inodes = Table::default();
+        let mut add =
+            |parent: u64, kind: Kind| inodes.alloc(Inode { parent, name: vec![], lookups: 0, permanent: true, kind });
         let root = add(1, Kind::Virtual(BTreeMap::new()));
         let snaps_dir = add(root, Kind::Virtual(BTreeMap::new()));
         let hosts_dir = add(root, Kind::Virtual(BTreeMap::new()));
@@ -162,7 +226,8 @@ impl SnapshotFs {
             node.mtime_ns = e.time().and_then(|t| t.timestamp_nanos_opt()).unwrap_or(0);
             node.ctime_ns = node.mtime_ns;
             node.subtree = Some(e.snapshot.tree);
-            let ino = add(snaps_dir, Kind::Snap { node: Arc::new(node), children: None, extents: None });
+            let kind = Kind::Snap { node: Arc::new(node), tree: None, kids: HashMap::new(), extents: None };
+            let ino = add(snaps_dir, kind);
             snap_children.insert(name.clone().into_bytes(), ino);
             let short = name.split('_').next().unwrap_or(&name).to_string();
             let link = format!("../../snapshots/{name}").into_bytes();
@@ -195,8 +260,10 @@ impl SnapshotFs {
         };
         let host_dirs = fill(hosts_dir, hosts);
         let tag_dirs = fill(tags_dir, tags);
-        let set = |inodes: &mut Vec<Inode>, ino: u64, kids: BTreeMap<Vec<u8>, u64>| {
-            inodes[ino as usize - 1].kind = Kind::Virtual(kids)
+        let set = |inodes: &mut Table, ino: u64, kids: BTreeMap<Vec<u8>, u64>| {
+            if let Some(i) = inodes.get_mut(ino) {
+                i.kind = Kind::Virtual(kids);
+            }
         };
         for (top, dirs) in [(hosts_dir, host_dirs), (tags_dir, tag_dirs)] {
             let mut kids = BTreeMap::new();
@@ -229,7 +296,7 @@ impl SnapshotFs {
 
     fn attr(&self, ino: u64) -> Option<FileAttr> {
         let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
-        let i = inodes.get((ino as usize).checked_sub(1)?)?;
+        let i = inodes.get(ino)?;
         let virt = |kind, size, perm| FileAttr {
             ino: INodeNo(ino),
             size,
@@ -270,45 +337,105 @@ impl SnapshotFs {
         })
     }
 
-    /// The children of directory `ino`, loading a snapshot directory on first use.
-    fn children(&self, ino: u64) -> Result<BTreeMap<Vec<u8>, u64>, Errno> {
+    /// The tree of snapshot directory `ino`, read on first use.
+    fn tree_of(&self, ino: u64) -> Result<Arc<Tree>, Errno> {
         let subtree = {
             let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
-            let i = inodes.get((ino as usize).wrapping_sub(1)).ok_or(Errno::ENOENT)?;
-            match &i.kind {
-                Kind::Virtual(c) => return Ok(c.clone()),
-                Kind::Link(_) => return Err(Errno::ENOTDIR),
-                Kind::Snap { children: Some(c), .. } => return Ok(c.clone()),
+            match &inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
+                Kind::Snap { tree: Some(t), .. } => return Ok(t.clone()),
                 Kind::Snap { node, .. } if node.kind == NodeKind::Dir => node.subtree,
-                Kind::Snap { .. } => return Err(Errno::ENOTDIR),
+                _ => return Err(Errno::ENOTDIR),
             }
         };
-        let tree = match subtree {
+        let tree = Arc::new(match subtree {
             Some(id) => self.repo.read_tree(&id).map_err(|e| {
                 tracing::error!("cannot read directory: {e}");
                 Errno::EIO
             })?,
-            None => arca_format::Tree::default(),
-        };
+            None => Tree::default(),
+        });
         let mut inodes = self.inodes.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(Inode { kind: Kind::Snap { children: Some(c), .. }, .. }) = inodes.get(ino as usize - 1) {
-            return Ok(c.clone()); // loaded meanwhile by another thread
+        if let Some(Inode { kind: Kind::Snap { tree: t, .. }, .. }) = inodes.get_mut(ino) {
+            return Ok(t.get_or_insert(tree).clone());
         }
-        let mut kids = BTreeMap::new();
-        for n in tree.nodes {
-            let name = n.name.to_vec();
-            inodes.push(Inode { parent: ino, kind: Kind::Snap { node: Arc::new(n), children: None, extents: None } });
-            kids.insert(name, inodes.len() as u64);
+        Ok(tree)
+    }
+
+    /// The entries of directory `ino`: name, inode number (real if held, else a listing
+    /// number), type.
+    fn entries(&self, ino: u64) -> Result<Vec<(Vec<u8>, u64, FileType)>, Errno> {
+        let virtual_kids = {
+            let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+            match &inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
+                Kind::Virtual(c) => Some(c.clone()),
+                Kind::Link(_) => return Err(Errno::ENOTDIR),
+                Kind::Snap { .. } => None,
+            }
+        };
+        if let Some(kids) = virtual_kids {
+            return Ok(kids
+                .into_iter()
+                .map(|(n, child)| {
+                    let kind = self.attr(child).map(|a| a.kind).unwrap_or(FileType::Directory);
+                    (n, child, kind)
+                })
+                .collect());
         }
-        if let Some(Inode { kind: Kind::Snap { children, .. }, .. }) = inodes.get_mut(ino as usize - 1) {
-            *children = Some(kids.clone());
+        let tree = self.tree_of(ino)?;
+        let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+        let held = match &inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
+            Kind::Snap { kids, .. } => kids.clone(),
+            _ => HashMap::new(),
+        };
+        Ok(tree
+            .nodes
+            .iter()
+            .map(|n| {
+                let child = held.get(n.name.as_slice()).copied().unwrap_or_else(|| listing_ino(ino, &n.name));
+                (n.name.to_vec(), child, file_type(n.kind))
+            })
+            .collect())
+    }
+
+    /// Look `name` up in directory `parent`, taking a kernel reference on the child.
+    fn child(&self, parent: u64, name: &[u8]) -> Result<u64, Errno> {
+        {
+            let mut inodes = self.inodes.write().unwrap_or_else(|p| p.into_inner());
+            let found = match &inodes.get(parent).ok_or(Errno::ENOENT)?.kind {
+                Kind::Virtual(c) => Some(c.get(name).copied().ok_or(Errno::ENOENT)?),
+                Kind::Link(_) => return Err(Errno::ENOTDIR),
+                Kind::Snap { kids, .. } => kids.get(name).copied(),
+            };
+            if let Some(child) = found {
+                if let Some(c) = inodes.get_mut(child) {
+                    c.lookups += 1;
+                }
+                return Ok(child);
+            }
         }
-        Ok(kids)
+        let tree = self.tree_of(parent)?;
+        let node = tree.find(name).ok_or(Errno::ENOENT)?.clone();
+        let mut inodes = self.inodes.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(Inode { kind: Kind::Snap { kids, .. }, .. }) = inodes.get(parent) {
+            if let Some(&child) = kids.get(name) {
+                // Another thread looked it up meanwhile.
+                if let Some(c) = inodes.get_mut(child) {
+                    c.lookups += 1;
+                }
+                return Ok(child);
+            }
+        }
+        let kind = Kind::Snap { node: Arc::new(node), tree: None, kids: HashMap::new(), extents: None };
+        let child = inodes.alloc(Inode { parent, name: name.to_vec(), lookups: 1, permanent: false, kind });
+        if let Some(Inode { kind: Kind::Snap { kids, .. }, .. }) = inodes.get_mut(parent) {
+            kids.insert(name.to_vec(), child);
+        }
+        Ok(child)
     }
 
     fn node(&self, ino: u64) -> Option<Arc<Node>> {
         let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
-        match &inodes.get((ino as usize).checked_sub(1)?)?.kind {
+        match &inodes.get(ino)?.kind {
             Kind::Snap { node, .. } => Some(node.clone()),
             _ => None,
         }
@@ -318,7 +445,7 @@ impl SnapshotFs {
     fn extents(&self, ino: u64) -> Result<Arc<Vec<Extent>>, Errno> {
         let node = {
             let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
-            match &inodes.get((ino as usize).wrapping_sub(1)).ok_or(Errno::ENOENT)?.kind {
+            match &inodes.get(ino).ok_or(Errno::ENOENT)?.kind {
                 Kind::Snap { extents: Some(e), .. } => return Ok(e.clone()),
                 Kind::Snap { node, .. } if node.kind == NodeKind::File => node.clone(),
                 Kind::Snap { node, .. } if node.kind == NodeKind::Dir => return Err(Errno::EISDIR),
@@ -352,7 +479,7 @@ impl SnapshotFs {
         }
         let out = Arc::new(out);
         let mut inodes = self.inodes.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(Inode { kind: Kind::Snap { extents, .. }, .. }) = inodes.get_mut(ino as usize - 1) {
+        if let Some(Inode { kind: Kind::Snap { extents, .. }, .. }) = inodes.get_mut(ino) {
             *extents = Some(out.clone());
         }
         Ok(out)
@@ -410,17 +537,26 @@ fn nix_gid() -> u32 {
 
 impl Filesystem for SnapshotFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let kids = match self.children(parent.0) {
-            Ok(k) => k,
+        let child = match self.child(parent.0, name.as_bytes()) {
+            Ok(c) => c,
             Err(e) => return reply.error(e),
         };
-        match kids.get(name.as_bytes()).and_then(|ino| self.attr(*ino).map(|a| (*ino, a))) {
-            Some((ino, attr)) => {
-                let ttl = if self.node(ino).is_some() { TTL_CONTENT } else { TTL_VIRTUAL };
+        match self.attr(child) {
+            Some(attr) => {
+                let ttl = if self.node(child).is_some() { TTL_CONTENT } else { TTL_VIRTUAL };
                 reply.entry(&ttl, &attr, Generation(0))
             }
             None => reply.error(Errno::ENOENT),
         }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let mut inodes = self.inodes.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = inodes.get_mut(ino.0) {
+            i.lookups = i.lookups.saturating_sub(nlookup);
+        }
+        inodes.release(ino.0);
+        tracing::debug!(live = inodes.slots.len() - inodes.free.len(), "forget");
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -432,7 +568,7 @@ impl Filesystem for SnapshotFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let inodes = self.inodes.read().unwrap_or_else(|p| p.into_inner());
-        match inodes.get((ino.0 as usize).wrapping_sub(1)).map(|i| &i.kind) {
+        match inodes.get(ino.0).map(|i| &i.kind) {
             Some(Kind::Link(t)) => reply.data(t),
             Some(Kind::Snap { node, .. }) if node.kind == NodeKind::Symlink => {
                 reply.data(node.target.as_ref().map(|t| t.as_slice()).unwrap_or_default())
@@ -469,24 +605,13 @@ impl Filesystem for SnapshotFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let kids = match self.children(ino.0) {
+        let kids = match self.entries(ino.0) {
             Ok(k) => k,
             Err(e) => return reply.error(e),
         };
-        let parent = self
-            .inodes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(ino.0 as usize - 1)
-            .map(|i| i.parent)
-            .unwrap_or(1);
-        let mut entries: Vec<(u64, FileType, Vec<u8>)> =
-            vec![(ino.0, FileType::Directory, b".".to_vec()), (parent, FileType::Directory, b"..".to_vec())];
-        for (name, child) in kids {
-            let kind = self.attr(child).map(|a| a.kind).unwrap_or(FileType::RegularFile);
-            entries.push((child, kind, name));
-        }
-        for (i, (child, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+        let parent = self.inodes.read().unwrap_or_else(|p| p.into_inner()).get(ino.0).map(|i| i.parent).unwrap_or(1);
+        let dots = [(b".".to_vec(), ino.0, FileType::Directory), (b"..".to_vec(), parent, FileType::Directory)];
+        for (i, (name, child, kind)) in dots.into_iter().chain(kids).enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child), (i + 1) as u64, kind, OsStr::from_bytes(&name)) {
                 break;
             }
