@@ -67,6 +67,10 @@ pub enum Command {
     Dump(DumpArgs),
     /// Write a snapshot (or part of it) as a tar or zip archive that plain tools restore.
     Export(ExportArgs),
+    /// What changed: between two snapshots, or between a snapshot and the files on disk.
+    Diff(DiffArgs),
+    /// Which snapshots hold a file: by name or path pattern.
+    Find(FindArgs),
     /// Remove snapshots by policy (or by id), listing why each one stays.
     Forget(ForgetArgs),
     /// Protect snapshots from forget until a date, or set the date by which they must go.
@@ -267,6 +271,34 @@ pub enum OverwriteMode {
     Always,
     IfChanged,
     Never,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The older snapshot.
+    pub first: String,
+    /// The newer snapshot, or a path on disk (absolute or containing `/`) to compare with.
+    pub second: String,
+    /// Only below this path (snapshot against snapshot).
+    pub path: Option<String>,
+    /// Against disk: read files again and compare contents, not only metadata (finds files
+    /// whose contents changed while size and mtime did not).
+    #[arg(long)]
+    pub content: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Glob: matched against the name, or against the whole path if it contains `/`.
+    pub pattern: String,
+    /// Search only these snapshots (repeatable).
+    #[arg(long = "snapshot")]
+    pub snapshots: Vec<String>,
+    /// Search only the newest N snapshots.
+    #[arg(long)]
+    pub newest: Option<usize>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]

@@ -157,3 +157,59 @@ fn protection_and_destruction_deadlines() {
     assert_eq!(v["overdue"].as_array().unwrap().len(), 1, "and it is reported overdue: {v}");
     assert!(remaining(&e, "UTC").contains("2023-01-01T00:00:00+00:00"));
 }
+
+#[test]
+fn diff_between_snapshots_and_against_disk_and_find() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("a"), "aaaa").unwrap();
+    std::fs::write(src.join("b"), "bbbb").unwrap();
+    std::fs::write(src.join("d/c"), "cccc").unwrap();
+    let s = src.to_str().unwrap();
+    let s1 = e.backup(&[s]);
+    std::fs::write(src.join("a"), "AAAAA").unwrap();
+    sh(&format!("chmod 600 '{s}/b'"));
+    std::fs::remove_file(src.join("d/c")).unwrap();
+    std::fs::write(src.join("d/new"), "new").unwrap();
+    let s2 = e.backup(&[s]);
+    let v = e.json(&["diff", &s1[..8], &s2[..8]]);
+    let ch: Vec<(String, String, Vec<String>)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["op"].as_str().unwrap().into(),
+                c["path"].as_str().unwrap().into(),
+                c["what"].as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_string()).collect(),
+            )
+        })
+        .collect();
+    let find = |p: &str| ch.iter().find(|c| c.1 == format!("{s}/{p}")).cloned();
+    assert_eq!(find("d/new").unwrap().0, "+");
+    assert_eq!(find("d/c").unwrap().0, "-");
+    let a = find("a").unwrap();
+    assert_eq!(a.0, "M");
+    assert!(a.2.contains(&"content".to_string()) && a.2.contains(&"size".to_string()), "{a:?}");
+    assert_eq!(find("b").unwrap().2, vec!["mode".to_string()]);
+    // Against disk: a replaced file with its size and mtime put back is found only by --content.
+    sh(&format!("touch -r '{s}/a' /tmp/arca-ref-$$; printf BBBBB > '{s}/a'; touch -r /tmp/arca-ref-$$ '{s}/a'; rm /tmp/arca-ref-$$"));
+    let meta = e.json(&["diff", &s2[..8], s]);
+    assert!(meta.as_array().unwrap().iter().all(|c| !c["path"].as_str().unwrap().ends_with("/a")), "{meta}");
+    let deep = e.json(&["diff", &s2[..8], s, "--content"]);
+    let a = deep
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"].as_str().unwrap().ends_with("/a"))
+        .expect("content change found");
+    assert_eq!(a["what"][0], "content");
+    // find: which snapshots hold a name or a path
+    let hits = e.json(&["find", "c"]);
+    let snaps: Vec<&str> = hits.as_array().unwrap().iter().map(|h| h["snapshot"].as_str().unwrap()).collect();
+    assert_eq!(snaps, vec![s1.as_str()]);
+    let hits = e.json(&["find", &format!("{s}/d/*")]);
+    assert_eq!(hits.as_array().unwrap().len(), 2, "d/c in the first, d/new in the second: {hits}");
+    assert_eq!(e.json(&["find", "new", "--newest", "1"]).as_array().unwrap().len(), 1);
+}

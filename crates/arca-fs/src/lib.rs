@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod excludes;
 pub mod export;
+pub mod livediff;
 pub mod meta;
 pub mod restore;
 pub mod sparse;

@@ -4,6 +4,7 @@
 
 pub mod blob;
 pub mod check;
+pub mod diff;
 pub mod error;
 pub mod index;
 pub mod index_cache;

@@ -4,6 +4,7 @@ pub mod backup;
 mod cat;
 mod check;
 mod debug;
+mod diff;
 mod export;
 mod forget;
 mod init;
@@ -33,6 +34,8 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Export(a) => export::run(cli, out, a),
         Command::Mount(a) => mount::run(cli, out, a),
         Command::Forget(a) => forget::run(cli, out, a),
+        Command::Diff(a) => diff::run(cli, out, a),
+        Command::Find(a) => diff::find(cli, out, a),
         Command::Protect(a) => forget::protect(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
         Command::Key(k) => key::run(cli, out, k),
