@@ -53,11 +53,17 @@ fn join(prefix: &str, name: &[u8]) -> String {
 /// Every path below tree `id`, for added or removed directories.
 fn all_below(repo: &Repository, id: &Id, prefix: &str, op: char, out: &mut Vec<Change>) -> RepoResult<()> {
     for n in repo.read_tree(id)?.nodes {
-        let p = join(prefix, &n.name);
-        out.push(Change { op, path: p.clone(), what: vec![] });
-        if let (NodeKind::Dir, Some(sub)) = (n.kind, n.subtree) {
-            all_below(repo, &sub, &p, op, out)?;
-        }
+        one_side(repo, &n, prefix, op, out)?;
+    }
+    Ok(())
+}
+
+/// A node present on one side only, with everything below it.
+fn one_side(repo: &Repository, n: &Node, prefix: &str, op: char, out: &mut Vec<Change>) -> RepoResult<()> {
+    let p = join(prefix, &n.name);
+    out.push(Change { op, path: p.clone(), what: vec![] });
+    if let (NodeKind::Dir, Some(sub)) = (n.kind, &n.subtree) {
+        all_below(repo, sub, &p, op, out)?;
     }
     Ok(())
 }
@@ -88,21 +94,11 @@ pub fn diff_trees(
         };
         match order {
             std::cmp::Ordering::Less => {
-                let n = &ta.nodes[i];
-                let p = join(prefix, &n.name);
-                out.push(Change { op: '-', path: p.clone(), what: vec![] });
-                if let (NodeKind::Dir, Some(sub)) = (n.kind, &n.subtree) {
-                    all_below(repo, sub, &p, '-', out)?;
-                }
+                one_side(repo, &ta.nodes[i], prefix, '-', out)?;
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                let n = &tb.nodes[j];
-                let p = join(prefix, &n.name);
-                out.push(Change { op: '+', path: p.clone(), what: vec![] });
-                if let (NodeKind::Dir, Some(sub)) = (n.kind, &n.subtree) {
-                    all_below(repo, sub, &p, '+', out)?;
-                }
+                one_side(repo, &tb.nodes[j], prefix, '+', out)?;
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
