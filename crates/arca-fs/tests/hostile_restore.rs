@@ -1,0 +1,94 @@
+//! Restore from crafted repositories: names that climb out of the target, and symlinks in the
+//! target that would lead outside, must never write outside the target directory.
+
+use arca_format::{encode, BlobKind, KdfParams, Node, NodeKind, Tree};
+use arca_fs::{restore, Overwrite, RestoreOptions};
+use arca_repo::treewalk::Found;
+use arca_repo::writer::WriterOptions;
+use arca_repo::{BlobWriter, InitOptions, Repository};
+use arca_storage::{MemoryStorage, Storage};
+use std::sync::Arc;
+
+fn repo() -> Arc<Repository> {
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let opts = InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+    Arc::new(Repository::init(s, b"pw", &opts).unwrap())
+}
+
+fn file(name: &[u8], id: arca_format::Id, len: u64) -> Node {
+    let mut n = Node::new(name, NodeKind::File);
+    n.mode = 0o644;
+    n.size = len;
+    n.content = vec![id];
+    n
+}
+
+fn opts(target: &std::path::Path) -> RestoreOptions {
+    RestoreOptions {
+        target: target.to_path_buf(),
+        includes: None,
+        excludes: None,
+        verify: false,
+        set_owner: false,
+        base: vec![],
+        threads: 2,
+        overwrite: Overwrite::IfChanged,
+        delete: false,
+    }
+}
+
+struct Quiet;
+impl arca_fs::RestoreProgress for Quiet {}
+
+#[test]
+fn crafted_names_are_refused() {
+    let repo = repo();
+    let w = BlobWriter::new(repo.clone(), WriterOptions::default());
+    let (data, _) = w.add(BlobKind::Data, b"evil").unwrap();
+    let bad_names = [&b"../escape"[..], b"a/b", b"..", b"x\0y"];
+    let trees: Vec<_> = bad_names
+        .iter()
+        .map(|bad| {
+            w.add(BlobKind::Tree, &encode("tree", &Tree { nodes: vec![file(bad, data, 4)] }).unwrap()).unwrap().0
+        })
+        .collect();
+    w.finish().unwrap();
+    for (bad, tid) in bad_names.iter().zip(trees) {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        let report = restore(&repo, Found::Root(tid), &opts(&target), &Quiet).unwrap();
+        assert_eq!(report.files, 0, "{bad:?}");
+        assert!(report.errors.iter().any(|(_, e)| e.contains("unsafe entry name")), "{bad:?}: {:?}", report.errors);
+        assert!(!dir.path().join("escape").exists());
+    }
+}
+
+#[test]
+fn symlinks_in_the_target_are_replaced_not_followed() {
+    let repo = repo();
+    let w = BlobWriter::new(repo.clone(), WriterOptions::default());
+    let (data, _) = w.add(BlobKind::Data, b"inside").unwrap();
+    let inner = Tree { nodes: vec![file(b"f", data, 6)] };
+    let (inner_id, _) = w.add(BlobKind::Tree, &encode("tree", &inner).unwrap()).unwrap();
+    let mut d = Node::new(b"a", NodeKind::Dir);
+    d.mode = 0o755;
+    d.subtree = Some(inner_id);
+    let root = Tree { nodes: vec![d, file(b"g", data, 6)] };
+    let (root_id, _) = w.add(BlobKind::Tree, &encode("tree", &root).unwrap()).unwrap();
+    w.finish().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let target = dir.path().join("t");
+    std::fs::create_dir_all(&target).unwrap();
+    // The target already holds symlinks where the snapshot has a directory and a file.
+    std::os::unix::fs::symlink(&outside, target.join("a")).unwrap();
+    std::os::unix::fs::symlink(outside.join("g"), target.join("g")).unwrap();
+    let report = restore(&repo, Found::Root(root_id), &opts(&target), &Quiet).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "something was written outside the target");
+    assert!(target.join("a").symlink_metadata().unwrap().is_dir());
+    assert_eq!(std::fs::read(target.join("a/f")).unwrap(), b"inside");
+    assert!(target.join("g").symlink_metadata().unwrap().is_file());
+}
