@@ -124,7 +124,9 @@ pub fn storage(loc: &Location) -> Arc<dyn Storage> {
 pub fn open(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
     let loc = location(cli)?;
     let storage = storage(&loc);
-    if !storage.exists(arca_storage::ObjectKind::Config, "config")? {
+    if !storage.exists(arca_storage::ObjectKind::Config, "config")?
+        && storage.list(arca_storage::ObjectKind::Key)?.is_empty()
+    {
         let err = anyhow::Error::new(RepoError::NoRepository { location: loc.path.display().to_string() });
         if loc.default_key.is_some() {
             return Err(err.context(
@@ -150,7 +152,9 @@ pub fn open_or_create_default(cli: &Cli, out: &Output) -> Result<Arc<Repository>
     let loc = location(cli)?;
     if let Some(key) = &loc.default_key {
         let storage = storage(&loc);
-        if !storage.exists(arca_storage::ObjectKind::Config, "config")? {
+        if !storage.exists(arca_storage::ObjectKind::Config, "config")?
+            && storage.list(arca_storage::ObjectKind::Key)?.is_empty()
+        {
             let password = match given_password(cli)? {
                 Some(p) => p,
                 None => create_key_file(key)?,

@@ -80,6 +80,9 @@ pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySl
     let mut out = vec![];
     for (name, _) in storage.list(ObjectKind::Key)? {
         let slot = storage.get(ObjectKind::Key, &name).map_err(RepoError::from).and_then(|b| {
+            if Id::of_bytes(&b).to_hex() != name {
+                return Err(RepoError::corrupt(format!("key slot {name}"), "contents do not match its name"));
+            }
             decode::<KeySlot>("key slot", &b).map_err(|e| RepoError::corrupt(format!("key slot {name}"), e))
         });
         out.push((name, slot));
@@ -89,8 +92,22 @@ pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySl
 
 /// Try every slot with `password`; returns the master key and the slot that opened.
 pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, String)> {
-    for (name, slot) in read_slots(storage)? {
-        let Ok(slot) = slot else { continue };
+    let mut damaged = vec![];
+    let slots = read_slots(storage)?;
+    if slots.is_empty() {
+        return Err(RepoError::corrupt(
+            "keys/",
+            "no key slot exists: the repository cannot be opened (were they deleted?)",
+        ));
+    }
+    for (name, slot) in slots {
+        let slot = match slot {
+            Ok(s) => s,
+            Err(_) => {
+                damaged.push(name);
+                continue;
+            }
+        };
         if slot.kdf != "argon2id" {
             continue;
         }
@@ -100,6 +117,12 @@ pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, 
         if let Ok(master) = open_slot(&slot.sealed_master, &sk) {
             return Ok((master, name));
         }
+    }
+    if !damaged.is_empty() {
+        return Err(RepoError::corrupt(
+            format!("key slot {}", damaged.join(", key slot ")),
+            "damaged, and no intact key slot opens with this password (restore the slot from a copy of keys/, or use another password)",
+        ));
     }
     Err(RepoError::WrongPassword { location: storage.location() })
 }

@@ -104,7 +104,15 @@ impl Repository {
     pub fn open(storage: Arc<dyn Storage>, password: &[u8]) -> RepoResult<Repository> {
         let bytes = match storage.get(ObjectKind::Config, "config") {
             Ok(b) => b,
-            Err(e) if e.is_not_found() => return Err(RepoError::NoRepository { location: storage.location() }),
+            Err(e) if e.is_not_found() => {
+                if !storage.list(ObjectKind::Key)?.is_empty() {
+                    return Err(RepoError::corrupt(
+                        "config",
+                        "missing, but key slots exist: the repository is damaged",
+                    ));
+                }
+                return Err(RepoError::NoRepository { location: storage.location() });
+            }
             Err(e) => return Err(e.into()),
         };
         let file = ConfigFile::from_bytes(&bytes).map_err(|e| RepoError::corrupt("config", e))?;
