@@ -5,21 +5,40 @@
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
 use rand::RngCore;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Marks temporary files; listings skip them.
 const TMP_MARK: &str = ".tmp-";
 
+/// Open files kept for range reads: a restore reads many blobs from each pack, and opening
+/// the pack for every blob cost a path lookup each time.
+const OPEN_FILES: usize = 64;
+
 /// A repository rooted at a directory.
 pub struct LocalStorage {
     root: PathBuf,
+    /// Objects are immutable, so an open handle stays valid until the object is deleted.
+    open: Mutex<lru::LruCache<PathBuf, Arc<File>>>,
 }
 
 impl LocalStorage {
     /// Storage at `root` (which need not exist yet; `put` creates directories).
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
-        LocalStorage { root: root.into() }
+        let cap = std::num::NonZeroUsize::new(OPEN_FILES).unwrap_or(std::num::NonZeroUsize::MIN);
+        LocalStorage { root: root.into(), open: Mutex::new(lru::LruCache::new(cap)) }
+    }
+
+    fn handle(&self, p: &Path) -> std::io::Result<Arc<File>> {
+        let mut cache = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = cache.get(p) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(p)?);
+        cache.put(p.to_path_buf(), f.clone());
+        Ok(f)
     }
 
     /// The root directory.
@@ -78,12 +97,11 @@ impl Storage for LocalStorage {
 
     fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
         let p = self.full(kind, name);
-        let mut f = File::open(&p).map_err(|e| self.err(&p, e))?;
-        f.seek(SeekFrom::Start(offset)).map_err(|e| self.err(&p, e))?;
+        let f = self.handle(&p).map_err(|e| self.err(&p, e))?;
         let len = usize::try_from(length)
             .map_err(|_| StorageError::Refused(format!("range of {length} bytes is too large")))?;
         let mut buf = vec![0u8; len];
-        f.read_exact(&mut buf).map_err(|e| self.err(&p, e))?;
+        f.read_exact_at(&mut buf, offset).map_err(|e| self.err(&p, e))?;
         Ok(buf)
     }
 
@@ -130,6 +148,7 @@ impl Storage for LocalStorage {
 
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
         let p = self.full(kind, name);
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).pop(&p);
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -28,7 +28,12 @@ fn killed_backups_leave_a_consistent_repository() {
         // New data each round so the backup has work to be interrupted in.
         std::fs::write(src.join(format!("big{round}")), random_bytes(6 << 20, 1000 + round)).unwrap();
         let delay = Duration::from_millis(rng % 400);
-        let mut child = e.cmd(&["backup", &s, "--rehash"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = e
+            .cmd(&["backup", &s, "--rehash"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let start = Instant::now();
         while start.elapsed() < delay {
             if child.try_wait().unwrap().is_some() {
