@@ -149,10 +149,12 @@ fn stdin_and_command_output() {
     let dumped = e.cmd(&["dump", "latest", "/db.sql"]).output().unwrap();
     assert_eq!(dumped.stdout, data);
 
-    e.ok(&["backup", "--stdin-filename", "listing", "--stdin-from-command", "printf", "%s", "from a command"]);
+    e.ok(&["backup", "--stdin-filename", "listing", "--stdin-from-command", "--", "printf", "%s", "from a command"]);
     assert_eq!(e.cmd(&["dump", "latest", "listing"]).output().unwrap().stdout, b"from a command");
     let n = snapshot_ids(&e).len();
     let o = e.run(&["backup", "--stdin-from-command", "sh", "-c", "echo partial; exit 4"]);
+    assert!(!o.status.success());
+    let o = e.run(&["backup", "--stdin-from-command", "--", "sh", "-c", "echo partial; exit 4"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no snapshot was created"));
     assert_eq!(snapshot_ids(&e).len(), n, "a failing command must not create a snapshot");

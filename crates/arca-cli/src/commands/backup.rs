@@ -140,6 +140,8 @@ fn report(
 }
 
 fn from_command(writer: &BlobWriter, name: &str, cmd: &[String], reporter: &Reporter) -> Result<BackupOutcome> {
+    // `--stdin-from-command -- CMD ARG...`: the `--` arrives as the first value.
+    let cmd = cmd.strip_prefix(&["--".to_string()]).unwrap_or(cmd);
     let (prog, args) = cmd.split_first().context("--stdin-from-command needs a command")?;
     let mut child = std::process::Command::new(prog)
         .args(args)
