@@ -1,9 +1,13 @@
-//! Content-defined chunking: FastCDC 2020 (from the `fastcdc` crate) with a gear table
-//! perturbed by the repository's secret seed, and a streaming reader that keeps one buffer
-//! per stream and moves at most `max_size` bytes per refill (the crate's own `StreamCDC`
+//! Content-defined chunking: FastCDC 2020 (the `fastcdc` crate's cut routine) with a gear
+//! table derived from the repository's secret seed, and a streaming reader that keeps one
+//! buffer per stream and moves at most `max_size` bytes per refill (the crate's own `StreamCDC`
 //! shifts its whole buffer after every chunk, which costs several copies per byte).
+//!
+//! The table is 256 values from BLAKE3 in key-derivation mode over the seed, not the crate's
+//! public table XORed with the seed: with a keyed table, chunk boundaries (and so chunk sizes,
+//! which a storage provider sees) reveal nothing about contents to someone without the key.
 
-use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
+use fastcdc::v2020::{cut_gear, select_masks, Normalization};
 use std::io::{self, Read};
 
 /// Chunk sizes outside what FastCDC 2020 supports.
@@ -16,6 +20,16 @@ impl std::fmt::Display for InvalidParams {
     }
 }
 impl std::error::Error for InvalidParams {}
+
+/// 256 gear values derived from the seed: BLAKE3 `derive_key("arca chunker gear v1", seed)`
+/// extended to 2048 bytes, read as little-endian u64s.
+pub fn gear_table(seed: u64) -> Vec<u64> {
+    let mut h = blake3::Hasher::new_derive_key("arca chunker gear v1");
+    h.update(&seed.to_le_bytes());
+    let mut bytes = [0u8; 256 * 8];
+    h.finalize_xof().fill(&mut bytes);
+    bytes.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()
+}
 
 /// A configured chunker. Cheap to share across threads by reference.
 pub struct Chunker {
@@ -41,8 +55,11 @@ impl Chunker {
             return Err(InvalidParams(format!("min {min}, avg {avg}, max {max}")));
         }
         let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
-        let (gear, gear_ls) = get_gear_with_seed(seed);
-        Ok(Chunker { min, avg, max, mask_s, mask_l, gear: gear.into_owned(), gear_ls: gear_ls.into_owned() })
+        let gear = gear_table(seed);
+        // The crate's second table is the first shifted left by one (checked against its
+        // built-in tables); keep that relation for the derived one.
+        let gear_ls = gear.iter().map(|g| g << 1).collect();
+        Ok(Chunker { min, avg, max, mask_s, mask_l, gear, gear_ls })
     }
 
     /// Largest chunk this chunker produces.
@@ -190,6 +207,15 @@ mod tests {
         let a = chunks(&Chunker::new(2048, 8192, 65536, 1).unwrap(), &data);
         let b = chunks(&Chunker::new(2048, 8192, 65536, 2).unwrap(), &data);
         assert_ne!(a.iter().map(Vec::len).collect::<Vec<_>>(), b.iter().map(Vec::len).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn gear_tables_are_keyed() {
+        let (a, b) = (gear_table(1), gear_table(2));
+        assert_eq!(a.len(), 256);
+        assert_eq!(a, gear_table(1));
+        assert_ne!(a, b);
+        assert!(a.iter().zip(&b).all(|(x, y)| x != y), "tables share no structure");
     }
 
     #[test]
