@@ -56,10 +56,6 @@ pub trait BackupProgress: Sync {
     fn warning(&self, _path: &Path, _message: &str) {}
 }
 
-/// A progress sink that shows nothing.
-pub struct NoProgress;
-impl BackupProgress for NoProgress {}
-
 /// The result of walking and storing the sources.
 pub struct BackupOutcome {
     pub tree: Id,

@@ -136,11 +136,6 @@ impl Repository {
         &*self.storage
     }
 
-    /// The backend, shared.
-    pub fn storage_arc(&self) -> Arc<dyn Storage> {
-        self.storage.clone()
-    }
-
     /// The authenticated settings.
     pub fn config(&self) -> &Config {
         &self.config
@@ -359,10 +354,17 @@ impl Repository {
             .storage
             .get_range(ObjectKind::Pack, &loc.pack.to_hex(), loc.offset, loc.length as u64)
             .map_err(|e| match e {
+                // A missing or short pack is damage; other failures (permissions, a dropped
+                // connection) are reported as what they are.
                 arca_storage::StorageError::NotFound { path } => {
                     RepoError::corrupt(format!("pack {}", loc.pack), format!("{path} is missing"))
                 }
-                e => RepoError::corrupt(format!("pack {}", loc.pack), e),
+                arca_storage::StorageError::Io { path, source }
+                    if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    RepoError::corrupt(format!("pack {}", loc.pack), format!("{path} is shorter than the index says"))
+                }
+                e => RepoError::Storage(e),
             })?;
         blob::decode(&self.key, &self.cipher, kind, id, &sealed, loc.raw_length)
             .map_err(|e| RepoError::corrupt(format!("pack {}", loc.pack), e))

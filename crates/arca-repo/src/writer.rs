@@ -244,16 +244,6 @@ impl BlobWriter {
         }
     }
 
-    /// Bytes added so far (before compression).
-    pub fn bytes_added(&self) -> u64 {
-        self.counters.bytes_added.load(Ordering::Relaxed)
-    }
-
-    /// Bytes stored so far (compressed and sealed, in uploaded packs).
-    pub fn bytes_stored(&self) -> u64 {
-        self.counters.bytes_stored.load(Ordering::Relaxed)
-    }
-
     /// Flush everything, write the final index, and report.
     pub fn finish(mut self) -> RepoResult<WriteStats> {
         self.close();

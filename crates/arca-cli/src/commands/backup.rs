@@ -14,7 +14,7 @@ use arca_repo::blob::Compression;
 use arca_repo::keys::Origin;
 use arca_repo::snapshots::{self as snaps, find_parent};
 use arca_repo::writer::WriterOptions;
-use arca_repo::{BlobWriter, Repository};
+use arca_repo::BlobWriter;
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
 use std::path::{Path, PathBuf};
 
@@ -90,19 +90,12 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         program_version: format!("arca {}", env!("CARGO_PKG_VERSION")),
     };
     let id = if a.dry_run { None } else { Some(snaps::save(&repo, &snapshot)?) };
-    report(out, &repo, &snapshot, id.map(|i| i.to_hex()), &outcome, parent.map(|p| p.id.short()));
+    report(out, &snapshot, id.map(|i| i.to_hex()), &outcome, parent.map(|p| p.id.short()));
     let unreadable = outcome.warnings.iter().any(|w| w.kind == WarningKind::Unreadable);
     Ok(if unreadable { exit::PARTIAL } else { exit::OK })
 }
 
-fn report(
-    out: &Output,
-    _repo: &Repository,
-    s: &Snapshot,
-    id: Option<String>,
-    o: &BackupOutcome,
-    parent: Option<String>,
-) {
+fn report(out: &Output, s: &Snapshot, id: Option<String>, o: &BackupOutcome, parent: Option<String>) {
     let m = &s.summary;
     if out.json {
         out.json_line(&serde_json::json!({
