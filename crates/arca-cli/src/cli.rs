@@ -75,6 +75,10 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Protect snapshots from forget until a date, or set the date by which they must go.
     Protect(ProtectArgs),
+    /// Reclaim space: delete packs no snapshot needs and repack wasteful ones. Safe while
+    /// backups run: packs are first marked (backups stop using them), then swept once every
+    /// session that might still rely on them has ended.
+    Prune(PruneArgs),
     /// Show snapshots as a read-only filesystem (FUSE) until Ctrl-C or `fusermount3 -u`.
     Mount(MountArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
@@ -338,8 +342,37 @@ pub struct ForgetArgs {
     /// Show what would be removed, remove nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Then prune: reclaim the space the removed snapshots held.
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub tuning: PruneTuning,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Show the plan and its cost (bytes deleted, read and rewritten); change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub tuning: PruneTuning,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PruneTuning {
+    /// Unused space tolerated in partly used packs: a percentage of the used data ("5%"), a
+    /// size ("200M", "1G"), or "unlimited" (never repack).
+    #[arg(long, default_value = "5%", value_name = "PERCENT|SIZE")]
+    pub max_unused: String,
+    /// Rewrite at most this much used data by repacking in one run ("10G").
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
+    /// Sweep marked packs only once the mark is this old ("0", "30m", "6h", "2d"), on top of
+    /// waiting for every session that was running when they were marked.
+    #[arg(long, default_value = "0", value_name = "DURATION")]
+    pub grace: String,
 }
 
 #[derive(Args, Debug)]
@@ -475,4 +508,17 @@ pub enum CatKind {
 pub enum RepairCommand {
     /// Rebuild the index from the packs themselves.
     Index,
+    /// Rewrite snapshots whose trees reference missing or damaged data, leaving out (and
+    /// listing) what was lost. The originals stay until you forget them.
+    Snapshots(RepairSnapshotsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RepairSnapshotsArgs {
+    /// Show what would be rewritten; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Remove the damaged originals once their repaired copies are stored.
+    #[arg(long)]
+    pub forget: bool,
 }

@@ -5,6 +5,7 @@ use crate::output::Output;
 use anyhow::{bail, Context, Result};
 use arca_backends::LocalStorage;
 use arca_format::KdfParams;
+use arca_repo::lock::SessionLock;
 use arca_repo::{RepoError, Repository};
 use arca_storage::Storage;
 use std::io::IsTerminal;
@@ -120,8 +121,27 @@ pub fn storage(loc: &Location) -> Arc<dyn Storage> {
     Arc::new(LocalStorage::new(&loc.path))
 }
 
+/// Which session lock a command takes (see `arca_repo::lock`).
+#[derive(Clone, Copy, Debug)]
+pub enum Session {
+    /// Reads only metadata: no lock.
+    None,
+    /// Reads data a prune could remove: a shared lock if the repository allows writing one.
+    Read(&'static str),
+    /// Adds data: a shared lock, required.
+    Write(&'static str),
+    /// Rewrites or deletes: an exclusive lock.
+    Exclusive(&'static str),
+}
+
 /// Open the repository and load its index, warning about damaged index objects.
 pub fn open(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
+    Ok(open_session(cli, out, Session::None)?.0)
+}
+
+/// Open the repository, take the session's lock, then load the index (in that order: a
+/// prune must see the lock of anyone who may have seen the index before its mark).
+pub fn open_session(cli: &Cli, out: &Output, session: Session) -> Result<(Arc<Repository>, Option<SessionLock>)> {
     let loc = location(cli)?;
     let storage = storage(&loc);
     if !storage.exists(arca_storage::ObjectKind::Config, "config")?
@@ -141,14 +161,33 @@ pub fn open(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
         let dir = xdg("XDG_CACHE_HOME", ".cache").join("arca").join(repo.config().repo_id.to_hex());
         repo.set_cache_dir(dir);
     }
+    let repo = Arc::new(repo);
+    let lock = match session {
+        Session::None => None,
+        Session::Read(cmd) => match SessionLock::acquire(&repo, cmd, false) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                out.warn(format!(
+                    "could not take a shared lock ({e}); a prune running now could remove data this {cmd} reads"
+                ));
+                None
+            }
+        },
+        Session::Write(cmd) => Some(SessionLock::acquire(&repo, cmd, false)?),
+        Session::Exclusive(cmd) => Some(SessionLock::acquire(&repo, cmd, true)?),
+    };
     for problem in repo.load_index()? {
         out.warn(format!("{problem} (the blobs it listed are unreachable until `arca repair index` runs)"));
     }
-    Ok(Arc::new(repo))
+    Ok((repo, lock))
 }
 
 /// Open the default repository, creating it (with a random key file) on first use.
-pub fn open_or_create_default(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
+pub fn open_or_create_default(
+    cli: &Cli,
+    out: &Output,
+    session: Session,
+) -> Result<(Arc<Repository>, Option<SessionLock>)> {
     let loc = location(cli)?;
     if let Some(key) = &loc.default_key {
         let storage = storage(&loc);
@@ -169,7 +208,7 @@ pub fn open_or_create_default(cli: &Cli, out: &Output) -> Result<Arc<Repository>
             ));
         }
     }
-    open(cli, out)
+    open_session(cli, out, session)
 }
 
 fn create_key_file(path: &Path) -> Result<String> {

@@ -59,3 +59,68 @@ mod tests {
         assert_eq!(size(3 << 30), "3.0 GiB");
     }
 }
+
+/// Parse a size: "123", "64K", "200M", "1.5G", "2T" (binary units; a trailing "iB" or "B" is
+/// allowed).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a size (e.g. 500M, 2G)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{s:?} is not a size (e.g. 500M, 2G)"));
+    }
+    Ok((v * mult as f64) as u64)
+}
+
+/// Parse a duration: "0", "90s", "30m", "6h", "2d" (combinations like "1d12h" too).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 0, 90s, 30m, 6h, 2d)");
+    let t = s.trim();
+    if t == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let (mut total, mut num) = (0u64, String::new());
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+    }
+    if !num.is_empty() || t.is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("200M").unwrap(), 200 << 20);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("12").unwrap(), 12);
+        assert!(parse_size("lots").is_err() && parse_size("-1G").is_err());
+        assert_eq!(parse_duration("1d12h").unwrap().as_secs(), 129600);
+        assert_eq!(parse_duration("0").unwrap().as_secs(), 0);
+        assert!(parse_duration("5").is_err() && parse_duration("3w").is_err() && parse_duration("").is_err());
+    }
+}

@@ -388,7 +388,7 @@ impl Archiver<'_> {
             && (p.size == 0 || !p.content.is_empty() || !p.holes.is_empty())
             && {
                 let ix = self.writer.repository().index();
-                p.content.iter().all(|c| ix.contains(c))
+                p.content.iter().all(|c| ix.has_live(c))
             }
     }
 

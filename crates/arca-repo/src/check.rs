@@ -80,8 +80,14 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
     let mut bad_packs: HashSet<Id> = HashSet::new();
     let mut damaged_packs: HashSet<Id> = HashSet::new();
     let indexed_names: HashSet<String> = indexed.iter().map(|(id, _)| id.to_hex()).collect();
+    // Packs a prune marked may already be deleted by an interrupted sweep: only a snapshot
+    // that needs one of their blobs makes that an error (found below).
+    let mut swept: HashSet<Id> = HashSet::new();
     for (id, size) in &indexed {
         match stored.get(&id.to_hex()) {
+            None if repo.index().is_retired(id) => {
+                swept.insert(*id);
+            }
             None => {
                 r.error(format!("pack {id}"), "missing from storage");
                 bad_packs.insert(*id);
@@ -104,6 +110,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
             });
         }
     }
+    marks_and_locks(repo, &mut r)?;
     // Snapshots and trees.
     let (snaps, errs) = list_all(repo)?;
     for e in errs {
@@ -114,7 +121,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
     for (i, s) in snaps.iter().enumerate() {
         progress("snapshots", i as u64, snaps.len() as u64);
         r.snapshots_checked += 1;
-        check_tree(repo, &s.snapshot.tree, &mut seen_trees, &mut bad_blobs, &mut r)?;
+        check_tree(repo, &s.snapshot.tree, &swept, &mut seen_trees, &mut bad_blobs, &mut r)?;
     }
     r.trees_checked = seen_trees.len();
     // Data.
@@ -187,6 +194,41 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
     Ok(r)
 }
 
+/// Notes on prune marks waiting for their sweep and on locks: neither is an error, but an
+/// unreadable one is (a damaged object).
+fn marks_and_locks(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
+    for (name, _) in repo.storage().list(ObjectKind::Mark)? {
+        match repo.load_object::<arca_format::MarkFile>(ObjectKind::Mark, &name) {
+            Ok(m) => r.notes.push(Problem {
+                object: format!("mark {name}"),
+                message: format!(
+                    "{} packs ({} bytes) marked by a prune{}; a later prune deletes them",
+                    m.packs.len(),
+                    m.packs.iter().map(|p| p.size).sum::<u64>(),
+                    if m.sessions.is_none() { " that was interrupted" } else { "" }
+                ),
+            }),
+            Err(RepoError::Storage(e)) if e.is_not_found() => {}
+            Err(e) => r.error(format!("mark {name}"), e.to_string()),
+        }
+    }
+    let (locks, bad) = crate::lock::list(repo)?;
+    let now = crate::lock::now_ns();
+    for l in locks {
+        let when = chrono::DateTime::from_timestamp_nanos(l.started).format("%Y-%m-%d %H:%M:%S UTC");
+        let state =
+            if crate::lock::is_stale(&l, now) { "stale (its process is gone; prune removes it)" } else { "alive" };
+        r.notes.push(Problem {
+            object: format!("lock {}", l.session),
+            message: format!("`{}` on {} (pid {}) since {when}: {state}", l.command, l.host, l.pid),
+        });
+    }
+    for (name, e) in bad {
+        r.error(format!("lock {name}"), e.to_string());
+    }
+    Ok(())
+}
+
 fn object_of(e: &RepoError) -> String {
     match e {
         RepoError::Corrupt { what, .. } => what.clone(),
@@ -206,6 +248,7 @@ fn selected(read: ReadData, id: &Id) -> bool {
 fn check_tree(
     repo: &Repository,
     root: &Id,
+    swept: &HashSet<Id>,
     seen: &mut HashSet<Id>,
     bad: &mut HashSet<Id>,
     r: &mut CheckReport,
@@ -225,11 +268,16 @@ fn check_tree(
     let mut subtrees = vec![];
     for n in &tree.nodes {
         for c in &n.content {
-            if !index.contains(c) && bad.insert(*c) {
-                r.error(
+            match index.get(c) {
+                None if bad.insert(*c) => r.error(
                     format!("data blob {c}"),
                     "referenced but not in the index (lost pack or index; try `arca repair index`)",
-                );
+                ),
+                Some(loc) if swept.contains(&loc.pack) && bad.insert(*c) => r.error(
+                    format!("data blob {c}"),
+                    format!("referenced, but its pack {} was deleted by a prune", loc.pack),
+                ),
+                _ => {}
             }
         }
         if n.kind == NodeKind::Dir {
@@ -244,7 +292,7 @@ fn check_tree(
     }
     drop(index);
     for s in subtrees {
-        check_tree(repo, &s, seen, bad, r)?;
+        check_tree(repo, &s, swept, seen, bad, r)?;
     }
     Ok(())
 }

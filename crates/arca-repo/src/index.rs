@@ -4,7 +4,7 @@
 
 use crate::index_cache::SortedIndex;
 use arca_format::{BlobKind, Id, IndexPack};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Where one blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,9 @@ pub struct Index {
     packs: Vec<(Id, u64)>,
     pack_numbers: HashMap<Id, u32>,
     blobs: HashMap<Id, Entry>,
+    /// Pack numbers (of the hash-map part) that a prune has marked: their blobs can be read
+    /// but must not be deduplicated against.
+    retired: HashSet<u32>,
     /// The memory-mapped part, if a cache is in use.
     base: Option<SortedIndex>,
     /// Index objects this was built from.
@@ -45,9 +48,8 @@ impl Index {
         Index { files: base.sources.clone(), base: Some(base), ..Default::default() }
     }
 
-    /// Add every blob of one pack. A blob already indexed keeps its first location.
-    pub fn add_pack(&mut self, p: &IndexPack) {
-        let n = match self.pack_numbers.get(&p.id) {
+    fn pack_number(&mut self, p: &IndexPack) -> u32 {
+        match self.pack_numbers.get(&p.id) {
             Some(n) => *n,
             None => {
                 let n = self.packs.len() as u32;
@@ -55,7 +57,40 @@ impl Index {
                 self.pack_numbers.insert(p.id, n);
                 n
             }
-        };
+        }
+    }
+
+    /// Add every blob of one pack. A blob already indexed keeps its first location, unless
+    /// that location is in a marked pack.
+    pub fn add_pack(&mut self, p: &IndexPack) {
+        let n = self.pack_number(p);
+        self.retired.remove(&n);
+        for b in &p.blobs {
+            if self.base.as_ref().is_some_and(|base| base.get(&b.id).is_some()) {
+                continue;
+            }
+            let e = Entry { pack: n, kind: b.kind, offset: b.offset, length: b.length, raw_length: b.raw_length };
+            match self.blobs.entry(b.id) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    if self.retired.contains(&o.get().pack) {
+                        o.insert(e);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(e);
+                }
+            }
+        }
+    }
+
+    /// Add a pack a prune has marked: its blobs can be read (where no live pack has them) but
+    /// [`Index::has_live`] does not see them, so nothing new comes to depend on the pack.
+    pub fn add_retired_pack(&mut self, p: &IndexPack) {
+        if self.pack_numbers.get(&p.id).is_some_and(|n| !self.retired.contains(n)) {
+            return;
+        }
+        let n = self.pack_number(p);
+        self.retired.insert(n);
         for b in &p.blobs {
             if self.base.as_ref().is_some_and(|base| base.get(&b.id).is_some()) {
                 continue;
@@ -67,6 +102,26 @@ impl Index {
                 length: b.length,
                 raw_length: b.raw_length,
             });
+        }
+    }
+
+    /// Treat pack `id` as marked from now on (a prune about to repack it).
+    pub fn retire(&mut self, id: &Id) {
+        if let Some(n) = self.pack_numbers.get(id) {
+            self.retired.insert(*n);
+        }
+    }
+
+    /// True if the pack is one a prune has marked.
+    pub fn is_retired(&self, id: &Id) -> bool {
+        self.pack_numbers.get(id).is_some_and(|n| self.retired.contains(n))
+    }
+
+    /// True if blob `id` is in a pack that new data may depend on (deduplication asks this).
+    pub fn has_live(&self, id: &Id) -> bool {
+        match self.blobs.get(id) {
+            Some(e) => !self.retired.contains(&e.pack),
+            None => self.base.as_ref().is_some_and(|b| b.get(id).is_some()),
         }
     }
 
@@ -106,7 +161,7 @@ impl Index {
         self.len() == 0
     }
 
-    /// Every indexed pack with its size.
+    /// Every indexed pack (marked ones included) with its size.
     pub fn packs(&self) -> Vec<(Id, u64)> {
         let mut out: Vec<(Id, u64)> = self.base.as_ref().map(|b| b.packs.clone()).unwrap_or_default();
         out.extend(self.packs.iter().copied());
@@ -162,5 +217,22 @@ mod tests {
         assert_eq!(ix.len(), 1);
         assert_eq!(ix.packs().len(), 2);
         assert!(!ix.contains(&Id([2; 32])));
+    }
+
+    #[test]
+    fn retired_packs_are_readable_but_not_live() {
+        let mut ix = Index::default();
+        let e =
+            |b, off| PackHeaderEntry { kind: BlobKind::Data, id: Id([b; 32]), offset: off, length: 5, raw_length: 4 };
+        ix.add_pack(&IndexPack { id: Id([9; 32]), size: 100, blobs: vec![e(1, 0)] });
+        ix.add_retired_pack(&IndexPack { id: Id([8; 32]), size: 100, blobs: vec![e(1, 7), e(2, 9)] });
+        assert!(ix.has_live(&Id([1; 32])), "a blob in a live pack stays live");
+        assert!(!ix.has_live(&Id([2; 32])) && ix.contains(&Id([2; 32])));
+        assert_eq!(ix.get(&Id([2; 32])).unwrap().pack, Id([8; 32]));
+        // A new pack with the same blob takes over.
+        ix.add_pack(&IndexPack { id: Id([7; 32]), size: 100, blobs: vec![e(2, 3)] });
+        assert!(ix.has_live(&Id([2; 32])));
+        assert_eq!(ix.get(&Id([2; 32])).unwrap().pack, Id([7; 32]));
+        assert!(ix.is_retired(&Id([8; 32])) && !ix.is_retired(&Id([9; 32])));
     }
 }

@@ -1,9 +1,12 @@
-//! Repair: rebuild the index from the packs themselves.
+//! Repair: rebuild the index from the packs themselves; rewrite snapshots around lost data.
 
+use crate::writer::{BlobWriter, WriterOptions};
 use crate::{pack, RepoError, RepoResult, Repository};
-use arca_format::{Id, IndexFile, IndexPack};
+use arca_format::{encode, BlobKind, Id, IndexFile, IndexPack, NodeKind, SnapshotWarning, Tree, WarningKind};
 use arca_storage::ObjectKind;
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Packs per index object written by a rebuild.
 const PACKS_PER_INDEX: usize = 4096;
@@ -54,4 +57,177 @@ pub fn repair_index(repo: &Repository, progress: &mut dyn FnMut(usize, usize)) -
     report.index_files_written = new_ids;
     repo.load_index()?;
     Ok(report)
+}
+
+/// One snapshot `repair snapshots` rewrote.
+#[derive(Debug, Default, Serialize)]
+pub struct RepairedSnapshot {
+    pub original: String,
+    /// The repaired copy (`None` in a dry run).
+    pub repaired: Option<String>,
+    /// What was lost: one line per path.
+    pub lost: Vec<String>,
+}
+
+/// What `repair snapshots` did.
+#[derive(Debug, Default, Serialize)]
+pub struct RepairSnapshotsReport {
+    pub snapshots_checked: usize,
+    pub repaired: Vec<RepairedSnapshot>,
+    pub originals_forgotten: Vec<String>,
+}
+
+/// Rewrite every snapshot whose trees reference data that is gone (not indexed, or in a pack
+/// missing from storage) or trees that cannot be read. A file keeps every readable byte:
+/// a lost blob of known length becomes zeros of that length, one of unknown length cuts the
+/// file there; an unreadable directory becomes empty. The copy is tagged `repaired`, lists
+/// what was lost in its warnings, and the original stays unless `forget` is set.
+pub fn repair_snapshots(
+    repo: &Arc<Repository>,
+    dry_run: bool,
+    forget: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> RepoResult<RepairSnapshotsReport> {
+    let (snaps, errors) = crate::snapshots::list_all(repo)?;
+    if let Some(e) = errors.into_iter().next() {
+        return Err(RepoError::Refused(format!("{e}; an unreadable snapshot cannot be repaired, only forgotten")));
+    }
+    let stored: HashSet<Id> =
+        repo.storage().list(ObjectKind::Pack)?.into_iter().filter_map(|(n, _)| Id::from_hex(&n)).collect();
+    let writer = BlobWriter::new(repo.clone(), WriterOptions { dry_run, ..Default::default() });
+    let mut fixer = Fixer { repo, stored: &stored, writer: &writer, memo: HashMap::new() };
+    let mut report = RepairSnapshotsReport::default();
+    let mut to_save = vec![];
+    for (i, s) in snaps.iter().enumerate() {
+        progress(i, snaps.len());
+        report.snapshots_checked += 1;
+        let Some((tree, lost)) = fixer.tree(&s.snapshot.tree)? else { continue };
+        to_save.push((s, tree, lost));
+    }
+    writer.finish()?;
+    for (s, tree, lost) in to_save {
+        let mut copy = s.snapshot.clone();
+        copy.tree = tree;
+        copy.parent = Some(s.id);
+        if !copy.tags.iter().any(|t| t == "repaired") {
+            copy.tags.push("repaired".into());
+        }
+        copy.keep_until = None;
+        for l in &lost {
+            copy.warnings.push(SnapshotWarning {
+                path: l.clone(),
+                message: format!("lost: repaired from snapshot {}", s.id.short()),
+                kind: WarningKind::Unreadable,
+            });
+        }
+        let repaired = if dry_run { None } else { Some(crate::snapshots::save(repo, &copy)?.to_hex()) };
+        if forget && !dry_run && s.snapshot.keep_until.is_none() {
+            repo.storage().delete(ObjectKind::Snapshot, &s.id.to_hex())?;
+            report.originals_forgotten.push(s.id.to_hex());
+        }
+        report.repaired.push(RepairedSnapshot { original: s.id.to_hex(), repaired, lost });
+    }
+    Ok(report)
+}
+
+/// Rewrites trees bottom-up, remembering results per tree id (trees are shared between
+/// snapshots). Lost paths are relative to the tree.
+struct Fixer<'a> {
+    repo: &'a Repository,
+    stored: &'a HashSet<Id>,
+    writer: &'a BlobWriter,
+    memo: HashMap<Id, Option<(Id, Vec<String>)>>,
+}
+
+/// A data blob's state: readable, lost with a known length, or lost with none known.
+enum BlobState {
+    Ok,
+    Lost(Option<u32>),
+}
+
+impl Fixer<'_> {
+    fn blob(&self, id: &Id) -> BlobState {
+        match self.repo.index().get(id) {
+            None => BlobState::Lost(None),
+            Some(loc) if !self.stored.contains(&loc.pack) => BlobState::Lost(Some(loc.raw_length)),
+            Some(_) => BlobState::Ok,
+        }
+    }
+
+    /// The repaired tree and what was lost, or `None` if nothing under `id` is lost.
+    fn tree(&mut self, id: &Id) -> RepoResult<Option<(Id, Vec<String>)>> {
+        if let Some(m) = self.memo.get(id) {
+            return Ok(m.clone());
+        }
+        let readable = matches!(self.blob(id), BlobState::Ok);
+        let (mut tree, mut lost, mut changed) = match readable.then(|| self.repo.read_tree(id)) {
+            Some(Ok(t)) => (t, vec![], false),
+            _ => (Tree::default(), vec!["/ (the directory listing is lost)".to_string()], true),
+        };
+        for n in &mut tree.nodes {
+            let name = String::from_utf8_lossy(&n.name).into_owned();
+            if n.kind == NodeKind::Dir {
+                if let Some(sub) = n.subtree {
+                    if let Some((new, l)) = self.tree(&sub)? {
+                        n.subtree = Some(new);
+                        lost.extend(l.into_iter().map(|p| format!("/{name}{p}")));
+                        changed = true;
+                    }
+                }
+                continue;
+            }
+            if n.content.iter().all(|c| matches!(self.blob(c), BlobState::Ok)) {
+                continue;
+            }
+            changed = true;
+            let mut content = vec![];
+            let mut data_len = 0u64;
+            let mut what = "lost ranges are zeros";
+            for c in &n.content {
+                match self.blob(c) {
+                    BlobState::Ok => {
+                        data_len += self.repo.index().get(c).map_or(0, |l| l.raw_length as u64);
+                        content.push(*c);
+                    }
+                    BlobState::Lost(Some(len)) => {
+                        let (zero, _) = self.writer.add(BlobKind::Data, &vec![0u8; len as usize])?;
+                        data_len += len as u64;
+                        content.push(zero);
+                    }
+                    BlobState::Lost(None) => {
+                        what = "cut where its data is lost";
+                        break;
+                    }
+                }
+            }
+            if content.len() < n.content.len() {
+                n.size = logical_size(data_len, &n.holes);
+                n.holes.retain(|h| h.0 < n.size);
+            }
+            n.content = content;
+            lost.push(format!("/{name} ({what})"));
+        }
+        let result = if changed {
+            let bytes = encode("tree", &tree).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            Some((self.writer.add(BlobKind::Tree, &bytes)?.0, lost))
+        } else {
+            None
+        };
+        self.memo.insert(*id, result.clone());
+        Ok(result)
+    }
+}
+
+/// The logical size of a file holding `data` bytes of content around `holes`.
+fn logical_size(data: u64, holes: &[(u64, u64)]) -> u64 {
+    let (mut pos, mut left) = (0u64, data);
+    for (off, len) in holes {
+        let gap = off.saturating_sub(pos);
+        if left <= gap {
+            break;
+        }
+        left -= gap;
+        pos = off + len;
+    }
+    pos + left
 }

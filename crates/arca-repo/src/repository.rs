@@ -30,6 +30,8 @@ pub(crate) fn object_ad(kind: ObjectKind) -> &'static [u8] {
         ObjectKind::Snapshot => b"arca snapshot v1",
         ObjectKind::Pack => b"arca pack header v1",
         ObjectKind::Key => b"arca key slot v1",
+        ObjectKind::Lock => b"arca lock v1",
+        ObjectKind::Mark => b"arca mark v1",
     }
 }
 
@@ -182,6 +184,22 @@ impl Repository {
         Ok(id)
     }
 
+    /// Seal a structure under a chosen name (locks, named by their session), replacing any
+    /// object of that name.
+    pub fn save_named_object<T: Serialize>(&self, kind: ObjectKind, name: &str, value: &T) -> RepoResult<()> {
+        let plain = encode("object", value).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let sealed = self.cipher.seal(&plain, object_ad(kind));
+        Ok(self.storage.put(kind, name, &sealed)?)
+    }
+
+    /// Read and open an object stored with [`Repository::save_named_object`].
+    pub fn load_named_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> RepoResult<T> {
+        let bytes = self.storage.get(kind, name)?;
+        let what = || format!("{kind} {name}");
+        let plain = self.cipher.open(&bytes, object_ad(kind), "object").map_err(|e| RepoError::corrupt(what(), e))?;
+        decode(kind_label(kind), &plain).map_err(|e| RepoError::corrupt(what(), e))
+    }
+
     /// Read, verify and open an object of `kind` by name.
     pub fn load_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> RepoResult<T> {
         let bytes = self.storage.get(kind, name)?;
@@ -204,35 +222,88 @@ impl Repository {
         self.cache_dir = Some(dir);
     }
 
-    /// Load every index object. Damaged ones are returned as errors and skipped, so the
-    /// caller can warn and go on with what is readable.
+    /// Load every index object that no other one supersedes, then the packs that prunes have
+    /// marked (readable, never deduplicated against). Damaged objects are returned as errors
+    /// and skipped, so the caller can warn and go on with what is readable.
     pub fn load_index(&self) -> RepoResult<Vec<RepoError>> {
         let mut listed = self.storage.list(ObjectKind::Index)?;
         listed.sort();
-        let names: Vec<String> = listed.iter().map(|(n, _)| n.clone()).collect();
-        let Some(dir) = self.cache_dir.clone() else { return self.load_index_into_map(&names) };
-        match self.load_index_cached(&dir, &listed) {
-            Ok(problems) => Ok(problems),
-            Err(RepoError::Invalid(e)) => {
-                tracing::warn!("index cache in {} unusable ({e}); keeping the index in memory", dir.display());
-                self.load_index_into_map(&names)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn load_index_into_map(&self, names: &[String]) -> RepoResult<Vec<RepoError>> {
         let mut problems = vec![];
-        let mut ix = Index::default();
-        for name in names {
+        let memo_path = self.cache_dir.as_ref().map(|d| d.join("index-supersedes.txt"));
+        let mut memo = memo_path.as_deref().map(read_supersedes_memo).unwrap_or_default();
+        // Objects not in the memo are decoded now; small ones are kept for the overlay.
+        let mut decoded: HashMap<Id, IndexFile> = HashMap::new();
+        let mut kept_bytes = 0u64;
+        let mut memo_grew = false;
+        for (name, size) in &listed {
+            let Some(id) = Id::from_hex(name) else { continue };
+            if memo.contains_key(&id) {
+                continue;
+            }
             match self.load_object::<IndexFile>(ObjectKind::Index, name) {
                 Ok(f) => {
-                    for p in &f.packs {
-                        ix.add_pack(p);
+                    memo.insert(id, f.supersedes.clone());
+                    memo_grew = true;
+                    if self.cache_dir.is_none() || kept_bytes + size <= OVERLAY_MAX_BYTES {
+                        kept_bytes += size;
+                        decoded.insert(id, f);
                     }
-                    if let Some(id) = Id::from_hex(name) {
-                        ix.files.push(id);
-                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        if let (Some(path), true) = (&memo_path, memo_grew) {
+            write_supersedes_memo(path, &memo);
+        }
+        let present: HashSet<Id> = listed.iter().filter_map(|(n, _)| Id::from_hex(n)).collect();
+        let superseded: HashSet<Id> = present.iter().filter_map(|id| memo.get(id)).flatten().copied().collect();
+        let effective: Vec<(String, u64)> = listed
+            .into_iter()
+            .filter(|(n, _)| Id::from_hex(n).is_some_and(|id| memo.contains_key(&id) && !superseded.contains(&id)))
+            .collect();
+        let result = match self.cache_dir.clone() {
+            None => self.load_index_into_map(&effective, &mut decoded),
+            Some(dir) => match self.load_index_cached(&dir, &effective, &mut decoded) {
+                Err(RepoError::Invalid(e)) => {
+                    tracing::warn!("index cache in {} unusable ({e}); keeping the index in memory", dir.display());
+                    self.load_index_into_map(&effective, &mut decoded)
+                }
+                r => r,
+            },
+        };
+        problems.extend(result?);
+        problems.extend(self.load_marks()?);
+        Ok(problems)
+    }
+
+    /// Add the packs of every mark to the index as marked packs.
+    fn load_marks(&self) -> RepoResult<Vec<RepoError>> {
+        let mut problems = vec![];
+        let mut ix = self.index_mut();
+        for (name, _) in self.storage.list(ObjectKind::Mark)? {
+            match self.load_object::<arca_format::MarkFile>(ObjectKind::Mark, &name) {
+                Ok(m) => m.packs.iter().for_each(|p| ix.add_retired_pack(p)),
+                Err(RepoError::Storage(e)) if e.is_not_found() => {} // swept meanwhile
+                Err(e) => problems.push(e),
+            }
+        }
+        Ok(problems)
+    }
+
+    fn load_index_into_map(
+        &self,
+        listed: &[(String, u64)],
+        decoded: &mut HashMap<Id, IndexFile>,
+    ) -> RepoResult<Vec<RepoError>> {
+        let mut problems = vec![];
+        let mut ix = Index::default();
+        for (name, _) in listed {
+            let Some(id) = Id::from_hex(name) else { continue };
+            match decoded.remove(&id).map(Ok).unwrap_or_else(|| self.load_object::<IndexFile>(ObjectKind::Index, name))
+            {
+                Ok(f) => {
+                    f.packs.iter().for_each(|p| ix.add_pack(p));
+                    ix.files.push(id);
                 }
                 Err(e) => problems.push(e),
             }
@@ -243,7 +314,12 @@ impl Repository {
 
     /// Open the cache built from exactly these index objects; or one built from a subset plus
     /// the missing objects in memory if they are small; or build a new one (bounded memory).
-    fn load_index_cached(&self, dir: &Path, listed: &[(String, u64)]) -> RepoResult<Vec<RepoError>> {
+    fn load_index_cached(
+        &self,
+        dir: &Path,
+        listed: &[(String, u64)],
+        decoded: &mut HashMap<Id, IndexFile>,
+    ) -> RepoResult<Vec<RepoError>> {
         let cache_err = |e: std::io::Error| RepoError::Invalid(e.to_string());
         let ids: Vec<Id> = listed.iter().filter_map(|(n, _)| Id::from_hex(n)).collect();
         let sizes: HashMap<Id, u64> = listed.iter().filter_map(|(n, s)| Some((Id::from_hex(n)?, *s))).collect();
@@ -281,7 +357,8 @@ impl Repository {
         if let Some(base) = best.take_if(|_| missing_bytes <= OVERLAY_MAX_BYTES) {
             let mut ix = Index::with_base(base);
             for id in missing {
-                match self.load_object::<IndexFile>(ObjectKind::Index, &id.to_hex()) {
+                let loaded = decoded.remove(&id).map(Ok);
+                match loaded.unwrap_or_else(|| self.load_object::<IndexFile>(ObjectKind::Index, &id.to_hex())) {
                     Ok(f) => {
                         f.packs.iter().for_each(|p| ix.add_pack(p));
                         ix.files.push(id);
@@ -304,7 +381,8 @@ impl Repository {
         }
         let mut pack_no: HashMap<Id, u32> = packs.iter().enumerate().map(|(i, (id, _))| (*id, i as u32)).collect();
         for id in missing {
-            let f = match self.load_object::<IndexFile>(ObjectKind::Index, &id.to_hex()) {
+            let loaded = decoded.remove(&id).map(Ok);
+            let f = match loaded.unwrap_or_else(|| self.load_object::<IndexFile>(ObjectKind::Index, &id.to_hex())) {
                 Ok(f) => f,
                 Err(e) => {
                     problems.push(e);
@@ -379,6 +457,40 @@ impl Repository {
     }
 }
 
+/// The memo of which index objects supersede which (objects are immutable, so this never goes
+/// stale): lines of hex ids, the first superseding the rest.
+fn read_supersedes_memo(path: &Path) -> HashMap<Id, Vec<Id>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut ids = line.split(' ').map(Id::from_hex);
+            let first = ids.next()??;
+            let rest: Option<Vec<Id>> = ids.collect();
+            Some((first, rest?))
+        })
+        .collect()
+}
+
+fn write_supersedes_memo(path: &Path, memo: &HashMap<Id, Vec<Id>>) {
+    let mut text = String::new();
+    for (id, sup) in memo {
+        text.push_str(&id.to_hex());
+        for s in sup {
+            text.push(' ');
+            text.push_str(&s.to_hex());
+        }
+        text.push('\n');
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let written = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+        .and_then(|_| std::fs::write(&tmp, text))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!("index cache memo {} not written: {e}", path.display());
+    }
+}
+
 /// A lower-case name of a blob kind, for messages.
 pub fn kind_name(kind: BlobKind) -> &'static str {
     match kind {
@@ -394,6 +506,8 @@ fn kind_label(kind: ObjectKind) -> &'static str {
         ObjectKind::Pack => "pack header",
         ObjectKind::Index => "index",
         ObjectKind::Snapshot => "snapshot",
+        ObjectKind::Lock => "lock",
+        ObjectKind::Mark => "mark",
     }
 }
 

@@ -173,7 +173,7 @@ impl BlobWriter {
     /// whether it was new.
     pub fn add(&self, kind: BlobKind, data: &[u8]) -> RepoResult<(Id, bool)> {
         let id = self.repo.key().blob_id(data);
-        if self.repo.index().contains(&id) {
+        if self.repo.index().has_live(&id) {
             self.dedup_hit(kind, &id, data)?;
             return Ok((id, false));
         }

@@ -17,6 +17,10 @@ pub enum ObjectKind {
     Pack,
     Index,
     Snapshot,
+    /// Sessions in progress (`locks/`).
+    Lock,
+    /// Packs waiting for a prune's sweep (`marks/`).
+    Mark,
 }
 
 impl ObjectKind {
@@ -28,6 +32,8 @@ impl ObjectKind {
             ObjectKind::Pack => "data",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshots",
+            ObjectKind::Lock => "locks",
+            ObjectKind::Mark => "marks",
         }
     }
 
@@ -41,7 +47,14 @@ impl ObjectKind {
     }
 
     /// All kinds that can be listed.
-    pub const LISTABLE: [ObjectKind; 4] = [ObjectKind::Key, ObjectKind::Pack, ObjectKind::Index, ObjectKind::Snapshot];
+    pub const LISTABLE: [ObjectKind; 6] = [
+        ObjectKind::Key,
+        ObjectKind::Pack,
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Lock,
+        ObjectKind::Mark,
+    ];
 }
 
 impl fmt::Display for ObjectKind {
@@ -52,6 +65,8 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Lock => "lock",
+            ObjectKind::Mark => "mark",
         })
     }
 }

@@ -26,7 +26,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     };
     let is_stream = a.stdin || a.stdin_from_command.is_some();
     let paths = if is_stream { vec![] } else { source_paths(&a.paths)? };
-    let repo = context::open_or_create_default(cli, out)?;
+    let (repo, lock) = context::open_or_create_default(cli, out, context::Session::Write("backup"))?;
     let origin = Origin::current();
     let host = a.host.clone().unwrap_or(origin.hostname.clone());
     let path_strings: Vec<String> = if is_stream {
@@ -89,7 +89,12 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         destroy_after: None,
         program_version: format!("arca {}", env!("CARGO_PKG_VERSION")),
     };
+    if let Some(l) = &lock {
+        l.check_alive()?;
+    }
+    arca_repo::failpoint::hit("backup-before-snapshot");
     let id = if a.dry_run { None } else { Some(snaps::save(&repo, &snapshot)?) };
+    drop(lock);
     report(out, &snapshot, id.map(|i| i.to_hex()), &outcome, parent.map(|p| p.id.short()));
     let unreadable = outcome.warnings.iter().any(|w| w.kind == WarningKind::Unreadable);
     Ok(if unreadable { exit::PARTIAL } else { exit::OK })

@@ -31,11 +31,14 @@ fn read_mode(a: &CheckArgs) -> Result<ReadData> {
 
 pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
     let read = read_mode(a)?;
-    let repo = context::open(cli, out)?;
+    let (repo, lock) = context::open_session(cli, out, context::Session::Read("check"))?;
     let progress = Progress::new(out, "check");
-    let r = check(&repo, read, &|phase, done, total| {
+    let mut r = check(&repo, read, &|phase, done, total| {
         progress.message(format!("{phase} {done}/{total}"));
     })?;
+    if let Some(own) = lock.as_ref().map(|l| format!("lock {}", l.session())) {
+        r.notes.retain(|n| n.object != own);
+    }
     progress.finish();
     if out.json {
         out.json_line(&serde_json::json!({"type": "summary", "ok": r.ok(), "report": r}));

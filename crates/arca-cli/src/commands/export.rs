@@ -41,7 +41,7 @@ fn render_hash(repo: &Repository, found: &Found, format: ExportFormat) -> Result
 }
 
 pub fn run(cli: &Cli, out: &Output, a: &ExportArgs) -> Result<i32> {
-    let repo = context::open(cli, out)?;
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("export"))?;
     let (spec, path) = a.snapshot.split_once(':').unwrap_or((&a.snapshot, ""));
     let snap = super::find_snapshot(&repo, out, spec, &a.filter)?;
     let found = lookup(&repo, &snap.snapshot.tree, path.trim_end_matches('/').as_bytes())?

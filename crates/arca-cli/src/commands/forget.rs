@@ -36,7 +36,10 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
         within: a.keep_within.as_deref().map(Span::parse).transpose().map_err(anyhow::Error::msg)?,
         tags: a.keep_tags.clone(),
     };
-    let repo = context::open(cli, out)?;
+    let prune_opts = if a.prune { Some(super::prune::options(cli, &a.tuning, a.dry_run)?) } else { None };
+    let session =
+        if a.prune && !a.dry_run { context::Session::Exclusive("forget --prune") } else { context::Session::None };
+    let (repo, lock) = context::open_session(cli, out, session)?;
     let filter = a.filter.filter();
     let all = super::all_snapshots(&repo, out)?;
     let now = now();
@@ -108,6 +111,13 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
         } else {
             format!("{n} snapshots removed")
         });
+    }
+    if let Some(opts) = prune_opts {
+        if a.dry_run {
+            out.info("a dry run of forget does not plan the prune: the snapshots it would remove are still there");
+        } else if let Some(lock) = &lock {
+            super::prune::execute(out, &repo, lock, &opts)?;
+        }
     }
     Ok(crate::exit::OK)
 }

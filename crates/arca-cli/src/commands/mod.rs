@@ -11,6 +11,7 @@ mod init;
 mod key;
 mod ls;
 mod mount;
+mod prune;
 mod repair;
 mod restore;
 mod snapshots;
@@ -37,6 +38,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Diff(a) => diff::run(cli, out, a),
         Command::Find(a) => diff::find(cli, out, a),
         Command::Protect(a) => forget::protect(cli, out, a),
+        Command::Prune(a) => prune::run(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
         Command::Key(k) => key::run(cli, out, k),
         Command::Stats(a) => stats::run(cli, out, a),

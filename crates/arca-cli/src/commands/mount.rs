@@ -13,7 +13,7 @@ pub fn run(cli: &Cli, out: &Output, a: &MountArgs) -> Result<i32> {
     if !md.is_dir() {
         bail!("{} is not a directory", a.mountpoint.display());
     }
-    let repo = context::open(cli, out)?;
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("mount"))?;
     let filter = a.filter.filter();
     let snaps: Vec<_> = super::all_snapshots(&repo, out)?.into_iter().filter(|e| filter.matches(&e.snapshot)).collect();
     let fs = arca_mount::SnapshotFs::new(repo.clone(), &snaps);

@@ -31,7 +31,7 @@ fn split_spec(spec: &str) -> (&str, &str) {
 }
 
 pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
-    let repo = context::open(cli, out)?;
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("restore"))?;
     let (spec, path) = split_spec(a.snapshot.as_deref().unwrap_or(""));
     let snap = match (&a.at, spec) {
         (Some(at), "") => {
@@ -120,7 +120,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
 }
 
 pub fn dump(cli: &Cli, out: &Output, a: &DumpArgs) -> Result<i32> {
-    let repo = context::open(cli, out)?;
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("restore"))?;
     let snap = super::find_snapshot(&repo, out, &a.snapshot, &a.filter)?;
     let node = match lookup(&repo, &snap.snapshot.tree, a.path.as_bytes())? {
         Some(Found::Node(n)) => n,
