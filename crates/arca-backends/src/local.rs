@@ -136,7 +136,12 @@ impl Storage for LocalStorage {
                 if name.contains(TMP_MARK) {
                     continue;
                 }
-                let md = e.metadata().map_err(|err| self.err(&e.path(), err))?;
+                let md = match e.metadata() {
+                    Ok(md) => md,
+                    // Deleted between reading the directory and looking at the entry.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(self.err(&e.path(), err)),
+                };
                 if md.is_file() {
                     out.push((name, md.len()));
                 }

@@ -133,7 +133,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
         }
         let work: Vec<(Id, Vec<_>)> = selected
             .iter()
-            .filter(|(pid, _)| !bad_packs.contains(pid))
+            .filter(|(pid, _)| !bad_packs.contains(pid) && !swept.contains(pid))
             .map(|(pid, _)| (*pid, blobs_by_pack.remove(pid).unwrap_or_default()))
             .collect();
         // Packs are read and verified in parallel; each thread keeps its own partial report.

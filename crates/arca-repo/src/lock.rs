@@ -23,9 +23,17 @@ pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// True if a lock has not been refreshed within the stale limit.
+/// True if a lock's session is over: not refreshed within the stale limit, or taken on this
+/// host by a process that no longer exists (so a killed prune does not block the next one for
+/// the whole stale limit).
 pub fn is_stale(lock: &LockFile, now: i64) -> bool {
-    now.saturating_sub(lock.refreshed) > stale_after().as_nanos() as i64
+    if now.saturating_sub(lock.refreshed) > stale_after().as_nanos() as i64 {
+        return true;
+    }
+    let here = crate::keys::Origin::current().hostname;
+    lock.host == here
+        && lock.pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{}", lock.pid)).exists()
 }
 
 /// Lock objects that could not be read, by name.

@@ -133,7 +133,6 @@ pub fn prune(
         report.marks_completed = complete_marks(repo, session)?;
         report.swept = sweep(repo, session, opts, progress)?;
     }
-    repo.load_index()?;
     let used = referenced_blobs(repo, progress)?;
     let plan = plan(repo, &used, opts)?;
     report.plan = plan.summary.clone();
@@ -257,14 +256,19 @@ fn index_objects(repo: &Repository) -> RepoResult<IndexObjects> {
     Ok(IndexObjects { effective, superseded, supersedes_of, present, blob_bytes })
 }
 
-/// Every blob any snapshot needs. Any unreadable snapshot or tree stops the prune: what it
-/// references cannot be known, so nothing may be deleted.
+/// Every blob any snapshot needs, and the index reloaded to match. Snapshots are listed
+/// before the index is loaded: a backup stores its index before its snapshot, so every
+/// listed snapshot's blobs are then in the index. Any unreadable snapshot or tree stops the
+/// prune: what it references cannot be known, so nothing may be deleted.
 pub fn referenced_blobs(repo: &Repository, progress: PruneProgress) -> RepoResult<HashSet<Id>> {
     let (snaps, errors) = crate::snapshots::list_all(repo)?;
     if let Some(e) = errors.into_iter().next() {
         return Err(RepoError::Refused(format!(
             "{e}; prune must read every snapshot to know what is used (forget the damaged snapshot, or run `arca check`)"
         )));
+    }
+    if let Some(e) = repo.load_index()?.into_iter().next() {
+        return Err(RepoError::Refused(format!("{e}; prune needs the whole index (run `arca repair index` first)")));
     }
     let mut used = HashSet::new();
     let mut stack = vec![];
@@ -529,7 +533,6 @@ fn sweep(repo: &Repository, session: &SessionLock, opts: &PruneOptions, progress
         return Ok(out);
     }
     // Sessions listed in the marks have ended, so every snapshot they wrote exists now.
-    repo.load_index()?;
     let used = referenced_blobs(repo, progress)?;
     let mut objects = index_objects(repo)?;
     let index = repo.index();

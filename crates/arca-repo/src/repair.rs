@@ -39,7 +39,31 @@ pub fn repair_index(repo: &Repository, progress: &mut dyn FnMut(usize, usize)) -
                 report.blobs_indexed += blobs.len();
                 entries.push(IndexPack { id, size: *size, blobs });
             }
-            Err(e) => report.unreadable_packs.push(format!("{name}: {e}")),
+            Err(e) => {
+                // A pack whose header is gone (truncated, damaged at the end) still holds the
+                // blobs the old index places inside what is left: keep those, so a repair
+                // never loses a blob that could be read before it.
+                let index = repo.index();
+                let salvaged: Vec<_> = index
+                    .iter()
+                    .filter(|(_, l)| l.pack == id && l.offset + l.length as u64 <= *size)
+                    .map(|(bid, l)| arca_format::PackHeaderEntry {
+                        kind: l.kind,
+                        id: bid,
+                        offset: l.offset,
+                        length: l.length,
+                        raw_length: l.raw_length,
+                    })
+                    .collect();
+                drop(index);
+                report
+                    .unreadable_packs
+                    .push(format!("{name}: {e}; kept {} blobs the old index placed in it", salvaged.len()));
+                if !salvaged.is_empty() {
+                    report.blobs_indexed += salvaged.len();
+                    entries.push(IndexPack { id, size: *size, blobs: salvaged });
+                }
+            }
         }
     }
     report.packs_indexed = entries.len();

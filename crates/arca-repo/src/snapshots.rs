@@ -40,6 +40,8 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
         };
         match repo.load_object::<Snapshot>(ObjectKind::Snapshot, &name) {
             Ok(snapshot) => out.push(SnapshotEntry { id, snapshot }),
+            // Forgotten between the listing and the read.
+            Err(RepoError::Storage(e)) if e.is_not_found() => {}
             Err(e) => errors.push(e),
         }
     }

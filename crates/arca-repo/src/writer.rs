@@ -396,6 +396,7 @@ fn uploader(
             failure.set(e.into());
             return written;
         }
+        crate::failpoint::hit("writer-after-pack");
         let ip = IndexPack { id: p.id, size: p.bytes.len() as u64, blobs: p.blobs };
         repo.index_mut().add_pack(&ip);
         {
