@@ -129,7 +129,7 @@ fn backups_and_prunes_race_without_losing_a_snapshot() {
                 rng ^= rng << 17;
                 version(&src, rng % 16, (rng >> 8) % 3);
             }
-            let keep = round % 20 == 0;
+            let keep = round.is_multiple_of(20);
             let mut args = vec![s.as_str()];
             if keep {
                 args.extend(["--tag", "keep"]);
