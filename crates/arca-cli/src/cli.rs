@@ -79,6 +79,9 @@ pub enum Command {
     /// backups run: packs are first marked (backups stop using them), then swept once every
     /// session that might still rely on them has ended.
     Prune(PruneArgs),
+    /// Copy snapshots from another repository into this one. Only blobs this repository lacks
+    /// move; data is re-encrypted with this repository's key. Run again to resume.
+    Copy(CopyArgs),
     /// Show snapshots as a read-only filesystem (FUSE) until Ctrl-C or `fusermount3 -u`.
     Mount(MountArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
@@ -347,6 +350,27 @@ pub struct ForgetArgs {
     pub prune: bool,
     #[command(flatten)]
     pub tuning: PruneTuning,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The repository to copy from (a path).
+    #[arg(long, value_name = "REPO")]
+    pub from_repo: String,
+    /// The source repository's password, from a file (else ARCA_FROM_PASSWORD,
+    /// ARCA_FROM_PASSWORD_FILE, or a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub from_password_file: Option<std::path::PathBuf>,
+    /// Snapshots to copy (id prefixes or `latest`); without them, all that pass the filters.
+    pub snapshots: Vec<String>,
+    /// Show what would be copied; copy nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Mirror: remove snapshots here (passing the same filters) that are not in the selection.
+    #[arg(long)]
+    pub delete: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

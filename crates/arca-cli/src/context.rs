@@ -156,10 +156,20 @@ pub fn open_session(cli: &Cli, out: &Output, session: Session) -> Result<(Arc<Re
         return Err(err);
     }
     let pw = password(cli, &loc, false)?;
+    open_with(cli, out, storage, &pw, session)
+}
+
+/// Open the repository in `storage` with `pw`, lock, and load the index.
+pub fn open_with(
+    cli: &Cli,
+    out: &Output,
+    storage: Arc<dyn Storage>,
+    pw: &str,
+    session: Session,
+) -> Result<(Arc<Repository>, Option<SessionLock>)> {
     let mut repo = Repository::open(storage, pw.as_bytes())?;
     if !cli.no_cache {
-        let dir = xdg("XDG_CACHE_HOME", ".cache").join("arca").join(repo.config().repo_id.to_hex());
-        repo.set_cache_dir(dir);
+        repo.set_cache_dir(cache_dir(&repo));
     }
     let repo = Arc::new(repo);
     let lock = match session {
@@ -180,6 +190,29 @@ pub fn open_session(cli: &Cli, out: &Output, session: Session) -> Result<(Arc<Re
         out.warn(format!("{problem} (the blobs it listed are unreachable until `arca repair index` runs)"));
     }
     Ok((repo, lock))
+}
+
+/// The local cache directory of a repository.
+pub fn cache_dir(repo: &Repository) -> PathBuf {
+    xdg("XDG_CACHE_HOME", ".cache").join("arca").join(repo.config().repo_id.to_hex())
+}
+
+/// The password of a source repository (`copy --from-repo`): `--from-password-file`,
+/// ARCA_FROM_PASSWORD, ARCA_FROM_PASSWORD_FILE, or a prompt.
+pub fn from_password(file: Option<&Path>) -> Result<String> {
+    if let Some(f) = file {
+        let s = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
+        return Ok(first_line(&s));
+    }
+    if let Ok(p) = std::env::var("ARCA_FROM_PASSWORD") {
+        return Ok(p);
+    }
+    if let Some(f) = std::env::var_os("ARCA_FROM_PASSWORD_FILE") {
+        let s = std::fs::read_to_string(&f)
+            .with_context(|| format!("cannot read password file {}", Path::new(&f).display()))?;
+        return Ok(first_line(&s));
+    }
+    prompt("source repository password", false)
 }
 
 /// Open the default repository, creating it (with a random key file) on first use.

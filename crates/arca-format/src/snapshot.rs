@@ -82,6 +82,10 @@ pub struct Snapshot {
     pub destroy_after: Option<String>,
     #[serde(default)]
     pub program_version: String,
+    /// For a copy (`arca copy`): the id the snapshot had in the repository where it was made,
+    /// so copying again recognises it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 #[cfg(test)]
@@ -95,7 +99,7 @@ mod tests {
             let s = Snapshot { time: "2026-01-01T00:00:00Z".into(), hostname: host, username: "u".into(), paths, tags,
                 parent: Some(Id([1; 32])), tree: Id([2; 32]), kind: SnapshotKind::Files,
                 summary: SnapshotSummary { files_new: n, ..Default::default() },
-                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into() };
+                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into(), original: Some(Id([3; 32])) };
             let bytes = crate::encode("snapshot", &s).unwrap();
             prop_assert_eq!(crate::decode::<Snapshot>("snapshot", &bytes).unwrap(), s);
         }

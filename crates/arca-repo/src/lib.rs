@@ -4,6 +4,7 @@
 
 pub mod blob;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod error;
 pub mod failpoint;

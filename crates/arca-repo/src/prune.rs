@@ -641,6 +641,7 @@ mod tests {
                 keep_until: None,
                 destroy_after: None,
                 program_version: String::new(),
+                original: None,
             },
         )
         .unwrap()

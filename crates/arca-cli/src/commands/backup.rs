@@ -88,6 +88,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         keep_until: None,
         destroy_after: None,
         program_version: format!("arca {}", env!("CARGO_PKG_VERSION")),
+        original: None,
     };
     if let Some(l) = &lock {
         l.check_alive()?;

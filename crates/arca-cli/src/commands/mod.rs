@@ -3,6 +3,7 @@
 pub mod backup;
 mod cat;
 mod check;
+mod copy;
 mod debug;
 mod diff;
 mod export;
@@ -39,6 +40,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Find(a) => diff::find(cli, out, a),
         Command::Protect(a) => forget::protect(cli, out, a),
         Command::Prune(a) => prune::run(cli, out, a),
+        Command::Copy(a) => copy::run(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
         Command::Key(k) => key::run(cli, out, k),
         Command::Stats(a) => stats::run(cli, out, a),
