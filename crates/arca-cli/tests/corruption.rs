@@ -74,3 +74,23 @@ fn random_damage_is_always_detected_and_named() {
     e.ok(&["check", "--read-data"]);
     println!("corruption: {detected}/{rounds} detected");
 }
+
+#[test]
+fn a_fault_in_sealed_output_aborts_the_backup_and_stores_nothing() {
+    for point in ["sealed-blob", "sealed-header"] {
+        let e = Env::init();
+        let src = e.path("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a"), random_bytes(3 << 20, 1)).unwrap();
+        let o = e.cmd(&["backup", src.to_str().unwrap()]).env("ARCA_FAULT", point).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{point}: the backup must fail");
+        assert!(err.contains("failed verification right after sealing"), "{point}: {err}");
+        let packs = e.repo_files().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).count();
+        assert_eq!(packs, 0, "{point}: no pack was stored");
+        assert!(snapshot_ids(&e).is_empty());
+        assert_eq!(e.json(&["check"])["ok"], true);
+        // Without the fault the same backup works.
+        e.backup(&[src.to_str().unwrap()]);
+    }
+}

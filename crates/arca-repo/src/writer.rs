@@ -80,6 +80,9 @@ impl Failure {
             *g = Some(e);
         }
     }
+    fn is_set(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
     fn take(&self) -> Option<RepoError> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
@@ -282,7 +285,8 @@ fn seal_worker(
     for batch in rx {
         let mut out = Vec::with_capacity(batch.len());
         for job in batch {
-            let bytes = blob::encode(repo.cipher(), job.kind, &job.id, &job.data, compression);
+            let mut bytes = blob::encode(repo.cipher(), job.kind, &job.id, &job.data, compression);
+            crate::failpoint::corrupt("sealed-blob", &mut bytes);
             let raw_length = job.data.len() as u32;
             if let Err(e) = blob::decode(repo.key(), repo.cipher(), job.kind, &job.id, &bytes, raw_length) {
                 failure.set(RepoError::corrupt(
@@ -327,7 +331,16 @@ impl OpenPack {
     fn seal(mut self, repo: &Repository) -> RepoResult<PackOut> {
         let header = encode("pack header", &PackHeader { blobs: self.blobs.clone() })
             .map_err(|e| RepoError::Invalid(e.to_string()))?;
-        let sealed = repo.cipher().seal(&header, crate::repository::object_ad(ObjectKind::Pack));
+        let ad = crate::repository::object_ad(ObjectKind::Pack);
+        let mut sealed = repo.cipher().seal(&header, ad);
+        crate::failpoint::corrupt("sealed-header", &mut sealed);
+        // The header is what makes a pack re-indexable: open it again before it goes out.
+        if repo.cipher().open(&sealed, ad, "pack header").ok().as_deref() != Some(&header[..]) {
+            return Err(RepoError::corrupt(
+                "new pack header",
+                "failed verification right after sealing; memory or encryption fault, nothing stored",
+            ));
+        }
         self.bytes.extend_from_slice(&sealed);
         let trailer = PackTrailer { data_key: MASTER_DATA_KEY, header_length: sealed.len() as u32 };
         self.bytes.extend_from_slice(&trailer.to_bytes());
@@ -392,6 +405,10 @@ fn uploader(
         }
     };
     for p in rx {
+        if failure.is_set() {
+            // Something upstream failed (maybe a blob that did not verify): store nothing more.
+            return written;
+        }
         if let Err(e) = repo.storage().put(ObjectKind::Pack, &p.id.to_hex(), &p.bytes) {
             failure.set(e.into());
             return written;
