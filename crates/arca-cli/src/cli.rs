@@ -134,6 +134,10 @@ pub struct InitArgs {
     /// Target pack size in MiB.
     #[arg(long, default_value_t = 16)]
     pub pack_size_mib: u64,
+    /// Add Reed-Solomon parity to every pack, in percent of its size (e.g. 10): a damaged
+    /// region up to that size inside a pack is repaired by `arca repair packs`.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=50), value_name = "PERCENT")]
+    pub parity: u32,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -535,6 +539,14 @@ pub enum RepairCommand {
     /// Rewrite snapshots whose trees reference missing or damaged data, leaving out (and
     /// listing) what was lost. The originals stay until you forget them.
     Snapshots(RepairSnapshotsArgs),
+    /// Verify packs and rebuild damaged ones from their Reed-Solomon parity (`init --parity`).
+    Packs(RepairPacksArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RepairPacksArgs {
+    /// Only these packs (full ids); default: every pack.
+    pub packs: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -94,3 +94,49 @@ fn a_fault_in_sealed_output_aborts_the_backup_and_stores_nothing() {
         e.backup(&[src.to_str().unwrap()]);
     }
 }
+
+#[test]
+fn parity_repairs_a_damaged_region_byte_exact() {
+    let e = Env::new();
+    e.ok(&["init", "--parity", "10"]);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), random_bytes(6 << 20, 3)).unwrap();
+    std::fs::write(src.join("b"), random_bytes(2 << 20, 4)).unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    assert_eq!(e.json(&["cat", "config"])["parity_percent"], 10);
+    let packs: Vec<_> = e.repo_files().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
+    let (path, bytes) = packs.iter().max_by_key(|(_, b)| b.len()).unwrap().clone();
+    let id = path.file_name().unwrap().to_string_lossy().into_owned();
+    let v = e.json(&["check"]);
+    assert!(v["report"]["notes"].to_string().contains("of 2 packs have parity (10% configured)"), "{v}");
+    // Overwrite 8% of the pack in the middle.
+    let mut bad = bytes.clone();
+    let (at, n) = (bad.len() / 3, bad.len() * 8 / 100);
+    bad[at..at + n].iter_mut().for_each(|b| *b = !*b);
+    std::fs::write(&path, &bad).unwrap();
+    let o = e.run(&["--json", "check", "--read-data"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("has parity: `arca repair packs` may restore it"), "{out}");
+    let r = e.json(&["repair", "packs"]);
+    assert_eq!(r["report"]["repaired"][0], id.as_str(), "{r}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "restored byte-exact");
+    assert_eq!(e.json(&["check", "--read-data"])["ok"], true);
+    // A cut-off tail within the budget is repaired too; damage beyond it is refused.
+    std::fs::write(&path, &bytes[..bytes.len() - bytes.len() / 20]).unwrap();
+    e.json(&["repair", "packs"]);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    let mut worse = bytes.clone();
+    let third = worse.len() / 3;
+    worse[..third].iter_mut().for_each(|b| *b = 0);
+    std::fs::write(&path, &worse).unwrap();
+    let o = e.run(&["repair", "packs"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("parity can restore"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), worse, "an unrepairable pack is left as it was");
+}

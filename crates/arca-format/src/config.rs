@@ -42,6 +42,9 @@ pub struct Config {
     pub compression_level: i32,
     /// Target size of a data pack in bytes.
     pub pack_size: u64,
+    /// Reed-Solomon parity per pack, in percent of the pack (0: none).
+    #[serde(default)]
+    pub parity_percent: u32,
 }
 
 /// The plaintext envelope of `config`, stored after [`CONFIG_MAGIC`].
@@ -80,7 +83,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn config_round_trip(version: u32, id: [u8; 32], level: i32, pack_size: u64, avg in 256u32..1 << 22, sealed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
-            let c = Config { version, repo_id: Id(id), chunker: ChunkerParams { min_size: avg / 2, avg_size: avg, max_size: avg * 4 },
+            let c = Config { version, repo_id: Id(id), chunker: ChunkerParams { min_size: avg / 2, avg_size: avg, max_size: avg * 4 }, parity_percent: 0,
                 encryption: EncryptionMode::XChaCha20Poly1305, compression_level: level, pack_size };
             let b = crate::encode("config", &c).unwrap();
             proptest::prop_assert_eq!(crate::decode::<Config>("config", &b).unwrap(), c);

@@ -10,6 +10,7 @@ pub mod keyslot;
 pub mod lock;
 pub mod mark;
 pub mod pack;
+pub mod parity;
 pub mod snapshot;
 pub mod tree;
 
@@ -21,6 +22,7 @@ pub use keyslot::{KdfParams, KeySlot};
 pub use lock::LockFile;
 pub use mark::MarkFile;
 pub use pack::{BlobKind, PackHeader, PackHeaderEntry};
+pub use parity::ParityFile;
 pub use snapshot::{Snapshot, SnapshotKind, SnapshotSummary, SnapshotWarning, WarningKind};
 pub use tree::{Node, NodeKind, Tree};
 

@@ -188,10 +188,36 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
     damaged_packs.extend(bad_packs.iter().copied());
     r.damaged_packs = damaged_packs.iter().map(|p| p.to_hex()).collect();
     r.damaged_packs.sort();
+    parity_notes(repo, &stored, &r.damaged_packs.clone(), &mut r)?;
     if !bad_blobs.is_empty() {
         r.affected = affected_paths(repo, &snaps, &bad_blobs)?;
     }
     Ok(r)
+}
+
+/// Parity status: how many packs have parity, and which damaged ones it can repair.
+fn parity_notes(
+    repo: &Repository,
+    stored: &HashMap<String, u64>,
+    damaged: &[String],
+    r: &mut CheckReport,
+) -> RepoResult<()> {
+    let parity: HashSet<String> = repo.storage().list(ObjectKind::Parity)?.into_iter().map(|(n, _)| n).collect();
+    if parity.is_empty() && repo.config().parity_percent == 0 {
+        return Ok(());
+    }
+    let with = stored.keys().filter(|n| parity.contains(*n)).count();
+    r.notes.push(Problem {
+        object: "parity".into(),
+        message: format!("{with} of {} packs have parity ({}% configured)", stored.len(), repo.config().parity_percent),
+    });
+    for d in damaged.iter().filter(|d| parity.contains(*d)) {
+        r.notes.push(Problem {
+            object: format!("pack {d}"),
+            message: "has parity: `arca repair packs` may restore it".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Notes on prune marks waiting for their sweep and on locks: neither is an error, but an

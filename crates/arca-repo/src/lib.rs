@@ -13,6 +13,7 @@ pub mod index_cache;
 pub mod keys;
 pub mod lock;
 pub mod pack;
+pub mod parity;
 pub mod prune;
 pub mod repair;
 pub mod repository;

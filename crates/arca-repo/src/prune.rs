@@ -566,6 +566,7 @@ fn sweep(repo: &Repository, session: &SessionLock, opts: &PruneOptions, progress
             out.packs_deleted += 1;
             out.bytes_deleted += size;
         }
+        repo.storage().delete(ObjectKind::Parity, &name)?;
         failpoint::hit("prune-sweep-delete");
     }
     for (name, m) in &ready {

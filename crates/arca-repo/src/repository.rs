@@ -32,6 +32,7 @@ pub(crate) fn object_ad(kind: ObjectKind) -> &'static [u8] {
         ObjectKind::Key => b"arca key slot v1",
         ObjectKind::Lock => b"arca lock v1",
         ObjectKind::Mark => b"arca mark v1",
+        ObjectKind::Parity => b"arca parity v1",
     }
 }
 
@@ -43,6 +44,8 @@ pub struct InitOptions {
     pub compression_level: i32,
     pub pack_size: u64,
     pub kdf: KdfParams,
+    /// Reed-Solomon parity per pack in percent (0: none).
+    pub parity_percent: u32,
 }
 
 impl Default for InitOptions {
@@ -53,6 +56,7 @@ impl Default for InitOptions {
             compression_level: 3,
             pack_size: 16 * 1024 * 1024,
             kdf: KdfParams::default(),
+            parity_percent: 0,
         }
     }
 }
@@ -87,6 +91,7 @@ impl Repository {
             encryption: opts.encryption,
             compression_level: opts.compression_level,
             pack_size: opts.pack_size,
+            parity_percent: opts.parity_percent,
         };
         let body = encode("config", &config).map_err(|e| RepoError::Invalid(e.to_string()))?;
         let file = ConfigFile {
@@ -508,6 +513,7 @@ fn kind_label(kind: ObjectKind) -> &'static str {
         ObjectKind::Snapshot => "snapshot",
         ObjectKind::Lock => "lock",
         ObjectKind::Mark => "mark",
+        ObjectKind::Parity => "parity",
     }
 }
 

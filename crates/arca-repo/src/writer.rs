@@ -413,6 +413,10 @@ fn uploader(
             failure.set(e.into());
             return written;
         }
+        if let Err(e) = crate::parity::store_for(repo, &p.id, &p.bytes) {
+            failure.set(e);
+            return written;
+        }
         crate::failpoint::hit("writer-after-pack");
         let ip = IndexPack { id: p.id, size: p.bytes.len() as u64, blobs: p.blobs };
         repo.index_mut().add_pack(&ip);

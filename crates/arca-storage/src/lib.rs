@@ -21,6 +21,8 @@ pub enum ObjectKind {
     Lock,
     /// Packs waiting for a prune's sweep (`marks/`).
     Mark,
+    /// Reed-Solomon recovery data of a pack (`parity/<pack id>`).
+    Parity,
 }
 
 impl ObjectKind {
@@ -34,6 +36,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Lock => "locks",
             ObjectKind::Mark => "marks",
+            ObjectKind::Parity => "parity",
         }
     }
 
@@ -47,13 +50,14 @@ impl ObjectKind {
     }
 
     /// All kinds that can be listed.
-    pub const LISTABLE: [ObjectKind; 6] = [
+    pub const LISTABLE: [ObjectKind; 7] = [
         ObjectKind::Key,
         ObjectKind::Pack,
         ObjectKind::Index,
         ObjectKind::Snapshot,
         ObjectKind::Lock,
         ObjectKind::Mark,
+        ObjectKind::Parity,
     ];
 }
 
@@ -67,6 +71,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Lock => "lock",
             ObjectKind::Mark => "mark",
+            ObjectKind::Parity => "parity",
         })
     }
 }

@@ -39,6 +39,7 @@ pub fn run(cli: &Cli, out: &Output, a: &CatArgs) -> Result<i32> {
             "version": repo.config().version, "id": repo.config().repo_id.to_hex(),
             "chunker": repo.config().chunker, "encryption": repo.config().encryption,
             "compression_level": repo.config().compression_level, "pack_size": repo.config().pack_size,
+            "parity_percent": repo.config().parity_percent,
         }),
         CatKind::Snapshot => {
             let spec = a.id.as_deref().context("which snapshot? give an id prefix or `latest`")?;

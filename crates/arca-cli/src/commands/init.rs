@@ -21,6 +21,7 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
         chunker: ChunkerParams { min_size: avg / 2, avg_size: avg, max_size: avg.saturating_mul(8) },
         compression_level: a.compression_level,
         pack_size: a.pack_size_mib.saturating_mul(1024 * 1024),
+        parity_percent: a.parity,
         kdf: context::kdf_params(),
     };
     let password = context::password(cli, &loc, true)?;

@@ -10,9 +10,41 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
     let session = match r {
         RepairCommand::Index => context::Session::Exclusive("repair index"),
         RepairCommand::Snapshots(_) => context::Session::Write("repair snapshots"),
+        RepairCommand::Packs(_) => context::Session::Write("repair packs"),
     };
     let (repo, _lock) = context::open_session(cli, out, session)?;
     match r {
+        RepairCommand::Packs(a) => {
+            let only = a
+                .packs
+                .iter()
+                .map(|p| arca_format::Id::from_hex(p).ok_or_else(|| anyhow::anyhow!("{p:?} is not a full pack id")))
+                .collect::<Result<Vec<_>>>()?;
+            let p = Progress::new(out, "repair-packs");
+            let report = arca_repo::parity::repair_packs(&repo, &only, &mut |done, total| {
+                p.message(format!("pack {done}/{total}"))
+            })?;
+            p.finish();
+            if out.json {
+                out.json_line(&serde_json::json!({"type": "summary", "report": report}));
+            } else {
+                for r in &report.repaired {
+                    out.line(format!("repaired pack {r}"));
+                }
+                for u in &report.unrepairable {
+                    eprintln!("cannot repair {u}");
+                }
+                out.info(format!(
+                    "checked {} packs: {} repaired, {} damaged beyond repair",
+                    report.packs_checked,
+                    report.repaired.len(),
+                    report.unrepairable.len()
+                ));
+            }
+            if !report.unrepairable.is_empty() {
+                anyhow::bail!("{} packs could not be repaired", report.unrepairable.len());
+            }
+        }
         RepairCommand::Snapshots(a) => {
             let p = Progress::new(out, "repair-snapshots");
             let report = arca_repo::repair::repair_snapshots(&repo, a.dry_run, a.forget, &mut |done, total| {
