@@ -215,4 +215,5 @@ fn a_prune_killed_at_any_step_leaves_a_consistent_repository() {
         assert!(stored_bytes(&e) + 1_000_000 < before, "{point}: space is reclaimed");
         restore_equals(&e, &keep[..8], &src, "after-second");
     }
+    println!("crash: prune killed at {n}/{n} named fail points, 0 inconsistent", n = points.len());
 }
