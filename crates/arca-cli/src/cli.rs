@@ -22,7 +22,8 @@ With your own repository:
 #[derive(Parser, Debug)]
 #[command(name = "arca", version, about = ABOUT, long_about = LONG_ABOUT, after_help = crate::exit::HELP)]
 pub struct Cli {
-    /// Repository location: a directory path. Without it, the default repository under
+    /// Repository location: a directory path, or ssh://[user@]host[:port]/path (runs
+    /// `arca serve --stdio` there). Without it, the default repository under
     /// $XDG_DATA_HOME/arca/ is used.
     #[arg(short = 'r', long = "repo", env = "ARCA_REPOSITORY", global = true)]
     pub repo: Option<String>,
@@ -47,6 +48,9 @@ pub struct Cli {
     /// Worker threads for compression and encryption (default: all cores).
     #[arg(long, env = "ARCA_THREADS", global = true)]
     pub threads: Option<usize>,
+    /// The ssh program and options for ssh:// repositories, e.g. "ssh -i ~/.ssh/backup -p 2222".
+    #[arg(long, env = "ARCA_SSH_COMMAND", global = true, default_value = "ssh")]
+    pub ssh_command: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -96,6 +100,10 @@ pub enum Command {
     /// Repair the repository.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// Serve a repository on stdin/stdout for ssh:// clients, enforcing a mode. This is what
+    /// an SSH forced command runs, e.g. in authorized_keys:
+    /// command="arca serve --stdio --repo /srv/arca/web01 --mode append",restrict ssh-ed25519 ...
+    Serve(ServeArgs),
     /// Tools for benchmarks and development.
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
@@ -352,10 +360,37 @@ pub struct ForgetArgs {
     /// Then prune: reclaim the space the removed snapshots held.
     #[arg(long)]
     pub prune: bool,
+    /// A snapshot whose time differs by more than this from when an append-only server
+    /// received it is kept, not counted, and reported as suspicious ("1d", "6h").
+    #[arg(long, default_value = "1d", value_name = "DURATION")]
+    pub max_clock_skew: String,
     #[command(flatten)]
     pub tuning: PruneTuning,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    // The repository to serve is the global --repo; without it, the client names one, which
+    // must lie inside --restrict-to.
+    /// Speak the protocol on stdin/stdout (the only transport so far; required).
+    #[arg(long, required = true)]
+    pub stdio: bool,
+    /// What the client may do: read (list, restore, check), append (also add backups; never
+    /// delete or overwrite), full (anything, e.g. forget and prune).
+    #[arg(long, value_enum, default_value_t = ServeMode::Full)]
+    pub mode: ServeMode,
+    /// Serve only repositories inside this directory.
+    #[arg(long, value_name = "DIR")]
+    pub restrict_to: Option<std::path::PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ServeMode {
+    Read,
+    Append,
+    Full,
 }
 
 #[derive(Args, Debug)]

@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 /// Where the repository is and how its password is found.
 pub struct Location {
+    /// The local directory (for ssh://, the path on the far side).
     pub path: PathBuf,
+    /// For ssh://: the URL (for messages) and the command that reaches `arca serve --stdio`.
+    pub remote: Option<(String, Vec<String>)>,
     /// For the default repository: the key file standing in for a password.
     pub default_key: Option<PathBuf>,
 }
@@ -29,20 +32,49 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 /// The repository named on the command line, or the default one.
 pub fn location(cli: &Cli) -> Result<Location> {
     match &cli.repo {
+        Some(r) if r.starts_with("ssh://") => ssh_location(cli, r),
         Some(r) => {
-            for scheme in ["sftp://", "s3://", "ssh://", "http://", "https://"] {
+            for scheme in ["sftp://", "s3://", "http://", "https://"] {
                 if r.starts_with(scheme) {
-                    bail!("repository {r}: {scheme} repositories are not supported by this version of arca yet; use a local path");
+                    bail!("repository {r}: {scheme} repositories are not supported by this version of arca yet; use a local path or ssh://");
                 }
             }
             let path = r.strip_prefix("local:").unwrap_or(r);
-            Ok(Location { path: PathBuf::from(path), default_key: None })
+            Ok(Location { path: PathBuf::from(path), remote: None, default_key: None })
         }
         None => Ok(Location {
+            remote: None,
             path: xdg("XDG_DATA_HOME", ".local/share").join("arca/default"),
             default_key: Some(xdg("XDG_CONFIG_HOME", ".config").join("arca/default.key")),
         }),
     }
+}
+
+/// `ssh://[user@]host[:port]/path`: the ssh command (from --ssh-command / ARCA_SSH_COMMAND)
+/// with the port and host, running `arca serve --stdio --repo PATH` on the far side (a forced
+/// command in authorized_keys replaces that command and decides the repository and mode).
+fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
+    let rest = url.strip_prefix("ssh://").unwrap_or(url);
+    let (authority, path) =
+        rest.split_once('/').with_context(|| format!("{url}: give a path, as in ssh://host/srv/repo"))?;
+    let path = format!("/{path}");
+    let (userhost, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (authority, None),
+    };
+    if userhost.is_empty() || userhost.starts_with('-') {
+        bail!("{url}: no host");
+    }
+    let mut command = shlex::split(&cli.ssh_command)
+        .filter(|c| !c.is_empty())
+        .with_context(|| format!("cannot parse the ssh command {:?}", cli.ssh_command))?;
+    if let Some(p) = port {
+        command.extend(["-p".to_string(), p.to_string()]);
+    }
+    command.push(userhost.to_string());
+    let quoted = shlex::try_quote(&path).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    command.push(format!("arca serve --stdio --repo {quoted}"));
+    Ok(Location { path: PathBuf::from(&path), remote: Some((url.to_string(), command)), default_key: None })
 }
 
 /// Cost of new key slots. ARCA_KDF_MEMORY_KIB lowers it for test suites only.
@@ -116,9 +148,24 @@ pub fn password(cli: &Cli, loc: &Location, creating: bool) -> Result<String> {
     prompt(if creating { "new repository password" } else { "repository password" }, creating)
 }
 
-/// The storage at `loc`.
-pub fn storage(loc: &Location) -> Arc<dyn Storage> {
-    Arc::new(LocalStorage::new(&loc.path))
+/// The storage at `loc` (for ssh://, connects).
+pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
+    match &loc.remote {
+        Some((url, command)) => {
+            let r =
+                arca_backends::RemoteStorage::connect(url.clone(), command.clone(), loc.path.display().to_string())?;
+            Ok(Arc::new(r))
+        }
+        None => Ok(Arc::new(LocalStorage::new(&loc.path))),
+    }
+}
+
+/// The location for messages.
+pub fn shown(loc: &Location) -> String {
+    match &loc.remote {
+        Some((url, _)) => url.clone(),
+        None => loc.path.display().to_string(),
+    }
 }
 
 /// Which session lock a command takes (see `arca_repo::lock`).
@@ -143,11 +190,11 @@ pub fn open(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
 /// prune must see the lock of anyone who may have seen the index before its mark).
 pub fn open_session(cli: &Cli, out: &Output, session: Session) -> Result<(Arc<Repository>, Option<SessionLock>)> {
     let loc = location(cli)?;
-    let storage = storage(&loc);
+    let storage = storage(&loc)?;
     if !storage.exists(arca_storage::ObjectKind::Config, "config")?
         && storage.list(arca_storage::ObjectKind::Key)?.is_empty()
     {
-        let err = anyhow::Error::new(RepoError::NoRepository { location: loc.path.display().to_string() });
+        let err = anyhow::Error::new(RepoError::NoRepository { location: shown(&loc) });
         if loc.default_key.is_some() {
             return Err(err.context(
                 "the default repository has not been created yet (`arca backup PATH` creates it; -r or ARCA_REPOSITORY names another)",
@@ -223,7 +270,7 @@ pub fn open_or_create_default(
 ) -> Result<(Arc<Repository>, Option<SessionLock>)> {
     let loc = location(cli)?;
     if let Some(key) = &loc.default_key {
-        let storage = storage(&loc);
+        let storage = storage(&loc)?;
         if !storage.exists(arca_storage::ObjectKind::Config, "config")?
             && storage.list(arca_storage::ObjectKind::Key)?.is_empty()
         {

@@ -36,7 +36,8 @@ impl Output {
         if self.json {
             self.json_line(&serde_json::json!({"type": "warning", "message": msg.as_ref()}));
         } else {
-            eprintln!("warning: {}", msg.as_ref());
+            // Never panic on a stderr that is full or non-blocking.
+            let _ = writeln!(std::io::stderr(), "warning: {}", msg.as_ref());
         }
     }
 

@@ -13,6 +13,7 @@ pub mod pack;
 pub mod parity;
 pub mod snapshot;
 pub mod tree;
+pub mod wire;
 
 pub use codec::{decode, encode, FormatError};
 pub use config::{ChunkerParams, Config, ConfigFile, EncryptionMode};

@@ -33,6 +33,7 @@ pub(crate) fn object_ad(kind: ObjectKind) -> &'static [u8] {
         ObjectKind::Lock => b"arca lock v1",
         ObjectKind::Mark => b"arca mark v1",
         ObjectKind::Parity => b"arca parity v1",
+        ObjectKind::Received => b"arca received v1",
     }
 }
 
@@ -234,7 +235,7 @@ impl Repository {
         let mut listed = self.storage.list(ObjectKind::Index)?;
         listed.sort();
         let mut problems = vec![];
-        let memo_path = self.cache_dir.as_ref().map(|d| d.join("index-supersedes.txt"));
+        let memo_path = self.cache_dir.as_ref().map(|d| d.join("supersedes-memo.txt"));
         let mut memo = memo_path.as_deref().map(read_supersedes_memo).unwrap_or_default();
         // Objects not in the memo are decoded now; small ones are kept for the overlay.
         let mut decoded: HashMap<Id, IndexFile> = HashMap::new();
@@ -514,6 +515,7 @@ fn kind_label(kind: ObjectKind) -> &'static str {
         ObjectKind::Lock => "lock",
         ObjectKind::Mark => "mark",
         ObjectKind::Parity => "parity",
+        ObjectKind::Received => "received record",
     }
 }
 

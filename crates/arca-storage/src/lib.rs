@@ -23,6 +23,8 @@ pub enum ObjectKind {
     Mark,
     /// Reed-Solomon recovery data of a pack (`parity/<pack id>`).
     Parity,
+    /// When an append-only server received a snapshot (`received/<snapshot id>`).
+    Received,
 }
 
 impl ObjectKind {
@@ -37,6 +39,7 @@ impl ObjectKind {
             ObjectKind::Lock => "locks",
             ObjectKind::Mark => "marks",
             ObjectKind::Parity => "parity",
+            ObjectKind::Received => "received",
         }
     }
 
@@ -50,7 +53,7 @@ impl ObjectKind {
     }
 
     /// All kinds that can be listed.
-    pub const LISTABLE: [ObjectKind; 7] = [
+    pub const LISTABLE: [ObjectKind; 8] = [
         ObjectKind::Key,
         ObjectKind::Pack,
         ObjectKind::Index,
@@ -58,6 +61,7 @@ impl ObjectKind {
         ObjectKind::Lock,
         ObjectKind::Mark,
         ObjectKind::Parity,
+        ObjectKind::Received,
     ];
 }
 
@@ -72,6 +76,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Lock => "lock",
             ObjectKind::Mark => "mark",
             ObjectKind::Parity => "parity",
+            ObjectKind::Received => "received",
         })
     }
 }

@@ -79,7 +79,31 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
             tags: a.group_by.contains("tag"),
         };
         let chosen: Vec<SnapshotEntry> = all.iter().filter(|e| filter.matches(&e.snapshot)).cloned().collect();
-        apply(&chosen, &policy, by, now)
+        // Snapshots whose claimed time is far from when an append-only server received them
+        // are kept and left out of the count: they must not push genuine ones out.
+        let skew =
+            crate::text::parse_duration(&a.max_clock_skew).map_err(|e| anyhow::anyhow!("--max-clock-skew: {e}"))?;
+        let received = received_times(&repo)?;
+        let mut suspicious = vec![];
+        let mut counted = vec![];
+        for e in chosen {
+            let got = received.get(&e.id.to_hex()).and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            match (got, e.time()) {
+                (Some(got), Some(claimed)) if (claimed - got).abs().to_std().unwrap_or_default() > skew => {
+                    let why = format!(
+                        "suspicious: claims {}, but the append-only server received it {}",
+                        claimed.to_rfc3339(),
+                        got.to_rfc3339()
+                    );
+                    out.warn(format!("snapshot {} is {why}; kept and not counted by the policy", e.id.short()));
+                    suspicious.push(decision_of(&e, vec![why]));
+                }
+                _ => counted.push(e),
+            }
+        }
+        let mut d = apply(&counted, &policy, by, now);
+        d.extend(suspicious);
+        d
     };
     let mut removed = vec![];
     if !a.dry_run {
@@ -87,6 +111,7 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
             repo.storage()
                 .delete(ObjectKind::Snapshot, &d.id)
                 .with_context(|| format!("cannot remove snapshot {}", &d.id[..8]))?;
+            let _ = repo.storage().delete(ObjectKind::Received, &d.id);
             removed.push(d.id.clone());
         }
     }
@@ -120,6 +145,20 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// `received/<snapshot id>` records of append-only servers: snapshot id → RFC 3339 time.
+fn received_times(repo: &arca_repo::Repository) -> Result<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::new();
+    for (name, size) in repo.storage().list(ObjectKind::Received)? {
+        if size > 64 {
+            continue;
+        }
+        if let Ok(b) = repo.storage().get(ObjectKind::Received, &name) {
+            out.insert(name, String::from_utf8_lossy(&b).trim().to_string());
+        }
+    }
+    Ok(out)
 }
 
 fn date_arg(s: &str) -> Result<String> {

@@ -25,11 +25,13 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
         kdf: context::kdf_params(),
     };
     let password = context::password(cli, &loc, true)?;
-    std::fs::create_dir_all(&loc.path).with_context(|| format!("cannot create {}", loc.path.display()))?;
-    let repo = Repository::init(context::storage(&loc), password.as_bytes(), &opts)?;
+    if loc.remote.is_none() {
+        std::fs::create_dir_all(&loc.path).with_context(|| format!("cannot create {}", loc.path.display()))?;
+    }
+    let repo = Repository::init(context::storage(&loc)?, password.as_bytes(), &opts)?;
     if out.json {
         out.json_doc(&serde_json::json!({
-            "repository": loc.path.display().to_string(),
+            "repository": context::shown(&loc),
             "id": repo.config().repo_id.to_hex(),
             "version": repo.config().version,
         }));
@@ -37,7 +39,7 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
         out.info(format!(
             "created repository {} at {}\nKeep the password safe: without it the data cannot be read.",
             repo.config().repo_id.short(),
-            loc.path.display()
+            context::shown(&loc)
         ));
     }
     Ok(crate::exit::OK)

@@ -15,6 +15,7 @@ mod mount;
 mod prune;
 mod repair;
 mod restore;
+mod serve;
 mod snapshots;
 mod stats;
 
@@ -46,6 +47,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Stats(a) => stats::run(cli, out, a),
         Command::Cat(a) => cat::run(cli, out, a),
         Command::Repair(r) => repair::run(cli, out, r),
+        Command::Serve(a) => serve::run(cli, out, a),
         Command::Debug(d) => debug::run(cli, out, d),
     }
 }
@@ -60,8 +62,12 @@ impl FilterArgs {
 /// All snapshots, warning about unreadable ones.
 pub fn all_snapshots(repo: &Repository, out: &Output) -> Result<Vec<SnapshotEntry>> {
     let (all, errors) = snaps::list_all(repo)?;
-    for e in errors {
+    const SHOWN: usize = 10;
+    for e in errors.iter().take(SHOWN) {
         out.warn(format!("skipping unreadable snapshot: {e}"));
+    }
+    if errors.len() > SHOWN {
+        out.warn(format!("skipping {} more unreadable snapshots (`arca check` lists them all)", errors.len() - SHOWN));
     }
     Ok(all)
 }

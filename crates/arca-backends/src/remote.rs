@@ -1,0 +1,224 @@
+//! The client side of `ssh://` repositories: runs `arca serve --stdio` on the far side through
+//! the system `ssh` (or any command given) and speaks the protocol of docs/PROTOCOL.md over its
+//! stdin/stdout. One request at a time per connection; a dropped connection is re-opened and
+//! the request retried with backoff and jitter (every operation is idempotent: objects are
+//! immutable and named by their contents).
+
+use crate::serve::kind_to_wire;
+use arca_format::wire::{read_frame, write_frame, ErrorKind, Request, Response, PROTOCOL_VERSION};
+use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
+use serde_bytes::ByteBuf;
+use std::io::{BufReader, BufWriter};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Attempts per request before the error is final.
+const ATTEMPTS: u32 = 4;
+
+struct Conn {
+    child: Child,
+    input: BufWriter<ChildStdin>,
+    output: BufReader<ChildStdout>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A repository behind `arca serve --stdio`.
+pub struct RemoteStorage {
+    /// For messages: `ssh://user@host:port/path` (never a credential).
+    location: String,
+    command: Vec<String>,
+    repo: String,
+    conn: Mutex<Option<Conn>>,
+    /// The mode the server said it enforces.
+    mode: Mutex<String>,
+}
+
+impl RemoteStorage {
+    /// Run `command` (program and arguments) and shake hands, asking for `repo`.
+    pub fn connect(location: String, command: Vec<String>, repo: String) -> StorageResult<RemoteStorage> {
+        let r = RemoteStorage { location, command, repo, conn: Mutex::new(None), mode: Mutex::new(String::new()) };
+        let c = r.open()?;
+        *r.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+        Ok(r)
+    }
+
+    /// The mode the server enforces (`read`, `append`, `full`).
+    pub fn mode(&self) -> String {
+        self.mode.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn lost(&self, what: &str, e: impl std::fmt::Display) -> StorageError {
+        StorageError::Transient {
+            path: self.location.clone(),
+            source: std::io::Error::other(format!("connection to {} lost {what}: {e}", self.location)),
+        }
+    }
+
+    fn open(&self) -> StorageResult<Conn> {
+        let (prog, args) =
+            self.command.split_first().ok_or_else(|| StorageError::Refused("empty ssh command".into()))?;
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // Not inherited: ssh makes its stderr non-blocking, which would then make our own
+            // writes to a shared stderr fail. A thread passes its messages on instead.
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| StorageError::Io {
+                path: self.location.clone(),
+                source: std::io::Error::new(e.kind(), format!("cannot run {prog}: {e}")),
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(self.lost("at start", "no pipes"));
+        };
+        if let Some(err) = child.stderr.take() {
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let _ = writeln!(std::io::stderr(), "ssh: {line}");
+                }
+            });
+        }
+        let mut c = Conn { child, input: BufWriter::new(stdin), output: BufReader::new(stdout) };
+        write_frame(&mut c.input, &Request::Hello { versions: vec![PROTOCOL_VERSION], repo: self.repo.clone() })
+            .map_err(|e| self.lost("during the handshake", e))?;
+        match read_frame::<Response>(&mut c.output).map_err(|e| self.lost("during the handshake", e))? {
+            Response::Hello { mode, .. } => {
+                *self.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+                Ok(c)
+            }
+            Response::Error { message, .. } => Err(StorageError::Refused(format!("{}: {message}", self.location))),
+            other => Err(StorageError::Refused(format!("{}: unexpected handshake answer {other:?}", self.location))),
+        }
+    }
+
+    /// Send one request and read its answer, reconnecting on a dropped connection.
+    fn call(&self, req: &Request, doing: &str) -> StorageResult<Response> {
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                let base = 100u64 << (2 * (attempt - 1)); // 100 ms, 400 ms, 1.6 s
+                let jitter = rand::random::<u64>() % (base / 2 + 1);
+                std::thread::sleep(Duration::from_millis(base + jitter));
+            }
+            let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                match self.open() {
+                    Ok(c) => *guard = Some(c),
+                    Err(StorageError::Transient { source, .. }) => {
+                        last = source.to_string();
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(c) = guard.as_mut() else { continue };
+            let result = write_frame(&mut c.input, req).and_then(|_| read_frame::<Response>(&mut c.output));
+            match result {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    last = e.to_string();
+                    *guard = None;
+                }
+            }
+        }
+        Err(StorageError::Transient {
+            path: self.location.clone(),
+            source: std::io::Error::other(format!(
+                "connection to {} lost after {} retries while {doing}: {last}",
+                self.location,
+                ATTEMPTS - 1
+            )),
+        })
+    }
+
+    fn error(&self, path: String, kind: ErrorKind, message: String) -> StorageError {
+        let io = |k: std::io::ErrorKind| std::io::Error::new(k, message.clone());
+        match kind {
+            ErrorKind::NotFound => StorageError::NotFound { path },
+            ErrorKind::AlreadyExists => StorageError::AlreadyExists { path },
+            ErrorKind::NoSpace => StorageError::NoSpace { path },
+            ErrorKind::PermissionDenied => StorageError::PermissionDenied { path },
+            ErrorKind::Refused | ErrorKind::Protocol => StorageError::Refused(message),
+            ErrorKind::Transient => StorageError::Transient { path, source: io(std::io::ErrorKind::Other) },
+            ErrorKind::Io => StorageError::Io { path, source: io(std::io::ErrorKind::Other) },
+        }
+    }
+
+    fn expect_data(&self, kind: ObjectKind, name: &str, r: Response) -> StorageResult<Vec<u8>> {
+        match r {
+            Response::Data { data } => Ok(data.into_vec()),
+            Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
+            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> String {
+        format!("{}/{}", self.location, kind.path(name))
+    }
+}
+
+impl Storage for RemoteStorage {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
+        let req =
+            Request::Put { kind: kind_to_wire(kind).into(), name: name.into(), data: ByteBuf::from(data.to_vec()) };
+        match self.call(&req, &format!("uploading {}", kind.path(name)))? {
+            Response::Done => Ok(()),
+            Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
+            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
+        let req = Request::Get { kind: kind_to_wire(kind).into(), name: name.into() };
+        let r = self.call(&req, &format!("downloading {}", kind.path(name)))?;
+        self.expect_data(kind, name, r)
+    }
+
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
+        let req = Request::GetRange { kind: kind_to_wire(kind).into(), name: name.into(), offset, length };
+        let r = self.call(&req, &format!("downloading {}", kind.path(name)))?;
+        self.expect_data(kind, name, r)
+    }
+
+    fn list(&self, kind: ObjectKind) -> StorageResult<Vec<(String, u64)>> {
+        let req = Request::List { kind: kind_to_wire(kind).into() };
+        match self.call(&req, &format!("listing {}", kind.dir()))? {
+            Response::Listing { objects } => Ok(objects),
+            Response::Error { kind: k, message } => {
+                Err(self.error(format!("{}/{}", self.location, kind.dir()), k, message))
+            }
+            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
+        let req = Request::Delete { kind: kind_to_wire(kind).into(), name: name.into() };
+        match self.call(&req, &format!("deleting {}", kind.path(name)))? {
+            Response::Done => Ok(()),
+            Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
+            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    fn exists(&self, kind: ObjectKind, name: &str) -> StorageResult<bool> {
+        let req = Request::Exists { kind: kind_to_wire(kind).into(), name: name.into() };
+        match self.call(&req, &format!("looking up {}", kind.path(name)))? {
+            Response::Exists { exists } => Ok(exists),
+            Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
+            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
+        }
+    }
+}

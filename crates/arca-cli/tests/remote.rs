@@ -1,0 +1,320 @@
+//! ssh:// repositories through a real OpenSSH sshd on 127.0.0.1 with forced commands: one key
+//! per mode (full, append, read). The backend conformance suite runs against the local and the
+//! ssh backends; a hostile append-only client tries everything it must not be able to do.
+
+mod common;
+use arca_backends::{LocalStorage, RemoteStorage};
+use arca_storage::{ObjectKind, Storage, StorageError};
+use common::*;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A private sshd with one key per mode, all forced to `arca serve` on one repository.
+struct Sshd {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+    repo: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Sshd {
+    fn start(e: &Env) -> Sshd {
+        let dir = e.path("ssh");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let repo = e.path("served");
+        let arca = env!("CARGO_BIN_EXE_arca");
+        let mut keys = String::new();
+        for (key, mode) in [("full", "full"), ("append", "append"), ("read", "read")] {
+            sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {}/{key}", dir.display()));
+            let pubkey = std::fs::read_to_string(dir.join(format!("{key}.pub"))).unwrap();
+            keys.push_str(&format!(
+                "command=\"{arca} serve --stdio --repo {} --mode {mode}\",restrict {}",
+                repo.display(),
+                pubkey
+            ));
+        }
+        sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {}/hostkey", dir.display()));
+        std::fs::write(dir.join("authorized_keys"), keys).unwrap();
+        let port = free_port();
+        let config = [
+            "ListenAddress 127.0.0.1".to_string(),
+            format!("HostKey {}/hostkey", dir.display()),
+            format!("PidFile {}/sshd.pid", dir.display()),
+            format!("AuthorizedKeysFile {}/authorized_keys", dir.display()),
+            "StrictModes no".into(),
+            "PasswordAuthentication no".into(),
+            "KbdInteractiveAuthentication no".into(),
+            "PermitRootLogin prohibit-password".into(),
+            "UsePAM no".into(),
+            "MaxStartups 100".into(),
+        ]
+        .join("\n");
+        std::fs::write(dir.join("sshd_config"), config + "\n").unwrap();
+        let hostkey = std::fs::read_to_string(dir.join("hostkey.pub")).unwrap();
+        let mut parts = hostkey.split_whitespace();
+        std::fs::write(
+            dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {} {}\n", parts.next().unwrap(), parts.next().unwrap()),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .args(["-p", &port.to_string()])
+            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("sshd must be installed (scripts/test installs openssh-server)");
+        // Dropping the Sshd kills and reaps it, also if it never comes up.
+        let sshd = Sshd { dir, port, child, repo };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return sshd;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("sshd did not start: {}", std::fs::read_to_string(sshd.dir.join("sshd.log")).unwrap_or_default());
+    }
+
+    /// The ssh command for a key.
+    fn ssh(&self, key: &str) -> String {
+        format!(
+            "ssh -i {d}/{key} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={d}/known_hosts",
+            d = self.dir.display()
+        )
+    }
+
+    fn url(&self) -> String {
+        format!("ssh://root@127.0.0.1:{}{}", self.port, self.repo.display())
+    }
+
+    /// `arca` against the served repository with `key`.
+    fn arca(&self, e: &Env, key: &str, args: &[&str]) -> Command {
+        let mut c = e.cmd(args);
+        c.env("ARCA_REPOSITORY", self.url()).env("ARCA_SSH_COMMAND", self.ssh(key));
+        c
+    }
+
+    fn ok(&self, e: &Env, key: &str, args: &[&str]) -> String {
+        let o = self.arca(e, key, args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        assert!(o.status.success(), "{key}: arca {args:?} failed\n{}\n{tail:?}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A storage client holding `key`, as a hostile program would use it.
+    fn storage(&self, key: &str) -> RemoteStorage {
+        let mut cmd = shlex_split(&self.ssh(key));
+        cmd.extend(["-p".into(), self.port.to_string(), "root@127.0.0.1".into(), "arca serve".into()]);
+        RemoteStorage::connect(self.url(), cmd, self.repo.display().to_string()).unwrap()
+    }
+}
+
+fn shlex_split(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+fn hex_of(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// The behaviour every backend must have.
+fn conformance(s: &dyn Storage, label: &str) {
+    let name = hex_of(b"one");
+    assert!(!s.exists(ObjectKind::Snapshot, &name).unwrap(), "{label}");
+    assert!(
+        matches!(s.get(ObjectKind::Snapshot, &name), Err(StorageError::NotFound { .. })),
+        "{label}: missing object"
+    );
+    s.put(ObjectKind::Snapshot, &name, b"one").unwrap();
+    assert!(s.exists(ObjectKind::Snapshot, &name).unwrap());
+    assert_eq!(s.get(ObjectKind::Snapshot, &name).unwrap(), b"one");
+    assert!(s.list(ObjectKind::Snapshot).unwrap().contains(&(name.clone(), 3)), "{label}: listing after write");
+    // Large objects and ranges.
+    let big = random_bytes(20 << 20, 5);
+    let big_name = hex_of(&big);
+    s.put(ObjectKind::Pack, &big_name, &big).unwrap();
+    assert_eq!(s.get(ObjectKind::Pack, &big_name).unwrap(), big, "{label}: large object");
+    assert_eq!(s.get_range(ObjectKind::Pack, &big_name, 1000, 5000).unwrap(), &big[1000..6000]);
+    assert!(
+        s.get_range(ObjectKind::Pack, &big_name, big.len() as u64 - 10, 20).is_err(),
+        "{label}: a short range is an error"
+    );
+    assert!(s.list(ObjectKind::Pack).unwrap().iter().any(|(n, l)| *n == big_name && *l == big.len() as u64));
+    // Concurrent writers.
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            scope.spawn(move || {
+                for i in 0..10u64 {
+                    let d = random_bytes(1000, t * 100 + i);
+                    s.put(ObjectKind::Index, &hex_of(&d), &d).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(s.list(ObjectKind::Index).unwrap().len(), 40, "{label}: concurrent writers");
+    s.delete(ObjectKind::Snapshot, &name).unwrap();
+    s.delete(ObjectKind::Snapshot, &name).unwrap();
+    assert!(!s.exists(ObjectKind::Snapshot, &name).unwrap(), "{label}: delete, twice");
+}
+
+#[test]
+fn conformance_local_and_ssh() {
+    let e = Env::new();
+    let local = LocalStorage::new(e.path("local"));
+    conformance(&local, "local");
+    let sshd = Sshd::start(&e);
+    let remote = sshd.storage("full");
+    assert_eq!(remote.mode(), "full");
+    conformance(&remote, "ssh");
+    // Permission errors come back as such: a read-only key cannot write.
+    let ro = sshd.storage("read");
+    let err = ro.put(ObjectKind::Snapshot, &hex_of(b"two"), b"two").unwrap_err();
+    assert!(matches!(err, StorageError::Refused(_)) && err.to_string().contains("read-only"), "{err}");
+}
+
+#[test]
+fn backup_only_and_read_only_keys_over_ssh() {
+    let e = Env::new();
+    let sshd = Sshd::start(&e);
+    sshd.ok(&e, "full", &["init"]);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..5u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(300_000, i)).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    // The backup-only key backs up (its locks come and go), twice.
+    sshd.ok(&e, "append", &["backup", s]);
+    std::fs::write(src.join("f0"), random_bytes(300_000, 99)).unwrap();
+    let genuine =
+        last_json(&sshd.ok(&e, "append", &["--json", "backup", s]))["snapshot_id"].as_str().unwrap().to_string();
+    let saved = e.path("saved");
+    sh(&format!("cp -a {s} {}", saved.display()));
+    assert!(std::fs::read_dir(sshd.repo.join("locks")).unwrap().next().is_none(), "no lock left behind");
+    // The read-only key lists, restores and checks, but cannot back up.
+    let t = e.path("t");
+    sshd.ok(&e, "read", &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&saved, &t), "");
+    sshd.ok(&e, "read", &["check", "--read-data"]);
+    assert_eq!(sshd.ok(&e, "read", &["--json", "snapshots"]).matches("\"id\"").count(), 2);
+    let o = sshd.arca(&e, "read", &["backup", s]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refused by server (read-only)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A hostile client with the append key.
+    let h = sshd.storage("append");
+    assert_eq!(h.mode(), "append");
+    let snaps = h.list(ObjectKind::Snapshot).unwrap();
+    let (victim, _) = &snaps[0];
+    let refused = |r: Result<(), StorageError>, what: &str| {
+        let e = r.expect_err(what).to_string();
+        assert!(e.contains("refused by server"), "{what}: {e}");
+        e
+    };
+    let e1 = refused(h.delete(ObjectKind::Snapshot, victim), "delete");
+    assert!(e1.contains("(append-only): delete of snapshots/"), "{e1}");
+    let packs = h.list(ObjectKind::Pack).unwrap();
+    let (pack, size) = &packs[0];
+    refused(h.delete(ObjectKind::Pack, pack), "delete a pack");
+    refused(h.delete(ObjectKind::Index, &h.list(ObjectKind::Index).unwrap()[0].0), "delete an index");
+    refused(h.delete(ObjectKind::Key, &h.list(ObjectKind::Key).unwrap()[0].0), "delete a key");
+    refused(h.put(ObjectKind::Snapshot, victim, b"overwritten"), "overwrite a snapshot");
+    let original = h.get(ObjectKind::Pack, pack).unwrap();
+    refused(h.put(ObjectKind::Pack, pack, &original[..(*size as usize) / 2]), "truncate a pack");
+    refused(h.put(ObjectKind::Config, "config", b"evil"), "overwrite config");
+    refused(h.put(ObjectKind::Index, &hex_of(b"a"), b"b"), "a name that does not match the contents");
+    refused(h.put(ObjectKind::Received, &hex_of(b"a"), b"2000-01-01T00:00:00Z"), "forge a received record");
+    refused(h.put(ObjectKind::Mark, &hex_of(b"m"), b"m"), "write a mark");
+    refused(h.put(ObjectKind::Pack, "../../../../tmp/evil", b"x"), "a path outside the repository");
+    refused(h.get(ObjectKind::Config, "../../etc/passwd").map(|_| ()), "read outside the repository");
+    let other_lock = hex_of(b"someone else's lock");
+    std::fs::create_dir_all(sshd.repo.join("locks")).unwrap();
+    std::fs::write(sshd.repo.join("locks").join(&other_lock), b"lock").unwrap();
+    refused(h.delete(ObjectKind::Lock, &other_lock), "delete another session's lock");
+    refused(h.put(ObjectKind::Lock, &other_lock, b"mine now"), "overwrite another session's lock");
+    std::fs::remove_file(sshd.repo.join("locks").join(&other_lock)).unwrap();
+    assert_eq!(h.get(ObjectKind::Pack, pack).unwrap(), original, "nothing changed");
+    // Snapshots dated years ahead and behind, through the real client.
+    sshd.ok(&e, "append", &["backup", s, "--time", "2036-01-01 00:00:00"]);
+    sshd.ok(&e, "append", &["backup", s, "--time", "2009-06-01 00:00:00"]);
+    // 10,000 junk snapshots: accepted (the server cannot read them) but harmless.
+    for i in 0..10_000u32 {
+        let junk = format!("junk {i}").into_bytes();
+        h.put(ObjectKind::Snapshot, &hex_of(&junk), &junk).unwrap();
+    }
+    drop(h);
+    // Every earlier snapshot restores exactly.
+    let t2 = e.path("t2");
+    sshd.ok(&e, "full", &["restore", &format!("{}:{s}", &genuine[..8]), "--target", t2.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&saved, &t2), "");
+    // The administrator's forget keeps the genuine newest and reports the false-dated ones.
+    let out = sshd.ok(&e, "full", &["--json", "forget", "--keep-last", "1"]);
+    let v = last_json(&out);
+    let decisions = v["decisions"].as_array().unwrap();
+    let kept: Vec<&serde_json::Value> =
+        decisions.iter().filter(|d| !d["reasons"].as_array().unwrap().is_empty()).collect();
+    assert!(kept.iter().any(|d| d["id"] == genuine.as_str() && d["reasons"][0] == "last #1"), "{v}");
+    let suspicious = kept.iter().filter(|d| d["reasons"][0].as_str().unwrap().starts_with("suspicious")).count();
+    assert_eq!(suspicious, 2, "{v}");
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1, "only the older genuine snapshot goes: {v}");
+    assert!(out.contains("\"type\":\"warning\""), "suspicious snapshots are reported");
+    let t3 = e.path("t3");
+    sshd.ok(&e, "full", &["restore", &format!("{}:{s}", &genuine[..8]), "--target", t3.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&saved, &t3), "");
+}
+
+#[test]
+fn a_server_without_a_repository_serves_nothing_and_restrict_to_confines() {
+    let e = Env::new();
+    let arca = env!("CARGO_BIN_EXE_arca");
+    let run = |args: &[&str], repo: &str| {
+        let mut child = Command::new(arca)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        arca_format::wire::write_frame(
+            &mut input,
+            &arca_format::wire::Request::Hello { versions: vec![1], repo: repo.into() },
+        )
+        .unwrap();
+        input.flush().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let r: arca_format::wire::Response = arca_format::wire::read_frame(&mut out).unwrap();
+        drop(input);
+        child.wait().unwrap();
+        r
+    };
+    let base = e.path("srv");
+    std::fs::create_dir_all(base.join("a")).unwrap();
+    let b = base.to_str().unwrap();
+    let r = run(&["serve", "--stdio", "--restrict-to", b], &format!("{b}/a"));
+    assert!(matches!(r, arca_format::wire::Response::Hello { .. }), "{r:?}");
+    for outside in ["/etc", &format!("{b}/../x"), &format!("{b}/a/../../y")] {
+        let r = run(&["serve", "--stdio", "--restrict-to", b], outside);
+        assert!(format!("{r:?}").contains("outside") || format!("{r:?}").contains("Refused"), "{outside}: {r:?}");
+    }
+    let r = run(&["serve", "--stdio"], "/tmp");
+    assert!(format!("{r:?}").contains("serves nothing"), "{r:?}");
+}
