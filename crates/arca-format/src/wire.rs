@@ -129,11 +129,13 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, 
     if len > MAX_FRAME {
         return Err(WireError::TooLarge(len));
     }
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => WireError::Closed,
-        _ => e.into(),
-    })?;
+    // Grow with what actually arrives: a peer claiming a huge frame must send it to cost
+    // memory (found by fuzzing: a 4-byte header made the reader allocate 350 MB).
+    let mut body = Vec::with_capacity((len as usize).min(1 << 20));
+    r.take(len as u64).read_to_end(&mut body)?;
+    if body.len() != len as usize {
+        return Err(WireError::Closed);
+    }
     decode_message(&body)
 }
 
@@ -155,6 +157,12 @@ mod tests {
         assert!(matches!(read_frame::<Request>(&mut &buf[..3]), Err(WireError::Closed)));
         assert!(matches!(read_frame::<Request>(&mut &[0xff, 0xff, 0xff, 0xff][..]), Err(WireError::TooLarge(_))));
         assert!(matches!(read_frame::<Request>(&mut &[1, 0, 0, 0, 0xc1][..]), Err(WireError::Malformed(_))));
+        // A frame that claims 400 MB but ends early costs what arrived, and is an error.
+        let claim = (400u32 << 20).to_le_bytes();
+        assert!(matches!(
+            read_frame::<Request>(&mut &[&claim[..], &[0u8; 10][..]].concat()[..]),
+            Err(WireError::Closed)
+        ));
         let resp = Response::Error { kind: ErrorKind::Refused, message: "no".into() };
         let mut buf = vec![];
         write_frame(&mut buf, &resp).unwrap();
