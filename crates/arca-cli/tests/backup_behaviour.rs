@@ -233,3 +233,51 @@ fn one_file_system_skips_other_mounts() {
     assert!(!ls_x.contains(&marker), "-x entered another filesystem");
     assert!(ls_all.contains(&marker), "without -x the file is backed up");
 }
+
+#[test]
+fn files_vanishing_or_becoming_directories_mid_backup_give_warnings_never_a_bad_snapshot() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let s = src.to_str().unwrap().to_string();
+    let mut warned = 0;
+    for round in 0..5u64 {
+        for i in 0..3000u64 {
+            let p = src.join(format!("f{i}"));
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            }
+            std::fs::write(&p, random_bytes(2000 + (i as usize % 50) * 100, round * 10_000 + i)).unwrap();
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let o = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Churn: delete files, and replace others by directories, while the backup walks.
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let p = src.join(format!("f{}", (i * 7919) % 3000));
+                    if i % 2 == 0 {
+                        let _ = std::fs::remove_file(&p);
+                    } else if std::fs::remove_file(&p).is_ok() {
+                        let _ = std::fs::create_dir(&p);
+                    }
+                    i += 1;
+                }
+            });
+            let o = e.run(&["--json", "backup", &s]);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            o
+        });
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "round {round}: {err}");
+        let code = o.status.code();
+        assert!(code == Some(0) || code == Some(3), "round {round}: exit {code:?}: {err}");
+        let v = last_json(&String::from_utf8_lossy(&o.stdout));
+        assert!(v["snapshot_id"].is_string(), "round {round}: a snapshot is made: {v}");
+        warned += v["warnings"].as_array().map_or(0, |w| w.len());
+        // What was stored is whole: it checks, and lists.
+        assert_eq!(e.json(&["check", "--read-data"])["ok"], true, "round {round}");
+        e.ok(&["ls", &v["snapshot_id"].as_str().unwrap()[..8]]);
+    }
+    assert!(warned > 0, "the churn must have hit the backup at least once");
+}
