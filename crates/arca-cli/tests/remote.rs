@@ -318,3 +318,39 @@ fn a_server_without_a_repository_serves_nothing_and_restrict_to_confines() {
     let r = run(&["serve", "--stdio"], "/tmp");
     assert!(format!("{r:?}").contains("serves nothing"), "{r:?}");
 }
+
+#[test]
+fn a_dropped_connection_is_reopened_and_the_backup_completes() {
+    let e = Env::new();
+    let sshd = Sshd::start(&e);
+    sshd.ok(&e, "full", &["init"]);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..6u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(8 << 20, i)).unwrap();
+    }
+    let s = src.to_str().unwrap().to_string();
+    let mut child = sshd.arca(&e, "full", &["backup", &s]).stderr(Stdio::piped()).spawn().unwrap();
+    // Cut the connection twice while data flows: kill the server end.
+    let pattern = format!("serve --stdio --repo {}", sshd.repo.display());
+    let mut cuts = 0;
+    for _ in 0..2 {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        if Command::new("pkill").args(["-9", "-f", &pattern]).status().unwrap().success() {
+            cuts += 1;
+        }
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(cuts >= 1, "the test must actually cut a connection");
+    assert!(
+        o.status.success(),
+        "the backup survives {cuts} dropped connections: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = sshd.ok(&e, "full", &["--json", "check", "--read-data"]);
+    assert!(v.contains("\"ok\":true"), "{v}");
+    let t = e.path("t");
+    sshd.ok(&e, "full", &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&src, &t), "");
+    println!("remote: backup completed across {cuts} dropped connections");
+}
