@@ -256,7 +256,7 @@ fn files_vanishing_or_becoming_directories_mid_backup_give_warnings_never_a_bad_
                 let mut i = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let p = src.join(format!("f{}", (i * 7919) % 3000));
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         let _ = std::fs::remove_file(&p);
                     } else if std::fs::remove_file(&p).is_ok() {
                         let _ = std::fs::create_dir(&p);
