@@ -161,6 +161,33 @@ impl RemoteStorage {
         }
     }
 
+    fn put_with(&self, kind: ObjectKind, name: &str, data: &[u8], proof: Option<&[u8]>) -> StorageResult<()> {
+        let req = Request::Put {
+            kind: kind_to_wire(kind).into(),
+            name: name.into(),
+            data: ByteBuf::from(data.to_vec()),
+            proof: proof.map(|p| ByteBuf::from(p.to_vec())),
+        };
+        match self.call(&req, &format!("uploading {}", kind.path(name)))? {
+            Response::Done => Ok(()),
+            Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
+            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    fn delete_with(&self, kind: ObjectKind, name: &str, proof: Option<&[u8]>) -> StorageResult<()> {
+        let req = Request::Delete {
+            kind: kind_to_wire(kind).into(),
+            name: name.into(),
+            proof: proof.map(|p| ByteBuf::from(p.to_vec())),
+        };
+        match self.call(&req, &format!("deleting {}", kind.path(name)))? {
+            Response::Done => Ok(()),
+            Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
+            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
+        }
+    }
+
     fn path(&self, kind: ObjectKind, name: &str) -> String {
         format!("{}/{}", self.location, kind.path(name))
     }
@@ -172,13 +199,15 @@ impl Storage for RemoteStorage {
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
-        let req =
-            Request::Put { kind: kind_to_wire(kind).into(), name: name.into(), data: ByteBuf::from(data.to_vec()) };
-        match self.call(&req, &format!("uploading {}", kind.path(name)))? {
-            Response::Done => Ok(()),
-            Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
-            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
-        }
+        self.put_with(kind, name, data, None)
+    }
+
+    fn put_owned(&self, kind: ObjectKind, name: &str, data: &[u8], proof: &[u8]) -> StorageResult<()> {
+        self.put_with(kind, name, data, Some(proof))
+    }
+
+    fn delete_owned(&self, kind: ObjectKind, name: &str, proof: &[u8]) -> StorageResult<()> {
+        self.delete_with(kind, name, Some(proof))
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
@@ -205,12 +234,7 @@ impl Storage for RemoteStorage {
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
-        let req = Request::Delete { kind: kind_to_wire(kind).into(), name: name.into() };
-        match self.call(&req, &format!("deleting {}", kind.path(name)))? {
-            Response::Done => Ok(()),
-            Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
-            other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
-        }
+        self.delete_with(kind, name, None)
     }
 
     fn exists(&self, kind: ObjectKind, name: &str) -> StorageResult<bool> {

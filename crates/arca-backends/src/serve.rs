@@ -117,7 +117,7 @@ impl Server {
             Request::Put { kind, name, .. }
             | Request::Get { kind, name }
             | Request::GetRange { kind, name, .. }
-            | Request::Delete { kind, name }
+            | Request::Delete { kind, name, .. }
             | Request::Exists { kind, name } => (kind, Some(name)),
         };
         let Some(kind) = kind_from_wire(kind_s) else {
@@ -144,8 +144,22 @@ impl Server {
             Request::Exists { name, .. } => {
                 s.exists(kind, &name).map_or_else(from_storage, |exists| Response::Exists { exists })
             }
-            Request::Delete { name, .. } => self.delete(kind, &name),
-            Request::Put { name, data, .. } => self.put(kind, &name, &data),
+            Request::Delete { name, proof, .. } => {
+                self.claim(kind, &name, proof.as_ref().map(|p| &p[..]));
+                self.delete(kind, &name)
+            }
+            Request::Put { name, data, proof, .. } => {
+                self.claim(kind, &name, proof.as_ref().map(|p| &p[..]));
+                self.put(kind, &name, &data)
+            }
+        }
+    }
+
+    /// A lock whose name is the BLAKE3 of the proof shown belongs to this client (the same
+    /// session, reconnected).
+    fn claim(&mut self, kind: ObjectKind, name: &str, proof: Option<&[u8]>) {
+        if kind == ObjectKind::Lock && proof.is_some_and(|p| blake3::hash(p).to_hex().as_str() == name) {
+            self.own_locks.insert(name.to_string());
         }
     }
 

@@ -330,7 +330,8 @@ fn a_dropped_connection_is_reopened_and_the_backup_completes() {
         std::fs::write(src.join(format!("f{i}")), random_bytes(8 << 20, i)).unwrap();
     }
     let s = src.to_str().unwrap().to_string();
-    let child = sshd.arca(&e, "full", &["backup", &s]).stderr(Stdio::piped()).spawn().unwrap();
+    // With the append key: after a reconnection the session must still own its lock.
+    let child = sshd.arca(&e, "append", &["backup", &s]).stderr(Stdio::piped()).spawn().unwrap();
     // Cut the connection twice while data flows: kill the server end.
     let pattern = format!("serve --stdio --repo {}", sshd.repo.display());
     let mut cuts = 0;

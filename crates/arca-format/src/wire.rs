@@ -21,10 +21,14 @@ pub enum Request {
         versions: Vec<u32>,
         repo: String,
     },
+    /// `proof`, if given, is bytes whose BLAKE3 is `name`: it lets an append-only client
+    /// replace and delete its own lock after reconnecting.
     Put {
         kind: String,
         name: String,
         data: ByteBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<ByteBuf>,
     },
     Get {
         kind: String,
@@ -42,6 +46,8 @@ pub enum Request {
     Delete {
         kind: String,
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<ByteBuf>,
     },
     Exists {
         kind: String,
@@ -150,7 +156,8 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_limits_hold() {
-        let req = Request::Put { kind: "data".into(), name: "ab".into(), data: ByteBuf::from(vec![1, 2, 3]) };
+        let req =
+            Request::Put { kind: "data".into(), name: "ab".into(), data: ByteBuf::from(vec![1, 2, 3]), proof: None };
         let mut buf = vec![];
         write_frame(&mut buf, &req).unwrap();
         assert_eq!(read_frame::<Request>(&mut &buf[..]).unwrap(), req);

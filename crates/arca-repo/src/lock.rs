@@ -62,6 +62,9 @@ pub struct SessionLock {
 
 struct Inner {
     repo: Arc<Repository>,
+    /// The session's secret: the lock's name is its BLAKE3, so only this session can show
+    /// that the lock is its own (an append-only server lets it replace and delete it).
+    secret: [u8; 32],
     file: Mutex<LockFile>,
     /// When the lock object was last stored successfully.
     stored: Mutex<Instant>,
@@ -72,7 +75,7 @@ impl Inner {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         f.refreshed = now_ns();
         let at = Instant::now();
-        self.repo.save_named_object(ObjectKind::Lock, &f.session.to_hex(), &*f)?;
+        self.repo.save_owned_object(ObjectKind::Lock, &self.secret, &*f)?;
         *self.stored.lock().unwrap_or_else(|p| p.into_inner()) = at;
         Ok(())
     }
@@ -82,8 +85,9 @@ impl SessionLock {
     /// Announce a session. An exclusive session fails if another live exclusive one exists.
     pub fn acquire(repo: &Arc<Repository>, command: &str, exclusive: bool) -> RepoResult<SessionLock> {
         let now = now_ns();
+        let secret: [u8; 32] = arca_crypto::random_bytes();
         let file = LockFile {
-            session: Id(arca_crypto::random_bytes()),
+            session: Id(*blake3::hash(&secret).as_bytes()),
             host: crate::keys::Origin::current().hostname,
             pid: std::process::id(),
             command: command.to_string(),
@@ -91,8 +95,12 @@ impl SessionLock {
             started: now,
             refreshed: now,
         };
-        let inner =
-            Arc::new(Inner { repo: repo.clone(), file: Mutex::new(file.clone()), stored: Mutex::new(Instant::now()) });
+        let inner = Arc::new(Inner {
+            repo: repo.clone(),
+            secret,
+            file: Mutex::new(file.clone()),
+            stored: Mutex::new(Instant::now()),
+        });
         inner.store()?;
         let mut lock = SessionLock { inner: inner.clone(), stop: None, refresher: None };
         if exclusive {
@@ -157,7 +165,7 @@ impl Drop for SessionLock {
             let _ = t.join();
         }
         let name = self.session().to_hex();
-        if let Err(e) = self.inner.repo.storage().delete(ObjectKind::Lock, &name) {
+        if let Err(e) = self.inner.repo.storage().delete_owned(ObjectKind::Lock, &name, &self.inner.secret) {
             tracing::warn!("could not remove the repository lock {name}: {e}");
         }
     }

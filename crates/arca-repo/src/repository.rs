@@ -190,15 +190,16 @@ impl Repository {
         Ok(id)
     }
 
-    /// Seal a structure under a chosen name (locks, named by their session), replacing any
-    /// object of that name.
-    pub fn save_named_object<T: Serialize>(&self, kind: ObjectKind, name: &str, value: &T) -> RepoResult<()> {
+    /// Seal a structure under the name that is the BLAKE3 of `proof` (locks), replacing any
+    /// object of that name; see [`Storage::put_owned`].
+    pub fn save_owned_object<T: Serialize>(&self, kind: ObjectKind, proof: &[u8], value: &T) -> RepoResult<()> {
         let plain = encode("object", value).map_err(|e| RepoError::Invalid(e.to_string()))?;
         let sealed = self.cipher.seal(&plain, object_ad(kind));
-        Ok(self.storage.put(kind, name, &sealed)?)
+        let name = blake3::hash(proof).to_hex();
+        Ok(self.storage.put_owned(kind, name.as_str(), &sealed, proof)?)
     }
 
-    /// Read and open an object stored with [`Repository::save_named_object`].
+    /// Read and open an object stored with [`Repository::save_owned_object`].
     pub fn load_named_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> RepoResult<T> {
         let bytes = self.storage.get(kind, name)?;
         let what = || format!("{kind} {name}");

@@ -140,6 +140,19 @@ pub trait Storage: Send + Sync {
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<(String, u64)>>;
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()>;
+    /// Store an object that only its owner may replace or delete: `name` is the hex BLAKE3
+    /// of `proof`, which only the owner knows (session locks). A server that forbids
+    /// overwrites (append-only) accepts a replace or delete that shows the proof, so a
+    /// session keeps its lock across reconnections. Backends without such rules just put.
+    fn put_owned(&self, kind: ObjectKind, name: &str, data: &[u8], proof: &[u8]) -> StorageResult<()> {
+        let _ = proof;
+        self.put(kind, name, data)
+    }
+    /// Delete an object stored with [`Storage::put_owned`], showing the proof.
+    fn delete_owned(&self, kind: ObjectKind, name: &str, proof: &[u8]) -> StorageResult<()> {
+        let _ = proof;
+        self.delete(kind, name)
+    }
     /// True if an object exists.
     fn exists(&self, kind: ObjectKind, name: &str) -> StorageResult<bool> {
         match self.get_range(kind, name, 0, 0) {
