@@ -1,9 +1,12 @@
 //! Storage backends. Each turns the Storage trait into one kind of place: a local directory,
-//! or a repository behind `arca serve --stdio` (over SSH), whose server side is here too.
+//! an S3-compatible bucket (through OpenDAL), or a repository behind `arca serve --stdio`
+//! (over SSH), whose server side is here too.
 
 mod local;
 pub mod remote;
+pub mod s3;
 pub mod serve;
 
 pub use local::LocalStorage;
 pub use remote::RemoteStorage;
+pub use s3::{S3Options, S3Storage};

@@ -22,8 +22,8 @@ With your own repository:
 #[derive(Parser, Debug)]
 #[command(name = "arca", version, about = ABOUT, long_about = LONG_ABOUT, after_help = crate::exit::HELP)]
 pub struct Cli {
-    /// Repository location: a directory path, or ssh://[user@]host[:port]/path (runs
-    /// `arca serve --stdio` there). Without it, the default repository under
+    /// Repository location: a directory path, ssh://[user@]host[:port]/path (runs
+    /// `arca serve --stdio` there), or s3://bucket/prefix (credentials from AWS_*). Without it, the default repository under
     /// $XDG_DATA_HOME/arca/ is used.
     #[arg(short = 'r', long = "repo", env = "ARCA_REPOSITORY", global = true)]
     pub repo: Option<String>,
@@ -48,6 +48,15 @@ pub struct Cli {
     /// Worker threads for compression and encryption (default: all cores).
     #[arg(long, env = "ARCA_THREADS", global = true)]
     pub threads: Option<usize>,
+    /// Endpoint of an S3-compatible store for s3:// repositories (else AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Limit uploads to this many KiB/s (s3:// repositories).
+    #[arg(long, env = "ARCA_LIMIT_UPLOAD", global = true, value_name = "KIB_PER_S")]
+    pub limit_upload: Option<u32>,
+    /// Limit downloads to this many KiB/s (s3:// repositories).
+    #[arg(long, env = "ARCA_LIMIT_DOWNLOAD", global = true, value_name = "KIB_PER_S")]
+    pub limit_download: Option<u32>,
     /// The ssh program and options for ssh:// repositories, e.g. "ssh -i ~/.ssh/backup -p 2222".
     #[arg(long, env = "ARCA_SSH_COMMAND", global = true, default_value = "ssh")]
     pub ssh_command: String,

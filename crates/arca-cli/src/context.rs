@@ -18,6 +18,8 @@ pub struct Location {
     pub path: PathBuf,
     /// For ssh://: the URL (for messages) and the command that reaches `arca serve --stdio`.
     pub remote: Option<(String, Vec<String>)>,
+    /// For s3://: the bucket, prefix, endpoint and credentials.
+    pub s3: Option<arca_backends::S3Options>,
     /// For the default repository: the key file standing in for a password.
     pub default_key: Option<PathBuf>,
 }
@@ -33,17 +35,24 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 pub fn location(cli: &Cli) -> Result<Location> {
     match &cli.repo {
         Some(r) if r.starts_with("ssh://") => ssh_location(cli, r),
+        Some(r) if r.starts_with("s3://") => {
+            let mut o = arca_backends::S3Options::from_url(r, cli.s3_endpoint.clone()).map_err(anyhow::Error::msg)?;
+            o.limit_upload = cli.limit_upload.map(|k| k.saturating_mul(1024));
+            o.limit_download = cli.limit_download.map(|k| k.saturating_mul(1024));
+            Ok(Location { path: PathBuf::from(r), remote: None, s3: Some(o), default_key: None })
+        }
         Some(r) => {
-            for scheme in ["sftp://", "s3://", "http://", "https://"] {
+            for scheme in ["sftp://", "http://", "https://"] {
                 if r.starts_with(scheme) {
                     bail!("repository {r}: {scheme} repositories are not supported by this version of arca yet; use a local path or ssh://");
                 }
             }
             let path = r.strip_prefix("local:").unwrap_or(r);
-            Ok(Location { path: PathBuf::from(path), remote: None, default_key: None })
+            Ok(Location { path: PathBuf::from(path), remote: None, s3: None, default_key: None })
         }
         None => Ok(Location {
             remote: None,
+            s3: None,
             path: xdg("XDG_DATA_HOME", ".local/share").join("arca/default"),
             default_key: Some(xdg("XDG_CONFIG_HOME", ".config").join("arca/default.key")),
         }),
@@ -74,7 +83,7 @@ fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
     command.push(userhost.to_string());
     let quoted = shlex::try_quote(&path).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     command.push(format!("arca serve --stdio --repo {quoted}"));
-    Ok(Location { path: PathBuf::from(&path), remote: Some((url.to_string(), command)), default_key: None })
+    Ok(Location { path: PathBuf::from(&path), remote: Some((url.to_string(), command)), s3: None, default_key: None })
 }
 
 /// Cost of new key slots. ARCA_KDF_MEMORY_KIB lowers it for test suites only.
@@ -150,6 +159,9 @@ pub fn password(cli: &Cli, loc: &Location, creating: bool) -> Result<String> {
 
 /// The storage at `loc` (for ssh://, connects).
 pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
+    if let Some(o) = &loc.s3 {
+        return Ok(Arc::new(arca_backends::S3Storage::new(o)?));
+    }
     match &loc.remote {
         Some((url, command)) => {
             let r =
@@ -162,6 +174,9 @@ pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
 
 /// The location for messages.
 pub fn shown(loc: &Location) -> String {
+    if let Some(o) = &loc.s3 {
+        return format!("s3://{}/{}", o.bucket, o.prefix);
+    }
     match &loc.remote {
         Some((url, _)) => url.clone(),
         None => loc.path.display().to_string(),

@@ -126,50 +126,6 @@ fn shlex_split(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
-fn hex_of(data: &[u8]) -> String {
-    blake3::hash(data).to_hex().to_string()
-}
-
-/// The behaviour every backend must have.
-fn conformance(s: &dyn Storage, label: &str) {
-    let name = hex_of(b"one");
-    assert!(!s.exists(ObjectKind::Snapshot, &name).unwrap(), "{label}");
-    assert!(
-        matches!(s.get(ObjectKind::Snapshot, &name), Err(StorageError::NotFound { .. })),
-        "{label}: missing object"
-    );
-    s.put(ObjectKind::Snapshot, &name, b"one").unwrap();
-    assert!(s.exists(ObjectKind::Snapshot, &name).unwrap());
-    assert_eq!(s.get(ObjectKind::Snapshot, &name).unwrap(), b"one");
-    assert!(s.list(ObjectKind::Snapshot).unwrap().contains(&(name.clone(), 3)), "{label}: listing after write");
-    // Large objects and ranges.
-    let big = random_bytes(20 << 20, 5);
-    let big_name = hex_of(&big);
-    s.put(ObjectKind::Pack, &big_name, &big).unwrap();
-    assert_eq!(s.get(ObjectKind::Pack, &big_name).unwrap(), big, "{label}: large object");
-    assert_eq!(s.get_range(ObjectKind::Pack, &big_name, 1000, 5000).unwrap(), &big[1000..6000]);
-    assert!(
-        s.get_range(ObjectKind::Pack, &big_name, big.len() as u64 - 10, 20).is_err(),
-        "{label}: a short range is an error"
-    );
-    assert!(s.list(ObjectKind::Pack).unwrap().iter().any(|(n, l)| *n == big_name && *l == big.len() as u64));
-    // Concurrent writers.
-    std::thread::scope(|scope| {
-        for t in 0..4u64 {
-            scope.spawn(move || {
-                for i in 0..10u64 {
-                    let d = random_bytes(1000, t * 100 + i);
-                    s.put(ObjectKind::Index, &hex_of(&d), &d).unwrap();
-                }
-            });
-        }
-    });
-    assert_eq!(s.list(ObjectKind::Index).unwrap().len(), 40, "{label}: concurrent writers");
-    s.delete(ObjectKind::Snapshot, &name).unwrap();
-    s.delete(ObjectKind::Snapshot, &name).unwrap();
-    assert!(!s.exists(ObjectKind::Snapshot, &name).unwrap(), "{label}: delete, twice");
-}
-
 #[test]
 fn conformance_local_and_ssh() {
     let e = Env::new();

@@ -25,7 +25,9 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
         kdf: context::kdf_params(),
     };
     let password = context::password(cli, &loc, true)?;
-    if loc.remote.is_none() {
+    if let Some(o) = &loc.s3 {
+        arca_backends::S3Storage::new(o)?.ensure_bucket()?;
+    } else if loc.remote.is_none() {
         std::fs::create_dir_all(&loc.path).with_context(|| format!("cannot create {}", loc.path.display()))?;
     }
     let repo = Repository::init(context::storage(&loc)?, password.as_bytes(), &opts)?;

