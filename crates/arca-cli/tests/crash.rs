@@ -189,3 +189,53 @@ fn killed_copies_and_index_repairs_leave_a_consistent_repository() {
     );
     println!("crash: copy {killed_copy} killed in {n} rounds, repair index {killed_repair} killed in {n} rounds, 0 inconsistent");
 }
+
+#[test]
+fn commands_killed_at_named_fail_points_leave_a_consistent_repository() {
+    let src_env = Env::init();
+    let src = src_env.path("src");
+    files(&src, 40, 0);
+    let s = src.to_str().unwrap().to_string();
+    let base = src_env.backup(&[&s]);
+    let copy = src_env.path("base-copy");
+    sh(&format!("cp -a {s} {}", copy.display()));
+    let dst = Env::init();
+    let mut killed = 0;
+    // (which repository, command, fail point)
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("src", &["backup", "--rehash"], "writer-after-pack:1"),
+        ("src", &["backup", "--rehash"], "writer-after-pack:3"),
+        ("src", &["backup", "--rehash"], "backup-before-snapshot"),
+        ("dst", &["copy"], "writer-after-pack:1"),
+        ("dst", &["copy"], "writer-after-pack:2"),
+        ("src", &["repair", "index"], "repair-index-written"),
+        ("src", &["repair", "index"], "repair-index-deleted"),
+    ];
+    for (round, (which, args, point)) in cases.iter().enumerate() {
+        std::fs::write(src.join("big"), random_bytes(24 << 20, 700 + round as u64)).unwrap();
+        let mut a: Vec<&str> = args.to_vec();
+        if *which == "src" && args[0] == "backup" {
+            a.push(&s);
+        }
+        let from = src_env.repo.to_str().unwrap().to_string();
+        if args[0] == "copy" {
+            src_env.backup(&[&s]);
+            a.extend(["--from-repo", &from]);
+        }
+        let e = if *which == "src" { &src_env } else { &dst };
+        let o = e.cmd(&a).env("ARCA_FAILPOINT", point).env("ARCA_FROM_PASSWORD", PASSWORD).output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(o.status.signal(), Some(9), "{args:?} reaches {point}: {}", String::from_utf8_lossy(&o.stderr));
+        killed += 1;
+        assert_checks(e, point, round as u64, true);
+        // The same command run again completes.
+        let o = e.cmd(&a).env("ARCA_FROM_PASSWORD", PASSWORD).output().unwrap();
+        assert!(o.status.success(), "{args:?} after a kill at {point}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_checks(e, point, round as u64, false);
+    }
+    restores(&src_env, &base[..8], &src, &copy, "base");
+    src_env.backup(&[&s]);
+    restores(&src_env, "latest", &src, &src, "last");
+    assert_eq!(snapshot_ids(&dst).len() + 1, snapshot_ids(&src_env).len(), "every copied snapshot arrived once");
+    println!("crash: backup, copy and repair index killed at {killed} named fail points, 0 inconsistent");
+}

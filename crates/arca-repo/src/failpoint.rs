@@ -7,15 +7,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+/// `name` or `name:N` from an environment variable.
+fn parse(var: &str) -> Option<(String, u64)> {
+    let v = std::env::var(var).ok()?;
+    match v.split_once(':') {
+        Some((name, n)) => Some((name.to_string(), n.parse().unwrap_or(1).max(1))),
+        None => Some((v, 1)),
+    }
+}
+
 fn armed() -> &'static Option<(String, u64)> {
     static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    ARMED.get_or_init(|| {
-        let v = std::env::var("ARCA_FAILPOINT").ok()?;
-        match v.split_once(':') {
-            Some((name, n)) => Some((name.to_string(), n.parse().unwrap_or(1).max(1))),
-            None => Some((v, 1)),
-        }
-    })
+    ARMED.get_or_init(|| parse("ARCA_FAILPOINT"))
 }
 
 /// Die here if this fail point is armed and its count is reached.
@@ -36,13 +39,7 @@ pub fn hit(name: &str) {
 
 fn fault_armed() -> &'static Option<(String, u64)> {
     static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    ARMED.get_or_init(|| {
-        let v = std::env::var("ARCA_FAULT").ok()?;
-        match v.split_once(':') {
-            Some((name, n)) => Some((name.to_string(), n.parse().unwrap_or(1).max(1))),
-            None => Some((v, 1)),
-        }
-    })
+    ARMED.get_or_init(|| parse("ARCA_FAULT"))
 }
 
 /// Flip one bit of `data` if this fault point is armed and its count is reached.

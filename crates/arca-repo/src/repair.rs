@@ -71,10 +71,12 @@ pub fn repair_index(repo: &Repository, progress: &mut dyn FnMut(usize, usize)) -
     for group in entries.chunks(PACKS_PER_INDEX) {
         let f = IndexFile { packs: group.to_vec(), supersedes: vec![] };
         new_ids.push(repo.save_object(ObjectKind::Index, &f)?.to_hex());
+        crate::failpoint::hit("repair-index-written");
     }
     for name in &old {
         if !new_ids.contains(name) {
             repo.storage().delete(ObjectKind::Index, name).map_err(RepoError::from)?;
+            crate::failpoint::hit("repair-index-deleted");
             report.index_files_removed.push(name.clone());
         }
     }
