@@ -2,6 +2,7 @@
 //! an S3-compatible bucket (through OpenDAL), or a repository behind `arca serve --stdio`
 //! (over SSH), whose server side is here too.
 
+mod limit;
 mod local;
 pub mod remote;
 pub mod s3;

@@ -6,7 +6,7 @@
 //! uploads; `--limit-upload`/`--limit-download` throttle.
 
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
-use opendal::layers::{RetryLayer, ThrottleLayer};
+use opendal::layers::{RetryLayer, ThrottleLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions, WriteOptions};
 use opendal::{blocking, ErrorKind, Operator};
 use std::time::Duration;
@@ -83,13 +83,17 @@ fn operator(o: &S3Options, limit: Option<u32>) -> opendal::Result<Operator> {
     if let Some(t) = &o.session_token {
         b = b.session_token(t);
     }
-    let op = Operator::new(b)?.layer(
-        RetryLayer::new()
-            .with_jitter()
-            .with_max_times(4)
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10)),
-    );
+    // A stalled connection must fail (and be retried), never hang a backup: no byte for 60 s
+    // is a timeout. The timeout layer sits under the retry layer so each attempt is timed.
+    let op = Operator::new(b)?
+        .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)).with_io_timeout(Duration::from_secs(60)))
+        .layer(
+            RetryLayer::new()
+                .with_jitter()
+                .with_max_times(4)
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10)),
+        );
     Ok(match limit {
         // Burst must hold a whole part, or a large write could never pass the limiter.
         Some(bps) => op.layer(ThrottleLayer::new(bps.max(1), (PART_SIZE as u32 * 2).max(bps))).finish(),

@@ -20,6 +20,8 @@ pub struct Location {
     pub remote: Option<(String, Vec<String>)>,
     /// For s3://: the bucket, prefix, endpoint and credentials.
     pub s3: Option<arca_backends::S3Options>,
+    /// Upload and download limits in bytes per second (remote repositories).
+    pub limits: (Option<u32>, Option<u32>),
     /// For the default repository: the key file standing in for a password.
     pub default_key: Option<PathBuf>,
 }
@@ -33,13 +35,19 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 
 /// The repository named on the command line, or the default one.
 pub fn location(cli: &Cli) -> Result<Location> {
+    let mut loc = location_of(cli)?;
+    loc.limits = (cli.limit_upload.map(|k| k.saturating_mul(1024)), cli.limit_download.map(|k| k.saturating_mul(1024)));
+    Ok(loc)
+}
+
+fn location_of(cli: &Cli) -> Result<Location> {
     match &cli.repo {
         Some(r) if r.starts_with("ssh://") => ssh_location(cli, r),
         Some(r) if r.starts_with("s3://") => {
             let mut o = arca_backends::S3Options::from_url(r, cli.s3_endpoint.clone()).map_err(anyhow::Error::msg)?;
             o.limit_upload = cli.limit_upload.map(|k| k.saturating_mul(1024));
             o.limit_download = cli.limit_download.map(|k| k.saturating_mul(1024));
-            Ok(Location { path: PathBuf::from(r), remote: None, s3: Some(o), default_key: None })
+            Ok(Location { path: PathBuf::from(r), remote: None, s3: Some(o), limits: (None, None), default_key: None })
         }
         Some(r) => {
             for scheme in ["sftp://", "http://", "https://"] {
@@ -48,11 +56,12 @@ pub fn location(cli: &Cli) -> Result<Location> {
                 }
             }
             let path = r.strip_prefix("local:").unwrap_or(r);
-            Ok(Location { path: PathBuf::from(path), remote: None, s3: None, default_key: None })
+            Ok(Location { path: PathBuf::from(path), remote: None, s3: None, limits: (None, None), default_key: None })
         }
         None => Ok(Location {
             remote: None,
             s3: None,
+            limits: (None, None),
             path: xdg("XDG_DATA_HOME", ".local/share").join("arca/default"),
             default_key: Some(xdg("XDG_CONFIG_HOME", ".config").join("arca/default.key")),
         }),
@@ -80,10 +89,23 @@ fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
     if let Some(p) = port {
         command.extend(["-p".to_string(), p.to_string()]);
     }
+    if Path::new(&command[0]).file_name().is_some_and(|n| n == "ssh") {
+        // A stalled connection must end (then the client reconnects), not hang the backup.
+        // ssh takes the first value given for an option, so the user's own -o options win.
+        for o in ["ServerAliveInterval=15", "ServerAliveCountMax=4"] {
+            command.extend(["-o".to_string(), o.to_string()]);
+        }
+    }
     command.push(userhost.to_string());
     let quoted = shlex::try_quote(&path).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     command.push(format!("arca serve --stdio --repo {quoted}"));
-    Ok(Location { path: PathBuf::from(&path), remote: Some((url.to_string(), command)), s3: None, default_key: None })
+    Ok(Location {
+        path: PathBuf::from(&path),
+        remote: Some((url.to_string(), command)),
+        s3: None,
+        limits: (None, None),
+        default_key: None,
+    })
 }
 
 /// Cost of new key slots. ARCA_KDF_MEMORY_KIB lowers it for test suites only.
@@ -165,7 +187,8 @@ pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
     match &loc.remote {
         Some((url, command)) => {
             let r =
-                arca_backends::RemoteStorage::connect(url.clone(), command.clone(), loc.path.display().to_string())?;
+                arca_backends::RemoteStorage::connect(url.clone(), command.clone(), loc.path.display().to_string())?
+                    .with_limits(loc.limits.0, loc.limits.1);
             Ok(Arc::new(r))
         }
         None => Ok(Arc::new(LocalStorage::new(&loc.path))),

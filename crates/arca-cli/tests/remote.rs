@@ -311,3 +311,139 @@ fn a_dropped_connection_is_reopened_and_the_backup_completes() {
     assert_eq!(rsync_diff(&src, &t), "");
     println!("remote: backup completed across {cuts} dropped connections");
 }
+
+/// How a proxied connection misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Pass,
+    /// Close both sides after this many bytes from the client.
+    Cut(u64),
+    /// Stop forwarding (both ways) after this many bytes from the client, keeping the sockets open.
+    Stall(u64),
+}
+
+/// A TCP proxy to `target` whose n-th connection behaves as `plan[n]` (then `Pass`).
+fn fault_proxy(target: u16, plan: Vec<Fault>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for (i, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { continue };
+            seen.fetch_add(1, Ordering::Relaxed);
+            let fault = plan.get(i).copied().unwrap_or(Fault::Pass);
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+            let stalled = std::sync::Arc::new(AtomicBool::new(false));
+            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            let st = stalled.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                let mut total = 0u64;
+                loop {
+                    let n = match c_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    total += n as u64;
+                    match fault {
+                        Fault::Cut(after) if total >= after => {
+                            let _ = c_read.shutdown(Shutdown::Both);
+                            let _ = s_write.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        Fault::Stall(after) if total >= after => {
+                            st.store(true, Ordering::Relaxed);
+                            // Hold the sockets open, forwarding nothing, until the client leaves.
+                            while c_read.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+                            let _ = s_write.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        _ => {}
+                    }
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_write.shutdown(Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                loop {
+                    let n = match s_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if stalled.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_write.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn a_backup_through_a_faulty_network_completes_or_fails_clearly() {
+    let e = Env::new();
+    let sshd = Sshd::start(&e);
+    sshd.ok(&e, "full", &["init"]);
+    // Connection 0: the admin's `snapshots` below passes; 1 is cut mid-upload; 2 stalls; then fine.
+    let (port, connections) = fault_proxy(sshd.port, vec![Fault::Pass, Fault::Cut(3 << 20), Fault::Stall(2 << 20)]);
+    let hostkey = std::fs::read_to_string(sshd.dir.join("hostkey.pub")).unwrap();
+    let mut parts = hostkey.split_whitespace();
+    let line = format!("[127.0.0.1]:{port} {} {}\n", parts.next().unwrap(), parts.next().unwrap());
+    let mut kh = std::fs::read_to_string(sshd.dir.join("known_hosts")).unwrap();
+    kh.push_str(&line);
+    std::fs::write(sshd.dir.join("known_hosts"), kh).unwrap();
+    let url = format!("ssh://root@127.0.0.1:{port}{}", sshd.repo.display());
+    let ssh = format!("{} -o ServerAliveInterval=1 -o ServerAliveCountMax=2", sshd.ssh("append"));
+    let run = |args: &[&str]| {
+        let mut c = e.cmd(args);
+        c.env("ARCA_REPOSITORY", &url).env("ARCA_SSH_COMMAND", &ssh);
+        c.output().unwrap()
+    };
+    assert!(run(&["snapshots"]).status.success());
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(6 << 20, 40 + i)).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    let start = std::time::Instant::now();
+    let o = run(&["backup", s]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let used = connections.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(used >= 4, "the cut and the stall each cost a connection: {used}\n{err}");
+    if o.status.success() {
+        let t = e.path("t");
+        sshd.ok(&e, "full", &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]);
+        assert_eq!(rsync_diff(&src, &t), "");
+    } else {
+        assert!(err.contains("connection to ssh://") && err.contains("lost"), "a clear error: {err}");
+    }
+    // Either way the repository is consistent and holds no lock.
+    let v = sshd.ok(&e, "full", &["--json", "check", "--read-data"]);
+    assert!(v.contains("\"ok\":true"), "{v}");
+    assert!(std::fs::read_dir(sshd.repo.join("locks")).unwrap().next().is_none(), "{err}");
+    println!(
+        "remote: backup through a cut and a stall: {} in {:?} over {used} connections",
+        if o.status.success() { "completed" } else { "failed cleanly" },
+        start.elapsed()
+    );
+    // --limit-upload: 6 MiB at 2 MiB/s (1 s burst) takes at least 2 s.
+    std::fs::write(src.join("f0"), random_bytes(6 << 20, 99)).unwrap();
+    let start = std::time::Instant::now();
+    let o = run(&["backup", s, "--limit-upload", "2048"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(start.elapsed() >= std::time::Duration::from_millis(1800), "{:?}", start.elapsed());
+}
