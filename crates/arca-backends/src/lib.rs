@@ -7,7 +7,9 @@ mod local;
 pub mod remote;
 pub mod s3;
 pub mod serve;
+pub mod sftp;
 
 pub use local::LocalStorage;
 pub use remote::RemoteStorage;
 pub use s3::{S3Options, S3Storage};
+pub use sftp::SftpStorage;

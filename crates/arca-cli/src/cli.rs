@@ -23,7 +23,8 @@ With your own repository:
 #[command(name = "arca", version, about = ABOUT, long_about = LONG_ABOUT, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// Repository location: a directory path, ssh://[user@]host[:port]/path (runs
-    /// `arca serve --stdio` there), or s3://bucket/prefix (credentials from AWS_*). Without it, the default repository under
+    /// `arca serve --stdio` there), sftp://[user@]host[:port]/path, or s3://bucket/prefix
+    /// (credentials from AWS_*). Without it, the default repository under
     /// $XDG_DATA_HOME/arca/ is used.
     #[arg(short = 'r', long = "repo", env = "ARCA_REPOSITORY", global = true)]
     pub repo: Option<String>,
@@ -57,7 +58,7 @@ pub struct Cli {
     /// Limit downloads to this many KiB/s (s3:// and ssh:// repositories).
     #[arg(long, env = "ARCA_LIMIT_DOWNLOAD", global = true, value_name = "KIB_PER_S")]
     pub limit_download: Option<u32>,
-    /// The ssh program and options for ssh:// repositories, e.g. "ssh -i ~/.ssh/backup -p 2222".
+    /// The ssh program and options for ssh:// and sftp:// repositories, e.g. "ssh -i ~/.ssh/backup".
     #[arg(long, env = "ARCA_SSH_COMMAND", global = true, default_value = "ssh")]
     pub ssh_command: String,
     #[command(subcommand)]

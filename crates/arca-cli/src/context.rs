@@ -18,6 +18,8 @@ pub struct Location {
     pub path: PathBuf,
     /// For ssh://: the URL (for messages) and the command that reaches `arca serve --stdio`.
     pub remote: Option<(String, Vec<String>)>,
+    /// The remote is an SFTP server (sftp://), not `arca serve` (ssh://).
+    pub sftp: bool,
     /// For s3://: the bucket, prefix, endpoint and credentials.
     pub s3: Option<arca_backends::S3Options>,
     /// Upload and download limits in bytes per second (remote repositories).
@@ -42,24 +44,39 @@ pub fn location(cli: &Cli) -> Result<Location> {
 
 fn location_of(cli: &Cli) -> Result<Location> {
     match &cli.repo {
-        Some(r) if r.starts_with("ssh://") => ssh_location(cli, r),
+        Some(r) if r.starts_with("ssh://") || r.starts_with("sftp://") => ssh_location(cli, r),
         Some(r) if r.starts_with("s3://") => {
             let mut o = arca_backends::S3Options::from_url(r, cli.s3_endpoint.clone()).map_err(anyhow::Error::msg)?;
             o.limit_upload = cli.limit_upload.map(|k| k.saturating_mul(1024));
             o.limit_download = cli.limit_download.map(|k| k.saturating_mul(1024));
-            Ok(Location { path: PathBuf::from(r), remote: None, s3: Some(o), limits: (None, None), default_key: None })
+            Ok(Location {
+                path: PathBuf::from(r),
+                remote: None,
+                sftp: false,
+                s3: Some(o),
+                limits: (None, None),
+                default_key: None,
+            })
         }
         Some(r) => {
-            for scheme in ["sftp://", "http://", "https://"] {
+            for scheme in ["http://", "https://"] {
                 if r.starts_with(scheme) {
                     bail!("repository {r}: {scheme} repositories are not supported by this version of arca yet; use a local path or ssh://");
                 }
             }
             let path = r.strip_prefix("local:").unwrap_or(r);
-            Ok(Location { path: PathBuf::from(path), remote: None, s3: None, limits: (None, None), default_key: None })
+            Ok(Location {
+                path: PathBuf::from(path),
+                remote: None,
+                sftp: false,
+                s3: None,
+                limits: (None, None),
+                default_key: None,
+            })
         }
         None => Ok(Location {
             remote: None,
+            sftp: false,
             s3: None,
             limits: (None, None),
             path: xdg("XDG_DATA_HOME", ".local/share").join("arca/default"),
@@ -72,7 +89,8 @@ fn location_of(cli: &Cli) -> Result<Location> {
 /// with the port and host, running `arca serve --stdio --repo PATH` on the far side (a forced
 /// command in authorized_keys replaces that command and decides the repository and mode).
 fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
-    let rest = url.strip_prefix("ssh://").unwrap_or(url);
+    let sftp = url.starts_with("sftp://");
+    let rest = url.strip_prefix("ssh://").or_else(|| url.strip_prefix("sftp://")).unwrap_or(url);
     let (authority, path) =
         rest.split_once('/').with_context(|| format!("{url}: give a path, as in ssh://host/srv/repo"))?;
     let path = format!("/{path}");
@@ -96,12 +114,18 @@ fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
             command.extend(["-o".to_string(), o.to_string()]);
         }
     }
-    command.push(userhost.to_string());
-    let quoted = shlex::try_quote(&path).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    command.push(format!("arca serve --stdio --repo {quoted}"));
+    if sftp {
+        // The server's SFTP subsystem, not a command.
+        command.extend(["-s".to_string(), userhost.to_string(), "sftp".to_string()]);
+    } else {
+        command.push(userhost.to_string());
+        let quoted = shlex::try_quote(&path).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        command.push(format!("arca serve --stdio --repo {quoted}"));
+    }
     Ok(Location {
         path: PathBuf::from(&path),
         remote: Some((url.to_string(), command)),
+        sftp,
         s3: None,
         limits: (None, None),
         default_key: None,
@@ -185,6 +209,11 @@ pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
         return Ok(Arc::new(arca_backends::S3Storage::new(o)?));
     }
     match &loc.remote {
+        Some((url, command)) if loc.sftp => Ok(Arc::new(arca_backends::SftpStorage::connect(
+            url.clone(),
+            command.clone(),
+            loc.path.display().to_string(),
+        )?)),
         Some((url, command)) => {
             let r =
                 arca_backends::RemoteStorage::connect(url.clone(), command.clone(), loc.path.display().to_string())?

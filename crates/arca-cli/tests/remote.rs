@@ -45,6 +45,9 @@ impl Sshd {
                 pubkey
             ));
         }
+        // A plain key for sftp:// (the server's internal-sftp subsystem).
+        sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {}/sftp", dir.display()));
+        keys.push_str(&format!("restrict {}", std::fs::read_to_string(dir.join("sftp.pub")).unwrap()));
         sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {}/hostkey", dir.display()));
         std::fs::write(dir.join("authorized_keys"), keys).unwrap();
         let port = free_port();
@@ -59,6 +62,7 @@ impl Sshd {
             "PermitRootLogin prohibit-password".into(),
             "UsePAM no".into(),
             "MaxStartups 100".into(),
+            "Subsystem sftp internal-sftp".into(),
         ]
         .join("\n");
         std::fs::write(dir.join("sshd_config"), config + "\n").unwrap();
@@ -446,4 +450,48 @@ fn a_backup_through_a_faulty_network_completes_or_fails_clearly() {
     let o = run(&["backup", s, "--limit-upload", "2048"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(start.elapsed() >= std::time::Duration::from_millis(1800), "{:?}", start.elapsed());
+}
+
+#[test]
+fn sftp_conformance_and_a_backup() {
+    let e = Env::new();
+    let sshd = Sshd::start(&e);
+    let root = e.path("sftp-root");
+    let mut cmd = shlex_split(&sshd.ssh("sftp"));
+    cmd.extend(["-p".into(), sshd.port.to_string(), "-s".into(), "root@127.0.0.1".into(), "sftp".into()]);
+    let url = format!("sftp://root@127.0.0.1:{}{}", sshd.port, root.display());
+    let s = arca_backends::SftpStorage::connect(url.clone(), cmd, root.display().to_string()).unwrap();
+    conformance(&s, "sftp");
+    drop(s);
+    // The whole tool over sftp://, with the ssh options from ARCA_SSH_COMMAND.
+    let repo = e.path("sftp-repo");
+    let url = format!("sftp://root@127.0.0.1:{}{}", sshd.port, repo.display());
+    let run = |args: &[&str]| {
+        let mut c = e.cmd(args);
+        c.env("ARCA_REPOSITORY", &url).env("ARCA_SSH_COMMAND", sshd.ssh("sftp"));
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run(&["init"]);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), random_bytes(20 << 20, 1)).unwrap();
+    std::fs::write(src.join("b"), b"bee").unwrap();
+    let sp = src.to_str().unwrap();
+    run(&["backup", sp]);
+    std::fs::write(src.join("b"), b"bee two").unwrap();
+    run(&["backup", sp]);
+    run(&["forget", "--keep-last", "1", "--prune"]);
+    assert!(run(&["--json", "check", "--read-data"]).contains("\"ok\":true"));
+    let t = e.path("t");
+    run(&["restore", &format!("latest:{sp}"), "--target", t.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&src, &t), "");
+    assert!(
+        !std::fs::read_dir(repo.join("data")).unwrap().flatten().any(|d| std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .any(|f| f.file_name().to_string_lossy().contains(".tmp-"))),
+        "no temporary files left"
+    );
 }
