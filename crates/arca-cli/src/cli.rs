@@ -52,10 +52,10 @@ pub struct Cli {
     /// Endpoint of an S3-compatible store for s3:// repositories (else AWS_ENDPOINT_URL, else AWS).
     #[arg(long, global = true, value_name = "URL")]
     pub s3_endpoint: Option<String>,
-    /// Limit uploads to this many KiB/s (s3:// and ssh:// repositories).
+    /// Limit uploads to this many KiB/s (s3://, ssh:// and sftp:// repositories).
     #[arg(long, env = "ARCA_LIMIT_UPLOAD", global = true, value_name = "KIB_PER_S")]
     pub limit_upload: Option<u32>,
-    /// Limit downloads to this many KiB/s (s3:// and ssh:// repositories).
+    /// Limit downloads to this many KiB/s (s3://, ssh:// and sftp:// repositories).
     #[arg(long, env = "ARCA_LIMIT_DOWNLOAD", global = true, value_name = "KIB_PER_S")]
     pub limit_download: Option<u32>,
     /// The ssh program and options for ssh:// and sftp:// repositories, e.g. "ssh -i ~/.ssh/backup".

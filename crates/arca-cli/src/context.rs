@@ -209,11 +209,10 @@ pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
         return Ok(Arc::new(arca_backends::S3Storage::new(o)?));
     }
     match &loc.remote {
-        Some((url, command)) if loc.sftp => Ok(Arc::new(arca_backends::SftpStorage::connect(
-            url.clone(),
-            command.clone(),
-            loc.path.display().to_string(),
-        )?)),
+        Some((url, command)) if loc.sftp => Ok(Arc::new(
+            arca_backends::SftpStorage::connect(url.clone(), command.clone(), loc.path.display().to_string())?
+                .with_limits(loc.limits.0, loc.limits.1),
+        )),
         Some((url, command)) => {
             let r =
                 arca_backends::RemoteStorage::connect(url.clone(), command.clone(), loc.path.display().to_string())?

@@ -181,3 +181,31 @@ fn backup_restore_prune_on_s3_with_signatures_checked() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(1500), "8 MiB past the burst at 4 MiB/s: {took:?}");
 }
+
+#[test]
+fn a_backup_to_s3_through_a_faulty_network_completes_or_fails_clearly() {
+    let e = Env::new();
+    let url = "s3://arca-faulty/repo";
+    ok(&mut arca(&e, url, &["init"]));
+    let port: u16 = weed().endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    // The first connections are cut mid-transfer; OpenDAL's retries must carry the backup.
+    let (proxy, used) = fault_proxy(port, vec![Fault::Cut(1 << 20), Fault::Cut(2 << 20), Fault::Cut(1 << 20)]);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), random_bytes(20 << 20, 5)).unwrap();
+    let s = src.to_str().unwrap();
+    let o =
+        arca(&e, url, &["backup", s]).env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{proxy}")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(used.load(std::sync::atomic::Ordering::Relaxed) >= 3, "{err}");
+    if o.status.success() {
+        let t = e.path("t");
+        ok(&mut arca(&e, url, &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]));
+        assert_eq!(rsync_diff(&src, &t), "");
+    } else {
+        assert!(err.contains("s3://arca-faulty/"), "a clear error naming the object: {err}");
+    }
+    let v = last_json(&ok(&mut arca(&e, url, &["--json", "check", "--read-data"])));
+    assert_eq!(v["ok"], true, "consistent either way: {v}");
+    println!("s3: backup through cut connections {}", if o.status.success() { "completed" } else { "failed cleanly" });
+}

@@ -247,3 +247,83 @@ pub fn conformance(s: &dyn arca_storage::Storage, label: &str) {
     s.delete(arca_storage::ObjectKind::Snapshot, &name).unwrap();
     assert!(!s.exists(arca_storage::ObjectKind::Snapshot, &name).unwrap(), "{label}: delete, twice");
 }
+
+/// How a proxied connection misbehaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    Pass,
+    /// Close both sides after this many bytes from the client.
+    Cut(u64),
+    /// Stop forwarding (both ways) after this many bytes from the client, keeping the sockets open.
+    Stall(u64),
+}
+
+/// A TCP proxy to `target` whose n-th connection behaves as `plan[n]` (then `Pass`).
+pub fn fault_proxy(target: u16, plan: Vec<Fault>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for (i, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { continue };
+            seen.fetch_add(1, Ordering::Relaxed);
+            let fault = plan.get(i).copied().unwrap_or(Fault::Pass);
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+            let stalled = std::sync::Arc::new(AtomicBool::new(false));
+            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            let st = stalled.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                let mut total = 0u64;
+                loop {
+                    let n = match c_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    total += n as u64;
+                    match fault {
+                        Fault::Cut(after) if total >= after => {
+                            let _ = c_read.shutdown(Shutdown::Both);
+                            let _ = s_write.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        Fault::Stall(after) if total >= after => {
+                            st.store(true, Ordering::Relaxed);
+                            // Hold the sockets open, forwarding nothing, until the client leaves.
+                            while c_read.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+                            let _ = s_write.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        _ => {}
+                    }
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_write.shutdown(Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                loop {
+                    let n = match s_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if stalled.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_write.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (port, count)
+}
