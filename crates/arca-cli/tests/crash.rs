@@ -228,9 +228,16 @@ fn commands_killed_at_named_fail_points_leave_a_consistent_repository() {
         assert_eq!(o.status.signal(), Some(9), "{args:?} reaches {point}: {}", String::from_utf8_lossy(&o.stderr));
         killed += 1;
         assert_checks(e, point, round as u64, true);
-        // The same command run again completes.
-        let o = e.cmd(&a).env("ARCA_FROM_PASSWORD", PASSWORD).output().unwrap();
+        // The same command run again completes; a backup re-uploads only what had not arrived.
+        let mut again = vec!["--json"];
+        again.extend(&a);
+        let o = e.cmd(&again).env("ARCA_FROM_PASSWORD", PASSWORD).output().unwrap();
         assert!(o.status.success(), "{args:?} after a kill at {point}: {}", String::from_utf8_lossy(&o.stderr));
+        if args[0] == "backup" && point.starts_with("writer-after-pack") {
+            let v = last_json(&String::from_utf8_lossy(&o.stdout));
+            let stored = v["summary"]["bytes_added_stored"].as_u64().unwrap();
+            assert!(stored < 12 << 20, "{point}: packs that arrived are reused, not sent again ({stored} bytes)");
+        }
         assert_checks(e, point, round as u64, false);
     }
     restores(&src_env, &base[..8], &src, &copy, "base");

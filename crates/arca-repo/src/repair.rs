@@ -257,3 +257,33 @@ fn logical_size(data: u64, holes: &[(u64, u64)]) -> u64 {
     }
     pos + left
 }
+
+/// After an interrupted session (a stale lock): index the packs it uploaded but never
+/// indexed, so the next backup deduplicates against them instead of uploading them again.
+/// Reads one header per such pack; returns how many packs were adopted.
+pub fn adopt_orphan_packs(repo: &Repository) -> RepoResult<usize> {
+    let (locks, _) = crate::lock::list(repo)?;
+    let now = crate::lock::now_ns();
+    if !locks.iter().any(|l| crate::lock::is_stale(l, now)) {
+        return Ok(0);
+    }
+    let known: HashSet<Id> = repo.index().packs().into_iter().map(|p| p.0).collect();
+    let mut adopted = vec![];
+    for (name, size) in repo.storage().list(ObjectKind::Pack)? {
+        let Some(id) = Id::from_hex(&name) else { continue };
+        if known.contains(&id) {
+            continue;
+        }
+        // An unreadable header is left for check and prune to report.
+        if let Ok(blobs) = pack::read_header(repo, &id, size) {
+            adopted.push(IndexPack { id, size, blobs });
+        }
+    }
+    if adopted.is_empty() {
+        return Ok(0);
+    }
+    repo.save_object(ObjectKind::Index, &IndexFile { packs: adopted.clone(), supersedes: vec![] })?;
+    let mut ix = repo.index_mut();
+    adopted.iter().for_each(|p| ix.add_pack(p));
+    Ok(adopted.len())
+}

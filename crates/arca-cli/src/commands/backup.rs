@@ -27,6 +27,14 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     let is_stream = a.stdin || a.stdin_from_command.is_some();
     let paths = if is_stream { vec![] } else { source_paths(&a.paths)? };
     let (repo, lock) = context::open_or_create_default(cli, out, context::Session::Write("backup"))?;
+    if !a.dry_run {
+        // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
+        match arca_repo::repair::adopt_orphan_packs(&repo) {
+            Ok(0) => {}
+            Ok(n) => out.info(format!("reusing {n} packs left by an interrupted session")),
+            Err(e) => out.warn(format!("could not look for packs of an interrupted session: {e}")),
+        }
+    }
     let origin = Origin::current();
     let host = a.host.clone().unwrap_or(origin.hostname.clone());
     let path_strings: Vec<String> = if is_stream {

@@ -25,6 +25,12 @@ pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
     if src.config().repo_id == dst.config().repo_id {
         return Err(anyhow!("the source and the destination are the same repository"));
     }
+    if !a.dry_run {
+        // Packs an interrupted copy uploaded after its last checkpoint are reused.
+        if let Ok(n @ 1..) = arca_repo::repair::adopt_orphan_packs(&dst) {
+            out.info(format!("reusing {n} packs left by an interrupted session"));
+        }
+    }
     let filter = a.filter.filter();
     let all_src = super::all_snapshots(&src, out)?;
     let selected: Vec<SnapshotEntry> = if a.snapshots.is_empty() {
