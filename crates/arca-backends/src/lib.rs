@@ -8,6 +8,7 @@ pub mod remote;
 pub mod s3;
 pub mod serve;
 pub mod sftp;
+mod ssh_process;
 
 pub use local::LocalStorage;
 pub use remote::RemoteStorage;

@@ -5,16 +5,13 @@
 //! immutable and named by their contents).
 
 use crate::serve::kind_to_wire;
+use crate::ssh_process::{self, ATTEMPTS};
 use arca_format::wire::{read_frame, write_frame, ErrorKind, Request, Response, PROTOCOL_VERSION};
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
 use serde_bytes::ByteBuf;
 use std::io::{BufReader, BufWriter};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
-
-/// Attempts per request before the error is final.
-const ATTEMPTS: u32 = 4;
 
 struct Conn {
     child: Child,
@@ -72,10 +69,7 @@ impl RemoteStorage {
     }
 
     fn lost(&self, what: &str, e: impl std::fmt::Display) -> StorageError {
-        StorageError::Transient {
-            path: self.location.clone(),
-            source: std::io::Error::other(format!("connection to {} lost {what}: {e}", self.location)),
-        }
+        ssh_process::lost(&self.location, what, e)
     }
 
     fn open(&self) -> StorageResult<Conn> {
@@ -97,12 +91,7 @@ impl RemoteStorage {
             return Err(self.lost("at start", "no pipes"));
         };
         if let Some(err) = child.stderr.take() {
-            std::thread::spawn(move || {
-                use std::io::{BufRead, Write};
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let _ = writeln!(std::io::stderr(), "ssh: {line}");
-                }
-            });
+            ssh_process::forward_stderr(err);
         }
         let mut c = Conn { child, input: BufWriter::new(stdin), output: BufReader::new(stdout) };
         write_frame(&mut c.input, &Request::Hello { versions: vec![PROTOCOL_VERSION], repo: self.repo.clone() })
@@ -122,9 +111,7 @@ impl RemoteStorage {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                let base = 100u64 << (2 * (attempt - 1)); // 100 ms, 400 ms, 1.6 s
-                let jitter = rand::random::<u64>() % (base / 2 + 1);
-                std::thread::sleep(Duration::from_millis(base + jitter));
+                ssh_process::backoff(attempt);
             }
             let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
@@ -147,14 +134,7 @@ impl RemoteStorage {
                 }
             }
         }
-        Err(StorageError::Transient {
-            path: self.location.clone(),
-            source: std::io::Error::other(format!(
-                "connection to {} lost after {} retries while {doing}: {last}",
-                self.location,
-                ATTEMPTS - 1
-            )),
-        })
+        Err(ssh_process::gave_up(&self.location, doing, &last))
     }
 
     fn error(&self, path: String, kind: ErrorKind, message: String) -> StorageError {

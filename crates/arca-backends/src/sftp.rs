@@ -4,6 +4,7 @@
 //! reader never sees half an object. A dropped connection is re-opened and the operation
 //! retried with backoff and jitter.
 
+use crate::ssh_process::{self, ATTEMPTS};
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
 use openssh_sftp_client::error::SftpErrorKind;
 use openssh_sftp_client::fs::Fs;
@@ -12,9 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-const ATTEMPTS: u32 = 4;
 
 struct Conn {
     sftp: Sftp,
@@ -77,10 +75,7 @@ impl SftpStorage {
     }
 
     fn lost(&self, doing: &str, e: impl std::fmt::Display) -> StorageError {
-        StorageError::Transient {
-            path: self.location.clone(),
-            source: std::io::Error::other(format!("connection to {} lost while {doing}: {e}", self.location)),
-        }
+        ssh_process::lost(&self.location, &format!("while {doing}"), e)
     }
 
     fn open(&self) -> StorageResult<Conn> {
@@ -91,7 +86,7 @@ impl SftpStorage {
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| StorageError::Io {
@@ -101,6 +96,9 @@ impl SftpStorage {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(self.lost("starting", "no pipes"));
         };
+        if let Some(err) = child.stderr.take().and_then(|e| e.into_owned_fd().ok()) {
+            ssh_process::forward_stderr(std::fs::File::from(err));
+        }
         let sftp = self
             .rt
             .block_on(Sftp::new(stdin, stdout, SftpOptions::default()))
@@ -131,8 +129,7 @@ impl SftpStorage {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                let base = 100u64 << (2 * (attempt - 1));
-                std::thread::sleep(Duration::from_millis(base + rand::random::<u64>() % (base / 2 + 1)));
+                ssh_process::backoff(attempt);
             }
             let conn = match self.conn() {
                 Ok(c) => c,
@@ -164,14 +161,7 @@ impl SftpStorage {
                 },
             }
         }
-        Err(StorageError::Transient {
-            path: self.location.clone(),
-            source: std::io::Error::other(format!(
-                "connection to {} lost after {} retries while {doing}: {last}",
-                self.location,
-                ATTEMPTS - 1
-            )),
-        })
+        Err(ssh_process::gave_up(&self.location, doing, &last))
     }
 
     fn full(&self, kind: ObjectKind, name: &str) -> String {

@@ -1,0 +1,46 @@
+//! What the two ssh-based backends (`ssh://`, `sftp://`) share: the retry schedule, how a lost
+//! connection is reported, and how the ssh child's stderr reaches ours.
+
+use arca_storage::StorageError;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
+
+/// Attempts per operation before the error is final.
+pub const ATTEMPTS: u32 = 4;
+
+/// Wait before retry number `attempt` (1, 2, 3): 100 ms, 400 ms, 1.6 s, plus up to half as
+/// much random jitter so many clients do not retry in step.
+pub fn backoff(attempt: u32) {
+    let base = 100u64 << (2 * attempt.saturating_sub(1).min(8));
+    let jitter = rand::random::<u64>() % (base / 2 + 1);
+    std::thread::sleep(Duration::from_millis(base + jitter));
+}
+
+/// A connection failure on `location` while `doing` something.
+pub fn lost(location: &str, doing: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Transient {
+        path: location.to_string(),
+        source: std::io::Error::other(format!("connection to {location} lost {doing}: {e}")),
+    }
+}
+
+/// The final error after all retries.
+pub fn gave_up(location: &str, doing: &str, last: &str) -> StorageError {
+    StorageError::Transient {
+        path: location.to_string(),
+        source: std::io::Error::other(format!(
+            "connection to {location} lost after {} retries while {doing}: {last}",
+            ATTEMPTS - 1
+        )),
+    }
+}
+
+/// Pass the ssh child's stderr on, line by line. Never let ssh inherit our stderr: it makes
+/// its stderr non-blocking, and then our own writes to the shared descriptor can fail.
+pub fn forward_stderr(err: impl Read + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = writeln!(std::io::stderr(), "ssh: {line}");
+        }
+    });
+}
