@@ -119,16 +119,21 @@ pub struct PruneReport {
 /// Progress callback: (phase, done, total).
 pub type PruneProgress<'a> = &'a dyn Fn(&str, u64, u64);
 
-/// Run a prune. The caller holds `session`, an exclusive lock.
+/// Run a prune. The caller holds `session`, an exclusive lock (a dry run needs none).
 pub fn prune(
     repo: &Arc<Repository>,
-    session: &SessionLock,
+    session: Option<&SessionLock>,
     opts: &PruneOptions,
     progress: PruneProgress,
 ) -> RepoResult<PruneReport> {
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
     report.before = stored_size(repo)?;
-    if !opts.dry_run {
+    let session = match (session, opts.dry_run) {
+        (Some(s), _) => Some(s),
+        (None, true) => None,
+        (None, false) => return Err(RepoError::Refused("prune needs an exclusive lock".into())),
+    };
+    if let Some(session) = session {
         report.stale_locks_removed = remove_stale_locks(repo)?;
         report.marks_completed = complete_marks(repo, session)?;
         report.swept = sweep(repo, session, opts, progress)?;
@@ -143,6 +148,7 @@ pub fn prune(
         report.after.bytes = report.before.bytes.saturating_sub(p.unused_bytes + p.orphan_bytes + p.repack_frees);
         return Ok(report);
     }
+    let Some(session) = session else { return Ok(report) };
     mark(repo, session, &plan, &used, opts, progress)?;
     let again = sweep(repo, session, opts, progress)?;
     merge_sweeps(&mut report.swept, again);
@@ -660,7 +666,7 @@ mod tests {
     fn run(repo: &Arc<Repository>, max_unused: f64) -> PruneReport {
         let lock = SessionLock::acquire(repo, "prune", true).unwrap();
         let opts = PruneOptions { max_unused: MaxUnused::Percent(max_unused), ..Default::default() };
-        prune(repo, &lock, &opts, &|_, _, _| {}).unwrap()
+        prune(repo, Some(&lock), &opts, &|_, _, _| {}).unwrap()
     }
 
     #[test]
@@ -674,7 +680,7 @@ mod tests {
             let lock = SessionLock::acquire(&r, "prune", true).unwrap();
             prune(
                 &r,
-                &lock,
+                Some(&lock),
                 &PruneOptions { dry_run: true, max_unused: MaxUnused::Percent(0.0), ..Default::default() },
                 &|_, _, _| {},
             )

@@ -26,7 +26,10 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     };
     let is_stream = a.stdin || a.stdin_from_command.is_some();
     let paths = if is_stream { vec![] } else { source_paths(&a.paths)? };
-    let (repo, lock) = context::open_or_create_default(cli, out, context::Session::Write("backup"))?;
+    // A dry run stores nothing, not even a lock (it may run against a read-only repository).
+    let session =
+        if a.dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
+    let (repo, lock) = context::open_or_create_default(cli, out, session)?;
     if !a.dry_run {
         // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
         match arca_repo::repair::adopt_orphan_packs(&repo) {

@@ -141,7 +141,7 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
         if a.dry_run {
             out.info("a dry run of forget does not plan the prune: the snapshots it would remove are still there");
         } else if let Some(lock) = &lock {
-            super::prune::execute(out, &repo, lock, &opts)?;
+            super::prune::execute(out, &repo, Some(lock), &opts)?;
         }
     }
     Ok(crate::exit::OK)

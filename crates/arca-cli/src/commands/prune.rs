@@ -13,9 +13,13 @@ use std::sync::Arc;
 
 pub fn run(cli: &Cli, out: &Output, a: &PruneArgs) -> Result<i32> {
     let opts = options(cli, &a.tuning, a.dry_run)?;
-    let (repo, lock) = context::open_session(cli, out, Session::Exclusive("prune"))?;
-    let lock = lock.ok_or_else(|| anyhow!("prune needs an exclusive lock"))?;
-    execute(out, &repo, &lock, &opts)?;
+    // A dry run changes nothing (not even a lock needs writing); it plans from what is there.
+    let session = if a.dry_run { Session::Read("prune --dry-run") } else { Session::Exclusive("prune") };
+    let (repo, lock) = context::open_session(cli, out, session)?;
+    if !a.dry_run && lock.is_none() {
+        return Err(anyhow!("prune needs an exclusive lock"));
+    }
+    execute(out, &repo, lock.as_ref(), &opts)?;
     Ok(crate::exit::OK)
 }
 
@@ -40,7 +44,12 @@ pub fn options(cli: &Cli, t: &PruneTuning, dry_run: bool) -> Result<PruneOptions
 }
 
 /// Prune with a lock already held, and report.
-pub fn execute(out: &Output, repo: &Arc<Repository>, lock: &SessionLock, opts: &PruneOptions) -> Result<PruneReport> {
+pub fn execute(
+    out: &Output,
+    repo: &Arc<Repository>,
+    lock: Option<&SessionLock>,
+    opts: &PruneOptions,
+) -> Result<PruneReport> {
     let p = Progress::new(out, "prune");
     let report = prune(repo, lock, opts, &|phase, done, total| p.message(format!("{phase} {done}/{total}")))?;
     p.finish();
