@@ -188,9 +188,23 @@ impl Storage for S3Storage {
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         let key = self.key(kind, name);
         let _guard = self.rt.enter();
-        let opts =
-            WriteOptions { chunk: (data.len() > PART_SIZE).then_some(PART_SIZE), concurrent: 2, ..Default::default() };
-        self.upload.write_options(&key, data.to_vec(), opts).map(|_| ()).map_err(|e| self.err(&key, e))
+        // Objects named by their contents are created only if absent (If-None-Match: *): an
+        // existing one already holds these bytes, and nothing can replace it with others.
+        let content_named =
+            matches!(kind, ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key);
+        let opts = WriteOptions {
+            chunk: (data.len() > PART_SIZE).then_some(PART_SIZE),
+            concurrent: 2,
+            if_not_exists: content_named,
+            ..Default::default()
+        };
+        match self.upload.write_options(&key, data.to_vec(), opts) {
+            Ok(_) => Ok(()),
+            Err(e) if content_named && matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists) => {
+                Ok(())
+            }
+            Err(e) => Err(self.err(&key, e)),
+        }
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {

@@ -209,3 +209,23 @@ fn a_backup_to_s3_through_a_faulty_network_completes_or_fails_clearly() {
     assert_eq!(v["ok"], true, "consistent either way: {v}");
     println!("s3: backup through cut connections {}", if o.status.success() { "completed" } else { "failed cleanly" });
 }
+
+#[test]
+fn content_named_objects_are_created_once_and_never_replaced() {
+    use arca_storage::{ObjectKind, Storage};
+    let s = S3Storage::new(&options("arca-conditional", "r")).unwrap();
+    s.ensure_bucket().unwrap();
+    let data = b"snapshot bytes".to_vec();
+    let name = hex_of(&data);
+    s.put(ObjectKind::Snapshot, &name, &data).unwrap();
+    // A second upload under the same name (a retry) succeeds and changes nothing, even if
+    // its bytes differed (which an honest client never sends: the name is their hash).
+    s.put(ObjectKind::Snapshot, &name, &data).unwrap();
+    s.put(ObjectKind::Snapshot, &name, b"something else").unwrap();
+    assert_eq!(s.get(ObjectKind::Snapshot, &name).unwrap(), data);
+    // Locks are replaced in place.
+    let lock = hex_of(b"lock");
+    s.put(ObjectKind::Lock, &lock, b"v1").unwrap();
+    s.put(ObjectKind::Lock, &lock, b"v2").unwrap();
+    assert_eq!(s.get(ObjectKind::Lock, &lock).unwrap(), b"v2");
+}
