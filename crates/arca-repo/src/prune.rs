@@ -133,13 +133,14 @@ pub fn prune(
         (None, true) => None,
         (None, false) => return Err(RepoError::Refused("prune needs an exclusive lock".into())),
     };
+    let mut walk = None;
     if let Some(session) = session {
         report.stale_locks_removed = remove_stale_locks(repo)?;
         report.marks_completed = complete_marks(repo, session)?;
-        report.swept = sweep(repo, session, opts, progress)?;
+        report.swept = sweep(repo, session, opts, progress, &mut walk)?;
     }
-    let used = referenced_blobs(repo, progress)?;
-    let plan = plan(repo, &used, opts)?;
+    let used = referenced_blobs(repo, progress, &mut walk)?;
+    let plan = plan(repo, used, opts)?;
     report.plan = plan.summary.clone();
     if opts.dry_run {
         report.after = report.before;
@@ -149,8 +150,8 @@ pub fn prune(
         return Ok(report);
     }
     let Some(session) = session else { return Ok(report) };
-    mark(repo, session, &plan, &used, opts, progress)?;
-    let again = sweep(repo, session, opts, progress)?;
+    mark(repo, session, &plan, used, opts, progress)?;
+    let again = sweep(repo, session, opts, progress, &mut walk)?;
     merge_sweeps(&mut report.swept, again);
     repo.load_index()?;
     report.after = stored_size(repo)?;
@@ -262,11 +263,23 @@ fn index_objects(repo: &Repository) -> RepoResult<IndexObjects> {
     Ok(IndexObjects { effective, superseded, supersedes_of, present, blob_bytes })
 }
 
+/// The blobs a set of snapshots needs. Snapshots are immutable and named by their contents,
+/// so the same set of snapshot ids always needs the same blobs: a prune walks the trees again
+/// only when the snapshots changed between its phases.
+struct Walk {
+    snapshots: Vec<Id>,
+    used: HashSet<Id>,
+}
+
 /// Every blob any snapshot needs, and the index reloaded to match. Snapshots are listed
 /// before the index is loaded: a backup stores its index before its snapshot, so every
 /// listed snapshot's blobs are then in the index. Any unreadable snapshot or tree stops the
 /// prune: what it references cannot be known, so nothing may be deleted.
-pub fn referenced_blobs(repo: &Repository, progress: PruneProgress) -> RepoResult<HashSet<Id>> {
+fn referenced_blobs<'a>(
+    repo: &Repository,
+    progress: PruneProgress,
+    walk: &'a mut Option<Walk>,
+) -> RepoResult<&'a HashSet<Id>> {
     let (snaps, errors) = crate::snapshots::list_all(repo)?;
     if let Some(e) = errors.into_iter().next() {
         return Err(RepoError::Refused(format!(
@@ -276,6 +289,23 @@ pub fn referenced_blobs(repo: &Repository, progress: PruneProgress) -> RepoResul
     if let Some(e) = repo.load_index()?.into_iter().next() {
         return Err(RepoError::Refused(format!("{e}; prune needs the whole index (run `arca repair index` first)")));
     }
+    let mut ids: Vec<Id> = snaps.iter().map(|s| s.id).collect();
+    ids.sort();
+    if walk.as_ref().is_none_or(|w| w.snapshots != ids) {
+        *walk = Some(Walk { used: walk_trees(repo, &snaps, progress)?, snapshots: ids });
+    }
+    match walk {
+        Some(w) => Ok(&w.used),
+        None => Err(RepoError::Invalid("prune: no tree walk".into())),
+    }
+}
+
+/// Walk every tree of `snaps` and collect the blobs they reference.
+fn walk_trees(
+    repo: &Repository,
+    snaps: &[crate::snapshots::SnapshotEntry],
+    progress: PruneProgress,
+) -> RepoResult<HashSet<Id>> {
     let mut used = HashSet::new();
     let mut stack = vec![];
     for (i, s) in snaps.iter().enumerate() {
@@ -492,7 +522,13 @@ fn repack(
 }
 
 /// Delete the packs of every mark that is ready, oldest first.
-fn sweep(repo: &Repository, session: &SessionLock, opts: &PruneOptions, progress: PruneProgress) -> RepoResult<Sweep> {
+fn sweep(
+    repo: &Repository,
+    session: &SessionLock,
+    opts: &PruneOptions,
+    progress: PruneProgress,
+    walk: &mut Option<Walk>,
+) -> RepoResult<Sweep> {
     let mut out = Sweep::default();
     let marks = load_marks(repo)?;
     if marks.is_empty() {
@@ -539,7 +575,7 @@ fn sweep(repo: &Repository, session: &SessionLock, opts: &PruneOptions, progress
         return Ok(out);
     }
     // Sessions listed in the marks have ended, so every snapshot they wrote exists now.
-    let used = referenced_blobs(repo, progress)?;
+    let used = referenced_blobs(repo, progress, walk)?;
     let mut objects = index_objects(repo)?;
     let index = repo.index();
     let live_packs: HashSet<Id> = index.packs().into_iter().map(|p| p.0).filter(|p| !index.is_retired(p)).collect();
