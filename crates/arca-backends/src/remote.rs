@@ -10,7 +10,7 @@ use arca_format::wire::{read_frame, write_frame, ErrorKind, Request, Response, P
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
 use serde_bytes::ByteBuf;
 use std::io::{BufReader, BufWriter};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::Mutex;
 
 struct Conn {
@@ -73,20 +73,9 @@ impl RemoteStorage {
     }
 
     fn open(&self) -> StorageResult<Conn> {
-        let (prog, args) =
-            self.command.split_first().ok_or_else(|| StorageError::Refused("empty ssh command".into()))?;
-        let mut child = Command::new(prog)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            // Not inherited: ssh makes its stderr non-blocking, which would then make our own
-            // writes to a shared stderr fail. A thread passes its messages on instead.
-            .stderr(Stdio::piped())
+        let mut child = ssh_process::command(&self.command)?
             .spawn()
-            .map_err(|e| StorageError::Io {
-                path: self.location.clone(),
-                source: std::io::Error::new(e.kind(), format!("cannot run {prog}: {e}")),
-            })?;
+            .map_err(|e| ssh_process::spawn_failed(&self.location, &self.command, e))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(self.lost("at start", "no pipes"));
         };

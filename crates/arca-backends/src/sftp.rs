@@ -11,7 +11,6 @@ use openssh_sftp_client::fs::Fs;
 use openssh_sftp_client::{Error, Sftp, SftpOptions};
 use std::future::Future;
 use std::pin::Pin;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 struct Conn {
@@ -79,20 +78,11 @@ impl SftpStorage {
     }
 
     fn open(&self) -> StorageResult<Conn> {
-        let (prog, args) =
-            self.command.split_first().ok_or_else(|| StorageError::Refused("empty ssh command".into()))?;
         let _guard = self.rt.enter();
-        let mut child = tokio::process::Command::new(prog)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = tokio::process::Command::from(ssh_process::command(&self.command)?)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| StorageError::Io {
-                path: self.location.clone(),
-                source: std::io::Error::new(e.kind(), format!("cannot run {prog}: {e}")),
-            })?;
+            .map_err(|e| ssh_process::spawn_failed(&self.location, &self.command, e))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(self.lost("starting", "no pipes"));
         };

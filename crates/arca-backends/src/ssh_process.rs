@@ -35,6 +35,27 @@ pub fn gave_up(location: &str, doing: &str, last: &str) -> StorageError {
     }
 }
 
+/// The ssh command ready to spawn, all three streams piped (stderr goes through
+/// [`forward_stderr`]).
+pub fn command(command: &[String]) -> Result<std::process::Command, StorageError> {
+    let (prog, args) = command.split_first().ok_or_else(|| StorageError::Refused("empty ssh command".into()))?;
+    let mut c = std::process::Command::new(prog);
+    c.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    Ok(c)
+}
+
+/// Starting the ssh command failed (not installed, not executable).
+pub fn spawn_failed(location: &str, command: &[String], e: std::io::Error) -> StorageError {
+    let prog = command.first().map(String::as_str).unwrap_or("ssh");
+    StorageError::Io {
+        path: location.to_string(),
+        source: std::io::Error::new(e.kind(), format!("cannot run {prog}: {e}")),
+    }
+}
+
 /// Pass the ssh child's stderr on, line by line. Never let ssh inherit our stderr: it makes
 /// its stderr non-blocking, and then our own writes to the shared descriptor can fail.
 pub fn forward_stderr(err: impl Read + Send + 'static) {
