@@ -413,9 +413,9 @@ fn plan(repo: &Repository, used: &HashSet<Id>, opts: &PruneOptions) -> RepoResul
         repack.push((id, size));
     }
     s.unused_left = unused_left;
+    let chosen: HashSet<Id> = repack.iter().map(|r| r.0).collect();
     let index = repo.index();
-    s.repack_blobs =
-        index.iter().filter(|(id, loc)| used.contains(id) && repack.iter().any(|r| r.0 == loc.pack)).count() as u64;
+    s.repack_blobs = index.iter().filter(|(id, loc)| chosen.contains(&loc.pack) && used.contains(id)).count() as u64;
     drop(index);
     drop_packs.sort();
     Ok(MarkPlan { summary: s, drop: drop_packs, repack, orphans, objects })
