@@ -75,6 +75,7 @@ pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
         l.check_alive()?;
     }
     let mut copied = vec![];
+    let src_by_id: HashMap<Id, &SnapshotEntry> = all_src.iter().map(|e| (e.id, e)).collect();
     // Oldest first, so a copy's parent is already here when it is saved.
     for (e, tree) in copies {
         let mut s = e.snapshot.clone();
@@ -83,7 +84,7 @@ pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
         s.parent = e
             .snapshot
             .parent
-            .and_then(|p| all_src.iter().find(|x| x.id == p))
+            .and_then(|p| src_by_id.get(&p))
             .and_then(|p| here.get(&origin_of(&p.id, &p.snapshot)).copied());
         if a.dry_run {
             copied.push((e.id, None));
