@@ -2,7 +2,7 @@
 //! into place and the directory synced, so a crash or power loss never leaves a torn object
 //! under a real name.
 
-use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
+use arca_storage::{ObjectKind, ObjectWriter, Storage, StorageError, StorageResult};
 use rand::RngCore;
 use std::fs::{self, File};
 use std::io::Write;
@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex};
 
 /// Marks temporary files; listings skip them.
 const TMP_MARK: &str = ".tmp-";
+
+/// Buffer of a streamed object's writer: whole buffers go to the disk with O_DIRECT.
+const WRITE_BUFFER: usize = 4 << 20;
 
 /// Open files kept for range reads: a restore reads many blobs from each pack, and opening
 /// the pack for every blob cost a path lookup each time.
@@ -56,10 +59,8 @@ impl LocalStorage {
 
     fn write_new(&self, path: &Path, data: &[u8]) -> StorageResult<()> {
         let dir = path.parent().unwrap_or(&self.root);
-        let mut suffix = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut suffix);
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!("{file_name}{TMP_MARK}{}", hex::encode(suffix)));
+        let tmp = temp_name(dir, &file_name);
         let result = (|| {
             let mut f = match File::create(&tmp) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -81,6 +82,62 @@ impl LocalStorage {
     }
 }
 
+/// A temporary name in `dir` for an object to be called `name`; listings skip it.
+fn temp_name(dir: &Path, name: &str) -> PathBuf {
+    let mut suffix = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut suffix);
+    dir.join(format!("{name}{TMP_MARK}{}", hex::encode(suffix)))
+}
+
+/// A streamed object: written to a temporary file in the kind's directory (bypassing the page
+/// cache where it can), then synced and renamed into place like [`LocalStorage::put`].
+struct LocalObjectWriter {
+    root: PathBuf,
+    kind: ObjectKind,
+    tmp: PathBuf,
+    out: Option<arca_io::DirectWriter>,
+}
+
+impl LocalObjectWriter {
+    fn err(&self, e: std::io::Error) -> StorageError {
+        StorageError::from_io(self.tmp.display().to_string(), e)
+    }
+}
+
+impl ObjectWriter for LocalObjectWriter {
+    fn write(&mut self, data: &[u8]) -> StorageResult<()> {
+        match self.out.as_mut() {
+            Some(w) => w.write_all(data).map_err(|e| self.err(e)),
+            None => Err(StorageError::Refused("write after a failed write".into())),
+        }
+    }
+
+    fn finish(mut self: Box<Self>, name: &str) -> StorageResult<()> {
+        let out = self.out.take().ok_or_else(|| StorageError::Refused("finish after a failed write".into()))?;
+        let path = self.root.join(self.kind.path(name));
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let result = (|| {
+            out.finish()?;
+            match fs::rename(&self.tmp, &path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::create_dir_all(&dir)?;
+                    fs::rename(&self.tmp, &path)?
+                }
+                r => r?,
+            }
+            File::open(&dir)?.sync_all()
+        })();
+        result.map_err(|e| StorageError::from_io(path.display().to_string(), e))
+    }
+}
+
+impl Drop for LocalObjectWriter {
+    fn drop(&mut self) {
+        // Abandoned (or finished: then the temporary name is gone and this is a no-op).
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
 impl Storage for LocalStorage {
     fn location(&self) -> String {
         self.root.display().to_string()
@@ -88,6 +145,21 @@ impl Storage for LocalStorage {
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         self.write_new(&self.full(kind, name), data)
+    }
+
+    fn create(&self, kind: ObjectKind) -> StorageResult<Option<Box<dyn ObjectWriter>>> {
+        let dir = self.root.join(kind.dir());
+        let tmp = temp_name(&dir, "new");
+        let file = match File::create(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(|e| self.err(&dir, e))?;
+                File::create(&tmp)
+            }
+            r => r,
+        }
+        .map_err(|e| self.err(&tmp, e))?;
+        let out = Some(arca_io::DirectWriter::new(file, WRITE_BUFFER));
+        Ok(Some(Box::new(LocalObjectWriter { root: self.root.clone(), kind, tmp, out })))
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
@@ -185,5 +257,27 @@ mod tests {
         s.delete(ObjectKind::Pack, "abcd").unwrap();
         s.delete(ObjectKind::Pack, "abcd").unwrap();
         assert!(s.get(ObjectKind::Pack, "abcd").unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn streamed_objects_appear_whole_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(d.path().join("repo"));
+        let data: Vec<u8> = (0..(5 << 20) + 77).map(|i: u32| (i % 253) as u8).collect();
+        let mut w = s.create(ObjectKind::Pack).unwrap().expect("local storage streams");
+        for piece in data.chunks(300_001) {
+            w.write(piece).unwrap();
+        }
+        assert!(s.list(ObjectKind::Pack).unwrap().is_empty(), "nothing visible before finish");
+        w.finish("cdef").unwrap();
+        assert_eq!(s.get(ObjectKind::Pack, "cdef").unwrap(), data);
+        assert_eq!(s.list(ObjectKind::Pack).unwrap(), vec![("cdef".into(), data.len() as u64)]);
+        // abandoned: no object, no temporary file left behind
+        let mut w = s.create(ObjectKind::Pack).unwrap().expect("local storage streams");
+        w.write(b"half a pack").unwrap();
+        drop(w);
+        assert_eq!(s.list(ObjectKind::Pack).unwrap().len(), 1);
+        let left: Vec<_> = fs::read_dir(d.path().join("repo/data")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("cd")]);
     }
 }

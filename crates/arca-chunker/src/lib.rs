@@ -10,6 +10,10 @@
 use fastcdc::v2020::{cut_gear, select_masks, Normalization};
 use std::io::{self, Read};
 
+/// Reads into a stream's buffer start at an address and ask for a length that are multiples
+/// of this, so the reader may move the bytes with `O_DIRECT` (`arca_io::DirectReader`).
+pub const READ_ALIGN: usize = 4096;
+
 /// Chunk sizes outside what FastCDC 2020 supports.
 #[derive(Debug, PartialEq, Eq)]
 pub struct InvalidParams(pub String);
@@ -96,8 +100,12 @@ impl Chunker {
     /// Chunk a stream using `buf` as the buffer (get it back with
     /// [`ChunkStream::into_buffer`]), so many small files do not allocate one each.
     pub fn stream_with_buffer<R: Read>(&self, reader: R, mut buf: Vec<u8>) -> ChunkStream<'_, R> {
-        buf.resize(2 * self.max, 0);
-        ChunkStream { chunker: self, reader, buf, start: 0, end: 0, eof: false }
+        // Room for two max-size chunks (so a refill moves at most one chunk's worth of bytes,
+        // however the chunks fall) plus alignment slack on both sides.
+        let window = (2 * self.max).div_ceil(READ_ALIGN) * READ_ALIGN + READ_ALIGN;
+        buf.resize(window + READ_ALIGN, 0);
+        let base = buf.as_ptr().align_offset(READ_ALIGN).min(READ_ALIGN);
+        ChunkStream { chunker: self, reader, buf, base, limit: base + window, start: base, end: base, eof: false }
     }
 }
 
@@ -106,6 +114,9 @@ pub struct ChunkStream<'a, R> {
     chunker: &'a Chunker,
     reader: R,
     buf: Vec<u8>,
+    /// The aligned start of the usable window `buf[base..limit]`.
+    base: usize,
+    limit: usize,
     start: usize,
     end: usize,
     eof: bool,
@@ -113,13 +124,17 @@ pub struct ChunkStream<'a, R> {
 
 impl<R: Read> ChunkStream<'_, R> {
     fn fill(&mut self) -> io::Result<()> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+        if self.start > self.base {
+            // Move the unread rest to the front so that it *ends* on an aligned boundary:
+            // the next read then starts aligned.
+            let rest = self.end - self.start;
+            let to = self.base + (rest.div_ceil(READ_ALIGN) * READ_ALIGN - rest);
+            self.buf.copy_within(self.start..self.end, to);
+            self.start = to;
+            self.end = to + rest;
         }
-        while !self.eof && self.end < self.buf.len() {
-            match self.reader.read(&mut self.buf[self.end..]) {
+        while !self.eof && self.end < self.limit {
+            match self.reader.read(&mut self.buf[self.end..self.limit]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -199,6 +214,41 @@ mod tests {
         let b = chunks(&c, &shifted);
         let new: usize = b.iter().filter(|ch| !a.contains(*ch)).map(|ch| ch.len()).sum();
         assert!(new < 3 * 65536, "{new} new bytes after a 100-byte insert");
+    }
+
+    /// A reader that records whether every request was aligned for O_DIRECT.
+    struct AlignChecker<'a> {
+        data: &'a [u8],
+        unaligned: usize,
+    }
+
+    impl Read for AlignChecker<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !(buf.as_ptr() as usize).is_multiple_of(READ_ALIGN) || !buf.len().is_multiple_of(READ_ALIGN) {
+                self.unaligned += 1;
+            }
+            let n = buf.len().min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reads_stay_aligned_for_direct_io() {
+        for (min, avg, max) in [(2048, 8192, 65536), (1024, 4096, 10_000)] {
+            let c = Chunker::new(min, avg, max, 3).unwrap();
+            let data = pseudo_random(3 << 20, 5);
+            let mut r = AlignChecker { data: &data, unaligned: 0 };
+            let mut s = c.stream_with_buffer(&mut r, vec![0u8; 17]);
+            let mut out = vec![];
+            while let Some(ch) = s.next_chunk().unwrap() {
+                out.extend_from_slice(ch);
+            }
+            drop(s);
+            assert_eq!(out, data);
+            assert_eq!(r.unaligned, 0, "every read aligned (max {max})");
+        }
     }
 
     #[test]

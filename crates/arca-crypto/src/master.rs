@@ -42,6 +42,12 @@ impl MasterKey {
         Id(*blake3::keyed_hash(&self.mac_key, plaintext).as_bytes())
     }
 
+    /// An incremental hasher giving [`MasterKey::blob_id`] of everything fed to it, for
+    /// plaintexts that are never whole in memory.
+    pub fn blob_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.mac_key)
+    }
+
     /// The seed of the chunker's gear table.
     pub fn chunker_seed(&self) -> u64 {
         self.chunker_seed

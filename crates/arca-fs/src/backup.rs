@@ -487,11 +487,21 @@ impl Archiver<'_> {
             }
             return Ok(Content { blobs, holes: vec![], size: data.len() as u64 });
         }
-        let regions =
-            if maybe_sparse { data_regions(f, size).map_err(|e| FsError::io(path, e))? } else { vec![(0, size)] };
-        let holes = if maybe_sparse { holes_of(&regions, size) } else { vec![] };
+        if !maybe_sparse {
+            // Large and dense: straight from the disk, bypassing the page cache (arca-io).
+            let (blobs, read) = self.chunk_stream(path, arca_io::DirectReader::new(f))?;
+            return Ok(Content { blobs, holes: vec![], size: read });
+        }
+        let regions = data_regions(f, size).map_err(|e| FsError::io(path, e))?;
+        let holes = holes_of(&regions, size);
         let hole_bytes: u64 = holes.iter().map(|h| h.1).sum();
-        let mut stream = self.chunker.stream_with_buffer(RegionReader::new(f, regions), self.buffers.take());
+        let (blobs, read) = self.chunk_stream(path, RegionReader::new(f, regions))?;
+        Ok(Content { blobs, holes, size: read + hole_bytes })
+    }
+
+    /// Chunk and store everything `reader` yields; the blob ids and the bytes read.
+    fn chunk_stream(&self, path: &Path, reader: impl Read) -> FsResult<(Vec<Id>, u64)> {
+        let mut stream = self.chunker.stream_with_buffer(reader, self.buffers.take());
         let mut blobs = vec![];
         let mut read = 0u64;
         let result = loop {
@@ -510,7 +520,7 @@ impl Archiver<'_> {
         };
         self.buffers.give(stream.into_buffer());
         result?;
-        Ok(Content { blobs, holes, size: read + hole_bytes })
+        Ok((blobs, read))
     }
 }
 

@@ -53,21 +53,57 @@ fn ad(kind: BlobKind, id: &Id) -> [u8; 42] {
 
 thread_local! {
     /// zstd contexts are costly to create (a third of the CPU of a small-file backup went
-    /// there), so each thread keeps one of each.
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// there), so each thread keeps one per level it uses (the `Auto` probe's and the real
+    /// one) and one decompressor of each kind.
+    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(Vec::new()) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    static STREAM_DECOMPRESSOR: RefCell<Option<zstd::stream::raw::Decoder<'static>>> = const { RefCell::new(None) };
 }
 
+/// Piece size of a streamed decompression.
+const STREAM_PIECE: usize = 64 * 1024;
+
 fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|cell| {
+    COMPRESSORS.with(|cell| {
+        let mut all = cell.borrow_mut();
+        if let Some((_, c)) = all.iter_mut().find(|(l, _)| *l == level) {
+            return c.compress(data);
+        }
+        let mut c = zstd::bulk::Compressor::new(level)?;
+        let out = c.compress(data);
+        all.push((level, c));
+        out
+    })
+}
+
+/// Decompress `data` piece by piece into `sink`, never holding more than one piece; the
+/// number of bytes produced. Fails past `limit` bytes or on a truncated frame.
+fn decompress_into(data: &[u8], limit: u64, mut sink: impl FnMut(&[u8])) -> std::io::Result<u64> {
+    use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+    STREAM_DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match &mut *slot {
-            Some((l, c)) if *l == level => c.compress(data),
-            _ => {
-                let mut c = zstd::bulk::Compressor::new(level)?;
-                let out = c.compress(data);
-                *slot = Some((level, c));
-                out
+        let d = match &mut *slot {
+            Some(d) => d,
+            empty => empty.insert(zstd::stream::raw::Decoder::new()?),
+        };
+        d.reinit()?;
+        let mut piece = vec![0u8; STREAM_PIECE];
+        let mut input = InBuffer::around(data);
+        let mut total = 0u64;
+        loop {
+            let mut out = OutBuffer::around(&mut piece[..]);
+            let hint = d.run(&mut input, &mut out)?;
+            let n = out.pos();
+            total += n as u64;
+            if total > limit {
+                return Err(std::io::Error::other("more bytes than the stored length"));
+            }
+            sink(&piece[..n]);
+            if hint == 0 && input.pos() == data.len() {
+                return Ok(total);
+            }
+            if n == 0 && input.pos() == data.len() {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated zstd frame"));
             }
         }
     })
@@ -110,6 +146,38 @@ pub fn encode(cipher: &Cipher, kind: BlobKind, id: &Id, data: &[u8], compression
         buf.extend_from_slice(body);
         buf.push(tag);
     })
+}
+
+/// Check one sealed blob as a reader would — open, decompress, hash to `id`, compare lengths —
+/// without keeping its plaintext: decompression streams through a small buffer into the
+/// hasher. For verification after sealing and for `check --read-data`.
+pub fn verify(
+    key: &MasterKey,
+    cipher: &Cipher,
+    kind: BlobKind,
+    id: &Id,
+    sealed: &[u8],
+    raw_length: u32,
+) -> RepoResult<()> {
+    let what = || format!("{kind:?} blob {id}").to_lowercase();
+    let plain = cipher.open(sealed, &ad(kind, id), "blob").map_err(|e| RepoError::corrupt(what(), e))?;
+    let mut hasher = key.blob_hasher();
+    let len = match plain.split_last() {
+        Some((&COMPRESSION_NONE, rest)) => {
+            hasher.update(rest);
+            rest.len() as u64
+        }
+        Some((&COMPRESSION_ZSTD, rest)) => decompress_into(rest, raw_length as u64, |p| {
+            hasher.update(p);
+        })
+        .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?,
+        Some((t, _)) => return Err(RepoError::corrupt(what(), format!("unknown compression tag {t}"))),
+        None => return Err(RepoError::corrupt(what(), "empty plaintext")),
+    };
+    if len != raw_length as u64 || Id(*hasher.finalize().as_bytes()) != *id {
+        return Err(RepoError::corrupt(what(), "contents do not match the blob id"));
+    }
+    Ok(())
 }
 
 /// Open, decompress and verify one blob: its keyed hash must equal `id`.
@@ -158,9 +226,34 @@ mod tests {
                 let s = encode(&c, BlobKind::Data, &id, data, comp);
                 assert_eq!(decode(&k, &c, BlobKind::Data, &id, &s, data.len() as u32).unwrap(), data);
                 assert!(decode(&k, &c, BlobKind::Tree, &id, &s, data.len() as u32).is_err());
+                let n = data.len() as u32;
+                verify(&k, &c, BlobKind::Data, &id, &s, n).unwrap();
+                assert!(verify(&k, &c, BlobKind::Tree, &id, &s, n).is_err(), "wrong kind");
+                assert!(verify(&k, &c, BlobKind::Data, &id, &s, n + 1).is_err(), "wrong length");
+                assert!(verify(&k, &c, BlobKind::Data, &k.blob_id(b"x"), &s, n).is_err(), "wrong id");
             }
         }
         let id = k.blob_id(&text);
         assert!(encode(&c, BlobKind::Data, &id, &text, Compression::Auto).len() < text.len() / 10);
+    }
+
+    #[test]
+    fn verify_catches_damaged_compressed_data() {
+        let k = MasterKey::generate();
+        let c = k.cipher(EncryptionMode::Aes256GcmSiv);
+        let text = b"the quick brown fox ".repeat(40_000);
+        let id = k.blob_id(&text);
+        let n = text.len() as u32;
+        // A compressor fault: valid AEAD around a truncated or altered zstd frame.
+        let good = compress(&text, 3).unwrap();
+        let other = compress(&b"the quick brown fax ".repeat(40_000), 3).unwrap();
+        for bad in [good[..good.len() / 2].to_vec(), other, good[..good.len() - 1].to_vec()] {
+            let s = c.seal_with(bad.len() + 1, &ad(BlobKind::Data, &id), |buf| {
+                buf.extend_from_slice(&bad);
+                buf.push(COMPRESSION_ZSTD);
+            });
+            assert!(verify(&k, &c, BlobKind::Data, &id, &s, n).is_err());
+            assert!(decode(&k, &c, BlobKind::Data, &id, &s, n).is_err());
+        }
     }
 }

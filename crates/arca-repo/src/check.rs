@@ -373,7 +373,7 @@ fn read_pack(
             bad.push(*id);
             continue;
         };
-        if let Err(e) = blob::decode(repo.key(), repo.cipher(), loc.kind, id, sealed, loc.raw_length) {
+        if let Err(e) = blob::verify(repo.key(), repo.cipher(), loc.kind, id, sealed, loc.raw_length) {
             r.error(format!("pack {pid}"), e.to_string());
             ok = false;
             bad.push(*id);

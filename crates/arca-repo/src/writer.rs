@@ -12,7 +12,7 @@ use crate::blob::{self, Compression};
 use crate::{RepoError, RepoResult, Repository};
 use arca_format::pack::{PackTrailer, MASTER_DATA_KEY};
 use arca_format::{encode, BlobKind, Id, IndexFile, IndexPack, PackHeader, PackHeaderEntry};
-use arca_storage::ObjectKind;
+use arca_storage::{ObjectKind, ObjectWriter};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,8 +65,17 @@ struct Sealed {
 
 struct PackOut {
     id: Id,
-    bytes: Vec<u8>,
+    size: u64,
+    body: PackBody,
     blobs: Vec<PackHeaderEntry>,
+}
+
+/// Where a pack's bytes go while it is built: straight to the storage where the backend can
+/// stream (a local directory: no pack ever sits whole in memory), else into memory until the
+/// pack is complete and can be `put` (and, with parity on, encoded).
+enum PackBody {
+    Memory(Vec<u8>),
+    Stream(Box<dyn ObjectWriter>),
 }
 
 /// Shared between stages: the first failure, which stops everything.
@@ -288,7 +297,7 @@ fn seal_worker(
             let mut bytes = blob::encode(repo.cipher(), job.kind, &job.id, &job.data, compression);
             crate::failpoint::corrupt("sealed-blob", &mut bytes);
             let raw_length = job.data.len() as u32;
-            if let Err(e) = blob::decode(repo.key(), repo.cipher(), job.kind, &job.id, &bytes, raw_length) {
+            if let Err(e) = blob::verify(repo.key(), repo.cipher(), job.kind, &job.id, &bytes, raw_length) {
                 failure.set(RepoError::corrupt(
                     format!("new blob {}", job.id),
                     format!(
@@ -308,24 +317,44 @@ fn seal_worker(
 /// Pack builder for one blob kind.
 #[derive(Default)]
 struct OpenPack {
-    bytes: Vec<u8>,
+    body: Option<PackBody>,
+    len: u64,
+    hasher: blake3::Hasher,
     blobs: Vec<PackHeaderEntry>,
 }
 
 impl OpenPack {
-    fn push(&mut self, s: Sealed, target: usize) {
-        if self.bytes.capacity() == 0 {
-            // One allocation for the whole pack: doubling would reach twice the target.
-            self.bytes.reserve_exact(target + s.bytes.len().max(1 << 20) + 64 * 1024);
+    /// Add a sealed blob. Data packs stream where the storage can; tree packs are small and
+    /// stay in memory (so a pack writer's buffer is not spent on them).
+    fn push(&mut self, repo: &Repository, s: Sealed, target: usize) -> RepoResult<()> {
+        if self.body.is_none() {
+            let stream = s.kind == BlobKind::Data && repo.config().parity_percent == 0;
+            let stream = if stream { repo.storage().create(ObjectKind::Pack)? } else { None };
+            self.body = Some(match stream {
+                Some(w) => PackBody::Stream(w),
+                // One allocation for the whole pack: doubling would reach twice the target.
+                None => PackBody::Memory(Vec::with_capacity(target + s.bytes.len().max(1 << 20) + 64 * 1024)),
+            });
         }
         self.blobs.push(PackHeaderEntry {
             kind: s.kind,
             id: s.id,
-            offset: self.bytes.len() as u64,
+            offset: self.len,
             length: s.bytes.len() as u32,
             raw_length: s.raw_length,
         });
-        self.bytes.extend_from_slice(&s.bytes);
+        self.append(&s.bytes)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> RepoResult<()> {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        match &mut self.body {
+            Some(PackBody::Memory(v)) => v.extend_from_slice(bytes),
+            Some(PackBody::Stream(w)) => w.write(bytes)?,
+            None => return Err(RepoError::Invalid("pack bytes before the pack was opened".into())),
+        }
+        Ok(())
     }
 
     fn seal(mut self, repo: &Repository) -> RepoResult<PackOut> {
@@ -341,10 +370,11 @@ impl OpenPack {
                 "failed verification right after sealing; memory or encryption fault, nothing stored",
             ));
         }
-        self.bytes.extend_from_slice(&sealed);
+        self.append(&sealed)?;
         let trailer = PackTrailer { data_key: MASTER_DATA_KEY, header_length: sealed.len() as u32 };
-        self.bytes.extend_from_slice(&trailer.to_bytes());
-        Ok(PackOut { id: Id::of_bytes(&self.bytes), bytes: self.bytes, blobs: self.blobs })
+        self.append(&trailer.to_bytes())?;
+        let body = self.body.ok_or_else(|| RepoError::Invalid("sealing a pack that was never opened".into()))?;
+        Ok(PackOut { id: Id(*self.hasher.finalize().as_bytes()), size: self.len, body, blobs: self.blobs })
     }
 }
 
@@ -355,7 +385,7 @@ fn packer(repo: &Repository, rx: Receiver<Vec<Sealed>>, tx: Sender<PackOut>, fai
     let emit = |p: OpenPack| -> bool {
         match p.seal(repo) {
             Ok(out) => {
-                counters.bytes_stored.fetch_add(out.bytes.len() as u64, Ordering::Relaxed);
+                counters.bytes_stored.fetch_add(out.size, Ordering::Relaxed);
                 counters.packs.fetch_add(1, Ordering::Relaxed);
                 tx.send(out).is_ok()
             }
@@ -367,8 +397,11 @@ fn packer(repo: &Repository, rx: Receiver<Vec<Sealed>>, tx: Sender<PackOut>, fai
     };
     for s in rx.into_iter().flatten() {
         let i = slot(s.kind);
-        open[i].push(s, if i == 0 { target } else { 1 << 20 });
-        if open[i].bytes.len() >= target && !emit(std::mem::take(&mut open[i])) {
+        if let Err(e) = open[i].push(repo, s, if i == 0 { target } else { 1 << 20 }) {
+            failure.set(e);
+            return;
+        }
+        if open[i].len >= target as u64 && !emit(std::mem::take(&mut open[i])) {
             return;
         }
     }
@@ -409,16 +442,20 @@ fn uploader(
             // Something upstream failed (maybe a blob that did not verify): store nothing more.
             return written;
         }
-        if let Err(e) = repo.storage().put(ObjectKind::Pack, &p.id.to_hex(), &p.bytes) {
-            failure.set(e.into());
-            return written;
-        }
-        if let Err(e) = crate::parity::store_for(repo, &p.id, &p.bytes) {
+        let stored = match p.body {
+            PackBody::Memory(bytes) => repo
+                .storage()
+                .put(ObjectKind::Pack, &p.id.to_hex(), &bytes)
+                .map_err(RepoError::from)
+                .and_then(|()| crate::parity::store_for(repo, &p.id, &bytes)),
+            PackBody::Stream(w) => w.finish(&p.id.to_hex()).map_err(RepoError::from),
+        };
+        if let Err(e) = stored {
             failure.set(e);
             return written;
         }
         crate::failpoint::hit("writer-after-pack");
-        let ip = IndexPack { id: p.id, size: p.bytes.len() as u64, blobs: p.blobs };
+        let ip = IndexPack { id: p.id, size: p.size, blobs: p.blobs };
         repo.index_mut().add_pack(&ip);
         {
             let mut f = in_flight.lock().unwrap_or_else(|p| p.into_inner());

@@ -126,6 +126,16 @@ impl StorageError {
 /// Result of a storage operation.
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// A new object written piece by piece (a pack as it is built), for backends that can store
+/// it without holding it whole in memory. Dropping it without [`ObjectWriter::finish`]
+/// abandons it: nothing appears under any name.
+pub trait ObjectWriter: Send {
+    /// Append bytes.
+    fn write(&mut self, data: &[u8]) -> StorageResult<()>;
+    /// Store what was written as object `name`, with the same atomicity as [`Storage::put`].
+    fn finish(self: Box<Self>, name: &str) -> StorageResult<()>;
+}
+
 /// Immutable named objects: put once, read (whole or a range), list, delete.
 pub trait Storage: Send + Sync {
     /// Where this storage lives, for messages (never includes credentials).
@@ -152,6 +162,12 @@ pub trait Storage: Send + Sync {
     fn delete_owned(&self, kind: ObjectKind, name: &str, proof: &[u8]) -> StorageResult<()> {
         let _ = proof;
         self.delete(kind, name)
+    }
+    /// Start a new object of `kind` to be written piece by piece and named when complete, or
+    /// `None` if this backend stores only whole objects (then the caller buffers and `put`s).
+    fn create(&self, kind: ObjectKind) -> StorageResult<Option<Box<dyn ObjectWriter>>> {
+        let _ = kind;
+        Ok(None)
     }
     /// True if an object exists.
     fn exists(&self, kind: ObjectKind, name: &str) -> StorageResult<bool> {
