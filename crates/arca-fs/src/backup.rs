@@ -15,9 +15,11 @@ use crate::sparse::{data_regions, holes_of, RegionReader};
 use crate::{FsError, FsResult};
 use arca_chunker::Chunker;
 use arca_format::{encode, BlobKind, Id, Node, NodeKind, SnapshotSummary, SnapshotWarning, Tree, WarningKind};
+use arca_io::{AlignedBuf, DirectReader};
 use arca_repo::BlobWriter;
 use rayon::prelude::*;
 use serde_bytes::ByteBuf;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata};
 use std::io::Read;
@@ -31,6 +33,11 @@ use std::time::Instant;
 const SMALL_FILE: u64 = 512 * 1024;
 /// Large files streamed at the same time; each holds a chunker buffer (2 × max chunk size).
 const LARGE_STREAMS: usize = 2;
+
+thread_local! {
+    /// Each walker thread's buffer for whole small files, aligned for direct reads.
+    static SMALL_BUFFER: RefCell<Option<AlignedBuf>> = const { RefCell::new(None) };
+}
 
 /// What to back up and how.
 pub struct BackupOptions {
@@ -417,6 +424,9 @@ impl Archiver<'_> {
         self.progress.file(path, md.size());
         let content = match self.read_file(path, node) {
             Ok(c) => c,
+            // The repository side failed (storage full, a verification fault): that ends the
+            // backup; it must never become a warning on one file of a snapshot that is saved.
+            Err(e @ FsError::Repo(_)) => return Err(e),
             Err(e) => {
                 self.warn(path, format!("cannot read: {e}"));
                 return Ok(false);
@@ -474,22 +484,25 @@ impl Archiver<'_> {
         let size = md.size();
         let maybe_sparse = md.blocks() * 512 < size;
         if !maybe_sparse && size <= SMALL_FILE {
-            // Whole file in memory: `cut` sees the end of the stream.
-            let mut data = Vec::with_capacity(size as usize + 1);
-            (&*f).read_to_end(&mut data).map_err(|e| FsError::io(path, e))?;
-            let mut blobs = vec![];
-            let mut rest = data.as_slice();
-            while !rest.is_empty() {
-                let (chunk, tail) = rest.split_at(self.chunker.cut(rest));
-                self.progress.bytes(chunk.len() as u64);
-                blobs.push(self.writer.add(BlobKind::Data, chunk)?.0);
-                rest = tail;
+            // Whole file in this thread's buffer, in one direct read: `cut` sees the end of
+            // the stream. (Taken out of its slot while in use, so nothing can borrow it twice.)
+            let mut buf = SMALL_BUFFER
+                .with(|b| b.borrow_mut().take())
+                .unwrap_or_else(|| AlignedBuf::new(SMALL_FILE as usize + arca_io::ALIGN));
+            let result = match DirectReader::new(f).read_whole(buf.as_mut_slice()) {
+                // Grew past the buffer since it was stat'ed: stream it like a large file.
+                Ok(n) if n == buf.len() => Ok(None),
+                Ok(n) => self.store_whole(&buf.as_slice()[..n]).map(Some),
+                Err(e) => Err(FsError::io(path, e)),
+            };
+            SMALL_BUFFER.with(|b| *b.borrow_mut() = Some(buf));
+            if let Some(content) = result? {
+                return Ok(content);
             }
-            return Ok(Content { blobs, holes: vec![], size: data.len() as u64 });
         }
         if !maybe_sparse {
             // Large and dense: straight from the disk, bypassing the page cache (arca-io).
-            let (blobs, read) = self.chunk_stream(path, arca_io::DirectReader::new(f))?;
+            let (blobs, read) = self.chunk_stream(path, DirectReader::new(f))?;
             return Ok(Content { blobs, holes: vec![], size: read });
         }
         let regions = data_regions(f, size).map_err(|e| FsError::io(path, e))?;
@@ -497,6 +510,19 @@ impl Archiver<'_> {
         let hole_bytes: u64 = holes.iter().map(|h| h.1).sum();
         let (blobs, read) = self.chunk_stream(path, RegionReader::new(f, regions))?;
         Ok(Content { blobs, holes, size: read + hole_bytes })
+    }
+
+    /// Chunk and store a whole file's bytes.
+    fn store_whole(&self, data: &[u8]) -> FsResult<Content> {
+        let mut blobs = vec![];
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(self.chunker.cut(rest));
+            self.progress.bytes(chunk.len() as u64);
+            blobs.push(self.writer.add(BlobKind::Data, chunk)?.0);
+            rest = tail;
+        }
+        Ok(Content { blobs, holes: vec![], size: data.len() as u64 })
     }
 
     /// Chunk and store everything `reader` yields; the blob ids and the bytes read.

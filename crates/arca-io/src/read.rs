@@ -9,7 +9,9 @@ use std::os::unix::fs::FileExt;
 /// aligned goes straight from the disk into the caller's buffer; the first request that is
 /// not (or that the filesystem refuses) turns `O_DIRECT` off for the rest of the file.
 /// A caller that wants the direct path passes aligned buffers of aligned length (see
-/// `arca_chunker::ChunkStream`, which keeps its reads aligned).
+/// `arca_chunker::ChunkStream`, which keeps its reads aligned). The file keeps `O_DIRECT`
+/// afterwards (clearing it would cost two more system calls per file): use it on a handle of
+/// your own.
 pub struct DirectReader<'a> {
     file: &'a File,
     offset: u64,
@@ -21,6 +23,22 @@ impl<'a> DirectReader<'a> {
     pub fn new(file: &'a File) -> DirectReader<'a> {
         let direct = crate::enabled() && set_direct(file, true).is_ok();
         DirectReader { file, offset: 0, direct }
+    }
+
+    /// Read from the start until `buf` is full or the file ends; the bytes read. A direct
+    /// read that comes back short has met the end of the file, so a small file costs one
+    /// request.
+    pub fn read_whole(mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let was_direct = self.direct;
+            let n = self.read(&mut buf[filled..])?;
+            filled += n;
+            if n == 0 || (was_direct && self.direct && n % crate::ALIGN != 0) {
+                break;
+            }
+        }
+        Ok(filled)
     }
 
     /// True while reads bypass the page cache.
@@ -49,14 +67,6 @@ impl Read for DirectReader<'_> {
         };
         self.offset += n as u64;
         Ok(n)
-    }
-}
-
-impl Drop for DirectReader<'_> {
-    fn drop(&mut self) {
-        if self.direct {
-            let _ = set_direct(self.file, false);
-        }
     }
 }
 
@@ -99,6 +109,16 @@ mod tests {
             let mut r = DirectReader::new(&f);
             r.read_to_end(&mut got).unwrap();
             assert!(len == 0 || !r.is_direct(), "an unaligned request leaves the direct path");
+            // whole-file reads into a big enough buffer, and into one too small
+            let f = File::open(&p).unwrap();
+            let mut big = AlignedBuf::new(len + 8192);
+            let n = DirectReader::new(&f).read_whole(big.as_mut_slice()).unwrap();
+            assert_eq!(&big.as_slice()[..n], &sample(len)[..]);
+            let f = File::open(&p).unwrap();
+            let mut small = AlignedBuf::new(4096);
+            let n = DirectReader::new(&f).read_whole(small.as_mut_slice()).unwrap();
+            assert_eq!(&small.as_slice()[..n], &sample(len)[..n.min(len)]);
+            assert_eq!(n, len.min(4096));
             assert_eq!(got, sample(len), "unaligned reads of {len} bytes");
         }
     }

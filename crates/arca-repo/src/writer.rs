@@ -95,6 +95,10 @@ impl Failure {
     fn take(&self) -> Option<RepoError> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+    /// The failure's message, leaving it in place for [`BlobWriter::finish`] to return.
+    fn describe(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|e| e.to_string())
+    }
 }
 
 /// Options for one writer session.
@@ -217,10 +221,14 @@ impl BlobWriter {
         Ok((id, true))
     }
 
+    /// Hand a batch to the workers. If the pipeline has stopped, the error says why; the
+    /// failure itself stays recorded, so `finish` fails too even if a caller carries on.
     fn send(&self, batch: Vec<Job>) -> RepoResult<()> {
         let sent = self.jobs.as_ref().map(|tx| tx.send(batch).is_ok()).unwrap_or(false);
         if !sent {
-            return Err(self.failure.take().unwrap_or_else(|| RepoError::Invalid("the writer has stopped".into())));
+            let why = self.failure.describe().unwrap_or_else(|| "a pipeline thread ended early".into());
+            self.failure.set(RepoError::Invalid(format!("the writer has stopped: {why}")));
+            return Err(RepoError::Invalid(format!("the writer has stopped: {why}")));
         }
         Ok(())
     }
@@ -229,6 +237,7 @@ impl BlobWriter {
     fn close(&mut self) {
         let rest = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|p| p.into_inner())).0;
         if !rest.is_empty() {
+            // A failure is recorded by `send` and returned by `finish`.
             let _ = self.send(rest);
         }
         self.jobs.take();
@@ -505,5 +514,57 @@ mod tests {
         let w = BlobWriter::new(repo.clone(), WriterOptions { paranoid_dedup: true, ..Default::default() });
         assert!(!w.add(BlobKind::Data, b"hello").unwrap().1);
         assert_eq!(w.finish().unwrap().blobs_added, 0);
+    }
+
+    /// Storage whose packs never fit: every pack put fails as a full disk would.
+    struct FullDisk(MemoryStorage);
+
+    impl Storage for FullDisk {
+        fn location(&self) -> String {
+            "full".into()
+        }
+        fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> arca_storage::StorageResult<()> {
+            if kind == ObjectKind::Pack {
+                return Err(arca_storage::StorageError::NoSpace { path: format!("data/{name}") });
+            }
+            self.0.put(kind, name, data)
+        }
+        fn get(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<Vec<u8>> {
+            self.0.get(kind, name)
+        }
+        fn get_range(&self, kind: ObjectKind, name: &str, o: u64, l: u64) -> arca_storage::StorageResult<Vec<u8>> {
+            self.0.get_range(kind, name, o, l)
+        }
+        fn list(&self, kind: ObjectKind) -> arca_storage::StorageResult<Vec<(String, u64)>> {
+            self.0.list(kind)
+        }
+        fn delete(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<()> {
+            self.0.delete(kind, name)
+        }
+    }
+
+    #[test]
+    fn a_storage_failure_fails_finish_even_after_add_reported_it() {
+        let s: Arc<dyn Storage> = Arc::new(FullDisk(MemoryStorage::default()));
+        let mut o = cheap_opts();
+        o.pack_size = 4096;
+        let repo = Arc::new(Repository::init(s, b"pw", &o).unwrap());
+        let w = BlobWriter::new(repo, WriterOptions::default());
+        let mut add_failed = None;
+        // The queues are bounded, so the failure reaches `add` within a few batches.
+        for i in 0..100_000u32 {
+            let mut blob: Vec<u8> = (0..3000u32).map(|j| (j.wrapping_mul(7919) >> 3) as u8).collect();
+            blob[..4].copy_from_slice(&i.to_le_bytes());
+            if let Err(e) = w.add(BlobKind::Data, &blob) {
+                add_failed = Some(e.to_string());
+                break;
+            }
+        }
+        let add_failed = add_failed.expect("adding must fail once packs cannot be stored");
+        assert!(add_failed.contains("no space left"), "{add_failed}");
+        // A caller that carries on (or ignores that error) still cannot finish successfully.
+        let _ = w.add(BlobKind::Tree, b"a tree after the failure");
+        let e = w.finish().expect_err("finish must report the failure").to_string();
+        assert!(e.contains("no space left"), "{e}");
     }
 }
