@@ -489,9 +489,12 @@ impl Archiver<'_> {
             let mut buf = SMALL_BUFFER
                 .with(|b| b.borrow_mut().take())
                 .unwrap_or_else(|| AlignedBuf::new(SMALL_FILE as usize + arca_io::ALIGN));
-            let result = match DirectReader::new(f).read_whole(buf.as_mut_slice()) {
-                // Grew past the buffer since it was stat'ed: stream it like a large file.
-                Ok(n) if n == buf.len() => Ok(None),
+            // Ask for one byte more than the stat'ed size (rounded up to the alignment): a direct
+            // read past the end makes the kernel zero the rest of the request first.
+            let want = ((size as usize + 1).div_ceil(arca_io::ALIGN) * arca_io::ALIGN).min(buf.len());
+            let result = match DirectReader::new(f).read_whole(&mut buf.as_mut_slice()[..want]) {
+                // Grew since it was stat'ed: stream it like a large file.
+                Ok(n) if n == want => Ok(None),
                 Ok(n) => self.store_whole(&buf.as_slice()[..n]).map(Some),
                 Err(e) => Err(FsError::io(path, e)),
             };
