@@ -20,8 +20,14 @@ impl DirectWriter {
     /// A writer to the start of `file` (freshly created, opened for writing) with a buffer of
     /// `buf_len` bytes.
     pub fn new(file: File, buf_len: usize) -> DirectWriter {
+        DirectWriter::with_buffer(file, AlignedBuf::new(buf_len))
+    }
+
+    /// A writer using `buf` (get it back from [`DirectWriter::finish_unsynced`]), so writing
+    /// many files does not allocate a buffer each.
+    pub fn with_buffer(file: File, buf: AlignedBuf) -> DirectWriter {
         let direct = crate::enabled() && set_direct(&file, true).is_ok();
-        DirectWriter { file, buf: AlignedBuf::new(buf_len), fill: 0, offset: 0, direct }
+        DirectWriter { file, buf, fill: 0, offset: 0, direct }
     }
 
     /// Bytes accepted so far.
@@ -65,17 +71,34 @@ impl DirectWriter {
     }
 
     /// Write what is buffered, sync the file to stable storage, and hand it back.
-    pub fn finish(mut self) -> io::Result<File> {
+    pub fn finish(self) -> io::Result<File> {
+        let (file, _) = self.finish_unsynced()?;
+        file.sync_all()?;
+        Ok(file)
+    }
+
+    /// Write what is buffered (the whole blocks of it directly, the last partial block
+    /// through the page cache) without syncing; the file (with `O_DIRECT` off again) and the
+    /// buffer for reuse.
+    pub fn finish_unsynced(mut self) -> io::Result<(File, AlignedBuf)> {
+        let whole = self.fill / crate::ALIGN * crate::ALIGN;
+        if self.direct && whole > 0 && whole < self.fill {
+            let tail = self.fill - whole;
+            let fill = self.fill;
+            self.fill = whole;
+            self.flush_buffer()?;
+            self.buf.as_mut_slice().copy_within(whole..fill, 0);
+            self.fill = tail;
+        }
         if self.direct {
-            // The tail is not a whole number of blocks: write it through the page cache.
+            // What is left is not a whole number of blocks: write it through the page cache.
             set_direct(&self.file, false)?;
             self.direct = false;
         }
         if self.fill > 0 {
             self.flush_buffer()?;
         }
-        self.file.sync_all()?;
-        Ok(self.file)
+        Ok((self.file, self.buf))
     }
 }
 
@@ -88,6 +111,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..(3 << 20) + 123).map(|i: usize| (i % 251) as u8).collect();
         for piece in [1usize, 999, 4096, 1 << 20, 5 << 20] {
+            // unsynced, with a reused buffer
+            let p = d.path().join(format!("u{piece}"));
+            let mut w = DirectWriter::with_buffer(File::create(&p).unwrap(), AlignedBuf::new(64 * 1024));
+            for c in data[..data.len() - piece.min(1000)].chunks(piece) {
+                w.write_all(c).unwrap();
+            }
+            let (_, buf) = w.finish_unsynced().unwrap();
+            assert_eq!(
+                std::fs::read(&p).unwrap(),
+                &data[..data.len() - piece.min(1000)],
+                "unsynced, pieces of {piece}"
+            );
+            assert_eq!(buf.len(), 64 * 1024);
             let p = d.path().join(format!("w{piece}"));
             let mut w = DirectWriter::new(File::create(&p).unwrap(), 64 * 1024);
             for c in data.chunks(piece) {
