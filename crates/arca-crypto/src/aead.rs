@@ -66,19 +66,37 @@ impl Cipher {
 
     /// Open bytes made by [`Cipher::seal`] with the same associated data.
     pub fn open(&self, sealed: &[u8], ad: &[u8], what: &'static str) -> Result<Vec<u8>, CryptoError> {
+        let mut buf = Vec::new();
+        self.open_into(sealed, ad, what, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Cipher::open`] into `buf` (replacing its contents), so a caller that opens many
+    /// objects can reuse one allocation. On failure `buf` holds no plaintext.
+    pub fn open_into(
+        &self,
+        sealed: &[u8],
+        ad: &[u8],
+        what: &'static str,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let n = self.nonce_len();
+        buf.clear();
         if sealed.len() < n + TAG_LEN {
             return Err(CryptoError::Truncated { what, len: sealed.len() });
         }
         let (nonce, rest) = sealed.split_at(n);
         let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut buf = body.to_vec();
+        buf.extend_from_slice(body);
         let ok = match self {
-            Cipher::XChaCha(c) => c.decrypt_in_place_detached(nonce.into(), ad, &mut buf, tag.into()),
-            Cipher::AesSiv(c) => c.decrypt_in_place_detached(nonce.into(), ad, &mut buf, tag.into()),
+            Cipher::XChaCha(c) => c.decrypt_in_place_detached(nonce.into(), ad, buf, tag.into()),
+            Cipher::AesSiv(c) => c.decrypt_in_place_detached(nonce.into(), ad, buf, tag.into()),
         };
-        ok.map_err(|_| CryptoError::Authentication { what })?;
-        Ok(buf)
+        if ok.is_err() {
+            buf.clear();
+            return Err(CryptoError::Authentication { what });
+        }
+        Ok(())
     }
 }
 
