@@ -45,8 +45,14 @@ impl Cipher {
     /// Seal a plaintext that `write` appends to the buffer (about `len` bytes), encrypting it
     /// in place: one allocation and no copy of the plaintext.
     pub fn seal_with(&self, len: usize, ad: &[u8], write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        self.seal_into(Vec::new(), len, ad, write)
+    }
+
+    /// [`Cipher::seal_with`] into `out` (cleared first), so a caller can recycle buffers.
+    pub fn seal_into(&self, mut out: Vec<u8>, len: usize, ad: &[u8], write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
         let n = self.nonce_len();
-        let mut out = Vec::with_capacity(n + len + TAG_LEN);
+        out.clear();
+        out.reserve(n + len + TAG_LEN);
         out.resize(n, 0);
         rand::thread_rng().fill_bytes(&mut out[..n]);
         write(&mut out);

@@ -66,22 +66,33 @@ const MAX_KEPT_BUFFER: usize = 9 << 20;
 thread_local! {
     /// Each thread's buffer for opening blobs it only verifies.
     static OPEN_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's buffer for a blob's compressed form on its way to sealing.
+    static COMPRESS_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Piece size of a streamed decompression.
 const STREAM_PIECE: usize = 64 * 1024;
 
-fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+/// Run `f` with this thread's compressor for `level`.
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     COMPRESSORS.with(|cell| {
         let mut all = cell.borrow_mut();
-        if let Some((_, c)) = all.iter_mut().find(|(l, _)| *l == level) {
-            return c.compress(data);
-        }
-        let mut c = zstd::bulk::Compressor::new(level)?;
-        let out = c.compress(data);
-        all.push((level, c));
-        out
+        let i = match all.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                all.push((level, zstd::bulk::Compressor::new(level)?));
+                all.len() - 1
+            }
+        };
+        f(&mut all[i].1)
     })
+}
+
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    with_compressor(level, |c| c.compress(data))
 }
 
 /// Decompress `data` piece by piece into `sink`, never holding more than one piece; the
@@ -132,28 +143,48 @@ fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// zstd output if it saves at least `MIN_SAVING`.
-fn compressed(data: &[u8], level: i32) -> Option<Vec<u8>> {
-    compress(data, level).ok().filter(|c| (c.len() as f64) < data.len() as f64 * (1.0 - MIN_SAVING))
+/// Compress `data` into `out` (replacing its contents); true if that saves at least
+/// `MIN_SAVING`.
+fn compressed_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    let done = with_compressor(level, |c| c.compress_to_buffer(data, out));
+    done.is_ok() && (out.len() as f64) < data.len() as f64 * (1.0 - MIN_SAVING)
 }
 
 /// Compress (as chosen) and seal one blob.
 pub fn encode(cipher: &Cipher, kind: BlobKind, id: &Id, data: &[u8], compression: Compression) -> Vec<u8> {
-    let packed = match compression {
+    encode_into(cipher, kind, id, data, compression, Vec::new())
+}
+
+/// [`encode`] into `out` (cleared first), so the write pipeline can recycle its buffers; the
+/// compressed form passes through a buffer each thread keeps.
+pub fn encode_into(
+    cipher: &Cipher,
+    kind: BlobKind,
+    id: &Id,
+    data: &[u8],
+    compression: Compression,
+    out: Vec<u8>,
+) -> Vec<u8> {
+    let level = match compression {
         Compression::Off => None,
         Compression::Level(l) if l <= 0 => None,
-        Compression::Level(l) => compressed(data, l),
-        Compression::Auto if worth_compressing(data) => compressed(data, 3),
+        Compression::Level(l) => Some(l),
+        Compression::Auto if worth_compressing(data) => Some(3),
         Compression::Auto => None,
     };
-    let (body, tag) = match &packed {
-        Some(c) => (c.as_slice(), COMPRESSION_ZSTD),
-        None => (data, COMPRESSION_NONE),
-    };
-    cipher.seal_with(body.len() + 1, &ad(kind, id), |buf| {
+    let mut packed = COMPRESS_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let use_packed = level.is_some_and(|l| compressed_into(data, l, &mut packed));
+    let (body, tag) = if use_packed { (packed.as_slice(), COMPRESSION_ZSTD) } else { (data, COMPRESSION_NONE) };
+    let sealed = cipher.seal_into(out, body.len() + 1, &ad(kind, id), |buf| {
         buf.extend_from_slice(body);
         buf.push(tag);
-    })
+    });
+    if packed.capacity() <= MAX_KEPT_BUFFER {
+        COMPRESS_BUFFER.with(|b| *b.borrow_mut() = packed);
+    }
+    sealed
 }
 
 /// Check one sealed blob as a reader would — open, decompress, hash to `id`, compare lengths —
