@@ -493,8 +493,10 @@ impl Archiver<'_> {
             // read past the end makes the kernel zero the rest of the request first.
             let want = ((size as usize + 1).div_ceil(arca_io::ALIGN) * arca_io::ALIGN).min(buf.len());
             let result = match DirectReader::new(f).read_whole(&mut buf.as_mut_slice()[..want]) {
-                // Grew since it was stat'ed: stream it like a large file.
-                Ok(n) if n == want => Ok(None),
+                // Grew since it was stat'ed, or came back shorter than its size (it shrank,
+                // or a filesystem ended a direct read early): stream it like a large file,
+                // whose reads go on until the real end.
+                Ok(n) if n == want || n < size as usize => Ok(None),
                 Ok(n) => self.store_whole(&buf.as_slice()[..n]).map(Some),
                 Err(e) => Err(FsError::io(path, e)),
             };
