@@ -201,41 +201,31 @@ pub fn verify(
     let what = || format!("{kind:?} blob {id}").to_lowercase();
     // This thread's plaintext buffer, taken out while in use (reused: no allocation per blob).
     let mut plain = OPEN_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    let result =
-        verify_opened(key, cipher, kind, id, sealed, raw_length, &mut plain).map_err(|e| RepoError::corrupt(what(), e));
+    let mut check = || -> Result<(), String> {
+        cipher.open_into(sealed, &ad(kind, id), "blob", &mut plain).map_err(|e| e.to_string())?;
+        let mut hasher = key.blob_hasher();
+        let len = match plain.split_last() {
+            Some((&COMPRESSION_NONE, rest)) => {
+                hasher.update(rest);
+                rest.len() as u64
+            }
+            Some((&COMPRESSION_ZSTD, rest)) => decompress_into(rest, raw_length as u64, |p| {
+                hasher.update(p);
+            })
+            .map_err(|e| format!("zstd: {e}"))?,
+            Some((t, _)) => return Err(format!("unknown compression tag {t}")),
+            None => return Err("empty plaintext".into()),
+        };
+        if len != raw_length as u64 || Id(*hasher.finalize().as_bytes()) != *id {
+            return Err("contents do not match the blob id".into());
+        }
+        Ok(())
+    };
+    let result = check().map_err(|e| RepoError::corrupt(what(), e));
     if plain.capacity() <= MAX_KEPT_BUFFER {
         OPEN_BUFFER.with(|b| *b.borrow_mut() = plain);
     }
     result
-}
-
-fn verify_opened(
-    key: &MasterKey,
-    cipher: &Cipher,
-    kind: BlobKind,
-    id: &Id,
-    sealed: &[u8],
-    raw_length: u32,
-    plain: &mut Vec<u8>,
-) -> Result<(), String> {
-    cipher.open_into(sealed, &ad(kind, id), "blob", plain).map_err(|e| e.to_string())?;
-    let mut hasher = key.blob_hasher();
-    let len = match plain.split_last() {
-        Some((&COMPRESSION_NONE, rest)) => {
-            hasher.update(rest);
-            rest.len() as u64
-        }
-        Some((&COMPRESSION_ZSTD, rest)) => decompress_into(rest, raw_length as u64, |p| {
-            hasher.update(p);
-        })
-        .map_err(|e| format!("zstd: {e}"))?,
-        Some((t, _)) => return Err(format!("unknown compression tag {t}")),
-        None => return Err("empty plaintext".into()),
-    };
-    if len != raw_length as u64 || Id(*hasher.finalize().as_bytes()) != *id {
-        return Err("contents do not match the blob id".into());
-    }
-    Ok(())
 }
 
 /// Open, decompress and verify one blob: its keyed hash must equal `id`.
