@@ -180,19 +180,28 @@ impl Shared<'_> {
             return self.write_dense(n, f);
         }
         let mut pos = Placer::new(&n.holes);
-        for id in &n.content {
-            let data = self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"))?;
+        self.each_blob(n, |data| {
             for (off, range) in pos.place(data.len()) {
                 f.write_all_at(&data[range], off).map_err(|e| format!("write failed: {e}"))?;
             }
-            self.report().bytes += data.len() as u64;
-            self.progress.bytes(data.len() as u64);
-        }
+            Ok(())
+        })?;
         // Only a trailing hole (or a short snapshot record) needs the length set.
         if pos.file_pos != n.size {
             f.set_len(n.size).map_err(|e| format!("cannot set size: {e}"))?;
         }
         Ok(f)
+    }
+
+    /// Read a file's blobs in order, hand each to `write`, and count the bytes restored.
+    fn each_blob(&self, n: &Node, mut write: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+        for id in &n.content {
+            let data = self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"))?;
+            write(&data)?;
+            self.report().bytes += data.len() as u64;
+            self.progress.bytes(data.len() as u64);
+        }
+        Ok(())
     }
 
     /// A large file without holes: written front to back through this thread's aligned
@@ -201,12 +210,7 @@ impl Shared<'_> {
         let buf =
             WRITE_BUFFER.with(|b| b.borrow_mut().take()).unwrap_or_else(|| AlignedBuf::new(DIRECT_WRITE_MIN as usize));
         let mut w = DirectWriter::with_buffer(f, buf);
-        for id in &n.content {
-            let data = self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"))?;
-            w.write_all(&data).map_err(|e| format!("write failed: {e}"))?;
-            self.report().bytes += data.len() as u64;
-            self.progress.bytes(data.len() as u64);
-        }
+        self.each_blob(n, |data| w.write_all(data).map_err(|e| format!("write failed: {e}")))?;
         let written = w.len();
         let (f, buf) = w.finish_unsynced().map_err(|e| format!("write failed: {e}"))?;
         WRITE_BUFFER.with(|b| *b.borrow_mut() = Some(buf));
