@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 const TMP_MARK: &str = ".tmp-";
 
 /// Buffer of a streamed object's writer: whole buffers go to the disk with O_DIRECT.
-const WRITE_BUFFER: usize = 4 << 20;
+const WRITE_BUFFER: usize = 1 << 20;
 
 /// Open files kept for range reads: a restore reads many blobs from each pack, and opening
 /// the pack for every blob cost a path lookup each time.

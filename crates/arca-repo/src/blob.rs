@@ -64,10 +64,22 @@ thread_local! {
 const MAX_KEPT_BUFFER: usize = 9 << 20;
 
 thread_local! {
-    /// Each thread's buffer for opening blobs it only verifies.
-    static OPEN_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Each thread's buffer for a blob's compressed form on its way to sealing.
-    static COMPRESS_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's scratch buffer: a blob's compressed form on its way to sealing, then the
+    /// opened form of the sealed blob being verified. One buffer serves both (a worker seals,
+    /// then verifies): two would keep up to two max-size chunks resident per worker.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's scratch buffer, taken out while in use (a nested user gets a new one).
+fn take_scratch() -> Vec<u8> {
+    SCRATCH.with(|b| std::mem::take(&mut *b.borrow_mut()))
+}
+
+/// Give the scratch buffer back unless it grew past what is worth keeping.
+fn keep_scratch(buf: Vec<u8>) {
+    if buf.capacity() <= MAX_KEPT_BUFFER {
+        SCRATCH.with(|b| *b.borrow_mut() = buf);
+    }
 }
 
 /// Piece size of a streamed decompression.
@@ -174,16 +186,14 @@ pub fn encode_into(
         Compression::Auto if worth_compressing(data) => Some(3),
         Compression::Auto => None,
     };
-    let mut packed = COMPRESS_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let mut packed = take_scratch();
     let use_packed = level.is_some_and(|l| compressed_into(data, l, &mut packed));
     let (body, tag) = if use_packed { (packed.as_slice(), COMPRESSION_ZSTD) } else { (data, COMPRESSION_NONE) };
     let sealed = cipher.seal_into(out, body.len() + 1, &ad(kind, id), |buf| {
         buf.extend_from_slice(body);
         buf.push(tag);
     });
-    if packed.capacity() <= MAX_KEPT_BUFFER {
-        COMPRESS_BUFFER.with(|b| *b.borrow_mut() = packed);
-    }
+    keep_scratch(packed);
     sealed
 }
 
@@ -199,8 +209,8 @@ pub fn verify(
     raw_length: u32,
 ) -> RepoResult<()> {
     let what = || format!("{kind:?} blob {id}").to_lowercase();
-    // This thread's plaintext buffer, taken out while in use (reused: no allocation per blob).
-    let mut plain = OPEN_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    // Reused: no allocation per blob.
+    let mut plain = take_scratch();
     let mut check = || -> Result<(), String> {
         cipher.open_into(sealed, &ad(kind, id), "blob", &mut plain).map_err(|e| e.to_string())?;
         let mut hasher = key.blob_hasher();
@@ -222,9 +232,7 @@ pub fn verify(
         Ok(())
     };
     let result = check().map_err(|e| RepoError::corrupt(what(), e));
-    if plain.capacity() <= MAX_KEPT_BUFFER {
-        OPEN_BUFFER.with(|b| *b.borrow_mut() = plain);
-    }
+    keep_scratch(plain);
     result
 }
 

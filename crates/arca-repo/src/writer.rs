@@ -144,7 +144,8 @@ impl BlobWriter {
     pub fn new(repo: Arc<Repository>, opts: WriterOptions) -> BlobWriter {
         let threads_n = opts.threads.max(1);
         // Small queues: each slot can hold a max-size chunk (8 MiB) or a whole pack, and the
-        // peak RSS of a backup is mostly what sits in them.
+        // peak RSS of a backup is mostly what sits in them. (A rendezvous job queue was
+        // measured: peak RSS rose by 4 MB, as the sender then holds its copied batch longer.)
         let (job_tx, job_rx) = bounded::<Vec<Job>>(1);
         let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(1);
         let (pack_tx, pack_rx) = bounded::<PackOut>(0);
@@ -302,20 +303,23 @@ fn seal_worker(
 ) {
     for batch in rx {
         let mut out = Vec::with_capacity(batch.len());
-        for job in batch {
-            let mut bytes = blob::encode(repo.cipher(), job.kind, &job.id, &job.data, compression);
+        for Job { kind, id, data } in batch {
+            let mut bytes = blob::encode(repo.cipher(), kind, &id, &data, compression);
             crate::failpoint::corrupt("sealed-blob", &mut bytes);
-            let raw_length = job.data.len() as u32;
-            if let Err(e) = blob::verify(repo.key(), repo.cipher(), job.kind, &job.id, &bytes, raw_length) {
+            let raw_length = data.len() as u32;
+            // Verification needs only the id and length: free the plaintext (up to a max-size
+            // chunk) before it rather than after.
+            drop(data);
+            if let Err(e) = blob::verify(repo.key(), repo.cipher(), kind, &id, &bytes, raw_length) {
                 failure.set(RepoError::corrupt(
-                    format!("new blob {}", job.id),
+                    format!("new blob {id}"),
                     format!(
                         "failed verification right after sealing ({e}); memory or compressor fault, nothing stored"
                     ),
                 ));
                 return;
             }
-            out.push(Sealed { kind: job.kind, id: job.id, raw_length, bytes });
+            out.push(Sealed { kind, id, raw_length, bytes });
         }
         if tx.send(out).is_err() {
             return;
