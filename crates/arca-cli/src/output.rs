@@ -20,15 +20,21 @@ impl Output {
     /// A line for people (stdout), unless quiet or JSON.
     pub fn info(&self, msg: impl AsRef<str>) {
         if !self.json && !self.quiet {
-            println!("{}", msg.as_ref());
+            stdout_line(msg.as_ref());
         }
     }
 
     /// A result line for people that `--quiet` does not hide (e.g. a listing).
     pub fn line(&self, msg: impl AsRef<str>) {
         if !self.json {
-            println!("{}", msg.as_ref());
+            stdout_line(msg.as_ref());
         }
+    }
+
+    /// A line about a problem, for people (stderr), whatever the output mode.
+    pub fn problem(&self, msg: impl AsRef<str>) {
+        // Never panic on a stderr that is closed or full.
+        let _ = writeln!(std::io::stderr(), "{}", msg.as_ref());
     }
 
     /// A warning: stderr for people, a JSON line on stdout for scripts.
@@ -53,7 +59,7 @@ impl Output {
     /// A whole JSON document (listings).
     pub fn json_doc<T: Serialize>(&self, value: &T) {
         if let Ok(s) = serde_json::to_string_pretty(value) {
-            println!("{s}");
+            stdout_line(&s);
         }
     }
 
@@ -72,7 +78,23 @@ impl Output {
                 &serde_json::json!({"type": "error", "message": msg, "exit_code": crate::exit::code_for(e)}),
             );
         } else {
-            eprintln!("error: {msg}");
+            self.problem(format!("error: {msg}"));
         }
+    }
+}
+
+/// Print a result line. When the reader has gone (`arca ls | head`), stop the way a
+/// SIGPIPE-killed tool does (status 141), quietly: nobody is left to read the rest. (Rust
+/// ignores SIGPIPE so that a dead ssh connection is an error arca can handle, not a kill;
+/// `println!` would panic here instead.)
+pub fn stdout_line(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let written = writeln!(o, "{text}").and_then(|()| o.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        let _ = writeln!(std::io::stderr(), "error: cannot write to standard output: {e}");
+        std::process::exit(1);
     }
 }

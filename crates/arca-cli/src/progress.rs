@@ -110,7 +110,10 @@ impl Progress {
             "bytes": bytes, "total_bytes": total, "elapsed_secs": secs,
             "bytes_per_sec": if secs > 0.0 { bytes as f64 / secs } else { 0.0 },
         });
-        println!("{v}");
+        // Progress is a side channel: a closed stdout must not stop the work.
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, "{v}").and_then(|()| o.flush());
     }
 
     /// Remove the bar.

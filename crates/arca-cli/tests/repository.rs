@@ -204,6 +204,28 @@ fn key_slots() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_a_listing_quietly() {
+    // `arca ls latest | head -1`: the reader closes the pipe after one line. arca must stop
+    // like a SIGPIPE-killed tool (141), not panic (println! does on a broken pipe).
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("file-with-a-long-name-{i:05}")), [i as u8]).unwrap();
+    }
+    e.backup(&[src.to_str().unwrap()]);
+    for args in [&["ls", "latest"][..], &["--json", "ls", "latest"], &["--json", "cat", "snapshot", "latest"]] {
+        let (read, write) = std::io::pipe().unwrap();
+        drop(read);
+        let o = e.cmd(args).stdout(write).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!stderr.contains("panicked"), "arca {args:?} panicked:\n{stderr}");
+        assert_eq!(o.status.code(), Some(141), "arca {args:?}: {}\n{stderr}", o.status);
+        assert!(stderr.is_empty(), "arca {args:?} complained about a reader that left:\n{stderr}");
+    }
+}
+
+#[test]
 fn snapshot_selection_stats_and_cat() {
     let e = Env::init();
     let src = e.path("src");

@@ -55,15 +55,16 @@ pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
             out.info(format!("note: {}: {}", n.object, n.message));
         }
         for e in &r.errors {
-            eprintln!("error: {}: {}", e.object, e.message);
+            out.problem(format!("error: {}: {}", e.object, e.message));
         }
         if !r.damaged_packs.is_empty() {
-            eprintln!("damaged packs: {}", r.damaged_packs.join(", "));
+            out.problem(format!("damaged packs: {}", r.damaged_packs.join(", ")));
         }
         for af in &r.affected {
-            eprintln!("snapshot {} ({}) has damaged data in:", &af.snapshot[..8], af.time);
+            let short = af.snapshot.get(..8).unwrap_or(&af.snapshot);
+            out.problem(format!("snapshot {short} ({}) has damaged data in:", af.time));
             for p in &af.paths {
-                eprintln!("  {p}");
+                out.problem(format!("  {p}"));
             }
         }
         if r.ok() {

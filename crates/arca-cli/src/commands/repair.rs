@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
                     out.line(format!("repaired pack {r}"));
                 }
                 for u in &report.unrepairable {
-                    eprintln!("cannot repair {u}");
+                    out.problem(format!("cannot repair {u}"));
                 }
                 out.info(format!(
                     "checked {} packs: {} repaired, {} damaged beyond repair",

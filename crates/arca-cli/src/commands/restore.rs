@@ -110,7 +110,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
             if a.verify { format!("; {} files verified", report.verified_files) } else { String::new() }
         ));
         for (p, e) in &report.errors {
-            eprintln!("error: {}: {e}", escape(p.as_bytes()));
+            out.problem(format!("error: {}: {e}", escape(p.as_bytes())));
         }
     }
     if !report.errors.is_empty() {
