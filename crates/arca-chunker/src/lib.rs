@@ -183,9 +183,10 @@ impl Chunker {
 ///
 /// The buffer is read as far as its window allows and cut as long as a cut falls inside the
 /// bytes read; only when it does not is the unread tail (less than one chunk) moved to the
-/// front to make room, and the search goes on where it stopped. Moving a max-size chunk of lookahead before every refill instead cost
-/// 7% of a large-file backup's CPU in memmove. The window starts at four average chunks and
-/// grows (up to a max-size chunk and a quarter) only when one chunk does not fit.
+/// front to make room, and the search goes on where it stopped. Moving a max-size chunk of
+/// lookahead before every refill instead cost 7% of a large-file backup's CPU in memmove. The
+/// window starts at four average chunks and grows (up to a max-size chunk and a quarter) only
+/// when one chunk does not fit.
 pub struct ChunkStream<'a, R> {
     chunker: &'a Chunker,
     reader: R,
