@@ -6,7 +6,7 @@ use arca_storage::{ObjectKind, ObjectWriter, Storage, StorageError, StorageResul
 use rand::RngCore;
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +23,11 @@ const OPEN_FILES: usize = 64;
 /// A repository rooted at a directory.
 pub struct LocalStorage {
     root: PathBuf,
+    /// Modes of new directories and files: private to the owner (key slots can be attacked
+    /// offline by whoever reads them), plus the group bits the repository's root directory
+    /// already has (a repository shared by a group on purpose stays shared).
+    dir_mode: u32,
+    file_mode: u32,
     /// Objects are immutable, so an open handle stays valid until the object is deleted.
     open: Mutex<lru::LruCache<PathBuf, Arc<File>>>,
 }
@@ -31,7 +36,32 @@ impl LocalStorage {
     /// Storage at `root` (which need not exist yet; `put` creates directories).
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
         let cap = std::num::NonZeroUsize::new(OPEN_FILES).unwrap_or(std::num::NonZeroUsize::MIN);
-        LocalStorage { root: root.into(), open: Mutex::new(lru::LruCache::new(cap)) }
+        let root: PathBuf = root.into();
+        let group = fs::metadata(&root).map(|m| m.mode() & 0o070).unwrap_or(0);
+        LocalStorage {
+            root,
+            dir_mode: 0o700 | group,
+            file_mode: 0o600 | (group & 0o060),
+            open: Mutex::new(lru::LruCache::new(cap)),
+        }
+    }
+
+    /// Create `dir` and its parents with the repository's directory mode.
+    fn mkdirs(&self, dir: &Path) -> std::io::Result<()> {
+        fs::DirBuilder::new().recursive(true).mode(self.dir_mode).create(dir)
+    }
+
+    /// Create a new temporary file with the repository's file mode, and its directory if
+    /// missing.
+    fn create_tmp(&self, tmp: &Path) -> std::io::Result<File> {
+        let open = || fs::OpenOptions::new().write(true).create_new(true).mode(self.file_mode).open(tmp);
+        match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.mkdirs(tmp.parent().unwrap_or(&self.root))?;
+                open()
+            }
+            r => r,
+        }
     }
 
     fn handle(&self, p: &Path) -> std::io::Result<Arc<File>> {
@@ -62,13 +92,7 @@ impl LocalStorage {
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = temp_name(dir, &file_name);
         let result = (|| {
-            let mut f = match File::create(&tmp) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    fs::create_dir_all(dir)?;
-                    File::create(&tmp)?
-                }
-                r => r?,
-            };
+            let mut f = self.create_tmp(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             fs::rename(&tmp, path)?;
@@ -80,6 +104,11 @@ impl LocalStorage {
         }
         Ok(())
     }
+}
+
+/// Create a repository's root directory (and missing parents) private to this user.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// A temporary name in `dir` for an object to be called `name`; listings skip it.
@@ -96,6 +125,7 @@ struct LocalObjectWriter {
     kind: ObjectKind,
     tmp: PathBuf,
     out: Option<arca_io::DirectWriter>,
+    dir_mode: u32,
 }
 
 impl LocalObjectWriter {
@@ -120,7 +150,7 @@ impl ObjectWriter for LocalObjectWriter {
             out.finish()?;
             match fs::rename(&self.tmp, &path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    fs::create_dir_all(&dir)?;
+                    fs::DirBuilder::new().recursive(true).mode(self.dir_mode).create(&dir)?;
                     fs::rename(&self.tmp, &path)?
                 }
                 r => r?,
@@ -150,16 +180,9 @@ impl Storage for LocalStorage {
     fn create(&self, kind: ObjectKind) -> StorageResult<Option<Box<dyn ObjectWriter>>> {
         let dir = self.root.join(kind.dir());
         let tmp = temp_name(&dir, "new");
-        let file = match File::create(&tmp) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(&dir).map_err(|e| self.err(&dir, e))?;
-                File::create(&tmp)
-            }
-            r => r,
-        }
-        .map_err(|e| self.err(&tmp, e))?;
+        let file = self.create_tmp(&tmp).map_err(|e| self.err(&tmp, e))?;
         let out = Some(arca_io::DirectWriter::new(file, WRITE_BUFFER));
-        Ok(Some(Box::new(LocalObjectWriter { root: self.root.clone(), kind, tmp, out })))
+        Ok(Some(Box::new(LocalObjectWriter { root: self.root.clone(), kind, tmp, out, dir_mode: self.dir_mode })))
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {

@@ -140,17 +140,17 @@ pub enum DebugCommand {
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
-    /// Default zstd compression level (0 = off).
-    #[arg(long, default_value_t = 3)]
+    /// Default zstd compression level (0 = off, 1 to 22).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=22))]
     pub compression_level: i32,
     /// Authenticated encryption for the repository.
     #[arg(long, value_enum, default_value_t = Encryption::Aes256GcmSiv)]
     pub encryption: Encryption,
-    /// Average chunk size in KiB (min is half, max is eight times).
-    #[arg(long, default_value_t = 1024)]
+    /// Average chunk size in KiB (min is half, max is eight times), 64 to 8192.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=8192))]
     pub chunk_size_kib: u32,
-    /// Target pack size in MiB.
-    #[arg(long, default_value_t = 16)]
+    /// Target pack size in MiB, 1 to 1024.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub pack_size_mib: u64,
     /// Add Reed-Solomon parity to every pack, in percent of its size (e.g. 10): a damaged
     /// region up to that size inside a pack is repaired by `arca repair packs`.

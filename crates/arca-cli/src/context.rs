@@ -59,12 +59,7 @@ fn location_of(cli: &Cli) -> Result<Location> {
             })
         }
         Some(r) => {
-            for scheme in ["http://", "https://"] {
-                if r.starts_with(scheme) {
-                    bail!("repository {r}: {scheme} repositories are not supported by this version of arca yet; use a local path or ssh://");
-                }
-            }
-            let path = r.strip_prefix("local:").unwrap_or(r);
+            let path = local_path(r)?;
             Ok(Location {
                 path: PathBuf::from(path),
                 remote: None,
@@ -85,14 +80,59 @@ fn location_of(cli: &Cli) -> Result<Location> {
     }
 }
 
+/// The schemes arca reaches, for messages.
+const SUPPORTED: &str = "a local path (/srv/repo, ./repo, local:/srv/repo), ssh://[user@]host[:port]/path (arca serve), sftp://[user@]host[:port]/path or s3://bucket/prefix";
+
+/// A repository location that names no supported scheme must be a plain local path. Anything
+/// that looks like a URL or another tool's remote syntax is refused, so a typo or a borg habit
+/// never turns into a local folder that the user takes for an off-site copy.
+fn local_path(r: &str) -> Result<&str> {
+    if r.trim().is_empty() {
+        bail!("the repository location is empty (check -r / ARCA_REPOSITORY); use {SUPPORTED}");
+    }
+    if let Some(p) = r.strip_prefix("local:") {
+        if p.is_empty() {
+            bail!("repository {r:?}: local: needs a path, as in local:/srv/repo");
+        }
+        return Ok(p);
+    }
+    if let Some(rest) = r.strip_prefix("file://") {
+        let path = if rest.is_empty() { "/srv/repo" } else { rest };
+        bail!(
+            "repository {r:?}: file:// URLs are not supported; give the path itself ({path}); arca reaches {SUPPORTED}"
+        );
+    }
+    if let Some((scheme, _)) = r.split_once("://") {
+        let lower = scheme.to_ascii_lowercase();
+        if ["ssh", "sftp", "s3"].contains(&lower.as_str()) {
+            bail!("repository {r:?}: scheme names are lower case: {lower}://…");
+        }
+        bail!("repository {r:?}: {scheme}:// is not a scheme this version of arca supports; use {SUPPORTED}");
+    }
+    // `rest:…`, `b2:bucket`, borg's and scp's `user@host:path`: a colon before the first slash.
+    let head = r.split('/').next().unwrap_or("");
+    if let Some((before, _)) = head.split_once(':') {
+        if !before.is_empty() {
+            let hint = match before.split_once('@') {
+                Some((user, host)) => format!("for a repository reached over ssh write ssh://{user}@{host}/PATH (arca serve) or sftp://{user}@{host}/PATH"),
+                None => format!("{before}: is not a scheme this version of arca supports; a local directory with a colon in its name is written ./{r}"),
+            };
+            bail!("repository {r:?}: {hint}; use {SUPPORTED}");
+        }
+    }
+    Ok(r)
+}
+
 /// `ssh://[user@]host[:port]/path`: the ssh command (from --ssh-command / ARCA_SSH_COMMAND)
 /// with the port and host, running `arca serve --stdio --repo PATH` on the far side (a forced
 /// command in authorized_keys replaces that command and decides the repository and mode).
 fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
     let sftp = url.starts_with("sftp://");
     let rest = url.strip_prefix("ssh://").or_else(|| url.strip_prefix("sftp://")).unwrap_or(url);
-    let (authority, path) =
-        rest.split_once('/').with_context(|| format!("{url}: give a path, as in ssh://host/srv/repo"))?;
+    let (authority, path) = rest.split_once('/').with_context(|| {
+        let scheme = if sftp { "sftp" } else { "ssh" };
+        format!("{url}: give a host and a path, as in {scheme}://host/srv/repo")
+    })?;
     let path = format!("/{path}");
     let (userhost, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
@@ -130,6 +170,19 @@ fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
         limits: (None, None),
         default_key: None,
     })
+}
+
+/// arca's own files on this machine, which a backup must never take in: the repository (when
+/// it is local), the cache of every repository, and the default key file.
+pub fn own_paths(cli: &Cli) -> Vec<PathBuf> {
+    let mut out = vec![xdg("XDG_CACHE_HOME", ".cache").join("arca")];
+    if let Ok(loc) = location(cli) {
+        if loc.remote.is_none() && loc.s3.is_none() {
+            out.push(loc.path.clone());
+        }
+        out.extend(loc.default_key);
+    }
+    out
 }
 
 /// Cost of new key slots. ARCA_KDF_MEMORY_KIB lowers it for test suites only.
@@ -170,10 +223,11 @@ fn given_password(cli: &Cli) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Ask on the terminal; `confirm` asks twice.
-pub fn prompt(what: &str, confirm: bool) -> Result<String> {
+/// Ask on the terminal; `confirm` asks twice. `sources` names the ways to give this password
+/// without a terminal, for the error when there is none.
+pub fn prompt(what: &str, confirm: bool, sources: &str) -> Result<String> {
     if !std::io::stdin().is_terminal() {
-        bail!("no password given: set ARCA_PASSWORD, ARCA_PASSWORD_FILE or ARCA_PASSWORD_COMMAND (stdin is not a terminal, so arca cannot ask)");
+        bail!("no {what} given: set {sources} (stdin is not a terminal, so arca cannot ask)");
     }
     let p = rpassword::prompt_password(format!("{what}: ")).context("cannot read the password")?;
     if confirm {
@@ -199,8 +253,19 @@ pub fn password(cli: &Cli, loc: &Location, creating: bool) -> Result<String> {
                 .with_context(|| format!("cannot read the default key file {}", k.display()))?;
             return Ok(first_line(&s));
         }
+        if !creating && !std::io::stdin().is_terminal() {
+            bail!(
+                "the default repository {} opens with the key file {}, which is missing: put back your copy of it (docs/RECOVERY.md, \"The default repository\"), or give the repository's password with ARCA_PASSWORD_FILE if it was created with one",
+                loc.path.display(),
+                k.display()
+            );
+        }
     }
-    prompt(if creating { "new repository password" } else { "repository password" }, creating)
+    prompt(
+        if creating { "new repository password" } else { "repository password" },
+        creating,
+        "ARCA_PASSWORD, ARCA_PASSWORD_FILE (--password-file) or ARCA_PASSWORD_COMMAND (--password-command)",
+    )
 }
 
 /// The storage at `loc` (for ssh://, connects).
@@ -268,8 +333,22 @@ pub fn open_session(cli: &Cli, out: &Output, session: Session) -> Result<(Arc<Re
         }
         return Err(err);
     }
-    let pw = password(cli, &loc, false)?;
-    open_with(cli, out, storage, &pw, session)
+    let given = given_password(cli)?;
+    let overrides_key = given.is_some() && loc.default_key.as_ref().is_some_and(|k| k.exists());
+    let pw = match given {
+        Some(p) => p,
+        None => password(cli, &loc, false)?,
+    };
+    open_with(cli, out, storage, &pw, session).map_err(|e| {
+        let wrong = matches!(e.downcast_ref::<RepoError>(), Some(RepoError::WrongPassword { .. }));
+        match (&loc.default_key, wrong && overrides_key) {
+            (Some(k), true) => e.context(format!(
+                "the default repository opens with its key file {}, but a password was given (ARCA_PASSWORD, --password-file or --password-command) and took its place: unset it for the default repository",
+                k.display()
+            )),
+            _ => e,
+        }
+    })
 }
 
 /// Open the repository in `storage` with `pw`, lock, and load the index.
@@ -325,7 +404,7 @@ pub fn from_password(file: Option<&Path>) -> Result<String> {
             .with_context(|| format!("cannot read password file {}", Path::new(&f).display()))?;
         return Ok(first_line(&s));
     }
-    prompt("source repository password", false)
+    prompt("source repository password", false, "ARCA_FROM_PASSWORD, ARCA_FROM_PASSWORD_FILE or --from-password-file")
 }
 
 /// Open the default repository, creating it (with a random key file) on first use.
@@ -333,6 +412,7 @@ pub fn open_or_create_default(
     cli: &Cli,
     out: &Output,
     session: Session,
+    sources: &[PathBuf],
 ) -> Result<(Arc<Repository>, Option<SessionLock>)> {
     let loc = location(cli)?;
     if let Some(key) = &loc.default_key {
@@ -340,21 +420,43 @@ pub fn open_or_create_default(
         if !storage.exists(arca_storage::ObjectKind::Config, "config")?
             && storage.list(arca_storage::ObjectKind::Key)?.is_empty()
         {
-            let password = match given_password(cli)? {
+            let same_disk = same_device(&loc.path, sources);
+            let given = given_password(cli)?;
+            let from_password = given.is_some();
+            let password = match given {
                 Some(p) => p,
                 None => create_key_file(key)?,
             };
-            std::fs::create_dir_all(&loc.path).with_context(|| format!("cannot create {}", loc.path.display()))?;
+            arca_backends::create_private_dir(&loc.path)
+                .with_context(|| format!("cannot create {}", loc.path.display()))?;
             let opts = arca_repo::InitOptions { kdf: kdf_params(), ..Default::default() };
             Repository::init(storage, password.as_bytes(), &opts)?;
+            if from_password {
+                out.warn(format!(
+                    "created the default repository at {}; it opens with the password you gave (no key file was written): keep that password, without it these backups cannot be read",
+                    loc.path.display()
+                ));
+            } else {
+                out.warn(format!(
+                    "created the default repository at {}; its key is in {} (mode 0600). Keep a copy of that key somewhere safe (`arca key export`): without it these backups cannot be read",
+                    loc.path.display(),
+                    key.display()
+                ));
+            }
             out.warn(format!(
-                "created the default repository at {}; its key is in {} (mode 0600). Keep a copy of that key somewhere safe: without it these backups cannot be read.",
-                loc.path.display(),
-                key.display()
+                "the default repository is on this machine{}: a failure of that disk loses the backups with the data; for a real backup, name a repository on another disk or host with -r (ssh://, sftp://, s3://)",
+                if same_disk { ", on the same disk as the data" } else { "" }
             ));
         }
     }
     open_session(cli, out, session)
+}
+
+/// True if `repo` (or its nearest existing ancestor) is on the same device as any of `sources`.
+fn same_device(repo: &Path, sources: &[PathBuf]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dev = repo.ancestors().find_map(|a| std::fs::metadata(a).ok()).map(|m| m.dev());
+    dev.is_some_and(|d| sources.iter().any(|s| std::fs::metadata(s).is_ok_and(|m| m.dev() == d)))
 }
 
 fn create_key_file(path: &Path) -> Result<String> {

@@ -281,3 +281,30 @@ fn files_vanishing_or_becoming_directories_mid_backup_give_warnings_never_a_bad_
     }
     assert!(warned > 0, "the churn must have hit the backup at least once");
 }
+
+/// A seal worker that panics takes the blobs of its batch with it: the backup must fail and
+/// save no snapshot (before, the panic was dropped at `join` and a snapshot naming blobs
+/// that were never stored could be saved).
+#[test]
+fn a_panicking_writer_thread_fails_the_backup_and_saves_no_snapshot() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..8 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(3 << 20, 40 + i)).unwrap();
+    }
+    for threads in ["1", "2"] {
+        let o = e
+            .cmd(&["--threads", threads, "backup", src.to_str().unwrap()])
+            .env("ARCA_FAILPOINT", "seal-batch:3:panic")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "--threads {threads}: the backup must fail: {stderr}");
+        assert!(stderr.contains("nothing was committed") || stderr.contains("writer has stopped"), "{stderr}");
+        assert!(snapshot_ids(&e).is_empty(), "--threads {threads}: no snapshot was saved");
+    }
+    // The next backup stores everything and checks clean.
+    e.backup(&[src.to_str().unwrap()]);
+    e.ok(&["check", "--read-data"]);
+}

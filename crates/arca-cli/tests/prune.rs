@@ -217,3 +217,78 @@ fn a_prune_killed_at_any_step_leaves_a_consistent_repository() {
     }
     println!("crash: prune killed at {n}/{n} named fail points, 0 inconsistent", n = points.len());
 }
+
+/// The state letter of a process (`T` when stopped), from /proc/PID/stat.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Issue 13's confirmed data loss: a backup stopped past the lock's stale time (a suspended
+/// laptop) while a prune deletes what it deduplicated against must not then save a snapshot
+/// with exit code 0 that `check` finds broken. It either refuses to commit, with an error
+/// that says why, or commits a snapshot whose every blob is still stored.
+#[test]
+fn a_backup_suspended_past_its_lock_while_a_prune_runs_never_saves_a_broken_snapshot() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), random_bytes(30 << 20, 77)).unwrap();
+    let a = e.backup(&[src.to_str().unwrap()]);
+    for i in 0..6 {
+        std::fs::write(src.join(format!("new{i}")), random_bytes(16 << 20, 100 + i)).unwrap();
+    }
+    // Stops itself (SIGSTOP) after its second pack is stored, as a suspended machine would.
+    let child = e
+        .cmd(&["--json", "backup", src.to_str().unwrap()])
+        .env("ARCA_LOCK_STALE_SECS", "3")
+        .env("ARCA_FAILPOINT", "writer-after-pack:2:stop")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while process_state(pid) != Some('T') {
+        assert!(Instant::now() < deadline, "the backup never reached its stop point");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Past the stale time, the stopped backup's lock no longer holds prune back.
+    std::thread::sleep(Duration::from_secs(4));
+    let stale = |args: &[&str]| {
+        let o = e.cmd(args).env("ARCA_LOCK_STALE_SECS", "3").output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        last_json(&String::from_utf8_lossy(&o.stdout))
+    };
+    stale(&["--json", "forget", &a]);
+    let first = stale(&["--json", "prune"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let second = stale(&["--json", "prune"]);
+    let deleted = first["prune"]["swept"]["packs_deleted"].as_u64().unwrap_or(0)
+        + second["prune"]["swept"]["packs_deleted"].as_u64().unwrap_or(0);
+    assert!(deleted > 0, "the prunes deleted packs the stopped backup relied on: {first} {second}");
+    sh(&format!("kill -CONT {pid}"));
+    let o = child.wait_with_output().unwrap();
+    let stderr = format!("{}{} ({})", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout), o.status);
+    let check = e.run(&["check"]);
+    if o.status.success() {
+        assert!(
+            check.status.success(),
+            "the resumed backup exited 0 but check fails:\n{}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    } else {
+        assert!(stderr.contains("lock") && stderr.contains("nothing was committed"), "a clear error: {stderr}");
+        assert!(
+            check.status.success(),
+            "check after the refused commit: {}{}\n{stderr}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    // The next backup succeeds and restores exactly; the repository reads clean.
+    let b = e.backup(&[src.to_str().unwrap()]);
+    e.ok(&["check", "--read-data"]);
+    restore_equals(&e, &b, &src, "restored");
+}

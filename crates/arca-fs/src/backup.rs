@@ -345,6 +345,11 @@ impl Archiver<'_> {
 
     /// One entry of any kind; `None` if it is skipped.
     fn entry(&self, path: &Path, name: &[u8], md: &Metadata, pnode: Option<&Node>, dev: u64) -> FsResult<Option<Node>> {
+        if self.opts.excludes.is_own(md) {
+            // A repository backed up into itself grows by its own size every run.
+            tracing::info!("{}: arca's own repository, cache or key file; left out", path.display());
+            return Ok(None);
+        }
         let mut node = self.node(name, md);
         match read_xattrs(path) {
             Ok(x) => node.xattrs = x,

@@ -2,6 +2,8 @@
 //! marker file, other filesystems.
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// The signature a valid CACHEDIR.TAG starts with (https://bford.info/cachedir/).
@@ -16,6 +18,9 @@ pub struct Excludes {
     pub exclude_caches: bool,
     pub if_present: Vec<String>,
     pub patterns: Vec<String>,
+    /// arca's own files (the repository, its cache, the key file) by device and inode, so no
+    /// path that leads there (a symlink, a bind mount, another spelling) backs them up.
+    own: HashSet<(u64, u64)>,
 }
 
 fn build(globs: &[String]) -> Result<Option<GlobSet>, String> {
@@ -40,7 +45,30 @@ impl Excludes {
     /// already removed).
     pub fn new(patterns: Vec<String>, exclude_caches: bool, if_present: Vec<String>) -> Result<Excludes, String> {
         let (full, names): (Vec<String>, Vec<String>) = patterns.iter().cloned().partition(|p| p.contains('/'));
-        Ok(Excludes { full: build(&full)?, names: build(&names)?, exclude_caches, if_present, patterns })
+        Ok(Excludes {
+            full: build(&full)?,
+            names: build(&names)?,
+            exclude_caches,
+            if_present,
+            patterns,
+            own: HashSet::new(),
+        })
+    }
+
+    /// Never back up `paths` (arca's own repository, cache and key files); those that do not
+    /// exist are ignored.
+    pub fn with_own(mut self, paths: &[std::path::PathBuf]) -> Excludes {
+        for p in paths {
+            if let Ok(md) = std::fs::metadata(p) {
+                self.own.insert((md.dev(), md.ino()));
+            }
+        }
+        self
+    }
+
+    /// True if `md` is one of arca's own files or directories.
+    pub fn is_own(&self, md: &std::fs::Metadata) -> bool {
+        !self.own.is_empty() && self.own.contains(&(md.dev(), md.ino()))
     }
 
     /// Read an exclude file: one pattern per line, `#` comments and blank lines skipped.

@@ -21,6 +21,8 @@ pub enum FsError {
     Repo(#[from] arca_repo::RepoError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("the restore target {0} exists and is not a directory; nothing was changed (name a directory, or a path that does not exist yet)")]
+    TargetNotADirectory(String),
     #[error("{0}")]
     Invalid(String),
 }

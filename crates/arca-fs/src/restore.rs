@@ -284,7 +284,7 @@ pub fn restore(
         report: Mutex::new(RestoreReport::default()),
         warned: Mutex::new(HashSet::new()),
     };
-    ensure_dir(&opts.target)?;
+    ensure_target(&opts.target)?;
     let threads = opts.threads.max(1);
     let (tx, rx) = bounded::<FileJob>(threads * 4);
     let (links, dirs) = std::thread::scope(|scope| -> FsResult<_> {
@@ -333,6 +333,20 @@ pub fn restore(
     Ok(shared.report.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
+/// The target itself: an existing directory (or a link to one) is used as it is, a missing
+/// one is created; anything else is the user's file and is never replaced.
+fn ensure_target(path: &Path) -> FsResult<()> {
+    match fs::metadata(path) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(FsError::TargetNotADirectory(path.display().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && fs::symlink_metadata(path).is_ok() => {
+            Err(FsError::TargetNotADirectory(path.display().to_string()))
+        }
+        Err(_) => fs::create_dir_all(path).map_err(|e| FsError::io(path, e)),
+    }
+}
+
+/// A directory inside the target: whatever stands in its place is replaced (the snapshot wins).
 fn ensure_dir(path: &Path) -> FsResult<()> {
     match fs::symlink_metadata(path) {
         Ok(md) if md.is_dir() => Ok(()),

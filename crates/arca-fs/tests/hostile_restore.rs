@@ -43,7 +43,8 @@ impl arca_fs::RestoreProgress for Quiet {}
 #[test]
 fn crafted_names_are_refused() {
     let repo = repo();
-    let w = BlobWriter::new(repo.clone(), WriterOptions::default());
+    let lock = arca_repo::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+    let w = BlobWriter::new(repo.clone(), &lock, WriterOptions::default());
     let (data, _) = w.add(BlobKind::Data, b"evil").unwrap();
     let bad_names = [&b"../escape"[..], b"a/b", b"..", b"x\0y"];
     let trees: Vec<_> = bad_names
@@ -66,7 +67,8 @@ fn crafted_names_are_refused() {
 #[test]
 fn symlinks_in_the_target_are_replaced_not_followed() {
     let repo = repo();
-    let w = BlobWriter::new(repo.clone(), WriterOptions::default());
+    let lock = arca_repo::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+    let w = BlobWriter::new(repo.clone(), &lock, WriterOptions::default());
     let (data, _) = w.add(BlobKind::Data, b"inside").unwrap();
     let inner = Tree { nodes: vec![file(b"f", data, 6)] };
     let (inner_id, _) = w.add(BlobKind::Tree, &encode("tree", &inner).unwrap()).unwrap();

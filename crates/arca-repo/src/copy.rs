@@ -40,7 +40,7 @@ impl BlobMap {
                     }
                 }
             }
-            let _ = p.parent().map(std::fs::create_dir_all);
+            let _ = p.parent().map(crate::cachedir::create);
             file = std::fs::OpenOptions::new().create(true).append(true).open(&p).ok();
         }
         BlobMap { map, file, identity }

@@ -10,6 +10,8 @@ pub enum RepoError {
     NoRepository { location: String },
     #[error("a repository already exists at {location}")]
     AlreadyExists { location: String },
+    #[error("{location} holds repository objects ({dir}/) but no config: it is a damaged repository, not an empty place; a new repository there would make the old data unreadable (see docs/RECOVERY.md, \"A lost or damaged config\")")]
+    DamagedRepositoryPresent { location: String, dir: &'static str },
     #[error("wrong password: no key slot of {location} opens with it")]
     WrongPassword { location: String },
     #[error("repository format version {found} is newer than this arca supports ({supported}); upgrade arca")]
@@ -20,10 +22,14 @@ pub enum RepoError {
     Corrupt { what: String, detail: String },
     #[error("{kind} blob {id} is not in the index (if an index file was deleted, run `arca repair index`)")]
     BlobNotIndexed { kind: &'static str, id: Id },
-    #[error("no snapshot matches {0:?}")]
+    #[error("no snapshot matches {0}")]
     SnapshotNotFound(String),
-    #[error("{0:?} matches more than one snapshot; give more digits")]
-    AmbiguousSnapshot(String),
+    #[error("{spec:?} matches more than one snapshot ({candidates}); give more digits")]
+    AmbiguousSnapshot { spec: String, candidates: String },
+    #[error("the backup's {stage} thread crashed ({message}); nothing was committed (this is a bug in arca: please report it)")]
+    WorkerPanicked { stage: &'static str, message: String },
+    #[error("this session's lock was not refreshed for {secs} s (the machine was suspended or stalled, or the repository was unreachable) and a prune has since removed or marked {missing} packs it relied on; nothing was committed: run the command again")]
+    SessionLapsed { secs: u64, missing: usize },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]

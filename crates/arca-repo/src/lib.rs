@@ -3,6 +3,7 @@
 //! which backend it runs on.
 
 pub mod blob;
+pub mod cachedir;
 pub mod check;
 pub mod copy;
 pub mod diff;

@@ -68,6 +68,15 @@ struct Inner {
     file: Mutex<LockFile>,
     /// When the lock object was last stored successfully.
     stored: Mutex<Instant>,
+    /// The longest time the lock went unrefreshed past the point where a prune may count it
+    /// stale. Sticky: a later refresh does not undo what a prune did meanwhile.
+    lapsed: Mutex<Option<Duration>>,
+}
+
+/// How long without a refresh makes a lock unsafe to rely on: a little before the stale
+/// limit, for clock skew between this host and a pruning one.
+fn unsafe_after() -> Duration {
+    stale_after() - stale_after() / 6
 }
 
 impl Inner {
@@ -76,8 +85,22 @@ impl Inner {
         f.refreshed = now_ns();
         let at = Instant::now();
         self.repo.save_owned_object(ObjectKind::Lock, &self.secret, &*f)?;
-        *self.stored.lock().unwrap_or_else(|p| p.into_inner()) = at;
+        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        let gap = at.saturating_duration_since(*stored);
+        if gap >= unsafe_after() {
+            let mut l = self.lapsed.lock().unwrap_or_else(|p| p.into_inner());
+            *l = Some(l.map_or(gap, |g| g.max(gap)));
+        }
+        *stored = at;
         Ok(())
+    }
+
+    /// The longest lapse so far, counting the time since the last refresh.
+    fn lapse(&self) -> Option<Duration> {
+        let since = self.stored.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        let recorded = *self.lapsed.lock().unwrap_or_else(|p| p.into_inner());
+        let now = (since >= unsafe_after()).then_some(since);
+        recorded.max(now)
     }
 }
 
@@ -100,6 +123,7 @@ impl SessionLock {
             secret,
             file: Mutex::new(file.clone()),
             stored: Mutex::new(Instant::now()),
+            lapsed: Mutex::new(None),
         });
         inner.store()?;
         let mut lock = SessionLock { inner: inner.clone(), stop: None, refresher: None };
@@ -138,23 +162,143 @@ impl SessionLock {
         Ok(lock)
     }
 
+    /// True for an exclusive session (prune, repair index).
+    pub fn is_exclusive(&self) -> bool {
+        self.inner.file.lock().unwrap_or_else(|p| p.into_inner()).exclusive
+    }
+
     /// This session's id.
     pub fn session(&self) -> Id {
         self.inner.file.lock().unwrap_or_else(|p| p.into_inner()).session
     }
 
     /// Fails if the lock has gone unrefreshed long enough that a prune may have treated this
-    /// session as dead (the machine slept, the storage was unreachable): what it deduplicated
-    /// against may be gone, so it must not commit a snapshot.
+    /// session as dead (the machine slept, the storage was unreachable) and it is still so:
+    /// for a check right before a commit that [`SessionLock::confirm_commit`] already passed.
     pub fn check_alive(&self) -> RepoResult<()> {
         let age = self.inner.stored.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
-        if age + stale_after() / 6 >= stale_after() {
-            return Err(RepoError::Refused(format!(
-                "this session's lock was not refreshed for {} s (suspended, or the repository was unreachable); a prune may have removed data it relied on, so nothing was committed; run the command again",
-                age.as_secs()
-            )));
+        if age >= unsafe_after() {
+            return Err(RepoError::SessionLapsed { secs: age.as_secs(), missing: 0 });
         }
         Ok(())
+    }
+
+    /// Whether this session's lock ever went unrefreshed long enough for a prune to count it
+    /// stale, and for how long at most.
+    pub fn lapsed(&self) -> Option<Duration> {
+        self.inner.lapse()
+    }
+
+    /// A handle for the writer's threads: they confirm, before an index object names their
+    /// packs, that a lapse did not let a prune delete them.
+    pub fn guard(&self) -> LockGuard {
+        LockGuard { inner: self.inner.clone() }
+    }
+
+    /// Make sure a commit that references the trees `roots` is safe. If the lock never lapsed,
+    /// every prune since the session started has waited for it, and nothing it relies on can
+    /// have gone. If it lapsed, a prune may have marked or deleted packs this session
+    /// deduplicated against or uploaded: the lock is refreshed first (from then on, new marks
+    /// wait for this session), then every pack that a blob below `roots` lives in must still
+    /// be stored and in no mark that does not wait for this session. Otherwise the commit is
+    /// refused with [`RepoError::SessionLapsed`] and nothing is saved.
+    pub fn confirm_commit(&self, repo: &Repository, roots: &[Id]) -> RepoResult<()> {
+        let Some(gap) = self.inner.lapse() else { return Ok(()) };
+        let safe = self.inner.revalidate(repo, gap)?;
+        let mut missing = std::collections::HashSet::new();
+        let mut unreadable = 0usize;
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<Id> = roots.to_vec();
+        let check = |id: &Id, missing: &mut std::collections::HashSet<Id>| match repo.index().get(id) {
+            Some(loc) if safe.holds(&loc.pack) => {}
+            Some(loc) => {
+                missing.insert(loc.pack);
+            }
+            None => {
+                missing.insert(*id);
+            }
+        };
+        while let Some(tree) = stack.pop() {
+            if !seen.insert(tree) {
+                continue;
+            }
+            check(&tree, &mut missing);
+            let t = match repo.read_tree(&tree) {
+                Ok(t) => t,
+                Err(_) => {
+                    unreadable += 1;
+                    continue;
+                }
+            };
+            for n in &t.nodes {
+                for c in &n.content {
+                    if seen.insert(*c) {
+                        check(c, &mut missing);
+                    }
+                }
+                if let Some(sub) = n.subtree {
+                    stack.push(sub);
+                }
+            }
+        }
+        if missing.is_empty() && unreadable == 0 {
+            tracing::info!("everything the session references is still stored");
+            return Ok(());
+        }
+        Err(RepoError::SessionLapsed { secs: gap.as_secs(), missing: missing.len().max(unreadable) })
+    }
+}
+
+/// What a prune may have taken while a session's lock was lapsed.
+struct SafePacks {
+    stored: std::collections::HashSet<Id>,
+    /// Packs in marks that do not wait for this session: a sweep may delete them any time.
+    doomed: std::collections::HashSet<Id>,
+}
+
+impl SafePacks {
+    fn holds(&self, pack: &Id) -> bool {
+        self.stored.contains(pack) && !self.doomed.contains(pack)
+    }
+}
+
+impl Inner {
+    /// After a lapse: refresh the lock, so every mark written from now on waits for this
+    /// session, then list what is stored and what earlier marks doom. (In that order: a mark
+    /// is written before its prune lists the live locks, so one this listing misses will
+    /// count this session.)
+    fn revalidate(&self, repo: &Repository, gap: Duration) -> RepoResult<SafePacks> {
+        self.store()?;
+        let ours = self.file.lock().unwrap_or_else(|p| p.into_inner()).session;
+        tracing::info!("the session's lock lapsed for {} s; checking what it references", gap.as_secs());
+        let stored = repo.storage().list(ObjectKind::Pack)?.into_iter().filter_map(|(n, _)| Id::from_hex(&n)).collect();
+        let mut doomed = std::collections::HashSet::new();
+        for (_, m) in crate::prune::load_marks(repo)? {
+            if !m.sessions.as_ref().is_some_and(|s| s.contains(&ours)) {
+                doomed.extend(m.packs.iter().map(|p| p.id));
+            }
+        }
+        Ok(SafePacks { stored, doomed })
+    }
+}
+
+/// A clonable handle on a held lock, for the threads of a session (see [`SessionLock::guard`]).
+#[derive(Clone)]
+pub struct LockGuard {
+    inner: Arc<Inner>,
+}
+
+impl LockGuard {
+    /// Before an index object names `packs`: fails with [`RepoError::SessionLapsed`] if the
+    /// lock lapsed and a prune has since deleted or doomed any of them.
+    pub fn confirm_packs(&self, repo: &Repository, packs: &[Id]) -> RepoResult<()> {
+        let Some(gap) = self.inner.lapse() else { return Ok(()) };
+        let safe = self.inner.revalidate(repo, gap)?;
+        let missing = packs.iter().filter(|p| !safe.holds(p)).count();
+        if missing == 0 {
+            return Ok(());
+        }
+        Err(RepoError::SessionLapsed { secs: gap.as_secs(), missing })
     }
 }
 

@@ -128,9 +128,10 @@ pub fn prune(
 ) -> RepoResult<PruneReport> {
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
     report.before = stored_size(repo)?;
+    // A dry run writes nothing at all: no stale-lock removal, no sweep, whatever lock it holds.
     let session = match (session, opts.dry_run) {
-        (Some(s), _) => Some(s),
-        (None, true) => None,
+        (_, true) => None,
+        (Some(s), false) => Some(s),
         (None, false) => return Err(RepoError::Refused("prune needs an exclusive lock".into())),
     };
     let mut walk = None;
@@ -200,7 +201,7 @@ fn live_sessions(repo: &Repository, ours: Id) -> RepoResult<Vec<arca_format::Loc
 }
 
 /// Marks by name, oldest first.
-fn load_marks(repo: &Repository) -> RepoResult<Vec<(String, MarkFile)>> {
+pub(crate) fn load_marks(repo: &Repository) -> RepoResult<Vec<(String, MarkFile)>> {
     let mut out = vec![];
     for (name, _) in repo.storage().list(ObjectKind::Mark)? {
         match repo.load_object::<MarkFile>(ObjectKind::Mark, &name) {
@@ -435,7 +436,7 @@ fn mark(
         return Ok(());
     }
     if !plan.repack.is_empty() {
-        repack(repo, plan, used, opts, progress)?;
+        repack(repo, session, plan, used, opts, progress)?;
         failpoint::hit("prune-after-repack");
     }
     let marked: HashSet<Id> = plan.drop.iter().chain(&plan.repack).map(|p| p.0).collect();
@@ -496,6 +497,7 @@ fn mark(
 /// Copy the used blobs of the packs chosen for repacking into new packs.
 fn repack(
     repo: &Arc<Repository>,
+    session: &SessionLock,
     plan: &MarkPlan,
     used: &HashSet<Id>,
     opts: &PruneOptions,
@@ -509,7 +511,8 @@ fn repack(
     };
     // Pack order, then offset: each pack is read front to back.
     blobs.sort_by_key(|(_, l)| (l.pack, l.offset));
-    let writer = BlobWriter::new(repo.clone(), WriterOptions { threads: opts.threads.max(1), ..Default::default() });
+    let writer =
+        BlobWriter::new(repo.clone(), session, WriterOptions { threads: opts.threads.max(1), ..Default::default() });
     let total = blobs.len() as u64;
     for (i, (id, loc)) in blobs.iter().enumerate() {
         progress("repacking", i as u64, total);
@@ -657,7 +660,8 @@ mod tests {
 
     /// Back up "files" (blob numbers) as one snapshot through a writer session.
     fn snapshot(repo: &Arc<Repository>, files: &[u32]) -> Id {
-        let w = BlobWriter::new(repo.clone(), WriterOptions { threads: 1, ..Default::default() });
+        let lock = crate::lock::SessionLock::acquire(repo, "test", false).unwrap();
+        let w = BlobWriter::new(repo.clone(), &lock, WriterOptions { threads: 1, ..Default::default() });
         let mut t = Tree::default();
         for f in files {
             let mut n = Node::new(format!("f{f}").as_bytes(), NodeKind::File);

@@ -23,7 +23,14 @@ pub struct RepairIndexReport {
 
 /// Read every pack's header and replace all index objects with fresh ones. New index objects
 /// are stored before old ones are deleted, so an interruption loses nothing.
-pub fn repair_index(repo: &Repository, progress: &mut dyn FnMut(usize, usize)) -> RepoResult<RepairIndexReport> {
+pub fn repair_index(
+    repo: &Repository,
+    exclusive: &crate::lock::SessionLock,
+    progress: &mut dyn FnMut(usize, usize),
+) -> RepoResult<RepairIndexReport> {
+    if !exclusive.is_exclusive() {
+        return Err(RepoError::Refused("repair index needs an exclusive session".into()));
+    }
     let mut report = RepairIndexReport::default();
     let old: Vec<String> = repo.storage().list(ObjectKind::Index)?.into_iter().map(|(n, _)| n).collect();
     let packs = repo.storage().list(ObjectKind::Pack)?;
@@ -110,6 +117,7 @@ pub struct RepairSnapshotsReport {
 /// what was lost in its warnings, and the original stays unless `forget` is set.
 pub fn repair_snapshots(
     repo: &Arc<Repository>,
+    lock: &crate::lock::SessionLock,
     dry_run: bool,
     forget: bool,
     progress: &mut dyn FnMut(usize, usize),
@@ -120,7 +128,11 @@ pub fn repair_snapshots(
     }
     let stored: HashSet<Id> =
         repo.storage().list(ObjectKind::Pack)?.into_iter().filter_map(|(n, _)| Id::from_hex(&n)).collect();
-    let writer = BlobWriter::new(repo.clone(), WriterOptions { dry_run, ..Default::default() });
+    let writer = if dry_run {
+        BlobWriter::dry_run(repo.clone(), WriterOptions::default())
+    } else {
+        BlobWriter::new(repo.clone(), lock, WriterOptions::default())
+    };
     let mut fixer = Fixer { repo, stored: &stored, writer: &writer, memo: HashMap::new() };
     let mut report = RepairSnapshotsReport::default();
     let mut to_save = vec![];

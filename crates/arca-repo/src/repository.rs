@@ -75,10 +75,17 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Create a repository: fails if a config already exists.
+    /// Create a repository: fails if a config, or any other repository object, already
+    /// exists (a repository whose config was lost must be repaired, not covered by a new
+    /// config that its key slots do not open).
     pub fn init(storage: Arc<dyn Storage>, password: &[u8], opts: &InitOptions) -> RepoResult<Repository> {
         if storage.exists(ObjectKind::Config, "config")? {
             return Err(RepoError::AlreadyExists { location: storage.location() });
+        }
+        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack] {
+            if !storage.list(kind)?.is_empty() {
+                return Err(RepoError::DamagedRepositoryPresent { location: storage.location(), dir: kind.dir() });
+            }
         }
         Chunker::new(opts.chunker.min_size as usize, opts.chunker.avg_size as usize, opts.chunker.max_size as usize, 1)
             .map_err(|e| RepoError::Invalid(e.to_string()))?;
@@ -376,7 +383,7 @@ impl Repository {
             *self.index_mut() = ix;
             return Ok(problems);
         }
-        std::fs::create_dir_all(dir).map_err(cache_err)?;
+        crate::cachedir::create(dir).map_err(cache_err)?;
         let mut b = Builder::new(&path);
         let (mut packs, mut sources) = (vec![], vec![]);
         if let Some(base) = &best {
@@ -489,7 +496,7 @@ fn write_supersedes_memo(path: &Path, memo: &HashMap<Id, Vec<Id>>) {
         text.push('\n');
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let written = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+    let written = crate::cachedir::create(path.parent().unwrap_or(Path::new(".")))
         .and_then(|_| std::fs::write(&tmp, text))
         .and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = written {

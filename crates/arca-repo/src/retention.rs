@@ -31,28 +31,38 @@ impl Span {
                 num.push(c);
                 continue;
             }
-            let n: u32 =
-                num.parse().map_err(|_| format!("{s:?}: a number must come before {c:?} (e.g. 2y3m, 14d, 12h)"))?;
-            num.clear();
-            match c {
-                'y' => span.years += n,
-                'm' => span.months += n,
-                'd' => span.days += n,
-                'h' => span.hours += n,
-                _ => return Err(format!("{s:?}: unknown unit {c:?}; use y, m, d, h")),
+            if num.is_empty() {
+                return Err(format!("{s:?}: a number must come before {c:?} (e.g. 2y3m, 14d, 12h)"));
             }
+            let n: u32 = num.parse().map_err(|_| format!("{s:?}: {num} is too large"))?;
+            num.clear();
+            let field = match c {
+                'y' => &mut span.years,
+                'm' => &mut span.months,
+                'd' => &mut span.days,
+                'h' => &mut span.hours,
+                _ => return Err(format!("{s:?}: unknown unit {c:?}; use y, m, d, h")),
+            };
+            *field = field.checked_add(n).ok_or_else(|| format!("{s:?}: too large"))?;
             any = true;
         }
         if !num.is_empty() || !any {
             return Err(format!("{s:?}: give units, e.g. 2y3m, 14d, 12h"));
         }
+        if span == Span::default() {
+            // A zero span keeps nothing, not even the newest snapshot: never what was meant.
+            return Err(format!("{s:?}: a span must be longer than zero (it would keep no snapshot at all)"));
+        }
         Ok(span)
     }
 
-    /// `t` minus this span (calendar arithmetic; clamps at month ends).
-    pub fn before(&self, t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
-        let t = t.checked_sub_months(Months::new(self.years * 12 + self.months)).unwrap_or(t);
-        t - chrono::Duration::days(self.days as i64) - chrono::Duration::hours(self.hours as i64)
+    /// `t` minus this span (calendar arithmetic; clamps at month ends), or `None` if that lies
+    /// before any time that can be represented: then the span covers everything.
+    pub fn before(&self, t: DateTime<FixedOffset>) -> Option<DateTime<FixedOffset>> {
+        let months = self.years.checked_mul(12)?.checked_add(self.months)?;
+        let t = t.checked_sub_months(Months::new(months))?;
+        let t = t.checked_sub_signed(chrono::TimeDelta::try_days(self.days as i64)?)?;
+        t.checked_sub_signed(chrono::TimeDelta::try_hours(self.hours as i64)?)
     }
 }
 
@@ -185,7 +195,9 @@ pub fn apply(snaps: &[SnapshotEntry], policy: &Policy, by: GroupBy, now: DateTim
                     }
                 }
                 if let (Some(span), Some(newest)) = (policy.within, newest) {
-                    if t > span.before(newest) {
+                    // The newest snapshot is always within a non-zero span; a span reaching
+                    // back past the representable times covers every snapshot.
+                    if span.before(newest).is_none_or(|start| t > start) {
                         reasons.push("within".into());
                     }
                 }
@@ -221,6 +233,48 @@ mod tests {
         assert!(Span::parse("3w").is_err());
         assert!(Span::parse("").is_err());
         let t = DateTime::parse_from_rfc3339("2026-03-31T10:00:00+00:00").unwrap();
-        assert_eq!(Span::parse("1m").unwrap().before(t).to_rfc3339(), "2026-02-28T10:00:00+00:00");
+        assert_eq!(Span::parse("1m").unwrap().before(t).unwrap().to_rfc3339(), "2026-02-28T10:00:00+00:00");
+    }
+
+    /// Issue 17 #3: `--keep-within 0d` removed every snapshot, huge spans removed every
+    /// snapshot (overflow fell back to "keep nothing"), and `3000000000d` panicked.
+    #[test]
+    fn zero_spans_are_refused_and_huge_spans_keep_everything() {
+        for zero in ["0d", "0h", "0y0m", "00d"] {
+            assert!(Span::parse(zero).unwrap_err().contains("longer than zero"), "{zero}");
+        }
+        assert!(Span::parse("99999999999d").is_err(), "a number past u32 is an error, not a panic");
+        assert!(Span::parse("4294967295d4294967295d").is_err());
+        let t = DateTime::parse_from_rfc3339("2026-03-31T10:00:00+00:00").unwrap();
+        for huge in ["300000y", "3000000000d", "4294967295h", "4294967295y4294967295m"] {
+            assert_eq!(Span::parse(huge).unwrap().before(t), None, "{huge} covers every time");
+        }
+        let snap = |id: u8, time: &str| crate::snapshots::SnapshotEntry {
+            id: arca_format::Id([id; 32]),
+            snapshot: arca_format::Snapshot {
+                time: time.into(),
+                hostname: "h".into(),
+                username: "u".into(),
+                paths: vec!["/p".into()],
+                tags: vec![],
+                parent: None,
+                tree: arca_format::Id([0; 32]),
+                kind: arca_format::SnapshotKind::Files,
+                summary: Default::default(),
+                warnings: vec![],
+                excludes: vec![],
+                keep_until: None,
+                destroy_after: None,
+                program_version: String::new(),
+                original: None,
+            },
+        };
+        let snaps = vec![snap(1, "2026-03-31T10:00:00+00:00"), snap(2, "1970-01-01T00:00:00+00:00")];
+        for span in ["300000y", "3000000000d", "1h"] {
+            let policy = Policy { within: Some(Span::parse(span).unwrap()), ..Default::default() };
+            let d = apply(&snaps, &policy, GroupBy::default(), t);
+            assert!(d[0].keep(), "{span}: the newest snapshot is kept");
+            assert_eq!(d[1].keep(), span != "1h", "{span}: the old one");
+        }
     }
 }

@@ -62,32 +62,62 @@ pub struct Filter {
 
 impl Filter {
     /// True if `s` passes every given criterion (a snapshot must have all given tags and paths).
+    /// Paths compare without trailing slashes (`/etc/` names `/etc`, as backup stores it).
     pub fn matches(&self, s: &Snapshot) -> bool {
         (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
             && self.tags.iter().all(|t| s.tags.contains(t))
-            && self.paths.iter().all(|p| s.paths.contains(p))
+            && self.paths.iter().all(|p| {
+                let p = normal_path(p);
+                s.paths.iter().any(|q| normal_path(q) == p)
+            })
     }
+
+    /// The criteria in words, for "no snapshot matches" messages; empty without any.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![];
+        parts.extend(self.hosts.iter().map(|h| format!("--host {h}")));
+        parts.extend(self.tags.iter().map(|t| format!("--tag {t}")));
+        parts.extend(self.paths.iter().map(|p| format!("--path {p}")));
+        parts.join(" ")
+    }
+}
+
+/// A path without trailing slashes (but `/` stays `/`).
+fn normal_path(p: &str) -> &str {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() && p.starts_with('/') {
+        "/"
+    } else {
+        t
+    }
+}
+
+/// "no snapshot matches" for `spec` under `filter`.
+fn not_found(spec: &str, filter: &Filter) -> RepoError {
+    let f = filter.describe();
+    RepoError::SnapshotNotFound(if f.is_empty() { format!("{spec:?}") } else { format!("{spec:?} with {f}") })
 }
 
 /// Resolve `latest` (the newest matching `filter`) or a unique id prefix.
 pub fn resolve(all: &[SnapshotEntry], spec: &str, filter: &Filter) -> RepoResult<SnapshotEntry> {
     if spec == "latest" {
-        return all
-            .iter()
-            .rev()
-            .find(|e| filter.matches(&e.snapshot))
-            .cloned()
-            .ok_or_else(|| RepoError::SnapshotNotFound(spec.into()));
+        return all.iter().rev().find(|e| filter.matches(&e.snapshot)).cloned().ok_or_else(|| not_found(spec, filter));
     }
     let spec_l = spec.to_ascii_lowercase();
     if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(RepoError::SnapshotNotFound(spec.into()));
+        return Err(RepoError::SnapshotNotFound(format!("{spec:?}")));
     }
     let m: Vec<&SnapshotEntry> = all.iter().filter(|e| e.id.to_hex().starts_with(&spec_l)).collect();
     match m.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(RepoError::SnapshotNotFound(spec.into())),
-        _ => Err(RepoError::AmbiguousSnapshot(spec.into())),
+        [] => Err(RepoError::SnapshotNotFound(format!("{spec:?}"))),
+        many => {
+            let mut ids: Vec<String> = many.iter().take(10).map(|e| e.id.to_hex()[..12].to_string()).collect();
+            if many.len() > 10 {
+                ids.push(format!("and {} more", many.len() - 10));
+            }
+            Err(RepoError::AmbiguousSnapshot { spec: spec.into(), candidates: ids.join(", ") })
+        }
     }
 }
 
@@ -97,7 +127,7 @@ pub fn resolve_at(all: &[SnapshotEntry], at: DateTime<FixedOffset>, filter: &Fil
         .rev()
         .find(|e| filter.matches(&e.snapshot) && e.time().is_some_and(|t| t <= at))
         .cloned()
-        .ok_or_else(|| RepoError::SnapshotNotFound(format!("at or before {}", at.to_rfc3339())))
+        .ok_or_else(|| not_found(&format!("at or before {}", at.to_rfc3339()), filter))
 }
 
 /// The parent for a new backup: the newest snapshot of the same host and the same paths.

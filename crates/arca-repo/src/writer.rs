@@ -132,7 +132,8 @@ pub struct BlobWriter {
     jobs: Option<Sender<Vec<Job>>>,
     /// Blobs waiting to be sent to the workers, and their bytes.
     batch: Mutex<(Vec<Job>, usize)>,
-    threads: Vec<JoinHandle<()>>,
+    /// Seal workers and the packer, by stage name (for the error if one panics).
+    threads: Vec<(&'static str, JoinHandle<()>)>,
     uploader: Option<JoinHandle<Vec<String>>>,
     failure: Arc<Failure>,
     counters: Arc<Counters>,
@@ -140,8 +141,20 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
+    /// Start a writer for a session that holds `lock` (shared or exclusive), taken before the
+    /// index was loaded: a prune then never deletes what this writer deduplicates against, and
+    /// if the lock lapses the writer refuses to index packs a prune took meanwhile.
+    pub fn new(repo: Arc<Repository>, lock: &crate::lock::SessionLock, opts: WriterOptions) -> BlobWriter {
+        BlobWriter::start(repo, Some(lock.guard()), opts)
+    }
+
+    /// A writer that stores nothing (a dry run: every count, no write); it needs no lock.
+    pub fn dry_run(repo: Arc<Repository>, opts: WriterOptions) -> BlobWriter {
+        BlobWriter::start(repo, None, WriterOptions { dry_run: true, ..opts })
+    }
+
     /// Start the worker, packer and uploader threads.
-    pub fn new(repo: Arc<Repository>, opts: WriterOptions) -> BlobWriter {
+    fn start(repo: Arc<Repository>, guard: Option<crate::lock::LockGuard>, opts: WriterOptions) -> BlobWriter {
         let threads_n = opts.threads.max(1);
         // Small queues: each slot can hold a max-size chunk (8 MiB) or a whole pack, and the
         // peak RSS of a backup is mostly what sits in them. (A rendezvous job queue was
@@ -156,16 +169,18 @@ impl BlobWriter {
         for _ in 0..threads_n {
             let (rx, tx, repo, failure) = (job_rx.clone(), sealed_tx.clone(), repo.clone(), failure.clone());
             let compression = opts.compression;
-            threads.push(std::thread::spawn(move || seal_worker(&repo, compression, rx, tx, &failure)));
+            threads
+                .push(("seal worker", std::thread::spawn(move || seal_worker(&repo, compression, rx, tx, &failure))));
         }
         drop(sealed_tx);
         {
             let (repo, failure, counters) = (repo.clone(), failure.clone(), counters.clone());
-            threads.push(std::thread::spawn(move || packer(&repo, sealed_rx, pack_tx, &failure, &counters)));
+            threads
+                .push(("packer", std::thread::spawn(move || packer(&repo, sealed_rx, pack_tx, &failure, &counters))));
         }
         let uploader = {
             let (repo, failure, in_flight) = (repo.clone(), failure.clone(), in_flight.clone());
-            std::thread::spawn(move || uploader(&repo, pack_rx, &failure, &in_flight))
+            std::thread::spawn(move || uploader(&repo, guard.as_ref(), pack_rx, &failure, &in_flight))
         };
         BlobWriter {
             repo,
@@ -242,8 +257,12 @@ impl BlobWriter {
             let _ = self.send(rest);
         }
         self.jobs.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        for (stage, t) in self.threads.drain(..) {
+            // A panicked stage may have taken blobs with it: the session must fail, or a
+            // snapshot could name blobs that were never stored.
+            if let Err(p) = t.join() {
+                self.failure.set(RepoError::WorkerPanicked { stage, message: panic_message(&p) });
+            }
         }
     }
 
@@ -269,7 +288,14 @@ impl BlobWriter {
     /// Flush everything, write the final index, and report.
     pub fn finish(mut self) -> RepoResult<WriteStats> {
         self.close();
-        let index_files = self.uploader.take().map(|u| u.join().unwrap_or_default()).unwrap_or_default();
+        let index_files = match self.uploader.take().map(|u| u.join()) {
+            Some(Ok(files)) => files,
+            Some(Err(p)) => {
+                self.failure.set(RepoError::WorkerPanicked { stage: "uploader", message: panic_message(&p) });
+                vec![]
+            }
+            None => vec![],
+        };
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
@@ -294,6 +320,14 @@ impl Drop for BlobWriter {
     }
 }
 
+/// The text a panic carried, if it was a string.
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 fn seal_worker(
     repo: &Repository,
     compression: Compression,
@@ -302,6 +336,7 @@ fn seal_worker(
     failure: &Failure,
 ) {
     for batch in rx {
+        crate::failpoint::hit("seal-batch");
         let mut out = Vec::with_capacity(batch.len());
         for Job { kind, id, data } in batch {
             let mut bytes = blob::encode(repo.cipher(), kind, &id, &data, compression);
@@ -427,6 +462,7 @@ fn packer(repo: &Repository, rx: Receiver<Vec<Sealed>>, tx: Sender<PackOut>, fai
 
 fn uploader(
     repo: &Repository,
+    guard: Option<&crate::lock::LockGuard>,
     rx: Receiver<PackOut>,
     failure: &Failure,
     in_flight: &Mutex<HashMap<Id, Vec<u8>>>,
@@ -439,7 +475,12 @@ fn uploader(
             return true;
         }
         let file = IndexFile { packs: std::mem::take(pending), supersedes: vec![] };
-        match repo.save_object(ObjectKind::Index, &file) {
+        let ids: Vec<Id> = file.packs.iter().map(|p| p.id).collect();
+        // An index object naming a pack a prune deleted during a lapse would break the index.
+        match guard
+            .map_or(Ok(()), |g| g.confirm_packs(repo, &ids))
+            .and_then(|()| repo.save_object(ObjectKind::Index, &file))
+        {
             Ok(id) => {
                 written.push(id.to_hex());
                 true
@@ -500,7 +541,8 @@ mod tests {
     fn writes_dedups_and_reads_back() {
         let s: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
         let repo = Arc::new(Repository::init(s.clone(), b"pw", &cheap_opts()).unwrap());
-        let w = BlobWriter::new(repo.clone(), WriterOptions { paranoid_dedup: true, ..Default::default() });
+        let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+        let w = BlobWriter::new(repo.clone(), &lock, WriterOptions { paranoid_dedup: true, ..Default::default() });
         let (a, new_a) = w.add(BlobKind::Data, b"hello").unwrap();
         let (b, new_b) = w.add(BlobKind::Data, b"hello").unwrap();
         let (t, _) = w.add(BlobKind::Tree, b"tree bytes").unwrap();
@@ -515,7 +557,8 @@ mod tests {
         assert_eq!(reopened.read_blob(BlobKind::Tree, &t).unwrap(), b"tree bytes");
         // dedup against the repository in a new session
         let repo = Arc::new(reopened);
-        let w = BlobWriter::new(repo.clone(), WriterOptions { paranoid_dedup: true, ..Default::default() });
+        let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+        let w = BlobWriter::new(repo.clone(), &lock, WriterOptions { paranoid_dedup: true, ..Default::default() });
         assert!(!w.add(BlobKind::Data, b"hello").unwrap().1);
         assert_eq!(w.finish().unwrap().blobs_added, 0);
     }
@@ -553,7 +596,8 @@ mod tests {
         let mut o = cheap_opts();
         o.pack_size = 4096;
         let repo = Arc::new(Repository::init(s, b"pw", &o).unwrap());
-        let w = BlobWriter::new(repo, WriterOptions::default());
+        let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+        let w = BlobWriter::new(repo, &lock, WriterOptions::default());
         let mut add_failed = None;
         // The queues are bounded, so the failure reaches `add` within a few batches.
         for i in 0..100_000u32 {

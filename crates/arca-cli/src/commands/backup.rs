@@ -29,7 +29,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     // A dry run stores nothing, not even a lock (it may run against a read-only repository).
     let session =
         if a.dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
-    let (repo, lock) = context::open_or_create_default(cli, out, session)?;
+    let (repo, lock) = context::open_or_create_default(cli, out, session, &paths)?;
     if !a.dry_run {
         // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
         match arca_repo::repair::adopt_orphan_packs(&repo) {
@@ -57,23 +57,35 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         dry_run: a.dry_run,
         threads: cli.threads.unwrap_or(WriterOptions::default().threads),
     };
-    let writer = BlobWriter::new(repo.clone(), writer_opts);
+    let writer = match &lock {
+        Some(l) if !a.dry_run => BlobWriter::new(repo.clone(), l, writer_opts),
+        _ if a.dry_run => BlobWriter::dry_run(repo.clone(), writer_opts),
+        _ => bail!("a backup needs a lock on the repository"),
+    };
     let reporter = Reporter { progress: Progress::new(out, "backup"), out };
     let (outcome, kind) = if a.stdin {
         (backup_stream(&writer, &a.stdin_filename, std::io::stdin().lock(), &reporter)?, SnapshotKind::Stdin)
     } else if let Some(cmd) = &a.stdin_from_command {
         (from_command(&writer, &a.stdin_filename, cmd, &reporter)?, SnapshotKind::CommandOutput)
     } else {
+        let own = context::own_paths(cli);
+        for p in &own {
+            if let Ok(p) = std::fs::canonicalize(p) {
+                if paths.iter().any(|s| p.starts_with(s)) {
+                    out.info(format!("leaving out {}: it is arca's own (repository, cache or key file)", p.display()));
+                }
+            }
+        }
         let opts = BackupOptions {
             paths,
-            excludes: excludes(a)?,
+            excludes: excludes(a)?.with_own(&own),
             one_file_system: a.one_file_system,
             ignore_ctime: a.ignore_ctime,
             rehash: a.rehash,
             read_threads: a.read_concurrency as usize,
         };
         if out.show_progress {
-            spawn_scanner(&opts.paths, excludes(a)?, &reporter.progress);
+            spawn_scanner(&opts.paths, excludes(a)?.with_own(&own), &reporter.progress);
         }
         let parent_tree = parent.as_ref().map(|p| p.snapshot.tree);
         (arca_fs::backup(&writer, parent_tree, &opts, &reporter)?, SnapshotKind::Files)
@@ -102,6 +114,9 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         original: None,
     };
     if let Some(l) = &lock {
+        // A lock that lapsed (suspended, stalled) may have let a prune take what this backup
+        // relies on: confirm it is all still there, or commit nothing.
+        l.confirm_commit(&repo, &[outcome.tree])?;
         l.check_alive()?;
     }
     arca_repo::failpoint::hit("backup-before-snapshot");
@@ -175,22 +190,37 @@ fn excludes(a: &BackupArgs) -> Result<Excludes> {
     Excludes::new(patterns, a.exclude_caches, a.exclude_if_present.clone()).map_err(anyhow::Error::msg)
 }
 
-/// Absolute, existing source paths; symlinks named directly are kept as symlinks.
+/// Absolute source paths; symlinks named directly are kept as symlinks. A path that does not
+/// exist is kept (the archiver warns about it and the backup ends with exit code 3, as a
+/// nightly job with one unmounted path must still back up the rest), unless none exists.
 fn source_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if given.is_empty() {
         bail!("nothing to back up: name files or directories, or use --stdin");
     }
     let mut out = vec![];
+    let mut missing = vec![];
     for p in given {
-        std::fs::symlink_metadata(p).with_context(|| format!("cannot back up {}", p.display()))?;
+        if p.as_os_str().is_empty() {
+            bail!("an empty path was given as a source");
+        }
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            missing.push(format!("{}: {e}", p.display()));
+        }
         let abs = std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))?;
+        // `link/` means the directory the link leads to, as in rsync and POSIX path lookup.
+        let follow = p.as_os_str().as_encoded_bytes().ends_with(b"/");
         let resolved = match (abs.parent(), abs.file_name()) {
-            (Some(parent), Some(name)) if name != ".." => std::fs::canonicalize(parent)
-                .with_context(|| format!("cannot resolve {}", parent.display()))?
-                .join(name),
-            _ => std::fs::canonicalize(&abs).with_context(|| format!("cannot resolve {}", abs.display()))?,
+            _ if follow => std::fs::canonicalize(&abs).unwrap_or_else(|_| abs.clone()),
+            (Some(parent), Some(name)) if name != ".." => match std::fs::canonicalize(parent) {
+                Ok(parent) => parent.join(name),
+                Err(_) => abs.clone(),
+            },
+            _ => std::fs::canonicalize(&abs).unwrap_or_else(|_| abs.clone()),
         };
         out.push(resolved);
+    }
+    if missing.len() == given.len() {
+        bail!("nothing to back up: {}", missing.join("; "));
     }
     out.sort();
     out.dedup();
@@ -208,29 +238,61 @@ fn parse_compression(s: &str) -> Result<Compression> {
     })
 }
 
-/// RFC 3339, or a local "YYYY-MM-DD[ HH:MM[:SS]]".
+/// RFC 3339, or a local "YYYY-MM-DD[ HH:MM[:SS[.fraction]]]".
 pub fn parse_time_arg(s: &str) -> Result<DateTime<FixedOffset>> {
+    Ok(parse_time_span(s)?.0)
+}
+
+/// The last instant a time as written can mean: "04:39:53", copied from the snapshots table
+/// (which shows whole seconds), means up to the end of that second, so it selects a snapshot
+/// taken at 04:39:53.659; a date alone means up to the end of that day.
+pub fn parse_time_end(s: &str) -> Result<DateTime<FixedOffset>> {
+    let (t, precision) = parse_time_span(s)?;
+    Ok(t + precision - chrono::TimeDelta::nanoseconds(1))
+}
+
+/// A time and the precision it was written with.
+fn parse_time_span(s: &str) -> Result<(DateTime<FixedOffset>, chrono::TimeDelta)> {
+    let s = s.trim();
+    let has_fraction = |s: &str| s.rsplit_once(':').is_some_and(|(_, sec)| sec.contains('.'));
+    let second = chrono::TimeDelta::seconds(1);
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t);
+        return Ok((t, if has_fraction(s) { chrono::TimeDelta::nanoseconds(1) } else { second }));
     }
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
-        .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
-        .with_context(|| {
-            format!("cannot read time {s:?}: use RFC 3339 (2026-11-01T12:00:00+01:00) or \"2026-11-01 12:00\"")
-        })?;
-    Local
+    let formats: [(&str, chrono::TimeDelta); 4] = [
+        ("%Y-%m-%d %H:%M:%S%.f", second),
+        ("%Y-%m-%dT%H:%M:%S%.f", second),
+        ("%Y-%m-%d %H:%M", chrono::TimeDelta::minutes(1)),
+        ("%Y-%m-%dT%H:%M", chrono::TimeDelta::minutes(1)),
+    ];
+    let parsed =
+        formats.iter().find_map(|(f, p)| NaiveDateTime::parse_from_str(s, f).ok().map(|t| (t, *p))).or_else(|| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| (t, chrono::TimeDelta::days(1)))
+        });
+    let (naive, mut precision) = parsed.with_context(|| {
+        format!("cannot read time {s:?}: use RFC 3339 (2026-11-01T12:00:00+01:00) or \"2026-11-01 12:00[:00[.5]]\" (local time)")
+    })?;
+    if has_fraction(s) {
+        precision = chrono::TimeDelta::nanoseconds(1);
+    }
+    let t = Local
         .from_local_datetime(&naive)
         .earliest()
         .map(|t| t.fixed_offset())
-        .with_context(|| format!("{s:?} does not exist in the local time zone"))
+        .with_context(|| format!("{s:?} does not exist in the local time zone"))?;
+    Ok((t, precision))
 }
 
 /// Count bytes to back up in the background, for the ETA.
 fn spawn_scanner(paths: &[PathBuf], excludes: Excludes, progress: &Progress) {
     fn walk(p: &Path, ex: &Excludes, total: &crate::progress::TotalHandle) {
         let Ok(md) = std::fs::symlink_metadata(p) else { return };
+        if ex.is_own(&md) {
+            return;
+        }
         if md.is_file() {
             total.add(md.len());
         } else if md.is_dir() && !ex.skip_dir(p) {

@@ -45,14 +45,13 @@ pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
         selected.iter().filter(|e| !here.contains_key(&origin_of(&e.id, &e.snapshot))).collect();
     let map_path = (!cli.no_cache)
         .then(|| context::cache_dir(&dst).join(format!("copy-from-{}.map", src.config().repo_id.to_hex())));
-    let writer = BlobWriter::new(
-        dst.clone(),
-        WriterOptions {
-            dry_run: a.dry_run,
-            threads: cli.threads.unwrap_or(WriterOptions::default().threads),
-            ..Default::default()
-        },
-    );
+    let writer_opts =
+        WriterOptions { threads: cli.threads.unwrap_or(WriterOptions::default().threads), ..Default::default() };
+    let writer = match &lock {
+        Some(l) if !a.dry_run => BlobWriter::new(dst.clone(), l, writer_opts),
+        _ if a.dry_run => BlobWriter::dry_run(dst.clone(), writer_opts),
+        _ => return Err(anyhow!("copy needs a lock on the destination")),
+    };
     let mut copier = Copier {
         src: &src,
         writer: &writer,
@@ -72,6 +71,8 @@ pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
     writer.finish()?;
     progress.finish();
     if let Some(l) = &lock {
+        let trees: Vec<_> = copies.iter().map(|(_, t)| *t).collect();
+        l.confirm_commit(&dst, &trees)?;
         l.check_alive()?;
     }
     let mut copied = vec![];

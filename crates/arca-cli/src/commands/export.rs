@@ -45,8 +45,11 @@ pub fn run(cli: &Cli, out: &Output, a: &ExportArgs) -> Result<i32> {
     let (spec, path) = a.snapshot.split_once(':').unwrap_or((&a.snapshot, ""));
     let snap = super::find_snapshot(&repo, out, spec, &a.filter)?;
     let found = lookup(&repo, &snap.snapshot.tree, path.trim_end_matches('/').as_bytes())?
-        .with_context(|| format!("{path} not found in snapshot {}", snap.id.short()))?;
+        .ok_or_else(|| super::not_in_snapshot(path, &snap))?;
     let to_stdout = a.output == "-";
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("standard output is a terminal: an archive there is binary noise; give -o FILE, or pipe it (arca export … | tar -t)");
+    }
     if a.verify && to_stdout {
         bail!("--verify reads the archive back, so it needs -o FILE (a file or a device), not standard output");
     }

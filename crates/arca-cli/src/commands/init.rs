@@ -28,7 +28,16 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
     if let Some(o) = &loc.s3 {
         arca_backends::S3Storage::new(o)?.ensure_bucket()?;
     } else if loc.remote.is_none() {
-        std::fs::create_dir_all(&loc.path).with_context(|| format!("cannot create {}", loc.path.display()))?;
+        if let Ok(mut entries) = std::fs::read_dir(&loc.path) {
+            if entries.next().is_some() && !loc.path.join("config").exists() && !loc.path.join("keys").exists() {
+                anyhow::bail!(
+                    "{} is not empty and is not an arca repository: give an empty or new directory",
+                    loc.path.display()
+                );
+            }
+        }
+        arca_backends::create_private_dir(&loc.path)
+            .with_context(|| format!("cannot create {}", loc.path.display()))?;
     }
     let repo = Repository::init(context::storage(&loc)?, password.as_bytes(), &opts)?;
     if out.json {

@@ -14,7 +14,7 @@ fn new_password(a: &NewPassword) -> Result<String> {
         let s = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         return Ok(s.lines().next().unwrap_or("").to_string());
     }
-    context::prompt("new password", true)
+    context::prompt("new password", true, "ARCA_NEW_PASSWORD or --new-password-file")
 }
 
 pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {

@@ -4,7 +4,7 @@ use crate::cli::{Cli, LsArgs};
 use crate::context;
 use crate::output::Output;
 use crate::text::escape;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use arca_format::{Node, NodeKind};
 use arca_repo::treewalk::{lookup, walk, Found, Visit};
 
@@ -75,7 +75,7 @@ pub fn run(cli: &Cli, out: &Output, a: &LsArgs) -> Result<i32> {
     let prefix: Vec<u8> = base_bytes.iter().copied().skip_while(|b| *b == b'/').collect();
     let join = |p: &[u8]| if prefix.is_empty() { p.to_vec() } else { [prefix.as_slice(), b"/", p].concat() };
     let subtree = match found {
-        None => bail!("{} not found in snapshot {}", base, snap.id.short()),
+        None => return Err(super::not_in_snapshot(&base, &snap)),
         Some(Found::Node(n)) => {
             emit(&prefix, &n);
             n.subtree.filter(|_| n.kind == NodeKind::Dir)

@@ -77,3 +77,32 @@ pub fn find_snapshot(repo: &Repository, out: &Output, spec: &str, filter: &Filte
     let all = all_snapshots(repo, out)?;
     Ok(snaps::resolve(&all, spec, &filter.filter())?)
 }
+
+/// "PATH not found in snapshot": names what the snapshot holds and, when the path lies outside
+/// its backed-up paths (`latest` picked a newer snapshot of other paths, such as a stdin
+/// backup), how to pick a snapshot of that path.
+pub fn not_in_snapshot(path: &str, snap: &SnapshotEntry) -> anyhow::Error {
+    let shown = if path.is_empty() { "/" } else { path };
+    let mut msg = format!("{shown} not found in snapshot {} (of {})", snap.id.short(), snap.snapshot.paths.join(", "));
+    let inside = snap.snapshot.paths.iter().any(|p| path.starts_with(p.trim_end_matches('/')) || p.starts_with(path));
+    if !inside {
+        msg.push_str(&format!(
+            "; the path lies outside what that snapshot backed up: choose a snapshot of it with --path (`latest --path {shown}` takes the newest snapshot of exactly that path) or an id from `arca snapshots`"
+        ));
+    }
+    anyhow::anyhow!(msg)
+}
+
+/// A node kind in words, for messages.
+pub fn kind_name(k: arca_format::NodeKind) -> &'static str {
+    use arca_format::NodeKind::*;
+    match k {
+        File => "a file",
+        Dir => "a directory",
+        Symlink => "a symbolic link",
+        BlockDevice => "a block device",
+        CharDevice => "a character device",
+        Fifo => "a FIFO",
+        Socket => "a socket",
+    }
+}

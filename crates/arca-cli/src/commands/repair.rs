@@ -12,7 +12,8 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
         RepairCommand::Snapshots(_) => context::Session::Write("repair snapshots"),
         RepairCommand::Packs(_) => context::Session::Write("repair packs"),
     };
-    let (repo, _lock) = context::open_session(cli, out, session)?;
+    let (repo, lock) = context::open_session(cli, out, session)?;
+    let lock = lock.ok_or_else(|| anyhow::anyhow!("repair needs a lock on the repository"))?;
     match r {
         RepairCommand::Packs(a) => {
             let only = a
@@ -47,7 +48,7 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
         }
         RepairCommand::Snapshots(a) => {
             let p = Progress::new(out, "repair-snapshots");
-            let report = arca_repo::repair::repair_snapshots(&repo, a.dry_run, a.forget, &mut |done, total| {
+            let report = arca_repo::repair::repair_snapshots(&repo, &lock, a.dry_run, a.forget, &mut |done, total| {
                 p.message(format!("snapshot {done}/{total}"))
             })?;
             p.finish();
@@ -79,8 +80,9 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
         }
         RepairCommand::Index => {
             let p = Progress::new(out, "repair-index");
-            let report =
-                arca_repo::repair::repair_index(&repo, &mut |done, total| p.message(format!("pack {done}/{total}")))?;
+            let report = arca_repo::repair::repair_index(&repo, &lock, &mut |done, total| {
+                p.message(format!("pack {done}/{total}"))
+            })?;
             p.finish();
             if out.json {
                 out.json_line(&serde_json::json!({"type": "summary", "report": report}));

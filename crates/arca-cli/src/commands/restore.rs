@@ -35,7 +35,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
     let (spec, path) = split_spec(a.snapshot.as_deref().unwrap_or(""));
     let snap = match (&a.at, spec) {
         (Some(at), "") => {
-            let at = super::backup::parse_time_arg(at)?;
+            let at = super::backup::parse_time_end(at)?;
             let all = super::all_snapshots(&repo, out)?;
             arca_repo::snapshots::resolve_at(&all, at, &a.filter.filter())?
         }
@@ -44,8 +44,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
         (None, spec) => super::find_snapshot(&repo, out, spec, &a.filter)?,
     };
     let base: Vec<u8> = path.trim_end_matches('/').as_bytes().to_vec();
-    let found = lookup(&repo, &snap.snapshot.tree, &base)?
-        .with_context(|| format!("{path} not found in snapshot {}", snap.id.short()))?;
+    let found = lookup(&repo, &snap.snapshot.tree, &base)?.ok_or_else(|| super::not_in_snapshot(path, &snap))?;
     let reporter = Reporter { progress: Progress::new(out, "restore"), out };
     if out.show_progress || out.json {
         let mut total = 0u64;
@@ -125,12 +124,25 @@ pub fn dump(cli: &Cli, out: &Output, a: &DumpArgs) -> Result<i32> {
     let node = match lookup(&repo, &snap.snapshot.tree, a.path.as_bytes())? {
         Some(Found::Node(n)) => n,
         Some(Found::Root(_)) => {
-            bail!("{} is the snapshot root, a directory: use `arca restore` for directories", a.path)
+            bail!(
+                "{} is the snapshot root, a directory: use `arca export {}` for a tar of it, or `arca restore`",
+                a.path,
+                a.snapshot
+            )
         }
-        None => bail!("{} not found in snapshot {}", a.path, snap.id.short()),
+        None => return Err(super::not_in_snapshot(&a.path, &snap)),
     };
     if node.kind != NodeKind::File {
-        bail!("{} is a {:?}, not a file: use `arca restore` for it", a.path, node.kind);
+        bail!(
+            "{} is {}, not a file: use `arca export {}:{}` for a tar of it, or `arca restore`",
+            a.path,
+            super::kind_name(node.kind),
+            a.snapshot,
+            a.path
+        );
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) && node.size > 0 {
+        bail!("standard output is a terminal: redirect the file's contents (arca dump … > FILE) or pipe them");
     }
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();

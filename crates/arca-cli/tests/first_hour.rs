@@ -1,0 +1,314 @@
+//! Issue 17: what a new user who knows restic and borg hits in the first hour. Each test
+//! names the row of the review (`../shared/research/newcomer-review.md`) it holds to.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// `arca` on the default repository: no -r, no password, HOME inside the scratch directory.
+fn default_cmd(e: &Env, args: &[&str]) -> std::process::Command {
+    let mut c = e.cmd(args);
+    c.env_remove("ARCA_REPOSITORY").env_remove("ARCA_PASSWORD");
+    c
+}
+
+fn run_default(e: &Env, args: &[&str]) -> std::process::Output {
+    default_cmd(e, args).output().unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(p).unwrap().flatten() {
+        let md = e.metadata().unwrap();
+        n += if md.is_dir() { dir_size(&e.path()) } else { md.len() };
+    }
+    n
+}
+
+/// Row 1: `arca backup "$HOME"` must not back up the default repository, its cache or its
+/// key file into itself, whatever path leads there.
+#[test]
+fn backing_up_home_leaves_out_the_default_repository_its_cache_and_key() {
+    let e = Env::new();
+    let home = e.path("home");
+    std::fs::create_dir_all(home.join("docs")).unwrap();
+    std::fs::write(home.join("docs/a"), random_bytes(2 << 20, 1)).unwrap();
+    // Second ways to the same directory: a symlink (with a trailing slash, followed), and a
+    // bind mount, which no path comparison sees through.
+    std::os::unix::fs::symlink(&home, e.path("home-link")).unwrap();
+    let bind = e.path("bind");
+    std::fs::create_dir_all(&bind).unwrap();
+    let first = run_default(&e, &["backup", home.to_str().unwrap()]);
+    assert!(first.status.success(), "{}", text(&first));
+    let t = text(&first);
+    assert!(t.contains("created the default repository at") && t.contains("default.key"), "{t}");
+    assert!(t.contains("same disk"), "says that the repository shares the data's disk: {t}");
+    let repo = home.join(".local/share/arca/default");
+    let size1 = dir_size(&repo);
+    for _ in 0..3 {
+        let o = run_default(&e, &["--json", "backup", home.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v = last_json(&String::from_utf8_lossy(&o.stdout));
+        assert!(v["summary"]["bytes_added"].as_u64().unwrap() < 64 << 10, "nothing changed, nothing much added: {v}");
+    }
+    let o = run_default(&e, &["backup", &format!("{}/", e.path("home-link").display())]);
+    assert!(o.status.success(), "{}", text(&o));
+    sh(&format!("mount --bind '{}' '{}'", home.display(), bind.display()));
+    let o = run_default(&e, &["--json", "backup", bind.to_str().unwrap()]);
+    sh(&format!("umount '{}'", bind.display()));
+    assert!(o.status.success(), "{}", text(&o));
+    let bind_id = last_json(&String::from_utf8_lossy(&o.stdout))["snapshot_id"].as_str().unwrap().to_string();
+    let size2 = dir_size(&repo);
+    assert!(size2 < size1 + (1 << 20), "the repository did not take itself in: {size1} -> {size2}");
+    for snap in ["latest", &bind_id] {
+        let listing = String::from_utf8_lossy(&run_default(&e, &["ls", snap]).stdout).into_owned();
+        assert!(listing.contains("docs/a"), "{listing}");
+        for own in [".local/share/arca/default", ".cache/arca", "default.key"] {
+            assert!(!listing.contains(own), "{own} is not in the snapshot:\n{listing}");
+        }
+    }
+}
+
+/// Row 2: unknown schemes and other tools' remote syntax are refused, and nothing is created.
+#[test]
+fn unknown_schemes_and_host_paths_are_refused_not_made_into_local_folders() {
+    let e = Env::new();
+    let cwd = e.path("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    for r in [
+        "ftp://backup.example.com/repo",
+        "backup@nas:/srv/repo",
+        "nas:/srv/repo",
+        "file:///srv/repo",
+        "S3://bucket/prefix",
+        "rest:http://x/",
+        "b2:bucket",
+        "http://x/repo",
+        "",
+    ] {
+        let o = e.cmd(&["-r", r, "init"]).current_dir(&cwd).output().unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{r:?} must be refused: {t}");
+        assert!(t.contains("ssh://") || t.contains("empty") || t.contains("lower case"), "{r:?}: says what works: {t}");
+        assert!(std::fs::read_dir(&cwd).unwrap().next().is_none(), "{r:?} created nothing");
+    }
+    let o = e.cmd(&["-r", "backup@nas:/srv/repo", "init"]).current_dir(&cwd).output().unwrap();
+    assert!(text(&o).contains("ssh://backup@nas/"), "borg's syntax gets the ssh:// spelling: {}", text(&o));
+    // A plain relative path and local: still work.
+    e.ok(&["-r", e.path("rel").to_str().unwrap(), "init"]);
+    e.ok(&["-r", &format!("local:{}", e.path("loc").display()), "init"]);
+}
+
+/// Row 3: `--keep-within 0d` removed every snapshot; huge spans removed every snapshot or
+/// panicked.
+#[test]
+fn keep_within_zero_is_refused_and_huge_spans_keep_everything() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    e.backup(&[src.to_str().unwrap()]);
+    for zero in ["0d", "0h"] {
+        let o = e.run(&["forget", "--keep-within", zero]);
+        assert!(!o.status.success(), "{zero}");
+        assert!(text(&o).contains("longer than zero"), "{}", text(&o));
+    }
+    for huge in ["300000y", "3000000000d"] {
+        let o = e.run(&["forget", "--keep-within", huge]);
+        assert!(o.status.success(), "{huge}: {}", text(&o));
+        assert_ne!(o.status.code(), Some(101));
+    }
+    assert_eq!(snapshot_ids(&e).len(), 2, "every snapshot is kept");
+    assert!(!e.run(&["forget", "--keep-within", "99999999999d"]).status.success());
+}
+
+/// Row 4: `restore --target FILE` deleted the user's file.
+#[test]
+fn restore_onto_a_file_refuses_and_keeps_the_file() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"snap").unwrap();
+    let id = e.backup(&[src.to_str().unwrap()]);
+    let target = e.path("afile");
+    std::fs::write(&target, b"precious").unwrap();
+    let o = e.run(&["restore", &id, "--target", target.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("is not a directory"), "{}", text(&o));
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    // A symlink to a directory is a directory to restore into.
+    std::fs::create_dir_all(e.path("real")).unwrap();
+    std::os::unix::fs::symlink(e.path("real"), e.path("link")).unwrap();
+    e.ok(&["restore", &format!("{id}:{}", src.display()), "--target", e.path("link").to_str().unwrap()]);
+    assert_eq!(std::fs::read(e.path("real/f")).unwrap(), b"snap");
+}
+
+/// Row 11: a missing source path no longer aborts the backup: the rest is saved, exit 3.
+#[test]
+fn a_missing_source_path_is_skipped_with_exit_3() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let missing = e.path("does-not-exist");
+    let o = e.run(&["backup", src.to_str().unwrap(), missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("does-not-exist"), "{}", text(&o));
+    assert_eq!(snapshot_ids(&e).len(), 1);
+    let o = e.run(&["backup", missing.to_str().unwrap()]);
+    assert!(!o.status.success() && o.status.code() != Some(3), "nothing at all to back up is an error");
+    assert!(text(&o).contains("nothing to back up"), "{}", text(&o));
+}
+
+/// Row 7: a missing second password names the variables for it, not ARCA_PASSWORD.
+#[test]
+fn a_missing_second_password_names_its_own_variables() {
+    let e = Env::init();
+    let o = e.run(&["key", "add"]);
+    assert!(text(&o).contains("ARCA_NEW_PASSWORD"), "{}", text(&o));
+    let src = Env::init();
+    let o = e.run(&["copy", "--from-repo", src.repo.to_str().unwrap()]);
+    assert!(text(&o).contains("ARCA_FROM_PASSWORD"), "{}", text(&o));
+}
+
+/// Rows 8 and 9: the default repository's messages tell the truth about how it opens.
+#[test]
+fn default_repository_messages_tell_how_it_opens() {
+    let e = Env::new();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let pw = e.path("pw");
+    std::fs::write(&pw, "a password\n").unwrap();
+    let o = default_cmd(&e, &["backup", src.to_str().unwrap()]).env("ARCA_PASSWORD_FILE", &pw).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no key file was written"), "{}", text(&o));
+    assert!(!e.path("home/.config/arca/default.key").exists());
+
+    let e = Env::new();
+    std::fs::create_dir_all(e.path("src")).unwrap();
+    let o = run_default(&e, &["backup", e.path("src").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    // A password for other repositories takes the key file's place: say so.
+    let o = default_cmd(&e, &["snapshots"]).env("ARCA_PASSWORD", "other").output().unwrap();
+    assert_eq!(o.status.code(), Some(12));
+    assert!(text(&o).contains("key file"), "{}", text(&o));
+    // A lost key file is named.
+    let key = e.path("home/.config/arca/default.key");
+    std::fs::rename(&key, e.path("key-copy")).unwrap();
+    let o = run_default(&e, &["snapshots"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("default.key") && text(&o).contains("missing"), "{}", text(&o));
+}
+
+/// Row 10: repositories and caches are private; the cache carries a CACHEDIR.TAG.
+#[test]
+fn repository_and_cache_are_private_and_the_cache_is_tagged() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&e.repo), 0o700);
+    assert_eq!(mode(&e.repo.join("config")), 0o600);
+    for sub in ["keys", "snapshots", "index", "data"] {
+        assert_eq!(mode(&e.repo.join(sub)), 0o700, "{sub}/");
+        for f in std::fs::read_dir(e.repo.join(sub)).unwrap().flatten() {
+            if f.file_type().unwrap().is_file() {
+                assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
+            }
+        }
+    }
+    let cache = e.path("home/.cache/arca");
+    let dirs: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert!(!dirs.is_empty());
+    for d in dirs {
+        assert_eq!(mode(&d.path()), 0o700);
+        let tag = std::fs::read_to_string(d.path().join("CACHEDIR.TAG")).unwrap();
+        assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
+    }
+}
+
+/// Row 17: init refuses a damaged repository (config lost, keys left) and a non-empty
+/// directory that is not a repository.
+#[test]
+fn init_refuses_a_damaged_repository_and_a_non_empty_directory() {
+    let e = Env::init();
+    std::fs::remove_file(e.repo.join("config")).unwrap();
+    let o = e.run(&["init"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("damaged repository"), "{}", text(&o));
+    assert!(!e.repo.join("config").exists(), "nothing was written");
+    let d = e.path("stuff");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("notes.txt"), b"mine").unwrap();
+    let o = e.run(&["-r", d.to_str().unwrap(), "init"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not empty"), "{}", text(&o));
+    // Row 28: range checks.
+    for bad in [["--pack-size-mib", "0"], ["--compression-level", "99"], ["--chunk-size-kib", "1"]] {
+        let o = e.run(&["-r", e.path("new").to_str().unwrap(), "init", bad[0], bad[1]]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
+    }
+}
+
+/// Row 22: `prune --dry-run` writes nothing, not even the removal of a stale lock.
+#[test]
+fn prune_dry_run_writes_nothing() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), random_bytes(1 << 20, 3)).unwrap();
+    let id = e.backup(&[src.to_str().unwrap()]);
+    e.ok(&["forget", &id]);
+    // A backup killed mid-way leaves a stale lock (its process is gone).
+    let o = e.cmd(&["backup", src.to_str().unwrap()]).env("ARCA_FAILPOINT", "backup-before-snapshot").output().unwrap();
+    assert!(!o.status.success());
+    let before = e.repo_files();
+    assert!(before.iter().any(|(p, _)| p.to_string_lossy().contains("/locks/")), "a stale lock is there");
+    e.ok(&["prune", "--dry-run"]);
+    assert_eq!(e.repo_files(), before, "the dry run changed nothing");
+}
+
+/// Rows 24, 25, 6: `--path` ignores a trailing slash; an ambiguous prefix lists candidates; a
+/// time copied from the snapshots table selects that snapshot.
+#[test]
+fn snapshot_selection_is_forgiving_where_it_is_safe() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let mut ids = vec![];
+    for i in 0..20 {
+        std::fs::write(src.join("f"), format!("{i}")).unwrap();
+        ids.push(e.backup(&[src.to_str().unwrap()]));
+    }
+    e.ok(&["ls", "latest", "--path", &format!("{}/", src.display())]);
+    let o = e.run(&["ls", "latest", "--path", "/nowhere"]);
+    assert!(text(&o).contains("--path /nowhere"), "the message names the filter: {}", text(&o));
+    // Two of 20 ids share a first hex digit.
+    let first: Vec<char> = ids.iter().map(|i| i.chars().next().unwrap()).collect();
+    let c = first.iter().find(|c| first.iter().filter(|d| d == c).count() > 1).unwrap();
+    let o = e.run(&["ls", &c.to_string()]);
+    let t = text(&o);
+    assert!(t.contains("more than one snapshot"), "{t}");
+    let shared: Vec<&String> = ids.iter().filter(|i| i.starts_with(*c)).collect();
+    assert!(shared.iter().all(|i| t.contains(&i[..12])), "names the candidates: {t}");
+    // The newest snapshot's time as the table shows it (whole seconds, UTC in the tests).
+    let v = e.json(&["snapshots"]);
+    let last = v.as_array().unwrap().last().unwrap();
+    let time = chrono::DateTime::parse_from_rfc3339(last["time"].as_str().unwrap()).unwrap();
+    let shown = time.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S").to_string();
+    let target = e.path("at");
+    e.ok(&["restore", "--at", &shown, &format!(":{}", src.display()), "--target", target.to_str().unwrap()]);
+    assert_eq!(std::fs::read(target.join("f")).unwrap(), b"19");
+    let frac = format!("{}.9", shown);
+    e.ok(&["restore", "--at", &frac, &format!(":{}", src.display()), "--target", e.path("at2").to_str().unwrap()]);
+}
