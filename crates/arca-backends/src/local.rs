@@ -200,6 +200,34 @@ impl Storage for LocalStorage {
         Ok(buf)
     }
 
+    fn remove_abandoned(&self, age: std::time::Duration) -> StorageResult<u64> {
+        let mut dirs: Vec<PathBuf> = ObjectKind::LISTABLE.iter().map(|k| self.root.join(k.dir())).collect();
+        dirs.push(self.root.clone());
+        if let Ok(rd) = fs::read_dir(self.root.join(ObjectKind::Pack.dir())) {
+            dirs.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+        dirs.sort();
+        dirs.dedup();
+        let mut n = 0;
+        for d in dirs {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                if !e.file_name().to_string_lossy().contains(TMP_MARK) {
+                    continue;
+                }
+                let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+                if old.is_some_and(|o| o >= age) {
+                    match fs::remove_file(e.path()) {
+                        Ok(()) => n += 1,
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(err) => return Err(self.err(&e.path(), err)),
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<(String, u64)>> {
         let dir = self.root.join(kind.dir());
         let mut dirs = vec![dir.clone()];

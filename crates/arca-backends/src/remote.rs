@@ -188,6 +188,11 @@ impl RemoteStorage {
 }
 
 impl Storage for RemoteStorage {
+    fn capabilities(&self) -> arca_storage::Capabilities {
+        let mode = self.mode();
+        arca_storage::Capabilities { write: mode != "read", delete: mode == "full", server_enforced: true }
+    }
+
     fn location(&self) -> String {
         self.location.clone()
     }

@@ -87,7 +87,9 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error { kind, message: message.into() }
 }
 
-fn from_storage(e: StorageError) -> Response {
+/// An error for the client, naming objects relative to the repository: a client (a
+/// forced-command key) must not learn where the repository lives on the server.
+fn from_storage_at(root: &str, e: StorageError) -> Response {
     let kind = match &e {
         StorageError::NotFound { .. } => ErrorKind::NotFound,
         StorageError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
@@ -97,7 +99,11 @@ fn from_storage(e: StorageError) -> Response {
         StorageError::Transient { .. } => ErrorKind::Transient,
         StorageError::Io { .. } => ErrorKind::Io,
     };
-    error(kind, e.to_string())
+    let mut msg = e.to_string();
+    if !root.is_empty() {
+        msg = msg.replace(&format!("{}/", root.trim_end_matches('/')), "").replace(root, "the repository");
+    }
+    error(kind, msg)
 }
 
 impl Server {
@@ -132,17 +138,20 @@ impl Server {
             }
         }
         let s = &*self.storage;
+        let root = s.location();
         match req {
             Request::Hello { .. } => error(ErrorKind::Protocol, "hello sent twice"),
-            Request::Get { name, .. } => {
-                s.get(kind, &name).map_or_else(from_storage, |d| Response::Data { data: ByteBuf::from(d) })
-            }
+            Request::Get { name, .. } => s
+                .get(kind, &name)
+                .map_or_else(|e| from_storage_at(&root, e), |d| Response::Data { data: ByteBuf::from(d) }),
             Request::GetRange { name, offset, length, .. } => s
                 .get_range(kind, &name, offset, length)
-                .map_or_else(from_storage, |d| Response::Data { data: ByteBuf::from(d) }),
-            Request::List { .. } => s.list(kind).map_or_else(from_storage, |objects| Response::Listing { objects }),
+                .map_or_else(|e| from_storage_at(&root, e), |d| Response::Data { data: ByteBuf::from(d) }),
+            Request::List { .. } => {
+                s.list(kind).map_or_else(|e| from_storage_at(&root, e), |objects| Response::Listing { objects })
+            }
             Request::Exists { name, .. } => {
-                s.exists(kind, &name).map_or_else(from_storage, |exists| Response::Exists { exists })
+                s.exists(kind, &name).map_or_else(|e| from_storage_at(&root, e), |exists| Response::Exists { exists })
             }
             Request::Delete { name, proof, .. } => {
                 self.claim(kind, &name, proof.as_ref().map(|p| &p[..]));
@@ -178,7 +187,7 @@ impl Server {
                 self.own_locks.remove(name);
                 Response::Done
             }
-            Err(e) => from_storage(e),
+            Err(e) => from_storage_at(&self.storage.location(), e),
         }
     }
 
@@ -189,7 +198,7 @@ impl Server {
             Mode::Full => {
                 return match self.storage.put(kind, name, data) {
                     Ok(()) => Response::Done,
-                    Err(e) => from_storage(e),
+                    Err(e) => from_storage_at(&self.storage.location(), e),
                 }
             }
             Mode::Append => {}
@@ -211,7 +220,7 @@ impl Server {
         }
         let exists = match self.storage.exists(kind, name) {
             Ok(e) => e,
-            Err(e) => return from_storage(e),
+            Err(e) => return from_storage_at(&self.storage.location(), e),
         };
         if exists {
             let own_lock = kind == ObjectKind::Lock && self.own_locks.contains(name);
@@ -226,7 +235,7 @@ impl Server {
             }
         }
         if let Err(e) = self.storage.put(kind, name, data) {
-            return from_storage(e);
+            return from_storage_at(&self.storage.location(), e);
         }
         if kind == ObjectKind::Lock {
             self.own_locks.insert(name.to_string());
@@ -236,7 +245,7 @@ impl Server {
             // claimed time.
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             if let Err(e) = self.storage.put(ObjectKind::Received, name, now.as_bytes()) {
-                return from_storage(e);
+                return from_storage_at(&self.storage.location(), e);
             }
         }
         Response::Done
@@ -283,5 +292,26 @@ pub fn serve(
             Err(e) => return Err(e),
         };
         write_frame(output, &server.handle(req))?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17: a "not found" from the server named the repository's absolute path, which a
+    /// forced-command client should not learn.
+    #[test]
+    fn errors_name_objects_relative_to_the_repository() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("secret-place/repo");
+        std::fs::create_dir_all(&root).unwrap();
+        let mut server = Server::new(Arc::new(crate::LocalStorage::new(&root)), Mode::Full);
+        let name = "ab".repeat(32);
+        let r = server.handle(Request::Get { kind: "snapshots".into(), name: name.clone() });
+        let Response::Error { kind, message } = r else { panic!("expected an error") };
+        assert_eq!(kind, ErrorKind::NotFound);
+        assert!(!message.contains("secret-place"), "{message}");
+        assert!(message.contains(&format!("snapshots/{name}")), "{message}");
     }
 }

@@ -26,40 +26,40 @@ pub struct Cli {
     /// `arca serve --stdio` there), sftp://[user@]host[:port]/path, or s3://bucket/prefix
     /// (credentials from AWS_*). Without it, the default repository under
     /// $XDG_DATA_HOME/arca/ is used.
-    #[arg(short = 'r', long = "repo", env = "ARCA_REPOSITORY", global = true)]
+    #[arg(short = 'r', long = "repo", env = "ARCA_REPOSITORY", global = true, help_heading = "Global options")]
     pub repo: Option<String>,
-    /// Read the password from this file (first line).
-    #[arg(long, env = "ARCA_PASSWORD_FILE", global = true, hide_env_values = true)]
+    /// Read the password from this file (first line). ARCA_PASSWORD gives the password itself.
+    #[arg(long, env = "ARCA_PASSWORD_FILE", global = true, help_heading = "Global options", hide_env_values = true)]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and use its output as the password.
-    #[arg(long, env = "ARCA_PASSWORD_COMMAND", global = true, hide_env_values = true)]
+    #[arg(long, env = "ARCA_PASSWORD_COMMAND", global = true, help_heading = "Global options", hide_env_values = true)]
     pub password_command: Option<String>,
     /// Machine-readable output: JSON documents, or JSON lines for long commands.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Print only errors, warnings and requested listings.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     /// More log output (-v, -vv); ARCA_LOG=debug also works.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global options")]
     pub verbose: u8,
     /// Keep the whole index in memory instead of the local cache ($XDG_CACHE_HOME/arca).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub no_cache: bool,
     /// Worker threads for compression and encryption (default: all cores).
-    #[arg(long, env = "ARCA_THREADS", global = true)]
+    #[arg(long, env = "ARCA_THREADS", global = true, help_heading = "Global options")]
     pub threads: Option<usize>,
     /// Endpoint of an S3-compatible store for s3:// repositories (else AWS_ENDPOINT_URL, else AWS).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "URL")]
     pub s3_endpoint: Option<String>,
     /// Limit uploads to this many KiB/s (s3://, ssh:// and sftp:// repositories).
-    #[arg(long, env = "ARCA_LIMIT_UPLOAD", global = true, value_name = "KIB_PER_S")]
+    #[arg(long, env = "ARCA_LIMIT_UPLOAD", global = true, help_heading = "Global options", value_name = "KIB_PER_S")]
     pub limit_upload: Option<u32>,
     /// Limit downloads to this many KiB/s (s3://, ssh:// and sftp:// repositories).
-    #[arg(long, env = "ARCA_LIMIT_DOWNLOAD", global = true, value_name = "KIB_PER_S")]
+    #[arg(long, env = "ARCA_LIMIT_DOWNLOAD", global = true, help_heading = "Global options", value_name = "KIB_PER_S")]
     pub limit_download: Option<u32>,
     /// The ssh program and options for ssh:// and sftp:// repositories, e.g. "ssh -i ~/.ssh/backup".
-    #[arg(long, env = "ARCA_SSH_COMMAND", global = true, default_value = "ssh")]
+    #[arg(long, env = "ARCA_SSH_COMMAND", global = true, help_heading = "Global options", default_value = "ssh")]
     pub ssh_command: String,
     #[command(subcommand)]
     pub command: Command,
@@ -68,51 +68,93 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new repository.
+    #[command(
+        after_help = "Examples:\n  arca -r /srv/backup/repo init\n  arca -r sftp://backup@nas/srv/arca init --parity 10\n  arca -r s3://bucket/host1 --s3-endpoint http://minio:9000 init"
+    )]
     Init(InitArgs),
     /// Back up files and directories (or standard input, or a command's output).
+    #[command(
+        after_help = "Examples:\n  arca backup ~/Documents ~/Projects --exclude target/ --exclude-caches\n  arca backup -n -v /etc                       # list what would be stored, store nothing\n  pg_dump db | arca backup --stdin --stdin-filename db.sql\n  arca backup --stdin-from-command --stdin-filename db.sql -- pg_dump db"
+    )]
     Backup(BackupArgs),
     /// List snapshots.
+    #[command(
+        after_help = "Examples:\n  arca snapshots\n  arca snapshots --host web01 --path /etc\n  arca --json snapshots | jq -r '.[].id'"
+    )]
     Snapshots(SnapshotsArgs),
     /// List the files in a snapshot.
+    #[command(after_help = "Examples:\n  arca ls latest --path /etc /etc/nginx -l\n  arca ls 3f2a9c1e")]
     Ls(LsArgs),
     /// Restore a snapshot, or part of it, into a directory.
+    #[command(
+        after_help = "Examples:\n  arca restore latest --path /etc --target /tmp/etc\n  arca restore 3f2a9c1e:/etc/nginx --target /etc/nginx --delete --dry-run\n  arca restore --at \"2026-11-01 12:00\" :/home/ann --target /tmp/ann"
+    )]
     Restore(RestoreArgs),
     /// Write one file from a snapshot to standard output.
+    #[command(after_help = "Examples:\n  arca dump latest /etc/fstab > fstab\n  arca dump 3f2a9c1e /db.sql | psql db")]
     Dump(DumpArgs),
     /// Write a snapshot (or part of it) as a tar or zip archive that plain tools restore.
+    #[command(
+        after_help = "Examples:\n  arca export latest:/home/ann | tar -tv\n  arca export 3f2a9c1e:/srv -o srv.zip --format zip --verify"
+    )]
     Export(ExportArgs),
     /// What changed: between two snapshots, or between a snapshot and the files on disk.
+    #[command(
+        after_help = "Examples:\n  arca diff 3f2a9c1e 7b1d0e44\n  arca diff latest /etc                      # against the files on disk"
+    )]
     Diff(DiffArgs),
     /// Which snapshots hold a file: by name or path pattern.
+    #[command(after_help = "Examples:\n  arca find nginx.conf\n  arca find '/etc/**/*.conf'")]
     Find(FindArgs),
     /// Remove snapshots by policy (or by id), listing why each one stays.
+    #[command(
+        after_help = "Examples:\n  arca forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run\n  arca forget --keep-within 30d --prune\n  arca forget 3f2a9c1e"
+    )]
     Forget(ForgetArgs),
     /// Protect snapshots from forget until a date, or set the date by which they must go.
+    #[command(
+        after_help = "Examples:\n  arca protect 3f2a9c1e --until 2030-01-01\n  arca protect latest --until forever"
+    )]
     Protect(ProtectArgs),
     /// Reclaim space: delete packs no snapshot needs and repack wasteful ones. Safe while
     /// backups run: packs are first marked (backups stop using them), then swept once every
     /// session that might still rely on them has ended.
+    #[command(after_help = "Examples:\n  arca prune --dry-run\n  arca prune --max-unused 10%")]
     Prune(PruneArgs),
     /// Copy snapshots from another repository into this one. Only blobs this repository lacks
     /// move; data is re-encrypted with this repository's key. Run again to resume.
+    #[command(
+        after_help = "Examples:\n  arca -r /mnt/usb/repo copy --from-repo /srv/backup/repo --from-password-file ~/.pw-main\n  arca -r s3://bucket/offsite copy --from-repo ssh://backup@nas/srv/arca --host web01"
+    )]
     Copy(CopyArgs),
     /// Show snapshots as a read-only filesystem (FUSE) until Ctrl-C or `fusermount3 -u`.
+    #[command(
+        after_help = "Examples:\n  mkdir -p /mnt/arca && arca mount /mnt/arca\n  arca mount --host web01 /mnt/arca"
+    )]
     Mount(MountArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
+    #[command(after_help = "Examples:\n  arca check\n  arca check --read-data-subset 5%\n  arca check --read-data")]
     Check(CheckArgs),
     /// Manage the passwords (key slots) that open the repository.
+    #[command(
+        after_help = "Examples:\n  arca key list\n  ARCA_NEW_PASSWORD_FILE=~/.pw-new arca key add --label laptop\n  arca key passwd"
+    )]
     #[command(subcommand)]
     Key(KeyCommand),
     /// Show sizes: what a restore would write, or what the snapshots store.
+    #[command(after_help = "Examples:\n  arca stats latest\n  arca stats --mode raw-data")]
     Stats(StatsArgs),
     /// Show a repository object decoded, as JSON (for debugging).
+    #[command(after_help = "Examples:\n  arca cat config\n  arca cat snapshot 3f2a9c1e")]
     Cat(CatArgs),
     /// Repair the repository.
+    #[command(after_help = "Examples:\n  arca repair index\n  arca repair snapshots --dry-run\n  arca repair packs")]
     #[command(subcommand)]
     Repair(RepairCommand),
     /// Serve a repository on stdin/stdout for ssh:// clients, enforcing a mode. This is what
     /// an SSH forced command runs, e.g. in authorized_keys:
     /// command="arca serve --stdio --repo /srv/arca/web01 --mode append",restrict ssh-ed25519 ...
+    #[command(after_help = "Examples:\n  arca serve --stdio --repo /srv/arca/web01 --mode append")]
     Serve(ServeArgs),
     /// Tools for benchmarks and development.
     #[command(subcommand, hide = true)]
@@ -146,8 +188,8 @@ pub struct InitArgs {
     /// Authenticated encryption for the repository.
     #[arg(long, value_enum, default_value_t = Encryption::Aes256GcmSiv)]
     pub encryption: Encryption,
-    /// Average chunk size in KiB (min is half, max is eight times), 64 to 8192.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=8192))]
+    /// Average chunk size in KiB (min is half, max is eight times), 64 to 2048.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=2048))]
     pub chunk_size_kib: u32,
     /// Target pack size in MiB, 1 to 1024.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
@@ -273,9 +315,13 @@ pub struct RestoreArgs {
     /// (if-changed, the default: an interrupted restore resumes), replace all, or keep all.
     #[arg(long, value_enum, default_value_t = OverwriteMode::IfChanged)]
     pub overwrite: OverwriteMode,
-    /// Remove files in restored directories that the snapshot does not have.
+    /// Remove files in restored directories that the snapshot does not have (each is
+    /// listed; try it with --dry-run first).
     #[arg(long)]
     pub delete: bool,
+    /// Change nothing: count what would be restored, kept and deleted, and list deletions.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     /// Do not warn about metadata the target filesystem cannot hold (owners, xattrs, ...).
     #[arg(long)]
     pub no_warn_metadata: bool,
@@ -405,7 +451,7 @@ pub enum ServeMode {
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// The repository to copy from (a path).
+    /// The repository to copy from: a path, ssh://, sftp:// or s3:// (as for -r).
     #[arg(long, value_name = "REPO")]
     pub from_repo: String,
     /// The source repository's password, from a file (else ARCA_FROM_PASSWORD,
@@ -521,15 +567,19 @@ pub struct CheckArgs {
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// List key slots.
+    #[command(after_help = "Examples:\n  arca key list\n  arca --json key list")]
     List,
     /// Add a password (from ARCA_NEW_PASSWORD, --new-password-file, or a prompt).
+    #[command(after_help = "Examples:\n  arca key add --new-password-file ~/.pw-new --label laptop")]
     Add(NewPassword),
     /// Remove a key slot by id prefix (not the one in use, not the last).
+    #[command(after_help = "Examples:\n  arca key remove 3f2a9c1e")]
     Remove {
         /// Key slot id prefix.
         id: String,
     },
     /// Change the password of the key slot in use.
+    #[command(after_help = "Examples:\n  arca key passwd --new-password-file ~/.pw-new")]
     Passwd(NewPassword),
 }
 
@@ -580,11 +630,14 @@ pub enum CatKind {
 #[derive(Subcommand, Debug)]
 pub enum RepairCommand {
     /// Rebuild the index from the packs themselves.
+    #[command(after_help = "Examples:\n  arca repair index")]
     Index,
     /// Rewrite snapshots whose trees reference missing or damaged data, leaving out (and
     /// listing) what was lost. The originals stay until you forget them.
+    #[command(after_help = "Examples:\n  arca repair snapshots --dry-run\n  arca repair snapshots --forget")]
     Snapshots(RepairSnapshotsArgs),
     /// Verify packs and rebuild damaged ones from their Reed-Solomon parity (`init --parity`).
+    #[command(after_help = "Examples:\n  arca repair packs")]
     Packs(RepairPacksArgs),
 }
 
@@ -602,4 +655,58 @@ pub struct RepairSnapshotsArgs {
     /// Remove the damaged originals once their repaired copies are stored.
     #[arg(long)]
     pub forget: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    /// Every visible command's help shows examples, and every example parses (issue 17: "--help
+    /// of every command shows at least one example").
+    #[test]
+    fn every_command_has_examples_that_parse() {
+        fn visit(cmd: &clap::Command, path: &mut Vec<String>, checked: &mut usize) {
+            for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set() && c.get_name() != "help") {
+                path.push(sub.get_name().to_string());
+                let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(help.starts_with("Examples:"), "arca {} has no examples", path.join(" "));
+                for line in help.lines().skip(1) {
+                    let line = line.split(" # ").next().unwrap_or("");
+                    for segment in line.split(" && ").flat_map(|s| s.split(" | ")) {
+                        // Redirections are the shell's, not arca's.
+                        let segment = segment.split(" > ").next().unwrap_or("").split(" < ").next().unwrap_or("");
+                        let words = shlex::split(segment).unwrap_or_else(|| panic!("cannot split {segment:?}"));
+                        // Leading VAR=value words set the environment, as in a shell.
+                        let words: Vec<String> = words.into_iter().skip_while(|w| w.contains('=')).collect();
+                        if words.first().map(String::as_str) != Some("arca") {
+                            continue;
+                        }
+                        if let Err(e) = Cli::try_parse_from(&words) {
+                            panic!("example {segment:?} of arca {} does not parse: {e}", path.join(" "));
+                        }
+                        *checked += 1;
+                    }
+                }
+                visit(sub, path, checked);
+                path.pop();
+            }
+        }
+        let mut checked = 0;
+        visit(&Cli::command(), &mut vec![], &mut checked);
+        assert!(checked > 30, "{checked} examples");
+    }
+
+    /// Global options stand apart from a command's own in its help.
+    #[test]
+    fn global_options_have_their_own_heading() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let help = cmd.find_subcommand_mut("forget").map(|c| c.render_help().to_string()).unwrap_or_default();
+        let own = help.find("--keep-daily").unwrap_or(usize::MAX);
+        let global = help.find("Global options:").unwrap_or(0);
+        assert!(own < global, "{help}");
+        assert!(help[global..].contains("--password-file"));
+        assert!(!help[..global].contains("--password-file"));
+    }
 }

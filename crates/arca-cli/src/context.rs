@@ -37,13 +37,23 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 
 /// The repository named on the command line, or the default one.
 pub fn location(cli: &Cli) -> Result<Location> {
-    let mut loc = location_of(cli)?;
+    location_of(cli, cli.repo.as_deref())
+}
+
+/// Another repository named by URL or path (`copy --from-repo`), reached with the same ssh
+/// command, endpoint and limits as the main one.
+pub fn location_named(cli: &Cli, repo: &str) -> Result<Location> {
+    location_of(cli, Some(repo))
+}
+
+fn location_of(cli: &Cli, repo: Option<&str>) -> Result<Location> {
+    let mut loc = parse_location(cli, repo)?;
     loc.limits = (cli.limit_upload.map(|k| k.saturating_mul(1024)), cli.limit_download.map(|k| k.saturating_mul(1024)));
     Ok(loc)
 }
 
-fn location_of(cli: &Cli) -> Result<Location> {
-    match &cli.repo {
+fn parse_location(cli: &Cli, repo: Option<&str>) -> Result<Location> {
+    match repo {
         Some(r) if r.starts_with("ssh://") || r.starts_with("sftp://") => ssh_location(cli, r),
         Some(r) if r.starts_with("s3://") => {
             let mut o = arca_backends::S3Options::from_url(r, cli.s3_endpoint.clone()).map_err(anyhow::Error::msg)?;
@@ -201,7 +211,7 @@ fn first_line(s: &str) -> String {
 
 /// The password from the environment, a file or a command; `None` if none was given.
 fn given_password(cli: &Cli) -> Result<Option<String>> {
-    if let Ok(p) = std::env::var("ARCA_PASSWORD") {
+    if let Some(p) = env_password("ARCA_PASSWORD")? {
         return Ok(Some(p));
     }
     if let Some(f) = &cli.password_file {
@@ -221,6 +231,18 @@ fn given_password(cli: &Cli) -> Result<Option<String>> {
         return Ok(Some(first_line(&String::from_utf8_lossy(&o.stdout))));
     }
     Ok(None)
+}
+
+/// A password from the environment variable `var`: one that is set but not UTF-8 is an error,
+/// not silently passed over for a file or a prompt.
+pub fn env_password(var: &str) -> Result<Option<String>> {
+    match std::env::var(var) {
+        Ok(p) => Ok(Some(p)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("{var} is not valid UTF-8; give the password in a file instead")
+        }
+    }
 }
 
 /// Ask on the terminal; `confirm` asks twice. `sources` names the ways to give this password
@@ -396,7 +418,7 @@ pub fn from_password(file: Option<&Path>) -> Result<String> {
         let s = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
         return Ok(first_line(&s));
     }
-    if let Ok(p) = std::env::var("ARCA_FROM_PASSWORD") {
+    if let Some(p) = env_password("ARCA_FROM_PASSWORD")? {
         return Ok(p);
     }
     if let Some(f) = std::env::var_os("ARCA_FROM_PASSWORD_FILE") {

@@ -13,14 +13,20 @@ pub const PARTIAL: i32 = 3;
 pub const NO_REPOSITORY: i32 = 10;
 /// Wrong password: no key slot opens.
 pub const WRONG_PASSWORD: i32 = 12;
+/// Interrupted by Ctrl-C (SIGINT) or SIGTERM, as a shell reports a SIGINT death.
+pub const INTERRUPTED: i32 = 130;
 
 /// The text for `--help`.
 pub const HELP: &str = "Exit codes:
   0   success
   1   error
+  2   the command line is wrong (unknown option, bad value); nothing was done
   3   the snapshot was created, but some source files could not be read (they are listed)
   10  the repository does not exist (create it with `arca init`)
-  12  wrong password: no key slot opens with it (nothing in the repository was changed)";
+  12  wrong password: no key slot opens with it (nothing in the repository was changed)
+  101 arca itself failed (a bug: please report it with the message)
+  130 interrupted (Ctrl-C or SIGTERM); nothing was committed, the lock was removed, and the
+      next run reuses what was already stored";
 
 /// The exit code for an error.
 pub fn code_for(e: &anyhow::Error) -> i32 {
@@ -32,6 +38,7 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         match repo {
             Some(RepoError::NoRepository { .. }) => return NO_REPOSITORY,
             Some(RepoError::WrongPassword { .. }) => return WRONG_PASSWORD,
+            Some(RepoError::Cancelled) => return INTERRUPTED,
             _ => {}
         }
     }

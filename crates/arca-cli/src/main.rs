@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod context;
 mod exit;
+mod interrupt;
 mod output;
 mod progress;
 mod text;

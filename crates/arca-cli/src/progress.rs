@@ -85,6 +85,14 @@ impl Progress {
         }
     }
 
+    /// Print a result line (stdout) without garbling the bar.
+    pub fn print_line(&self, out: &Output, msg: String) {
+        match &self.bar {
+            Some(b) => b.suspend(|| out.line(&msg)),
+            None => out.line(&msg),
+        }
+    }
+
     /// Print a line without garbling the bar.
     pub fn println(&self, out: &Output, msg: String) {
         match &self.bar {
@@ -144,9 +152,28 @@ impl TotalHandle {
 pub struct Reporter<'a> {
     pub progress: Progress,
     pub out: &'a Output,
+    /// Which files a backup lists as it classifies them: 0 none, 1 new and modified, 2 all.
+    pub list: u8,
 }
 
 impl arca_fs::BackupProgress for Reporter<'_> {
+    fn change(&self, path: &Path, change: arca_fs::backup::Change) {
+        use arca_fs::backup::Change;
+        let shown = match (self.list, change) {
+            (0, _) | (1, Change::Unchanged) => return,
+            _ => escape(path.as_os_str().as_bytes()),
+        };
+        if self.out.json {
+            self.out.json_line(&serde_json::json!({"type": "file", "change": change, "path": shown}));
+            return;
+        }
+        let word = match change {
+            Change::New => "new",
+            Change::Modified => "modified",
+            Change::Unchanged => "unchanged",
+        };
+        self.progress.print_line(self.out, format!("{word:<9} {shown}"));
+    }
     fn file(&self, path: &Path, _size: u64) {
         self.progress.message(escape(path.as_os_str().as_bytes()));
     }
@@ -175,5 +202,20 @@ impl arca_fs::RestoreProgress for Reporter<'_> {
     }
     fn problem(&self, path: &Path, message: &str) {
         self.progress.println(self.out, format!("{}: {message}", escape(path.as_os_str().as_bytes())));
+    }
+    fn deleted(&self, path: &Path, entries: u64) {
+        let shown = escape(path.as_os_str().as_bytes());
+        if self.out.json {
+            let v = serde_json::json!({"type": "deleted", "path": shown, "entries": entries, "dry_run": self.list > 0});
+            self.out.json_line(&v);
+            return;
+        }
+        let word = if self.list > 0 { "would delete" } else { "deleted" };
+        let inside = if entries > 1 {
+            format!(" ({} in all)", crate::text::count(entries, "entry", "entries"))
+        } else {
+            String::new()
+        };
+        self.progress.print_line(self.out, format!("{word} {shown}{inside}"));
     }
 }

@@ -23,6 +23,11 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// `n` with the singular or plural noun: `1 snapshot`, `2 snapshots`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Bytes in binary units: `1.5 GiB`.
 pub fn size(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -50,6 +55,13 @@ mod tests {
         assert_eq!(escape(b"\x1b[2J"), "\\u{1b}[2J");
         assert_eq!(escape(b"bad\xffutf8"), "bad\\xffutf8");
         assert_eq!(escape("ünï".as_bytes()), "ünï");
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(1, "snapshot", "snapshots"), "1 snapshot");
+        assert_eq!(count(0, "snapshot", "snapshots"), "0 snapshots");
+        assert_eq!(count(2, "file", "files"), "2 files");
     }
 
     #[test]

@@ -186,8 +186,19 @@ fn excludes() {
     ]);
     let ls = e.ok(&["ls", "latest"]);
     assert!(ls.contains("/keep/file.txt"));
-    for gone in ["x.tmp", "/cache", "/marked", "/logs"] {
+    for gone in ["x.tmp", "/cache/file.txt", "/marked/file.txt", "/logs"] {
         assert!(!ls.contains(gone), "{gone} should be excluded:\n{ls}");
+    }
+    // Issue 17 row 40: an excluded directory keeps its tag, so a restore shows why it is empty.
+    for tag in ["/cache/CACHEDIR.TAG", "/marked/.nobackup"] {
+        assert!(ls.contains(tag), "{tag} is kept:\n{ls}");
+    }
+    // Row 14: a trailing slash and a relative sub-path exclude what they name.
+    for pattern in ["keep/".to_string(), "src/keep".to_string(), format!("{}/keep/", src.display())] {
+        e.ok(&["backup", src.to_str().unwrap(), "--exclude", &pattern]);
+        let ls = e.ok(&["ls", "latest"]);
+        assert!(!ls.contains("/keep"), "{pattern} excludes keep/:\n{ls}");
+        assert!(ls.contains("/marked/.nobackup"), "{pattern}");
     }
 }
 

@@ -139,4 +139,24 @@ fn parity_repairs_a_damaged_region_byte_exact() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(std::fs::read(&path).unwrap(), worse, "an unrepairable pack is left as it was");
+    // Issue 17: a damaged parity object of an intact pack is found by check --read-data (it
+    // would fail only when needed), and repair packs writes it anew from the pack.
+    std::fs::write(&path, &bytes).unwrap();
+    let parity = e.repo.join("parity").join(&id);
+    let good = std::fs::read(&parity).unwrap();
+    let mut rotten = good.clone();
+    let mid = rotten.len() / 2;
+    rotten[mid] ^= 0x01;
+    std::fs::write(&parity, &rotten).unwrap();
+    let o = e.run(&["check", "--read-data"]);
+    assert!(!o.status.success());
+    let t = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    assert!(t.contains(&format!("parity {id}")) && t.contains("repair packs"), "{t}");
+    let r = e.json(&["repair", "packs"]);
+    assert_eq!(r["report"]["parity_rebuilt"][0], id.as_str(), "{r}");
+    assert_eq!(std::fs::read(&parity).unwrap(), good, "the same parity as before");
+    std::fs::remove_file(&parity).unwrap();
+    assert!(!e.run(&["check", "--read-data"]).status.success(), "a missing parity object is found too");
+    e.json(&["repair", "packs"]);
+    assert_eq!(e.json(&["check", "--read-data"])["ok"], true);
 }

@@ -312,3 +312,164 @@ fn snapshot_selection_is_forgiving_where_it_is_safe() {
     let frac = format!("{}.9", shown);
     e.ok(&["restore", "--at", &frac, &format!(":{}", src.display()), "--target", e.path("at2").to_str().unwrap()]);
 }
+
+/// Row 15: Ctrl-C stops a backup cleanly (message, exit 130, lock and temporary files gone),
+/// and temporaries a SIGKILL leaves are removed by the next prune once they are old.
+#[test]
+fn ctrl_c_cleans_up_and_prune_removes_what_a_kill_left() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..24 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(8 << 20, 500 + i)).unwrap();
+    }
+    let child = e
+        .cmd(&["backup", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the backup has stored something (its lock and a first pack).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !e.repo_files().iter().any(|(p, _)| p.to_string_lossy().contains("/data/")) {
+        assert!(std::time::Instant::now() < deadline, "the backup never stored a pack");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sh(&format!("kill -INT {}", child.id()));
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{t}");
+    assert!(t.contains("interrupted"), "{t}");
+    let files = e.repo_files();
+    assert!(!files.iter().any(|(p, _)| p.to_string_lossy().contains("/locks/")), "the lock was removed");
+    assert!(!files.iter().any(|(p, _)| p.to_string_lossy().contains(".tmp-")), "no temporary file is left");
+    assert!(snapshot_ids(&e).is_empty());
+    // A kill leaves a temporary file; prune removes it once it is older than the stale limit.
+    let tmp = e.repo.join("data/ab/new.tmp-0123456789abcdef");
+    std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+    std::fs::write(&tmp, b"partial pack").unwrap();
+    sh(&format!("touch -d '1 hour ago' '{}'", tmp.display()));
+    let fresh = e.repo.join("data/ab/new.tmp-fedcba9876543210");
+    std::fs::write(&fresh, b"being written").unwrap();
+    let o = e.cmd(&["prune"]).env("ARCA_LOCK_STALE_SECS", "600").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!tmp.exists(), "the old temporary file was removed");
+    assert!(fresh.exists(), "a fresh one may belong to a live writer: kept");
+    e.backup(&[src.to_str().unwrap()]);
+    e.ok(&["check"]);
+}
+
+/// Rows 23, 29, 30: binary output to a terminal, a mount over a non-empty directory, and
+/// `--stdin` from a terminal are refused.
+#[test]
+fn terminals_and_non_empty_mount_points_are_refused() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let id = e.backup(&[src.to_str().unwrap()]);
+    // `script` gives the command a terminal for stdin and stdout.
+    let arca = env!("CARGO_BIN_EXE_arca");
+    let tty = |args: &str| {
+        let o = std::process::Command::new("script")
+            .args(["-qec", &format!("{arca} {args}"), "/dev/null"])
+            .env("ARCA_REPOSITORY", &e.repo)
+            .env("ARCA_PASSWORD", PASSWORD)
+            .env("HOME", e.path("home"))
+            .env("TZ", "UTC")
+            .env("ARCA_KDF_MEMORY_KIB", "1024")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("script (util-linux) runs a command on a terminal");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(tty(&format!("export {id}")).contains("terminal"), "export to a terminal");
+    assert!(tty(&format!("dump {id} {}/f", src.display())).contains("terminal"), "dump to a terminal");
+    assert!(tty("backup --stdin").contains("terminal"), "--stdin from a terminal");
+    let o = e.run(&["mount", src.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not empty"), "{}", text(&o));
+}
+
+/// Rows 12 and 31: `backup -v` lists new and modified files, `-vv` every file, a dry run
+/// lists what it would add; a hard link on a first backup is new, not unchanged.
+#[test]
+fn backup_lists_files_by_change_and_counts_hard_links_right() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    std::fs::write(src.join("b"), b"b").unwrap();
+    std::fs::hard_link(src.join("b"), src.join("b-link")).unwrap();
+    let s = src.display();
+    let o = e.ok(&["backup", "-n", src.to_str().unwrap()]);
+    assert!(o.contains(&format!("new       {s}/a")), "{o}");
+    assert!(o.contains("nothing was stored"), "{o}");
+    let v = e.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(v["summary"]["files_new"], 3, "{v}");
+    assert_eq!(v["summary"]["files_unchanged"], 0, "a hard link on a first backup is not unchanged: {v}");
+    std::fs::write(src.join("a"), b"changed").unwrap();
+    let o = e.ok(&["backup", "-v", src.to_str().unwrap()]);
+    assert!(o.contains(&format!("modified  {s}/a")), "{o}");
+    assert!(!o.contains(&format!("{s}/b\n")), "-v leaves out unchanged files: {o}");
+    let o = e.ok(&["backup", "-vv", src.to_str().unwrap()]);
+    assert!(o.contains(&format!("unchanged {s}/b")), "{o}");
+    let o = e.ok(&["--json", "backup", "-v", src.to_str().unwrap()]);
+    assert!(!o.contains("\"type\":\"file\""), "unchanged files are not listed at -v: {o}");
+    std::fs::write(src.join("c"), b"c").unwrap();
+    let o = e.ok(&["--json", "backup", "-v", src.to_str().unwrap()]);
+    assert!(
+        o.lines().any(|l| l.contains("\"type\":\"file\"") && l.contains("\"change\":\"new\"") && l.contains("/c")),
+        "{o}"
+    );
+}
+
+/// Row 13: `restore --dry-run` changes nothing and lists what `--delete` would remove; the
+/// count includes what a removed directory held.
+#[test]
+fn restore_dry_run_lists_deletions_and_changes_nothing() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"snap").unwrap();
+    let id = e.backup(&[src.to_str().unwrap()]);
+    let victim = e.path("victim");
+    std::fs::create_dir_all(victim.join("important")).unwrap();
+    for i in 1..=3 {
+        std::fs::write(victim.join(format!("important/p{i}")), b"mine").unwrap();
+    }
+    std::fs::write(victim.join("notes.txt"), b"mine").unwrap();
+    let spec = format!("{id}:{}", src.display());
+    let before = sh(&format!("find '{}' -printf '%p %s %T@\\n' | sort", victim.display()));
+    let o = e.ok(&["restore", &spec, "--target", victim.to_str().unwrap(), "--delete", "--dry-run"]);
+    assert!(o.contains("would delete") && o.contains("important (4 entries in all)") && o.contains("notes.txt"), "{o}");
+    assert!(o.contains("5 extra entries would be deleted"), "{o}");
+    assert!(o.contains("would restore 1 file"), "{o}");
+    let after = sh(&format!("find '{}' -printf '%p %s %T@\\n' | sort", victim.display()));
+    assert_eq!(before, after, "the dry run changed nothing");
+    let o = e.ok(&["restore", &spec, "--target", victim.to_str().unwrap(), "--delete"]);
+    assert!(o.contains("deleted") && o.contains("notes.txt"), "{o}");
+    assert!(!victim.join("important").exists());
+    assert_eq!(std::fs::read(victim.join("f")).unwrap(), b"snap");
+}
+
+/// Row 19: protection can be extended but not shortened (`--until forever` could be undone
+/// with `--until 2020-01-01`).
+#[test]
+fn protection_cannot_be_shortened() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    e.ok(&["protect", "latest", "--until", "2999-01-01"]);
+    let o = e.run(&["protect", "latest", "--until", "2020-01-01"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not shortened"), "{}", text(&o));
+    e.ok(&["protect", "latest", "--until", "forever"]);
+    let o = e.run(&["protect", "latest", "--until", "2999-01-01"]);
+    assert!(!o.status.success(), "forever stays forever");
+    let o = e.run(&["forget", "latest"]);
+    assert!(!o.status.success() || snapshot_ids(&e).len() == 1, "a protected snapshot stays");
+    assert_eq!(snapshot_ids(&e).len(), 1);
+}

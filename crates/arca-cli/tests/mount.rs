@@ -66,7 +66,7 @@ echo snapshot-host > "$R/etc/hostname"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
 mknod "$R/dev/null" c 1 3; chmod 666 "$R/dev/null"
 head -c 20000000 /dev/urandom > "$R/data/big"
-echo linked > "$R/data/h1"; ln "$R/data/h1" "$R/data/h2"
+echo linked > "$R/data/h1"; ln "$R/data/h1" "$R/data/h2"; mkdir "$R/data/sub"; ln "$R/data/h1" "$R/data/sub/h3"
 setfattr -n user.note -v hello "$R/data/h1"
 setfacl -m u:1234:rwx "$R/etc/passwd"
 chmod 4755 "$R/bin/busybox"
@@ -107,6 +107,16 @@ fn mounted_snapshots_are_exact_chrootable_and_unmount_cleanly() {
         sh(&format!("getfacl -cn '{}'", snap.join("etc/passwd").display())),
         sh(&format!("getfacl -cn '{}'", root.join("etc/passwd").display()))
     );
+    // Issue 17: every name of a hard-link group shows one inode and the link count, so
+    // `rsync -H` from the mount keeps the files linked instead of duplicating them.
+    let ino = |p: &str| sh(&format!("stat -c '%i %h' '{}'", snap.join(p).display()));
+    assert_eq!(ino("data/h1"), ino("data/h2"));
+    assert_eq!(ino("data/h1"), ino("data/sub/h3"));
+    assert!(ino("data/h1").trim().ends_with(" 3"), "{}", ino("data/h1"));
+    assert_ne!(ino("data/h1"), ino("data/big"));
+    let copied = e.path("rsynced");
+    sh(&format!("rsync -aH '{}/' '{}/'", snap.join("data").display(), copied.display()));
+    assert_eq!(sh(&format!("stat -c %h '{}'", copied.join("h2").display())).trim(), "3", "rsync -H kept the links");
     // Read-only
     assert!(std::fs::write(snap.join("etc/new"), b"x").is_err());
     // chroot into the snapshot and run its busybox

@@ -6,7 +6,7 @@ mod common;
 use arca_backends::{LocalStorage, RemoteStorage};
 use arca_storage::{ObjectKind, Storage, StorageError};
 use common::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A private sshd with one key per mode, all forced to `arca serve` on one repository.
@@ -50,7 +50,21 @@ impl Sshd {
         keys.push_str(&format!("restrict {}", std::fs::read_to_string(dir.join("sftp.pub")).unwrap()));
         sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {}/hostkey", dir.display()));
         std::fs::write(dir.join("authorized_keys"), keys).unwrap();
-        let port = free_port();
+        // A port picked free can be taken by another test before sshd binds it: then sshd
+        // exits saying so, and a new port is tried. Ready means sshd itself says it listens
+        // (a connect alone could reach whoever took the port).
+        for _attempt in 0..20 {
+            let port = free_port();
+            match Sshd::spawn(&dir, port) {
+                Some(child) => return Sshd { dir, port, child, repo },
+                None => continue,
+            }
+        }
+        panic!("sshd did not start: {}", std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default());
+    }
+
+    /// Start sshd on `port`: `None` if the port was taken meanwhile; panics on other failures.
+    fn spawn(dir: &Path, port: u16) -> Option<Child> {
         let config = [
             "ListenAddress 127.0.0.1".to_string(),
             format!("HostKey {}/hostkey", dir.display()),
@@ -73,22 +87,31 @@ impl Sshd {
             format!("[127.0.0.1]:{port} {} {}\n", parts.next().unwrap(), parts.next().unwrap()),
         )
         .unwrap();
-        let child = Command::new("/usr/sbin/sshd")
+        let log = dir.join("sshd.log");
+        let mut child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
             .arg(dir.join("sshd_config"))
             .args(["-p", &port.to_string()])
-            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("sshd must be installed (scripts/test installs openssh-server)");
-        // Dropping the Sshd kills and reaps it, also if it never comes up.
-        let sshd = Sshd { dir, port, child, repo };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return sshd;
+        let listening = format!("Server listening on 127.0.0.1 port {port}");
+        for _ in 0..500 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(&listening) {
+                return Some(child);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                if text.contains("Address already in use") {
+                    return None;
+                }
+                panic!("sshd exited ({status}): {text}");
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        panic!("sshd did not start: {}", std::fs::read_to_string(sshd.dir.join("sshd.log")).unwrap_or_default());
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("sshd did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
     }
 
     /// The ssh command for a key.
@@ -177,6 +200,29 @@ fn backup_only_and_read_only_keys_over_ssh() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+
+    // Issue 17 row 19: protect through the append-only key is refused before it writes (it
+    // used to leave a protected duplicate when the server refused the delete).
+    let listed = sshd.ok(&e, "read", &["--json", "snapshots"]);
+    let o = sshd.arca(&e, "append", &["protect", "latest", "--until", "forever"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("needs a key that may delete"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(sshd.ok(&e, "read", &["--json", "snapshots"]), listed, "nothing was written");
+    // Row 16: copy --from-repo takes an ssh:// source (here through the read-only key).
+    let local = e.path("local");
+    e.ok(&["-r", local.to_str().unwrap(), "init"]);
+    let o = e
+        .cmd(&["-r", local.to_str().unwrap(), "copy", "--from-repo", &sshd.url()])
+        .env("ARCA_SSH_COMMAND", sshd.ssh("read"))
+        .env("ARCA_FROM_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(e.ok(&["-r", local.to_str().unwrap(), "--json", "snapshots"]).matches("\"id\"").count(), 2);
 
     // A hostile client with the append key.
     let h = sshd.storage("append");

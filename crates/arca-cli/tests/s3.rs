@@ -49,11 +49,27 @@ fn weed() -> &'static Weed {
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        // Ports picked free can be taken by another test before SeaweedFS binds them: then it
+        // says so in its log and the start is tried again on new ports.
+        for _attempt in 0..10 {
+            if let Some(w) = start_weed(&bin, &dir, &conf) {
+                return Weed { endpoint: w.0, _child: w.1, _dir: dir };
+            }
+        }
+        panic!("SeaweedFS did not start on free ports after 10 attempts");
+    })
+}
+
+/// One attempt to start SeaweedFS: its S3 endpoint and watchdog, or `None` if a port was
+/// taken meanwhile. (The watchdog is returned to live as long as the tests; on a failed start
+/// the test panics and the watchdog ends with the test process.)
+#[allow(clippy::zombie_processes)]
+fn start_weed(bin: &str, dir: &tempfile::TempDir, conf: &std::path::Path) -> Option<(String, std::process::Child)> {
+    {
         let s3 = free_port();
         let p = |flag: &str| format!("-{flag}={}", free_port());
-        let mut cmd = Command::new(&bin);
-        cmd
-            .arg("mini")
+        let mut cmd = Command::new(bin);
+        cmd.arg("mini")
             .arg(format!("-dir={}", dir.path().join("data").display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false"])
             .arg(format!("-s3.port={s3}"))
@@ -70,22 +86,24 @@ fn weed() -> &'static Weed {
                 p("s3.port.grpc"),
                 p("metricsPort"),
                 p("s3.port.iceberg"),
-            ])
-            ;
+            ]);
         // The server must not outlive the tests (statics are never dropped): a watchdog shell
         // kills its whole process group once this test process is gone.
         let args: Vec<String> = std::iter::once(cmd.get_program())
             .chain(cmd.get_args())
             .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "")))
             .collect();
+        let err_log = dir.path().join("weed.err");
+        let pid_file = dir.path().join("weed.pid");
         let script = format!(
-            "setsid {} >'{log}' 2>'{err}' & W=$!; while [ -d /proc/{me} ]; do sleep 0.5; done; kill -9 -- -$W 2>/dev/null; kill -9 $W 2>/dev/null",
+            "setsid {} >'{log}' 2>'{err}' & W=$!; echo $W > '{pid}'; while [ -d /proc/{me} ] && [ -d /proc/$W ]; do sleep 0.5; done; kill -9 -- -$W 2>/dev/null; kill -9 $W 2>/dev/null",
             args.join(" "),
             log = dir.path().join("weed.log").display(),
-            err = dir.path().join("weed.err").display(),
+            err = err_log.display(),
+            pid = pid_file.display(),
             me = std::process::id()
         );
-        let child = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        let mut child = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
         let endpoint = format!("http://127.0.0.1:{s3}");
         let start = Instant::now();
         // Ready when the S3 port answers a signed request.
@@ -99,17 +117,21 @@ fn weed() -> &'static Weed {
                 ..Default::default()
             };
             if S3Storage::new(&o).and_then(|s| s.ensure_bucket()).is_ok() {
-                break;
+                return Some((endpoint, child));
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "SeaweedFS did not start: {}",
-                std::fs::read_to_string(dir.path().join("weed.err")).unwrap_or_default()
-            );
+            let log = std::fs::read_to_string(&err_log).unwrap_or_default();
+            if log.to_ascii_lowercase().contains("address already in use") {
+                if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+                    let _ = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "SeaweedFS did not start: {log}");
             std::thread::sleep(Duration::from_millis(200));
         }
-        Weed { endpoint, _child: child, _dir: dir }
-    })
+    }
 }
 
 fn options(bucket: &str, prefix: &str) -> S3Options {

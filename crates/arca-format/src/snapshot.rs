@@ -10,6 +10,10 @@ pub enum SnapshotKind {
     Files,
     Stdin,
     CommandOutput,
+    /// A kind a newer arca wrote: it lists, forgets, prunes and checks like any other; copy
+    /// refuses it (rewriting it would lose the kind). Never written.
+    #[serde(other)]
+    Unknown,
 }
 
 /// What the backup did, for the user and for `stats`.
@@ -43,6 +47,9 @@ pub enum WarningKind {
     Unreadable,
     /// The file changed while being read; it is stored as read.
     Changed,
+    /// A kind of warning a newer arca wrote.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A problem with one source path that did not stop the backup.
@@ -92,6 +99,23 @@ pub struct Snapshot {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A kind a newer arca writes decodes as Unknown instead of failing the whole listing.
+    #[test]
+    fn unknown_snapshot_kinds_decode() {
+        #[derive(serde::Serialize)]
+        struct K {
+            kind: &'static str,
+        }
+        #[derive(serde::Deserialize)]
+        struct Back {
+            kind: SnapshotKind,
+        }
+        let b = crate::encode("snapshot", &K { kind: "btrfs-send" }).unwrap();
+        assert_eq!(crate::decode::<Back>("snapshot", &b).unwrap().kind, SnapshotKind::Unknown);
+        let b = crate::encode("snapshot", &K { kind: "command-output" }).unwrap();
+        assert_eq!(crate::decode::<Back>("snapshot", &b).unwrap().kind, SnapshotKind::CommandOutput);
+    }
 
     proptest! {
         #[test]

@@ -16,6 +16,11 @@ pub enum NodeKind {
     CharDevice,
     Fifo,
     Socket,
+    /// A type a newer arca wrote. Its content ids still count for prune and check; restore,
+    /// export and copy refuse the entry (docs/FORMAT.md, "Forward compatibility"). Never
+    /// written.
+    #[serde(other)]
+    Unknown,
 }
 
 /// One extended attribute; POSIX ACLs travel as `system.posix_acl_*` attributes.

@@ -51,10 +51,26 @@ pub struct BackupOptions {
     pub rehash: bool,
     /// Threads walking and reading the source (I/O bound, so more than the cores helps).
     pub read_threads: usize,
+    /// Checked before every entry and every chunk: a cancelled backup stops there.
+    pub cancel: arca_repo::Cancel,
+}
+
+/// How a file compares with the parent snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Not in the parent snapshot.
+    New,
+    /// In the parent, but changed: read again.
+    Modified,
+    /// As in the parent: its content was reused without reading.
+    Unchanged,
 }
 
 /// Callbacks for progress display, called from the walker threads. All default to nothing.
 pub trait BackupProgress: Sync {
+    /// A file was classified against the parent (for `backup -v` listings).
+    fn change(&self, _path: &Path, _change: Change) {}
     fn file(&self, _path: &Path, _size: u64) {}
     fn bytes(&self, _n: u64) {}
     /// An unchanged file of `size` bytes was not read.
@@ -158,7 +174,7 @@ pub fn backup(
         if root.is_source {
             // Backing up "/" itself.
             let md = std::fs::symlink_metadata("/").map_err(|e| FsError::io(Path::new("/"), e))?;
-            a.dir_tree(Path::new("/"), md.dev(), parent_tree.as_ref())
+            a.dir_tree(Path::new("/"), md.dev(), parent_tree.as_ref(), None)
         } else {
             a.trie_tree(&root, Path::new("/"), parent_tree.as_ref())
         }
@@ -176,6 +192,7 @@ pub fn backup_stream(
     name: &str,
     reader: impl Read,
     progress: &dyn BackupProgress,
+    cancel: &arca_repo::Cancel,
 ) -> FsResult<BackupOutcome> {
     let started = Instant::now();
     let clean: &[u8] = name.trim_matches('/').as_bytes();
@@ -187,6 +204,7 @@ pub fn backup_stream(
     let mut blobs = vec![];
     let mut size = 0u64;
     while let Some(chunk) = stream.next_chunk().map_err(|e| FsError::io(Path::new("<stdin>"), e))? {
+        cancel.check()?;
         size += chunk.len() as u64;
         progress.bytes(chunk.len() as u64);
         blobs.push(writer.add(BlobKind::Data, chunk)?.0);
@@ -301,8 +319,15 @@ impl Archiver<'_> {
         self.store_tree(tree)
     }
 
-    /// Every entry of a directory, processed in parallel, stored in name order.
-    fn dir_tree(&self, dir: &Path, dev: u64, parent: Option<&Tree>) -> FsResult<Id> {
+    /// Every entry of a directory (or, with `only`, just those names: the tags of an excluded
+    /// directory), processed in parallel, stored in name order.
+    fn dir_tree(
+        &self,
+        dir: &Path,
+        dev: u64,
+        parent: Option<&Tree>,
+        only: Option<&[std::ffi::OsString]>,
+    ) -> FsResult<Id> {
         let mut names = vec![];
         match std::fs::read_dir(dir) {
             Ok(rd) => {
@@ -315,21 +340,28 @@ impl Archiver<'_> {
             }
             Err(e) => self.warn(dir, format!("cannot list directory: {e}")),
         }
+        if let Some(only) = only {
+            names.retain(|n| only.contains(n));
+        }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let nodes: Vec<FsResult<Option<Node>>> = names
             .par_iter()
             .map(|name| {
                 let path = dir.join(name);
-                if self.opts.excludes.matches(&path) {
+                // A name-only pattern that matches saves the lstat of an excluded file.
+                if self.opts.excludes.matches(&path, false) {
                     return Ok(None);
                 }
                 let md = match std::fs::symlink_metadata(&path) {
                     Ok(md) => md,
                     Err(e) => {
-                        self.warn(&path, format!("vanished or unreadable: {e}"));
+                        self.warn(&path, format!("cannot read: {e}"));
                         return Ok(None);
                     }
                 };
+                if md.is_dir() && self.opts.excludes.matches(&path, true) {
+                    return Ok(None);
+                }
                 let pnode = parent.and_then(|t| t.find(name.as_bytes()));
                 self.entry(&path, name.as_bytes(), &md, pnode, dev)
             })
@@ -345,6 +377,7 @@ impl Archiver<'_> {
 
     /// One entry of any kind; `None` if it is skipped.
     fn entry(&self, path: &Path, name: &[u8], md: &Metadata, pnode: Option<&Node>, dev: u64) -> FsResult<Option<Node>> {
+        self.opts.cancel.check()?;
         if self.opts.excludes.is_own(md) {
             // A repository backed up into itself grows by its own size every run.
             tracing::info!("{}: arca's own repository, cache or key file; left out", path.display());
@@ -360,15 +393,13 @@ impl Archiver<'_> {
                 if self.opts.one_file_system && md.dev() != dev {
                     return Ok(None);
                 }
-                if self.opts.excludes.skip_dir(path) {
-                    return Ok(None);
-                }
+                let only = self.opts.excludes.tags_in(path);
                 self.count(|s| s.dirs += 1);
                 let sub_parent = pnode
                     .filter(|n| n.kind == NodeKind::Dir)
                     .and_then(|n| n.subtree)
                     .and_then(|id| self.load_tree(&id));
-                node.subtree = Some(self.dir_tree(path, md.dev(), sub_parent.as_ref())?);
+                node.subtree = Some(self.dir_tree(path, md.dev(), sub_parent.as_ref(), only.as_deref())?);
             }
             NodeKind::Symlink => {
                 self.count(|s| s.other_nodes += 1);
@@ -411,7 +442,18 @@ impl Archiver<'_> {
         if md.nlink() > 1 {
             if let Some(c) = lock(&self.hardlinks).get(&link_key).cloned() {
                 set_content(node, c);
-                self.count(|s| s.files_unchanged += 1);
+                // Another name of a file already stored: it counts as that file would.
+                let change = match pnode {
+                    None => Change::New,
+                    Some(p) if self.unchanged(md, p) => Change::Unchanged,
+                    Some(_) => Change::Modified,
+                };
+                self.count(|s| match change {
+                    Change::New => s.files_new += 1,
+                    Change::Modified => s.files_changed += 1,
+                    Change::Unchanged => s.files_unchanged += 1,
+                });
+                self.progress.change(path, change);
                 return Ok(true);
             }
         }
@@ -419,6 +461,7 @@ impl Archiver<'_> {
             node.content = p.content.clone();
             node.holes = p.holes.clone();
             self.count(|s| s.files_unchanged += 1);
+            self.progress.change(path, Change::Unchanged);
             self.progress.skipped(p.size);
             if md.nlink() > 1 {
                 let c = Content { blobs: p.content.clone(), holes: p.holes.clone(), size: p.size };
@@ -433,7 +476,12 @@ impl Archiver<'_> {
             // backup; it must never become a warning on one file of a snapshot that is saved.
             Err(e @ FsError::Repo(_)) => return Err(e),
             Err(e) => {
-                self.warn(path, format!("cannot read: {e}"));
+                // The warning names the path already: only the cause goes in the message.
+                let cause = match &e {
+                    FsError::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                self.warn(path, format!("cannot read: {cause}"));
                 return Ok(false);
             }
         };
@@ -450,6 +498,7 @@ impl Archiver<'_> {
             lock(&self.hardlinks).insert(link_key, content.clone());
         }
         set_content(node, content);
+        self.progress.change(path, if pnode.is_some() { Change::Modified } else { Change::New });
         self.progress.file_done();
         Ok(true)
     }
@@ -542,6 +591,7 @@ impl Archiver<'_> {
         let mut read = 0u64;
         let result = loop {
             match stream.next_chunk() {
+                Ok(Some(_)) if self.opts.cancel.is_cancelled() => break Err(arca_repo::RepoError::Cancelled.into()),
                 Ok(Some(chunk)) => {
                     read += chunk.len() as u64;
                     self.progress.bytes(chunk.len() as u64);

@@ -12,9 +12,13 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 /// Compiled exclusion rules.
 #[derive(Default)]
 pub struct Excludes {
-    /// Patterns with a `/` match the whole path; others match the base name anywhere.
+    /// Patterns with a `/` match the whole path (one without a leading `/` matches at any
+    /// depth, as `**/` + it); others match the base name anywhere.
     full: Option<GlobSet>,
     names: Option<GlobSet>,
+    /// The same for patterns written with a trailing `/`: they match directories only.
+    full_dirs: Option<GlobSet>,
+    names_dirs: Option<GlobSet>,
     pub exclude_caches: bool,
     pub if_present: Vec<String>,
     pub patterns: Vec<String>,
@@ -44,10 +48,26 @@ impl Excludes {
     /// Compile patterns; lines of exclude files are passed here too (comments and blanks
     /// already removed).
     pub fn new(patterns: Vec<String>, exclude_caches: bool, if_present: Vec<String>) -> Result<Excludes, String> {
-        let (full, names): (Vec<String>, Vec<String>) = patterns.iter().cloned().partition(|p| p.contains('/'));
+        let (mut full, mut names, mut full_dirs, mut names_dirs) = (vec![], vec![], vec![], vec![]);
+        for p in &patterns {
+            let trimmed = p.trim_end_matches('/');
+            if trimmed.is_empty() {
+                return Err(format!("bad exclude pattern {p:?}: it would exclude everything"));
+            }
+            let dir_only = trimmed.len() < p.len();
+            let (f, n) = if dir_only { (&mut full_dirs, &mut names_dirs) } else { (&mut full, &mut names) };
+            match (trimmed.contains('/'), trimmed.starts_with('/')) {
+                (false, _) => n.push(trimmed.to_string()),
+                (true, true) => f.push(trimmed.to_string()),
+                // `src/docs`: that sub-path wherever it lies.
+                (true, false) => f.push(format!("**/{trimmed}")),
+            }
+        }
         Ok(Excludes {
             full: build(&full)?,
             names: build(&names)?,
+            full_dirs: build(&full_dirs)?,
+            names_dirs: build(&names_dirs)?,
             exclude_caches,
             if_present,
             patterns,
@@ -81,28 +101,36 @@ impl Excludes {
             .collect())
     }
 
-    /// True if `path` (absolute) is excluded by a pattern.
-    pub fn matches(&self, path: &Path) -> bool {
-        if self.full.as_ref().is_some_and(|g| g.is_match(path)) {
-            return true;
-        }
-        match (path.file_name(), &self.names) {
-            (Some(n), Some(g)) => g.is_match(n),
-            _ => false,
-        }
+    /// True if `path` (absolute; a directory if `is_dir`) is excluded by a pattern.
+    pub fn matches(&self, path: &Path, is_dir: bool) -> bool {
+        let hit = |full: &Option<GlobSet>, names: &Option<GlobSet>| {
+            full.as_ref().is_some_and(|g| g.is_match(path))
+                || matches!((path.file_name(), names), (Some(n), Some(g)) if g.is_match(n))
+        };
+        hit(&self.full, &self.names) || (is_dir && hit(&self.full_dirs, &self.names_dirs))
     }
 
     /// True if directory `dir` must be skipped because of its contents.
     pub fn skip_dir(&self, dir: &Path) -> bool {
+        self.tags_in(dir).is_some()
+    }
+
+    /// If directory `dir` is excluded by a tag file in it (CACHEDIR.TAG, an `--exclude-if-present`
+    /// name), the names of those tag files: the backup keeps the directory and its tags, so a
+    /// restore shows that something was there and why it is empty (as restic and borg's
+    /// `--keep-exclude-tags` do).
+    pub fn tags_in(&self, dir: &Path) -> Option<Vec<std::ffi::OsString>> {
+        let mut tags = vec![];
         if self.exclude_caches {
             if let Ok(mut f) = std::fs::File::open(dir.join("CACHEDIR.TAG")) {
                 let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
                 if std::io::Read::read_exact(&mut f, &mut head).is_ok() && head == CACHEDIR_SIGNATURE {
-                    return true;
+                    tags.push("CACHEDIR.TAG".into());
                 }
             }
         }
-        self.if_present.iter().any(|n| dir.join(n).symlink_metadata().is_ok())
+        tags.extend(self.if_present.iter().filter(|n| dir.join(n).symlink_metadata().is_ok()).map(Into::into));
+        (!tags.is_empty()).then_some(tags)
     }
 }
 
@@ -113,11 +141,28 @@ mod tests {
     #[test]
     fn names_and_full_paths() {
         let e = Excludes::new(vec!["*.tmp".into(), "/data/skip/*".into()], false, vec![]).unwrap();
-        assert!(e.matches(Path::new("/x/y/a.tmp")));
-        assert!(!e.matches(Path::new("/x/y/a.txt")));
-        assert!(e.matches(Path::new("/data/skip/one")));
-        assert!(!e.matches(Path::new("/data/skip/one/two")));
+        assert!(e.matches(Path::new("/x/y/a.tmp"), false));
+        assert!(!e.matches(Path::new("/x/y/a.txt"), false));
+        assert!(e.matches(Path::new("/data/skip/one"), false));
+        assert!(!e.matches(Path::new("/data/skip/one/two"), false));
         assert!(Excludes::new(vec!["[".into()], false, vec![]).is_err());
+        assert!(Excludes::new(vec!["/".into()], false, vec![]).is_err());
+    }
+
+    /// Issue 17 row 14: `docs/`, `src/docs` and `/abs/src/docs/` matched nothing.
+    #[test]
+    fn trailing_slashes_and_relative_sub_paths() {
+        for p in ["docs/", "src/docs", "/t/src/docs/", "src/docs/"] {
+            let e = Excludes::new(vec![p.into()], false, vec![]).unwrap();
+            assert!(e.matches(Path::new("/t/src/docs"), true), "{p}");
+            assert!(!e.matches(Path::new("/t/src/other"), true), "{p}");
+            assert!(!e.matches(Path::new("/t/src/docsx"), true), "{p}");
+        }
+        let e = Excludes::new(vec!["docs/".into()], false, vec![]).unwrap();
+        assert!(!e.matches(Path::new("/t/src/docs"), false), "a trailing slash matches directories only");
+        let e = Excludes::new(vec!["src/docs".into()], false, vec![]).unwrap();
+        assert!(e.matches(Path::new("/t/src/docs"), false));
+        assert!(!e.matches(Path::new("/t/xsrc/docs"), false));
     }
 
     #[test]

@@ -185,9 +185,8 @@ impl<W: Write> TarExport<'_, W> {
         if let Some(g) = &n.group {
             let _ = h.set_groupname(g);
         }
-        let (secs, nanos) = (n.mtime_ns.div_euclid(1_000_000_000), n.mtime_ns.rem_euclid(1_000_000_000));
-        h.set_mtime(secs.max(0) as u64);
-        pax.push(("mtime".into(), format!("{secs}.{nanos:09}").into_bytes()));
+        h.set_mtime(n.mtime_ns.div_euclid(1_000_000_000).max(0) as u64);
+        pax.push(("mtime".into(), pax_time(n.mtime_ns).into_bytes()));
         for x in &n.xattrs {
             let Ok(key) = std::str::from_utf8(&x.name) else {
                 self.report.skipped.push(format!("{}: xattr with a non-UTF-8 name", String::from_utf8_lossy(rel)));
@@ -239,6 +238,13 @@ impl<W: Write> TarExport<'_, W> {
             NodeKind::Fifo => h.set_entry_type(tar::EntryType::Fifo),
             NodeKind::Socket => {
                 self.report.skipped.push(format!("{}: sockets cannot be stored in tar", String::from_utf8_lossy(rel)));
+                return Ok(());
+            }
+            NodeKind::Unknown => {
+                self.report.skipped.push(format!(
+                    "{}: an entry of a type this arca does not know (written by a newer version)",
+                    String::from_utf8_lossy(rel)
+                ));
                 return Ok(());
             }
             NodeKind::File => {
@@ -433,9 +439,28 @@ fn zip_nodes<W: Write + Seek>(
     Ok(())
 }
 
+/// A pax time: decimal seconds, signed as a whole (pax reads "-1.5" as 1.5 s before the
+/// epoch, so the fraction of a negative time is not the Euclidean remainder).
+fn pax_time(ns: i64) -> String {
+    let abs = ns.unsigned_abs();
+    let sign = if ns < 0 { "-" } else { "" };
+    format!("{sign}{}.{:09}", abs / 1_000_000_000, abs % 1_000_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17: 1960-01-01 00:00:00.5 was written as -315619200.500000000 (GNU tar read
+    /// 1959-12-31 23:59:59.5).
+    #[test]
+    fn pax_times_before_1970_sign_the_whole_value() {
+        assert_eq!(pax_time(-315_619_199_500_000_000), "-315619199.500000000");
+        assert_eq!(pax_time(1_500_000_000), "1.500000000");
+        assert_eq!(pax_time(-1), "-0.000000001");
+        assert_eq!(pax_time(0), "0.000000000");
+        assert!(pax_time(i64::MIN).starts_with("-9223372036."));
+    }
 
     #[test]
     fn acl_text_matches_getfacl_order() {

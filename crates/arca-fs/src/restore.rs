@@ -58,6 +58,9 @@ pub struct RestoreOptions {
     pub overwrite: Overwrite,
     /// Remove entries of restored directories that the snapshot does not have.
     pub delete: bool,
+    /// Change nothing: count what would be restored, kept and deleted (reading existing
+    /// files to compare them), and report each deletion.
+    pub dry_run: bool,
 }
 
 /// What to do with an entry that already exists in the target.
@@ -77,6 +80,9 @@ pub trait RestoreProgress: Sync {
     fn file(&self, _path: &Path, _size: u64) {}
     fn bytes(&self, _n: u64) {}
     fn problem(&self, _path: &Path, _message: &str) {}
+    /// `--delete` removed (or, in a dry run, would remove) `path` and `entries` entries in all
+    /// (more than one for a directory).
+    fn deleted(&self, _path: &Path, _entries: u64) {}
 }
 
 /// What a restore did.
@@ -91,7 +97,8 @@ pub struct RestoreReport {
     pub unchanged: u64,
     /// Existing entries left alone (`--overwrite never`).
     pub kept: u64,
-    /// Entries removed because the snapshot does not have them (`--delete`).
+    /// Entries removed because the snapshot does not have them (`--delete`), counting what
+    /// a removed directory held.
     pub deleted: u64,
     /// Paths that could not be restored, with why.
     pub errors: Vec<(String, String)>,
@@ -119,6 +126,9 @@ impl Shared<'_> {
     }
 
     fn metadata(&self, path: &Path, node: &Node) {
+        if self.opts.dry_run {
+            return;
+        }
         for (kind, e) in apply(path, node, self.opts.set_owner) {
             if self.warned.lock().unwrap_or_else(|p| p.into_inner()).insert(kind) {
                 self.report().warnings.push(format!(
@@ -142,10 +152,20 @@ impl Shared<'_> {
                 self.metadata(target, n);
                 return;
             }
+            if self.opts.dry_run {
+                self.report().files += 1;
+                return;
+            }
             if let Err(e) = fs::remove_file(target) {
                 self.problem(target, format!("cannot replace: {e}"));
                 return;
             }
+        }
+        if self.opts.dry_run {
+            let mut r = self.report();
+            r.files += 1;
+            r.bytes += n.content_len();
+            return;
         }
         let result = self.write_file(n, target).and_then(|f| {
             if self.opts.verify {
@@ -284,7 +304,13 @@ pub fn restore(
         report: Mutex::new(RestoreReport::default()),
         warned: Mutex::new(HashSet::new()),
     };
-    ensure_target(&opts.target)?;
+    if opts.dry_run {
+        if fs::metadata(&opts.target).is_ok_and(|m| !m.is_dir()) {
+            return Err(FsError::TargetNotADirectory(opts.target.display().to_string()));
+        }
+    } else {
+        ensure_target(&opts.target)?;
+    }
     let threads = opts.threads.max(1);
     let (tx, rx) = bounded::<FileJob>(threads * 4);
     let (links, dirs) = std::thread::scope(|scope| -> FsResult<_> {
@@ -318,6 +344,10 @@ pub fn restore(
         Ok((w.deferred_links, w.dirs))
     })?;
     for (target, first, node) in links {
+        if opts.dry_run {
+            shared.report().files += 1;
+            continue;
+        }
         match fs::hard_link(&first, &target) {
             Ok(()) => shared.report().files += 1,
             Err(e) => {
@@ -344,6 +374,12 @@ fn ensure_target(path: &Path) -> FsResult<()> {
         }
         Err(_) => fs::create_dir_all(path).map_err(|e| FsError::io(path, e)),
     }
+}
+
+/// How many entries lie below directory `dir` (not following symlinks).
+fn entries_below(dir: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.flatten().map(|e| if e.file_type().is_ok_and(|t| t.is_dir()) { 1 + entries_below(&e.path()) } else { 1 }).sum()
 }
 
 /// A directory inside the target: whatever stands in its place is replaced (the snapshot wins).
@@ -384,12 +420,20 @@ impl Walker<'_, '_> {
             let sel = selected || opts.includes.is_none() || matches(&opts.includes, &child_spath);
             let target = dir.join(OsStr::from_bytes(&n.name));
             if n.kind == NodeKind::Dir {
-                let Some(sub) = n.subtree else { continue };
+                let Some(sub) = n.subtree else {
+                    self.shared.problem(
+                        &target,
+                        "the snapshot's directory entry has no listing (damaged tree); not restored".into(),
+                    );
+                    continue;
+                };
                 if !sel && !self.tree_has_selection(&sub, &child_spath)? {
                     // Create lazily: only if something inside is selected.
                     continue;
                 }
-                ensure_dir(&target)?;
+                if !opts.dry_run {
+                    ensure_dir(&target)?;
+                }
                 self.dirs.push((target.clone(), n));
                 self.tree(&sub, &target, &child_spath, sel)?;
                 any = true;
@@ -413,8 +457,17 @@ impl Walker<'_, '_> {
             }
             let p = e.path();
             let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            match if is_dir { fs::remove_dir_all(&p) } else { fs::remove_file(&p) } {
-                Ok(()) => self.shared.report().deleted += 1,
+            let entries = if is_dir { 1 + entries_below(&p) } else { 1 };
+            let removed = match (self.shared.opts.dry_run, is_dir) {
+                (true, _) => Ok(()),
+                (false, true) => fs::remove_dir_all(&p),
+                (false, false) => fs::remove_file(&p),
+            };
+            match removed {
+                Ok(()) => {
+                    self.shared.report().deleted += entries;
+                    self.shared.progress.deleted(&p, entries);
+                }
                 Err(err) => self.shared.problem(&p, format!("cannot delete: {err}")),
             }
         }
@@ -463,6 +516,7 @@ impl Walker<'_, '_> {
                 {
                     existing = true;
                 }
+                _ if self.shared.opts.dry_run => {}
                 _ => {
                     let removed = if md.is_dir() { fs::remove_dir_all(&target) } else { fs::remove_file(&target) };
                     removed.map_err(|e| FsError::io(&target, e))?;
@@ -476,6 +530,10 @@ impl Walker<'_, '_> {
                 return Ok(());
             }
             self.links.insert(key, target.clone());
+        }
+        if self.shared.opts.dry_run && n.kind != NodeKind::File {
+            self.shared.report().other += 1;
+            return Ok(());
         }
         let created = match n.kind {
             NodeKind::File => {
@@ -496,6 +554,9 @@ impl Walker<'_, '_> {
                 nix::unistd::mkfifo(&target, Mode::from_bits_truncate(n.mode & 0o777)).map_err(|e| e.to_string())
             }
             NodeKind::Socket => std::os::unix::net::UnixListener::bind(&target).map(drop).map_err(|e| e.to_string()),
+            NodeKind::Unknown => {
+                Err("an entry of a type this arca does not know (written by a newer version): not restored; restore it with that version".into())
+            }
             NodeKind::Dir => Ok(()),
         };
         match created {

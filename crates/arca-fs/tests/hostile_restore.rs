@@ -25,6 +25,7 @@ fn file(name: &[u8], id: arca_format::Id, len: u64) -> Node {
 
 fn opts(target: &std::path::Path) -> RestoreOptions {
     RestoreOptions {
+        dry_run: false,
         target: target.to_path_buf(),
         includes: None,
         excludes: None,
@@ -93,4 +94,50 @@ fn symlinks_in_the_target_are_replaced_not_followed() {
     assert!(target.join("a").symlink_metadata().unwrap().is_dir());
     assert_eq!(std::fs::read(target.join("a/f")).unwrap(), b"inside");
     assert!(target.join("g").symlink_metadata().unwrap().is_file());
+}
+
+/// Issue 13, forward compatibility: an entry of a type a newer arca wrote (here "hologram")
+/// decodes, is refused by restore with a message naming the newer version, and everything
+/// else restores; copy refuses the tree rather than rewrite it without its type.
+#[test]
+fn an_entry_of_an_unknown_type_is_refused_and_the_rest_restores() {
+    let repo = repo();
+    let lock = arca_repo::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+    let w = BlobWriter::new(repo.clone(), &lock, WriterOptions::default());
+    let (data, _) = w.add(BlobKind::Data, b"kept").unwrap();
+    let mut future = file(b"future", data, 4);
+    future.kind = NodeKind::Dir; // placeholder, patched to an unknown type below
+    let tree = encode("tree", &Tree { nodes: vec![future, file(b"plain", data, 4)] }).unwrap();
+    // MessagePack: the key "kind" (fixstr 4) then the value "dir" (fixstr 3) → "hologram".
+    let (from, to) = (b"\xa4kind\xa3dir".to_vec(), b"\xa4kind\xa8hologram".to_vec());
+    let at = tree.windows(from.len()).position(|w| w == from.as_slice()).unwrap();
+    let patched = [&tree[..at], to.as_slice(), &tree[at + from.len()..]].concat();
+    let decoded: Tree = arca_format::decode("tree", &patched).unwrap();
+    assert_eq!(decoded.nodes[0].kind, NodeKind::Unknown);
+    assert_eq!(decoded.nodes[0].content, vec![data], "its content ids survive (prune keeps them)");
+    let (tid, _) = w.add(BlobKind::Tree, &patched).unwrap();
+    w.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t");
+    let report = restore(&repo, Found::Root(tid), &opts(&target), &Quiet).unwrap();
+    assert_eq!(std::fs::read(target.join("plain")).unwrap(), b"kept");
+    assert!(!target.join("future").exists());
+    assert!(
+        report.errors.iter().any(|(p, e)| p.ends_with("future") && e.contains("newer version")),
+        "{:?}",
+        report.errors
+    );
+    // Copy refuses rather than writing the entry back without its type.
+    let dst = crate::repo();
+    let dst_lock = arca_repo::lock::SessionLock::acquire(&dst, "test", false).unwrap();
+    let dw = BlobWriter::new(dst.clone(), &dst_lock, WriterOptions::default());
+    let mut copier = arca_repo::copy::Copier {
+        src: &repo,
+        writer: &dw,
+        map: arca_repo::copy::BlobMap::open(&repo, &dst, None),
+        stats: Default::default(),
+        dry_run: false,
+    };
+    let err = copier.tree(&tid).unwrap_err().to_string();
+    assert!(err.contains("newer arca") && err.contains("copy"), "{err}");
 }

@@ -49,12 +49,22 @@ enum Kind {
     Link(Vec<u8>),
     /// A node of a snapshot. A directory's tree is read on first use; `kids` are the children
     /// the kernel currently holds inodes for.
-    Snap { node: Arc<Node>, tree: Option<Arc<Tree>>, kids: HashMap<Vec<u8>, u64>, extents: Option<Arc<Vec<Extent>>> },
+    /// `root` is the inode of the snapshot's root directory (0 for the root itself): members
+    /// of a hard-link group share one inode within one snapshot.
+    Snap {
+        node: Arc<Node>,
+        tree: Option<Arc<Tree>>,
+        kids: HashMap<Vec<u8>, u64>,
+        extents: Option<Arc<Vec<Extent>>>,
+        root: u64,
+    },
 }
 
 struct Inode {
     parent: u64,
     name: Vec<u8>,
+    /// Further names of a hard-linked file (parent, name), besides `parent` and `name`.
+    also: Vec<(u64, Vec<u8>)>,
     /// Lookups the kernel holds (FUSE reference count).
     lookups: u64,
     /// Layout inodes and snapshot roots are never freed.
@@ -67,6 +77,9 @@ struct Inode {
 struct Table {
     slots: Vec<Option<Inode>>,
     free: Vec<usize>,
+    /// Hard-link groups the kernel holds an inode for: (snapshot root, device, inode) → ino,
+    /// so every name of the group shows one inode number and the right link count.
+    links: HashMap<(u64, u64, u64), u64>,
 }
 
 impl Table {
@@ -99,9 +112,24 @@ impl Table {
             if i.permanent || i.lookups > 0 || !idle {
                 return;
             }
-            let (parent, name) = (i.parent, i.name.clone());
+            let (parent, name, also) = (i.parent, i.name.clone(), i.also.clone());
+            if let Kind::Snap { node, root, .. } = &i.kind {
+                if node.is_hardlinked() {
+                    let key = (*root, node.device, node.inode);
+                    if self.links.get(&key) == Some(&ino) {
+                        self.links.remove(&key);
+                    }
+                }
+            }
             self.slots[ino as usize - 1] = None;
             self.free.push(ino as usize - 1);
+            // Every other parent this file was named in may now be idle too.
+            for (p, n) in also {
+                if let Some(Inode { kind: Kind::Snap { kids, .. }, .. }) = self.get_mut(p) {
+                    kids.remove(&n);
+                }
+                self.release(p);
+            }
             match self.get_mut(parent) {
                 Some(Inode { kind: Kind::Snap { kids, .. }, .. }) => {
                     kids.remove(&name);
@@ -109,6 +137,15 @@ impl Table {
                 _ => return,
             }
             ino = parent;
+        }
+    }
+
+    /// The snapshot root of a snapshot inode.
+    fn root_of(&self, ino: u64) -> u64 {
+        match self.get(ino).map(|i| &i.kind) {
+            Some(Kind::Snap { root: 0, .. }) => ino,
+            Some(Kind::Snap { root, .. }) => *root,
+            _ => 0,
         }
     }
 }
@@ -193,6 +230,8 @@ fn file_type(k: NodeKind) -> FileType {
         NodeKind::CharDevice => FileType::CharDevice,
         NodeKind::Fifo => FileType::NamedPipe,
         NodeKind::Socket => FileType::Socket,
+        // Written by a newer arca: listed, but reading it fails (EINVAL).
+        NodeKind::Unknown => FileType::RegularFile,
     }
 }
 
@@ -207,8 +246,9 @@ impl SnapshotFs {
     pub fn new(repo: Arc<Repository>, snapshots: &[SnapshotEntry]) -> SnapshotFs {
         let owner = (nix_uid(), nix_gid());
         let mut inodes = Table::default();
-        let mut add =
-            |parent: u64, kind: Kind| inodes.alloc(Inode { parent, name: vec![], lookups: 0, permanent: true, kind });
+        let mut add = |parent: u64, kind: Kind| {
+            inodes.alloc(Inode { parent, name: vec![], also: vec![], lookups: 0, permanent: true, kind })
+        };
         let root = add(1, Kind::Virtual(BTreeMap::new()));
         let snaps_dir = add(root, Kind::Virtual(BTreeMap::new()));
         let hosts_dir = add(root, Kind::Virtual(BTreeMap::new()));
@@ -226,7 +266,7 @@ impl SnapshotFs {
             node.mtime_ns = e.time().and_then(|t| t.timestamp_nanos_opt()).unwrap_or(0);
             node.ctime_ns = node.mtime_ns;
             node.subtree = Some(e.snapshot.tree);
-            let kind = Kind::Snap { node: Arc::new(node), tree: None, kids: HashMap::new(), extents: None };
+            let kind = Kind::Snap { node: Arc::new(node), tree: None, kids: HashMap::new(), extents: None, root: 0 };
             let ino = add(snaps_dir, kind);
             snap_children.insert(name.clone().into_bytes(), ino);
             let short = name.split('_').next().unwrap_or(&name).to_string();
@@ -425,8 +465,34 @@ impl SnapshotFs {
                 return Ok(child);
             }
         }
-        let kind = Kind::Snap { node: Arc::new(node), tree: None, kids: HashMap::new(), extents: None };
-        let child = inodes.alloc(Inode { parent, name: name.to_vec(), lookups: 1, permanent: false, kind });
+        let root = inodes.root_of(parent);
+        let link_key = node.is_hardlinked().then_some((root, node.device, node.inode));
+        let shared = link_key.and_then(|k| inodes.links.get(&k).copied());
+        let child = match shared {
+            // Another name of a hard-linked file whose inode the kernel holds: the same inode.
+            Some(ino) => {
+                if let Some(c) = inodes.get_mut(ino) {
+                    c.lookups += 1;
+                    c.also.push((parent, name.to_vec()));
+                }
+                ino
+            }
+            None => {
+                let kind = Kind::Snap { node: Arc::new(node), tree: None, kids: HashMap::new(), extents: None, root };
+                let ino = inodes.alloc(Inode {
+                    parent,
+                    name: name.to_vec(),
+                    also: vec![],
+                    lookups: 1,
+                    permanent: false,
+                    kind,
+                });
+                if let Some(k) = link_key {
+                    inodes.links.insert(k, ino);
+                }
+                ino
+            }
+        };
         if let Some(Inode { kind: Kind::Snap { kids, .. }, .. }) = inodes.get_mut(parent) {
             kids.insert(name.to_vec(), child);
         }

@@ -348,6 +348,19 @@ fn read_pack(
     if Id::of_bytes(&bytes) != *pid {
         r.error(format!("pack {pid}"), "contents do not match the pack id (bit rot, tampering or a torn write)");
         ok = false;
+    } else if repo.config().parity_percent > 0 {
+        // Parity nobody reads until a pack is damaged must be known good before then.
+        let problem = match repo.storage().get(ObjectKind::Parity, &name) {
+            Ok(p) => crate::parity::verify(&bytes, &p).err(),
+            Err(e) if e.is_not_found() => Some("missing".into()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = problem {
+            r.error(
+                format!("parity {pid}"),
+                format!("damaged ({why}); the pack itself is intact: `arca repair packs` writes its parity anew"),
+            );
+        }
     }
     match pack::header_from_bytes(repo, pid, &bytes) {
         Ok(header) => {

@@ -123,6 +123,13 @@ impl Copier<'_> {
             return Ok(d);
         }
         let mut tree: Tree = self.src.read_tree(id)?;
+        if let Some(n) = tree.nodes.iter().find(|n| n.kind == NodeKind::Unknown) {
+            // Re-encoding the tree would lose the entry's real type.
+            return Err(RepoError::NewerFormat {
+                what: format!("entry {:?} of tree {id}", String::from_utf8_lossy(&n.name)),
+                action: "copy",
+            });
+        }
         for n in &mut tree.nodes {
             let content = std::mem::take(&mut n.content);
             for c in &content {

@@ -4,6 +4,7 @@
 
 pub mod blob;
 pub mod cachedir;
+pub mod cancel;
 pub mod check;
 pub mod copy;
 pub mod diff;
@@ -24,6 +25,7 @@ pub mod stats;
 pub mod treewalk;
 pub mod writer;
 
+pub use cancel::Cancel;
 pub use error::{RepoError, RepoResult};
 pub use repository::{InitOptions, Repository};
 pub use writer::{BlobWriter, WriteStats};

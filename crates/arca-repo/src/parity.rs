@@ -53,6 +53,25 @@ pub fn store_for(repo: &Repository, id: &Id, pack: &[u8]) -> RepoResult<()> {
     Ok(())
 }
 
+/// Check a parity object against its intact pack: its own checksum, its sizes, and the hash of
+/// every original shard. (The recovery shards are covered by the checksum.)
+pub fn verify(pack: &[u8], parity: &[u8]) -> Result<(), String> {
+    let p = ParityFile::from_bytes(parity).map_err(|e| e.to_string())?;
+    if p.pack_length != pack.len() as u64 {
+        return Err(format!("it is for a pack of {} bytes, this one has {}", p.pack_length, pack.len()));
+    }
+    let sb = p.shard_bytes as usize;
+    if sb == 0 || p.original_count as usize != pack.len().max(1).div_ceil(sb) {
+        return Err("its shard layout does not fit the pack".into());
+    }
+    for (i, h) in p.shard_hashes.iter().enumerate() {
+        if blake3::hash(&shard(pack, i, sb)).as_bytes() != h {
+            return Err(format!("the hash of original shard {i} does not match the pack"));
+        }
+    }
+    Ok(())
+}
+
 /// Rebuild a pack from what is left of it (`damaged`, possibly short or long) and its parity.
 /// The result is verified against the pack id.
 pub fn recover(id: &Id, damaged: &[u8], p: &ParityFile) -> Result<Vec<u8>, String> {
@@ -94,6 +113,8 @@ pub struct RepairPacksReport {
     /// Damaged packs that could not be repaired, with why.
     pub unrepairable: Vec<String>,
     pub without_parity: usize,
+    /// Intact packs whose parity object was damaged or missing and was written anew.
+    pub parity_rebuilt: Vec<String>,
 }
 
 /// Verify every pack (or the named ones) and rebuild damaged ones from parity. A rebuilt pack
@@ -122,6 +143,21 @@ pub fn repair_packs(
             Err(e) => return Err(e.into()),
         };
         if !bytes.is_empty() && Id::of_bytes(&bytes) == *id {
+            // An intact pack: make sure its parity would work when it is needed.
+            let percent = repo.config().parity_percent;
+            if percent > 0 {
+                let ok = match repo.storage().get(ObjectKind::Parity, &name) {
+                    Ok(p) => verify(&bytes, &p).is_ok(),
+                    Err(e) if e.is_not_found() => false,
+                    Err(e) => return Err(e.into()),
+                };
+                if !ok {
+                    // Parity is derived from the pack: replacing it loses nothing.
+                    repo.storage().delete(ObjectKind::Parity, &name)?;
+                    repo.storage().put(ObjectKind::Parity, &name, &encode(&bytes, percent)?.to_bytes())?;
+                    report.parity_rebuilt.push(name);
+                }
+            }
             continue;
         }
         let parity = match repo.storage().get(ObjectKind::Parity, &name) {

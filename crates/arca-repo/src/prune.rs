@@ -113,6 +113,8 @@ pub struct PruneReport {
     pub plan: Plan,
     pub swept: Sweep,
     pub stale_locks_removed: u64,
+    /// Temporary files that killed writers left (a local repository's `*.tmp-*`).
+    pub temporaries_removed: u64,
     pub marks_completed: u64,
 }
 
@@ -137,6 +139,9 @@ pub fn prune(
     let mut walk = None;
     if let Some(session) = session {
         report.stale_locks_removed = remove_stale_locks(repo)?;
+        // Temporary files of writers that were killed: older than the stale limit, their
+        // writer's lock would have gone stale too, so none is still being written.
+        report.temporaries_removed = repo.storage().remove_abandoned(lock::stale_after())?;
         report.marks_completed = complete_marks(repo, session)?;
         report.swept = sweep(repo, session, opts, progress, &mut walk)?;
     }

@@ -45,10 +45,9 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
             Err(e) => errors.push(e),
         }
     }
-    out.sort_by(|a, b| match (a.time(), b.time()) {
-        (Some(x), Some(y)) => x.cmp(&y).then(a.id.cmp(&b.id)),
-        _ => a.snapshot.time.cmp(&b.snapshot.time),
-    });
+    // A total order (a comparator mixing instants and text is not one, and sorting may panic
+    // on it): unreadable times first, then by instant, then by id.
+    out.sort_by_cached_key(|e| (e.time(), e.time().is_none().then(|| e.snapshot.time.clone()), e.id));
     Ok((out, errors))
 }
 

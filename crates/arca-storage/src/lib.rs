@@ -136,8 +136,30 @@ pub trait ObjectWriter: Send {
     fn finish(self: Box<Self>, name: &str) -> StorageResult<()>;
 }
 
+/// What a storage allows, declared rather than found out by trying (a refused delete half-way
+/// through a rewrite would leave a duplicate behind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// New objects can be stored (false behind a read-only key).
+    pub write: bool,
+    /// Objects can be deleted (false behind an append-only or read-only key).
+    pub delete: bool,
+    /// A server enforces `write` and `delete`, whatever the client does.
+    pub server_enforced: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities { write: true, delete: true, server_enforced: false }
+    }
+}
+
 /// Immutable named objects: put once, read (whole or a range), list, delete.
 pub trait Storage: Send + Sync {
+    /// What this storage allows.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
     /// Where this storage lives, for messages (never includes credentials).
     fn location(&self) -> String;
     /// Store a new object. Must be atomic: a reader sees the whole object or nothing.
@@ -168,6 +190,13 @@ pub trait Storage: Send + Sync {
     fn create(&self, kind: ObjectKind) -> StorageResult<Option<Box<dyn ObjectWriter>>> {
         let _ = kind;
         Ok(None)
+    }
+    /// Remove what writers killed mid-write left behind (temporary files) if older than
+    /// `age`, so no live writer loses its file; returns how many were removed. Backends whose
+    /// writes leave nothing behind keep the default.
+    fn remove_abandoned(&self, age: std::time::Duration) -> StorageResult<u64> {
+        let _ = age;
+        Ok(0)
     }
     /// True if an object exists.
     fn exists(&self, kind: ObjectKind, name: &str) -> StorageResult<bool> {

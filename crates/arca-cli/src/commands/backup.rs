@@ -25,6 +25,9 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         None => Local::now().fixed_offset(),
     };
     let is_stream = a.stdin || a.stdin_from_command.is_some();
+    if a.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("--stdin reads the data to back up from standard input, which is a terminal here: pipe or redirect it (pg_dump db | arca backup --stdin --stdin-filename db.sql)");
+    }
     let paths = if is_stream { vec![] } else { source_paths(&a.paths)? };
     // A dry run stores nothing, not even a lock (it may run against a read-only repository).
     let session =
@@ -62,11 +65,14 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         _ if a.dry_run => BlobWriter::dry_run(repo.clone(), writer_opts),
         _ => bail!("a backup needs a lock on the repository"),
     };
-    let reporter = Reporter { progress: Progress::new(out, "backup"), out };
+    // `-v` lists new and modified files, `-vv` every file; a dry run lists what it would add.
+    let list = if a.dry_run { cli.verbose.max(1) } else { cli.verbose };
+    let reporter = Reporter { progress: Progress::new(out, "backup"), out, list };
+    let cancel = crate::interrupt::on_signals()?;
     let (outcome, kind) = if a.stdin {
-        (backup_stream(&writer, &a.stdin_filename, std::io::stdin().lock(), &reporter)?, SnapshotKind::Stdin)
+        (backup_stream(&writer, &a.stdin_filename, std::io::stdin().lock(), &reporter, &cancel)?, SnapshotKind::Stdin)
     } else if let Some(cmd) = &a.stdin_from_command {
-        (from_command(&writer, &a.stdin_filename, cmd, &reporter)?, SnapshotKind::CommandOutput)
+        (from_command(&writer, &a.stdin_filename, cmd, &reporter, &cancel)?, SnapshotKind::CommandOutput)
     } else {
         let own = context::own_paths(cli);
         for p in &own {
@@ -83,6 +89,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
             ignore_ctime: a.ignore_ctime,
             rehash: a.rehash,
             read_threads: a.read_concurrency as usize,
+            cancel: cancel.clone(),
         };
         if out.show_progress {
             spawn_scanner(&opts.paths, excludes(a)?.with_own(&own), &reporter.progress);
@@ -120,6 +127,8 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         l.check_alive()?;
     }
     arca_repo::failpoint::hit("backup-before-snapshot");
+    // The last safe point: after it the snapshot is saved even if a signal arrives.
+    cancel.check()?;
     let id = if a.dry_run { None } else { Some(snaps::save(&repo, &snapshot)?) };
     drop(lock);
     report(out, &snapshot, id.map(|i| i.to_hex()), &outcome, parent.map(|p| p.id.short()));
@@ -153,10 +162,11 @@ fn report(out: &Output, s: &Snapshot, id: Option<String>, o: &BackupOutcome, par
         m.duration_secs
     ));
     if !o.warnings.is_empty() {
-        out.warn(format!("{} paths had problems:", o.warnings.len()));
-        for w in &o.warnings {
-            out.warn(format!("  {}: {}", w.path, w.message));
-        }
+        // Each was printed as it happened; the snapshot records them all (`arca cat snapshot`).
+        out.warn(format!(
+            "{} had problems (listed above)",
+            crate::text::count(o.warnings.len() as u64, "path", "paths")
+        ));
     }
     match id {
         Some(id) => out.info(format!("snapshot {} saved", &id[..8])),
@@ -164,7 +174,13 @@ fn report(out: &Output, s: &Snapshot, id: Option<String>, o: &BackupOutcome, par
     }
 }
 
-fn from_command(writer: &BlobWriter, name: &str, cmd: &[String], reporter: &Reporter) -> Result<BackupOutcome> {
+fn from_command(
+    writer: &BlobWriter,
+    name: &str,
+    cmd: &[String],
+    reporter: &Reporter,
+    cancel: &arca_repo::Cancel,
+) -> Result<BackupOutcome> {
     // `--stdin-from-command -- CMD ARG...`: the `--` arrives as the first value.
     let cmd = cmd.strip_prefix(&["--".to_string()]).unwrap_or(cmd);
     let (prog, args) = cmd.split_first().context("--stdin-from-command needs a command")?;
@@ -174,7 +190,7 @@ fn from_command(writer: &BlobWriter, name: &str, cmd: &[String], reporter: &Repo
         .spawn()
         .with_context(|| format!("cannot run {prog:?}"))?;
     let stdout = child.stdout.take().context("no standard output from the command")?;
-    let outcome = backup_stream(writer, name, stdout, reporter);
+    let outcome = backup_stream(writer, name, stdout, reporter, cancel);
     let status = child.wait().with_context(|| format!("waiting for {prog:?}"))?;
     if !status.success() {
         bail!("{prog:?} failed ({status}); no snapshot was created");
@@ -299,7 +315,7 @@ fn spawn_scanner(paths: &[PathBuf], excludes: Excludes, progress: &Progress) {
             if let Ok(rd) = std::fs::read_dir(p) {
                 for e in rd.flatten() {
                     let c = e.path();
-                    if !ex.matches(&c) {
+                    if !ex.matches(&c, e.file_type().is_ok_and(|t| t.is_dir())) {
                         walk(&c, ex, total);
                     }
                 }

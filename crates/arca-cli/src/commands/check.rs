@@ -44,10 +44,10 @@ pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
         out.json_line(&serde_json::json!({"type": "summary", "ok": r.ok(), "report": r}));
     } else {
         out.info(format!(
-            "checked {} snapshots, {} trees; read {} packs ({}), {} blobs",
-            r.snapshots_checked,
-            r.trees_checked,
-            r.packs_read,
+            "checked {}, {}; read {} ({}), {}",
+            crate::text::count(r.snapshots_checked as u64, "snapshot", "snapshots"),
+            crate::text::count(r.trees_checked as u64, "tree", "trees"),
+            crate::text::count(r.packs_read as u64, "pack", "packs"),
             size(r.bytes_read),
             r.blobs_read
         ));
@@ -73,8 +73,8 @@ pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
     }
     if !r.ok() {
         bail!(
-            "the repository has {} errors; likely causes: disk or memory faults, an interrupted copy, or tampering. Unaffected files still restore.",
-            r.errors.len()
+            "the repository has {}; likely causes: disk or memory faults, an interrupted copy, or tampering. Unaffected files still restore.",
+            crate::text::count(r.errors.len() as u64, "error", "errors")
         );
     }
     Ok(crate::exit::OK)

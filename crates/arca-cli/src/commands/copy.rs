@@ -6,19 +6,22 @@ use crate::output::Output;
 use crate::progress::Progress;
 use crate::text::size;
 use anyhow::{anyhow, Result};
-use arca_backends::LocalStorage;
 use arca_format::Id;
 use arca_repo::copy::{origin_of, BlobMap, Copier};
 use arca_repo::snapshots::{self as snaps, SnapshotEntry};
 use arca_repo::writer::{BlobWriter, WriterOptions};
 use arca_storage::ObjectKind;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
-    let from = a.from_repo.strip_prefix("local:").unwrap_or(&a.from_repo);
+    let from_loc = context::location_named(cli, &a.from_repo)?;
+    let from = context::shown(&from_loc);
+    let from_storage = context::storage(&from_loc).map_err(|e| e.context(format!("source repository {from}")))?;
+    if !from_storage.exists(ObjectKind::Config, "config")? {
+        return Err(anyhow!("source repository {from}: no repository there (check --from-repo)"));
+    }
     let pw = context::from_password(a.from_password_file.as_deref())?;
-    let (src, _src_lock) = context::open_with(cli, out, Arc::new(LocalStorage::new(from)), &pw, Session::Read("copy"))
+    let (src, _src_lock) = context::open_with(cli, out, from_storage, &pw, Session::Read("copy"))
         .map_err(|e| e.context(format!("source repository {from}")))?;
     let session = if a.dry_run { Session::None } else { Session::Write("copy") };
     let (dst, lock) = context::open_session(cli, out, session)?;
@@ -61,6 +64,11 @@ pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
     };
     let progress = Progress::new(out, "copy");
     let mut copies = vec![];
+    if let Some(e) = todo.iter().find(|e| e.snapshot.kind == arca_format::SnapshotKind::Unknown) {
+        return Err(
+            arca_repo::RepoError::NewerFormat { what: format!("snapshot {}", e.id.short()), action: "copy" }.into()
+        );
+    }
     for (i, e) in todo.iter().enumerate() {
         progress.message(format!("snapshot {}/{} {}", i + 1, todo.len(), e.id.short()));
         let tree = copier.tree(&e.snapshot.tree)?;

@@ -104,7 +104,11 @@ pub fn find(cli: &Cli, out: &Output, a: &FindArgs) -> Result<i32> {
                 escape(h["path"].as_str().unwrap_or("").as_bytes())
             ));
         }
-        out.info(format!("{} matches in {} snapshots", hits.len(), snaps.len()));
+        out.info(format!(
+            "{} in {}",
+            crate::text::count(hits.len() as u64, "match", "matches"),
+            crate::text::count(snaps.len() as u64, "snapshot", "snapshots")
+        ));
     }
     Ok(crate::exit::OK)
 }

@@ -132,9 +132,9 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
         }
         let n = decisions.iter().filter(|d| !d.keep()).count();
         out.info(if a.dry_run {
-            format!("dry run: {n} snapshots would be removed")
+            format!("dry run: {} would be removed", crate::text::count(n as u64, "snapshot", "snapshots"))
         } else {
-            format!("{n} snapshots removed")
+            format!("{} removed", crate::text::count(n as u64, "snapshot", "snapshots"))
         });
     }
     if let Some(opts) = prune_opts {
@@ -178,12 +178,31 @@ pub fn protect(cli: &Cli, out: &Output, a: &ProtectArgs) -> Result<i32> {
     let until = a.until.as_deref().map(date_arg).transpose()?;
     let destroy = a.destroy_after.as_deref().map(date_arg).transpose()?;
     let repo = context::open(cli, out)?;
+    if !repo.storage().capabilities().delete {
+        // Protecting rewrites the snapshot object (new, then delete the old): through a key
+        // that may not delete, that would leave a protected duplicate beside the original.
+        bail!("protect replaces the snapshot object, which needs a key that may delete: this repository's server allows no deletes with this key (append-only or read-only); run protect on the server or with a full-access key");
+    }
     let all = super::all_snapshots(&repo, out)?;
     let mut changed = vec![];
     for spec in &a.snapshots {
         let e = snaps::resolve(&all, spec, &Default::default())?;
         let mut s = e.snapshot.clone();
         if let Some(u) = &until {
+            if let Some(now) = &e.snapshot.keep_until {
+                // Protection can be extended, never shortened: that would defeat it.
+                let later = |a: &str, b: &str| match (a, b) {
+                    (_, "forever") => false,
+                    ("forever", _) => true,
+                    (a, b) => matches!((snaps::parse_time(a), snaps::parse_time(b)), (Some(x), Some(y)) if x > y),
+                };
+                if later(now, u) {
+                    bail!(
+                        "snapshot {} is protected until {now}; protection can be extended, not shortened (to {u})",
+                        e.id.short()
+                    );
+                }
+            }
             s.keep_until = Some(u.clone());
         }
         if let Some(d) = &destroy {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use arca_repo::keys::{self, Origin};
 
 fn new_password(a: &NewPassword) -> Result<String> {
-    if let Ok(p) = std::env::var("ARCA_NEW_PASSWORD") {
+    if let Some(p) = context::env_password("ARCA_NEW_PASSWORD")? {
         return Ok(p);
     }
     if let Some(f) = &a.new_password_file {

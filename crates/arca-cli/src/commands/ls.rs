@@ -17,6 +17,7 @@ fn kind_char(k: NodeKind) -> char {
         NodeKind::CharDevice => 'c',
         NodeKind::Fifo => 'p',
         NodeKind::Socket => 's',
+        NodeKind::Unknown => '?',
     }
 }
 

@@ -104,5 +104,6 @@ pub fn kind_name(k: arca_format::NodeKind) -> &'static str {
         CharDevice => "a character device",
         Fifo => "a FIFO",
         Socket => "a socket",
+        Unknown => "an entry of a type a newer arca wrote",
     }
 }

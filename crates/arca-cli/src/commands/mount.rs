@@ -13,6 +13,11 @@ pub fn run(cli: &Cli, out: &Output, a: &MountArgs) -> Result<i32> {
     if !md.is_dir() {
         bail!("{} is not a directory", a.mountpoint.display());
     }
+    // Mounting over a directory with contents hides them until the unmount: likely a mistake
+    // (the source directory itself, say).
+    if std::fs::read_dir(&a.mountpoint).is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} is not empty: mount on an empty directory (mkdir /mnt/arca)", a.mountpoint.display());
+    }
     let (repo, _lock) = context::open_session(cli, out, context::Session::Read("mount"))?;
     let filter = a.filter.filter();
     let snaps: Vec<_> = super::all_snapshots(&repo, out)?.into_iter().filter(|e| filter.matches(&e.snapshot)).collect();
@@ -30,7 +35,10 @@ pub fn run(cli: &Cli, out: &Output, a: &MountArgs) -> Result<i32> {
             &serde_json::json!({"type": "mounted", "mountpoint": shown.to_string(), "snapshots": snaps.len()}),
         );
     } else {
-        out.info(format!("{} snapshots mounted at {shown}; Ctrl-C or `fusermount3 -u {shown}` unmounts", snaps.len()));
+        out.info(format!(
+            "{} mounted at {shown}; Ctrl-C or `fusermount3 -u {shown}` unmounts",
+            crate::text::count(snaps.len() as u64, "snapshot", "snapshots")
+        ));
     }
     while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
         std::thread::sleep(Duration::from_millis(100));

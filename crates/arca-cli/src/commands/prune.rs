@@ -60,7 +60,13 @@ pub fn execute(
     let pl = &report.plan;
     let sw = &report.swept;
     if report.stale_locks_removed > 0 {
-        out.info(format!("removed {} stale locks", report.stale_locks_removed));
+        out.info(format!("removed {}", crate::text::count(report.stale_locks_removed, "stale lock", "stale locks")));
+    }
+    if report.temporaries_removed > 0 {
+        out.info(format!(
+            "removed {} left by interrupted writers",
+            crate::text::count(report.temporaries_removed, "temporary file", "temporary files")
+        ));
     }
     out.line(format!("used by snapshots:     {}", size(pl.used_bytes)));
     out.line(format!("unused packs:          {} ({})", pl.unused_packs, size(pl.unused_bytes)));

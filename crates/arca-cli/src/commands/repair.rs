@@ -32,6 +32,9 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
                 for r in &report.repaired {
                     out.line(format!("repaired pack {r}"));
                 }
+                for r in &report.parity_rebuilt {
+                    out.line(format!("wrote the parity of pack {r} anew (it was damaged or missing)"));
+                }
                 for u in &report.unrepairable {
                     out.problem(format!("cannot repair {u}"));
                 }

@@ -45,7 +45,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
     };
     let base: Vec<u8> = path.trim_end_matches('/').as_bytes().to_vec();
     let found = lookup(&repo, &snap.snapshot.tree, &base)?.ok_or_else(|| super::not_in_snapshot(path, &snap))?;
-    let reporter = Reporter { progress: Progress::new(out, "restore"), out };
+    let reporter = Reporter { progress: Progress::new(out, "restore"), out, list: u8::from(a.dry_run) };
     if out.show_progress || out.json {
         let mut total = 0u64;
         let root = match &found {
@@ -79,6 +79,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
             OverwriteMode::Never => Overwrite::Never,
         },
         delete: a.delete,
+        dry_run: a.dry_run,
         threads: cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         base: if base.starts_with(b"/") || base.is_empty() { base.clone() } else { [b"/".as_slice(), &base].concat() },
     };
@@ -94,26 +95,37 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
         }
         if report.unchanged + report.kept + report.deleted > 0 {
             out.info(format!(
-                "{} files already matched, {} existing entries kept, {} extra entries deleted",
-                report.unchanged, report.kept, report.deleted
+                "{} already matched, {} kept, {} {}",
+                crate::text::count(report.unchanged, "file", "files"),
+                crate::text::count(report.kept, "existing entry", "existing entries"),
+                crate::text::count(report.deleted, "extra entry", "extra entries"),
+                if a.dry_run { "would be deleted" } else { "deleted" }
             ));
         }
         out.info(format!(
-            "restored {} files, {} dirs, {} other entries, {} of data from snapshot {} to {}{}",
-            report.files,
-            report.dirs,
-            report.other,
+            "{} {}, {}, {}, {} of data from snapshot {} to {}{}",
+            if a.dry_run { "dry run: would restore" } else { "restored" },
+            crate::text::count(report.files, "file", "files"),
+            crate::text::count(report.dirs, "directory", "directories"),
+            crate::text::count(report.other, "other entry", "other entries"),
             size(report.bytes),
             snap.id.short(),
             a.target.display(),
-            if a.verify { format!("; {} files verified", report.verified_files) } else { String::new() }
+            if a.verify {
+                format!("; {} verified", crate::text::count(report.verified_files, "file", "files"))
+            } else {
+                String::new()
+            }
         ));
         for (p, e) in &report.errors {
             out.problem(format!("error: {}: {e}", escape(p.as_bytes())));
         }
     }
     if !report.errors.is_empty() {
-        bail!("{} entries could not be restored (listed above); everything else was restored", report.errors.len());
+        bail!(
+            "{} could not be restored (listed above); everything else was restored",
+            crate::text::count(report.errors.len() as u64, "entry", "entries")
+        );
     }
     Ok(crate::exit::OK)
 }

@@ -69,6 +69,6 @@ pub fn run(cli: &Cli, out: &Output, a: &SnapshotsArgs) -> Result<i32> {
             s.paths.join(" ")
         ));
     }
-    out.info(format!("{} snapshots", list.len()));
+    out.info(crate::text::count(list.len() as u64, "snapshot", "snapshots"));
     Ok(crate::exit::OK)
 }
