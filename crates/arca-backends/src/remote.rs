@@ -79,13 +79,30 @@ impl RemoteStorage {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(self.lost("at start", "no pipes"));
         };
-        if let Some(err) = child.stderr.take() {
-            ssh_process::forward_stderr(err);
-        }
+        let tail = child.stderr.take().map(ssh_process::forward_stderr);
         let mut c = Conn { child, input: BufWriter::new(stdin), output: BufReader::new(stdout) };
-        write_frame(&mut c.input, &Request::Hello { versions: vec![PROTOCOL_VERSION], repo: self.repo.clone() })
-            .map_err(|e| self.lost("during the handshake", e))?;
-        match read_frame::<Response>(&mut c.output).map_err(|e| self.lost("during the handshake", e))? {
+        let hello =
+            write_frame(&mut c.input, &Request::Hello { versions: vec![PROTOCOL_VERSION], repo: self.repo.clone() })
+                .and_then(|()| read_frame::<Response>(&mut c.output));
+        let hello = match hello {
+            Ok(h) => h,
+            Err(e) => {
+                // ssh has exited: what it said decides whether another try can help.
+                let _ = c.child.wait();
+                // Its last lines may still be on their way through the forwarding thread.
+                for _ in 0..25 {
+                    if tail.as_ref().is_none_or(|t| !t.lock().unwrap_or_else(|p| p.into_inner()).is_empty()) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                if let Some(lasting) = tail.as_ref().and_then(|t| ssh_process::lasting_failure(&self.location, t)) {
+                    return Err(lasting);
+                }
+                return Err(self.lost("during the handshake", e));
+            }
+        };
+        match hello {
             Response::Hello { mode, .. } => {
                 *self.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
                 Ok(c)

@@ -87,7 +87,7 @@ impl SftpStorage {
             return Err(self.lost("starting", "no pipes"));
         };
         if let Some(err) = child.stderr.take().and_then(|e| e.into_owned_fd().ok()) {
-            ssh_process::forward_stderr(std::fs::File::from(err));
+            let _ = ssh_process::forward_stderr(std::fs::File::from(err));
         }
         let sftp = self
             .rt

@@ -56,12 +56,41 @@ pub fn spawn_failed(location: &str, command: &[String], e: std::io::Error) -> St
     }
 }
 
-/// Pass the ssh child's stderr on, line by line. Never let ssh inherit our stderr: it makes
-/// its stderr non-blocking, and then our own writes to the shared descriptor can fail.
-pub fn forward_stderr(err: impl Read + Send + 'static) {
+/// The last lines ssh wrote to its stderr, kept to tell a lasting failure from a dropped
+/// connection.
+pub type StderrTail = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Pass the ssh child's stderr on, line by line, keeping the last few. Never let ssh inherit
+/// our stderr: it makes its stderr non-blocking, and then our own writes to the shared
+/// descriptor can fail.
+pub fn forward_stderr(err: impl Read + Send + 'static) -> StderrTail {
+    let tail: StderrTail = Default::default();
+    let keep = tail.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             let _ = writeln!(std::io::stderr(), "ssh: {line}");
+            let mut t = keep.lock().unwrap_or_else(|p| p.into_inner());
+            if t.len() >= 16 {
+                t.remove(0);
+            }
+            t.push(line);
         }
     });
+    tail
+}
+
+/// If what ssh said means that trying again cannot help (an unknown host, refused keys, a
+/// changed host key), the error to report at once instead of retrying.
+pub fn lasting_failure(location: &str, tail: &StderrTail) -> Option<StorageError> {
+    let lines = tail.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    let why = if lines.contains("Could not resolve hostname") {
+        "cannot resolve the host name (check the name in the URL, and DNS)"
+    } else if lines.contains("Permission denied") {
+        "the server refused the login (check the user, the key, and authorized_keys)"
+    } else if lines.contains("Host key verification failed") {
+        "the host key is unknown or has changed (check known_hosts)"
+    } else {
+        return None;
+    };
+    Some(StorageError::Refused(format!("{location}: {why}")))
 }

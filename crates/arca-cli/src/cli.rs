@@ -43,6 +43,13 @@ pub struct Cli {
     /// More log output (-v, -vv); ARCA_LOG=debug also works.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global options")]
     pub verbose: u8,
+    /// When another exclusive session (prune, repair index) holds the repository, wait up to
+    /// this long for it (e.g. 30s, 10m) instead of failing at once.
+    #[arg(long, global = true, help_heading = "Global options", value_name = "DURATION")]
+    pub retry_lock: Option<String>,
+    /// The local cache directory (default $XDG_CACHE_HOME/arca, ~/.cache/arca).
+    #[arg(long, env = "ARCA_CACHE_DIR", global = true, help_heading = "Global options", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Keep the whole index in memory instead of the local cache ($XDG_CACHE_HOME/arca).
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_cache: bool,
@@ -111,6 +118,17 @@ pub enum Command {
         after_help = "Examples:\n  arca forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run\n  arca forget --keep-within 30d --prune\n  arca forget 3f2a9c1e"
     )]
     Forget(ForgetArgs),
+    /// Add, remove or set the tags of snapshots (their old ids keep selecting them).
+    #[command(
+        after_help = "Examples:\n  arca tag --add keep 3f2a9c1e\n  arca tag --host web01 --remove nightly --add weekly\n  arca tag --set release-1.2 latest"
+    )]
+    Tag(TagArgs),
+    /// Rewrite snapshots without the entries matching --exclude (a secret backed up by
+    /// mistake); the originals stay unless --forget. Then `arca prune` removes the data.
+    #[command(
+        after_help = "Examples:\n  arca rewrite --exclude '/home/*/.env' --dry-run\n  arca rewrite --exclude '*.pem' --forget 3f2a9c1e && arca prune"
+    )]
+    Rewrite(RewriteArgs),
     /// Protect snapshots from forget until a date, or set the date by which they must go.
     #[command(
         after_help = "Examples:\n  arca protect 3f2a9c1e --until 2030-01-01\n  arca protect latest --until forever"
@@ -156,6 +174,22 @@ pub enum Command {
     /// command="arca serve --stdio --repo /srv/arca/web01 --mode append",restrict ssh-ed25519 ...
     #[command(after_help = "Examples:\n  arca serve --stdio --repo /srv/arca/web01 --mode append")]
     Serve(ServeArgs),
+    /// List the local caches of repositories, and remove those not used for a while.
+    #[command(after_help = "Examples:\n  arca cache\n  arca cache --cleanup\n  arca cache --cleanup --max-age 7")]
+    Cache(CacheArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  arca completions bash > /etc/bash_completion.d/arca\n  arca completions zsh > \"${fpath[1]}/_arca\"\n  arca completions fish > ~/.config/fish/completions/arca.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages for arca and every command into a directory.
+    #[command(
+        after_help = "Examples:\n  arca man /usr/local/share/man/man1 && mandb -q\n  arca man ./man && man -l man/arca-backup.1"
+    )]
+    Man {
+        /// Where to write arca.1, arca-backup.1, …
+        dir: PathBuf,
+    },
     /// Tools for benchmarks and development.
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
@@ -222,6 +256,19 @@ pub struct BackupArgs {
     /// Read exclude patterns from a file, one per line (repeatable).
     #[arg(long = "exclude-file")]
     pub exclude_files: Vec<PathBuf>,
+    /// Like --exclude, but matching without regard to case (repeatable).
+    #[arg(long = "iexclude")]
+    pub iexcludes: Vec<String>,
+    /// Read paths to back up from a file, one per line (`-` for standard input); blank lines
+    /// and lines starting with `#` are skipped (repeatable).
+    #[arg(long = "files-from", value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Read paths separated by NUL bytes, as `find -print0` writes them (repeatable).
+    #[arg(long = "files-from-raw", value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
+    /// Read paths one per line, taking every line as it is (repeatable).
+    #[arg(long = "files-from-verbatim", value_name = "FILE")]
+    pub files_from_verbatim: Vec<PathBuf>,
     /// Leave out directories holding a valid CACHEDIR.TAG.
     #[arg(long)]
     pub exclude_caches: bool,
@@ -281,17 +328,67 @@ pub struct FilterArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CacheArgs {
+    /// Remove caches not used for --max-age days.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Days a cache may go unused before --cleanup removes it.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub max_age: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// Snapshots (id prefixes, `latest`); without any, all that match the filters.
+    pub snapshots: Vec<String>,
+    /// Add this tag (repeatable).
+    #[arg(long)]
+    pub add: Vec<String>,
+    /// Remove this tag (repeatable).
+    #[arg(long)]
+    pub remove: Vec<String>,
+    /// Replace all tags with these (repeatable).
+    #[arg(long)]
+    pub set: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RewriteArgs {
+    /// Snapshots (id prefixes, `latest`); without any, all that match the filters.
+    pub snapshots: Vec<String>,
+    /// Leave out entries matching this glob, as backup's --exclude does (repeatable).
+    #[arg(long = "exclude", short = 'e', required_unless_present = "iexcludes")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, without regard to case (repeatable).
+    #[arg(long = "iexclude")]
+    pub iexcludes: Vec<String>,
+    /// Remove the original snapshots once their rewritten copies are saved.
+    #[arg(long)]
+    pub forget: bool,
+    /// List what would be removed; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct SnapshotsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Only the newest N snapshots of each host and path set.
     #[arg(long)]
     pub latest: Option<usize>,
+    /// List the snapshots in groups: any of host, paths, tags, comma-separated.
+    #[arg(long, value_name = "host,paths,tags")]
+    pub group_by: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
-    /// Snapshot id prefix, or `latest`.
+    /// Snapshot id prefix, `latest`, or `latest~N` (the N-th before it).
     pub snapshot: String,
     /// Only below this path inside the snapshot.
     pub path: Option<String>,
@@ -360,6 +457,12 @@ pub struct DiffArgs {
     /// whose contents changed while size and mtime did not).
     #[arg(long)]
     pub content: bool,
+    /// Against disk: also leave out files matching this glob (the snapshot's own excludes
+    /// always apply).
+    #[arg(long = "exclude", short = 'e')]
+    pub excludes: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -369,9 +472,16 @@ pub struct FindArgs {
     /// Search only these snapshots (repeatable).
     #[arg(long = "snapshot")]
     pub snapshots: Vec<String>,
-    /// Search only the newest N snapshots.
-    #[arg(long)]
-    pub newest: Option<usize>,
+    /// Search only the newest N snapshots (a number), or those taken at or after a date
+    /// (as restic's --newest).
+    #[arg(long, value_name = "N|DATE")]
+    pub newest: Option<String>,
+    /// Search only snapshots taken at or before this date.
+    #[arg(long, value_name = "DATE")]
+    pub oldest: Option<String>,
+    /// Match the pattern without regard to case.
+    #[arg(long, short = 'i')]
+    pub ignore_case: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -505,6 +615,8 @@ pub struct ProtectArgs {
     /// Must be destroyed by this date (`forget --enforce-destroy` does it).
     #[arg(long)]
     pub destroy_after: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -546,7 +658,7 @@ pub enum ExportFormat {
 
 #[derive(Args, Debug)]
 pub struct DumpArgs {
-    /// Snapshot id prefix, or `latest`.
+    /// Snapshot id prefix, `latest`, or `latest~N` (the N-th before it).
     pub snapshot: String,
     /// Path of the file inside the snapshot.
     pub path: String,
@@ -559,7 +671,8 @@ pub struct CheckArgs {
     /// Also read and verify every byte of data.
     #[arg(long, conflicts_with = "read_data_subset")]
     pub read_data: bool,
-    /// Read a subset: N/M (group N of M) or P% (random packs).
+    /// Read a subset: N/M (group N of M), P% (random packs) or a size such as 1G (random
+    /// packs holding at least that much).
     #[arg(long)]
     pub read_data_subset: Option<String>,
 }
@@ -581,6 +694,27 @@ pub enum KeyCommand {
     /// Change the password of the key slot in use.
     #[command(after_help = "Examples:\n  arca key passwd --new-password-file ~/.pw-new")]
     Passwd(NewPassword),
+    /// Save what opens this repository for safekeeping (the key slot in use, the config, and
+    /// for the default repository its key file's password), as JSON. Keep it off this machine.
+    #[command(
+        after_help = "Examples:\n  arca key export -o /media/usb/arca-key.json\n  arca key export > arca-key.json"
+    )]
+    Export {
+        /// Write to this file (created, mode 0600) instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Put back a key slot (and, with --replace-config, a damaged config) from `key export`.
+    #[command(
+        after_help = "Examples:\n  arca key import /media/usb/arca-key.json\n  arca key import arca-key.json --replace-config"
+    )]
+    Import {
+        /// A file written by `arca key export`.
+        file: PathBuf,
+        /// Also write the exported config over a missing or damaged one.
+        #[arg(long)]
+        replace_config: bool,
+    },
 }
 
 #[derive(Args, Debug)]

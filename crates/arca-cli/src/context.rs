@@ -185,7 +185,7 @@ fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
 /// arca's own files on this machine, which a backup must never take in: the repository (when
 /// it is local), the cache of every repository, and the default key file.
 pub fn own_paths(cli: &Cli) -> Vec<PathBuf> {
-    let mut out = vec![xdg("XDG_CACHE_HOME", ".cache").join("arca")];
+    let mut out = vec![cache_root(cli)];
     if let Ok(loc) = location(cli) {
         if loc.remote.is_none() && loc.s3.is_none() {
             out.push(loc.path.clone());
@@ -242,6 +242,18 @@ pub fn env_password(var: &str) -> Result<Option<String>> {
         Err(std::env::VarError::NotUnicode(_)) => {
             bail!("{var} is not valid UTF-8; give the password in a file instead")
         }
+    }
+}
+
+/// The password of the default repository's key file, if that (and no given password) is
+/// what opens the repository at `loc`.
+pub fn default_key_in_use(cli: &Cli, loc: &Location) -> Result<Option<String>> {
+    match &loc.default_key {
+        Some(k) if k.exists() && given_password(cli)?.is_none() => {
+            let s = std::fs::read_to_string(k).with_context(|| format!("cannot read {}", k.display()))?;
+            Ok(Some(first_line(&s)))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -383,7 +395,12 @@ pub fn open_with(
 ) -> Result<(Arc<Repository>, Option<SessionLock>)> {
     let mut repo = Repository::open(storage, pw.as_bytes())?;
     if !cli.no_cache {
-        repo.set_cache_dir(cache_dir(&repo));
+        let dir = cache_dir(cli, &repo);
+        // Its time says when it was last used, for `arca cache --cleanup`.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.set_modified(std::time::SystemTime::now());
+        }
+        repo.set_cache_dir(dir);
     }
     let repo = Arc::new(repo);
     let lock = match session {
@@ -398,7 +415,7 @@ pub fn open_with(
             }
         },
         Session::Write(cmd) => Some(SessionLock::acquire(&repo, cmd, false)?),
-        Session::Exclusive(cmd) => Some(SessionLock::acquire(&repo, cmd, true)?),
+        Session::Exclusive(cmd) => Some(exclusive_lock(cli, out, &repo, cmd)?),
     };
     for problem in repo.load_index()? {
         out.warn(format!("{problem} (the blobs it listed are unreachable until `arca repair index` runs)"));
@@ -406,9 +423,38 @@ pub fn open_with(
     Ok((repo, lock))
 }
 
+/// Where the caches of all repositories live: --cache-dir, ARCA_CACHE_DIR, or
+/// $XDG_CACHE_HOME/arca.
+pub fn cache_root(cli: &Cli) -> PathBuf {
+    cli.cache_dir.clone().unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("arca"))
+}
+
+/// An exclusive lock, waiting up to --retry-lock for another exclusive session to end.
+fn exclusive_lock(cli: &Cli, out: &Output, repo: &Arc<Repository>, cmd: &'static str) -> Result<SessionLock> {
+    let wait = match &cli.retry_lock {
+        Some(s) => crate::text::parse_duration(s).map_err(|e| anyhow::anyhow!("--retry-lock: {e}"))?,
+        None => std::time::Duration::ZERO,
+    };
+    let deadline = std::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        match SessionLock::acquire(repo, cmd, true) {
+            Ok(l) => return Ok(l),
+            Err(RepoError::Refused(msg)) if std::time::Instant::now() < deadline => {
+                if !told {
+                    out.info(format!("waiting up to {} for the lock: {msg}", cli.retry_lock.as_deref().unwrap_or("")));
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1).min(deadline - std::time::Instant::now()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The local cache directory of a repository.
-pub fn cache_dir(repo: &Repository) -> PathBuf {
-    xdg("XDG_CACHE_HOME", ".cache").join("arca").join(repo.config().repo_id.to_hex())
+pub fn cache_dir(cli: &Cli, repo: &Repository) -> PathBuf {
+    cache_root(cli).join(repo.config().repo_id.to_hex())
 }
 
 /// The password of a source repository (`copy --from-repo`): `--from-password-file`,

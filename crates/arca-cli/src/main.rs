@@ -14,7 +14,10 @@ use clap::Parser;
 
 fn main() {
     limit_malloc_arenas();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => usage_error(e),
+    };
     let filter = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -37,6 +40,27 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// A command line clap rejects: with `--json` anywhere on it, a JSON error line on stdout like
+/// every other error in that mode (exit code 2); otherwise clap's own message. `--help` and
+/// `--version` print as usual.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args_os().any(|a| a == "--json");
+    if wants_json
+        && !matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        let message = e.render().to_string();
+        let first = message.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
+        let v = serde_json::json!({"type": "error", "message": first, "usage": message, "exit_code": 2});
+        println!("{v}");
+        std::process::exit(2);
+    }
+    e.exit()
 }
 
 /// glibc gives every thread its own malloc arena, and the backup pipeline frees megabyte

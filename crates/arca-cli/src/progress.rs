@@ -19,7 +19,44 @@ pub struct Progress {
     files: AtomicU64,
     bytes: AtomicU64,
     total: Arc<AtomicU64>,
+    /// Files expected in all (0 while unknown), from a scanning thread.
+    total_files: Arc<AtomicU64>,
+    /// The totals are final (the scan finished, or they were set at once).
+    totals_known: Arc<std::sync::atomic::AtomicBool>,
     last_json: Mutex<Instant>,
+}
+
+/// How often JSON progress lines come: once a second, or every ARCA_PROGRESS_INTERVAL_MS.
+fn json_interval() -> Duration {
+    static EVERY: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| {
+        let ms = std::env::var("ARCA_PROGRESS_INTERVAL_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        Duration::from_millis(ms)
+    })
+}
+
+/// The bar while the totals are still being counted: no percentage or ETA that would lie.
+const SCANNING: &str = "{spinner} [{elapsed_precise}] {bytes}/{total_bytes}+ {bytes_per_sec} {prefix} {wide_msg}";
+/// The bar once the totals are known.
+const KNOWN: &str =
+    "{spinner} [{elapsed_precise}] {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {prefix} {wide_msg}";
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// `path` cut in the middle to `max` characters, so the file name at its end stays visible.
+pub fn middle_cut(path: &str, max: usize) -> String {
+    let chars: Vec<char> = path.chars().collect();
+    if chars.len() <= max || max < 8 {
+        return path.to_string();
+    }
+    let head = max / 3;
+    let tail = max - head - 1;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
 }
 
 impl Progress {
@@ -27,12 +64,7 @@ impl Progress {
     pub fn new(out: &Output, phase: &'static str) -> Progress {
         let bar = out.show_progress.then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {prefix} {wide_msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            b.set_style(style(SCANNING));
             b.enable_steady_tick(Duration::from_millis(250));
             b
         });
@@ -44,6 +76,8 @@ impl Progress {
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             total: Arc::new(AtomicU64::new(0)),
+            total_files: Arc::new(AtomicU64::new(0)),
+            totals_known: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             last_json: Mutex::new(Instant::now()),
         }
     }
@@ -51,14 +85,21 @@ impl Progress {
     /// Set the expected total bytes (for the ETA).
     pub fn set_total(&self, n: u64) {
         self.total.store(n, Ordering::Relaxed);
+        self.totals_known.store(true, Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.set_length(n);
+            b.set_style(style(KNOWN));
         }
     }
 
-    /// A handle another thread can use to grow the expected total.
+    /// A handle another thread can use to grow the expected totals.
     pub fn total_handle(&self) -> TotalHandle {
-        TotalHandle { bar: self.bar.clone(), total: self.total.clone() }
+        TotalHandle {
+            bar: self.bar.clone(),
+            total: self.total.clone(),
+            files: self.total_files.clone(),
+            known: self.totals_known.clone(),
+        }
     }
 
     /// Count processed bytes.
@@ -74,14 +115,15 @@ impl Progress {
     pub fn add_file(&self) {
         let f = self.files.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(b) = &self.bar {
-            b.set_prefix(format!("{f} files"));
+            let total = self.total_files.load(Ordering::Relaxed);
+            b.set_prefix(if total > 0 { format!("{f}/{total} files") } else { format!("{f} files") });
         }
     }
 
-    /// Show what is being worked on.
+    /// Show what is being worked on (a path is cut in the middle to fit).
     pub fn message(&self, m: String) {
         if let Some(b) = &self.bar {
-            b.set_message(m);
+            b.set_message(middle_cut(&m, 40));
         }
     }
 
@@ -106,18 +148,27 @@ impl Progress {
             return;
         }
         let mut last = self.last_json.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() < Duration::from_secs(1) {
+        if last.elapsed() < json_interval() {
             return;
         }
         *last = Instant::now();
         let bytes = self.bytes.load(Ordering::Relaxed);
         let total = self.total.load(Ordering::Relaxed);
         let secs = self.started.elapsed().as_secs_f64();
-        let v = serde_json::json!({
+        let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
+        let known = self.totals_known.load(Ordering::Relaxed);
+        let mut v = serde_json::json!({
             "type": "progress", "phase": self.phase, "files": self.files.load(Ordering::Relaxed),
-            "bytes": bytes, "total_bytes": total, "elapsed_secs": secs,
-            "bytes_per_sec": if secs > 0.0 { bytes as f64 / secs } else { 0.0 },
+            "bytes": bytes, "total_bytes": total, "total_files": self.total_files.load(Ordering::Relaxed),
+            "totals_final": known, "elapsed_secs": secs, "bytes_per_sec": rate,
         });
+        // Percent and time left only once the totals are final: a growing total would lie.
+        if known && total > 0 {
+            v["percent_done"] = serde_json::json!((bytes as f64 / total as f64 * 100.0).min(100.0));
+            if rate > 0.0 {
+                v["seconds_remaining"] = serde_json::json!((total.saturating_sub(bytes)) as f64 / rate);
+            }
+        }
         // Progress is a side channel: a closed stdout must not stop the work.
         use std::io::Write;
         let mut o = std::io::stdout().lock();
@@ -132,18 +183,29 @@ impl Progress {
     }
 }
 
-/// Grows a progress total from a scanning thread.
+/// Grows the progress totals from a scanning thread.
 pub struct TotalHandle {
     bar: Option<ProgressBar>,
     total: Arc<AtomicU64>,
+    files: Arc<AtomicU64>,
+    known: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TotalHandle {
-    /// Add `n` bytes to the expected total.
+    /// Add a file of `n` bytes to the expected totals.
     pub fn add(&self, n: u64) {
         let t = self.total.fetch_add(n, Ordering::Relaxed) + n;
+        self.files.fetch_add(1, Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.set_length(t);
+        }
+    }
+
+    /// The scan is complete: the bar shows a percentage and an ETA from now on.
+    pub fn done(&self) {
+        self.known.store(true, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.set_style(style(KNOWN));
         }
     }
 }
@@ -217,5 +279,19 @@ impl arca_fs::RestoreProgress for Reporter<'_> {
             String::new()
         };
         self.progress.print_line(self.out, format!("{word} {shown}{inside}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::middle_cut;
+
+    #[test]
+    fn long_paths_are_cut_in_the_middle() {
+        let p = "/var/tmp/a-rather-long-directory/with/many/levels/f39.bin";
+        let c = middle_cut(p, 30);
+        assert_eq!(c.chars().count(), 30);
+        assert!(c.starts_with("/var/tmp/") && c.ends_with("levels/f39.bin"), "{c}");
+        assert_eq!(middle_cut("/short", 30), "/short");
     }
 }

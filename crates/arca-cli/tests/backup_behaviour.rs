@@ -57,7 +57,7 @@ fn second_backup_reads_only_changed_files() {
     let v = e.json(&["backup", s]);
     assert_eq!(v["summary"]["files_read"], 0, "{v}");
     assert_eq!(v["summary"]["files_unchanged"], 20);
-    assert_eq!(v["parent"].as_str().unwrap(), &first[..8]);
+    assert_eq!(v["parent"].as_str().unwrap(), first, "JSON ids are full ids");
     // content change
     std::fs::write(src.join("d/f3"), "changed!").unwrap();
     let v = e.json(&["backup", s]);

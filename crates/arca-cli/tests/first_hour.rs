@@ -473,3 +473,330 @@ fn protection_cannot_be_shortened() {
     assert!(!o.status.success() || snapshot_ids(&e).len() == 1, "a protected snapshot stays");
     assert_eq!(snapshot_ids(&e).len(), 1);
 }
+
+/// Issue 17, "Done when": the README tour, run top to bottom in a fresh $HOME as written,
+/// works. The block between the tour markers runs under `bash -euo pipefail` with the built
+/// arca first on PATH; it backs up this machine's /etc and /home (read only).
+#[test]
+fn the_readme_tour_runs_as_written() {
+    let readme = include_str!("../../../README.md");
+    let start =
+        readme.find("<!-- tour-start -->\n```sh\n").expect("tour start marker") + "<!-- tour-start -->\n```sh\n".len();
+    let end = readme[start..].find("```\n<!-- tour-end -->").expect("tour end marker") + start;
+    let script = &readme[start..end];
+    let e = Env::new();
+    let home = e.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_arca")).parent().unwrap().to_path_buf();
+    let o = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-xc", script])
+        .env_clear()
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("HOME", &home)
+        .env("ARCA_KDF_MEMORY_KIB", "1024")
+        .env("TZ", "UTC")
+        .current_dir(&home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "the tour failed ({}):\n{}", o.status, text(&o));
+    let t = text(&o);
+    assert!(t.contains("created repository"), "{t}");
+    assert!(home.join("restored/apt").is_dir() && home.join("apt.tar").exists(), "{t}");
+}
+
+/// Issue 17: key export for safekeeping and the recovery paths of docs/RECOVERY.md — the
+/// default repository from its exported key, lost key slots and a damaged config put back.
+#[test]
+fn key_export_and_import_recover_lost_slots_and_a_damaged_config() {
+    let e = Env::new();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let o = run_default(&e, &["backup", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let export = e.path("key.json");
+    let o = run_default(&e, &["key", "export", "-o", export.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::metadata(&export).unwrap().permissions().mode() & 0o777, 0o600);
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let key = saved["default_key"].as_str().expect("the default key is in the export").to_string();
+    std::fs::remove_file(e.path("home/.config/arca/default.key")).unwrap();
+    let repo = e.path("home/.local/share/arca/default");
+    let o = e.cmd(&["-r", repo.to_str().unwrap(), "snapshots"]).env("ARCA_PASSWORD", &key).output().unwrap();
+    assert!(o.status.success(), "the exported key opens it from anywhere: {}", text(&o));
+
+    // An explicit repository loses its key slots, then its config.
+    let e = Env::init();
+    e.backup(&[src.to_str().unwrap()]);
+    let export = e.path("key.json");
+    e.ok(&["key", "export", "-o", export.to_str().unwrap()]);
+    for k in std::fs::read_dir(e.repo.join("keys")).unwrap().flatten() {
+        std::fs::remove_file(k.path()).unwrap();
+    }
+    assert!(!e.run(&["snapshots"]).status.success());
+    let o = e.ok(&["key", "import", export.to_str().unwrap()]);
+    assert!(o.contains("key slot") && o.contains("opens"), "{o}");
+    assert_eq!(snapshot_ids(&e).len(), 1);
+    let config = e.repo.join("config");
+    let mut bytes = std::fs::read(&config).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&config, &bytes).unwrap();
+    assert!(!e.run(&["snapshots"]).status.success(), "a damaged config does not open");
+    assert!(!e.run(&["key", "import", export.to_str().unwrap()]).status.success(), "not replaced without asking");
+    e.ok(&["key", "import", export.to_str().unwrap(), "--replace-config"]);
+    e.ok(&["check", "--read-data"]);
+    // An export of another repository is refused.
+    let other = Env::init();
+    let o = other.run(&["key", "import", export.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("nothing was written"), "{}", text(&o));
+}
+
+/// Issue 17: --files-from (comments and blanks skipped), --files-from-raw (NUL-separated,
+/// names with newlines), --files-from-verbatim, and --iexclude.
+#[test]
+fn paths_from_files_and_case_insensitive_excludes() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("a")).unwrap();
+    std::fs::create_dir_all(src.join("b")).unwrap();
+    std::fs::write(src.join("a/keep.txt"), b"1").unwrap();
+    std::fs::write(src.join("a/PHOTO.JPG"), b"2").unwrap();
+    std::fs::write(src.join("b/x"), b"3").unwrap();
+    std::fs::write(src.join("odd\nname"), b"4").unwrap();
+    let list = e.path("list");
+    std::fs::write(&list, format!("# the nightly list\n\n{}/a\r\n", src.display())).unwrap();
+    let raw = e.path("raw");
+    std::fs::write(&raw, format!("{}/odd\nname\0{}/b\0", src.display(), src.display())).unwrap();
+    let v = e.json(&[
+        "backup",
+        "--files-from",
+        list.to_str().unwrap(),
+        "--files-from-raw",
+        raw.to_str().unwrap(),
+        "--iexclude",
+        "*.jpg",
+    ]);
+    let id = v["snapshot_id"].as_str().unwrap().to_string();
+    let ls = e.ok(&["ls", &id]);
+    assert!(ls.contains("/a/keep.txt") && ls.contains("/b/x") && ls.contains("odd\\nname"), "{ls}");
+    assert!(!ls.contains("PHOTO.JPG"), "--iexclude *.jpg left out PHOTO.JPG: {ls}");
+    let verbatim = e.path("verbatim");
+    std::fs::write(&verbatim, format!("{}/b\n", src.display())).unwrap();
+    let v = e.json(&["backup", "--files-from-verbatim", verbatim.to_str().unwrap()]);
+    let ls = e.ok(&["ls", v["snapshot_id"].as_str().unwrap()]);
+    assert!(ls.contains("/b/x") && !ls.contains("/a/"), "{ls}");
+}
+
+/// Issue 17: shell completions and man pages, generated from the command definitions.
+#[test]
+fn completions_and_man_pages_are_generated() {
+    let e = Env::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let o = e.ok(&["completions", shell]);
+        assert!(o.contains("backup") && o.contains("--exclude"), "{shell}: {}", &o[..o.len().min(300)]);
+    }
+    let dir = e.path("man");
+    e.ok(&["man", dir.to_str().unwrap()]);
+    for page in ["arca.1", "arca-backup.1", "arca-key-export.1", "arca-repair-index.1"] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|_| panic!("{page} missing"));
+        assert!(text.contains(".TH"), "{page} is a man page");
+    }
+    assert!(std::fs::read_to_string(dir.join("arca-backup.1")).unwrap().contains("files\\-from"));
+}
+
+/// Row 36: with --json, a usage error is a JSON error line too (exit code 2).
+#[test]
+fn usage_errors_are_json_in_json_mode() {
+    let e = Env::new();
+    let o = e.run(&["--json", "snapshots", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v = last_json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["exit_code"], 2);
+    assert!(v["message"].as_str().unwrap().contains("--bogus"), "{v}");
+    let o = e.run(&["snapshots", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--bogus"));
+}
+
+/// Row 18: JSON progress carries the totals, and a percentage and time left once the totals
+/// are final (ARCA_PROGRESS_INTERVAL_MS makes the lines frequent enough to see here).
+#[test]
+fn json_progress_has_totals_and_percent() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..40 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(1 << 20, 900 + i)).unwrap();
+    }
+    let o = e.cmd(&["--json", "backup", src.to_str().unwrap()]).env("ARCA_PROGRESS_INTERVAL_MS", "1").output().unwrap();
+    assert!(o.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "progress")
+        .collect();
+    assert!(!lines.is_empty());
+    let last = lines.iter().rev().find(|v| v["totals_final"] == true).expect("a progress line with final totals");
+    assert_eq!(last["total_files"], 40, "{last}");
+    assert_eq!(last["total_bytes"], 40u64 << 20, "{last}");
+    let pct = last["percent_done"].as_f64().expect("percent_done");
+    assert!((0.0..=100.0).contains(&pct), "{last}");
+}
+
+/// Issue 17: a time before 1970 with a fraction survives export → GNU tar (it was written as
+/// -315619200.5, which GNU tar reads as half a second earlier).
+#[test]
+fn export_keeps_fractional_times_before_1970_for_gnu_tar() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("old"), b"1960").unwrap();
+    sh(&format!("TZ=UTC touch -d '1960-01-01 00:00:00.5' '{}'", src.join("old").display()));
+    e.backup(&[src.to_str().unwrap()]);
+    let tar = e.path("x.tar");
+    e.ok(&["export", &format!("latest:{}", src.display()), "-o", tar.to_str().unwrap()]);
+    let out = e.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    sh(&format!("tar -xf '{}' -C '{}'", tar.display(), out.display()));
+    let found = sh(&format!("find '{}' -name old", out.display()));
+    let t = sh(&format!("TZ=UTC stat -c %y '{}'", found.trim()));
+    assert!(t.starts_with("1960-01-01 00:00:00.5"), "GNU tar restored {t}");
+}
+
+/// Issue 17: `tag` and `rewrite` (remove a secret from existing snapshots, then prune takes
+/// its data); row 19: an id that protect, tag or rewrite replaced keeps selecting the snapshot.
+#[test]
+fn tag_and_rewrite_and_old_ids_keep_working() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    std::fs::write(src.join("conf/app.toml"), b"name = 1").unwrap();
+    let secret = random_bytes(2 << 20, 4242);
+    std::fs::write(src.join("conf/.env"), &secret).unwrap();
+    let first = e.backup(&[src.to_str().unwrap()]);
+    let o = e.ok(&["tag", "--add", "keep", &first[..8]]);
+    assert!(o.contains("still selects it"), "{o}");
+    let v = e.json(&["snapshots"]);
+    assert_eq!(v[0]["tags"], serde_json::json!(["keep"]), "{v}");
+    e.ok(&["ls", &first[..8]]); // the old id still selects it
+    e.ok(&["tag", "--remove", "keep", "--add", "weekly", "latest"]);
+    e.ok(&["protect", &first[..10], "--until", "2999-01-01"]);
+    assert_eq!(e.json(&["snapshots"])[0]["tags"], serde_json::json!(["weekly"]));
+    // rewrite: the secret leaves the snapshot; prune then removes its data.
+    let o = e.ok(&["rewrite", "--exclude", "/**/.env", "--dry-run"]);
+    assert!(o.contains("would remove") && o.contains("conf/.env"), "{o}");
+    assert_eq!(snapshot_ids(&e).len(), 1, "a dry run changes nothing");
+    let o = e.ok(&["rewrite", "--exclude", ".env", "--forget"]);
+    assert!(o.contains("rewrote 1 snapshot"), "{o}");
+    let ls = e.ok(&["ls", "latest"]);
+    assert!(!ls.contains(".env") && ls.contains("app.toml"), "{ls}");
+    assert_eq!(snapshot_ids(&e).len(), 1);
+    e.ok(&["ls", &first[..8]]); // the id from before the rewrite too
+    e.ok(&["prune", "--max-unused", "0"]);
+    e.ok(&["check", "--read-data"]);
+    let bytes_left: u64 = e
+        .repo_files()
+        .iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("/data/"))
+        .map(|(_, b)| b.len() as u64)
+        .sum();
+    assert!(bytes_left < 1 << 20, "the 2 MiB secret's packs are gone after prune: {bytes_left} bytes left");
+}
+
+/// Row 35: `arca cache` lists the caches, `--cleanup` removes those unused for a while, and
+/// `--cache-dir` puts them elsewhere.
+#[test]
+fn caches_are_listed_cleaned_up_and_placeable() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    let root = e.path("home/.cache/arca");
+    let stale = root.join("ab".repeat(32));
+    std::fs::create_dir_all(&stale).unwrap();
+    sh(&format!("touch -d '60 days ago' '{}'", stale.display()));
+    let v = e.json(&["cache"]);
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    e.ok(&["cache", "--cleanup"]);
+    assert!(!stale.exists(), "the unused cache went");
+    assert_eq!(e.json(&["cache"]).as_array().unwrap().len(), 1, "the one in use stays");
+    let elsewhere = e.path("elsewhere");
+    e.ok(&["--cache-dir", elsewhere.to_str().unwrap(), "snapshots"]);
+    e.ok(&["--cache-dir", elsewhere.to_str().unwrap(), "ls", "latest"]);
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_some(), "the cache went to --cache-dir");
+}
+
+/// `--retry-lock`: a second exclusive session waits for the first instead of failing.
+#[test]
+fn retry_lock_waits_for_another_exclusive_session() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), random_bytes(100_000, 8)).unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    let holder = e.cmd(&["repair", "index"]).env("ARCA_FAILPOINT", "repair-index-written:1:stop").spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let st = std::fs::read_to_string(format!("/proc/{}/stat", holder.id())).unwrap_or_default();
+        if st.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('T')) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "repair index never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = e.run(&["prune", "--retry-lock", "1s"]);
+    assert!(!o.status.success() && text(&o).contains("another exclusive session"), "{}", text(&o));
+    let waiter = e.cmd(&["prune", "--retry-lock", "2m"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    sh(&format!("kill -CONT {}", holder.id()));
+    let o = waiter.wait_with_output().unwrap();
+    assert!(o.status.success(), "the waiting prune ran once the lock was free: {}", text(&o));
+    let mut holder = holder;
+    assert!(holder.wait().unwrap().success());
+}
+
+/// `check --read-data-subset SIZE` reads random packs holding at least that much.
+#[test]
+fn check_reads_a_subset_by_size() {
+    let e = Env::new();
+    e.ok(&["init", "--pack-size-mib", "1"]);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..24 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(400_000, 77 + i)).unwrap();
+    }
+    e.backup(&[src.to_str().unwrap()]);
+    let all = e.json(&["check", "--read-data"])["report"]["bytes_read"].as_u64().unwrap();
+    let v = e.json(&["check", "--read-data-subset", "2M"]);
+    let read = v["report"]["bytes_read"].as_u64().unwrap();
+    assert!(read >= 2 << 20 && read < all, "read {read} of {all} bytes for 2M: {v}");
+    assert!(!e.run(&["check", "--read-data-subset", "0"]).status.success());
+}
+
+/// `snapshots --group-by`, and one time format for people (row 37).
+#[test]
+fn snapshots_group_by_and_one_time_format() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    e.backup(&[src.to_str().unwrap(), "--host", "alpha"]);
+    e.backup(&[src.to_str().unwrap(), "--host", "beta"]);
+    e.backup(&[src.to_str().unwrap(), "--host", "beta"]);
+    let o = e.ok(&["snapshots", "--group-by", "host"]);
+    assert!(o.contains("host alpha:") && o.contains("host beta:"), "{o}");
+    let v = e.json(&["snapshots", "--group-by", "host"]);
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["snapshots"].as_array().unwrap().len(), 2, "{v}");
+    assert!(!e.run(&["snapshots", "--group-by", "colour"]).status.success());
+    e.ok(&["protect", "latest", "--until", "2030-01-01"]);
+    let o = e.ok(&["snapshots"]);
+    assert!(o.contains("[protected until 2030-01-01 00:00:00]"), "the table's time format: {o}");
+    let o = e.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert!(o.contains("protected until 2030-01-01 00:00:00"), "forget shows it alike: {o}");
+}

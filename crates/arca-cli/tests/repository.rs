@@ -255,7 +255,7 @@ fn snapshot_selection_stats_and_cat() {
     assert!(ls.contains(&format!("{s}/b")) && ls.contains("-rw"));
     // explicit parent
     let v = e.json(&["backup", s, "--parent", &old[..8]]);
-    assert_eq!(v["parent"], old[..8]);
+    assert_eq!(v["parent"], old.as_str(), "JSON ids are full ids");
     assert_eq!(v["summary"]["files_unchanged"], 1);
     // unknown and ambiguous snapshots
     assert!(String::from_utf8_lossy(&e.run(&["ls", "ffffffffff"]).stderr).contains("no snapshot matches"));

@@ -93,6 +93,10 @@ pub struct Snapshot {
     /// so copying again recognises it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Id>,
+    /// Ids this snapshot had before `protect`, `tag` or `rewrite` replaced its object: they
+    /// still select it, so an id a user wrote down keeps working.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_ids: Vec<Id>,
 }
 
 #[cfg(test)]
@@ -123,7 +127,7 @@ mod tests {
             let s = Snapshot { time: "2026-01-01T00:00:00Z".into(), hostname: host, username: "u".into(), paths, tags,
                 parent: Some(Id([1; 32])), tree: Id([2; 32]), kind: SnapshotKind::Files,
                 summary: SnapshotSummary { files_new: n, ..Default::default() },
-                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into(), original: Some(Id([3; 32])) };
+                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into(), original: Some(Id([3; 32])), previous_ids: vec![Id([4; 32])] };
             let bytes = crate::encode("snapshot", &s).unwrap();
             prop_assert_eq!(crate::decode::<Snapshot>("snapshot", &bytes).unwrap(), s);
         }

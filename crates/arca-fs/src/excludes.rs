@@ -12,13 +12,8 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 /// Compiled exclusion rules.
 #[derive(Default)]
 pub struct Excludes {
-    /// Patterns with a `/` match the whole path (one without a leading `/` matches at any
-    /// depth, as `**/` + it); others match the base name anywhere.
-    full: Option<GlobSet>,
-    names: Option<GlobSet>,
-    /// The same for patterns written with a trailing `/`: they match directories only.
-    full_dirs: Option<GlobSet>,
-    names_dirs: Option<GlobSet>,
+    /// The compiled patterns: case-sensitive ones, then (`--iexclude`) case-insensitive ones.
+    sets: Vec<Sets>,
     pub exclude_caches: bool,
     pub if_present: Vec<String>,
     pub patterns: Vec<String>,
@@ -27,29 +22,21 @@ pub struct Excludes {
     own: HashSet<(u64, u64)>,
 }
 
-fn build(globs: &[String]) -> Result<Option<GlobSet>, String> {
-    if globs.is_empty() {
-        return Ok(None);
-    }
-    let mut b = GlobSetBuilder::new();
-    for g in globs {
-        let glob: Glob = GlobBuilder::new(g)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| format!("bad exclude pattern {g:?}: {e}"))?;
-        b.add(glob);
-        // `dir/**`-free patterns also exclude what lies below a matching directory, which the
-        // walk does by not descending.
-    }
-    b.build().map(Some).map_err(|e| e.to_string())
+/// One group of patterns, compiled. Patterns with a `/` match the whole path (one without a
+/// leading `/` matches at any depth, as `**/` + it); others match the base name anywhere.
+/// Patterns written with a trailing `/` match directories only.
+#[derive(Default)]
+struct Sets {
+    full: Option<GlobSet>,
+    names: Option<GlobSet>,
+    full_dirs: Option<GlobSet>,
+    names_dirs: Option<GlobSet>,
 }
 
-impl Excludes {
-    /// Compile patterns; lines of exclude files are passed here too (comments and blanks
-    /// already removed).
-    pub fn new(patterns: Vec<String>, exclude_caches: bool, if_present: Vec<String>) -> Result<Excludes, String> {
+impl Sets {
+    fn build(patterns: &[String], ignore_case: bool) -> Result<Sets, String> {
         let (mut full, mut names, mut full_dirs, mut names_dirs) = (vec![], vec![], vec![], vec![]);
-        for p in &patterns {
+        for p in patterns {
             let trimmed = p.trim_end_matches('/');
             if trimmed.is_empty() {
                 return Err(format!("bad exclude pattern {p:?}: it would exclude everything"));
@@ -63,16 +50,56 @@ impl Excludes {
                 (true, false) => f.push(format!("**/{trimmed}")),
             }
         }
-        Ok(Excludes {
-            full: build(&full)?,
-            names: build(&names)?,
-            full_dirs: build(&full_dirs)?,
-            names_dirs: build(&names_dirs)?,
-            exclude_caches,
-            if_present,
-            patterns,
-            own: HashSet::new(),
+        Ok(Sets {
+            full: build(&full, ignore_case)?,
+            names: build(&names, ignore_case)?,
+            full_dirs: build(&full_dirs, ignore_case)?,
+            names_dirs: build(&names_dirs, ignore_case)?,
         })
+    }
+
+    fn matches(&self, path: &Path, is_dir: bool) -> bool {
+        let hit = |full: &Option<GlobSet>, names: &Option<GlobSet>| {
+            full.as_ref().is_some_and(|g| g.is_match(path))
+                || matches!((path.file_name(), names), (Some(n), Some(g)) if g.is_match(n))
+        };
+        hit(&self.full, &self.names) || (is_dir && hit(&self.full_dirs, &self.names_dirs))
+    }
+}
+
+fn build(globs: &[String], ignore_case: bool) -> Result<Option<GlobSet>, String> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob: Glob = GlobBuilder::new(g)
+            .literal_separator(true)
+            .case_insensitive(ignore_case)
+            .build()
+            .map_err(|e| format!("bad exclude pattern {g:?}: {e}"))?;
+        b.add(glob);
+        // `dir/**`-free patterns also exclude what lies below a matching directory, which the
+        // walk does by not descending.
+    }
+    b.build().map(Some).map_err(|e| e.to_string())
+}
+
+impl Excludes {
+    /// Compile patterns; lines of exclude files are passed here too (comments and blanks
+    /// already removed).
+    pub fn new(patterns: Vec<String>, exclude_caches: bool, if_present: Vec<String>) -> Result<Excludes, String> {
+        let sets = Sets::build(&patterns, false)?;
+        Ok(Excludes { sets: vec![sets], exclude_caches, if_present, patterns, own: HashSet::new() })
+    }
+
+    /// Add patterns that match without regard to case (`--iexclude`).
+    pub fn with_case_insensitive(mut self, patterns: Vec<String>) -> Result<Excludes, String> {
+        if !patterns.is_empty() {
+            self.sets.push(Sets::build(&patterns, true)?);
+            self.patterns.extend(patterns);
+        }
+        Ok(self)
     }
 
     /// Never back up `paths` (arca's own repository, cache and key files); those that do not
@@ -103,11 +130,7 @@ impl Excludes {
 
     /// True if `path` (absolute; a directory if `is_dir`) is excluded by a pattern.
     pub fn matches(&self, path: &Path, is_dir: bool) -> bool {
-        let hit = |full: &Option<GlobSet>, names: &Option<GlobSet>| {
-            full.as_ref().is_some_and(|g| g.is_match(path))
-                || matches!((path.file_name(), names), (Some(n), Some(g)) if g.is_match(n))
-        };
-        hit(&self.full, &self.names) || (is_dir && hit(&self.full_dirs, &self.names_dirs))
+        self.sets.iter().any(|s| s.matches(path, is_dir))
     }
 
     /// True if directory `dir` must be skipped because of its contents.
@@ -163,6 +186,17 @@ mod tests {
         let e = Excludes::new(vec!["src/docs".into()], false, vec![]).unwrap();
         assert!(e.matches(Path::new("/t/src/docs"), false));
         assert!(!e.matches(Path::new("/t/xsrc/docs"), false));
+    }
+
+    #[test]
+    fn case_insensitive_patterns() {
+        let e = Excludes::new(vec!["*.tmp".into()], false, vec![]).unwrap();
+        assert!(!e.matches(Path::new("/a/B.TMP"), false));
+        let e = e.with_case_insensitive(vec!["*.jpg".into(), "Cache/".into()]).unwrap();
+        assert!(e.matches(Path::new("/a/IMG.JPG"), false));
+        assert!(e.matches(Path::new("/a/cache"), true));
+        assert!(e.matches(Path::new("/a/x.tmp"), false));
+        assert!(!e.matches(Path::new("/a/X.TMP"), false), "--exclude stays case-sensitive");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum ReadData {
     },
     /// About this percentage of packs, chosen at random.
     Percent(f64),
+    /// Packs chosen at random until they hold at least this many bytes.
+    Bytes(u64),
 }
 
 /// One problem found.
@@ -126,7 +128,22 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
     r.trees_checked = seen_trees.len();
     // Data.
     if read != ReadData::None {
-        let selected: Vec<&(Id, u64)> = indexed.iter().filter(|(id, _)| selected(read, id)).collect();
+        let selected: Vec<&(Id, u64)> = match read {
+            ReadData::Bytes(limit) => {
+                use rand::seq::SliceRandom;
+                let mut all: Vec<&(Id, u64)> = indexed.iter().collect();
+                all.shuffle(&mut rand::thread_rng());
+                let mut sum = 0u64;
+                all.into_iter()
+                    .take_while(|(_, size)| {
+                        let take = sum < limit;
+                        sum = sum.saturating_add(*size);
+                        take
+                    })
+                    .collect()
+            }
+            _ => indexed.iter().filter(|(id, _)| selected(read, id)).collect(),
+        };
         let mut blobs_by_pack: HashMap<Id, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
         for (id, loc) in repo.index().iter() {
             blobs_by_pack.entry(loc.pack).or_default().push((id, loc));
@@ -268,6 +285,7 @@ fn selected(read: ReadData, id: &Id) -> bool {
         ReadData::All => true,
         ReadData::Subset { n, m } => (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m.max(1)) + 1 == n,
         ReadData::Percent(p) => rand::random::<f64>() * 100.0 < p,
+        ReadData::Bytes(_) => true,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod prune;
 pub mod repair;
 pub mod repository;
 pub mod retention;
+pub mod rewrite;
 pub mod snapshots;
 pub mod stats;
 pub mod treewalk;

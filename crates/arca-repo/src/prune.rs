@@ -694,6 +694,7 @@ mod tests {
                 destroy_after: None,
                 program_version: String::new(),
                 original: None,
+                previous_ids: vec![],
             },
         )
         .unwrap()

@@ -102,6 +102,24 @@ impl Default for GroupBy {
     }
 }
 
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+
+    /// `host,paths,tags` or any subset of them (singular forms too); empty groups nothing.
+    fn from_str(s: &str) -> Result<GroupBy, String> {
+        let mut g = GroupBy { host: false, paths: false, tags: false };
+        for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match w {
+                "host" | "hosts" => g.host = true,
+                "path" | "paths" => g.paths = true,
+                "tag" | "tags" => g.tags = true,
+                other => return Err(format!("{other:?}: group by host, paths or tags (comma-separated)")),
+            }
+        }
+        Ok(g)
+    }
+}
+
 /// The verdict on one snapshot.
 #[derive(Clone, Debug, Serialize)]
 pub struct Decision {
@@ -129,14 +147,15 @@ pub fn protected_until(e: &SnapshotEntry, now: DateTime<FixedOffset>) -> Option<
         return Some("protected forever".into());
     }
     match DateTime::parse_from_rfc3339(until) {
-        Ok(t) if t > now => Some(format!("protected until {}", t.format("%Y-%m-%d %H:%M"))),
+        Ok(t) if t > now => Some(format!("protected until {}", t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"))),
         Ok(_) => None,
         // Unreadable dates protect: never remove by accident.
         Err(_) => Some(format!("protected (unreadable date {until:?})")),
     }
 }
 
-fn group_key(e: &SnapshotEntry, by: GroupBy) -> String {
+/// The group a snapshot belongs to, in words ("host web01, paths /etc").
+pub fn group_key(e: &SnapshotEntry, by: GroupBy) -> String {
     let mut parts = vec![];
     if by.host {
         parts.push(format!("host {}", e.snapshot.hostname));
@@ -267,6 +286,7 @@ mod tests {
                 destroy_after: None,
                 program_version: String::new(),
                 original: None,
+                previous_ids: vec![],
             },
         };
         let snaps = vec![snap(1, "2026-03-31T10:00:00+00:00"), snap(2, "1970-01-01T00:00:00+00:00")];

@@ -29,6 +29,29 @@ pub fn save(repo: &Repository, s: &Snapshot) -> RepoResult<Id> {
     repo.save_object(ObjectKind::Snapshot, s)
 }
 
+/// Replace snapshot `old` with `new` (protect, tag, rewrite): the new object is stored first,
+/// then the old one deleted, so a crash in between leaves both rather than neither. The new
+/// one lists the old id among its `previous_ids`, which keep selecting it. Refused up front
+/// where the storage may not delete, rather than leaving a duplicate behind.
+pub fn replace(repo: &Repository, old: &SnapshotEntry, mut new: Snapshot) -> RepoResult<Id> {
+    if !repo.storage().capabilities().delete {
+        return Err(RepoError::Refused(
+            "replacing a snapshot needs a key that may delete: this one may not (append-only or read-only); use a full-access key or run it on the server".into(),
+        ));
+    }
+    if new == old.snapshot {
+        return Ok(old.id);
+    }
+    if !new.previous_ids.contains(&old.id) {
+        new.previous_ids.push(old.id);
+    }
+    let id = save(repo, &new)?;
+    if id != old.id {
+        repo.storage().delete(ObjectKind::Snapshot, &old.id.to_hex())?;
+    }
+    Ok(id)
+}
+
 /// All readable snapshots, oldest first, and the errors of unreadable ones.
 pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoError>)> {
     let mut out = vec![];
@@ -99,14 +122,33 @@ fn not_found(spec: &str, filter: &Filter) -> RepoError {
 
 /// Resolve `latest` (the newest matching `filter`) or a unique id prefix.
 pub fn resolve(all: &[SnapshotEntry], spec: &str, filter: &Filter) -> RepoResult<SnapshotEntry> {
-    if spec == "latest" {
-        return all.iter().rev().find(|e| filter.matches(&e.snapshot)).cloned().ok_or_else(|| not_found(spec, filter));
+    // `latest`, or `latest~N`: the N-th before the newest (of those passing the filter).
+    let back = match spec.strip_prefix("latest") {
+        Some("") => Some(0),
+        Some(rest) => rest.strip_prefix('~').and_then(|n| n.parse::<usize>().ok()),
+        None => None,
+    };
+    if let Some(back) = back {
+        return all
+            .iter()
+            .rev()
+            .filter(|e| filter.matches(&e.snapshot))
+            .nth(back)
+            .cloned()
+            .ok_or_else(|| not_found(spec, filter));
     }
     let spec_l = spec.to_ascii_lowercase();
     if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(RepoError::SnapshotNotFound(format!("{spec:?}")));
     }
-    let m: Vec<&SnapshotEntry> = all.iter().filter(|e| e.id.to_hex().starts_with(&spec_l)).collect();
+    // An id a snapshot had before protect, tag or rewrite replaced it still selects it.
+    let m: Vec<&SnapshotEntry> = all
+        .iter()
+        .filter(|e| {
+            e.id.to_hex().starts_with(&spec_l)
+                || e.snapshot.previous_ids.iter().any(|p| p.to_hex().starts_with(&spec_l))
+        })
+        .collect();
     match m.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(RepoError::SnapshotNotFound(format!("{spec:?}"))),

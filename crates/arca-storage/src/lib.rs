@@ -4,8 +4,10 @@
 //! The trait is synchronous: the engine runs CPU stages on threads and a backend that speaks
 //! to the network may run its own runtime inside (see docs/ARCHITECTURE.md for why).
 
+mod fault;
 mod memory;
 
+pub use fault::FailAfter;
 pub use memory::MemoryStorage;
 use std::fmt;
 

@@ -28,7 +28,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     if a.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         bail!("--stdin reads the data to back up from standard input, which is a terminal here: pipe or redirect it (pg_dump db | arca backup --stdin --stdin-filename db.sql)");
     }
-    let paths = if is_stream { vec![] } else { source_paths(&a.paths)? };
+    let paths = if is_stream { vec![] } else { source_paths(&listed_paths(a)?)? };
     // A dry run stores nothing, not even a lock (it may run against a read-only repository).
     let session =
         if a.dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
@@ -91,7 +91,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
             read_threads: a.read_concurrency as usize,
             cancel: cancel.clone(),
         };
-        if out.show_progress {
+        if out.show_progress || out.json {
             spawn_scanner(&opts.paths, excludes(a)?.with_own(&own), &reporter.progress);
         }
         let parent_tree = parent.as_ref().map(|p| p.snapshot.tree);
@@ -119,6 +119,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         destroy_after: None,
         program_version: format!("arca {}", env!("CARGO_PKG_VERSION")),
         original: None,
+        previous_ids: vec![],
     };
     if let Some(l) = &lock {
         // A lock that lapsed (suspended, stalled) may have let a prune take what this backup
@@ -131,22 +132,23 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     cancel.check()?;
     let id = if a.dry_run { None } else { Some(snaps::save(&repo, &snapshot)?) };
     drop(lock);
-    report(out, &snapshot, id.map(|i| i.to_hex()), &outcome, parent.map(|p| p.id.short()));
+    report(out, &snapshot, id.map(|i| i.to_hex()), &outcome, parent.map(|p| p.id));
     let unreadable = outcome.warnings.iter().any(|w| w.kind == WarningKind::Unreadable);
     Ok(if unreadable { exit::PARTIAL } else { exit::OK })
 }
 
-fn report(out: &Output, s: &Snapshot, id: Option<String>, o: &BackupOutcome, parent: Option<String>) {
+fn report(out: &Output, s: &Snapshot, id: Option<String>, o: &BackupOutcome, parent: Option<arca_format::Id>) {
     let m = &s.summary;
     if out.json {
+        // Ids in JSON are always full (the short forms are for people).
         out.json_line(&serde_json::json!({
-            "type": "summary", "snapshot_id": id, "dry_run": id.is_none(), "parent": parent,
+            "type": "summary", "snapshot_id": id, "dry_run": id.is_none(), "parent": parent.map(|p| p.to_hex()),
             "summary": m, "warnings": o.warnings,
         }));
         return;
     }
     if let Some(p) = parent {
-        out.info(format!("using parent snapshot {p}"));
+        out.info(format!("using parent snapshot {}", p.short()));
     }
     out.info(format!(
         "files: {} new, {} changed, {} unchanged ({} read); dirs: {}; other: {}",
@@ -203,7 +205,42 @@ fn excludes(a: &BackupArgs) -> Result<Excludes> {
     for f in &a.exclude_files {
         patterns.extend(Excludes::read_file(f).with_context(|| format!("cannot read exclude file {}", f.display()))?);
     }
-    Excludes::new(patterns, a.exclude_caches, a.exclude_if_present.clone()).map_err(anyhow::Error::msg)
+    Excludes::new(patterns, a.exclude_caches, a.exclude_if_present.clone())
+        .and_then(|e| e.with_case_insensitive(a.iexcludes.clone()))
+        .map_err(anyhow::Error::msg)
+}
+
+/// The paths named on the command line and in --files-from* files.
+fn listed_paths(a: &BackupArgs) -> Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let read = |f: &PathBuf| -> Result<Vec<u8>> {
+        if f.as_os_str() == "-" {
+            let mut b = vec![];
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                .context("cannot read paths from standard input")?;
+            Ok(b)
+        } else {
+            std::fs::read(f).with_context(|| format!("cannot read the path list {}", f.display()))
+        }
+    };
+    let mut out = a.paths.clone();
+    let to_path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+    for f in &a.files_from {
+        for line in read(f)?.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let trimmed = line.trim_ascii();
+            if !trimmed.is_empty() && !trimmed.starts_with(b"#") {
+                out.push(to_path(trimmed));
+            }
+        }
+    }
+    for f in &a.files_from_verbatim {
+        out.extend(read(f)?.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(to_path));
+    }
+    for f in &a.files_from_raw {
+        out.extend(read(f)?.split(|b| *b == 0).filter(|l| !l.is_empty()).map(to_path));
+    }
+    Ok(out)
 }
 
 /// Absolute source paths; symlinks named directly are kept as symlinks. A path that does not
@@ -328,5 +365,6 @@ fn spawn_scanner(paths: &[PathBuf], excludes: Excludes, progress: &Progress) {
         for p in &paths {
             walk(p, &excludes, &total);
         }
+        total.done();
     });
 }

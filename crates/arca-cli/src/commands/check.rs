@@ -26,7 +26,12 @@ fn read_mode(a: &CheckArgs) -> Result<ReadData> {
             }
         }
     }
-    bail!("--read-data-subset {s:?}: use N/M (e.g. 2/5, group 2 of 5) or P% (e.g. 10%)")
+    if let Ok(n) = crate::text::parse_size(s) {
+        if n > 0 {
+            return Ok(ReadData::Bytes(n));
+        }
+    }
+    bail!("--read-data-subset {s:?}: use N/M (e.g. 2/5, group 2 of 5), P% (e.g. 10%) or a size (e.g. 1G, 500M)")
 }
 
 pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {

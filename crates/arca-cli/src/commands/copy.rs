@@ -47,7 +47,7 @@ pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
     let todo: Vec<&SnapshotEntry> =
         selected.iter().filter(|e| !here.contains_key(&origin_of(&e.id, &e.snapshot))).collect();
     let map_path = (!cli.no_cache)
-        .then(|| context::cache_dir(&dst).join(format!("copy-from-{}.map", src.config().repo_id.to_hex())));
+        .then(|| context::cache_dir(cli, &dst).join(format!("copy-from-{}.map", src.config().repo_id.to_hex())));
     let writer_opts =
         WriterOptions { threads: cli.threads.unwrap_or(WriterOptions::default().threads), ..Default::default() };
     let writer = match &lock {

@@ -24,7 +24,7 @@ fn print(out: &Output, changes: &[Change]) {
 
 pub fn run(cli: &Cli, out: &Output, a: &DiffArgs) -> Result<i32> {
     let repo = context::open(cli, out)?;
-    let first = super::find_snapshot(&repo, out, &a.first, &Default::default())?;
+    let first = super::find_snapshot(&repo, out, &a.first, &a.filter)?;
     let on_disk = a.second.contains('/') || std::path::Path::new(&a.second).exists();
     let mut changes = vec![];
     if on_disk {
@@ -38,12 +38,14 @@ pub fn run(cli: &Cli, out: &Output, a: &DiffArgs) -> Result<i32> {
             Some(_) => bail!("{} is not a directory in snapshot {}", dir.display(), first.id.short()),
             None => bail!("{} is not in snapshot {}", dir.display(), first.id.short()),
         };
-        changes = arca_fs::livediff::diff_live(&repo, tree.as_ref(), &dir, a.content)?;
+        let patterns = first.snapshot.excludes.iter().chain(&a.excludes).cloned().collect();
+        let excludes = arca_fs::Excludes::new(patterns, false, vec![]).map_err(anyhow::Error::msg)?;
+        changes = arca_fs::livediff::diff_live(&repo, tree.as_ref(), &dir, a.content, &excludes)?;
     } else {
         if a.content {
             bail!("--content compares with files on disk; between snapshots contents are always compared");
         }
-        let second = super::find_snapshot(&repo, out, &a.second, &Default::default())?;
+        let second = super::find_snapshot(&repo, out, &a.second, &a.filter)?;
         let path = a.path.clone().unwrap_or_default();
         let sub = |root| -> Result<Option<arca_format::Id>> {
             Ok(match lookup(&repo, root, path.trim_end_matches('/').as_bytes())? {
@@ -60,7 +62,11 @@ pub fn run(cli: &Cli, out: &Output, a: &DiffArgs) -> Result<i32> {
 }
 
 pub fn find(cli: &Cli, out: &Output, a: &FindArgs) -> Result<i32> {
-    let glob = globset::GlobBuilder::new(&a.pattern).literal_separator(false).build()?.compile_matcher();
+    let glob = globset::GlobBuilder::new(&a.pattern)
+        .literal_separator(false)
+        .case_insensitive(a.ignore_case)
+        .build()?
+        .compile_matcher();
     let whole_path = a.pattern.contains('/');
     let repo = context::open(cli, out)?;
     let filter = a.filter.filter();
@@ -69,9 +75,21 @@ pub fn find(cli: &Cli, out: &Output, a: &FindArgs) -> Result<i32> {
     } else {
         a.snapshots.iter().map(|s| super::find_snapshot(&repo, out, s, &a.filter)).collect::<Result<_>>()?
     };
-    if let Some(n) = a.newest {
-        let skip = snaps.len().saturating_sub(n);
-        snaps.drain(..skip);
+    match a.newest.as_deref().map(|v| (v, v.parse::<usize>())) {
+        Some((_, Ok(n))) => {
+            let skip = snaps.len().saturating_sub(n);
+            snaps.drain(..skip);
+        }
+        Some((date, Err(_))) => {
+            let from = super::backup::parse_time_arg(date)
+                .with_context(|| format!("--newest {date:?}: a number or a date"))?;
+            snaps.retain(|e| e.time().is_some_and(|t| t >= from));
+        }
+        None => {}
+    }
+    if let Some(date) = &a.oldest {
+        let until = super::backup::parse_time_end(date)?;
+        snaps.retain(|e| e.time().is_some_and(|t| t <= until));
     }
     let mut hits = vec![];
     for s in &snaps {
@@ -95,12 +113,15 @@ pub fn find(cli: &Cli, out: &Output, a: &FindArgs) -> Result<i32> {
     if out.json {
         out.json_doc(&hits);
     } else {
+        if !hits.is_empty() {
+            out.line(format!("{:<8}  {:<19}  {:>10}  path", "snapshot", "time", "size"));
+        }
         for h in &hits {
             out.line(format!(
-                "{}  {:<19}  {:>12}  {}",
-                &h["snapshot"].as_str().unwrap_or("")[..8],
+                "{:<8}  {:<19}  {:>10}  {}",
+                h["snapshot"].as_str().unwrap_or("").get(..8).unwrap_or(""),
                 super::snapshots::short_time(h["time"].as_str().unwrap_or("")),
-                h["size"],
+                crate::text::size(h["size"].as_u64().unwrap_or(0)),
                 escape(h["path"].as_str().unwrap_or("").as_bytes())
             ));
         }

@@ -73,11 +73,7 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
         if policy.is_empty() {
             bail!("no policy given: add --keep-last/--keep-daily/... (or name snapshots to remove)");
         }
-        let by = GroupBy {
-            host: a.group_by.contains("host"),
-            paths: a.group_by.contains("path"),
-            tags: a.group_by.contains("tag"),
-        };
+        let by: GroupBy = a.group_by.parse().map_err(|e: String| anyhow::anyhow!("--group-by {e}"))?;
         let chosen: Vec<SnapshotEntry> = all.iter().filter(|e| filter.matches(&e.snapshot)).cloned().collect();
         // Snapshots whose claimed time is far from when an append-only server received them
         // are kept and left out of the count: they must not push genuine ones out.
@@ -186,7 +182,7 @@ pub fn protect(cli: &Cli, out: &Output, a: &ProtectArgs) -> Result<i32> {
     let all = super::all_snapshots(&repo, out)?;
     let mut changed = vec![];
     for spec in &a.snapshots {
-        let e = snaps::resolve(&all, spec, &Default::default())?;
+        let e = snaps::resolve(&all, spec, &a.filter.filter())?;
         let mut s = e.snapshot.clone();
         if let Some(u) = &until {
             if let Some(now) = &e.snapshot.keep_until {
@@ -208,12 +204,7 @@ pub fn protect(cli: &Cli, out: &Output, a: &ProtectArgs) -> Result<i32> {
         if let Some(d) = &destroy {
             s.destroy_after = Some(d.clone());
         }
-        // Snapshots are immutable objects named by their hash: store the new one first, then
-        // remove the old, so a crash in between leaves both rather than neither.
-        let new_id = snaps::save(&repo, &s)?;
-        if new_id != e.id {
-            repo.storage().delete(ObjectKind::Snapshot, &e.id.to_hex())?;
-        }
+        let new_id = snaps::replace(&repo, &e, s.clone())?;
         changed.push(serde_json::json!({"old": e.id.to_hex(), "new": new_id.to_hex(), "keep_until": s.keep_until, "destroy_after": s.destroy_after}));
         out.info(format!(
             "snapshot {} is now {} ({})",

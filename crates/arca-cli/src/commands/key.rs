@@ -5,6 +5,7 @@ use crate::context;
 use crate::output::Output;
 use anyhow::{Context, Result};
 use arca_repo::keys::{self, Origin};
+use arca_storage::ObjectKind;
 
 fn new_password(a: &NewPassword) -> Result<String> {
     if let Some(p) = context::env_password("ARCA_NEW_PASSWORD")? {
@@ -17,7 +18,27 @@ fn new_password(a: &NewPassword) -> Result<String> {
     context::prompt("new password", true, "ARCA_NEW_PASSWORD or --new-password-file")
 }
 
+/// What `key export` writes: enough to open the repository again if its key slots are lost or
+/// its config is damaged (docs/RECOVERY.md).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyExport {
+    format: String,
+    repository_id: String,
+    location: String,
+    key_slot_id: String,
+    key_slot_hex: String,
+    config_hex: String,
+    /// The password of the default repository's key file, when that is what opens it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default_key: Option<String>,
+}
+
+const EXPORT_FORMAT: &str = "arca-key-export-v1";
+
 pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
+    if let KeyCommand::Import { file, replace_config } = k {
+        return import(cli, out, file, *replace_config);
+    }
     let repo = context::open(cli, out)?;
     let storage = repo.storage();
     match k {
@@ -54,7 +75,115 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
             storage.delete(arca_storage::ObjectKind::Key, repo.key_slot())?;
             report(out, "password changed; new key slot", &id);
         }
+        KeyCommand::Export { output } => {
+            let loc = context::location(cli)?;
+            let e = KeyExport {
+                format: EXPORT_FORMAT.into(),
+                repository_id: repo.config().repo_id.to_hex(),
+                location: context::shown(&loc),
+                key_slot_id: repo.key_slot().to_string(),
+                key_slot_hex: hex::encode(storage.get(ObjectKind::Key, repo.key_slot())?),
+                config_hex: hex::encode(storage.get(ObjectKind::Config, "config")?),
+                default_key: context::default_key_in_use(cli, &loc)?,
+            };
+            let text = serde_json::to_string_pretty(&e)? + "\n";
+            match output {
+                Some(path) => {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    f.write_all(text.as_bytes())
+                        .and_then(|()| f.sync_all())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    let holds = if e.default_key.is_some() {
+                        " (it holds the default key: whoever has it can read the backups)"
+                    } else {
+                        " (it opens only with the password)"
+                    };
+                    out.info(format!(
+                        "wrote the key of repository {} to {}; keep it away from this machine{holds}",
+                        repo.config().repo_id.short(),
+                        path.display()
+                    ));
+                }
+                None => crate::output::stdout_line(text.trim_end()),
+            }
+        }
+        KeyCommand::Import { .. } => {}
     }
+    Ok(crate::exit::OK)
+}
+
+/// `key import`: put back an exported key slot and, if asked, the config, into a repository
+/// that may not open any more; then open it to prove the result.
+fn import(cli: &Cli, out: &Output, file: &std::path::Path, replace_config: bool) -> Result<i32> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let e: KeyExport =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a key export", file.display()))?;
+    if e.format != EXPORT_FORMAT {
+        anyhow::bail!("{}: format {:?}, this arca reads {EXPORT_FORMAT:?}", file.display(), e.format);
+    }
+    let slot = hex::decode(&e.key_slot_hex).context("key_slot_hex is not hex")?;
+    let config = hex::decode(&e.config_hex).context("config_hex is not hex")?;
+    if arca_format::Id::of_bytes(&slot).to_hex() != e.key_slot_id {
+        anyhow::bail!("{}: the key slot does not match its id (the file is damaged)", file.display());
+    }
+    let exported = arca_format::ConfigFile::from_bytes(&config).context("the exported config is damaged")?;
+    if exported.repo_id.to_hex() != e.repository_id {
+        anyhow::bail!("{}: the config does not belong to repository {}", file.display(), e.repository_id);
+    }
+    let loc = context::location(cli)?;
+    let storage = context::storage(&loc)?;
+    let present = match storage.get(ObjectKind::Config, "config") {
+        Ok(b) => Some(b),
+        Err(err) if err.is_not_found() => None,
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(c) = present.as_deref().and_then(|b| arca_format::ConfigFile::from_bytes(b).ok()) {
+        if c.repo_id != exported.repo_id {
+            anyhow::bail!(
+                "{} is repository {}, the export is of {}: nothing was written",
+                context::shown(&loc),
+                c.repo_id.short(),
+                exported.repo_id.short()
+            );
+        }
+    }
+    let mut wrote = vec![];
+    if !storage.exists(ObjectKind::Key, &e.key_slot_id)? {
+        storage.put(ObjectKind::Key, &e.key_slot_id, &slot)?;
+        wrote.push(format!("key slot {}", &e.key_slot_id[..8]));
+    }
+    match &present {
+        Some(b) if *b == config => {}
+        None => {
+            storage.put(ObjectKind::Config, "config", &config)?;
+            wrote.push("config".to_string());
+        }
+        Some(_) if replace_config => {
+            storage.delete(ObjectKind::Config, "config")?;
+            storage.put(ObjectKind::Config, "config", &config)?;
+            wrote.push("config (replaced)".to_string());
+        }
+        Some(_) => {
+            out.warn("this repository's config differs from the exported one; give --replace-config if it is damaged")
+        }
+    }
+    let pw = match &e.default_key {
+        Some(k) => k.clone(),
+        None => context::password(cli, &loc, false)?,
+    };
+    arca_repo::Repository::open(storage, pw.as_bytes()).context("the repository still does not open")?;
+    out.info(if wrote.is_empty() {
+        "nothing was missing; the repository opens".to_string()
+    } else {
+        format!("wrote {}; the repository opens", wrote.join(", "))
+    });
     Ok(crate::exit::OK)
 }
 

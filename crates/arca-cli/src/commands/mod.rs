@@ -6,6 +6,7 @@ mod check;
 mod copy;
 mod debug;
 mod diff;
+mod docs;
 mod export;
 mod forget;
 mod init;
@@ -15,6 +16,7 @@ mod mount;
 mod prune;
 mod repair;
 mod restore;
+mod rewrite;
 mod serve;
 mod snapshots;
 mod stats;
@@ -40,6 +42,8 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Diff(a) => diff::run(cli, out, a),
         Command::Find(a) => diff::find(cli, out, a),
         Command::Protect(a) => forget::protect(cli, out, a),
+        Command::Tag(a) => rewrite::tag(cli, out, a),
+        Command::Rewrite(a) => rewrite::rewrite(cli, out, a),
         Command::Prune(a) => prune::run(cli, out, a),
         Command::Copy(a) => copy::run(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
@@ -49,6 +53,9 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Repair(r) => repair::run(cli, out, r),
         Command::Serve(a) => serve::run(cli, out, a),
         Command::Debug(d) => debug::run(cli, out, d),
+        Command::Cache(a) => docs::cache(cli, out, a),
+        Command::Completions { shell } => docs::completions(*shell),
+        Command::Man { dir } => docs::man_pages(out, dir),
     }
 }
 

@@ -45,19 +45,54 @@ pub fn run(cli: &Cli, out: &Output, a: &SnapshotsArgs) -> Result<i32> {
         keep.reverse();
         list = keep;
     }
+    let groups: Vec<(String, Vec<SnapshotEntry>)> = match &a.group_by {
+        Some(g) => {
+            let by: arca_repo::retention::GroupBy = g.parse().map_err(|e: String| anyhow::anyhow!("--group-by {e}"))?;
+            let mut m: std::collections::BTreeMap<String, Vec<SnapshotEntry>> = Default::default();
+            for e in list {
+                m.entry(arca_repo::retention::group_key(&e, by)).or_default().push(e);
+            }
+            m.into_iter().collect()
+        }
+        None => vec![(String::new(), list)],
+    };
     if out.json {
-        out.json_doc(&list.iter().map(to_json).collect::<Vec<_>>());
+        if a.group_by.is_none() {
+            out.json_doc(&groups[0].1.iter().map(to_json).collect::<Vec<_>>());
+        } else {
+            let v: Vec<serde_json::Value> = groups
+                .iter()
+                .map(|(g, l)| serde_json::json!({"group": g, "snapshots": l.iter().map(to_json).collect::<Vec<_>>()}))
+                .collect();
+            out.json_doc(&v);
+        }
         return Ok(crate::exit::OK);
     }
+    let total: usize = groups.iter().map(|g| g.1.len()).sum();
+    for (i, (group, list)) in groups.iter().enumerate() {
+        if !group.is_empty() {
+            if i > 0 {
+                out.line("");
+            }
+            out.line(format!("{group}:"));
+        }
+        table(out, list);
+    }
+    out.info(crate::text::count(total as u64, "snapshot", "snapshots"));
+    Ok(crate::exit::OK)
+}
+
+/// The snapshots as a table.
+fn table(out: &Output, list: &[SnapshotEntry]) {
     out.line(format!("{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  Paths", "ID", "Time", "Host", "Tags", "Size"));
-    for e in &list {
+    for e in list {
         let s = &e.snapshot;
         let mut notes = String::new();
         if let Some(u) = &s.keep_until {
-            notes.push_str(&format!("  [protected until {u}]"));
+            notes.push_str(&format!("  [protected until {}]", if u == "forever" { u.clone() } else { short_time(u) }));
         }
         if let Some(d) = &s.destroy_after {
-            notes.push_str(&format!("  [destroy after {d}]"));
+            notes.push_str(&format!("  [destroy after {}]", short_time(d)));
         }
         out.line(format!(
             "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}{notes}",
@@ -69,6 +104,4 @@ pub fn run(cli: &Cli, out: &Output, a: &SnapshotsArgs) -> Result<i32> {
             s.paths.join(" ")
         ));
     }
-    out.info(crate::text::count(list.len() as u64, "snapshot", "snapshots"));
-    Ok(crate::exit::OK)
 }
