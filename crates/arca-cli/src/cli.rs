@@ -697,12 +697,16 @@ pub enum KeyCommand {
     /// Save what opens this repository for safekeeping (the key slot in use, the config, and
     /// for the default repository its key file's password), as JSON. Keep it off this machine.
     #[command(
-        after_help = "Examples:\n  arca key export -o /media/usb/arca-key.json\n  arca key export > arca-key.json"
+        after_help = "Examples:\n  arca key export -o /media/usb/arca-key.json\n  arca key export > arca-key.json\n  arca key export --paper -o key.txt && lp key.txt"
     )]
     Export {
         /// Write to this file (created, mode 0600) instead of standard output.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+        /// For printing: the export as a QR code (text), then as JSON to type in if the code
+        /// cannot be scanned; `key import` reads the JSON.
+        #[arg(long)]
+        paper: bool,
     },
     /// Put back a key slot (and, with --replace-config, a damaged config) from `key export`.
     #[command(
@@ -731,6 +735,9 @@ pub struct NewPassword {
 pub struct StatsArgs {
     /// One snapshot (default: all).
     pub snapshot: Option<String>,
+    /// What to count: restore-size (the files a restore would write, as they would be
+    /// written) or raw-data (the unique blobs the snapshots reference, before and after
+    /// compression).
     #[arg(long, value_enum, default_value_t = StatsMode::RestoreSize)]
     pub mode: StatsMode,
     #[command(flatten)]

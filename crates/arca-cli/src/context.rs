@@ -333,22 +333,12 @@ pub fn shown(loc: &Location) -> String {
     }
 }
 
-/// Which session lock a command takes (see `arca_repo::lock`).
-#[derive(Clone, Copy, Debug)]
-pub enum Session {
-    /// Reads only metadata: no lock.
-    None,
-    /// Reads data a prune could remove: a shared lock if the repository allows writing one.
-    Read(&'static str),
-    /// Adds data: a shared lock, required.
-    Write(&'static str),
-    /// Rewrites or deletes: an exclusive lock.
-    Exclusive(&'static str),
-}
+/// Which session lock a command takes (see `arca_repo::session`).
+pub use arca_repo::session::Access as Session;
 
 /// Open the repository and load its index, warning about damaged index objects.
 pub fn open(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
-    Ok(open_session(cli, out, Session::None)?.0)
+    Ok(open_session(cli, out, Session::Metadata)?.0)
 }
 
 /// Open the repository, take the session's lock, then load the index (in that order: a
@@ -402,24 +392,18 @@ pub fn open_with(
         }
         repo.set_cache_dir(dir);
     }
-    let repo = Arc::new(repo);
-    let lock = match session {
-        Session::None => None,
-        Session::Read(cmd) => match SessionLock::acquire(&repo, cmd, false) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                out.warn(format!(
-                    "could not take a shared lock ({e}); a prune running now could remove data this {cmd} reads"
-                ));
-                None
-            }
-        },
-        Session::Write(cmd) => Some(SessionLock::acquire(&repo, cmd, false)?),
-        Session::Exclusive(cmd) => Some(exclusive_lock(cli, out, &repo, cmd)?),
+    let retry = match &cli.retry_lock {
+        Some(s) => crate::text::parse_duration(s).map_err(|e| anyhow::anyhow!("--retry-lock: {e}"))?,
+        None => std::time::Duration::ZERO,
     };
-    for problem in repo.load_index()? {
+    let s = arca_repo::session::open(repo, session, retry)?;
+    if let (Some(e), Session::Read(cmd)) = (&s.lock_warning, session) {
+        out.warn(format!("could not take a shared lock ({e}); a prune running now could remove data this {cmd} reads"));
+    }
+    for problem in &s.index_problems {
         out.warn(format!("{problem} (the blobs it listed are unreachable until `arca repair index` runs)"));
     }
+    let (repo, lock) = (s.repo, s.lock);
     Ok((repo, lock))
 }
 
@@ -427,29 +411,6 @@ pub fn open_with(
 /// $XDG_CACHE_HOME/arca.
 pub fn cache_root(cli: &Cli) -> PathBuf {
     cli.cache_dir.clone().unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("arca"))
-}
-
-/// An exclusive lock, waiting up to --retry-lock for another exclusive session to end.
-fn exclusive_lock(cli: &Cli, out: &Output, repo: &Arc<Repository>, cmd: &'static str) -> Result<SessionLock> {
-    let wait = match &cli.retry_lock {
-        Some(s) => crate::text::parse_duration(s).map_err(|e| anyhow::anyhow!("--retry-lock: {e}"))?,
-        None => std::time::Duration::ZERO,
-    };
-    let deadline = std::time::Instant::now() + wait;
-    let mut told = false;
-    loop {
-        match SessionLock::acquire(repo, cmd, true) {
-            Ok(l) => return Ok(l),
-            Err(RepoError::Refused(msg)) if std::time::Instant::now() < deadline => {
-                if !told {
-                    out.info(format!("waiting up to {} for the lock: {msg}", cli.retry_lock.as_deref().unwrap_or("")));
-                    told = true;
-                }
-                std::thread::sleep(std::time::Duration::from_secs(1).min(deadline - std::time::Instant::now()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// The local cache directory of a repository.

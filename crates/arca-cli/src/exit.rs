@@ -20,13 +20,15 @@ pub const INTERRUPTED: i32 = 130;
 pub const HELP: &str = "Exit codes:
   0   success
   1   error
-  2   the command line is wrong (unknown option, bad value); nothing was done
+  2   the command line cannot be parsed (unknown option or subcommand, a value of the wrong
+      type); nothing was done (values arca checks itself, such as dates, give 1)
   3   the snapshot was created, but some source files could not be read (they are listed)
   10  the repository does not exist (create it with `arca init`)
   12  wrong password: no key slot opens with it (nothing in the repository was changed)
   101 arca itself failed (a bug: please report it with the message)
-  130 interrupted (Ctrl-C or SIGTERM); nothing was committed, the lock was removed, and the
-      next run reuses what was already stored";
+  130 a backup was interrupted (Ctrl-C or SIGTERM): it stopped at a safe point, nothing was
+      committed, its lock was removed, and the next run reuses what was already stored
+      (other commands end at once on a signal; what they wrote before stays consistent)";
 
 /// The exit code for an error.
 pub fn code_for(e: &anyhow::Error) -> i32 {

@@ -47,9 +47,14 @@ impl Output {
         }
     }
 
-    /// One JSON value on one line (progress, events, final summaries of long commands).
+    /// One JSON value on one line (progress, events, final summaries of long commands); on
+    /// stderr once standard output carries data (`export -o -`, `dump`).
     pub fn json_line<T: Serialize>(&self, value: &T) {
         if let Ok(s) = serde_json::to_string(value) {
+            if DATA_ON_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = writeln!(std::io::stderr(), "{s}");
+                return;
+            }
             let mut o = std::io::stdout().lock();
             let _ = writeln!(o, "{s}");
             let _ = o.flush();
@@ -81,6 +86,15 @@ impl Output {
             self.problem(format!("error: {msg}"));
         }
     }
+}
+
+/// Set once a command writes data (an archive, a file's bytes) to standard output: from then
+/// on JSON records go to stderr, so they never end up inside the data.
+static DATA_ON_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Standard output now carries data (see [`Output::json_line`]).
+pub fn data_on_stdout() {
+    DATA_ON_STDOUT.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Print a result line. When the reader has gone (`arca ls | head`), stop the way a

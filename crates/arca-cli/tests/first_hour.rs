@@ -34,6 +34,9 @@ fn dir_size(p: &Path) -> u64 {
 /// key file into itself, whatever path leads there.
 #[test]
 fn backing_up_home_leaves_out_the_default_repository_its_cache_and_key() {
+    if !have("root (for mount --bind)", is_root()) {
+        return;
+    }
     let e = Env::new();
     let home = e.path("home");
     std::fs::create_dir_all(home.join("docs")).unwrap();
@@ -531,12 +534,16 @@ fn key_export_and_import_recover_lost_slots_and_a_damaged_config() {
     e.backup(&[src.to_str().unwrap()]);
     let export = e.path("key.json");
     e.ok(&["key", "export", "-o", export.to_str().unwrap()]);
+    let paper = e.path("key.txt");
+    e.ok(&["key", "export", "--paper", "-o", paper.to_str().unwrap()]);
     for k in std::fs::read_dir(e.repo.join("keys")).unwrap().flatten() {
         std::fs::remove_file(k.path()).unwrap();
     }
     assert!(!e.run(&["snapshots"]).status.success());
-    let o = e.ok(&["key", "import", export.to_str().unwrap()]);
-    assert!(o.contains("key slot") && o.contains("opens"), "{o}");
+    let page = std::fs::read_to_string(&paper).unwrap();
+    assert!(page.contains('█') || page.contains('▀'), "a QR code is on the page");
+    let o = e.ok(&["key", "import", paper.to_str().unwrap()]);
+    assert!(o.contains("key slot") && o.contains("opens"), "the paper copy imports: {o}");
     assert_eq!(snapshot_ids(&e).len(), 1);
     let config = e.repo.join("config");
     let mut bytes = std::fs::read(&config).unwrap();
@@ -799,4 +806,97 @@ fn snapshots_group_by_and_one_time_format() {
     assert!(o.contains("[protected until 2030-01-01 00:00:00]"), "the table's time format: {o}");
     let o = e.ok(&["forget", "--keep-last", "1", "--dry-run"]);
     assert!(o.contains("protected until 2030-01-01 00:00:00"), "forget shows it alike: {o}");
+}
+
+/// Row 38: stats shows only the figures of its mode, and counts the directories the backup
+/// counted (not those on the way to the backed-up path).
+#[test]
+fn stats_counts_what_the_backup_counted() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    std::fs::write(src.join("a/b/f"), b"x").unwrap();
+    let v = e.json(&["backup", src.to_str().unwrap()]);
+    let st = e.json(&["stats", "latest"]);
+    assert_eq!(st["dirs"], v["summary"]["dirs"], "{st} vs {v}");
+    assert!(st.get("blobs").is_none() && st.get("stored_bytes").is_none(), "{st}");
+    let raw = e.json(&["stats", "--mode", "raw-data"]);
+    assert!(raw.get("files").is_none() && raw["blobs"].as_u64().unwrap() > 0, "{raw}");
+}
+
+/// Row 27: an ssh:// host that does not resolve fails at once, saying so, not after four
+/// retries as a "temporary failure".
+#[test]
+fn an_unknown_ssh_host_fails_at_once_and_plainly() {
+    let e = Env::new();
+    let started = std::time::Instant::now();
+    let o = e
+        .cmd(&["-r", "ssh://backup@nohost.invalid/srv/repo", "snapshots"])
+        .env("ARCA_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=5")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("cannot resolve the host name"), "{}", text(&o));
+    assert!(!text(&o).contains("temporary"), "{}", text(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "no retries: {:?}", started.elapsed());
+    let o = e.run(&["-r", "sftp://", "snapshots"]);
+    assert!(text(&o).contains("sftp://host/srv/repo"), "the example names the scheme used: {}", text(&o));
+}
+
+/// Rows 5, 21, 33 and 34: `latest` of other paths gets a hint; each warning is printed once,
+/// in one wording, without the path twice; dump names kinds in words; diff against the disk
+/// leaves out what the backup excluded.
+#[test]
+fn messages_that_help_and_say_things_once() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::create_dir_all(src.join("cachedir")).unwrap();
+    std::fs::write(src.join("etc/conf"), b"x").unwrap();
+    std::fs::write(src.join("x.tmp"), b"t").unwrap();
+    e.backup(&[src.to_str().unwrap(), "--exclude", "*.tmp"]);
+    let missing = e.path("gone");
+    let o = e.run(&["backup", src.to_str().unwrap(), missing.to_str().unwrap(), "--exclude", "*.tmp"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("gone")).collect();
+    assert_eq!(lines.len(), 1, "the warning once: {err}");
+    assert_eq!(lines[0].matches("gone").count(), 1, "the path once in it: {}", lines[0]);
+    assert!(text(&o).contains("1 path had problems"), "{}", text(&o));
+    // diff against the disk: the excluded x.tmp is not "added".
+    let o = e.ok(&["diff", "latest", "--path", src.to_str().unwrap(), src.to_str().unwrap()]);
+    assert!(!o.contains("x.tmp"), "{o}");
+    // dump of a directory names the kind in words and points to export.
+    let o = e.run(&["dump", "latest", "--path", src.to_str().unwrap(), &format!("{}/etc", src.display())]);
+    assert!(text(&o).contains("is a directory") && text(&o).contains("arca export"), "{}", text(&o));
+    // latest is now a stdin snapshot: the path error says how to pick a snapshot of the path.
+    e.cmd(&["backup", "--stdin", "--stdin-filename", "db.sql"])
+        .stdin(std::fs::File::open(src.join("etc/conf")).unwrap())
+        .output()
+        .unwrap();
+    let o = e.run(&["ls", "latest", &format!("{}/etc", src.display())]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--path"), "{}", text(&o));
+}
+
+/// With --json, what export and dump write to standard output is only the data: their JSON
+/// records go to stderr (a summary appended to a tar stream broke it).
+#[test]
+fn json_records_stay_out_of_data_on_stdout() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"file bytes").unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    let o = e.run(&["--json", "dump", "latest", &format!("{}/f", src.display())]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, b"file bytes", "only the file's bytes");
+    let o = e.run(&["--json", "export", &format!("latest:{}", src.display())]);
+    assert!(o.status.success());
+    let tar = e.path("x.tar");
+    std::fs::write(&tar, &o.stdout).unwrap();
+    let listed = sh(&format!("tar -tvf '{}'", tar.display()));
+    assert!(listed.contains("/f"), "{listed}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("\"type\""), "no JSON inside the archive");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"type\":\"summary\""), "the summary went to stderr");
 }

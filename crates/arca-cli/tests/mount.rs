@@ -77,6 +77,9 @@ chmod 4755 "$R/bin/busybox"
 
 #[test]
 fn mounted_snapshots_are_exact_chrootable_and_unmount_cleanly() {
+    if !fuse_here() {
+        return;
+    }
     let e = Env::init();
     let root = e.path("rootfs");
     build_rootfs(&root);
@@ -167,4 +170,9 @@ fn mounted_snapshots_are_exact_chrootable_and_unmount_cleanly() {
 
 fn nix_kill(pid: u32, sig: i32) {
     sh(&format!("kill -{sig} {pid}"));
+}
+
+/// FUSE and root (mount, chroot, overlayfs).
+fn fuse_here() -> bool {
+    have("FUSE (/dev/fuse, fuse3) and root", Path::new("/dev/fuse").exists() && is_root())
 }

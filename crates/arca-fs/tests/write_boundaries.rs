@@ -87,7 +87,7 @@ fn backup(storage: Arc<dyn Storage>, src: &Path) -> arca_repo::RepoResult<Id> {
     let repo = Arc::new(Repository::open(storage, PW)?);
     let lock = SessionLock::acquire(&repo, "backup", false)?;
     repo.load_index()?;
-    arca_repo::repair::adopt_orphan_packs(&repo)?;
+    arca_repo::repair::adopt_orphan_packs(&repo, &lock)?;
     let writer = BlobWriter::new(repo.clone(), &lock, WriterOptions { threads: 1, ..Default::default() });
     let o = BackupOptions {
         paths: vec![src.to_path_buf()],

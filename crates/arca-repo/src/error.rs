@@ -34,6 +34,10 @@ pub enum RepoError {
     NewerFormat { what: String, action: &'static str },
     #[error("interrupted; nothing was committed (what was already stored is reused by the next run)")]
     Cancelled,
+    /// The local index cache cannot be used (only this signals the fall-back to an index in
+    /// memory; it never reaches a user as a failure).
+    #[error("local index cache: {0}")]
+    Cache(std::io::Error),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]

@@ -21,6 +21,7 @@ pub mod repair;
 pub mod repository;
 pub mod retention;
 pub mod rewrite;
+pub mod session;
 pub mod snapshots;
 pub mod stats;
 pub mod treewalk;

@@ -184,7 +184,7 @@ impl Repository {
     }
 
     /// The index, for adding packs.
-    pub fn index_mut(&self) -> RwLockWriteGuard<'_, Index> {
+    pub(crate) fn index_mut(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -278,7 +278,7 @@ impl Repository {
         let result = match self.cache_dir.clone() {
             None => self.load_index_into_map(&effective, &mut decoded),
             Some(dir) => match self.load_index_cached(&dir, &effective, &mut decoded) {
-                Err(RepoError::Invalid(e)) => {
+                Err(RepoError::Cache(e)) => {
                     tracing::warn!("index cache in {} unusable ({e}); keeping the index in memory", dir.display());
                     self.load_index_into_map(&effective, &mut decoded)
                 }
@@ -334,7 +334,7 @@ impl Repository {
         listed: &[(String, u64)],
         decoded: &mut HashMap<Id, IndexFile>,
     ) -> RepoResult<Vec<RepoError>> {
-        let cache_err = |e: std::io::Error| RepoError::Invalid(e.to_string());
+        let cache_err = RepoError::Cache;
         let ids: Vec<Id> = listed.iter().filter_map(|(n, _)| Id::from_hex(n)).collect();
         let sizes: HashMap<Id, u64> = listed.iter().filter_map(|(n, s)| Some((Id::from_hex(n)?, *s))).collect();
         let mut key = blake3::Hasher::new();
@@ -410,7 +410,8 @@ impl Repository {
                 });
                 for e in &p.blobs {
                     let offset = u32::try_from(e.offset)
-                        .map_err(|_| RepoError::Invalid(format!("pack {} is over 4 GiB", p.id)))?;
+                        // The cache's records hold 32-bit offsets: such an index stays in memory.
+                        .map_err(|_| RepoError::Cache(std::io::Error::other(format!("pack {} is over 4 GiB", p.id))))?;
                     b.push(Record {
                         id: e.id,
                         pack: n,

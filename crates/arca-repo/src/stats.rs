@@ -35,16 +35,33 @@ pub fn stats(repo: &Repository, snaps: &[SnapshotEntry], mode: StatsMode) -> Rep
     let mut trees: HashSet<Id> = HashSet::new();
     for s in snaps {
         let mut links: HashSet<(u64, u64)> = HashSet::new();
+        // Directories on the way to the backed-up paths are not part of what was backed up
+        // (a backup of /home/a has the directory `home` in its tree): they are not counted.
+        let leading: HashSet<Vec<u8>> = s
+            .snapshot
+            .paths
+            .iter()
+            .flat_map(|p| {
+                let p = p.trim_matches('/').as_bytes().to_vec();
+                (0..p.len())
+                    .filter(|&i| p[i] == b'/')
+                    .map(|i| p[..i].to_vec())
+                    .chain(std::iter::once(vec![]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         if mode == StatsMode::RawData {
             trees.insert(s.snapshot.tree);
         }
         walk(
             repo,
             &s.snapshot.tree,
-            &mut |_, n| {
+            &mut |path, n| {
                 match n.kind {
                     NodeKind::Dir => {
-                        st.dirs += 1;
+                        if !leading.contains(path) {
+                            st.dirs += 1;
+                        }
                         if let Some(t) = n.subtree {
                             if mode == StatsMode::RawData && !trees.insert(t) {
                                 return Ok(Visit::SkipDir);

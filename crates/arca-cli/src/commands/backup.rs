@@ -33,9 +33,9 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     let session =
         if a.dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
     let (repo, lock) = context::open_or_create_default(cli, out, session, &paths)?;
-    if !a.dry_run {
+    if let (Some(l), false) = (&lock, a.dry_run) {
         // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
-        match arca_repo::repair::adopt_orphan_packs(&repo) {
+        match arca_repo::repair::adopt_orphan_packs(&repo, l) {
             Ok(0) => {}
             Ok(n) => out.info(format!("reusing {n} packs left by an interrupted session")),
             Err(e) => out.warn(format!("could not look for packs of an interrupted session: {e}")),

@@ -23,14 +23,14 @@ pub fn run(cli: &Cli, out: &Output, a: &CopyArgs) -> Result<i32> {
     let pw = context::from_password(a.from_password_file.as_deref())?;
     let (src, _src_lock) = context::open_with(cli, out, from_storage, &pw, Session::Read("copy"))
         .map_err(|e| e.context(format!("source repository {from}")))?;
-    let session = if a.dry_run { Session::None } else { Session::Write("copy") };
+    let session = if a.dry_run { Session::Metadata } else { Session::Write("copy") };
     let (dst, lock) = context::open_session(cli, out, session)?;
     if src.config().repo_id == dst.config().repo_id {
         return Err(anyhow!("the source and the destination are the same repository"));
     }
-    if !a.dry_run {
+    if let (Some(l), false) = (&lock, a.dry_run) {
         // Packs an interrupted copy uploaded after its last checkpoint are reused.
-        if let Ok(n @ 1..) = arca_repo::repair::adopt_orphan_packs(&dst) {
+        if let Ok(n @ 1..) = arca_repo::repair::adopt_orphan_packs(&dst, l) {
             out.info(format!("reusing {n} packs left by an interrupted session"));
         }
     }

@@ -9,7 +9,10 @@ use std::path::Path;
 
 pub fn completions(shell: clap_complete::Shell) -> Result<i32> {
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "arca", &mut std::io::stdout());
+    let mut script = vec![];
+    clap_complete::generate(shell, &mut cmd, "arca", &mut script);
+    // Through the one printer, so `arca completions bash | head` ends quietly (141).
+    crate::output::stdout_line(String::from_utf8_lossy(&script).trim_end());
     Ok(crate::exit::OK)
 }
 

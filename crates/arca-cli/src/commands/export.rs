@@ -62,6 +62,7 @@ pub fn run(cli: &Cli, out: &Output, a: &ExportArgs) -> Result<i32> {
             r
         }
         (_, true) => {
+            crate::output::data_on_stdout();
             let stdout = std::io::stdout().lock();
             let (r, mut w) = export_tar(&repo, &found, std::io::BufWriter::with_capacity(1 << 20, stdout))?;
             w.flush().context("cannot write to standard output")?;

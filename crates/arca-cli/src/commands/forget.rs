@@ -38,7 +38,7 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
     };
     let prune_opts = if a.prune { Some(super::prune::options(cli, &a.tuning, a.dry_run)?) } else { None };
     let session =
-        if a.prune && !a.dry_run { context::Session::Exclusive("forget --prune") } else { context::Session::None };
+        if a.prune && !a.dry_run { context::Session::Exclusive("forget --prune") } else { context::Session::Metadata };
     let (repo, lock) = context::open_session(cli, out, session)?;
     let filter = a.filter.filter();
     let all = super::all_snapshots(&repo, out)?;

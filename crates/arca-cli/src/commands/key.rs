@@ -47,13 +47,13 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
             if out.json {
                 out.json_doc(&list);
             } else {
-                out.line(format!(" {:<8}  {:<25}  {:<12}  {:<16}  Label", "ID", "Created", "User", "Host"));
+                out.line(format!(" {:<8}  {:<19}  {:<12}  {:<16}  Label", "ID", "Created", "User", "Host"));
                 for k in list {
                     out.line(format!(
-                        "{}{:<8}  {:<25}  {:<12}  {:<16}  {}",
+                        "{}{:<8}  {:<19}  {:<12}  {:<16}  {}",
                         if k.current { "*" } else { " " },
-                        &k.id[..8],
-                        k.created,
+                        k.id.get(..8).unwrap_or(&k.id),
+                        super::snapshots::short_time(&k.created),
                         k.username,
                         k.hostname,
                         k.label
@@ -75,7 +75,7 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
             storage.delete(arca_storage::ObjectKind::Key, repo.key_slot())?;
             report(out, "password changed; new key slot", &id);
         }
-        KeyCommand::Export { output } => {
+        KeyCommand::Export { output, paper } => {
             let loc = context::location(cli)?;
             let e = KeyExport {
                 format: EXPORT_FORMAT.into(),
@@ -86,7 +86,10 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
                 config_hex: hex::encode(storage.get(ObjectKind::Config, "config")?),
                 default_key: context::default_key_in_use(cli, &loc)?,
             };
-            let text = serde_json::to_string_pretty(&e)? + "\n";
+            let mut text = serde_json::to_string_pretty(&e)? + "\n";
+            if *paper {
+                text = paper_copy(&e, &serde_json::to_string(&e)?)?;
+            }
             match output {
                 Some(path) => {
                     use std::io::Write;
@@ -105,11 +108,15 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
                     } else {
                         " (it opens only with the password)"
                     };
-                    out.info(format!(
-                        "wrote the key of repository {} to {}; keep it away from this machine{holds}",
-                        repo.config().repo_id.short(),
-                        path.display()
-                    ));
+                    if out.json {
+                        out.json_doc(&serde_json::json!({"result": "exported", "file": path, "holds_default_key": e.default_key.is_some()}));
+                    } else {
+                        out.info(format!(
+                            "wrote the key of repository {} to {}; keep it away from this machine{holds}",
+                            repo.config().repo_id.short(),
+                            path.display()
+                        ));
+                    }
                 }
                 None => crate::output::stdout_line(text.trim_end()),
             }
@@ -119,12 +126,33 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
     Ok(crate::exit::OK)
 }
 
+/// A printable page: what it is, a QR code of the compact JSON, and the JSON itself.
+fn paper_copy(e: &KeyExport, compact: &str) -> Result<String> {
+    let code = qrcode::QrCode::with_error_correction_level(compact.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|err| anyhow::anyhow!("cannot make a QR code of the export: {err}"))?;
+    let picture = code.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build();
+    let (holds, who) = if e.default_key.is_some() {
+        ("It holds the default repository's key file password.", " can read the backups: keep it locked away.")
+    } else {
+        ("It opens only with the repository's password.", " and the password can read the backups.")
+    };
+    Ok(format!(
+        "arca repository key\n\nrepository {}\nat {}\nkey slot {}\n{holds}\nScan the code (or type the JSON below) into a file and run `arca key import FILE`.\nWhoever has this page{who}\n\n{picture}\n\n{compact}\n",
+        e.repository_id, e.location, e.key_slot_id,
+    ))
+}
+
 /// `key import`: put back an exported key slot and, if asked, the config, into a repository
 /// that may not open any more; then open it to prove the result.
 fn import(cli: &Cli, out: &Output, file: &std::path::Path, replace_config: bool) -> Result<i32> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let e: KeyExport =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a key export", file.display()))?;
+    // The JSON of `key export`, or a `--paper` page (its last line is the JSON).
+    let e: KeyExport = serde_json::from_str(&text)
+        .or_else(|err| match text.lines().rev().find(|l| l.trim_start().starts_with('{')) {
+            Some(line) => serde_json::from_str(line),
+            None => Err(err),
+        })
+        .with_context(|| format!("{} is not a key export", file.display()))?;
     if e.format != EXPORT_FORMAT {
         anyhow::bail!("{}: format {:?}, this arca reads {EXPORT_FORMAT:?}", file.display(), e.format);
     }
@@ -179,6 +207,10 @@ fn import(cli: &Cli, out: &Output, file: &std::path::Path, replace_config: bool)
         None => context::password(cli, &loc, false)?,
     };
     arca_repo::Repository::open(storage, pw.as_bytes()).context("the repository still does not open")?;
+    if out.json {
+        out.json_doc(&serde_json::json!({"result": "imported", "wrote": wrote, "opens": true}));
+        return Ok(crate::exit::OK);
+    }
     out.info(if wrote.is_empty() {
         "nothing was missing; the repository opens".to_string()
     } else {

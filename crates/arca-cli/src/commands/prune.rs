@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub fn run(cli: &Cli, out: &Output, a: &PruneArgs) -> Result<i32> {
     let opts = options(cli, &a.tuning, a.dry_run)?;
     // A dry run changes nothing (not even a lock needs writing); it plans from what is there.
-    let session = if a.dry_run { Session::None } else { Session::Exclusive("prune") };
+    let session = if a.dry_run { Session::Metadata } else { Session::Exclusive("prune") };
     let (repo, lock) = context::open_session(cli, out, session)?;
     if !a.dry_run && lock.is_none() {
         return Err(anyhow!("prune needs an exclusive lock"));

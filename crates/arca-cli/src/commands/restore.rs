@@ -156,6 +156,7 @@ pub fn dump(cli: &Cli, out: &Output, a: &DumpArgs) -> Result<i32> {
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) && node.size > 0 {
         bail!("standard output is a terminal: redirect the file's contents (arca dump … > FILE) or pipe them");
     }
+    crate::output::data_on_stdout();
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
     arca_fs::restore::dump(&repo, &node, &mut lock).with_context(|| format!("cannot dump {}", a.path))?;

@@ -20,7 +20,18 @@ pub fn run(cli: &Cli, out: &Output, a: &StatsArgs) -> Result<i32> {
     };
     let st = stats(&repo, &snaps, mode)?;
     if out.json {
-        out.json_doc(&st);
+        // Only the figures of the mode asked for: zeros of the other would look measured.
+        let v = match mode {
+            Mode::RestoreSize => serde_json::json!({
+                "mode": "restore-size", "snapshots": st.snapshots, "files": st.files, "dirs": st.dirs,
+                "total_size": st.total_size,
+            }),
+            Mode::RawData => serde_json::json!({
+                "mode": "raw-data", "snapshots": st.snapshots, "blobs": st.blobs, "raw_bytes": st.raw_bytes,
+                "stored_bytes": st.stored_bytes,
+            }),
+        };
+        out.json_doc(&v);
         return Ok(crate::exit::OK);
     }
     out.line(format!("snapshots: {}", st.snapshots));

@@ -327,3 +327,24 @@ pub fn fault_proxy(target: u16, plan: Vec<Fault>) -> (u16, std::sync::Arc<std::s
     });
     (port, count)
 }
+
+/// Whether a test can use a part of the machine it needs (sshd, SeaweedFS, FUSE, root). Under
+/// `scripts/test` (ARCA_REQUIRE_PARTS=1), where the parts are promised, a missing one fails the
+/// test loudly. In a plain `cargo test` on a laptop without it, the test says why it did not
+/// run and passes over its body (returns false).
+pub fn have(part: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var_os("ARCA_REQUIRE_PARTS").is_some() {
+        panic!("{part} is missing, and scripts/test promises it (it installs and starts what the tests need)");
+    }
+    eprintln!("NOT RUN: {part} is missing on this machine (scripts/test installs it)");
+    false
+}
+
+/// True if running as root (device nodes, owners, mounts).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -1,0 +1,66 @@
+//! Opening a repository for a session: one call that takes the lock the session needs and
+//! only then loads the index. The order is the rule that keeps a concurrent prune from
+//! deleting what the session is about to rely on (a prune must see the lock of anyone who may
+//! have read the index before its mark); every front-end gets it by calling this.
+
+use crate::lock::SessionLock;
+use crate::{RepoError, RepoResult, Repository};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a session does, and so which lock it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only metadata (snapshots, keys): no lock.
+    Metadata,
+    /// Reads data a prune could remove (restore, check, mount): a shared lock if one can be
+    /// written (a read-only key cannot; the session then goes on without one).
+    Read(&'static str),
+    /// Adds data (backup, copy): a shared lock, required.
+    Write(&'static str),
+    /// Rewrites or deletes (prune, repair index): an exclusive lock.
+    Exclusive(&'static str),
+}
+
+/// An open repository with its lock held and its index loaded.
+pub struct Session {
+    pub repo: Arc<Repository>,
+    pub lock: Option<SessionLock>,
+    /// Index objects that could not be read (their blobs are unreachable until `repair index`).
+    pub index_problems: Vec<RepoError>,
+    /// Why a read session has no lock, if it has none.
+    pub lock_warning: Option<RepoError>,
+}
+
+/// Take `access`'s lock on `repo`, waiting up to `retry` for another exclusive session to
+/// end, then load the index.
+pub fn open(repo: Repository, access: Access, retry: Duration) -> RepoResult<Session> {
+    let repo = Arc::new(repo);
+    let mut lock_warning = None;
+    let lock = match access {
+        Access::Metadata => None,
+        Access::Read(cmd) => match SessionLock::acquire(&repo, cmd, false) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                lock_warning = Some(e);
+                None
+            }
+        },
+        Access::Write(cmd) => Some(SessionLock::acquire(&repo, cmd, false)?),
+        Access::Exclusive(cmd) => Some(exclusive(&repo, cmd, retry)?),
+    };
+    let index_problems = repo.load_index()?;
+    Ok(Session { repo, lock, index_problems, lock_warning })
+}
+
+fn exclusive(repo: &Arc<Repository>, cmd: &'static str, retry: Duration) -> RepoResult<SessionLock> {
+    let deadline = Instant::now() + retry;
+    loop {
+        match SessionLock::acquire(repo, cmd, true) {
+            Err(RepoError::Refused(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())));
+            }
+            r => return r,
+        }
+    }
+}
