@@ -443,6 +443,14 @@ pub fn open_or_create_default(
     session: Session,
     sources: &[PathBuf],
 ) -> Result<(Arc<Repository>, Option<SessionLock>)> {
+    let opts = arca_repo::InitOptions { kdf: kdf_params(), ..Default::default() };
+    create_default(cli, out, sources, &opts)?;
+    open_session(cli, out, session)
+}
+
+/// Create the default repository (with a random key file, or the password given) if it does
+/// not exist yet; true if it was created. A no-op for any other repository.
+pub fn create_default(cli: &Cli, out: &Output, sources: &[PathBuf], opts: &arca_repo::InitOptions) -> Result<bool> {
     let loc = location(cli)?;
     if let Some(key) = &loc.default_key {
         let storage = storage(&loc)?;
@@ -458,8 +466,7 @@ pub fn open_or_create_default(
             };
             arca_backends::create_private_dir(&loc.path)
                 .with_context(|| format!("cannot create {}", loc.path.display()))?;
-            let opts = arca_repo::InitOptions { kdf: kdf_params(), ..Default::default() };
-            Repository::init(storage, password.as_bytes(), &opts)?;
+            Repository::init(storage, password.as_bytes(), opts)?;
             if from_password {
                 out.warn(format!(
                     "created the default repository at {}; it opens with the password you gave (no key file was written): keep that password, without it these backups cannot be read",
@@ -476,9 +483,10 @@ pub fn open_or_create_default(
                 "the default repository is on this machine{}: a failure of that disk loses the backups with the data; for a real backup, name a repository on another disk or host with -r (ssh://, sftp://, s3://)",
                 if same_disk { ", on the same disk as the data" } else { "" }
             ));
+            return Ok(true);
         }
     }
-    open_session(cli, out, session)
+    Ok(false)
 }
 
 /// True if `repo` (or its nearest existing ancestor) is on the same device as any of `sources`.

@@ -347,6 +347,10 @@ fn ctrl_c_cleans_up_and_prune_removes_what_a_kill_left() {
     assert!(!files.iter().any(|(p, _)| p.to_string_lossy().contains("/locks/")), "the lock was removed");
     assert!(!files.iter().any(|(p, _)| p.to_string_lossy().contains(".tmp-")), "no temporary file is left");
     assert!(snapshot_ids(&e).is_empty());
+    // What the interrupted backup stored was indexed on the way out: the next one reuses it.
+    let v = e.json(&["backup", src.to_str().unwrap()]);
+    let added = v["summary"]["bytes_added"].as_u64().unwrap();
+    assert!(added < 24 * (8 << 20), "the packs stored before Ctrl-C were reused: {added} bytes added");
     // A kill leaves a temporary file; prune removes it once it is older than the stale limit.
     let tmp = e.repo.join("data/ab/new.tmp-0123456789abcdef");
     std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
@@ -899,4 +903,20 @@ fn json_records_stay_out_of_data_on_stdout() {
     assert!(listed.contains("/f"), "{listed}");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("\"type\""), "no JSON inside the archive");
     assert!(String::from_utf8_lossy(&o.stderr).contains("\"type\":\"summary\""), "the summary went to stderr");
+}
+
+/// Row 9: `arca init` without -r makes the default repository as `arca backup` does (a key
+/// file), not by asking for a password.
+#[test]
+fn init_without_a_repository_makes_the_default_one_like_backup() {
+    let e = Env::new();
+    let o = run_default(&e, &["init"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(e.path("home/.config/arca/default.key").exists(), "{}", text(&o));
+    assert!(e.path("home/.local/share/arca/default/config").exists());
+    let o = run_default(&e, &["init"]);
+    assert!(!o.status.success() && text(&o).contains("already exists"), "{}", text(&o));
+    std::fs::create_dir_all(e.path("src")).unwrap();
+    let o = run_default(&e, &["backup", e.path("src").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
 }

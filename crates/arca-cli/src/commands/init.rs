@@ -9,9 +9,6 @@ use arca_repo::{InitOptions, Repository};
 
 pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
     let loc = context::location(cli)?;
-    if cli.repo.is_none() {
-        out.info(format!("no -r/ARCA_REPOSITORY given: creating the default repository at {}", loc.path.display()));
-    }
     let avg = a.chunk_size_kib.saturating_mul(1024);
     let opts = InitOptions {
         encryption: match a.encryption {
@@ -24,6 +21,14 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
         parity_percent: a.parity,
         kdf: context::kdf_params(),
     };
+    if cli.repo.is_none() {
+        // The default repository is made the way `arca backup` makes it on first use (a key
+        // file, unless a password is given): one behaviour, whichever command comes first.
+        if context::create_default(cli, out, &[], &opts)? {
+            return Ok(crate::exit::OK);
+        }
+        return Err(arca_repo::RepoError::AlreadyExists { location: loc.path.display().to_string() }.into());
+    }
     let password = context::password(cli, &loc, true)?;
     if let Some(o) = &loc.s3 {
         arca_backends::S3Storage::new(o)?.ensure_bucket()?;
