@@ -751,15 +751,7 @@ fn retry_lock_waits_for_another_exclusive_session() {
     std::fs::write(src.join("f"), random_bytes(100_000, 8)).unwrap();
     e.backup(&[src.to_str().unwrap()]);
     let holder = e.cmd(&["repair", "index"]).env("ARCA_FAILPOINT", "repair-index-written:1:stop").spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let st = std::fs::read_to_string(format!("/proc/{}/stat", holder.id())).unwrap_or_default();
-        if st.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('T')) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "repair index never stopped");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_stopped(holder.id(), "repair index");
     let o = e.run(&["prune", "--retry-lock", "1s"]);
     assert!(!o.status.success() && text(&o).contains("another exclusive session"), "{}", text(&o));
     let waiter = e.cmd(&["prune", "--retry-lock", "2m"]).stdout(std::process::Stdio::piped()).spawn().unwrap();

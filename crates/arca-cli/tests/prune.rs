@@ -218,12 +218,6 @@ fn a_prune_killed_at_any_step_leaves_a_consistent_repository() {
     println!("crash: prune killed at {n}/{n} named fail points, 0 inconsistent", n = points.len());
 }
 
-/// The state letter of a process (`T` when stopped), from /proc/PID/stat.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
 /// Issue 13's confirmed data loss: a backup stopped past the lock's stale time (a suspended
 /// laptop) while a prune deletes what it deduplicated against must not then save a snapshot
 /// with exit code 0 that `check` finds broken. It either refuses to commit, with an error
@@ -248,11 +242,7 @@ fn a_backup_suspended_past_its_lock_while_a_prune_runs_never_saves_a_broken_snap
         .spawn()
         .unwrap();
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while process_state(pid) != Some('T') {
-        assert!(Instant::now() < deadline, "the backup never reached its stop point");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_stopped(pid, "the backup");
     // Past the stale time, the stopped backup's lock no longer holds prune back.
     std::thread::sleep(Duration::from_secs(4));
     let stale = |args: &[&str]| {

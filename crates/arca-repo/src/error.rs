@@ -30,6 +30,8 @@ pub enum RepoError {
     WorkerPanicked { stage: &'static str, message: String },
     #[error("this session's lock was not refreshed for {secs} s (the machine was suspended or stalled, or the repository was unreachable) and a prune has since removed or marked {missing} packs it relied on; nothing was committed: run the command again")]
     SessionLapsed { secs: u64, missing: usize },
+    #[error("this session's lock was not refreshed for {secs} s (the machine was suspended or stalled, or the repository was unreachable); a prune may have removed data it relied on, so nothing was committed: run the command again")]
+    LockLate { secs: u64 },
     #[error("{what} was written by a newer arca (a type this version does not know); {action} needs that version or later (listing, forget, prune and check work with this one)")]
     NewerFormat { what: String, action: &'static str },
     #[error("interrupted; nothing was committed (what was already stored is reused by the next run)")]

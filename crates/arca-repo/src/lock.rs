@@ -178,7 +178,7 @@ impl SessionLock {
     pub fn check_alive(&self) -> RepoResult<()> {
         let age = self.inner.stored.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
         if age >= unsafe_after() {
-            return Err(RepoError::SessionLapsed { secs: age.as_secs(), missing: 0 });
+            return Err(RepoError::LockLate { secs: age.as_secs() });
         }
         Ok(())
     }

@@ -348,3 +348,16 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Wait (up to 2 minutes) until process `pid` is stopped: it reached a `…:stop` fail point.
+pub fn wait_until_stopped(pid: u32, what: &str) {
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.trim_start().chars().next()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while state() != Some('T') {
+        assert!(std::time::Instant::now() < deadline, "{what} never reached its stop point");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
