@@ -359,7 +359,7 @@ impl Archiver<'_> {
                         return Ok(None);
                     }
                 };
-                if md.is_dir() && self.opts.excludes.matches(&path, true) {
+                if md.is_dir() && self.opts.excludes.matches_dir_only(&path) {
                     return Ok(None);
                 }
                 let pnode = parent.and_then(|t| t.find(name.as_bytes()));

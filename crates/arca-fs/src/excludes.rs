@@ -63,7 +63,12 @@ impl Sets {
             full.as_ref().is_some_and(|g| g.is_match(path))
                 || matches!((path.file_name(), names), (Some(n), Some(g)) if g.is_match(n))
         };
-        hit(&self.full, &self.names) || (is_dir && hit(&self.full_dirs, &self.names_dirs))
+        hit(&self.full, &self.names) || (is_dir && self.hit_dirs(path))
+    }
+
+    fn hit_dirs(&self, path: &Path) -> bool {
+        self.full_dirs.as_ref().is_some_and(|g| g.is_match(path))
+            || matches!((path.file_name(), &self.names_dirs), (Some(n), Some(g)) if g.is_match(n))
     }
 }
 
@@ -131,6 +136,12 @@ impl Excludes {
     /// True if `path` (absolute; a directory if `is_dir`) is excluded by a pattern.
     pub fn matches(&self, path: &Path, is_dir: bool) -> bool {
         self.sets.iter().any(|s| s.matches(path, is_dir))
+    }
+
+    /// True if directory `path` is excluded by a directory-only pattern (`docs/`): for a walk
+    /// that already asked [`Excludes::matches`] with `is_dir` false before it knew the type.
+    pub fn matches_dir_only(&self, path: &Path) -> bool {
+        self.sets.iter().any(|s| s.hit_dirs(path))
     }
 
     /// True if directory `dir` must be skipped because of its contents.
