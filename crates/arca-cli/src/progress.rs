@@ -143,6 +143,14 @@ impl Progress {
         }
     }
 
+    /// Print an informational line without garbling the bar.
+    pub fn notice(&self, out: &Output, msg: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| out.info(msg)),
+            None => out.info(msg),
+        }
+    }
+
     fn maybe_json(&self) {
         if !self.json {
             return;
@@ -218,67 +226,61 @@ pub struct Reporter<'a> {
     pub list: u8,
 }
 
-impl arca_fs::BackupProgress for Reporter<'_> {
-    fn change(&self, path: &Path, change: arca_fs::backup::Change) {
-        use arca_fs::backup::Change;
-        let shown = match (self.list, change) {
-            (0, _) | (1, Change::Unchanged) => return,
-            _ => escape(path.as_os_str().as_bytes()),
-        };
-        if self.out.json {
-            self.out.json_line(&serde_json::json!({"type": "file", "change": change, "path": shown}));
-            return;
-        }
-        let word = match change {
-            Change::New => "new",
-            Change::Modified => "modified",
-            Change::Unchanged => "unchanged",
-        };
-        self.progress.print_line(self.out, format!("{word:<9} {shown}"));
-    }
-    fn file(&self, path: &Path, _size: u64) {
-        self.progress.message(escape(path.as_os_str().as_bytes()));
-    }
-    fn bytes(&self, n: u64) {
-        self.progress.add_bytes(n);
-    }
-    fn skipped(&self, size: u64) {
-        self.progress.add_file();
-        self.progress.add_bytes(size);
-    }
-    fn file_done(&self) {
-        self.progress.add_file();
-    }
-    fn warning(&self, path: &Path, message: &str) {
-        self.progress.println(self.out, format!("{}: {message}", escape(path.as_os_str().as_bytes())));
+impl<'a> Reporter<'a> {
+    /// A reporter that lists no files (prune, check, repairs).
+    pub fn new(out: &'a Output, phase: &'static str) -> Reporter<'a> {
+        Reporter { progress: Progress::new(out, phase), out, list: 0 }
     }
 }
 
-impl arca_fs::RestoreProgress for Reporter<'_> {
-    fn file(&self, path: &Path, _size: u64) {
-        self.progress.add_file();
-        self.progress.message(escape(path.as_os_str().as_bytes()));
-    }
-    fn bytes(&self, n: u64) {
-        self.progress.add_bytes(n);
-    }
-    fn problem(&self, path: &Path, message: &str) {
-        self.progress.println(self.out, format!("{}: {message}", escape(path.as_os_str().as_bytes())));
-    }
-    fn deleted(&self, path: &Path, entries: u64) {
-        let shown = escape(path.as_os_str().as_bytes());
-        if self.out.json {
-            let v = serde_json::json!({"type": "deleted", "path": shown, "entries": entries, "dry_run": self.list > 0});
-            self.out.json_line(&v);
-            return;
+impl arca_repo::Events for Reporter<'_> {
+    fn emit(&self, event: arca_repo::Event<'_>) {
+        use arca_repo::events::Change;
+        use arca_repo::Event;
+        let shown = |p: &Path| escape(p.as_os_str().as_bytes());
+        match event {
+            Event::Phase { name, done, total } => self.progress.message(format!("{name} {done}/{total}")),
+            Event::Change { path, change } => {
+                if self.list == 0 || (self.list == 1 && change == Change::Unchanged) {
+                    return;
+                }
+                if self.out.json {
+                    self.out.json_line(&serde_json::json!({"type": "file", "change": change, "path": shown(path)}));
+                    return;
+                }
+                let word = match change {
+                    Change::New => "new",
+                    Change::Modified => "modified",
+                    Change::Unchanged => "unchanged",
+                };
+                self.progress.print_line(self.out, format!("{word:<9} {}", shown(path)));
+            }
+            Event::File { path, .. } => self.progress.message(shown(path)),
+            Event::Bytes(n) => self.progress.add_bytes(n),
+            Event::Skipped(size) => {
+                self.progress.add_file();
+                self.progress.add_bytes(size);
+            }
+            Event::FileDone => self.progress.add_file(),
+            Event::Warning { path, message } => {
+                self.progress.println(self.out, format!("{}: {message}", shown(path)))
+            }
+            Event::Deleted { path, entries } => {
+                if self.out.json {
+                    let v = serde_json::json!({"type": "deleted", "path": shown(path), "entries": entries, "dry_run": self.list > 0});
+                    self.out.json_line(&v);
+                    return;
+                }
+                let word = if self.list > 0 { "would delete" } else { "deleted" };
+                let inside = if entries > 1 {
+                    format!(" ({} in all)", crate::text::count(entries, "entry", "entries"))
+                } else {
+                    String::new()
+                };
+                self.progress.print_line(self.out, format!("{word} {}{inside}", shown(path)));
+            }
+            Event::Notice(text) => self.progress.notice(self.out, text),
         }
-        let word = if self.list > 0 { "would delete" } else { "deleted" };
-        let inside = if entries > 1 {
-            format!(" ({} in all)", crate::text::count(entries, "entry", "entries"))
-        } else {
-            String::new()
-        };
-        self.progress.print_line(self.out, format!("{word} {shown}{inside}"));
     }
 }
 

@@ -16,6 +16,7 @@ use crate::{FsError, FsResult};
 use arca_chunker::Chunker;
 use arca_format::{encode, BlobKind, Id, Node, NodeKind, SnapshotSummary, SnapshotWarning, Tree, WarningKind};
 use arca_io::{AlignedBuf, DirectReader};
+use arca_repo::events::{Event, Events};
 use arca_repo::BlobWriter;
 use rayon::prelude::*;
 use serde_bytes::ByteBuf;
@@ -55,29 +56,7 @@ pub struct BackupOptions {
     pub cancel: arca_repo::Cancel,
 }
 
-/// How a file compares with the parent snapshot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Change {
-    /// Not in the parent snapshot.
-    New,
-    /// In the parent, but changed: read again.
-    Modified,
-    /// As in the parent: its content was reused without reading.
-    Unchanged,
-}
-
-/// Callbacks for progress display, called from the walker threads. All default to nothing.
-pub trait BackupProgress: Sync {
-    /// A file was classified against the parent (for `backup -v` listings).
-    fn change(&self, _path: &Path, _change: Change) {}
-    fn file(&self, _path: &Path, _size: u64) {}
-    fn bytes(&self, _n: u64) {}
-    /// An unchanged file of `size` bytes was not read.
-    fn skipped(&self, _size: u64) {}
-    fn file_done(&self) {}
-    fn warning(&self, _path: &Path, _message: &str) {}
-}
+pub use arca_repo::events::Change;
 
 /// The result of walking and storing the sources.
 pub struct BackupOutcome {
@@ -129,7 +108,7 @@ struct Archiver<'a> {
     writer: &'a BlobWriter,
     chunker: Chunker,
     opts: &'a BackupOptions,
-    progress: &'a dyn BackupProgress,
+    events: &'a dyn Events,
     names: Mutex<NameCache>,
     summary: Mutex<SnapshotSummary>,
     warnings: Mutex<Vec<SnapshotWarning>>,
@@ -142,14 +121,14 @@ pub fn backup(
     writer: &BlobWriter,
     parent: Option<Id>,
     opts: &BackupOptions,
-    progress: &dyn BackupProgress,
+    events: &dyn Events,
 ) -> FsResult<BackupOutcome> {
     let started = Instant::now();
     let a = Archiver {
         writer,
         chunker: writer.repository().chunker()?,
         opts,
-        progress,
+        events,
         names: Mutex::new(NameCache::default()),
         summary: Mutex::new(SnapshotSummary::default()),
         warnings: Mutex::new(vec![]),
@@ -191,7 +170,7 @@ pub fn backup_stream(
     writer: &BlobWriter,
     name: &str,
     reader: impl Read,
-    progress: &dyn BackupProgress,
+    events: &dyn Events,
     cancel: &arca_repo::Cancel,
 ) -> FsResult<BackupOutcome> {
     let started = Instant::now();
@@ -206,7 +185,7 @@ pub fn backup_stream(
     while let Some(chunk) = stream.next_chunk().map_err(|e| FsError::io(Path::new("<stdin>"), e))? {
         cancel.check()?;
         size += chunk.len() as u64;
-        progress.bytes(chunk.len() as u64);
+        events.emit(Event::Bytes(chunk.len() as u64));
         blobs.push(writer.add(BlobKind::Data, chunk)?.0);
     }
     let mut node = Node::new(clean, NodeKind::File);
@@ -261,7 +240,7 @@ impl Archiver<'_> {
 
     fn warn_kind(&self, path: &Path, message: impl Into<String>, kind: WarningKind) {
         let message = message.into();
-        self.progress.warning(path, &message);
+        self.events.emit(Event::Warning { path, message: &message });
         lock(&self.warnings).push(SnapshotWarning { path: path.display().to_string(), message, kind });
     }
 
@@ -277,7 +256,10 @@ impl Archiver<'_> {
         match self.writer.repository().read_tree(id) {
             Ok(t) => Some(t),
             Err(e) => {
-                tracing::warn!("parent tree {id} unreadable, reading files again: {e}");
+                // Not a problem with the new snapshot (its files are read in full), but worth
+                // seeing: the parent snapshot is damaged.
+                let note = format!("parent tree {} unreadable, reading its files again: {e}", id.short());
+                self.events.emit(Event::Notice(&note));
                 None
             }
         }
@@ -453,7 +435,7 @@ impl Archiver<'_> {
                     Change::Modified => s.files_changed += 1,
                     Change::Unchanged => s.files_unchanged += 1,
                 });
-                self.progress.change(path, change);
+                self.events.emit(Event::Change { path, change: change });
                 return Ok(true);
             }
         }
@@ -461,15 +443,15 @@ impl Archiver<'_> {
             node.content = p.content.clone();
             node.holes = p.holes.clone();
             self.count(|s| s.files_unchanged += 1);
-            self.progress.change(path, Change::Unchanged);
-            self.progress.skipped(p.size);
+            self.events.emit(Event::Change { path, change: Change::Unchanged });
+            self.events.emit(Event::Skipped(p.size));
             if md.nlink() > 1 {
                 let c = Content { blobs: p.content.clone(), holes: p.holes.clone(), size: p.size };
                 lock(&self.hardlinks).insert(link_key, c);
             }
             return Ok(true);
         }
-        self.progress.file(path, md.size());
+        self.events.emit(Event::File { path, size: md.size() });
         let content = match self.read_file(path, node) {
             Ok(c) => c,
             // The repository side failed (storage full, a verification fault): that ends the
@@ -498,8 +480,8 @@ impl Archiver<'_> {
             lock(&self.hardlinks).insert(link_key, content.clone());
         }
         set_content(node, content);
-        self.progress.change(path, if pnode.is_some() { Change::Modified } else { Change::New });
-        self.progress.file_done();
+        self.events.emit(Event::Change { path, change: if pnode.is_some() { Change::Modified } else { Change::New } });
+        self.events.emit(Event::FileDone);
         Ok(true)
     }
 
@@ -577,7 +559,7 @@ impl Archiver<'_> {
         let mut rest = data;
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(self.chunker.cut(rest));
-            self.progress.bytes(chunk.len() as u64);
+            self.events.emit(Event::Bytes(chunk.len() as u64));
             blobs.push(self.writer.add(BlobKind::Data, chunk)?.0);
             rest = tail;
         }
@@ -594,7 +576,7 @@ impl Archiver<'_> {
                 Ok(Some(_)) if self.opts.cancel.is_cancelled() => break Err(arca_repo::RepoError::Cancelled.into()),
                 Ok(Some(chunk)) => {
                     read += chunk.len() as u64;
-                    self.progress.bytes(chunk.len() as u64);
+                    self.events.emit(Event::Bytes(chunk.len() as u64));
                     match self.writer.add(BlobKind::Data, chunk) {
                         Ok((id, _)) => blobs.push(id),
                         Err(e) => break Err(FsError::from(e)),

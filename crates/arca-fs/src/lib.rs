@@ -10,9 +10,10 @@ pub mod meta;
 pub mod restore;
 pub mod sparse;
 
-pub use backup::{backup, BackupOptions, BackupOutcome, BackupProgress};
+pub use arca_repo::events::{Change, Event, Events};
+pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use excludes::Excludes;
-pub use restore::{restore, Overwrite, RestoreOptions, RestoreProgress, RestoreReport};
+pub use restore::{restore, Overwrite, RestoreOptions, RestoreReport};
 
 /// Errors that stop a backup or restore as a whole (per-file problems are warnings).
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ use crate::{FsError, FsResult};
 use arca_format::{BlobKind, Id, Node, NodeKind};
 use arca_io::{AlignedBuf, DirectWriter};
 use arca_repo::treewalk::Found;
+use arca_repo::events::{Event, Events};
 use arca_repo::Repository;
 use crossbeam_channel::bounded;
 use globset::GlobSet;
@@ -75,16 +76,6 @@ pub enum Overwrite {
     Never,
 }
 
-/// Callbacks for progress display; called from several threads.
-pub trait RestoreProgress: Sync {
-    fn file(&self, _path: &Path, _size: u64) {}
-    fn bytes(&self, _n: u64) {}
-    fn problem(&self, _path: &Path, _message: &str) {}
-    /// `--delete` removed (or, in a dry run, would remove) `path` and `entries` entries in all
-    /// (more than one for a directory).
-    fn deleted(&self, _path: &Path, _entries: u64) {}
-}
-
 /// What a restore did.
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
@@ -110,7 +101,7 @@ pub struct RestoreReport {
 struct Shared<'a> {
     repo: &'a Repository,
     opts: &'a RestoreOptions,
-    progress: &'a dyn RestoreProgress,
+    events: &'a dyn Events,
     report: Mutex<RestoreReport>,
     warned: Mutex<HashSet<MetaKind>>,
 }
@@ -121,7 +112,7 @@ impl Shared<'_> {
     }
 
     fn problem(&self, path: &Path, message: String) {
-        self.progress.problem(path, &message);
+        self.events.emit(Event::Warning { path, message: &message });
         self.report().errors.push((path.display().to_string(), message));
     }
 
@@ -143,12 +134,13 @@ impl Shared<'_> {
     /// Write, verify and finish one regular file. With `existing`, a file already at `target`
     /// whose contents match is kept and only its metadata set.
     fn file(&self, n: &Node, target: &Path, existing: bool) {
-        self.progress.file(target, n.size);
+        self.events.emit(Event::File { path: target, size: n.size });
+        self.events.emit(Event::FileDone);
         if existing {
             let same = File::open(target).ok().is_some_and(|f| self.verify(n, &f, target).is_ok());
             if same {
                 self.report().unchanged += 1;
-                self.progress.bytes(n.content_len());
+                self.events.emit(Event::Bytes(n.content_len()));
                 self.metadata(target, n);
                 return;
             }
@@ -219,7 +211,7 @@ impl Shared<'_> {
             let data = self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"))?;
             write(&data)?;
             self.report().bytes += data.len() as u64;
-            self.progress.bytes(data.len() as u64);
+            self.events.emit(Event::Bytes(data.len() as u64));
         }
         Ok(())
     }
@@ -295,12 +287,12 @@ pub fn restore(
     repo: &Repository,
     found: Found,
     opts: &RestoreOptions,
-    progress: &dyn RestoreProgress,
+    events: &dyn Events,
 ) -> FsResult<RestoreReport> {
     let shared = Shared {
         repo,
         opts,
-        progress,
+        events,
         report: Mutex::new(RestoreReport::default()),
         warned: Mutex::new(HashSet::new()),
     };
@@ -466,7 +458,7 @@ impl Walker<'_, '_> {
             match removed {
                 Ok(()) => {
                     self.shared.report().deleted += entries;
-                    self.shared.progress.deleted(&p, entries);
+                    self.shared.events.emit(Event::Deleted { path: &p, entries });
                 }
                 Err(err) => self.shared.problem(&p, format!("cannot delete: {err}")),
             }

@@ -1,6 +1,7 @@
 //! Restore from crafted repositories: names that climb out of the target, and symlinks in the
 //! target that would lead outside, must never write outside the target directory.
 
+use arca_repo::events::Quiet;
 use arca_format::{encode, BlobKind, KdfParams, Node, NodeKind, Tree};
 use arca_fs::{restore, Overwrite, RestoreOptions};
 use arca_repo::treewalk::Found;
@@ -38,8 +39,6 @@ fn opts(target: &std::path::Path) -> RestoreOptions {
     }
 }
 
-struct Quiet;
-impl arca_fs::RestoreProgress for Quiet {}
 
 #[test]
 fn crafted_names_are_refused() {

@@ -5,6 +5,7 @@
 //! must restore exactly; a key-slot change must leave a slot that opens. The SIGKILL tests of
 //! the process layer stay in `crates/arca-cli/tests/crash.rs`.
 
+use arca_repo::events::Quiet;
 use arca_format::{ChunkerParams, Id, KdfParams, Snapshot, SnapshotKind};
 use arca_fs::{BackupOptions, Excludes, Overwrite, RestoreOptions};
 use arca_repo::lock::SessionLock;
@@ -18,9 +19,6 @@ use std::sync::Arc;
 
 const PW: &[u8] = b"boundary password";
 
-struct Quiet;
-impl arca_fs::BackupProgress for Quiet {}
-impl arca_fs::RestoreProgress for Quiet {}
 
 fn opts() -> InitOptions {
     InitOptions {
@@ -127,7 +125,7 @@ fn backup(storage: Arc<dyn Storage>, src: &Path) -> arca_repo::RepoResult<Id> {
 /// tree held.
 fn verify(s: Arc<dyn Storage>, expected: &BTreeMap<Id, BTreeMap<PathBuf, Vec<u8>>>, src: &Path, what: &str) {
     let repo = open(s).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
-    let r = arca_repo::check::check(&repo, arca_repo::check::ReadData::All, &|_, _, _| {}).unwrap();
+    let r = arca_repo::check::check(&repo, arca_repo::check::ReadData::All, &arca_repo::events::Quiet).unwrap();
     assert!(r.errors.is_empty(), "{what}: check found {:?}", r.errors);
     let (snaps, errors) = arca_repo::snapshots::list_all(&repo).unwrap();
     assert!(errors.is_empty(), "{what}: {errors:?}");
@@ -223,7 +221,7 @@ fn every_write_of_backup_prune_copy_repair_and_passwd_leaves_a_consistent_reposi
             max_unused: arca_repo::prune::MaxUnused::Percent(0.0),
             ..Default::default()
         };
-        arca_repo::prune::prune(&repo, Some(&lock), &po, &|_, _, _| {}).map(drop).map_err(|e| e.to_string())
+        arca_repo::prune::prune(&repo, Some(&lock), &po, &arca_repo::events::Quiet).map(drop).map_err(|e| e.to_string())
     };
     boundaries += enumerate("forget + prune", &*base, &forget_prune, &|s, what| verify(s, &expected, &src, what));
 
@@ -232,7 +230,7 @@ fn every_write_of_backup_prune_copy_repair_and_passwd_leaves_a_consistent_reposi
         let repo = Arc::new(Repository::open(s, PW).map_err(|e| e.to_string())?);
         let lock = SessionLock::acquire(&repo, "repair index", true).map_err(|e| e.to_string())?;
         repo.load_index().map_err(|e| e.to_string())?;
-        arca_repo::repair::repair_index(&repo, &lock, &mut |_, _| {}).map(drop).map_err(|e| e.to_string())
+        arca_repo::repair::repair_index(&repo, &lock, &arca_repo::events::Quiet).map(drop).map_err(|e| e.to_string())
     };
     boundaries += enumerate("repair index", &*base, &repair, &|s, what| verify(s, &expected, &src, what));
 

@@ -3,6 +3,7 @@
 //! reported as the packs, snapshots and paths it affects.
 
 use crate::snapshots::{list_all, SnapshotEntry};
+use crate::events::Events;
 use crate::treewalk::{walk, Visit};
 use crate::{blob, pack, RepoError, RepoResult, Repository};
 use arca_format::{Id, NodeKind};
@@ -68,10 +69,9 @@ impl CheckReport {
 }
 
 /// Progress callbacks: (phase, done, total).
-pub type CheckProgress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
 
 /// Run a check.
-pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> RepoResult<CheckReport> {
+pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResult<CheckReport> {
     let mut r = CheckReport::default();
     for e in repo.load_index()? {
         r.error(object_of(&e), e.to_string());
@@ -121,7 +121,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut seen_trees: HashSet<Id> = HashSet::new();
     for (i, s) in snaps.iter().enumerate() {
-        progress("snapshots", i as u64, snaps.len() as u64);
+        events.phase("snapshots", i as u64, snaps.len() as u64);
         r.snapshots_checked += 1;
         check_tree(repo, &s.snapshot.tree, &swept, &mut seen_trees, &mut bad_blobs, &mut r)?;
     }
@@ -173,7 +173,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
                             }
                             bad.extend(b);
                             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                            progress("packs", n, total);
+                            events.phase("packs", n, total);
                         }
                         Ok((part, damaged, bad))
                     })
@@ -184,7 +184,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: CheckProgress) -> Repo
                 .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::Invalid("a check thread panicked".into()))))
                 .collect()
         });
-        progress("packs", done.into_inner(), total);
+        events.phase("packs", done.into_inner(), total);
         for part in parts {
             let (part, damaged, bad) = part?;
             r.errors.extend(part.errors);

@@ -9,6 +9,7 @@ pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod error;
+pub mod events;
 pub mod failpoint;
 pub mod index;
 pub mod index_cache;
@@ -29,5 +30,6 @@ pub mod writer;
 
 pub use cancel::Cancel;
 pub use error::{RepoError, RepoResult};
+pub use events::{Event, Events};
 pub use repository::{InitOptions, Repository};
 pub use writer::{BlobWriter, WriteStats};

@@ -122,7 +122,7 @@ pub struct RepairPacksReport {
 pub fn repair_packs(
     repo: &Repository,
     only: &[Id],
-    progress: &mut dyn FnMut(usize, usize),
+    events: &dyn crate::events::Events,
 ) -> RepoResult<RepairPacksReport> {
     let mut report = RepairPacksReport::default();
     let stored: std::collections::HashMap<String, u64> = repo.storage().list(ObjectKind::Pack)?.into_iter().collect();
@@ -134,7 +134,7 @@ pub fn repair_packs(
         packs.retain(|p| only.contains(p));
     }
     for (i, id) in packs.iter().enumerate() {
-        progress(i, packs.len());
+        events.phase("reading packs", i as u64, packs.len() as u64);
         report.packs_checked += 1;
         let name = id.to_hex();
         let bytes = match repo.storage().get(ObjectKind::Pack, &name) {

@@ -14,6 +14,7 @@
 //! a repository that checks clean, and the next prune finishes the work.
 
 use crate::lock::{self, SessionLock};
+use crate::events::Events;
 use crate::writer::{BlobWriter, WriterOptions};
 use crate::{failpoint, pack, RepoError, RepoResult, Repository};
 use arca_format::{BlobKind, Id, IndexFile, IndexPack, MarkFile, NodeKind};
@@ -119,14 +120,13 @@ pub struct PruneReport {
 }
 
 /// Progress callback: (phase, done, total).
-pub type PruneProgress<'a> = &'a dyn Fn(&str, u64, u64);
 
 /// Run a prune. The caller holds `session`, an exclusive lock (a dry run needs none).
 pub fn prune(
     repo: &Arc<Repository>,
     session: Option<&SessionLock>,
     opts: &PruneOptions,
-    progress: PruneProgress,
+    events: &dyn Events,
 ) -> RepoResult<PruneReport> {
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
     report.before = stored_size(repo)?;
@@ -143,9 +143,9 @@ pub fn prune(
         // writer's lock would have gone stale too, so none is still being written.
         report.temporaries_removed = repo.storage().remove_abandoned(lock::stale_after())?;
         report.marks_completed = complete_marks(repo, session)?;
-        report.swept = sweep(repo, session, opts, progress, &mut walk)?;
+        report.swept = sweep(repo, session, opts, events, &mut walk)?;
     }
-    let used = referenced_blobs(repo, progress, &mut walk)?;
+    let used = referenced_blobs(repo, events, &mut walk)?;
     let plan = plan(repo, used, opts)?;
     report.plan = plan.summary.clone();
     if opts.dry_run {
@@ -156,8 +156,8 @@ pub fn prune(
         return Ok(report);
     }
     let Some(session) = session else { return Ok(report) };
-    mark(repo, session, &plan, used, opts, progress)?;
-    let again = sweep(repo, session, opts, progress, &mut walk)?;
+    mark(repo, session, &plan, used, opts, events)?;
+    let again = sweep(repo, session, opts, events, &mut walk)?;
     merge_sweeps(&mut report.swept, again);
     repo.load_index()?;
     report.after = stored_size(repo)?;
@@ -283,7 +283,7 @@ struct Walk {
 /// prune: what it references cannot be known, so nothing may be deleted.
 fn referenced_blobs<'a>(
     repo: &Repository,
-    progress: PruneProgress,
+    events: &dyn Events,
     walk: &'a mut Option<Walk>,
 ) -> RepoResult<&'a HashSet<Id>> {
     let (snaps, errors) = crate::snapshots::list_all(repo)?;
@@ -298,7 +298,7 @@ fn referenced_blobs<'a>(
     let mut ids: Vec<Id> = snaps.iter().map(|s| s.id).collect();
     ids.sort();
     if walk.as_ref().is_none_or(|w| w.snapshots != ids) {
-        *walk = Some(Walk { used: walk_trees(repo, &snaps, progress)?, snapshots: ids });
+        *walk = Some(Walk { used: walk_trees(repo, &snaps, events)?, snapshots: ids });
     }
     match walk {
         Some(w) => Ok(&w.used),
@@ -310,12 +310,12 @@ fn referenced_blobs<'a>(
 fn walk_trees(
     repo: &Repository,
     snaps: &[crate::snapshots::SnapshotEntry],
-    progress: PruneProgress,
+    events: &dyn Events,
 ) -> RepoResult<HashSet<Id>> {
     let mut used = HashSet::new();
     let mut stack = vec![];
     for (i, s) in snaps.iter().enumerate() {
-        progress("reading trees", i as u64, snaps.len() as u64);
+        events.phase("reading trees", i as u64, snaps.len() as u64);
         stack.push((s.snapshot.tree, s.id));
         while let Some((tree, snap)) = stack.pop() {
             if !used.insert(tree) {
@@ -336,7 +336,7 @@ fn walk_trees(
             }
         }
     }
-    progress("reading trees", snaps.len() as u64, snaps.len() as u64);
+    events.phase("reading trees", snaps.len() as u64, snaps.len() as u64);
     Ok(used)
 }
 
@@ -435,13 +435,13 @@ fn mark(
     plan: &MarkPlan,
     used: &HashSet<Id>,
     opts: &PruneOptions,
-    progress: PruneProgress,
+    events: &dyn Events,
 ) -> RepoResult<()> {
     if plan.drop.is_empty() && plan.repack.is_empty() && plan.orphans.is_empty() {
         return Ok(());
     }
     if !plan.repack.is_empty() {
-        repack(repo, session, plan, used, opts, progress)?;
+        repack(repo, session, plan, used, opts, events)?;
         failpoint::hit("prune-after-repack");
     }
     let marked: HashSet<Id> = plan.drop.iter().chain(&plan.repack).map(|p| p.0).collect();
@@ -506,7 +506,7 @@ fn repack(
     plan: &MarkPlan,
     used: &HashSet<Id>,
     opts: &PruneOptions,
-    progress: PruneProgress,
+    events: &dyn Events,
 ) -> RepoResult<()> {
     let chosen: HashSet<Id> = plan.repack.iter().map(|p| p.0).collect();
     let mut blobs: Vec<(Id, crate::index::BlobLocation)> = {
@@ -520,12 +520,12 @@ fn repack(
         BlobWriter::new(repo.clone(), session, WriterOptions { threads: opts.threads.max(1), ..Default::default() });
     let total = blobs.len() as u64;
     for (i, (id, loc)) in blobs.iter().enumerate() {
-        progress("repacking", i as u64, total);
+        events.phase("repacking", i as u64, total);
         let data = repo.read_blob(loc.kind, id)?;
         writer.add(if loc.kind == BlobKind::Tree { BlobKind::Tree } else { BlobKind::Data }, &data)?;
     }
     writer.finish()?;
-    progress("repacking", total, total);
+    events.phase("repacking", total, total);
     Ok(())
 }
 
@@ -534,7 +534,7 @@ fn sweep(
     repo: &Repository,
     session: &SessionLock,
     opts: &PruneOptions,
-    progress: PruneProgress,
+    events: &dyn Events,
     walk: &mut Option<Walk>,
 ) -> RepoResult<Sweep> {
     let mut out = Sweep::default();
@@ -583,7 +583,7 @@ fn sweep(
         return Ok(out);
     }
     // Sessions listed in the marks have ended, so every snapshot they wrote exists now.
-    let used = referenced_blobs(repo, progress, walk)?;
+    let used = referenced_blobs(repo, events, walk)?;
     let mut objects = index_objects(repo)?;
     let index = repo.index();
     let live_packs: HashSet<Id> = index.packs().into_iter().map(|p| p.0).filter(|p| !index.is_retired(p)).collect();
@@ -609,7 +609,7 @@ fn sweep(
     failpoint::hit("prune-sweep-start");
     let stored: HashMap<String, u64> = repo.storage().list(ObjectKind::Pack)?.into_iter().collect();
     for (i, (id, size)) in delete.iter().enumerate() {
-        progress("deleting packs", i as u64, delete.len() as u64);
+        events.phase("deleting packs", i as u64, delete.len() as u64);
         let name = id.to_hex();
         if stored.contains_key(&name) {
             repo.storage().delete(ObjectKind::Pack, &name)?;
@@ -712,7 +712,7 @@ mod tests {
     fn run(repo: &Arc<Repository>, max_unused: f64) -> PruneReport {
         let lock = SessionLock::acquire(repo, "prune", true).unwrap();
         let opts = PruneOptions { max_unused: MaxUnused::Percent(max_unused), ..Default::default() };
-        prune(repo, Some(&lock), &opts, &|_, _, _| {}).unwrap()
+        prune(repo, Some(&lock), &opts, &crate::events::Quiet).unwrap()
     }
 
     #[test]
@@ -728,7 +728,7 @@ mod tests {
                 &r,
                 Some(&lock),
                 &PruneOptions { dry_run: true, max_unused: MaxUnused::Percent(0.0), ..Default::default() },
-                &|_, _, _| {},
+                &crate::events::Quiet,
             )
             .unwrap()
         };
@@ -741,7 +741,7 @@ mod tests {
         let r = reopen(&s);
         restores(&r, &keep, &[1, 2, 3, 4]);
         assert!(s.list(ObjectKind::Mark).unwrap().is_empty(), "swept in the same run");
-        let c = crate::check::check(&r, crate::check::ReadData::All, &|_, _, _| {}).unwrap();
+        let c = crate::check::check(&r, crate::check::ReadData::All, &crate::events::Quiet).unwrap();
         assert!(c.ok(), "{:?}", c.errors);
         // A second prune finds nothing to do.
         let again = run(&r, 0.0);
@@ -780,7 +780,7 @@ mod tests {
         let r = reopen(&s);
         restores(&r, &new, &[1, 3]);
         restores(&r, &fresh_snap, &[2]);
-        let c = crate::check::check(&r, crate::check::ReadData::All, &|_, _, _| {}).unwrap();
+        let c = crate::check::check(&r, crate::check::ReadData::All, &crate::events::Quiet).unwrap();
         assert!(c.ok(), "{:?}", c.errors);
     }
 

@@ -26,7 +26,7 @@ pub struct RepairIndexReport {
 pub fn repair_index(
     repo: &Repository,
     exclusive: &crate::lock::SessionLock,
-    progress: &mut dyn FnMut(usize, usize),
+    events: &dyn crate::events::Events,
 ) -> RepoResult<RepairIndexReport> {
     if !exclusive.is_exclusive() {
         return Err(RepoError::Refused("repair index needs an exclusive session".into()));
@@ -36,7 +36,7 @@ pub fn repair_index(
     let packs = repo.storage().list(ObjectKind::Pack)?;
     let mut entries = vec![];
     for (i, (name, size)) in packs.iter().enumerate() {
-        progress(i, packs.len());
+        events.phase("reading packs", i as u64, packs.len() as u64);
         let Some(id) = Id::from_hex(name) else {
             report.unreadable_packs.push(format!("{name}: name is not a pack id"));
             continue;
@@ -120,7 +120,7 @@ pub fn repair_snapshots(
     lock: &crate::lock::SessionLock,
     dry_run: bool,
     forget: bool,
-    progress: &mut dyn FnMut(usize, usize),
+    events: &dyn crate::events::Events,
 ) -> RepoResult<RepairSnapshotsReport> {
     let (snaps, errors) = crate::snapshots::list_all(repo)?;
     if let Some(e) = errors.into_iter().next() {
@@ -137,7 +137,7 @@ pub fn repair_snapshots(
     let mut report = RepairSnapshotsReport::default();
     let mut to_save = vec![];
     for (i, s) in snaps.iter().enumerate() {
-        progress(i, snaps.len());
+        events.phase("snapshots", i as u64, snaps.len() as u64);
         report.snapshots_checked += 1;
         let Some((tree, lost)) = fixer.tree(&s.snapshot.tree)? else { continue };
         to_save.push((s, tree, lost));

@@ -3,7 +3,7 @@
 use crate::cli::{CheckArgs, Cli};
 use crate::context;
 use crate::output::Output;
-use crate::progress::Progress;
+use crate::progress::Reporter;
 use crate::text::size;
 use anyhow::{bail, Result};
 use arca_repo::check::{check, ReadData};
@@ -37,14 +37,12 @@ fn read_mode(a: &CheckArgs) -> Result<ReadData> {
 pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
     let read = read_mode(a)?;
     let (repo, lock) = context::open_session(cli, out, context::Session::Read("check"))?;
-    let progress = Progress::new(out, "check");
-    let mut r = check(&repo, read, &|phase, done, total| {
-        progress.message(format!("{phase} {done}/{total}"));
-    })?;
+    let progress = Reporter::new(out, "check");
+    let mut r = check(&repo, read, &progress)?;
     if let Some(own) = lock.as_ref().map(|l| format!("lock {}", l.session())) {
         r.notes.retain(|n| n.object != own);
     }
-    progress.finish();
+    progress.progress.finish();
     if out.json {
         out.json_line(&serde_json::json!({"type": "summary", "ok": r.ok(), "report": r}));
     } else {

@@ -3,7 +3,7 @@
 use crate::cli::{Cli, PruneArgs, PruneTuning};
 use crate::context::{self, Session};
 use crate::output::Output;
-use crate::progress::Progress;
+use crate::progress::Reporter;
 use crate::text::{parse_duration, parse_size, size};
 use anyhow::{anyhow, Result};
 use arca_repo::lock::SessionLock;
@@ -50,9 +50,9 @@ pub fn execute(
     lock: Option<&SessionLock>,
     opts: &PruneOptions,
 ) -> Result<PruneReport> {
-    let p = Progress::new(out, "prune");
-    let report = prune(repo, lock, opts, &|phase, done, total| p.message(format!("{phase} {done}/{total}")))?;
-    p.finish();
+    let p = Reporter::new(out, "prune");
+    let report = prune(repo, lock, opts, &p)?;
+    p.progress.finish();
     if out.json {
         out.json_line(&serde_json::json!({"type": "summary", "prune": report}));
         return Ok(report);

@@ -3,7 +3,7 @@
 use crate::cli::{Cli, RepairCommand};
 use crate::context;
 use crate::output::Output;
-use crate::progress::Progress;
+use crate::progress::Reporter;
 use anyhow::Result;
 
 pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
@@ -21,11 +21,9 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
                 .iter()
                 .map(|p| arca_format::Id::from_hex(p).ok_or_else(|| anyhow::anyhow!("{p:?} is not a full pack id")))
                 .collect::<Result<Vec<_>>>()?;
-            let p = Progress::new(out, "repair-packs");
-            let report = arca_repo::parity::repair_packs(&repo, &only, &mut |done, total| {
-                p.message(format!("pack {done}/{total}"))
-            })?;
-            p.finish();
+            let p = Reporter::new(out, "repair-packs");
+            let report = arca_repo::parity::repair_packs(&repo, &only, &p)?;
+            p.progress.finish();
             if out.json {
                 out.json_line(&serde_json::json!({"type": "summary", "report": report}));
             } else {
@@ -50,11 +48,9 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
             }
         }
         RepairCommand::Snapshots(a) => {
-            let p = Progress::new(out, "repair-snapshots");
-            let report = arca_repo::repair::repair_snapshots(&repo, &lock, a.dry_run, a.forget, &mut |done, total| {
-                p.message(format!("snapshot {done}/{total}"))
-            })?;
-            p.finish();
+            let p = Reporter::new(out, "repair-snapshots");
+            let report = arca_repo::repair::repair_snapshots(&repo, &lock, a.dry_run, a.forget, &p)?;
+            p.progress.finish();
             if out.json {
                 out.json_line(&serde_json::json!({"type": "summary", "dry_run": a.dry_run, "report": report}));
             } else {
@@ -82,11 +78,9 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
             }
         }
         RepairCommand::Index => {
-            let p = Progress::new(out, "repair-index");
-            let report = arca_repo::repair::repair_index(&repo, &lock, &mut |done, total| {
-                p.message(format!("pack {done}/{total}"))
-            })?;
-            p.finish();
+            let p = Reporter::new(out, "repair-index");
+            let report = arca_repo::repair::repair_index(&repo, &lock, &p)?;
+            p.progress.finish();
             if out.json {
                 out.json_line(&serde_json::json!({"type": "summary", "report": report}));
             } else {
