@@ -26,6 +26,7 @@ pub mod session;
 pub mod snapshots;
 pub mod stats;
 pub mod treewalk;
+pub mod units;
 pub mod writer;
 
 pub use cancel::Cancel;

@@ -19,7 +19,7 @@ use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
 use std::path::{Path, PathBuf};
 
 pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
-    let compression = parse_compression(&a.compression)?;
+    let compression: Compression = a.compression.parse().map_err(|e| anyhow::anyhow!("--compression {e}"))?;
     let time = match &a.time {
         Some(t) => parse_time_arg(t)?,
         None => Local::now().fixed_offset(),
@@ -278,17 +278,6 @@ fn source_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
     out.sort();
     out.dedup();
     Ok(out)
-}
-
-fn parse_compression(s: &str) -> Result<Compression> {
-    Ok(match s {
-        "auto" => Compression::Auto,
-        "off" | "0" => Compression::Off,
-        n => match n.parse::<i32>() {
-            Ok(l) if (1..=22).contains(&l) => Compression::Level(l),
-            _ => bail!("--compression {s:?}: use auto, off, or a level from 1 to 22"),
-        },
-    })
 }
 
 /// RFC 3339, or a local "YYYY-MM-DD[ HH:MM[:SS[.fraction]]]".

@@ -13,25 +13,7 @@ fn read_mode(a: &CheckArgs) -> Result<ReadData> {
         return Ok(ReadData::All);
     }
     let Some(s) = &a.read_data_subset else { return Ok(ReadData::None) };
-    if let Some(p) = s.strip_suffix('%') {
-        match p.trim().parse::<f64>() {
-            Ok(v) if v > 0.0 && v <= 100.0 => return Ok(ReadData::Percent(v)),
-            _ => bail!("--read-data-subset {s:?}: a percentage must be above 0 and at most 100"),
-        }
-    }
-    if let Some((n, m)) = s.split_once('/') {
-        if let (Ok(n), Ok(m)) = (n.trim().parse::<u32>(), m.trim().parse::<u32>()) {
-            if m >= 1 && (1..=m).contains(&n) {
-                return Ok(ReadData::Subset { n, m });
-            }
-        }
-    }
-    if let Ok(n) = crate::text::parse_size(s) {
-        if n > 0 {
-            return Ok(ReadData::Bytes(n));
-        }
-    }
-    bail!("--read-data-subset {s:?}: use N/M (e.g. 2/5, group 2 of 5), P% (e.g. 10%) or a size (e.g. 1G, 500M)")
+    s.parse().map_err(|e| anyhow::anyhow!("--read-data-subset {e}"))
 }
 
 pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {

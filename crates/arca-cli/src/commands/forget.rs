@@ -33,7 +33,7 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
         weekly: a.keep_weekly,
         monthly: a.keep_monthly,
         yearly: a.keep_yearly,
-        within: a.keep_within.as_deref().map(Span::parse).transpose().map_err(anyhow::Error::msg)?,
+        within: a.keep_within.as_deref().map(str::parse::<Span>).transpose().map_err(|e| anyhow::anyhow!("--keep-within {e}"))?,
         tags: a.keep_tags.clone(),
     };
     let prune_opts = if a.prune { Some(super::prune::options(cli, &a.tuning, a.dry_run)?) } else { None };

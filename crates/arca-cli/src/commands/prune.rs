@@ -25,18 +25,7 @@ pub fn run(cli: &Cli, out: &Output, a: &PruneArgs) -> Result<i32> {
 
 /// The engine's options from the command line.
 pub fn options(cli: &Cli, t: &PruneTuning, dry_run: bool) -> Result<PruneOptions> {
-    let max_unused = match t.max_unused.trim() {
-        "unlimited" => MaxUnused::Percent(100.0),
-        s if s.ends_with('%') => {
-            let p: f64 =
-                s[..s.len() - 1].trim().parse().map_err(|_| anyhow!("--max-unused {s:?}: not a percentage"))?;
-            if !(0.0..=100.0).contains(&p) {
-                return Err(anyhow!("--max-unused {s:?}: give 0% to 100%"));
-            }
-            MaxUnused::Percent(p)
-        }
-        s => MaxUnused::Bytes(parse_size(s).map_err(|e| anyhow!("--max-unused: {e}"))?),
-    };
+    let max_unused: MaxUnused = t.max_unused.parse().map_err(|e| anyhow!("--max-unused {e}"))?;
     let max_repack = t.max_repack.as_deref().map(parse_size).transpose().map_err(|e| anyhow!("--max-repack: {e}"))?;
     let grace = parse_duration(&t.grace).map_err(|e| anyhow!("--grace: {e}"))?;
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
