@@ -1,6 +1,7 @@
 //! Exit codes, documented in `arca --help` and the README.
 
 use arca_fs::FsError;
+use arca_ops::OpsError;
 use arca_repo::RepoError;
 
 /// Success.
@@ -30,19 +31,26 @@ pub const HELP: &str = "Exit codes:
       committed, its lock was removed, and the next run reuses what was already stored
       (other commands end at once on a signal; what they wrote before stays consistent)";
 
+/// The engine error behind `e`, wherever it sits in the chain (directly, or inside a
+/// filesystem or use-case error).
+pub fn repo_error(e: &anyhow::Error) -> Option<&RepoError> {
+    e.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<RepoError>()
+            .or_else(|| match cause.downcast_ref::<FsError>() {
+                Some(FsError::Repo(r)) => Some(r),
+                _ => None,
+            })
+            .or_else(|| cause.downcast_ref::<OpsError>().and_then(OpsError::repo_error))
+    })
+}
+
 /// The exit code for an error.
 pub fn code_for(e: &anyhow::Error) -> i32 {
-    for cause in e.chain() {
-        let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<FsError>() {
-            Some(FsError::Repo(r)) => Some(r),
-            _ => None,
-        });
-        match repo {
-            Some(RepoError::NoRepository { .. }) => return NO_REPOSITORY,
-            Some(RepoError::WrongPassword { .. }) => return WRONG_PASSWORD,
-            Some(RepoError::Cancelled) => return INTERRUPTED,
-            _ => {}
-        }
+    match repo_error(e) {
+        Some(RepoError::NoRepository { .. }) => NO_REPOSITORY,
+        Some(RepoError::WrongPassword { .. }) => WRONG_PASSWORD,
+        Some(RepoError::Cancelled) => INTERRUPTED,
+        _ => ERROR,
     }
-    ERROR
 }

@@ -78,12 +78,22 @@ impl Output {
                 msg.push_str(c);
             }
         }
+        let repo = crate::exit::repo_error(e);
+        let remedy = repo.and_then(arca_repo::RepoError::remedy);
         if self.json {
-            self.json_line(
-                &serde_json::json!({"type": "error", "message": msg, "exit_code": crate::exit::code_for(e)}),
-            );
+            // `kind` and `remedy` let a script (or a web UI) act without parsing the message.
+            self.json_line(&serde_json::json!({
+                "type": "error", "message": msg, "exit_code": crate::exit::code_for(e),
+                "kind": repo.map(arca_repo::RepoError::kind), "remedy": remedy,
+                "remedy_command": remedy.and_then(arca_repo::error::Remedy::command),
+            }));
         } else {
             self.problem(format!("error: {msg}"));
+            if let Some(cmd) = remedy.and_then(arca_repo::error::Remedy::command) {
+                if !msg.contains(cmd) {
+                    self.problem(format!("hint: `{cmd}` may help"));
+                }
+            }
         }
     }
 }

@@ -262,9 +262,7 @@ impl arca_repo::Events for Reporter<'_> {
                 self.progress.add_bytes(size);
             }
             Event::FileDone => self.progress.add_file(),
-            Event::Warning { path, message } => {
-                self.progress.println(self.out, format!("{}: {message}", shown(path)))
-            }
+            Event::Warning { path, message } => self.progress.println(self.out, format!("{}: {message}", shown(path))),
             Event::Deleted { path, entries } => {
                 if self.out.json {
                     let v = serde_json::json!({"type": "deleted", "path": shown(path), "entries": entries, "dry_run": self.list > 0});
@@ -280,6 +278,7 @@ impl arca_repo::Events for Reporter<'_> {
                 self.progress.print_line(self.out, format!("{word} {}{inside}", shown(path)));
             }
             Event::Notice(text) => self.progress.notice(self.out, text),
+            Event::Caution(text) => self.progress.println(self.out, text.to_string()),
         }
     }
 }

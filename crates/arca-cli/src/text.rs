@@ -1,5 +1,7 @@
 //! Turning stored bytes and sizes into safe, readable text.
 
+pub use arca_repo::units::{parse_duration, parse_size};
+
 /// Show raw name bytes safely on a terminal: printable UTF-8 stays, control characters and
 /// invalid bytes become escapes (`\n`, `\x1b`, `\xff`), so a hostile name cannot move the cursor
 /// or hide itself.
@@ -71,5 +73,3 @@ mod tests {
         assert_eq!(size(3 << 30), "3.0 GiB");
     }
 }
-
-pub use arca_repo::units::{parse_duration, parse_size};

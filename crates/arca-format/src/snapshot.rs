@@ -97,6 +97,10 @@ pub struct Snapshot {
     /// still select it, so an id a user wrote down keeps working.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_ids: Vec<Id>,
+    /// What the source recorded about itself (e.g. the command whose output this is), as
+    /// name → value text; empty for file backups.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub source: std::collections::BTreeMap<String, String>,
 }
 
 #[cfg(test)]
@@ -127,7 +131,7 @@ mod tests {
             let s = Snapshot { time: "2026-01-01T00:00:00Z".into(), hostname: host, username: "u".into(), paths, tags,
                 parent: Some(Id([1; 32])), tree: Id([2; 32]), kind: SnapshotKind::Files,
                 summary: SnapshotSummary { files_new: n, ..Default::default() },
-                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into(), original: Some(Id([3; 32])), previous_ids: vec![Id([4; 32])] };
+                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into(), original: Some(Id([3; 32])), previous_ids: vec![Id([4; 32])], source: [("command".to_string(), "pg_dump db".to_string())].into() };
             let bytes = crate::encode("snapshot", &s).unwrap();
             prop_assert_eq!(crate::decode::<Snapshot>("snapshot", &bytes).unwrap(), s);
         }

@@ -138,7 +138,7 @@ pub fn backup(
     let mut root = PathTrie::default();
     for p in &opts.paths {
         if !p.is_absolute() {
-            return Err(FsError::Invalid(format!("{} is not an absolute path", p.display())));
+            return Err(FsError::NotAbsolute(p.display().to_string()));
         }
         root.insert(p);
     }
@@ -147,7 +147,7 @@ pub fn backup(
         .stack_size(16 << 20)
         .thread_name(|i| format!("arca-walk-{i}"))
         .build()
-        .map_err(|e| FsError::Invalid(format!("cannot start the walker threads: {e}")))?;
+        .map_err(|e| FsError::Threads { what: "walker", detail: e.to_string() })?;
     let tree = pool.install(|| {
         let parent_tree = parent.and_then(|id| a.load_tree(&id));
         if root.is_source {
@@ -176,7 +176,7 @@ pub fn backup_stream(
     let started = Instant::now();
     let clean: &[u8] = name.trim_matches('/').as_bytes();
     if clean.is_empty() || clean.contains(&b'/') || clean == b"." || clean == b".." {
-        return Err(FsError::Invalid(format!("--stdin-filename {name:?} must be a plain file name")));
+        return Err(FsError::BadStreamName(name.to_string()));
     }
     let chunker = writer.repository().chunker()?;
     let mut stream = chunker.stream(reader);
@@ -200,7 +200,7 @@ pub fn backup_stream(
     node.size = size;
     node.content = blobs;
     let tree = Tree { nodes: vec![node] };
-    let bytes = encode("tree", &tree).map_err(|e| FsError::Invalid(e.to_string()))?;
+    let bytes = encode("tree", &tree)?;
     let (id, _) = writer.add(BlobKind::Tree, &bytes)?;
     let summary = SnapshotSummary {
         files_new: 1,
@@ -267,7 +267,7 @@ impl Archiver<'_> {
 
     fn store_tree(&self, mut tree: Tree) -> FsResult<Id> {
         tree.sort();
-        let bytes = encode("tree", &tree).map_err(|e| FsError::Invalid(e.to_string()))?;
+        let bytes = encode("tree", &tree)?;
         Ok(self.writer.add(BlobKind::Tree, &bytes)?.0)
     }
 
@@ -435,7 +435,7 @@ impl Archiver<'_> {
                     Change::Modified => s.files_changed += 1,
                     Change::Unchanged => s.files_unchanged += 1,
                 });
-                self.events.emit(Event::Change { path, change: change });
+                self.events.emit(Event::Change { path, change });
                 return Ok(true);
             }
         }
@@ -493,10 +493,7 @@ impl Archiver<'_> {
             let f = open_for_backup(path).map_err(|e| FsError::io(path, e))?;
             let before = f.metadata().map_err(|e| FsError::io(path, e))?;
             if !before.is_file() {
-                return Err(FsError::Invalid(format!(
-                    "{} was replaced by something that is not a file",
-                    path.display()
-                )));
+                return Err(FsError::NotAFile(path.display().to_string()));
             }
             let content = self.read_open_file(path, &f, &before)?;
             let after = f.metadata().map_err(|e| FsError::io(path, e))?;
@@ -513,7 +510,7 @@ impl Archiver<'_> {
             }
             last = Some(content);
         }
-        last.ok_or_else(|| FsError::Invalid("unreachable: no read attempt".into()))
+        last.ok_or(FsError::Internal("no read attempt"))
     }
 
     fn read_open_file(&self, path: &Path, f: &File, md: &Metadata) -> FsResult<Content> {

@@ -293,7 +293,7 @@ impl<W: Write> TarExport<'_, W> {
         };
         self.out.append(&h, reader).map_err(|e| {
             match e.get_ref().and_then(|i| i.downcast_ref::<arca_repo::RepoError>()) {
-                Some(_) => FsError::Invalid(format!("cannot export: {e}")),
+                Some(_) => FsError::Export(e.to_string()),
                 None => Self::err(e),
             }
         })?;
@@ -324,7 +324,7 @@ pub fn export_tar<W: Write>(repo: &Repository, found: &Found, w: W) -> FsResult<
 /// for owners, xattrs, devices or holes, which are listed as skipped).
 pub fn export_zip<W: Write + Seek>(repo: &Repository, found: &Found, w: W) -> FsResult<(ExportReport, W)> {
     use zip::write::SimpleFileOptions;
-    let zerr = |e: zip::result::ZipError| FsError::Invalid(format!("zip: {e}"));
+    let zerr = |e: zip::result::ZipError| FsError::Zip(e.to_string());
     let mut z = zip::ZipWriter::new(w);
     let mut report = ExportReport::default();
     let mut stack: Vec<(Id, String)> = vec![];
@@ -379,7 +379,7 @@ fn zip_nodes<W: Write + Seek>(
     opts: &dyn Fn(&Node) -> zip::write::SimpleFileOptions,
     subdirs: &mut Vec<(Id, String)>,
 ) -> FsResult<()> {
-    let zerr = |e: zip::result::ZipError| FsError::Invalid(format!("zip: {e}"));
+    let zerr = |e: zip::result::ZipError| FsError::Zip(e.to_string());
     for n in &t.nodes {
         let name = format!("{prefix}{}", String::from_utf8_lossy(&n.name));
         match n.kind {
@@ -402,7 +402,7 @@ fn zip_nodes<W: Write + Seek>(
                 let write_zeros = |z: &mut zip::ZipWriter<W>, mut k: u64| -> FsResult<()> {
                     while k > 0 {
                         let m = k.min(zeros.len() as u64) as usize;
-                        z.write_all(&zeros[..m]).map_err(|e| FsError::Invalid(format!("zip: {e}")))?;
+                        z.write_all(&zeros[..m]).map_err(|e| FsError::Zip(e.to_string()))?;
                         k -= m as u64;
                     }
                     Ok(())
@@ -420,11 +420,11 @@ fn zip_nodes<W: Write + Seek>(
                     }
                     let until = holes.peek().map(|h| h.0).unwrap_or(n.size);
                     let want = ((until - pos) as usize).min(buf.len());
-                    let k = data.read(&mut buf[..want]).map_err(|e| FsError::Invalid(format!("cannot export: {e}")))?;
+                    let k = data.read(&mut buf[..want]).map_err(|e| FsError::Export(e.to_string()))?;
                     if k == 0 {
-                        return Err(FsError::Invalid(format!("{name}: data shorter than its size")));
+                        return Err(FsError::ShortData(name.to_string()));
                     }
-                    z.write_all(&buf[..k]).map_err(|e| FsError::Invalid(format!("zip: {e}")))?;
+                    z.write_all(&buf[..k]).map_err(|e| FsError::Zip(e.to_string()))?;
                     pos += k as u64;
                 }
                 report.data_bytes += n.size;

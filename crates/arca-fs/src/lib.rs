@@ -24,8 +24,24 @@ pub enum FsError {
     Io { path: String, source: std::io::Error },
     #[error("the restore target {0} exists and is not a directory; nothing was changed (name a directory, or a path that does not exist yet)")]
     TargetNotADirectory(String),
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Format(#[from] arca_format::FormatError),
+    #[error("{0} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("--stdin-filename {0:?} must be a plain file name")]
+    BadStreamName(String),
+    #[error("{0} was replaced by something that is not a file")]
+    NotAFile(String),
+    #[error("cannot start the {what} threads: {detail}")]
+    Threads { what: &'static str, detail: String },
+    #[error("zip: {0}")]
+    Zip(String),
+    #[error("cannot export: {0}")]
+    Export(String),
+    #[error("{0}: data shorter than its size")]
+    ShortData(String),
+    #[error("internal error: {0} (this is a bug in arca: please report it)")]
+    Internal(&'static str),
 }
 
 impl FsError {

@@ -14,8 +14,8 @@ use crate::meta::{apply, MetaKind};
 use crate::{FsError, FsResult};
 use arca_format::{BlobKind, Id, Node, NodeKind};
 use arca_io::{AlignedBuf, DirectWriter};
-use arca_repo::treewalk::Found;
 use arca_repo::events::{Event, Events};
+use arca_repo::treewalk::Found;
 use arca_repo::Repository;
 use crossbeam_channel::bounded;
 use globset::GlobSet;
@@ -283,19 +283,9 @@ struct Walker<'a, 's> {
 
 /// Restore what `found` names into `opts.target`: a directory's contents go into the target
 /// (which takes the directory's metadata), a single entry is restored inside it.
-pub fn restore(
-    repo: &Repository,
-    found: Found,
-    opts: &RestoreOptions,
-    events: &dyn Events,
-) -> FsResult<RestoreReport> {
-    let shared = Shared {
-        repo,
-        opts,
-        events,
-        report: Mutex::new(RestoreReport::default()),
-        warned: Mutex::new(HashSet::new()),
-    };
+pub fn restore(repo: &Repository, found: Found, opts: &RestoreOptions, events: &dyn Events) -> FsResult<RestoreReport> {
+    let shared =
+        Shared { repo, opts, events, report: Mutex::new(RestoreReport::default()), warned: Mutex::new(HashSet::new()) };
     if opts.dry_run {
         if fs::metadata(&opts.target).is_ok_and(|m| !m.is_dir()) {
             return Err(FsError::TargetNotADirectory(opts.target.display().to_string()));
@@ -532,7 +522,7 @@ impl Walker<'_, '_> {
                 return self
                     .jobs
                     .send(FileJob { node: n, target, existing })
-                    .map_err(|_| FsError::Invalid("the restore writers stopped".into()));
+                    .map_err(|_| FsError::Internal("the restore writers stopped"));
             }
             NodeKind::Symlink => {
                 let t = n.target.as_deref().map(|t| t.to_vec()).unwrap_or_default();

@@ -1,9 +1,9 @@
 //! Restore from crafted repositories: names that climb out of the target, and symlinks in the
 //! target that would lead outside, must never write outside the target directory.
 
-use arca_repo::events::Quiet;
 use arca_format::{encode, BlobKind, KdfParams, Node, NodeKind, Tree};
 use arca_fs::{restore, Overwrite, RestoreOptions};
+use arca_repo::events::Quiet;
 use arca_repo::treewalk::Found;
 use arca_repo::writer::WriterOptions;
 use arca_repo::{BlobWriter, InitOptions, Repository};
@@ -38,7 +38,6 @@ fn opts(target: &std::path::Path) -> RestoreOptions {
         delete: false,
     }
 }
-
 
 #[test]
 fn crafted_names_are_refused() {

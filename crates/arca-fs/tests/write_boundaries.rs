@@ -5,9 +5,9 @@
 //! must restore exactly; a key-slot change must leave a slot that opens. The SIGKILL tests of
 //! the process layer stay in `crates/arca-cli/tests/crash.rs`.
 
-use arca_repo::events::Quiet;
 use arca_format::{ChunkerParams, Id, KdfParams, Snapshot, SnapshotKind};
 use arca_fs::{BackupOptions, Excludes, Overwrite, RestoreOptions};
+use arca_repo::events::Quiet;
 use arca_repo::lock::SessionLock;
 use arca_repo::treewalk::Found;
 use arca_repo::writer::WriterOptions;
@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const PW: &[u8] = b"boundary password";
-
 
 fn opts() -> InitOptions {
     InitOptions {
@@ -96,8 +95,10 @@ fn backup(storage: Arc<dyn Storage>, src: &Path) -> arca_repo::RepoResult<Id> {
         read_threads: 2,
         cancel: Default::default(),
     };
-    let outcome =
-        arca_fs::backup(&writer, None, &o, &Quiet).map_err(|e| arca_repo::RepoError::Invalid(e.to_string()))?;
+    let outcome = arca_fs::backup(&writer, None, &o, &Quiet).map_err(|e| match e {
+        arca_fs::FsError::Repo(r) => r,
+        other => arca_repo::RepoError::corrupt("the backup", other),
+    })?;
     writer.finish()?;
     lock.confirm_commit(&repo, &[outcome.tree])?;
     let s = Snapshot {
@@ -117,6 +118,7 @@ fn backup(storage: Arc<dyn Storage>, src: &Path) -> arca_repo::RepoResult<Id> {
         program_version: "test".into(),
         original: None,
         previous_ids: vec![],
+        source: Default::default(),
     };
     arca_repo::snapshots::save(&repo, &s)
 }

@@ -9,13 +9,14 @@ use arca_format::{BlobKind, Id, COMPRESSION_NONE, COMPRESSION_ZSTD};
 use std::cell::RefCell;
 
 /// Compression choice for one run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Compression {
     /// Never compress.
     Off,
     /// zstd at this level; stored raw where it does not pay.
     Level(i32),
     /// zstd level 3, skipping data a quick probe finds incompressible.
+    #[default]
     Auto,
 }
 

@@ -2,8 +2,8 @@
 //! and, optionally, every byte (each pack re-hashed, each blob opened and re-hashed). Damage is
 //! reported as the packs, snapshots and paths it affects.
 
-use crate::snapshots::{list_all, SnapshotEntry};
 use crate::events::Events;
+use crate::snapshots::{list_all, SnapshotEntry};
 use crate::treewalk::{walk, Visit};
 use crate::{blob, pack, RepoError, RepoResult, Repository};
 use arca_format::{Id, NodeKind};
@@ -67,8 +67,6 @@ impl CheckReport {
         self.errors.push(Problem { object: object.into(), message: message.into() });
     }
 }
-
-/// Progress callbacks: (phase, done, total).
 
 /// Run a check.
 pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResult<CheckReport> {
@@ -181,7 +179,7 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::Invalid("a check thread panicked".into()))))
+                .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::WorkerPanicked { stage: "check", message: "a check thread panicked".into() })))
                 .collect()
         });
         events.phase("packs", done.into_inner(), total);

@@ -146,7 +146,7 @@ impl Copier<'_> {
             self.stats.trees_rewritten += 1;
             return Ok(*id);
         }
-        let bytes = encode("tree", &tree).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let bytes = encode("tree", &tree)?;
         let (d, new) = self.writer.add(BlobKind::Tree, &bytes)?;
         if new {
             self.stats.trees_rewritten += 1;

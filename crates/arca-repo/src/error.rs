@@ -40,13 +40,166 @@ pub enum RepoError {
     /// memory; it never reaches a user as a failure).
     #[error("local index cache: {0}")]
     Cache(std::io::Error),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Format(#[from] arca_format::FormatError),
+    #[error("cannot derive a key from the password: {0}")]
+    KeyDerivation(String),
+    #[error("chunker parameters: {0}")]
+    BadChunkerParams(String),
+    #[error("another exclusive session is running: {holder}; it must end first (or its lock goes stale after {stale_secs} s without a refresh)")]
+    Locked { holder: String, stale_secs: u64 },
+    #[error("lock {name} cannot be read ({detail}); remove it by hand if no arca command is running")]
+    UnreadableLock { name: String, detail: String },
+    #[error("{operation} needs an exclusive lock")]
+    NeedsExclusive { operation: &'static str },
+    #[error("{action} needs a key that may delete: this one may not (append-only or read-only); use a full-access key or run it on the server")]
+    DeleteNotAllowed { action: &'static str },
+    #[error("{detail}; {operation} needs every index object (run `arca repair index` first)")]
+    IndexIncomplete { operation: &'static str, detail: String },
+    #[error("{detail}; {consequence}")]
+    UnreadableSnapshot { detail: String, consequence: &'static str },
+    #[error("snapshot {snapshot}: {detail}; prune must read every tree to know what is used (run `arca check`, then `arca repair snapshots`)")]
+    UnreadableTree { snapshot: String, detail: String },
+    #[error("no key slot matches {0:?}")]
+    KeySlotNotFound(String),
+    #[error("{0:?} matches more than one key slot")]
+    AmbiguousKeySlot(String),
+    #[error("key slot {0} is the one this command opened the repository with; open it with another password to remove it")]
+    KeySlotInUse(String),
+    #[error("refusing to remove the last key slot: the data would be unreadable")]
+    LastKeySlot,
+    #[error("paranoid dedup: blob {0} has the same id as different stored bytes (a hash collision or a damaged repository); nothing was overwritten")]
+    DedupCollision(Id),
+    #[error("the writer has stopped: {0}")]
+    WriterStopped(String),
+    #[error("parity: {0}")]
+    Parity(String),
+    #[error("internal error: {0} (this is a bug in arca: please report it)")]
+    Internal(&'static str),
+}
+
+/// What sort of failure an error is, for a caller deciding what to do (retry, ask for a
+/// password, offer a repair, report a bug).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// What was asked for is not there (repository, snapshot, key slot).
+    NotFound,
+    /// The request cannot be met as given (ambiguous, already exists, nothing to remove).
+    BadRequest,
+    WrongPassword,
+    /// Stored data is damaged or incomplete.
+    Damaged,
+    /// Another session stands in the way; trying later may work.
+    Conflict,
+    /// The key or the server does not allow it.
+    NotAllowed,
+    /// The session lost its lock and committed nothing; running again works.
+    Lapsed,
+    Interrupted,
+    /// Written by a newer arca.
+    NewerFormat,
+    /// The storage failed (disk, network, server).
+    Storage,
+    /// A bug in arca.
+    Bug,
+}
+
+/// What a user can do about an error. The CLI prints the command; a web UI can offer it as a
+/// button.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Remedy {
+    /// Create the repository.
+    Init,
+    /// Rebuild the index from the packs.
+    RepairIndex,
+    /// Save repaired copies of damaged snapshots.
+    RepairSnapshots,
+    /// Find out what is damaged.
+    Check,
+    /// Forget the damaged snapshot.
+    Forget,
+    /// Run the same command again.
+    RunAgain,
+    /// Wait for the other session, or retry with `--retry-lock`.
+    WaitForLock,
+    /// Use another password.
+    OtherPassword,
+    /// Use a key that may delete, or run on the server.
+    FullAccessKey,
+    /// Upgrade arca.
+    Upgrade,
+    /// Report the bug.
+    ReportBug,
+}
+
+impl Remedy {
+    /// The command that carries out the remedy, if there is one.
+    pub fn command(self) -> Option<&'static str> {
+        match self {
+            Remedy::Init => Some("arca init"),
+            Remedy::RepairIndex => Some("arca repair index"),
+            Remedy::RepairSnapshots => Some("arca repair snapshots"),
+            Remedy::Check => Some("arca check"),
+            Remedy::Forget => Some("arca forget"),
+            _ => None,
+        }
+    }
 }
 
 impl RepoError {
+    /// What sort of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        use RepoError::*;
+        match self {
+            NoRepository { .. } | SnapshotNotFound(_) | KeySlotNotFound(_) => ErrorKind::NotFound,
+            AlreadyExists { .. }
+            | DamagedRepositoryPresent { .. }
+            | AmbiguousSnapshot { .. }
+            | AmbiguousKeySlot(_)
+            | KeySlotInUse(_)
+            | LastKeySlot
+            | BadChunkerParams(_)
+            | KeyDerivation(_) => ErrorKind::BadRequest,
+            WrongPassword { .. } => ErrorKind::WrongPassword,
+            Corrupt { .. }
+            | BlobNotIndexed { .. }
+            | IndexIncomplete { .. }
+            | UnreadableSnapshot { .. }
+            | UnreadableTree { .. }
+            | UnreadableLock { .. }
+            | DedupCollision(_)
+            | Parity(_) => ErrorKind::Damaged,
+            Locked { .. } => ErrorKind::Conflict,
+            DeleteNotAllowed { .. } => ErrorKind::NotAllowed,
+            SessionLapsed { .. } | LockLate { .. } => ErrorKind::Lapsed,
+            Cancelled => ErrorKind::Interrupted,
+            UnsupportedVersion { .. } | NewerFormat { .. } => ErrorKind::NewerFormat,
+            Storage(_) | Cache(_) | WriterStopped(_) => ErrorKind::Storage,
+            WorkerPanicked { .. } | NeedsExclusive { .. } | Format(_) | Internal(_) => ErrorKind::Bug,
+        }
+    }
+
+    /// What the user can do about it, if arca knows.
+    pub fn remedy(&self) -> Option<Remedy> {
+        use RepoError::*;
+        Some(match self {
+            NoRepository { .. } => Remedy::Init,
+            WrongPassword { .. } => Remedy::OtherPassword,
+            BlobNotIndexed { .. } | IndexIncomplete { .. } => Remedy::RepairIndex,
+            UnreadableTree { .. } => Remedy::RepairSnapshots,
+            UnreadableSnapshot { .. } => Remedy::Forget,
+            Corrupt { .. } | Parity(_) | DedupCollision(_) => Remedy::Check,
+            Locked { .. } => Remedy::WaitForLock,
+            DeleteNotAllowed { .. } => Remedy::FullAccessKey,
+            SessionLapsed { .. } | LockLate { .. } | Cancelled => Remedy::RunAgain,
+            UnsupportedVersion { .. } | NewerFormat { .. } => Remedy::Upgrade,
+            WorkerPanicked { .. } | NeedsExclusive { .. } | Format(_) | Internal(_) => Remedy::ReportBug,
+            _ => return None,
+        })
+    }
+
     /// A damaged object.
     pub fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> RepoError {
         RepoError::Corrupt { what: what.into(), detail: detail.to_string() }

@@ -41,6 +41,9 @@ pub enum Event<'a> {
     Deleted { path: &'a Path, entries: u64 },
     /// A note about the operation as a whole (not tied to one path).
     Notice(&'a str),
+    /// A problem with the operation as a whole that it went past (an unreadable snapshot
+    /// skipped, a lookup that failed); the user must see it.
+    Caution(&'a str),
 }
 
 /// Where an operation's events go. Called from several threads at once.

@@ -45,7 +45,7 @@ pub fn make_slot(
     label: &str,
 ) -> RepoResult<(String, Vec<u8>)> {
     let salt: [u8; 16] = random_bytes();
-    let sk = derive_slot_key(password, &salt, &params).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let sk = derive_slot_key(password, &salt, &params).map_err(|e| RepoError::KeyDerivation(e.to_string()))?;
     let slot = KeySlot {
         version: FORMAT_VERSION,
         kdf: "argon2id".into(),
@@ -57,7 +57,7 @@ pub fn make_slot(
         username: origin.username.clone(),
         label: label.to_string(),
     };
-    let bytes = encode("key slot", &slot).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let bytes = encode("key slot", &slot)?;
     Ok((Id::of_bytes(&bytes).to_hex(), bytes))
 }
 
@@ -150,17 +150,14 @@ pub fn remove(storage: &dyn Storage, prefix: &str, current: &str) -> RepoResult<
     let matches: Vec<&String> = names.iter().filter(|n| n.starts_with(prefix)).collect();
     let name = match matches.as_slice() {
         [one] => (*one).clone(),
-        [] => return Err(RepoError::Invalid(format!("no key slot matches {prefix:?}"))),
-        _ => return Err(RepoError::Invalid(format!("{prefix:?} matches more than one key slot"))),
+        [] => return Err(RepoError::KeySlotNotFound(prefix.to_string())),
+        _ => return Err(RepoError::AmbiguousKeySlot(prefix.to_string())),
     };
     if name == current {
-        return Err(RepoError::Refused(format!(
-            "key slot {} is the one this command opened the repository with; open it with another password to remove it",
-            &name[..8.min(name.len())]
-        )));
+        return Err(RepoError::KeySlotInUse(name[..8.min(name.len())].to_string()));
     }
     if names.len() <= 1 {
-        return Err(RepoError::Refused("refusing to remove the last key slot: the data would be unreadable".into()));
+        return Err(RepoError::LastKeySlot);
     }
     storage.delete(ObjectKind::Key, &name)?;
     Ok(name)

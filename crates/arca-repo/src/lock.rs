@@ -138,15 +138,15 @@ impl SessionLock {
                     && (l.started, l.session.0) < (file.started, file.session.0)
             });
             if let Some(r) = rival {
-                let msg = format!(
-                    "another exclusive session is running: `{}` on {} (pid {}) since {}; it must end first (or its lock goes stale after {} s without a refresh)",
+                let holder = format!(
+                    "`{}` on {} (pid {}) since {}",
                     r.command,
                     r.host,
                     r.pid,
                     chrono::DateTime::from_timestamp_nanos(r.started).format("%Y-%m-%d %H:%M:%S UTC"),
-                    stale_after().as_secs()
                 );
-                return Err(RepoError::Refused(msg)); // `lock` drops here and removes itself
+                // `lock` drops here and removes itself.
+                return Err(RepoError::Locked { holder, stale_secs: stale_after().as_secs() });
             }
         }
         let (tx, rx) = crossbeam_channel::bounded::<()>(0);

@@ -31,7 +31,7 @@ pub fn encode(pack: &[u8], percent: u32) -> RepoResult<ParityFile> {
     let recovery_count = (original_count * percent as usize).div_ceil(100) + 1;
     let shards: Vec<Vec<u8>> = (0..original_count).map(|i| shard(pack, i, shard_bytes)).collect();
     let recovery = reed_solomon_simd::encode(original_count, recovery_count, &shards)
-        .map_err(|e| RepoError::Invalid(format!("parity: {e}")))?;
+        .map_err(|e| RepoError::Parity(e.to_string()))?;
     Ok(ParityFile {
         shard_bytes: shard_bytes as u32,
         original_count: original_count as u32,

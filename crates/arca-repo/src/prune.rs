@@ -13,8 +13,8 @@
 //! Every step writes new objects before it deletes old ones, so a prune killed anywhere leaves
 //! a repository that checks clean, and the next prune finishes the work.
 
-use crate::lock::{self, SessionLock};
 use crate::events::Events;
+use crate::lock::{self, SessionLock};
 use crate::writer::{BlobWriter, WriterOptions};
 use crate::{failpoint, pack, RepoError, RepoResult, Repository};
 use arca_format::{BlobKind, Id, IndexFile, IndexPack, MarkFile, NodeKind};
@@ -119,8 +119,6 @@ pub struct PruneReport {
     pub marks_completed: u64,
 }
 
-/// Progress callback: (phase, done, total).
-
 /// Run a prune. The caller holds `session`, an exclusive lock (a dry run needs none).
 pub fn prune(
     repo: &Arc<Repository>,
@@ -134,7 +132,7 @@ pub fn prune(
     let session = match (session, opts.dry_run) {
         (_, true) => None,
         (Some(s), false) => Some(s),
-        (None, false) => return Err(RepoError::Refused("prune needs an exclusive lock".into())),
+        (None, false) => return Err(RepoError::NeedsExclusive { operation: "prune" }),
     };
     let mut walk = None;
     if let Some(session) = session {
@@ -197,9 +195,7 @@ fn live_sessions(repo: &Repository, ours: Id) -> RepoResult<Vec<arca_format::Loc
     let (locks, bad) = lock::list(repo)?;
     if let Some((name, e)) = bad.into_iter().next() {
         // An unreadable lock could be a live session; sweeping past it could break it.
-        return Err(RepoError::Refused(format!(
-            "lock {name} cannot be read ({e}); remove it by hand if no arca command is running"
-        )));
+        return Err(RepoError::UnreadableLock { name: name.clone(), detail: e.to_string() });
     }
     let now = lock::now_ns();
     Ok(locks.into_iter().filter(|l| l.session != ours && !lock::is_stale(l, now)).collect())
@@ -255,7 +251,7 @@ fn index_objects(repo: &Repository) -> RepoResult<IndexObjects> {
     for (name, _) in repo.storage().list(ObjectKind::Index)? {
         let Some(id) = Id::from_hex(&name) else { continue };
         let f: IndexFile = repo.load_object(ObjectKind::Index, &name).map_err(|e| {
-            RepoError::Refused(format!("{e}; prune needs every index object (run `arca repair index` first)"))
+            RepoError::IndexIncomplete { operation: "prune", detail: e.to_string() }
         })?;
         for p in &f.packs {
             blob_bytes.insert(p.id, p.blobs.iter().map(|b| b.length as u64).sum::<u64>());
@@ -288,12 +284,13 @@ fn referenced_blobs<'a>(
 ) -> RepoResult<&'a HashSet<Id>> {
     let (snaps, errors) = crate::snapshots::list_all(repo)?;
     if let Some(e) = errors.into_iter().next() {
-        return Err(RepoError::Refused(format!(
-            "{e}; prune must read every snapshot to know what is used (forget the damaged snapshot, or run `arca check`)"
-        )));
+        return Err(RepoError::UnreadableSnapshot {
+            detail: e.to_string(),
+            consequence: "prune must read every snapshot to know what is used (forget the damaged snapshot, or run `arca check`)",
+        });
     }
     if let Some(e) = repo.load_index()?.into_iter().next() {
-        return Err(RepoError::Refused(format!("{e}; prune needs the whole index (run `arca repair index` first)")));
+        return Err(RepoError::IndexIncomplete { operation: "prune", detail: e.to_string() });
     }
     let mut ids: Vec<Id> = snaps.iter().map(|s| s.id).collect();
     ids.sort();
@@ -302,7 +299,7 @@ fn referenced_blobs<'a>(
     }
     match walk {
         Some(w) => Ok(&w.used),
-        None => Err(RepoError::Invalid("prune: no tree walk".into())),
+        None => Err(RepoError::Internal("prune: no tree walk")),
     }
 }
 
@@ -322,9 +319,7 @@ fn walk_trees(
                 continue;
             }
             let t = repo.read_tree(&tree).map_err(|e| {
-                RepoError::Refused(format!(
-                    "snapshot {snap}: {e}; prune must read every tree to know what is used (run `arca check`, then `arca repair snapshots`)"
-                ))
+                RepoError::UnreadableTree { snapshot: snap.to_string(), detail: e.to_string() }
             })?;
             for n in &t.nodes {
                 used.extend(n.content.iter().copied());
@@ -695,6 +690,7 @@ mod tests {
                 program_version: String::new(),
                 original: None,
                 previous_ids: vec![],
+                source: Default::default(),
             },
         )
         .unwrap()

@@ -29,7 +29,7 @@ pub fn repair_index(
     events: &dyn crate::events::Events,
 ) -> RepoResult<RepairIndexReport> {
     if !exclusive.is_exclusive() {
-        return Err(RepoError::Refused("repair index needs an exclusive session".into()));
+        return Err(RepoError::NeedsExclusive { operation: "repair index" });
     }
     let mut report = RepairIndexReport::default();
     let old: Vec<String> = repo.storage().list(ObjectKind::Index)?.into_iter().map(|(n, _)| n).collect();
@@ -124,7 +124,10 @@ pub fn repair_snapshots(
 ) -> RepoResult<RepairSnapshotsReport> {
     let (snaps, errors) = crate::snapshots::list_all(repo)?;
     if let Some(e) = errors.into_iter().next() {
-        return Err(RepoError::Refused(format!("{e}; an unreadable snapshot cannot be repaired, only forgotten")));
+        return Err(RepoError::UnreadableSnapshot {
+            detail: e.to_string(),
+            consequence: "an unreadable snapshot cannot be repaired, only forgotten",
+        });
     }
     let stored: HashSet<Id> =
         repo.storage().list(ObjectKind::Pack)?.into_iter().filter_map(|(n, _)| Id::from_hex(&n)).collect();
@@ -246,7 +249,7 @@ impl Fixer<'_> {
             lost.push(format!("/{name} ({what})"));
         }
         let result = if changed {
-            let bytes = encode("tree", &tree).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let bytes = encode("tree", &tree)?;
             Some((self.writer.add(BlobKind::Tree, &bytes)?.0, lost))
         } else {
             None

@@ -88,7 +88,7 @@ impl Repository {
             }
         }
         Chunker::new(opts.chunker.min_size as usize, opts.chunker.avg_size as usize, opts.chunker.max_size as usize, 1)
-            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            .map_err(|e| RepoError::BadChunkerParams(e.to_string()))?;
         let key = MasterKey::generate();
         let cipher = key.cipher(opts.encryption);
         let repo_id = Id(arca_crypto::random_bytes());
@@ -101,7 +101,7 @@ impl Repository {
             pack_size: opts.pack_size,
             parity_percent: opts.parity_percent,
         };
-        let body = encode("config", &config).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let body = encode("config", &config)?;
         let file = ConfigFile {
             version: FORMAT_VERSION,
             repo_id,
@@ -110,7 +110,7 @@ impl Repository {
         };
         // The key slot goes first: a config without a key would be an unopenable repository.
         let key_slot = keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
-        let bytes = file.to_bytes().map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let bytes = file.to_bytes()?;
         storage.put(ObjectKind::Config, "config", &bytes)?;
         Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()), cache_dir: None })
     }
@@ -190,7 +190,7 @@ impl Repository {
 
     /// Seal a structure as an object of `kind`; returns the name (BLAKE3 of the stored bytes).
     pub fn save_object<T: Serialize>(&self, kind: ObjectKind, value: &T) -> RepoResult<Id> {
-        let plain = encode("object", value).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let plain = encode("object", value)?;
         let sealed = self.cipher.seal(&plain, object_ad(kind));
         let id = Id::of_bytes(&sealed);
         self.storage.put(kind, &id.to_hex(), &sealed)?;
@@ -200,7 +200,7 @@ impl Repository {
     /// Seal a structure under the name that is the BLAKE3 of `proof` (locks), replacing any
     /// object of that name; see [`Storage::put_owned`].
     pub fn save_owned_object<T: Serialize>(&self, kind: ObjectKind, proof: &[u8], value: &T) -> RepoResult<()> {
-        let plain = encode("object", value).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let plain = encode("object", value)?;
         let sealed = self.cipher.seal(&plain, object_ad(kind));
         let name = blake3::hash(proof).to_hex();
         Ok(self.storage.put_owned(kind, name.as_str(), &sealed, proof)?)

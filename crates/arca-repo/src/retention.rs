@@ -67,7 +67,8 @@ impl Span {
 }
 
 /// The rules of one policy.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Policy {
     pub last: usize,
     pub hourly: usize,
@@ -89,7 +90,7 @@ impl Policy {
 }
 
 /// What grouping keys to use.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupBy {
     pub host: bool,
     pub paths: bool,
@@ -287,6 +288,7 @@ mod tests {
                 program_version: String::new(),
                 original: None,
                 previous_ids: vec![],
+                source: Default::default(),
             },
         };
         let snaps = vec![snap(1, "2026-03-31T10:00:00+00:00"), snap(2, "1970-01-01T00:00:00+00:00")];

@@ -60,7 +60,7 @@ impl<'a> Rewriter<'a> {
         let result = if !changed {
             None
         } else {
-            let bytes = encode("tree", &Tree { nodes }).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let bytes = encode("tree", &Tree { nodes })?;
             match self.writer {
                 Some(w) => Some(w.add(BlobKind::Tree, &bytes)?.0),
                 None => Some(self.repo.key().blob_id(&bytes)),

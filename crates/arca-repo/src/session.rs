@@ -57,7 +57,7 @@ fn exclusive(repo: &Arc<Repository>, cmd: &'static str, retry: Duration) -> Repo
     let deadline = Instant::now() + retry;
     loop {
         match SessionLock::acquire(repo, cmd, true) {
-            Err(RepoError::Refused(_)) if Instant::now() < deadline => {
+            Err(RepoError::Locked { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())));
             }
             r => return r,

@@ -35,9 +35,7 @@ pub fn save(repo: &Repository, s: &Snapshot) -> RepoResult<Id> {
 /// where the storage may not delete, rather than leaving a duplicate behind.
 pub fn replace(repo: &Repository, old: &SnapshotEntry, mut new: Snapshot) -> RepoResult<Id> {
     if !repo.storage().capabilities().delete {
-        return Err(RepoError::Refused(
-            "replacing a snapshot needs a key that may delete: this one may not (append-only or read-only); use a full-access key or run it on the server".into(),
-        ));
+        return Err(RepoError::DeleteNotAllowed { action: "replacing a snapshot" });
     }
     if new == old.snapshot {
         return Ok(old.id);
@@ -75,7 +73,8 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
 }
 
 /// Which snapshots a command applies to.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Filter {
     pub hosts: Vec<String>,
     pub tags: Vec<String>,

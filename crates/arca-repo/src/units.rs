@@ -74,7 +74,36 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, BadValue> {
     Ok(std::time::Duration::from_secs(total))
 }
 
-/// Serialise through `Display` and deserialise through `FromStr`.
+/// A length of time written as `parse_duration` reads it ("90s", "1d12h", "0").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interval(pub std::time::Duration);
+
+impl FromStr for Interval {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
+        parse_duration(s).map(Interval)
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut secs = self.0.as_secs();
+        if secs == 0 {
+            return f.write_str("0");
+        }
+        for (unit, size) in [('d', 86400), ('h', 3600), ('m', 60), ('s', 1)] {
+            if secs >= size {
+                write!(f, "{}{unit}", secs / size)?;
+                secs %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serialise a type through its `Display` and deserialise it through its `FromStr`, so its
+/// serde form is the text a user writes (the calling crate must depend on serde).
+#[macro_export]
 macro_rules! serde_as_text {
     ($t:ty) => {
         impl serde::Serialize for $t {
@@ -204,6 +233,7 @@ impl fmt::Display for Span {
     }
 }
 serde_as_text!(Span);
+serde_as_text!(Interval);
 
 #[cfg(test)]
 mod tests {
@@ -223,9 +253,9 @@ mod tests {
     /// Every option reads back what it prints, and through serde as the same text.
     #[test]
     fn options_round_trip_as_text() {
-        fn round<T: FromStr + fmt::Display + PartialEq + fmt::Debug + serde::Serialize>(text: &str)
+        fn round<T>(text: &str)
         where
-            T: for<'de> serde::Deserialize<'de>,
+            T: FromStr + fmt::Display + PartialEq + fmt::Debug + serde::Serialize + for<'de> serde::Deserialize<'de>,
             T::Err: fmt::Debug,
         {
             let v: T = text.parse().unwrap();
@@ -241,6 +271,9 @@ mod tests {
         }
         for t in ["none", "all", "2/5", "10%", "1G"] {
             round::<ReadData>(t);
+        }
+        for t in ["0", "90s", "1d12h", "2d"] {
+            round::<Interval>(t);
         }
         for t in ["1y6m2d12h", "14d"] {
             round::<Span>(t);

@@ -243,8 +243,8 @@ impl BlobWriter {
         let sent = self.jobs.as_ref().map(|tx| tx.send(batch).is_ok()).unwrap_or(false);
         if !sent {
             let why = self.failure.describe().unwrap_or_else(|| "a pipeline thread ended early".into());
-            self.failure.set(RepoError::Invalid(format!("the writer has stopped: {why}")));
-            return Err(RepoError::Invalid(format!("the writer has stopped: {why}")));
+            self.failure.set(RepoError::WriterStopped(why.clone()));
+            return Err(RepoError::WriterStopped(why));
         }
         Ok(())
     }
@@ -279,9 +279,7 @@ impl BlobWriter {
         if same {
             Ok(())
         } else {
-            Err(RepoError::Refused(format!(
-                "paranoid dedup: blob {id} has the same id as different stored bytes (a hash collision or a damaged repository); nothing was overwritten"
-            )))
+            Err(RepoError::DedupCollision(*id))
         }
     }
 
@@ -400,14 +398,13 @@ impl OpenPack {
         match &mut self.body {
             Some(PackBody::Memory(v)) => v.extend_from_slice(bytes),
             Some(PackBody::Stream(w)) => w.write(bytes)?,
-            None => return Err(RepoError::Invalid("pack bytes before the pack was opened".into())),
+            None => return Err(RepoError::Internal("pack bytes before the pack was opened")),
         }
         Ok(())
     }
 
     fn seal(mut self, repo: &Repository) -> RepoResult<PackOut> {
-        let header = encode("pack header", &PackHeader { blobs: self.blobs.clone() })
-            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let header = encode("pack header", &PackHeader { blobs: self.blobs.clone() })?;
         let ad = crate::repository::object_ad(ObjectKind::Pack);
         let mut sealed = repo.cipher().seal(&header, ad);
         crate::failpoint::corrupt("sealed-header", &mut sealed);
@@ -421,7 +418,7 @@ impl OpenPack {
         self.append(&sealed)?;
         let trailer = PackTrailer { data_key: MASTER_DATA_KEY, header_length: sealed.len() as u32 };
         self.append(&trailer.to_bytes())?;
-        let body = self.body.ok_or_else(|| RepoError::Invalid("sealing a pack that was never opened".into()))?;
+        let body = self.body.ok_or(RepoError::Internal("sealing a pack that was never opened"))?;
         Ok(PackOut { id: Id(*self.hasher.finalize().as_bytes()), size: self.len, body, blobs: self.blobs })
     }
 }

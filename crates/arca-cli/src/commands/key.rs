@@ -4,7 +4,7 @@ use crate::cli::{Cli, KeyCommand, NewPassword};
 use crate::context;
 use crate::output::Output;
 use anyhow::{Context, Result};
-use arca_repo::keys::{self, Origin};
+use arca_repo::keys;
 use arca_storage::ObjectKind;
 
 fn new_password(a: &NewPassword) -> Result<String> {
@@ -70,9 +70,8 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
             report(out, "removed", &removed);
         }
         KeyCommand::Passwd(a) => {
-            // Add the new slot before removing the old one: a crash in between leaves both.
-            let id = add_slot(&repo, a)?;
-            storage.delete(arca_storage::ObjectKind::Key, repo.key_slot())?;
+            let id =
+                arca_ops::keys::change_password(&repo, new_password(a)?.as_bytes(), context::kdf_params(), &a.label)?;
             report(out, "password changed; new key slot", &id);
         }
         KeyCommand::Export { output, paper } => {
@@ -221,9 +220,7 @@ fn import(cli: &Cli, out: &Output, file: &std::path::Path, replace_config: bool)
 
 /// Store a new key slot for the password `a` names.
 fn add_slot(repo: &arca_repo::Repository, a: &NewPassword) -> Result<String> {
-    let pw = new_password(a)?;
-    let params = context::kdf_params();
-    Ok(keys::store_slot(repo.storage(), repo.key(), pw.as_bytes(), params, &Origin::current(), &a.label)?)
+    Ok(arca_ops::keys::add_password(repo, new_password(a)?.as_bytes(), context::kdf_params(), &a.label)?)
 }
 
 fn report(out: &Output, what: &str, id: &str) {

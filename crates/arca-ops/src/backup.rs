@@ -1,0 +1,164 @@
+//! The backup use case: choose the parent, reuse what an interrupted session left, store the
+//! source, assemble the snapshot, make sure everything it references still exists, save.
+
+use crate::source::Source;
+use crate::time::TimeSpec;
+use crate::{OpsResult, Target};
+use arca_format::{Snapshot, SnapshotSummary, SnapshotWarning, WarningKind};
+use arca_repo::blob::Compression;
+use arca_repo::keys::Origin;
+use arca_repo::snapshots::{self as snaps, find_parent, SnapshotEntry};
+use arca_repo::writer::WriterOptions;
+use arca_repo::{BlobWriter, Cancel, Event, Events, Repository};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What a backup records and how it stores; the source says what it reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupRequest {
+    /// The host name the snapshot records (default: this machine's).
+    pub host: Option<String>,
+    pub tags: Vec<String>,
+    /// The time the snapshot records (default: now).
+    pub time: Option<TimeSpec>,
+    /// The parent snapshot (an id prefix, `latest`, ...); default: the latest snapshot of the
+    /// same host and paths, for sources that use one.
+    pub parent: Option<String>,
+    pub compression: Compression,
+    /// Confirm every deduplication hit byte for byte.
+    pub paranoid_dedup: bool,
+    /// Threads compressing and encrypting (default: one per core).
+    pub threads: Option<usize>,
+}
+
+/// What a backup did.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupReport {
+    /// The new snapshot's id (full hex); `None` for a dry run.
+    pub snapshot_id: Option<String>,
+    pub dry_run: bool,
+    /// The parent snapshot's id (full hex).
+    pub parent: Option<String>,
+    pub summary: SnapshotSummary,
+    pub warnings: Vec<SnapshotWarning>,
+    /// Packs an interrupted session left that this one reuses.
+    pub packs_reused: usize,
+    /// The snapshot as saved (or as it would have been).
+    #[serde(skip)]
+    pub snapshot: Snapshot,
+}
+
+impl BackupReport {
+    /// True if some source files could not be read (the snapshot lacks them).
+    pub fn partial(&self) -> bool {
+        self.warnings.iter().any(|w| w.kind == WarningKind::Unreadable)
+    }
+}
+
+/// Every snapshot that can be read; unreadable ones are reported as events and skipped.
+pub fn readable_snapshots(repo: &Repository, events: &dyn Events) -> OpsResult<Vec<SnapshotEntry>> {
+    let (all, errors) = snaps::list_all(repo)?;
+    const SHOWN: usize = 10;
+    for e in errors.iter().take(SHOWN) {
+        events.emit(Event::Caution(&format!("skipping unreadable snapshot: {e}")));
+    }
+    if errors.len() > SHOWN {
+        let more = format!("skipping {} more unreadable snapshots (`arca check` lists them all)", errors.len() - SHOWN);
+        events.emit(Event::Caution(&more));
+    }
+    Ok(all)
+}
+
+/// Back up `source` into `repo`. A locked target stores; a dry run computes everything and
+/// stores nothing. Cancelling leaves the repository as a kill does: consistent, and the next
+/// backup reuses what was uploaded.
+pub fn backup(
+    repo: &Arc<Repository>,
+    target: Target,
+    source: &mut dyn Source,
+    req: &BackupRequest,
+    events: &dyn Events,
+    cancel: &Cancel,
+) -> OpsResult<BackupReport> {
+    let time = req.time.as_ref().map(TimeSpec::start).unwrap_or_else(|| chrono::Local::now().fixed_offset());
+    let mut packs_reused = 0;
+    if let Target::Locked(lock) = target {
+        // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
+        match arca_repo::repair::adopt_orphan_packs(repo, lock) {
+            Ok(0) => {}
+            Ok(n) => {
+                packs_reused = n;
+                events.emit(Event::Notice(&format!("reusing {n} packs left by an interrupted session")));
+            }
+            Err(e) => events.emit(Event::Caution(&format!("could not look for packs of an interrupted session: {e}"))),
+        }
+    }
+    let origin = Origin::current();
+    let host = req.host.clone().unwrap_or(origin.hostname.clone());
+    let paths = source.paths();
+    let all = readable_snapshots(repo, events)?;
+    let parent = match &req.parent {
+        Some(spec) => Some(snaps::resolve(&all, spec, &Default::default())?),
+        None if !source.uses_parent() => None,
+        None => find_parent(&all, &host, &paths).cloned(),
+    };
+    let writer_opts = WriterOptions {
+        compression: req.compression,
+        paranoid_dedup: req.paranoid_dedup,
+        dry_run: target.is_dry_run(),
+        threads: req.threads.unwrap_or(WriterOptions::default().threads),
+    };
+    let writer = match target {
+        Target::Locked(lock) => BlobWriter::new(repo.clone(), lock, writer_opts),
+        Target::DryRun => BlobWriter::dry_run(repo.clone(), writer_opts),
+    };
+    let parent_tree = parent.as_ref().filter(|_| source.uses_parent()).map(|p| p.snapshot.tree);
+    let outcome = source.store(&writer, parent_tree, events, cancel)?;
+    let stats = writer.finish()?;
+    let mut summary = outcome.summary.clone();
+    summary.blobs_added = stats.blobs_added;
+    summary.bytes_added = stats.bytes_added;
+    summary.bytes_added_stored = stats.bytes_stored;
+    let snapshot = Snapshot {
+        time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+        hostname: host,
+        username: origin.username,
+        paths,
+        tags: req.tags.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect(),
+        parent: parent.as_ref().map(|p| p.id),
+        tree: outcome.tree,
+        kind: source.kind(),
+        summary,
+        warnings: outcome.warnings.clone(),
+        excludes: source.excludes(),
+        keep_until: None,
+        destroy_after: None,
+        program_version: format!("arca {}", env!("CARGO_PKG_VERSION")),
+        original: None,
+        previous_ids: vec![],
+        source: source.metadata(),
+    };
+    if let Target::Locked(lock) = target {
+        // A lock that lapsed (suspended, stalled) may have let a prune take what this backup
+        // relies on: confirm it is all still there, or commit nothing.
+        lock.confirm_commit(repo, &[outcome.tree])?;
+        lock.check_alive()?;
+    }
+    arca_repo::failpoint::hit("backup-before-snapshot");
+    // The last safe point: after it the snapshot is saved even if a signal arrives.
+    cancel.check()?;
+    let id = match target {
+        Target::Locked(_) => Some(snaps::save(repo, &snapshot)?),
+        Target::DryRun => None,
+    };
+    Ok(BackupReport {
+        snapshot_id: id.map(|i| i.to_hex()),
+        dry_run: target.is_dry_run(),
+        parent: parent.map(|p| p.id.to_hex()),
+        summary: snapshot.summary.clone(),
+        warnings: outcome.warnings,
+        packs_reused,
+        snapshot,
+    })
+}

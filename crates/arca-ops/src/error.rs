@@ -1,0 +1,59 @@
+//! What can stop a use case, in kinds a front-end can act on.
+
+use arca_fs::FsError;
+use arca_repo::RepoError;
+
+/// An error from a use case.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Storage(#[from] arca_storage::StorageError),
+    /// An option's text or value is not valid.
+    #[error("{option} {message}")]
+    BadOption { option: &'static str, message: String },
+    /// The request names nothing to do.
+    #[error("{0}")]
+    NothingToDo(String),
+    /// A protected snapshot cannot be removed (or its protection shortened) before a date.
+    #[error("snapshot {snapshot} is {why}")]
+    Protected { snapshot: String, why: String },
+    /// The key in use may not delete (append-only or read-only server), but the use case must.
+    #[error("{action} needs a key that may delete: this repository's server allows no deletes with this key (append-only or read-only); run it on the server or with a full-access key")]
+    DeleteNotAllowed { action: &'static str },
+    /// Source and destination of a copy are one repository.
+    #[error("the source and the destination are the same repository")]
+    SameRepository,
+    /// The program whose output was being backed up could not start.
+    #[error("cannot run {program:?}: {source}")]
+    CommandStart { program: String, source: std::io::Error },
+    /// The program whose output was being backed up failed; nothing was saved.
+    #[error("{program:?} failed ({status}); no snapshot was created")]
+    CommandFailed { program: String, status: String },
+    /// A path a server was asked for lies outside what it may serve.
+    #[error("refused by server: {path} is outside {allowed}")]
+    OutsideServedTree { path: String, allowed: String },
+    /// An I/O error on a local file the use case reads or writes.
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl OpsError {
+    /// The repository error underneath, if there is one (for exit codes and remedies).
+    pub fn repo_error(&self) -> Option<&RepoError> {
+        match self {
+            OpsError::Repo(r) | OpsError::Fs(FsError::Repo(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn bad_option(option: &'static str, e: impl std::fmt::Display) -> OpsError {
+        OpsError::BadOption { option, message: e.to_string() }
+    }
+}
+
+/// Result of a use case.
+pub type OpsResult<T> = Result<T, OpsError>;
