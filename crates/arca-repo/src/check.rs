@@ -179,7 +179,11 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::WorkerPanicked { stage: "check", message: "a check thread panicked".into() })))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(RepoError::WorkerPanicked { stage: "check", message: "a check thread panicked".into() })
+                    })
+                })
                 .collect()
         });
         events.phase("packs", done.into_inner(), total);

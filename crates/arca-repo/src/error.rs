@@ -64,7 +64,9 @@ pub enum RepoError {
     KeySlotNotFound(String),
     #[error("{0:?} matches more than one key slot")]
     AmbiguousKeySlot(String),
-    #[error("key slot {0} is the one this command opened the repository with; open it with another password to remove it")]
+    #[error(
+        "key slot {0} is the one this command opened the repository with; open it with another password to remove it"
+    )]
     KeySlotInUse(String),
     #[error("refusing to remove the last key slot: the data would be unreadable")]
     LastKeySlot,

@@ -250,9 +250,9 @@ fn index_objects(repo: &Repository) -> RepoResult<IndexObjects> {
     let mut blob_bytes = HashMap::new();
     for (name, _) in repo.storage().list(ObjectKind::Index)? {
         let Some(id) = Id::from_hex(&name) else { continue };
-        let f: IndexFile = repo.load_object(ObjectKind::Index, &name).map_err(|e| {
-            RepoError::IndexIncomplete { operation: "prune", detail: e.to_string() }
-        })?;
+        let f: IndexFile = repo
+            .load_object(ObjectKind::Index, &name)
+            .map_err(|e| RepoError::IndexIncomplete { operation: "prune", detail: e.to_string() })?;
         for p in &f.packs {
             blob_bytes.insert(p.id, p.blobs.iter().map(|b| b.length as u64).sum::<u64>());
         }
@@ -286,7 +286,8 @@ fn referenced_blobs<'a>(
     if let Some(e) = errors.into_iter().next() {
         return Err(RepoError::UnreadableSnapshot {
             detail: e.to_string(),
-            consequence: "prune must read every snapshot to know what is used (forget the damaged snapshot, or run `arca check`)",
+            consequence:
+                "prune must read every snapshot to know what is used (forget the damaged snapshot, or run `arca check`)",
         });
     }
     if let Some(e) = repo.load_index()?.into_iter().next() {
@@ -318,9 +319,9 @@ fn walk_trees(
             if !used.insert(tree) {
                 continue;
             }
-            let t = repo.read_tree(&tree).map_err(|e| {
-                RepoError::UnreadableTree { snapshot: snap.to_string(), detail: e.to_string() }
-            })?;
+            let t = repo
+                .read_tree(&tree)
+                .map_err(|e| RepoError::UnreadableTree { snapshot: snap.to_string(), detail: e.to_string() })?;
             for n in &t.nodes {
                 used.extend(n.content.iter().copied());
                 if n.kind == NodeKind::Dir {

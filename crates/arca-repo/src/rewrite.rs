@@ -3,7 +3,7 @@
 //! Only the trees on the way to a removed entry are written anew; everything else keeps its
 //! blobs.
 
-use crate::{BlobWriter, RepoError, RepoResult, Repository};
+use crate::{BlobWriter, RepoResult, Repository};
 use arca_format::{encode, BlobKind, Id, Node, NodeKind, Tree};
 use std::collections::HashMap;
 
