@@ -151,6 +151,11 @@ fn stdin_and_command_output() {
 
     e.ok(&["backup", "--stdin-filename", "listing", "--stdin-from-command", "--", "printf", "%s", "from a command"]);
     assert_eq!(e.cmd(&["dump", "latest", "listing"]).output().unwrap().stdout, b"from a command");
+    // The snapshot records what made it.
+    let s = e.json(&["cat", "snapshot", "latest"]);
+    assert_eq!(s["kind"], "command-output", "{s}");
+    assert_eq!(s["source"]["command"], "printf '%s' 'from a command'", "{s}");
+    assert_eq!(s["source"]["exit"], "0", "{s}");
     let n = snapshot_ids(&e).len();
     let o = e.run(&["backup", "--stdin-from-command", "sh", "-c", "echo partial; exit 4"]);
     assert!(!o.status.success());

@@ -230,6 +230,15 @@ fn deleted_index() {
     assert_eq!(v["ok"], false);
     assert!(has(&messages(&v, "errors"), "not in the index"), "{v}");
     assert!(has(&messages(&v, "notes"), "not in any index"), "{v}");
+    // The error says what to do, in fields a script or a web UI can act on.
+    let top = c.src.join("top");
+    let o = e.run(&["--json", "dump", &c.second[..8], top.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = last_json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(err["type"], "error", "{err}");
+    assert_eq!(err["kind"], "damaged", "{err}");
+    assert_eq!(err["remedy"], "repair-index", "{err}");
+    assert_eq!(err["remedy_command"], "arca repair index", "{err}");
     e.ok(&["repair", "index"]);
     let v = check(e, true);
     assert_eq!(v["ok"], true, "{v}");
