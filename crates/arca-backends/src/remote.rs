@@ -5,7 +5,7 @@
 //! immutable and named by their contents).
 
 use crate::serve::kind_to_wire;
-use crate::ssh_process::{self, ATTEMPTS};
+use crate::ssh_process;
 use arca_format::wire::{read_frame, write_frame, ErrorKind, Request, Response, PROTOCOL_VERSION};
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
 use serde_bytes::ByteBuf;
@@ -114,33 +114,18 @@ impl RemoteStorage {
 
     /// Send one request and read its answer, reconnecting on a dropped connection.
     fn call(&self, req: &Request, doing: &str) -> StorageResult<Response> {
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                ssh_process::backoff(attempt);
-            }
+        ssh_process::RETRY.run(&self.location, doing, |_| {
             let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.is_none() {
-                match self.open() {
-                    Ok(c) => *guard = Some(c),
-                    Err(StorageError::Transient { source, .. }) => {
-                        last = source.to_string();
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let Some(c) = guard.as_mut() else { continue };
-            let result = write_frame(&mut c.input, req).and_then(|_| read_frame::<Response>(&mut c.output));
-            match result {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    last = e.to_string();
-                    *guard = None;
-                }
-            }
-        }
-        Err(ssh_process::gave_up(&self.location, doing, &last))
+            let c = match guard.as_mut() {
+                Some(c) => c,
+                // A lasting failure (authentication, host key) is final; a lost one transient.
+                None => guard.insert(self.open()?),
+            };
+            write_frame(&mut c.input, req).and_then(|_| read_frame::<Response>(&mut c.output)).map_err(|e| {
+                *guard = None;
+                self.lost(&format!("while {doing}"), e)
+            })
+        })
     }
 
     fn error(&self, path: String, kind: ErrorKind, message: String) -> StorageError {

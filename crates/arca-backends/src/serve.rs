@@ -97,7 +97,7 @@ fn from_storage_at(root: &str, e: StorageError) -> Response {
         StorageError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
         StorageError::Refused(_) => ErrorKind::Refused,
         StorageError::Transient { .. } => ErrorKind::Transient,
-        StorageError::Io { .. } => ErrorKind::Io,
+        StorageError::Io { .. } | StorageError::GaveUp { .. } => ErrorKind::Io,
     };
     let mut msg = e.to_string();
     if !root.is_empty() {

@@ -4,7 +4,7 @@
 //! reader never sees half an object. A dropped connection is re-opened and the operation
 //! retried with backoff and jitter.
 
-use crate::ssh_process::{self, ATTEMPTS};
+use crate::ssh_process;
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
 use openssh_sftp_client::error::SftpErrorKind;
 use openssh_sftp_client::fs::Fs;
@@ -116,42 +116,23 @@ impl SftpStorage {
 
     /// Run `op` on a session, reconnecting and retrying when the connection fails.
     fn run<T>(&self, path: &str, doing: &str, op: Op<T>) -> StorageResult<T> {
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                ssh_process::backoff(attempt);
-            }
-            let conn = match self.conn() {
-                Ok(c) => c,
-                Err(StorageError::Transient { source, .. }) => {
-                    last = source.to_string();
-                    continue;
+        ssh_process::RETRY.run(&self.location, doing, |_| {
+            let conn = self.conn()?;
+            self.rt.block_on(op(conn)).map_err(|e| match classify(e) {
+                Failure::Server(SftpErrorKind::NoSuchFile, _) => StorageError::NotFound { path: path.to_string() },
+                Failure::Server(SftpErrorKind::PermDenied, _) => {
+                    StorageError::PermissionDenied { path: path.to_string() }
                 }
-                Err(e) => return Err(e),
-            };
-            match self.rt.block_on(op(conn)) {
-                Ok(v) => return Ok(v),
-                Err(e) => match classify(e) {
-                    Failure::Server(SftpErrorKind::NoSuchFile, _) => {
-                        return Err(StorageError::NotFound { path: path.to_string() })
-                    }
-                    Failure::Server(SftpErrorKind::PermDenied, _) => {
-                        return Err(StorageError::PermissionDenied { path: path.to_string() })
-                    }
-                    Failure::Server(kind, msg) => {
-                        return Err(StorageError::Io {
-                            path: path.to_string(),
-                            source: std::io::Error::other(format!("SFTP server: {kind:?} {msg}")),
-                        })
-                    }
-                    Failure::Connection(m) => {
-                        last = m;
-                        self.drop_conn();
-                    }
+                Failure::Server(kind, msg) => StorageError::Io {
+                    path: path.to_string(),
+                    source: std::io::Error::other(format!("SFTP server: {kind:?} {msg}")),
                 },
-            }
-        }
-        Err(ssh_process::gave_up(&self.location, doing, &last))
+                Failure::Connection(m) => {
+                    self.drop_conn();
+                    ssh_process::lost(&self.location, &format!("while {doing}"), m)
+                }
+            })
+        })
     }
 
     fn full(&self, kind: ObjectKind, name: &str) -> String {

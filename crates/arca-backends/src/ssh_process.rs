@@ -1,37 +1,19 @@
 //! What the two ssh-based backends (`ssh://`, `sftp://`) share: the retry schedule, how a lost
 //! connection is reported, and how the ssh child's stderr reaches ours.
 
-use arca_storage::StorageError;
+use arca_storage::{RetryPolicy, StorageError};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
-/// Attempts per operation before the error is final.
-pub const ATTEMPTS: u32 = 4;
-
-/// Wait before retry number `attempt` (1, 2, 3): 100 ms, 400 ms, 1.6 s, plus up to half as
-/// much random jitter so many clients do not retry in step.
-pub fn backoff(attempt: u32) {
-    let base = 100u64 << (2 * attempt.saturating_sub(1).min(8));
-    let jitter = rand::random::<u64>() % (base / 2 + 1);
-    std::thread::sleep(Duration::from_millis(base + jitter));
-}
+/// How a lost connection is retried: 4 attempts, waiting 100 ms, 400 ms, 1.6 s plus jitter
+/// (every request is idempotent, so sending one again after a reconnection is safe).
+pub const RETRY: RetryPolicy = RetryPolicy { attempts: 4, first_delay: Duration::from_millis(100) };
 
 /// A connection failure on `location` while `doing` something.
 pub fn lost(location: &str, doing: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Transient {
         path: location.to_string(),
         source: std::io::Error::other(format!("connection to {location} lost {doing}: {e}")),
-    }
-}
-
-/// The final error after all retries.
-pub fn gave_up(location: &str, doing: &str, last: &str) -> StorageError {
-    StorageError::Transient {
-        path: location.to_string(),
-        source: std::io::Error::other(format!(
-            "connection to {location} lost after {} retries while {doing}: {last}",
-            ATTEMPTS - 1
-        )),
     }
 }
 

@@ -234,12 +234,17 @@ impl<'a> Reporter<'a> {
 }
 
 impl arca_repo::Events for Reporter<'_> {
+    fn wants_totals(&self) -> bool {
+        self.out.show_progress || self.out.json
+    }
+
     fn emit(&self, event: arca_repo::Event<'_>) {
         use arca_repo::events::Change;
         use arca_repo::Event;
         let shown = |p: &Path| escape(p.as_os_str().as_bytes());
         match event {
             Event::Phase { name, done, total } => self.progress.message(format!("{name} {done}/{total}")),
+            Event::Total { bytes } => self.progress.set_total(bytes),
             Event::Change { path, change } => {
                 if self.list == 0 || (self.list == 1 && change == Change::Unchanged) {
                     return;

@@ -65,12 +65,14 @@ pub struct RestoreOptions {
 }
 
 /// What to do with an entry that already exists in the target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Overwrite {
     /// Replace it.
     Always,
     /// Keep a regular file whose contents already match the snapshot (only its metadata is
     /// set), replace anything else. Makes an interrupted restore resumable.
+    #[default]
     IfChanged,
     /// Keep it as it is.
     Never,

@@ -15,6 +15,9 @@ pub enum OpsError {
     /// An option's text or value is not valid.
     #[error("{option} {message}")]
     BadOption { option: &'static str, message: String },
+    /// A path the snapshot does not have (the message says what it has).
+    #[error("{0}")]
+    NotInSnapshot(String),
     /// The request names nothing to do.
     #[error("{0}")]
     NothingToDo(String),

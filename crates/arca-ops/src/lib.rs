@@ -12,6 +12,7 @@ pub mod copy;
 mod error;
 pub mod forget;
 pub mod keys;
+pub mod restore;
 pub mod serve;
 pub mod source;
 pub mod time;

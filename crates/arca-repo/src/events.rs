@@ -25,6 +25,9 @@ pub enum Change {
 pub enum Event<'a> {
     /// A phase of work advanced: `done` of `total` units (snapshots, packs, ...).
     Phase { name: &'a str, done: u64, total: u64 },
+    /// The bytes of file contents the operation will process in all, now known (sent only
+    /// to sinks that [`Events::wants_totals`]).
+    Total { bytes: u64 },
     /// Work on a file started (backup: reading it; restore: writing it).
     File { path: &'a Path, size: u64 },
     /// A file was classified against the parent snapshot.
@@ -49,6 +52,12 @@ pub enum Event<'a> {
 /// Where an operation's events go. Called from several threads at once.
 pub trait Events: Sync {
     fn emit(&self, event: Event<'_>);
+
+    /// True if the sink shows totals (a bar with a percentage): an operation then spends a
+    /// little work up front to count what it will do and sends [`Event::Total`].
+    fn wants_totals(&self) -> bool {
+        false
+    }
 
     /// Shorthand for [`Event::Phase`].
     fn phase(&self, name: &str, done: u64, total: u64) {

@@ -4,11 +4,14 @@
 //! The trait is synchronous: the engine runs CPU stages on threads and a backend that speaks
 //! to the network may run its own runtime inside (see docs/ARCHITECTURE.md for why).
 
+pub mod conformance;
 mod fault;
 mod memory;
+mod retry;
 
 pub use fault::FailAfter;
 pub use memory::MemoryStorage;
+pub use retry::{Retry, RetryPolicy};
 use std::fmt;
 
 /// The kinds of objects in a repository; each lives under its own prefix.
@@ -101,6 +104,9 @@ pub enum StorageError {
     Transient { path: String, source: std::io::Error },
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// Transient failures that did not pass within the retry policy's attempts; final.
+    #[error("{path}: gave up after {attempts} attempts while {doing}: {last}")]
+    GaveUp { path: String, doing: String, attempts: u32, last: String },
 }
 
 impl StorageError {

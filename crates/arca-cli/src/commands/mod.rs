@@ -85,19 +85,9 @@ pub fn find_snapshot(repo: &Repository, out: &Output, spec: &str, filter: &Filte
     Ok(snaps::resolve(&all, spec, &filter.filter())?)
 }
 
-/// "PATH not found in snapshot": names what the snapshot holds and, when the path lies outside
-/// its backed-up paths (`latest` picked a newer snapshot of other paths, such as a stdin
-/// backup), how to pick a snapshot of that path.
+/// "PATH not found in snapshot", with how to pick a snapshot that has it.
 pub fn not_in_snapshot(path: &str, snap: &SnapshotEntry) -> anyhow::Error {
-    let shown = if path.is_empty() { "/" } else { path };
-    let mut msg = format!("{shown} not found in snapshot {} (of {})", snap.id.short(), snap.snapshot.paths.join(", "));
-    let inside = snap.snapshot.paths.iter().any(|p| path.starts_with(p.trim_end_matches('/')) || p.starts_with(path));
-    if !inside {
-        msg.push_str(&format!(
-            "; the path lies outside what that snapshot backed up: choose a snapshot of it with --path (`latest --path {shown}` takes the newest snapshot of exactly that path) or an id from `arca snapshots`"
-        ));
-    }
-    anyhow::anyhow!(msg)
+    arca_ops::restore::not_in_snapshot(path, snap).into()
 }
 
 /// A node kind in words, for messages.

@@ -7,20 +7,9 @@ use crate::progress::{Progress, Reporter};
 use crate::text::{escape, size};
 use anyhow::{bail, Context, Result};
 use arca_format::NodeKind;
-use arca_fs::{Overwrite, RestoreOptions};
-use arca_repo::treewalk::{lookup, walk, Found, Visit};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-
-fn globs(patterns: &[String]) -> Result<Option<GlobSet>> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(GlobBuilder::new(p).build().with_context(|| format!("bad pattern {p:?}"))?);
-    }
-    Ok(Some(b.build()?))
-}
+use arca_fs::Overwrite;
+use arca_ops::restore::{RestoreRequest, Restored};
+use arca_repo::treewalk::{lookup, Found};
 
 /// Split `SNAPSHOT[:PATH]`.
 fn split_spec(spec: &str) -> (&str, &str) {
@@ -31,48 +20,16 @@ fn split_spec(spec: &str) -> (&str, &str) {
 }
 
 pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
-    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("restore"))?;
     let (spec, path) = split_spec(a.snapshot.as_deref().unwrap_or(""));
-    let snap = match (&a.at, spec) {
-        (Some(at), "") => {
-            let at = super::backup::parse_time_end(at)?;
-            let all = super::all_snapshots(&repo, out)?;
-            arca_repo::snapshots::resolve_at(&all, at, &a.filter.filter())?
-        }
-        (Some(_), _) => bail!("--at chooses the snapshot: give only :PATH, not {spec:?}"),
-        (None, "") => bail!("which snapshot? give SNAPSHOT[:PATH] (an id prefix or `latest`) or --at TIME"),
-        (None, spec) => super::find_snapshot(&repo, out, spec, &a.filter)?,
-    };
-    let base: Vec<u8> = path.trim_end_matches('/').as_bytes().to_vec();
-    let found = lookup(&repo, &snap.snapshot.tree, &base)?.ok_or_else(|| super::not_in_snapshot(path, &snap))?;
-    let reporter = Reporter { progress: Progress::new(out, "restore"), out, list: u8::from(a.dry_run) };
-    if out.show_progress || out.json {
-        let mut total = 0u64;
-        let root = match &found {
-            Found::Root(t) => Some(*t),
-            Found::Node(n) => n.subtree,
-        };
-        match (root, &found) {
-            (Some(t), _) => {
-                let mut add = |_: &[u8], n: &arca_format::Node| {
-                    if n.kind == NodeKind::File {
-                        total += n.size - n.holes.iter().map(|h| h.1).sum::<u64>();
-                    }
-                    Ok(Visit::Continue)
-                };
-                walk(&repo, &t, &mut add, &mut |_, _| {})?;
-            }
-            (None, Found::Node(n)) => total = n.size,
-            (None, Found::Root(_)) => {}
-        }
-        reporter.progress.set_total(total);
-    }
-    let opts = RestoreOptions {
+    let req = RestoreRequest {
+        snapshot: (!spec.is_empty()).then(|| spec.to_string()),
+        at: a.at.as_deref().map(super::backup::parse_time).transpose()?,
+        path: path.to_string(),
+        filter: a.filter.filter(),
         target: a.target.clone(),
-        includes: globs(&a.includes)?,
-        excludes: globs(&a.excludes)?,
+        includes: a.includes.clone(),
+        excludes: a.excludes.clone(),
         verify: a.verify,
-        set_owner: nix::unistd::geteuid().is_root(),
         overwrite: match a.overwrite {
             OverwriteMode::Always => Overwrite::Always,
             OverwriteMode::IfChanged => Overwrite::IfChanged,
@@ -80,13 +37,18 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
         },
         delete: a.delete,
         dry_run: a.dry_run,
-        threads: cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
-        base: if base.starts_with(b"/") || base.is_empty() { base.clone() } else { [b"/".as_slice(), &base].concat() },
+        set_owner: None,
+        threads: cli.threads,
     };
-    let report = arca_fs::restore(&repo, found, &opts, &reporter)?;
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("restore"))?;
+    let reporter = Reporter { progress: Progress::new(out, "restore"), out, list: u8::from(a.dry_run) };
+    let result = arca_ops::restore::restore(&repo, &req, &reporter);
     reporter.progress.finish();
+    let Restored { snapshot_id, report } = result?;
     if out.json {
-        out.json_line(&serde_json::json!({"type": "summary", "snapshot_id": snap.id.to_hex(), "target": a.target, "report": report}));
+        out.json_line(
+            &serde_json::json!({"type": "summary", "snapshot_id": snapshot_id, "target": a.target, "report": report}),
+        );
     } else {
         if !a.no_warn_metadata {
             for w in &report.warnings {
@@ -109,7 +71,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
             crate::text::count(report.dirs, "directory", "directories"),
             crate::text::count(report.other, "other entry", "other entries"),
             size(report.bytes),
-            snap.id.short(),
+            &snapshot_id[..8],
             a.target.display(),
             if a.verify {
                 format!("; {} verified", crate::text::count(report.verified_files, "file", "files"))

@@ -202,50 +202,11 @@ pub fn hex_of(data: &[u8]) -> String {
 }
 
 /// The behaviour every backend must have.
+/// The storage contract every backend must meet (`arca_storage::conformance`).
 pub fn conformance(s: &dyn arca_storage::Storage, label: &str) {
-    let name = hex_of(b"one");
-    assert!(!s.exists(arca_storage::ObjectKind::Snapshot, &name).unwrap(), "{label}");
-    assert!(
-        matches!(s.get(arca_storage::ObjectKind::Snapshot, &name), Err(arca_storage::StorageError::NotFound { .. })),
-        "{label}: missing object"
-    );
-    s.put(arca_storage::ObjectKind::Snapshot, &name, b"one").unwrap();
-    assert!(s.exists(arca_storage::ObjectKind::Snapshot, &name).unwrap());
-    assert_eq!(s.get(arca_storage::ObjectKind::Snapshot, &name).unwrap(), b"one");
-    assert!(
-        s.list(arca_storage::ObjectKind::Snapshot).unwrap().contains(&(name.clone(), 3)),
-        "{label}: listing after write"
-    );
-    // Large objects and ranges.
-    let big = random_bytes(20 << 20, 5);
-    let big_name = hex_of(&big);
-    s.put(arca_storage::ObjectKind::Pack, &big_name, &big).unwrap();
-    assert_eq!(s.get(arca_storage::ObjectKind::Pack, &big_name).unwrap(), big, "{label}: large object");
-    assert_eq!(s.get_range(arca_storage::ObjectKind::Pack, &big_name, 1000, 5000).unwrap(), &big[1000..6000]);
-    assert!(
-        s.get_range(arca_storage::ObjectKind::Pack, &big_name, big.len() as u64 - 10, 20).is_err(),
-        "{label}: a short range is an error"
-    );
-    assert!(s
-        .list(arca_storage::ObjectKind::Pack)
-        .unwrap()
-        .iter()
-        .any(|(n, l)| *n == big_name && *l == big.len() as u64));
-    // Concurrent writers.
-    std::thread::scope(|scope| {
-        for t in 0..4u64 {
-            scope.spawn(move || {
-                for i in 0..10u64 {
-                    let d = random_bytes(1000, t * 100 + i);
-                    s.put(arca_storage::ObjectKind::Index, &hex_of(&d), &d).unwrap();
-                }
-            });
-        }
-    });
-    assert_eq!(s.list(arca_storage::ObjectKind::Index).unwrap().len(), 40, "{label}: concurrent writers");
-    s.delete(arca_storage::ObjectKind::Snapshot, &name).unwrap();
-    s.delete(arca_storage::ObjectKind::Snapshot, &name).unwrap();
-    assert!(!s.exists(arca_storage::ObjectKind::Snapshot, &name).unwrap(), "{label}: delete, twice");
+    if let Err(e) = arca_storage::conformance::check(s, label) {
+        panic!("{e}");
+    }
 }
 
 /// How a proxied connection misbehaves.
