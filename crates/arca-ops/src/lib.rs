@@ -13,6 +13,7 @@ mod error;
 pub mod forget;
 pub mod keys;
 pub mod restore;
+pub mod rewrite;
 pub mod serve;
 pub mod source;
 pub mod time;
