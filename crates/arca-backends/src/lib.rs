@@ -10,6 +10,7 @@ pub mod serve;
 pub mod sftp;
 mod ssh_process;
 
+pub use limit::Throttle;
 pub use local::{create_private_dir, LocalStorage};
 pub use remote::RemoteStorage;
 pub use s3::{S3Options, S3Storage};

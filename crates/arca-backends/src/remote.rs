@@ -35,32 +35,15 @@ pub struct RemoteStorage {
     conn: Mutex<Option<Conn>>,
     /// The mode the server said it enforces.
     mode: Mutex<String>,
-    upload: Option<crate::limit::Limit>,
-    download: Option<crate::limit::Limit>,
 }
 
 impl RemoteStorage {
     /// Run `command` (program and arguments) and shake hands, asking for `repo`.
     pub fn connect(location: String, command: Vec<String>, repo: String) -> StorageResult<RemoteStorage> {
-        let r = RemoteStorage {
-            location,
-            command,
-            repo,
-            conn: Mutex::new(None),
-            mode: Mutex::new(String::new()),
-            upload: None,
-            download: None,
-        };
+        let r = RemoteStorage { location, command, repo, conn: Mutex::new(None), mode: Mutex::new(String::new()) };
         let c = r.open()?;
         *r.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
         Ok(r)
-    }
-
-    /// Limit uploads and downloads to these many bytes per second.
-    pub fn with_limits(mut self, upload: Option<u32>, download: Option<u32>) -> RemoteStorage {
-        self.upload = upload.map(crate::limit::Limit::new);
-        self.download = download.map(crate::limit::Limit::new);
-        self
     }
 
     /// The mode the server enforces (`read`, `append`, `full`).
@@ -143,21 +126,13 @@ impl RemoteStorage {
 
     fn expect_data(&self, kind: ObjectKind, name: &str, r: Response) -> StorageResult<Vec<u8>> {
         match r {
-            Response::Data { data } => {
-                if let Some(l) = &self.download {
-                    l.wait(data.len());
-                }
-                Ok(data.into_vec())
-            }
+            Response::Data { data } => Ok(data.into_vec()),
             Response::Error { kind: k, message } => Err(self.error(self.path(kind, name), k, message)),
             other => Err(StorageError::Refused(format!("unexpected answer {other:?}"))),
         }
     }
 
     fn put_with(&self, kind: ObjectKind, name: &str, data: &[u8], proof: Option<&[u8]>) -> StorageResult<()> {
-        if let Some(l) = &self.upload {
-            l.wait(data.len());
-        }
         let req = Request::Put {
             kind: kind_to_wire(kind).into(),
             name: name.into(),

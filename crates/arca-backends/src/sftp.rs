@@ -25,8 +25,6 @@ pub struct SftpStorage {
     root: String,
     rt: tokio::runtime::Runtime,
     conn: Mutex<Option<Arc<Conn>>>,
-    upload: Option<crate::limit::Limit>,
-    download: Option<crate::limit::Limit>,
 }
 
 type Op<T> = Box<dyn Fn(Arc<Conn>) -> Pin<Box<dyn Future<Output = Result<T, Error>> + Send>> + Send + Sync>;
@@ -53,24 +51,10 @@ impl SftpStorage {
             .enable_all()
             .build()
             .map_err(|e| StorageError::Io { path: location.clone(), source: e })?;
-        let s = SftpStorage {
-            location,
-            command,
-            root: root.trim_end_matches('/').to_string(),
-            rt,
-            conn: Mutex::new(None),
-            upload: None,
-            download: None,
-        };
+        let s =
+            SftpStorage { location, command, root: root.trim_end_matches('/').to_string(), rt, conn: Mutex::new(None) };
         s.conn()?;
         Ok(s)
-    }
-
-    /// Limit uploads and downloads to these many bytes per second.
-    pub fn with_limits(mut self, upload: Option<u32>, download: Option<u32>) -> SftpStorage {
-        self.upload = upload.map(crate::limit::Limit::new);
-        self.download = download.map(crate::limit::Limit::new);
-        self
     }
 
     fn lost(&self, doing: &str, e: impl std::fmt::Display) -> StorageError {
@@ -168,9 +152,6 @@ impl Storage for SftpStorage {
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
-        if let Some(l) = &self.upload {
-            l.wait(data.len());
-        }
         let path = self.full(kind, name);
         let tmp = format!("{path}.tmp-{:016x}", rand::random::<u64>());
         let dir = path.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
@@ -218,9 +199,6 @@ impl Storage for SftpStorage {
                 Box::pin(async move { conn.sftp.fs().read(&path).await.map(|b| b.to_vec()) })
             }),
         )?;
-        if let Some(l) = &self.download {
-            l.wait(data.len());
-        }
         Ok(data)
     }
 
@@ -248,9 +226,6 @@ impl Storage for SftpStorage {
                 })
             }),
         )?;
-        if let Some(l) = &self.download {
-            l.wait(data.len());
-        }
         if data.len() as u64 != length {
             return Err(StorageError::Io {
                 path: shown,

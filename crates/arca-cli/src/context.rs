@@ -308,15 +308,17 @@ pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
         return Ok(Arc::new(arca_backends::S3Storage::new(o)?));
     }
     match &loc.remote {
-        Some((url, command)) if loc.sftp => Ok(Arc::new(
-            arca_backends::SftpStorage::connect(url.clone(), command.clone(), loc.path.display().to_string())?
-                .with_limits(loc.limits.0, loc.limits.1),
-        )),
         Some((url, command)) => {
-            let r =
-                arca_backends::RemoteStorage::connect(url.clone(), command.clone(), loc.path.display().to_string())?
-                    .with_limits(loc.limits.0, loc.limits.1);
-            Ok(Arc::new(r))
+            let path = loc.path.display().to_string();
+            let s: Arc<dyn Storage> = if loc.sftp {
+                Arc::new(arca_backends::SftpStorage::connect(url.clone(), command.clone(), path)?)
+            } else {
+                Arc::new(arca_backends::RemoteStorage::connect(url.clone(), command.clone(), path)?)
+            };
+            Ok(match loc.limits {
+                (None, None) => s,
+                (up, down) => Arc::new(arca_backends::Throttle::new(s, up, down)),
+            })
         }
         None => Ok(Arc::new(LocalStorage::new(&loc.path))),
     }
