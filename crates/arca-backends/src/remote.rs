@@ -106,7 +106,7 @@ impl RemoteStorage {
             };
             write_frame(&mut c.input, req).and_then(|_| read_frame::<Response>(&mut c.output)).map_err(|e| {
                 *guard = None;
-                self.lost(&format!("while {doing}"), e)
+                ssh_process::dropped(&self.location, e)
             })
         })
     }

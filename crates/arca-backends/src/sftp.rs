@@ -113,7 +113,7 @@ impl SftpStorage {
                 },
                 Failure::Connection(m) => {
                     self.drop_conn();
-                    ssh_process::lost(&self.location, &format!("while {doing}"), m)
+                    ssh_process::dropped(&self.location, m)
                 }
             })
         })

@@ -9,6 +9,14 @@ use std::time::Duration;
 /// (every request is idempotent, so sending one again after a reconnection is safe).
 pub const RETRY: RetryPolicy = RetryPolicy { attempts: 4, first_delay: Duration::from_millis(100) };
 
+/// A connection that dropped during a request (the retry policy's final error says which).
+pub fn dropped(location: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Transient {
+        path: location.to_string(),
+        source: std::io::Error::other(format!("connection to {location} lost: {e}")),
+    }
+}
+
 /// A connection failure on `location` while `doing` something.
 pub fn lost(location: &str, doing: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Transient {

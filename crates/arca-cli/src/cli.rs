@@ -309,7 +309,8 @@ pub struct BackupArgs {
     /// File name for --stdin / --stdin-from-command data.
     #[arg(long, default_value = "stdin")]
     pub stdin_filename: String,
-    /// Run a command and back up its standard output; if it fails, no snapshot is made.
+    /// Run a command and back up its standard output; if it fails, no snapshot is made. The
+    /// snapshot records the command line (`arca cat snapshot`): keep secrets out of it.
     #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
     pub stdin_from_command: Option<Vec<String>>,
 }

@@ -2,6 +2,7 @@
 
 use arca_fs::FsError;
 use arca_ops::OpsError;
+use arca_repo::error::{ErrorKind, Remedy};
 use arca_repo::RepoError;
 
 /// Success.
@@ -43,6 +44,18 @@ pub fn repo_error(e: &anyhow::Error) -> Option<&RepoError> {
             })
             .or_else(|| cause.downcast_ref::<OpsError>().and_then(OpsError::repo_error))
     })
+}
+
+/// What sort of failure `e` is and what may help, from the first error in its chain that
+/// knows (an engine error, or a use-case error).
+pub fn kind_and_remedy(e: &anyhow::Error) -> (Option<ErrorKind>, Option<Remedy>) {
+    if let Some(r) = repo_error(e) {
+        return (Some(r.kind()), r.remedy());
+    }
+    match e.chain().find_map(|c| c.downcast_ref::<OpsError>()) {
+        Some(o) => (o.kind(), o.remedy()),
+        None => (None, None),
+    }
 }
 
 /// The exit code for an error.

@@ -78,13 +78,12 @@ impl Output {
                 msg.push_str(c);
             }
         }
-        let repo = crate::exit::repo_error(e);
-        let remedy = repo.and_then(arca_repo::RepoError::remedy);
+        let (kind, remedy) = crate::exit::kind_and_remedy(e);
         if self.json {
             // `kind` and `remedy` let a script (or a web UI) act without parsing the message.
             self.json_line(&serde_json::json!({
                 "type": "error", "message": msg, "exit_code": crate::exit::code_for(e),
-                "kind": repo.map(arca_repo::RepoError::kind), "remedy": remedy,
+                "kind": kind, "remedy": remedy,
                 "remedy_command": remedy.and_then(arca_repo::error::Remedy::command),
             }));
         } else {

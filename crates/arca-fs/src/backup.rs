@@ -259,7 +259,7 @@ impl Archiver<'_> {
                 // Not a problem with the new snapshot (its files are read in full), but worth
                 // seeing: the parent snapshot is damaged.
                 let note = format!("parent tree {} unreadable, reading its files again: {e}", id.short());
-                self.events.emit(Event::Notice(&note));
+                self.events.emit(Event::Caution(&note));
                 None
             }
         }

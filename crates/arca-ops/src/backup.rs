@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// What a backup records and how it stores; the source says what it reads.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackupRequest {
     /// The host name the snapshot records (default: this machine's).
     pub host: Option<String>,

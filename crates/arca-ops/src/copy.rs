@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// A copy request.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CopyRequest {
     /// Snapshots of the source to copy (ids, prefixes, `latest`); empty: all passing the filter.
     pub snapshots: Vec<String>,

@@ -1,6 +1,7 @@
 //! What can stop a use case, in kinds a front-end can act on.
 
 use arca_fs::FsError;
+use arca_repo::error::{ErrorKind, Remedy};
 use arca_repo::RepoError;
 
 /// An error from a use case.
@@ -15,6 +16,9 @@ pub enum OpsError {
     /// An option's text or value is not valid.
     #[error("{option} {message}")]
     BadOption { option: &'static str, message: String },
+    /// An exclude pattern that does not compile.
+    #[error("{0}")]
+    BadPattern(String),
     /// A path the snapshot does not have (the message says what it has).
     #[error("{0}")]
     NotInSnapshot(String),
@@ -24,9 +28,6 @@ pub enum OpsError {
     /// A protected snapshot cannot be removed (or its protection shortened) before a date.
     #[error("snapshot {snapshot} is {why}")]
     Protected { snapshot: String, why: String },
-    /// The key in use may not delete (append-only or read-only server), but the use case must.
-    #[error("{action} needs a key that may delete: this repository's server allows no deletes with this key (append-only or read-only); run it on the server or with a full-access key")]
-    DeleteNotAllowed { action: &'static str },
     /// Source and destination of a copy are one repository.
     #[error("the source and the destination are the same repository")]
     SameRepository,
@@ -51,6 +52,29 @@ impl OpsError {
             OpsError::Repo(r) | OpsError::Fs(FsError::Repo(r)) => Some(r),
             _ => None,
         }
+    }
+
+    /// What sort of failure this is (see [`RepoError::kind`]).
+    pub fn kind(&self) -> Option<ErrorKind> {
+        Some(match self {
+            OpsError::Repo(_) | OpsError::Fs(FsError::Repo(_)) => return self.repo_error().map(RepoError::kind),
+            OpsError::Storage(_) => ErrorKind::Storage,
+            OpsError::Protected { .. } => ErrorKind::NotAllowed,
+            OpsError::BadOption { .. }
+            | OpsError::BadPattern(_)
+            | OpsError::NothingToDo(_)
+            | OpsError::SameRepository
+            | OpsError::OutsideServedTree { .. } => ErrorKind::BadRequest,
+            OpsError::NotInSnapshot(_) => ErrorKind::NotFound,
+            OpsError::CommandStart { .. } | OpsError::CommandFailed { .. } | OpsError::Io { .. } | OpsError::Fs(_) => {
+                return None
+            }
+        })
+    }
+
+    /// What the user can do about it, if arca knows (see [`RepoError::remedy`]).
+    pub fn remedy(&self) -> Option<Remedy> {
+        self.repo_error().and_then(RepoError::remedy)
     }
 
     pub(crate) fn bad_option(option: &'static str, e: impl std::fmt::Display) -> OpsError {

@@ -7,7 +7,7 @@ use crate::{OpsError, OpsResult};
 use arca_repo::retention::{apply, protected_until, Decision, GroupBy, Policy};
 use arca_repo::snapshots::{self as snaps, Filter, SnapshotEntry};
 use arca_repo::units::Interval;
-use arca_repo::{Event, Events, Repository};
+use arca_repo::{Event, Events, RepoError, Repository};
 use arca_storage::ObjectKind;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 /// Which snapshots to forget.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Selection {
     /// These (ids, id prefixes, `latest`); each must pass the filter.
     Snapshots(Vec<String>),
@@ -39,6 +39,7 @@ fn default_skew() -> Interval {
 
 /// A forget request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ForgetRequest {
     pub selection: Selection,
     #[serde(default)]
@@ -188,6 +189,7 @@ fn received_times(repo: &Repository) -> OpsResult<HashMap<String, String>> {
 
 /// A protect request: extend protection and/or set a destruction date.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProtectRequest {
     pub snapshots: Vec<String>,
     #[serde(default)]
@@ -196,6 +198,16 @@ pub struct ProtectRequest {
     pub until: Option<Until>,
     /// Let `forget --enforce-destroy` remove it after then.
     pub destroy_after: Option<TimeSpec>,
+}
+
+impl ProtectRequest {
+    /// Refuse a request that changes nothing (before any repository is opened).
+    pub fn validate(&self) -> OpsResult<()> {
+        if self.until.is_none() && self.destroy_after.is_none() {
+            return Err(OpsError::NothingToDo("give --until DATE|forever and/or --destroy-after DATE".into()));
+        }
+        Ok(())
+    }
 }
 
 /// One snapshot protect replaced.
@@ -210,13 +222,11 @@ pub struct Protected {
 /// Protect snapshots. The snapshot object is replaced (new, then the old deleted), which
 /// needs a key that may delete.
 pub fn protect(repo: &Repository, req: &ProtectRequest, events: &dyn Events) -> OpsResult<Vec<Protected>> {
-    if req.until.is_none() && req.destroy_after.is_none() {
-        return Err(OpsError::NothingToDo("give --until DATE|forever and/or --destroy-after DATE".into()));
-    }
+    req.validate()?;
     if !repo.storage().capabilities().delete {
         // Through a key that may not delete, the replacement would leave a protected
         // duplicate beside the original.
-        return Err(OpsError::DeleteNotAllowed { action: "protect (it replaces the snapshot object)" });
+        return Err(RepoError::DeleteNotAllowed { action: "protect (it replaces the snapshot object)" }.into());
     }
     let until = req.until.as_ref().map(Until::stored);
     let destroy = req.destroy_after.as_ref().map(|t| t.start().to_rfc3339());
@@ -245,6 +255,18 @@ pub fn protect(repo: &Repository, req: &ProtectRequest, events: &dyn Events) -> 
             s.destroy_after = Some(d.clone());
         }
         let new_id = snaps::replace(repo, &e, s.clone())?;
+        // Told at once: if a later snapshot fails, the user knows which ids already changed.
+        let what = [
+            s.keep_until.as_ref().map(|u| format!("protected until {u}")),
+            s.destroy_after.as_ref().map(|d| format!("destroy after {d}")),
+        ];
+        let what: Vec<String> = what.into_iter().flatten().collect();
+        events.emit(Event::Notice(&format!(
+            "snapshot {} is now {} ({})",
+            e.id.short(),
+            new_id.short(),
+            what.join(", ")
+        )));
         changed.push(Protected {
             old: e.id.to_hex(),
             new: new_id.to_hex(),

@@ -1,11 +1,13 @@
 //! arca's application layer: the use cases every front-end (the CLI, a job runner, a server)
 //! calls, so the rules that keep a repository safe live in one place.
 //!
-//! Each use case takes the session it needs (a [`Target`] holding a lock for writers, so an
-//! unlocked backup does not compile), options that are serde-serialisable and parse their
-//! own small languages, an [`Events`](arca_repo::Events) sink and a
-//! [`Cancel`](arca_repo::Cancel) token, and returns a serialisable report. Front-ends keep
-//! parsing, printing and exit codes, nothing else.
+//! Writing use cases take a [`Target`] (a held lock, so an unlocked backup does not compile,
+//! or a dry run); reading ones take a repository the caller opened with the session it needs
+//! (`arca_repo::session::open`: a read session for restore, so a prune waits). Requests are
+//! serde types whose options parse their own small languages; unknown fields are refused, so
+//! a typo in a job file is an error, not a silently dropped rule. Use cases report through an
+//! [`Events`](arca_repo::Events) sink (backup also checks a [`Cancel`](arca_repo::Cancel)
+//! token) and return reports that serialise. Front-ends keep parsing, printing and exit codes.
 
 pub mod backup;
 pub mod copy;
@@ -24,7 +26,8 @@ pub use source::Source;
 use arca_repo::lock::SessionLock;
 
 /// Where a writing use case writes: under a held session lock, or nowhere (a dry run, which
-/// reads what is there and stores nothing, not even a lock).
+/// reads what is there and stores no data and no snapshot; its read session may still hold a
+/// shared lock).
 #[derive(Clone, Copy)]
 pub enum Target<'a> {
     Locked(&'a SessionLock),

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 /// A restore request.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RestoreRequest {
     /// The snapshot (an id prefix, `latest`, `latest~2`); leave out to choose by `at`.
     pub snapshot: Option<String>,
@@ -85,6 +85,10 @@ pub fn choose(
 /// Restore what `req` names. Per-entry failures are in the report's `errors` (everything
 /// else is restored); a sink that [`Events::wants_totals`] first gets the bytes to restore.
 pub fn restore(repo: &Repository, req: &RestoreRequest, events: &dyn Events) -> OpsResult<Restored> {
+    if req.target.as_os_str().is_empty() {
+        // An empty target would mean the current directory: never a default to fall into.
+        return Err(OpsError::bad_option("target", "is required (the directory to restore into)"));
+    }
     let snap = choose(repo, req.snapshot.as_deref(), req.at.as_ref(), &req.filter, events)?;
     let base: Vec<u8> = req.path.trim_end_matches('/').as_bytes().to_vec();
     let found = lookup(repo, &snap.snapshot.tree, &base)?.ok_or_else(|| not_in_snapshot(&req.path, &snap))?;

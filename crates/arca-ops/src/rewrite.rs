@@ -5,7 +5,7 @@ use crate::backup::readable_snapshots;
 use crate::{OpsError, OpsResult, Target};
 use arca_repo::snapshots::{self as snaps, Filter, SnapshotEntry};
 use arca_repo::writer::WriterOptions;
-use arca_repo::{BlobWriter, Events, Repository};
+use arca_repo::{BlobWriter, Event, Events, Repository};
 use serde::{Deserialize, Serialize};
 
 /// The snapshots named (each passing the filter), or, if none is named, all that pass it.
@@ -31,7 +31,7 @@ pub fn select(
 
 /// A tag change.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TagRequest {
     pub snapshots: Vec<String>,
     pub filter: Filter,
@@ -49,18 +49,30 @@ pub struct Retagged {
     pub tags: Vec<String>,
 }
 
+impl TagRequest {
+    /// Refuse a request that changes nothing or selects everything by accident (before any
+    /// repository is opened).
+    pub fn validate(&self) -> OpsResult<()> {
+        let req = self;
+        if req.add.is_empty() && req.remove.is_empty() && req.set.is_empty() {
+            return Err(OpsError::NothingToDo("give --add, --remove or --set".into()));
+        }
+        if !req.set.is_empty() && (!req.add.is_empty() || !req.remove.is_empty()) {
+            return Err(OpsError::bad_option("--set", "replaces all tags: give it alone, or use --add and --remove"));
+        }
+        if req.snapshots.is_empty() && req.filter == Filter::default() {
+            // Retagging every snapshot in the repository is never what an empty selection meant.
+            return Err(OpsError::NothingToDo(
+                "which snapshots? name them, or select with --host, --tag or --path".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Change the tags of the selected snapshots; those already as asked are left alone.
 pub fn tag(repo: &Repository, req: &TagRequest, events: &dyn Events) -> OpsResult<Vec<Retagged>> {
-    if req.add.is_empty() && req.remove.is_empty() && req.set.is_empty() {
-        return Err(OpsError::NothingToDo("give --add, --remove or --set".into()));
-    }
-    if !req.set.is_empty() && (!req.add.is_empty() || !req.remove.is_empty()) {
-        return Err(OpsError::bad_option("--set", "replaces all tags: give it alone, or use --add and --remove"));
-    }
-    if req.snapshots.is_empty() && req.filter == Filter::default() {
-        // Retagging every snapshot in the repository is never what an empty selection meant.
-        return Err(OpsError::NothingToDo("which snapshots? name them, or select with --host, --tag or --path".into()));
-    }
+    req.validate()?;
     let mut changed = vec![];
     for e in select(repo, &req.snapshots, &req.filter, events)? {
         let mut s = e.snapshot.clone();
@@ -77,6 +89,12 @@ pub fn tag(repo: &Repository, req: &TagRequest, events: &dyn Events) -> OpsResul
             continue;
         }
         let id = snaps::replace(repo, &e, s.clone())?;
+        // Told at once: if a later snapshot fails, the user knows which ids already changed.
+        let (old, new) = (e.id.short(), id.short());
+        events.emit(Event::Notice(&format!(
+            "snapshot {old} is now {new} (tags: {}; {old} still selects it)",
+            s.tags.join(", ")
+        )));
         changed.push(Retagged { old: e.id.to_hex(), new: id.to_hex(), tags: s.tags });
     }
     Ok(changed)

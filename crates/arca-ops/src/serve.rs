@@ -26,10 +26,8 @@ impl ServedTree {
         };
         if let (Some(r), Some(dir)) = (&repo, &restrict) {
             if !inside(r, dir) {
-                return Err(OpsError::OutsideServedTree {
-                    path: r.display().to_string(),
-                    allowed: dir.display().to_string(),
-                });
+                let why = format!("{} is not inside --restrict-to {}", r.display(), dir.display());
+                return Err(OpsError::bad_option("--repo", why));
             }
         }
         Ok(ServedTree { repo, restrict })
@@ -65,7 +63,9 @@ fn inside(p: &Path, dir: &Path) -> bool {
         return false;
     }
     let mut existing: PathBuf = p.to_path_buf();
-    while !existing.exists() {
+    // `symlink_metadata`, not `exists`: a dangling symlink inside the tree is an entry that
+    // exists (and would lead writes out of the tree), not a missing one to step over.
+    while std::fs::symlink_metadata(&existing).is_err() {
         match existing.parent() {
             Some(parent) => existing = parent.to_path_buf(),
             None => return false,
@@ -87,11 +87,12 @@ mod tests {
         let dir = top.path().join("repos");
         std::fs::create_dir(&dir).unwrap();
         std::os::unix::fs::symlink("/etc", dir.join("escape")).unwrap();
+        std::os::unix::fs::symlink("/var/tmp/arca-no-such-dir/x", dir.join("dangling")).unwrap();
         let t = ServedTree::new(None, Some(&dir)).unwrap();
         let real = dir.canonicalize().unwrap();
         assert_eq!(t.resolve("alice").unwrap(), real.join("alice"));
         assert_eq!(t.resolve("new/not/yet").unwrap(), real.join("new/not/yet"));
-        for hostile in ["../x", "/etc", "escape/passwd", "alice/../../x", "escape"] {
+        for hostile in ["../x", "/etc", "escape/passwd", "alice/../../x", "escape", "dangling", "dangling/repo"] {
             assert!(matches!(t.resolve(hostile), Err(OpsError::OutsideServedTree { .. })), "{hostile}");
         }
         assert!(ServedTree::new(Some("/etc".into()), Some(&dir)).is_err());

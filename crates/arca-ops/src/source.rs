@@ -54,7 +54,7 @@ pub trait Source {
 
 /// The exclusion rules of a file backup, as a command line, a job file or a request gives them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ExcludeRules {
     /// Glob patterns (`*.tmp`, `/home/*/.cache`, `build/`).
     pub patterns: Vec<String>,
@@ -77,7 +77,7 @@ impl ExcludeRules {
                 .map_err(|e| OpsError::Io { path: format!("exclude file {}", f.display()), source: e })?;
             patterns.extend(read);
         }
-        let bad = |e: String| OpsError::bad_option("--exclude", e);
+        let bad = OpsError::BadPattern;
         Ok(Excludes::new(patterns, self.caches, self.if_present.clone())
             .and_then(|e| e.with_case_insensitive(self.case_insensitive.clone()))
             .map_err(bad)?
@@ -87,7 +87,7 @@ impl ExcludeRules {
 
 /// How a file backup reads its sources.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FilesOptions {
     pub excludes: ExcludeRules,
     /// Do not cross into other filesystems below a source path.
@@ -107,7 +107,7 @@ impl Default for FilesOptions {
             one_file_system: false,
             ignore_ctime: false,
             rehash: false,
-            read_threads: 2,
+            read_threads: 8,
         }
     }
 }
@@ -116,7 +116,6 @@ impl Default for FilesOptions {
 pub struct Files {
     paths: Vec<PathBuf>,
     opts: FilesOptions,
-    excludes: Option<Excludes>,
     own: Vec<PathBuf>,
 }
 
@@ -125,8 +124,9 @@ impl Files {
     /// repository, caches, key files), never taken in.
     pub fn new(given: &[PathBuf], opts: FilesOptions, own: &[PathBuf]) -> OpsResult<Files> {
         let paths = resolve_paths(given)?;
-        let excludes = Some(opts.excludes.build(own)?);
-        Ok(Files { paths, opts, excludes, own: own.to_vec() })
+        // Compiled once here so bad patterns fail before the repository is opened.
+        opts.excludes.build(own)?;
+        Ok(Files { paths, opts, own: own.to_vec() })
     }
 
     /// The absolute source paths.
@@ -166,7 +166,8 @@ impl Source for Files {
     ) -> OpsResult<BackupOutcome> {
         let opts = BackupOptions {
             paths: self.paths.clone(),
-            excludes: self.excludes.take().unwrap_or_default(),
+            // Compiled for each run: a source stored twice (a retried job) keeps its rules.
+            excludes: self.opts.excludes.build(&self.own)?,
             one_file_system: self.opts.one_file_system,
             ignore_ctime: self.opts.ignore_ctime,
             rehash: self.opts.rehash,
@@ -309,7 +310,10 @@ impl Source for Command {
             return Err(OpsError::CommandFailed { program, status: "no standard output".into() });
         };
         let outcome = backup_stream(writer, &self.name, stdout, events, cancel);
-        let status = child.wait().map_err(|source| OpsError::CommandStart { program: program.clone(), source })?;
+        let status = child.wait().map_err(|e| OpsError::CommandFailed {
+            program: program.clone(),
+            status: format!("cannot wait for it: {e}"),
+        })?;
         if !status.success() {
             return Err(OpsError::CommandFailed { program, status: status.to_string() });
         }

@@ -95,6 +95,16 @@ fn requests_reject_bad_values_as_the_command_line_does() {
         .unwrap_err()
         .to_string();
     assert!(bad.contains("longer than zero"), "{bad}");
+    // A typo in a job file is an error, not a silently dropped rule.
+    let typo = r#"{"selection": {"policy": {"policy": {"daily": 7, "keep_weekly": 4}}}}"#;
+    let bad = serde_json::from_str::<ForgetRequest>(typo).unwrap_err().to_string();
+    assert!(bad.contains("keep_weekly"), "{bad}");
+    assert!(serde_json::from_str::<ForgetRequest>(r#"{"selection": "due_for_destruction", "dry-run": true}"#).is_err());
+    // A restore without a target never falls back to the current directory.
+    let storage = new_repo();
+    let s = session(&storage, Access::Read("test"));
+    let req: RestoreRequest = serde_json::from_str(r#"{"snapshot": "latest"}"#).unwrap();
+    assert!(matches!(restore(&s.repo, &req, &Quiet), Err(OpsError::BadOption { .. })));
 }
 
 #[test]

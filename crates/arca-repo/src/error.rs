@@ -144,7 +144,6 @@ impl Remedy {
             Remedy::RepairIndex => Some("arca repair index"),
             Remedy::RepairSnapshots => Some("arca repair snapshots"),
             Remedy::Check => Some("arca check"),
-            Remedy::Forget => Some("arca forget"),
             _ => None,
         }
     }

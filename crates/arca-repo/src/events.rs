@@ -36,7 +36,7 @@ pub enum Event<'a> {
     Bytes(u64),
     /// An unchanged file of this many bytes was reused without reading.
     Skipped(u64),
-    /// The file last started is finished.
+    /// One more file counts as done (backup: once stored; restore: as it starts).
     FileDone,
     /// A problem with one path that the operation went past; the user must see it.
     Warning { path: &'a Path, message: &'a str },

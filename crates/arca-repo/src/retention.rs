@@ -68,7 +68,7 @@ impl Span {
 
 /// The rules of one policy.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Policy {
     pub last: usize,
     pub hourly: usize,

@@ -74,7 +74,7 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
 
 /// Which snapshots a command applies to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Filter {
     pub hosts: Vec<String>,
     pub tags: Vec<String>,

@@ -41,7 +41,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         Box::new(f)
     };
     let sources = files.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
-    // A dry run stores nothing, not even a lock (it may run against a read-only repository).
+    // A dry run stores no data (a read session: it works against a read-only repository).
     let session =
         if a.dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
     let (repo, lock) = context::open_or_create_default(cli, out, session, &sources)?;

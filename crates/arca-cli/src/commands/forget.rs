@@ -83,23 +83,9 @@ pub fn protect(cli: &Cli, out: &Output, a: &ProtectArgs) -> Result<i32> {
         until: a.until.as_deref().map(str::parse).transpose().map_err(|e| anyhow!("--until: {e}"))?,
         destroy_after: a.destroy_after.as_deref().map(super::backup::parse_time).transpose()?,
     };
+    req.validate()?;
     let repo = context::open(cli, out)?;
     let changed = arca_ops::forget::protect(&repo, &req, &Reporter::new(out, "protect"))?;
-    for c in &changed {
-        out.info(format!(
-            "snapshot {} is now {} ({})",
-            &c.old[..8],
-            &c.new[..8],
-            [
-                c.keep_until.as_ref().map(|u| format!("protected until {u}")),
-                c.destroy_after.as_ref().map(|d| format!("destroy after {d}")),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", ")
-        ));
-    }
     if out.json {
         out.json_doc(&changed);
     }

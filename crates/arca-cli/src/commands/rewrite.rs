@@ -18,17 +18,9 @@ pub fn tag(cli: &Cli, out: &Output, a: &TagArgs) -> Result<i32> {
         remove: a.remove.clone(),
         set: a.set.clone(),
     };
+    req.validate()?;
     let repo = context::open(cli, out)?;
     let changed = arca_ops::rewrite::tag(&repo, &req, &Reporter::new(out, "tag"))?;
-    for c in &changed {
-        out.info(format!(
-            "snapshot {} is now {} (tags: {}; {} still selects it)",
-            &c.old[..8],
-            &c.new[..8],
-            c.tags.join(", "),
-            &c.old[..8]
-        ));
-    }
     if out.json {
         out.json_doc(&changed);
     } else if changed.is_empty() {
