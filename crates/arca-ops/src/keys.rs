@@ -19,3 +19,129 @@ pub fn change_password(repo: &Repository, password: &[u8], kdf: KdfParams, label
     repo.storage().delete(ObjectKind::Key, repo.key_slot())?;
     Ok(id)
 }
+
+/// What `key export` writes: enough to open the repository again if its key slots are lost or
+/// its config is damaged (docs/RECOVERY.md).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyExport {
+    pub format: String,
+    pub repository_id: String,
+    pub location: String,
+    pub key_slot_id: String,
+    pub key_slot_hex: String,
+    pub config_hex: String,
+    /// The password of the default repository's key file, when that is what opens it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_key: Option<String>,
+}
+
+/// The format name of [`KeyExport`].
+pub const EXPORT_FORMAT: &str = "arca-key-export-v1";
+
+/// Why an export cannot be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("not a key export: {0}")]
+    NotAnExport(String),
+    #[error("format {0:?}, this arca reads {EXPORT_FORMAT:?}")]
+    Format(String),
+    #[error("the file is damaged: {0}")]
+    Damaged(&'static str),
+    #[error("{location} is repository {here}, the export is of {exported}: nothing was written")]
+    OtherRepository { location: String, here: String, exported: String },
+    #[error(transparent)]
+    Storage(#[from] arca_storage::StorageError),
+}
+
+/// The export of the key slot `repo` was opened with, and of its config.
+pub fn export(repo: &Repository, location: &str, default_key: Option<String>) -> OpsResult<KeyExport> {
+    let storage = repo.storage();
+    Ok(KeyExport {
+        format: EXPORT_FORMAT.into(),
+        repository_id: repo.config().repo_id.to_hex(),
+        location: location.to_string(),
+        key_slot_id: repo.key_slot().to_string(),
+        key_slot_hex: hex::encode(&storage.get(ObjectKind::Key, repo.key_slot())?),
+        config_hex: hex::encode(&storage.get(ObjectKind::Config, "config")?),
+        default_key,
+    })
+}
+
+impl KeyExport {
+    /// Read an export: its JSON, or a `--paper` page (whose last JSON line is the export).
+    pub fn parse(text: &str) -> Result<KeyExport, ImportError> {
+        let e: KeyExport = serde_json::from_str(text)
+            .or_else(|err| match text.lines().rev().find(|l| l.trim_start().starts_with('{')) {
+                Some(line) => serde_json::from_str(line),
+                None => Err(err),
+            })
+            .map_err(|e| ImportError::NotAnExport(e.to_string()))?;
+        if e.format != EXPORT_FORMAT {
+            return Err(ImportError::Format(e.format));
+        }
+        Ok(e)
+    }
+}
+
+/// What an import wrote.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Imported {
+    pub wrote: Vec<String>,
+    /// The repository has a config that differs from the export's, left alone (no
+    /// `replace_config`).
+    pub config_differs: bool,
+}
+
+/// Put an exported key slot back into `storage` and, where it is missing (or, with
+/// `replace_config`, different), the config. Refuses an export of another repository.
+/// Opening the repository afterwards (with the password) proves the result.
+pub fn import(
+    storage: &dyn arca_storage::Storage,
+    e: &KeyExport,
+    replace_config: bool,
+) -> Result<Imported, ImportError> {
+    let slot = hex::decode(&e.key_slot_hex).map_err(|_| ImportError::Damaged("key_slot_hex is not hex"))?;
+    let config = hex::decode(&e.config_hex).map_err(|_| ImportError::Damaged("config_hex is not hex"))?;
+    if arca_format::Id::of_bytes(&slot).to_hex() != e.key_slot_id {
+        return Err(ImportError::Damaged("the key slot does not match its id"));
+    }
+    let exported = arca_format::ConfigFile::from_bytes(&config).map_err(|_| ImportError::Damaged("the config"))?;
+    if exported.repo_id.to_hex() != e.repository_id {
+        return Err(ImportError::Damaged("the config belongs to another repository than the export names"));
+    }
+    let present = match storage.get(ObjectKind::Config, "config") {
+        Ok(b) => Some(b),
+        Err(err) if err.is_not_found() => None,
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(c) = present.as_deref().and_then(|b| arca_format::ConfigFile::from_bytes(b).ok()) {
+        if c.repo_id != exported.repo_id {
+            return Err(ImportError::OtherRepository {
+                location: storage.location(),
+                here: c.repo_id.short(),
+                exported: exported.repo_id.short(),
+            });
+        }
+    }
+    let mut done = Imported::default();
+    if !storage.exists(ObjectKind::Key, &e.key_slot_id)? {
+        storage.put(ObjectKind::Key, &e.key_slot_id, &slot)?;
+        done.wrote.push(format!("key slot {}", e.key_slot_id.get(..8).unwrap_or(&e.key_slot_id)));
+    }
+    match &present {
+        Some(b) if *b == config => {}
+        None => {
+            storage.put(ObjectKind::Config, "config", &config)?;
+            done.wrote.push("config".to_string());
+        }
+        Some(_) if replace_config => {
+            // Objects are never overwritten in place: delete, then store. A crash in between
+            // leaves no config, which this same import puts back.
+            storage.delete(ObjectKind::Config, "config")?;
+            storage.put(ObjectKind::Config, "config", &config)?;
+            done.wrote.push("config (replaced)".to_string());
+        }
+        Some(_) => done.config_differs = true,
+    }
+    Ok(done)
+}

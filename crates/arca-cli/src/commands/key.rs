@@ -4,8 +4,8 @@ use crate::cli::{Cli, KeyCommand, NewPassword};
 use crate::context;
 use crate::output::Output;
 use anyhow::{Context, Result};
+use arca_ops::keys::KeyExport;
 use arca_repo::keys;
-use arca_storage::ObjectKind;
 
 fn new_password(a: &NewPassword) -> Result<String> {
     if let Some(p) = context::env_password("ARCA_NEW_PASSWORD")? {
@@ -17,23 +17,6 @@ fn new_password(a: &NewPassword) -> Result<String> {
     }
     context::prompt("new password", true, "ARCA_NEW_PASSWORD or --new-password-file")
 }
-
-/// What `key export` writes: enough to open the repository again if its key slots are lost or
-/// its config is damaged (docs/RECOVERY.md).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct KeyExport {
-    format: String,
-    repository_id: String,
-    location: String,
-    key_slot_id: String,
-    key_slot_hex: String,
-    config_hex: String,
-    /// The password of the default repository's key file, when that is what opens it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    default_key: Option<String>,
-}
-
-const EXPORT_FORMAT: &str = "arca-key-export-v1";
 
 pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
     if let KeyCommand::Import { file, replace_config } = k {
@@ -76,15 +59,7 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
         }
         KeyCommand::Export { output, paper } => {
             let loc = context::location(cli)?;
-            let e = KeyExport {
-                format: EXPORT_FORMAT.into(),
-                repository_id: repo.config().repo_id.to_hex(),
-                location: context::shown(&loc),
-                key_slot_id: repo.key_slot().to_string(),
-                key_slot_hex: hex::encode(storage.get(ObjectKind::Key, repo.key_slot())?),
-                config_hex: hex::encode(storage.get(ObjectKind::Config, "config")?),
-                default_key: context::default_key_in_use(cli, &loc)?,
-            };
+            let e = arca_ops::keys::export(&repo, &context::shown(&loc), context::default_key_in_use(cli, &loc)?)?;
             let mut text = serde_json::to_string_pretty(&e)? + "\n";
             if *paper {
                 text = paper_copy(&e, &serde_json::to_string(&e)?)?;
@@ -145,62 +120,14 @@ fn paper_copy(e: &KeyExport, compact: &str) -> Result<String> {
 /// that may not open any more; then open it to prove the result.
 fn import(cli: &Cli, out: &Output, file: &std::path::Path, replace_config: bool) -> Result<i32> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    // The JSON of `key export`, or a `--paper` page (its last line is the JSON).
-    let e: KeyExport = serde_json::from_str(&text)
-        .or_else(|err| match text.lines().rev().find(|l| l.trim_start().starts_with('{')) {
-            Some(line) => serde_json::from_str(line),
-            None => Err(err),
-        })
-        .with_context(|| format!("{} is not a key export", file.display()))?;
-    if e.format != EXPORT_FORMAT {
-        anyhow::bail!("{}: format {:?}, this arca reads {EXPORT_FORMAT:?}", file.display(), e.format);
-    }
-    let slot = hex::decode(&e.key_slot_hex).context("key_slot_hex is not hex")?;
-    let config = hex::decode(&e.config_hex).context("config_hex is not hex")?;
-    if arca_format::Id::of_bytes(&slot).to_hex() != e.key_slot_id {
-        anyhow::bail!("{}: the key slot does not match its id (the file is damaged)", file.display());
-    }
-    let exported = arca_format::ConfigFile::from_bytes(&config).context("the exported config is damaged")?;
-    if exported.repo_id.to_hex() != e.repository_id {
-        anyhow::bail!("{}: the config does not belong to repository {}", file.display(), e.repository_id);
-    }
+    let e = KeyExport::parse(&text).with_context(|| format!("{}", file.display()))?;
     let loc = context::location(cli)?;
     let storage = context::storage(&loc)?;
-    let present = match storage.get(ObjectKind::Config, "config") {
-        Ok(b) => Some(b),
-        Err(err) if err.is_not_found() => None,
-        Err(err) => return Err(err.into()),
-    };
-    if let Some(c) = present.as_deref().and_then(|b| arca_format::ConfigFile::from_bytes(b).ok()) {
-        if c.repo_id != exported.repo_id {
-            anyhow::bail!(
-                "{} is repository {}, the export is of {}: nothing was written",
-                context::shown(&loc),
-                c.repo_id.short(),
-                exported.repo_id.short()
-            );
-        }
+    let done = arca_ops::keys::import(&*storage, &e, replace_config).with_context(|| format!("{}", file.display()))?;
+    if done.config_differs {
+        out.warn("this repository's config differs from the exported one; give --replace-config if it is damaged");
     }
-    let mut wrote = vec![];
-    if !storage.exists(ObjectKind::Key, &e.key_slot_id)? {
-        storage.put(ObjectKind::Key, &e.key_slot_id, &slot)?;
-        wrote.push(format!("key slot {}", &e.key_slot_id[..8]));
-    }
-    match &present {
-        Some(b) if *b == config => {}
-        None => {
-            storage.put(ObjectKind::Config, "config", &config)?;
-            wrote.push("config".to_string());
-        }
-        Some(_) if replace_config => {
-            storage.delete(ObjectKind::Config, "config")?;
-            storage.put(ObjectKind::Config, "config", &config)?;
-            wrote.push("config (replaced)".to_string());
-        }
-        Some(_) => {
-            out.warn("this repository's config differs from the exported one; give --replace-config if it is damaged")
-        }
-    }
+    let wrote = done.wrote;
     let pw = match &e.default_key {
         Some(k) => k.clone(),
         None => context::password(cli, &loc, false)?,
