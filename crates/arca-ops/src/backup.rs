@@ -1,13 +1,14 @@
 //! The backup use case: choose the parent, reuse what an interrupted session left, store the
 //! source, assemble the snapshot, make sure everything it references still exists, save.
 
+use crate::readable_snapshots;
 use crate::source::Source;
 use crate::time::TimeSpec;
 use crate::{OpsResult, Target};
 use arca_format::{Snapshot, SnapshotSummary, SnapshotWarning, WarningKind};
 use arca_repo::blob::Compression;
 use arca_repo::keys::Origin;
-use arca_repo::snapshots::{self as snaps, find_parent, SnapshotEntry};
+use arca_repo::snapshots::{self as snaps, find_parent};
 use arca_repo::writer::WriterOptions;
 use arca_repo::{BlobWriter, Cancel, Event, Events, Repository};
 use serde::{Deserialize, Serialize};
@@ -54,20 +55,6 @@ impl BackupReport {
     pub fn partial(&self) -> bool {
         self.warnings.iter().any(|w| w.kind == WarningKind::Unreadable)
     }
-}
-
-/// Every snapshot that can be read; unreadable ones are reported as events and skipped.
-pub fn readable_snapshots(repo: &Repository, events: &dyn Events) -> OpsResult<Vec<SnapshotEntry>> {
-    let (all, errors) = snaps::list_all(repo)?;
-    const SHOWN: usize = 10;
-    for e in errors.iter().take(SHOWN) {
-        events.emit(Event::Caution(&format!("skipping unreadable snapshot: {e}")));
-    }
-    if errors.len() > SHOWN {
-        let more = format!("skipping {} more unreadable snapshots (`arca check` lists them all)", errors.len() - SHOWN);
-        events.emit(Event::Caution(&more));
-    }
-    Ok(all)
 }
 
 /// Back up `source` into `repo`. A locked target stores; a dry run computes everything and

@@ -1,6 +1,6 @@
 //! Copying snapshots between repositories: which to copy, storing them, and mirror deletes.
 
-use crate::backup::readable_snapshots;
+use crate::readable_snapshots;
 use crate::{OpsError, OpsResult, Target};
 use arca_format::{Id, SnapshotKind};
 use arca_repo::copy::{origin_of, BlobMap, Copier, CopyStats};

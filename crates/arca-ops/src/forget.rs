@@ -1,7 +1,7 @@
 //! Forgetting snapshots (by name, by policy, or when their destruction date has come) and
 //! protecting them.
 
-use crate::backup::readable_snapshots;
+use crate::readable_snapshots;
 use crate::time::{TimeSpec, Until};
 use crate::{OpsError, OpsResult};
 use arca_repo::retention::{apply, protected_until, Decision, GroupBy, Policy};

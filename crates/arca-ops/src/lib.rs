@@ -24,6 +24,8 @@ pub use error::{OpsError, OpsResult};
 pub use source::Source;
 
 use arca_repo::lock::SessionLock;
+use arca_repo::snapshots::{self as snaps, SnapshotEntry};
+use arca_repo::{Event, Events, Repository};
 
 /// Where a writing use case writes: under a held session lock, or nowhere (a dry run, which
 /// reads what is there and stores no data and no snapshot; its read session may still hold a
@@ -46,4 +48,18 @@ impl<'a> Target<'a> {
     pub fn is_dry_run(&self) -> bool {
         matches!(self, Target::DryRun)
     }
+}
+
+/// Every snapshot that can be read; unreadable ones are reported as events and skipped.
+pub fn readable_snapshots(repo: &Repository, events: &dyn Events) -> OpsResult<Vec<SnapshotEntry>> {
+    let (all, errors) = snaps::list_all(repo)?;
+    const SHOWN: usize = 10;
+    for e in errors.iter().take(SHOWN) {
+        events.emit(Event::Caution(&format!("skipping unreadable snapshot: {e}")));
+    }
+    if errors.len() > SHOWN {
+        let more = format!("skipping {} more unreadable snapshots (`arca check` lists them all)", errors.len() - SHOWN);
+        events.emit(Event::Caution(&more));
+    }
+    Ok(all)
 }

@@ -1,7 +1,7 @@
 //! The restore use case: choose the snapshot (by name or by time), find the path in it, and
 //! restore it into a target directory.
 
-use crate::backup::readable_snapshots;
+use crate::readable_snapshots;
 use crate::time::TimeSpec;
 use crate::{OpsError, OpsResult};
 use arca_format::NodeKind;

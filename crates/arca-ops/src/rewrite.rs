@@ -1,7 +1,7 @@
 //! Changing snapshots: tags, and copies without some entries. Snapshots are immutable objects
 //! named by their hash, so each change stores a new object; the replaced ids keep selecting it.
 
-use crate::backup::readable_snapshots;
+use crate::readable_snapshots;
 use crate::{OpsError, OpsResult, Target};
 use arca_repo::snapshots::{self as snaps, Filter, SnapshotEntry};
 use arca_repo::writer::WriterOptions;

@@ -107,6 +107,16 @@ fn requests_reject_bad_values_as_the_command_line_does() {
     assert!(matches!(restore(&s.repo, &req, &Quiet), Err(OpsError::BadOption { .. })));
 }
 
+/// A backup with the default request under the session's lock.
+fn default_backup(
+    s: &session::Session,
+    source: &mut dyn arca_ops::Source,
+    cancel: &Cancel,
+) -> Result<arca_ops::backup::BackupReport, OpsError> {
+    let lock = s.lock.as_ref().unwrap();
+    backup(&s.repo, Target::Locked(lock), source, &BackupRequest::default(), &Quiet, cancel)
+}
+
 #[test]
 fn a_cancelled_backup_saves_nothing_and_says_so() {
     let storage = new_repo();
@@ -114,14 +124,7 @@ fn a_cancelled_backup_saves_nothing_and_says_so() {
     let cancel = Cancel::new();
     cancel.cancel();
     let mut source = Stream::new("db.sql", std::io::Cursor::new(data(1)));
-    let r = backup(
-        &s.repo,
-        Target::Locked(s.lock.as_ref().unwrap()),
-        &mut source,
-        &BackupRequest::default(),
-        &Quiet,
-        &cancel,
-    );
+    let r = default_backup(&s, &mut source, &cancel);
     match r {
         Err(e) => assert!(matches!(e.repo_error(), Some(RepoError::Cancelled)), "{e}"),
         Ok(_) => panic!("a cancelled backup saved a snapshot"),
@@ -135,14 +138,7 @@ fn a_failing_command_saves_nothing() {
     let s = session(&storage, Access::Write("test"));
     let argv: Vec<String> = ["sh", "-c", "echo partial; exit 3"].iter().map(|a| a.to_string()).collect();
     let mut source = arca_ops::source::Command::new("dump.sql", &argv).unwrap();
-    let r = backup(
-        &s.repo,
-        Target::Locked(s.lock.as_ref().unwrap()),
-        &mut source,
-        &BackupRequest::default(),
-        &Quiet,
-        &Cancel::new(),
-    );
+    let r = default_backup(&s, &mut source, &Cancel::new());
     assert!(matches!(r, Err(OpsError::CommandFailed { .. })), "{r:?}");
     assert!(arca_repo::snapshots::list_all(&s.repo).unwrap().0.is_empty());
 }

@@ -68,15 +68,12 @@ impl FilterArgs {
 
 /// All snapshots, warning about unreadable ones.
 pub fn all_snapshots(repo: &Repository, out: &Output) -> Result<Vec<SnapshotEntry>> {
-    let (all, errors) = snaps::list_all(repo)?;
-    const SHOWN: usize = 10;
-    for e in errors.iter().take(SHOWN) {
-        out.warn(format!("skipping unreadable snapshot: {e}"));
-    }
-    if errors.len() > SHOWN {
-        out.warn(format!("skipping {} more unreadable snapshots (`arca check` lists them all)", errors.len() - SHOWN));
-    }
-    Ok(all)
+    let warn = |e: arca_repo::Event<'_>| {
+        if let arca_repo::Event::Caution(text) = e {
+            out.warn(text);
+        }
+    };
+    Ok(arca_ops::readable_snapshots(repo, &warn)?)
 }
 
 /// Resolve a snapshot spec (`latest` or an id prefix) among those passing `filter`.
