@@ -1,6 +1,6 @@
 //! Turning stored bytes and sizes into safe, readable text.
 
-pub use arca_repo::units::{parse_duration, parse_size};
+pub use arca_repo::units::parse_duration;
 
 /// Show raw name bytes safely on a terminal: printable UTF-8 stays, control characters and
 /// invalid bytes become escapes (`\n`, `\x1b`, `\xff`), so a hostile name cannot move the cursor

@@ -40,6 +40,9 @@ pub enum OpsError {
     /// A path a server was asked for lies outside what it may serve.
     #[error("refused by server: {path} is outside {allowed}")]
     OutsideServedTree { path: String, allowed: String },
+    /// What was written does not read back as the snapshot it came from.
+    #[error("verification failed: {what} does not match snapshot {snapshot}")]
+    VerifyFailed { what: String, snapshot: String },
     /// An I/O error on a local file the use case reads or writes.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -66,6 +69,7 @@ impl OpsError {
             | OpsError::SameRepository
             | OpsError::OutsideServedTree { .. } => ErrorKind::BadRequest,
             OpsError::NotInSnapshot(_) => ErrorKind::NotFound,
+            OpsError::VerifyFailed { .. } => ErrorKind::Damaged,
             OpsError::CommandStart { .. } | OpsError::CommandFailed { .. } | OpsError::Io { .. } | OpsError::Fs(_) => {
                 return None
             }

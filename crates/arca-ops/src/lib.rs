@@ -10,10 +10,14 @@
 //! token) and return reports that serialise. Front-ends keep parsing, printing and exit codes.
 
 pub mod backup;
+pub mod check;
 pub mod copy;
 mod error;
+pub mod export;
 pub mod forget;
 pub mod keys;
+pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod rewrite;
 pub mod serve;

@@ -142,3 +142,71 @@ fn a_failing_command_saves_nothing() {
     assert!(matches!(r, Err(OpsError::CommandFailed { .. })), "{r:?}");
     assert!(arca_repo::snapshots::list_all(&s.repo).unwrap().0.is_empty());
 }
+
+#[test]
+fn prune_check_repair_and_export_through_the_api() {
+    use arca_ops::check::{check, CheckRequest};
+    use arca_ops::export::{export, Destination, ExportRequest};
+    use arca_ops::prune::{prune, PruneRequest};
+    use arca_ops::repair::{repair, RepairReport, RepairRequest};
+
+    let storage = new_repo();
+    let first = back_up(&storage, &data(1), r#"{"time": "2026-11-01T10:00:00Z"}"#);
+    back_up(&storage, &data(2), r#"{"time": "2026-11-02T10:00:00Z"}"#);
+    let s = session(&storage, Access::Metadata);
+    let req: ForgetRequest = serde_json::from_value(serde_json::json!({"selection": {"snapshots": [first]}})).unwrap();
+    forget(&s.repo, &req, chrono::Utc::now().fixed_offset(), &Quiet).unwrap();
+
+    // A dry run plans and deletes nothing; the real prune frees the forgotten data.
+    let req: PruneRequest = serde_json::from_str(r#"{"max_unused": "0%", "grace": "0"}"#).unwrap();
+    let packs_before = storage.list(arca_storage::ObjectKind::Pack).unwrap().len();
+    let dry = prune(&s.repo, Target::DryRun, &req, &Quiet).unwrap();
+    assert!(dry.dry_run && dry.plan.unused_bytes + dry.plan.repack_frees > 0, "{dry:?}");
+    assert_eq!(storage.list(arca_storage::ObjectKind::Pack).unwrap().len(), packs_before);
+    let x = session(&storage, arca_ops::prune::access(false));
+    let done = prune(&x.repo, Target::Locked(x.lock.as_ref().unwrap()), &req, &Quiet).unwrap();
+    assert!(done.after.bytes < done.before.bytes, "{done:?}");
+    drop(x);
+
+    // Check reads every byte; its own lock is not reported as a leftover.
+    let r = session(&storage, Access::Read("check"));
+    let req: CheckRequest = serde_json::from_str(r#"{"read_data": "all"}"#).unwrap();
+    let report = check(&r.repo, r.lock.as_ref(), &req, &Quiet).unwrap();
+    assert!(report.ok() && report.packs_read > 0 && report.notes.is_empty(), "{report:?}");
+
+    // Export with read-back verification; a zip cannot go to a stream.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.tar");
+    let req: ExportRequest = serde_json::from_str(r#"{"snapshot": "latest", "verify": true}"#).unwrap();
+    let done = export(&r.repo, &req, Destination::File(&file), &Quiet).unwrap();
+    assert_eq!((done.verified, done.report.entries > 0), (Some(true), true));
+    let mut archive = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    let mut names = vec![];
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        if name.ends_with("db.sql") {
+            let mut got = vec![];
+            std::io::Read::read_to_end(&mut e, &mut got).unwrap();
+            assert_eq!(got, data(2));
+        }
+        names.push(name);
+    }
+    assert!(names.iter().any(|n| n.ends_with("db.sql")), "{names:?}");
+    let zip: ExportRequest = serde_json::from_str(r#"{"snapshot": "latest", "format": "zip"}"#).unwrap();
+    let mut sink = std::io::sink();
+    assert!(matches!(export(&r.repo, &zip, Destination::Stream(&mut sink), &Quiet), Err(OpsError::BadOption { .. })));
+    drop(r);
+
+    // Repair index rebuilds from the packs under the exclusive lock its request names.
+    let req: RepairRequest = serde_json::from_str(r#"{"repair": "index"}"#).unwrap();
+    let x = session(&storage, req.access());
+    match repair(&x.repo, x.lock.as_ref().unwrap(), &req, &Quiet).unwrap() {
+        RepairReport::Index(r) => assert!(r.blobs_indexed > 0, "{r:?}"),
+        other => panic!("unexpected report {other:?}"),
+    }
+    let bad = serde_json::from_str::<RepairRequest>(r#"{"repair": "packs", "packs": ["zz"], "force": true}"#);
+    assert!(bad.is_err(), "unknown fields are refused");
+    let req: RepairRequest = serde_json::from_str(r#"{"repair": "packs", "packs": ["zz"]}"#).unwrap();
+    assert!(matches!(repair(&x.repo, x.lock.as_ref().unwrap(), &req, &Quiet), Err(OpsError::BadOption { .. })));
+}

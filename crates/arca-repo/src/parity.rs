@@ -118,9 +118,11 @@ pub struct RepairPacksReport {
 }
 
 /// Verify every pack (or the named ones) and rebuild damaged ones from parity. A rebuilt pack
-/// replaces the damaged one only after it matches its id.
+/// replaces the damaged one only after it matches its id. It replaces packs, so it runs under
+/// a session lock (`_session`), as every writer does.
 pub fn repair_packs(
     repo: &Repository,
+    _session: &crate::lock::SessionLock,
     only: &[Id],
     events: &dyn crate::events::Events,
 ) -> RepoResult<RepairPacksReport> {

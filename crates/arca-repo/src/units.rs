@@ -101,6 +101,23 @@ impl fmt::Display for Interval {
     }
 }
 
+/// A number of bytes written as `parse_size` reads it ("500M", "10G", "4096").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
+        parse_size(s).map(ByteSize)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Serialise a type through its `Display` and deserialise it through its `FromStr`, so its
 /// serde form is the text a user writes (the calling crate must depend on serde).
 #[macro_export]
@@ -234,6 +251,7 @@ impl fmt::Display for Span {
 }
 serde_as_text!(Span);
 serde_as_text!(Interval);
+serde_as_text!(ByteSize);
 
 #[cfg(test)]
 mod tests {

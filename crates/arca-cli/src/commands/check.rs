@@ -6,7 +6,8 @@ use crate::output::Output;
 use crate::progress::Reporter;
 use crate::text::size;
 use anyhow::{bail, Result};
-use arca_repo::check::{check, ReadData};
+use arca_ops::check::{check, CheckRequest};
+use arca_repo::check::ReadData;
 
 fn read_mode(a: &CheckArgs) -> Result<ReadData> {
     if a.read_data {
@@ -20,10 +21,7 @@ pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
     let read = read_mode(a)?;
     let (repo, lock) = context::open_session(cli, out, context::Session::Read("check"))?;
     let progress = Reporter::new(out, "check");
-    let mut r = check(&repo, read, &progress)?;
-    if let Some(own) = lock.as_ref().map(|l| format!("lock {}", l.session())) {
-        r.notes.retain(|n| n.object != own);
-    }
+    let r = check(&repo, lock.as_ref(), &CheckRequest { read_data: read }, &progress)?;
     progress.progress.finish();
     if out.json {
         out.json_line(&serde_json::json!({"type": "summary", "ok": r.ok(), "report": r}));

@@ -36,7 +36,7 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
         }
     };
     let req = ForgetRequest { selection, filter: a.filter.filter(), dry_run: a.dry_run };
-    let prune_opts = if a.prune { Some(super::prune::options(cli, &a.tuning, a.dry_run)?) } else { None };
+    let prune_req = if a.prune { Some(super::prune::request(cli, &a.tuning)?) } else { None };
     let session =
         if a.prune && !a.dry_run { context::Session::Exclusive("forget --prune") } else { context::Session::Metadata };
     let (repo, lock) = context::open_session(cli, out, session)?;
@@ -63,11 +63,11 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
             format!("{} removed", crate::text::count(n as u64, "snapshot", "snapshots"))
         });
     }
-    if let Some(opts) = prune_opts {
+    if let Some(req) = prune_req {
         if a.dry_run {
             out.info("a dry run of forget does not plan the prune: the snapshots it would remove are still there");
         } else if let Some(lock) = &lock {
-            super::prune::execute(out, &repo, Some(lock), &opts)?;
+            super::prune::execute(out, &repo, arca_ops::Target::Locked(lock), &req)?;
         }
     }
     Ok(crate::exit::OK)

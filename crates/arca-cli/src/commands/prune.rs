@@ -1,46 +1,43 @@
 //! `arca prune`, and the prune step of `arca forget --prune`.
 
 use crate::cli::{Cli, PruneArgs, PruneTuning};
-use crate::context::{self, Session};
+use crate::context;
 use crate::output::Output;
 use crate::progress::Reporter;
-use crate::text::{parse_duration, parse_size, size};
+use crate::text::size;
 use anyhow::{anyhow, Result};
-use arca_repo::lock::SessionLock;
-use arca_repo::prune::{prune, MaxUnused, PruneOptions, PruneReport};
+use arca_ops::prune::{access, prune, PruneRequest};
+use arca_ops::Target;
+use arca_repo::prune::PruneReport;
 use arca_repo::Repository;
 use std::sync::Arc;
 
 pub fn run(cli: &Cli, out: &Output, a: &PruneArgs) -> Result<i32> {
-    let opts = options(cli, &a.tuning, a.dry_run)?;
-    // A dry run changes nothing (not even a lock needs writing); it plans from what is there.
-    let session = if a.dry_run { Session::Metadata } else { Session::Exclusive("prune") };
-    let (repo, lock) = context::open_session(cli, out, session)?;
-    if !a.dry_run && lock.is_none() {
-        return Err(anyhow!("prune needs an exclusive lock"));
-    }
-    execute(out, &repo, lock.as_ref(), &opts)?;
+    let req = request(cli, &a.tuning)?;
+    let (repo, lock) = context::open_session(cli, out, access(a.dry_run))?;
+    let target = match (&lock, a.dry_run) {
+        (_, true) => Target::DryRun,
+        (Some(l), false) => Target::Locked(l),
+        (None, false) => return Err(anyhow!("prune needs an exclusive lock")),
+    };
+    execute(out, &repo, target, &req)?;
     Ok(crate::exit::OK)
 }
 
-/// The engine's options from the command line.
-pub fn options(cli: &Cli, t: &PruneTuning, dry_run: bool) -> Result<PruneOptions> {
-    let max_unused: MaxUnused = t.max_unused.parse().map_err(|e| anyhow!("--max-unused {e}"))?;
-    let max_repack = t.max_repack.as_deref().map(parse_size).transpose().map_err(|e| anyhow!("--max-repack: {e}"))?;
-    let grace = parse_duration(&t.grace).map_err(|e| anyhow!("--grace: {e}"))?;
-    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    Ok(PruneOptions { max_unused, max_repack, dry_run, grace, threads })
+/// The prune request from the command line.
+pub fn request(cli: &Cli, t: &PruneTuning) -> Result<PruneRequest> {
+    Ok(PruneRequest {
+        max_unused: t.max_unused.parse().map_err(|e| anyhow!("--max-unused {e}"))?,
+        max_repack: t.max_repack.as_deref().map(str::parse).transpose().map_err(|e| anyhow!("--max-repack: {e}"))?,
+        grace: t.grace.parse().map_err(|e| anyhow!("--grace: {e}"))?,
+        threads: cli.threads,
+    })
 }
 
-/// Prune with a lock already held, and report.
-pub fn execute(
-    out: &Output,
-    repo: &Arc<Repository>,
-    lock: Option<&SessionLock>,
-    opts: &PruneOptions,
-) -> Result<PruneReport> {
+/// Prune (with the lock `target` holds), and report.
+pub fn execute(out: &Output, repo: &Arc<Repository>, target: Target, req: &PruneRequest) -> Result<PruneReport> {
     let p = Reporter::new(out, "prune");
-    let report = prune(repo, lock, opts, &p)?;
+    let report = prune(repo, target, req, &p)?;
     p.progress.finish();
     if out.json {
         out.json_line(&serde_json::json!({"type": "summary", "prune": report}));

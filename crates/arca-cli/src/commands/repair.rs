@@ -5,25 +5,25 @@ use crate::context;
 use crate::output::Output;
 use crate::progress::Reporter;
 use anyhow::Result;
+use arca_ops::repair::{repair, RepairReport, RepairRequest};
 
 pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
-    let session = match r {
-        RepairCommand::Index => context::Session::Exclusive("repair index"),
-        RepairCommand::Snapshots(_) => context::Session::Write("repair snapshots"),
-        RepairCommand::Packs(_) => context::Session::Write("repair packs"),
+    let req = match r {
+        RepairCommand::Index => RepairRequest::Index,
+        RepairCommand::Snapshots(a) => RepairRequest::Snapshots { dry_run: a.dry_run, forget: a.forget },
+        RepairCommand::Packs(a) => RepairRequest::Packs { packs: a.packs.clone() },
     };
-    let (repo, lock) = context::open_session(cli, out, session)?;
+    let (repo, lock) = context::open_session(cli, out, req.access())?;
     let lock = lock.ok_or_else(|| anyhow::anyhow!("repair needs a lock on the repository"))?;
-    match r {
-        RepairCommand::Packs(a) => {
-            let only = a
-                .packs
-                .iter()
-                .map(|p| arca_format::Id::from_hex(p).ok_or_else(|| anyhow::anyhow!("{p:?} is not a full pack id")))
-                .collect::<Result<Vec<_>>>()?;
-            let p = Reporter::new(out, "repair-packs");
-            let report = arca_repo::parity::repair_packs(&repo, &only, &p)?;
-            p.progress.finish();
+    let p = Reporter::new(out, req.phase());
+    let report = repair(&repo, &lock, &req, &p)?;
+    p.progress.finish();
+    let (dry_run, forget) = match req {
+        RepairRequest::Snapshots { dry_run, forget } => (dry_run, forget),
+        _ => (false, false),
+    };
+    match report {
+        RepairReport::Packs(report) => {
             if out.json {
                 out.json_line(&serde_json::json!({"type": "summary", "report": report}));
             } else {
@@ -47,12 +47,9 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
                 anyhow::bail!("{} packs could not be repaired", report.unrepairable.len());
             }
         }
-        RepairCommand::Snapshots(a) => {
-            let p = Reporter::new(out, "repair-snapshots");
-            let report = arca_repo::repair::repair_snapshots(&repo, &lock, a.dry_run, a.forget, &p)?;
-            p.progress.finish();
+        RepairReport::Snapshots(report) => {
             if out.json {
-                out.json_line(&serde_json::json!({"type": "summary", "dry_run": a.dry_run, "report": report}));
+                out.json_line(&serde_json::json!({"type": "summary", "dry_run": dry_run, "report": report}));
             } else {
                 for s in &report.repaired {
                     match &s.repaired {
@@ -67,9 +64,9 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
                     "{} of {} snapshots {}; {} originals forgotten{}",
                     report.repaired.len(),
                     report.snapshots_checked,
-                    if a.dry_run { "need repair (dry run)" } else { "repaired" },
+                    if dry_run { "need repair (dry run)" } else { "repaired" },
                     report.originals_forgotten.len(),
-                    if a.forget || report.repaired.is_empty() {
+                    if forget || report.repaired.is_empty() {
                         ""
                     } else {
                         " (forget them when you are satisfied; --forget does it)"
@@ -77,10 +74,7 @@ pub fn run(cli: &Cli, out: &Output, r: &RepairCommand) -> Result<i32> {
                 ));
             }
         }
-        RepairCommand::Index => {
-            let p = Reporter::new(out, "repair-index");
-            let report = arca_repo::repair::repair_index(&repo, &lock, &p)?;
-            p.progress.finish();
+        RepairReport::Index(report) => {
             if out.json {
                 out.json_line(&serde_json::json!({"type": "summary", "report": report}));
             } else {
