@@ -4,6 +4,7 @@
 
 mod limit;
 mod local;
+pub mod location;
 pub mod remote;
 pub mod s3;
 pub mod serve;
@@ -12,6 +13,7 @@ mod ssh_process;
 
 pub use limit::Throttle;
 pub use local::{create_private_dir, LocalStorage};
+pub use location::{Location, LocationError, Reach};
 pub use remote::RemoteStorage;
 pub use s3::{S3Options, S3Storage};
 pub use sftp::SftpStorage;

@@ -3,7 +3,6 @@
 use crate::cli::Cli;
 use crate::output::Output;
 use anyhow::{bail, Context, Result};
-use arca_backends::LocalStorage;
 use arca_format::KdfParams;
 use arca_repo::lock::SessionLock;
 use arca_repo::{RepoError, Repository};
@@ -14,16 +13,7 @@ use std::sync::Arc;
 
 /// Where the repository is and how its password is found.
 pub struct Location {
-    /// The local directory (for ssh://, the path on the far side).
-    pub path: PathBuf,
-    /// For ssh://: the URL (for messages) and the command that reaches `arca serve --stdio`.
-    pub remote: Option<(String, Vec<String>)>,
-    /// The remote is an SFTP server (sftp://), not `arca serve` (ssh://).
-    pub sftp: bool,
-    /// For s3://: the bucket, prefix, endpoint and credentials.
-    pub s3: Option<arca_backends::S3Options>,
-    /// Upload and download limits in bytes per second (remote repositories).
-    pub limits: (Option<u32>, Option<u32>),
+    pub place: arca_backends::Location,
     /// For the default repository: the key file standing in for a password.
     pub default_key: Option<PathBuf>,
 }
@@ -37,149 +27,25 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 
 /// The repository named on the command line, or the default one.
 pub fn location(cli: &Cli) -> Result<Location> {
-    location_of(cli, cli.repo.as_deref())
-}
-
-/// Another repository named by URL or path (`copy --from-repo`), reached with the same ssh
-/// command, endpoint and limits as the main one.
-pub fn location_named(cli: &Cli, repo: &str) -> Result<Location> {
-    location_of(cli, Some(repo))
-}
-
-fn location_of(cli: &Cli, repo: Option<&str>) -> Result<Location> {
-    let mut loc = parse_location(cli, repo)?;
-    loc.limits = (cli.limit_upload.map(|k| k.saturating_mul(1024)), cli.limit_download.map(|k| k.saturating_mul(1024)));
-    Ok(loc)
-}
-
-fn parse_location(cli: &Cli, repo: Option<&str>) -> Result<Location> {
-    match repo {
-        Some(r) if r.starts_with("ssh://") || r.starts_with("sftp://") => ssh_location(cli, r),
-        Some(r) if r.starts_with("s3://") => {
-            let mut o = arca_backends::S3Options::from_url(r, cli.s3_endpoint.clone()).map_err(anyhow::Error::msg)?;
-            o.limit_upload = cli.limit_upload.map(|k| k.saturating_mul(1024));
-            o.limit_download = cli.limit_download.map(|k| k.saturating_mul(1024));
-            Ok(Location {
-                path: PathBuf::from(r),
-                remote: None,
-                sftp: false,
-                s3: Some(o),
-                limits: (None, None),
-                default_key: None,
-            })
-        }
-        Some(r) => {
-            let path = local_path(r)?;
-            Ok(Location {
-                path: PathBuf::from(path),
-                remote: None,
-                sftp: false,
-                s3: None,
-                limits: (None, None),
-                default_key: None,
-            })
-        }
+    match cli.repo.as_deref() {
+        Some(r) => location_named(cli, r),
         None => Ok(Location {
-            remote: None,
-            sftp: false,
-            s3: None,
-            limits: (None, None),
-            path: xdg("XDG_DATA_HOME", ".local/share").join("arca/default"),
+            place: arca_backends::Location::Local(xdg("XDG_DATA_HOME", ".local/share").join("arca/default")),
             default_key: Some(xdg("XDG_CONFIG_HOME", ".config").join("arca/default.key")),
         }),
     }
 }
 
-/// The schemes arca reaches, for messages.
-const SUPPORTED: &str = "a local path (/srv/repo, ./repo, local:/srv/repo), ssh://[user@]host[:port]/path (arca serve), sftp://[user@]host[:port]/path or s3://bucket/prefix";
-
-/// A repository location that names no supported scheme must be a plain local path. Anything
-/// that looks like a URL or another tool's remote syntax is refused, so a typo or a borg habit
-/// never turns into a local folder that the user takes for an off-site copy.
-fn local_path(r: &str) -> Result<&str> {
-    if r.trim().is_empty() {
-        bail!("the repository location is empty (check -r / ARCA_REPOSITORY); use {SUPPORTED}");
-    }
-    if let Some(p) = r.strip_prefix("local:") {
-        if p.is_empty() {
-            bail!("repository {r:?}: local: needs a path, as in local:/srv/repo");
-        }
-        return Ok(p);
-    }
-    if let Some(rest) = r.strip_prefix("file://") {
-        let path = if rest.is_empty() { "/srv/repo" } else { rest };
-        bail!(
-            "repository {r:?}: file:// URLs are not supported; give the path itself ({path}); arca reaches {SUPPORTED}"
-        );
-    }
-    if let Some((scheme, _)) = r.split_once("://") {
-        let lower = scheme.to_ascii_lowercase();
-        if ["ssh", "sftp", "s3"].contains(&lower.as_str()) {
-            bail!("repository {r:?}: scheme names are lower case: {lower}://…");
-        }
-        bail!("repository {r:?}: {scheme}:// is not a scheme this version of arca supports; use {SUPPORTED}");
-    }
-    // `rest:…`, `b2:bucket`, borg's and scp's `user@host:path`: a colon before the first slash.
-    let head = r.split('/').next().unwrap_or("");
-    if let Some((before, _)) = head.split_once(':') {
-        if !before.is_empty() {
-            let hint = match before.split_once('@') {
-                Some((user, host)) => format!("for a repository reached over ssh write ssh://{user}@{host}/PATH (arca serve) or sftp://{user}@{host}/PATH"),
-                None => format!("{before}: is not a scheme this version of arca supports; a local directory with a colon in its name is written ./{r}"),
-            };
-            bail!("repository {r:?}: {hint}; use {SUPPORTED}");
-        }
-    }
-    Ok(r)
-}
-
-/// `ssh://[user@]host[:port]/path`: the ssh command (from --ssh-command / ARCA_SSH_COMMAND)
-/// with the port and host, running `arca serve --stdio --repo PATH` on the far side (a forced
-/// command in authorized_keys replaces that command and decides the repository and mode).
-fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
-    let sftp = url.starts_with("sftp://");
-    let rest = url.strip_prefix("ssh://").or_else(|| url.strip_prefix("sftp://")).unwrap_or(url);
-    let (authority, path) = rest.split_once('/').with_context(|| {
-        let scheme = if sftp { "sftp" } else { "ssh" };
-        format!("{url}: give a host and a path, as in {scheme}://host/srv/repo")
-    })?;
-    let path = format!("/{path}");
-    let (userhost, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
-        _ => (authority, None),
+/// A repository named by URL or path (`-r`, `copy --from-repo`), reached with the ssh
+/// command, endpoint and limits the command line gives.
+pub fn location_named(cli: &Cli, repo: &str) -> Result<Location> {
+    let reach = arca_backends::Reach {
+        ssh_command: cli.ssh_command.clone(),
+        s3_endpoint: cli.s3_endpoint.clone(),
+        limit_upload: cli.limit_upload.map(|k| k.saturating_mul(1024)),
+        limit_download: cli.limit_download.map(|k| k.saturating_mul(1024)),
     };
-    if userhost.is_empty() || userhost.starts_with('-') {
-        bail!("{url}: no host");
-    }
-    let mut command = shlex::split(&cli.ssh_command)
-        .filter(|c| !c.is_empty())
-        .with_context(|| format!("cannot parse the ssh command {:?}", cli.ssh_command))?;
-    if let Some(p) = port {
-        command.extend(["-p".to_string(), p.to_string()]);
-    }
-    if Path::new(&command[0]).file_name().is_some_and(|n| n == "ssh") {
-        // A stalled connection must end (then the client reconnects), not hang the backup.
-        // ssh takes the first value given for an option, so the user's own -o options win.
-        for o in ["ServerAliveInterval=15", "ServerAliveCountMax=4"] {
-            command.extend(["-o".to_string(), o.to_string()]);
-        }
-    }
-    if sftp {
-        // The server's SFTP subsystem, not a command.
-        command.extend(["-s".to_string(), userhost.to_string(), "sftp".to_string()]);
-    } else {
-        command.push(userhost.to_string());
-        let quoted = shlex::try_quote(&path).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-        command.push(format!("arca serve --stdio --repo {quoted}"));
-    }
-    Ok(Location {
-        path: PathBuf::from(&path),
-        remote: Some((url.to_string(), command)),
-        sftp,
-        s3: None,
-        limits: (None, None),
-        default_key: None,
-    })
+    Ok(Location { place: arca_backends::Location::parse(repo, &reach)?, default_key: None })
 }
 
 /// arca's own files on this machine, which a backup must never take in: the repository (when
@@ -187,9 +53,7 @@ fn ssh_location(cli: &Cli, url: &str) -> Result<Location> {
 pub fn own_paths(cli: &Cli) -> Vec<PathBuf> {
     let mut out = vec![cache_root(cli)];
     if let Ok(loc) = location(cli) {
-        if loc.remote.is_none() && loc.s3.is_none() {
-            out.push(loc.path.clone());
-        }
+        out.extend(loc.place.local_path().map(Path::to_path_buf));
         out.extend(loc.default_key);
     }
     out
@@ -290,7 +154,7 @@ pub fn password(cli: &Cli, loc: &Location, creating: bool) -> Result<String> {
         if !creating && !std::io::stdin().is_terminal() {
             bail!(
                 "the default repository {} opens with the key file {}, which is missing: put back your copy of it (docs/RECOVERY.md, \"The default repository\"), or give the repository's password with ARCA_PASSWORD_FILE if it was created with one",
-                loc.path.display(),
+                loc.place,
                 k.display()
             );
         }
@@ -304,35 +168,12 @@ pub fn password(cli: &Cli, loc: &Location, creating: bool) -> Result<String> {
 
 /// The storage at `loc` (for ssh://, connects).
 pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
-    if let Some(o) = &loc.s3 {
-        return Ok(Arc::new(arca_backends::S3Storage::new(o)?));
-    }
-    match &loc.remote {
-        Some((url, command)) => {
-            let path = loc.path.display().to_string();
-            let s: Arc<dyn Storage> = if loc.sftp {
-                Arc::new(arca_backends::SftpStorage::connect(url.clone(), command.clone(), path)?)
-            } else {
-                Arc::new(arca_backends::RemoteStorage::connect(url.clone(), command.clone(), path)?)
-            };
-            Ok(match loc.limits {
-                (None, None) => s,
-                (up, down) => Arc::new(arca_backends::Throttle::new(s, up, down)),
-            })
-        }
-        None => Ok(Arc::new(LocalStorage::new(&loc.path))),
-    }
+    Ok(loc.place.connect()?)
 }
 
 /// The location for messages.
 pub fn shown(loc: &Location) -> String {
-    if let Some(o) = &loc.s3 {
-        return format!("s3://{}/{}", o.bucket, o.prefix);
-    }
-    match &loc.remote {
-        Some((url, _)) => url.clone(),
-        None => loc.path.display().to_string(),
-    }
+    loc.place.to_string()
 }
 
 /// Which session lock a command takes (see `arca_repo::session`).
@@ -454,30 +295,29 @@ pub fn open_or_create_default(
 /// not exist yet; true if it was created. A no-op for any other repository.
 pub fn create_default(cli: &Cli, out: &Output, sources: &[PathBuf], opts: &arca_repo::InitOptions) -> Result<bool> {
     let loc = location(cli)?;
-    if let Some(key) = &loc.default_key {
+    if let (Some(key), Some(path)) = (&loc.default_key, loc.place.local_path()) {
         let storage = storage(&loc)?;
         if !storage.exists(arca_storage::ObjectKind::Config, "config")?
             && storage.list(arca_storage::ObjectKind::Key)?.is_empty()
         {
-            let same_disk = same_device(&loc.path, sources);
+            let same_disk = same_device(path, sources);
             let given = given_password(cli)?;
             let from_password = given.is_some();
             let password = match given {
                 Some(p) => p,
                 None => create_key_file(key)?,
             };
-            arca_backends::create_private_dir(&loc.path)
-                .with_context(|| format!("cannot create {}", loc.path.display()))?;
+            arca_backends::create_private_dir(path).with_context(|| format!("cannot create {}", path.display()))?;
             Repository::init(storage, password.as_bytes(), opts)?;
             if from_password {
                 out.warn(format!(
                     "created the default repository at {}; it opens with the password you gave (no key file was written): keep that password, without it these backups cannot be read",
-                    loc.path.display()
+                    path.display()
                 ));
             } else {
                 out.warn(format!(
                     "created the default repository at {}; its key is in {} (mode 0600). Keep a copy of that key somewhere safe (`arca key export`): without it these backups cannot be read",
-                    loc.path.display(),
+                    path.display(),
                     key.display()
                 ));
             }

@@ -27,22 +27,23 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
         if context::create_default(cli, out, &[], &opts)? {
             return Ok(crate::exit::OK);
         }
-        return Err(arca_repo::RepoError::AlreadyExists { location: loc.path.display().to_string() }.into());
+        return Err(arca_repo::RepoError::AlreadyExists { location: context::shown(&loc) }.into());
     }
     let password = context::password(cli, &loc, true)?;
-    if let Some(o) = &loc.s3 {
-        arca_backends::S3Storage::new(o)?.ensure_bucket()?;
-    } else if loc.remote.is_none() {
-        if let Ok(mut entries) = std::fs::read_dir(&loc.path) {
-            if entries.next().is_some() && !loc.path.join("config").exists() && !loc.path.join("keys").exists() {
-                anyhow::bail!(
-                    "{} is not empty and is not an arca repository: give an empty or new directory",
-                    loc.path.display()
-                );
+    match &loc.place {
+        arca_backends::Location::S3(o) => arca_backends::S3Storage::new(o)?.ensure_bucket()?,
+        arca_backends::Location::Local(path) => {
+            if let Ok(mut entries) = std::fs::read_dir(path) {
+                if entries.next().is_some() && !path.join("config").exists() && !path.join("keys").exists() {
+                    anyhow::bail!(
+                        "{} is not empty and is not an arca repository: give an empty or new directory",
+                        path.display()
+                    );
+                }
             }
+            arca_backends::create_private_dir(path).with_context(|| format!("cannot create {}", path.display()))?;
         }
-        arca_backends::create_private_dir(&loc.path)
-            .with_context(|| format!("cannot create {}", loc.path.display()))?;
+        arca_backends::Location::Ssh { .. } | arca_backends::Location::Sftp { .. } => {}
     }
     let repo = Repository::init(context::storage(&loc)?, password.as_bytes(), &opts)?;
     if out.json {
