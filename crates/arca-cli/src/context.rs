@@ -166,9 +166,9 @@ pub fn password(cli: &Cli, loc: &Location, creating: bool) -> Result<String> {
     )
 }
 
-/// The storage at `loc` (for ssh://, connects).
+/// The storage at `loc` (for ssh://, connects), traced (`ARCA_LOG=arca::storage=trace`).
 pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
-    Ok(loc.place.connect()?)
+    Ok(Arc::new(arca_storage::Traced::new(loc.place.connect()?)))
 }
 
 /// The location for messages.

@@ -8,11 +8,13 @@ pub mod conformance;
 mod fault;
 mod memory;
 mod retry;
+mod trace;
 
 pub use fault::FailAfter;
 pub use memory::MemoryStorage;
 pub use retry::{Retry, RetryPolicy};
 use std::fmt;
+pub use trace::Traced;
 
 /// The kinds of objects in a repository; each lives under its own prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
