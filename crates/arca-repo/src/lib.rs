@@ -3,7 +3,7 @@
 //! which backend it runs on.
 
 pub mod blob;
-pub mod cachedir;
+mod cachedir;
 pub mod cancel;
 pub mod check;
 pub mod copy;
@@ -12,7 +12,7 @@ pub mod error;
 pub mod events;
 pub mod failpoint;
 pub mod index;
-pub mod index_cache;
+mod index_cache;
 pub mod keys;
 pub mod lock;
 pub mod pack;
