@@ -18,10 +18,11 @@ impl Traced {
     }
 }
 
+fn on() -> bool {
+    tracing::enabled!(target: "arca::storage", tracing::Level::TRACE)
+}
+
 fn record<T>(op: &str, kind: ObjectKind, name: &str, bytes: impl Fn(&T) -> u64, r: &StorageResult<T>, took: Duration) {
-    if !tracing::enabled!(target: "arca::storage", tracing::Level::TRACE) {
-        return;
-    }
     let ms = took.as_secs_f64() * 1000.0;
     match r {
         Ok(v) => tracing::trace!(target: "arca::storage", op, %kind, name, bytes = bytes(v), ms, "ok"),
@@ -36,6 +37,9 @@ fn timed<T>(
     bytes: impl Fn(&T) -> u64,
     f: impl FnOnce() -> StorageResult<T>,
 ) -> StorageResult<T> {
+    if !on() {
+        return f();
+    }
     let start = Instant::now();
     let r = f();
     record(op, kind, name, bytes, &r, start.elapsed());
@@ -58,7 +62,9 @@ impl ObjectWriter for TracedWriter {
     fn finish(self: Box<Self>, name: &str) -> StorageResult<()> {
         let (kind, written, start) = (self.kind, self.written, self.start);
         let r = self.inner.finish(name);
-        record("stream", kind, name, |_| written, &r, start.elapsed());
+        if on() {
+            record("stream", kind, name, |_| written, &r, start.elapsed());
+        }
         r
     }
 }
