@@ -53,6 +53,10 @@ pub struct Cli {
     /// Keep the whole index in memory instead of the local cache ($XDG_CACHE_HOME/arca).
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_cache: bool,
+    /// The config file of repositories and jobs (default $XDG_CONFIG_HOME/arca/arca.toml,
+    /// /etc/arca/arca.toml for root).
+    #[arg(long, env = "ARCA_CONFIG", global = true, help_heading = "Global options", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Worker threads for compression and encryption (default: all cores).
     #[arg(long, env = "ARCA_THREADS", global = true, help_heading = "Global options")]
     pub threads: Option<usize>,
@@ -174,6 +178,9 @@ pub enum Command {
     /// command="arca serve --stdio --repo /srv/arca/web01 --mode append",restrict ssh-ed25519 ...
     #[command(after_help = "Examples:\n  arca serve --stdio --repo /srv/arca/web01 --mode append")]
     Serve(ServeArgs),
+    /// Work with the config file of repositories and jobs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// List the local caches of repositories, and remove those not used for a while.
     #[command(after_help = "Examples:\n  arca cache\n  arca cache --cleanup\n  arca cache --cleanup --max-age 7")]
     Cache(CacheArgs),
@@ -767,6 +774,17 @@ pub enum CatKind {
     Tree,
     Index,
     Pack,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Read the config file and report every problem (file, line and key), or list its
+    /// repositories and jobs.
+    #[command(after_help = "Examples:\n  arca config check\n  arca --config ./arca.toml config check --json")]
+    Check,
+    /// Print where the config file is looked for.
+    #[command(after_help = "Examples:\n  arca config path")]
+    Path,
 }
 
 #[derive(Subcommand, Debug)]

@@ -3,6 +3,7 @@
 pub mod backup;
 mod cat;
 mod check;
+mod config;
 mod copy;
 mod debug;
 mod diff;
@@ -53,6 +54,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Repair(r) => repair::run(cli, out, r),
         Command::Serve(a) => serve::run(cli, out, a),
         Command::Debug(d) => debug::run(cli, out, d),
+        Command::Config(c) => config::run(cli, out, c),
         Command::Cache(a) => docs::cache(cli, out, a),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man { dir } => docs::man_pages(out, dir),

@@ -1,0 +1,274 @@
+//! The config file: `[repositories.NAME]` tables (where, and how the password is found) and
+//! `[jobs.NAME]` tables (sources, excludes, tags, the repository, retention, checks, replicas
+//! with their own retention, hooks, a schedule, limits). Unknown keys and bad values are
+//! errors naming the file, the line and the key; so is a job naming a repository the file
+//! does not define.
+
+use arca_repo::blob::Compression;
+use arca_repo::check::ReadData;
+use arca_repo::retention::Policy;
+use arca_repo::units::{ByteSize, Interval};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Why a config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {file}: {source}")]
+    Unreadable { file: PathBuf, source: std::io::Error },
+    /// A syntax error, an unknown key, or a value of the wrong type or out of range.
+    #[error("{}:{line}: {key}: {message}", file.display())]
+    Invalid { file: PathBuf, line: usize, key: String, message: String },
+}
+
+/// A whole config file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepositoryConfig>,
+    #[serde(default)]
+    pub jobs: BTreeMap<String, Job>,
+}
+
+/// A named repository: where it is and how its password is found (at most one of
+/// `password_file`, `password_command`, `password_env`; none: the default key file or a prompt).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// As `-r` takes it: a path, `ssh://…`, `sftp://…` or `s3://…`.
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+    /// The name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    pub ssh_command: Option<String>,
+    pub s3_endpoint: Option<String>,
+    /// Bytes per second ("2M"), for remote repositories.
+    pub limit_upload: Option<ByteSize>,
+    pub limit_download: Option<ByteSize>,
+}
+
+/// A job: one backup and what follows it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// The name of the repository it backs up into.
+    pub repository: Spanned<String>,
+    /// What to back up.
+    pub paths: Spanned<Vec<PathBuf>>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The host name recorded (default: this machine's).
+    pub host: Option<String>,
+    pub compression: Option<Compression>,
+    /// Retention on the job's repository; none: nothing is forgotten.
+    pub keep: Option<Policy>,
+    /// Free forgotten data after forgetting (default true when `keep` is given).
+    pub prune: Option<bool>,
+    pub check: Option<CheckPolicy>,
+    #[serde(default)]
+    pub replicas: Vec<Replica>,
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// When it runs: a systemd `OnCalendar` expression ("daily", "Mon..Fri 02:00").
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// How much a job's check reads, and how often it runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckPolicy {
+    /// "none", "all", "1/5", "10%", "2G".
+    #[serde(default = "no_data")]
+    pub read_data: ReadData,
+    /// At most once per this long ("7d"); none: after every run.
+    pub every: Option<Interval>,
+}
+
+fn no_data() -> ReadData {
+    ReadData::None
+}
+
+/// Another repository that holds copies of the job's snapshots, kept by its own policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replica {
+    pub repository: Spanned<String>,
+    /// Retention on the replica; none: it keeps everything copied to it.
+    pub keep: Option<Policy>,
+}
+
+/// Commands run around a job.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(default)]
+    pub before: Vec<String>,
+    #[serde(default)]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub on_failure: Vec<String>,
+    #[serde(default)]
+    pub finally: Vec<String>,
+    /// A hook still running after this long is stopped and counts as failed.
+    pub timeout: Option<Interval>,
+}
+
+/// How gently a job runs.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// CPU niceness, -20 to 19.
+    pub nice: Option<Spanned<i32>>,
+    /// I/O scheduling class.
+    pub ionice: Option<IoClass>,
+    pub limit_upload: Option<ByteSize>,
+    pub limit_download: Option<ByteSize>,
+}
+
+/// An I/O scheduling class, as `ionice -c` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoClass {
+    Realtime,
+    BestEffort,
+    Idle,
+}
+
+/// Where the config file is by default: `$XDG_CONFIG_HOME/arca/arca.toml`
+/// (`~/.config/arca/arca.toml`), or `/etc/arca/arca.toml` for root.
+pub fn default_path() -> PathBuf {
+    let root = std::env::var_os("USER").is_some_and(|u| u == "root")
+        || std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if root {
+        return PathBuf::from("/etc/arca/arca.toml");
+    }
+    let base = match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".config"),
+    };
+    base.join("arca/arca.toml")
+}
+
+impl Config {
+    /// Read and check the config file at `file`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| ConfigError::Unreadable { file: file.to_path_buf(), source })?;
+        Config::parse(&text, file)
+    }
+
+    /// Parse and check `text`, read from `file` (named in errors).
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<Range<usize>>, message: String| {
+            let (line, key) = locate(text, span);
+            ConfigError::Invalid { file: file.to_path_buf(), line, key, message }
+        };
+        let config: Config = toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_string()))?;
+        for (name, job) in &config.jobs {
+            let names = std::iter::once(&job.repository).chain(job.replicas.iter().map(|r| &r.repository));
+            for r in names {
+                if !config.repositories.contains_key(r.get_ref()) {
+                    let known: Vec<&str> = config.repositories.keys().map(String::as_str).collect();
+                    let known = if known.is_empty() { "none is defined".to_string() } else { known.join(", ") };
+                    return Err(invalid(
+                        Some(r.span()),
+                        format!(
+                            "job {name:?} names repository {:?}, which is not defined (defined: {known})",
+                            r.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if job.replicas.iter().any(|r| r.repository.get_ref() == job.repository.get_ref()) {
+                return Err(invalid(
+                    Some(job.repository.span()),
+                    format!("job {name:?} replicates into its own repository"),
+                ));
+            }
+            if job.paths.get_ref().is_empty() {
+                return Err(invalid(Some(job.paths.span()), format!("job {name:?} has no paths to back up")));
+            }
+            if let Some(n) = &job.limits.nice {
+                if !(-20..=19).contains(n.get_ref()) {
+                    return Err(invalid(Some(n.span()), "give a niceness from -20 to 19".into()));
+                }
+            }
+        }
+        for (name, r) in &config.repositories {
+            let given = [r.password_file.is_some(), r.password_command.is_some(), r.password_env.is_some()];
+            if given.iter().filter(|g| **g).count() > 1 {
+                let header = format!("[repositories.{name}]");
+                let at = text.find(&header).map(|i| i..i + header.len());
+                return Err(invalid(
+                    at,
+                    format!("repository {name:?}: give one of password_file, password_command, password_env"),
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// The keys of the inline tables open at the end of `before` (`keep = { daily = 7, ` gives
+/// `keep`), and the text after the last separator. Braces inside strings are not told apart;
+/// at worst the key path in a message is less precise.
+fn inline_keys(before: &str) -> (Vec<String>, &str) {
+    let (mut open, mut from) = (Vec::new(), 0);
+    for (i, c) in before.char_indices() {
+        match c {
+            '{' => {
+                let seg = &before[from..i];
+                open.push(seg.rfind('=').map_or("", |eq| seg[..eq].trim()).trim_matches('"').to_string());
+                from = i + 1;
+            }
+            '}' => {
+                open.pop();
+                from = i + 1;
+            }
+            ',' => from = i + 1,
+            _ => {}
+        }
+    }
+    (open, &before[from..])
+}
+
+/// The line (1-based) of `span` in `text`, and the dotted key it belongs to: the table
+/// header above it and the key on its line. toml reports a byte span only; the key path is
+/// what a user looks for, so it is recovered here from the text.
+fn locate(text: &str, span: Option<Range<usize>>) -> (usize, String) {
+    let Some(span) = span else { return (1, "(file)".into()) };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let (mut path, tail) = inline_keys(&text[line_start..start]);
+    let key = match tail.rfind('=') {
+        // The span is a value: its key is the word before the `=`.
+        Some(eq) => tail[..eq].trim().to_string(),
+        // The span is a key (or a table header).
+        None => {
+            let end = span.end.min(text.len()).max(start);
+            text[start..end].trim().trim_matches(|c| c == '[' || c == ']').trim().to_string()
+        }
+    };
+    path.insert(0, table.unwrap_or_default());
+    path.push(key.trim_matches('"').to_string());
+    path.retain(|k| !k.is_empty());
+    path.dedup();
+    let path = if path.is_empty() { "(file)".to_string() } else { path.join(".") };
+    (line, path)
+}

@@ -1,0 +1,9 @@
+//! arca's jobs: what to back up, where, for how long, and what to do around it, written down
+//! once in a TOML file of named repositories and jobs. This crate reads and checks that file;
+//! every value uses the engine's own option types (retention policies, sizes, intervals,
+//! compression, read-data subsets), so a job file and a command-line flag mean the same thing
+//! and fail the same way.
+
+pub mod config;
+
+pub use config::{Config, ConfigError, Job, RepositoryConfig};
