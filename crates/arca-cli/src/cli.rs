@@ -178,8 +178,15 @@ pub enum Command {
     /// command="arca serve --stdio --repo /srv/arca/web01 --mode append",restrict ssh-ed25519 ...
     #[command(after_help = "Examples:\n  arca serve --stdio --repo /srv/arca/web01 --mode append")]
     Serve(ServeArgs),
+    /// Run jobs from the config file: hooks, backup, copies to replicas, retention on each
+    /// repository, check. --dry-run prints the command lines instead: pasted into a shell,
+    /// they do what the run does.
+    #[command(
+        after_help = "Examples:\n  arca run home\n  arca run --all\n  arca run home --dry-run > home.sh\n  arca --config ./arca.toml run --all --json"
+    )]
+    Run(RunArgs),
     /// Work with the config file of repositories and jobs.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  arca config check\n  arca config path")]
     Config(ConfigCommand),
     /// List the local caches of repositories, and remove those not used for a while.
     #[command(after_help = "Examples:\n  arca cache\n  arca cache --cleanup\n  arca cache --cleanup --max-age 7")]
@@ -774,6 +781,19 @@ pub enum CatKind {
     Tree,
     Index,
     Pack,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The jobs to run, by name.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub jobs: Vec<String>,
+    /// Run every job in the config file, in name order.
+    #[arg(long)]
+    pub all: bool,
+    /// Print each step's command line (secrets only by reference) and run nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]

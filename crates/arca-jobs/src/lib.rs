@@ -5,5 +5,7 @@
 //! and fail the same way.
 
 pub mod config;
+pub mod plan;
 
 pub use config::{Config, ConfigError, Job, RepositoryConfig};
+pub use plan::{plan, Phase, PlanError, Step};

@@ -54,6 +54,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Repair(r) => repair::run(cli, out, r),
         Command::Serve(a) => serve::run(cli, out, a),
         Command::Debug(d) => debug::run(cli, out, d),
+        Command::Run(a) => config::run_jobs(cli, out, a),
         Command::Config(c) => config::run(cli, out, c),
         Command::Cache(a) => docs::cache(cli, out, a),
         Command::Completions { shell } => docs::completions(*shell),
