@@ -204,6 +204,15 @@ impl Config {
             }
         }
         for (name, r) in &config.repositories {
+            // The name goes into shell lines as `"${NAME}"` (plan.rs): only a plain name.
+            let plain = |v: &str| {
+                v.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            };
+            if let Some(v) = r.password_env.as_deref().filter(|v| !plain(v)) {
+                let at = text.find(&format!("{v:?}")).map(|i| i..i + v.len() + 2);
+                return Err(invalid(at, format!("{v:?} is not an environment variable name (letters, digits, _)")));
+            }
             let given = [r.password_file.is_some(), r.password_command.is_some(), r.password_env.is_some()];
             if given.iter().filter(|g| **g).count() > 1 {
                 let header = format!("[repositories.{name}]");

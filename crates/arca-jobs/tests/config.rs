@@ -110,6 +110,8 @@ fn each_bad_file_gives_one_error_naming_file_line_and_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains(":1: repositories.r: ") && e.contains("give one of"), "{e}");
+    let e = parse("[repositories.r]\nurl = \"/r\"\npassword_env = \"A B\"\n").unwrap_err().to_string();
+    assert!(e.contains(":3: repositories.r.password_env: ") && e.contains("not an environment variable name"), "{e}");
     let e = parse("[repositories.r]\npassword_env = \"A\"\n").unwrap_err().to_string();
     assert!(e.contains("repositories.r") && e.contains("missing field `url`"), "{e}");
     let e = parse("[jobs\n").unwrap_err().to_string();
