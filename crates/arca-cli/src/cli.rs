@@ -185,6 +185,30 @@ pub enum Command {
         after_help = "Examples:\n  arca run home\n  arca run --all\n  arca run home --dry-run > home.sh\n  arca --config ./arca.toml run --all --json"
     )]
     Run(RunArgs),
+    /// Show each job's state (ok, late, failed, never run) from its run history and its
+    /// repository, as text, JSON, a Nagios line or a Prometheus textfile.
+    ///
+    /// Exit codes are Nagios': 0 all ok, 1 a job is late or could not read some files, 2 a
+    /// job failed or never ran.
+    #[command(
+        after_help = "Examples:\n  arca status\n  arca status --nagios                          # for check_by_ssh / NRPE\n  arca status --offline --json | jq -r '.jobs[].state'\n  arca status --prometheus /var/lib/prometheus/node-exporter/arca.prom"
+    )]
+    Status(StatusArgs),
+    /// Run jobs on their schedules: systemd timers (or cron lines), and when they run next.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  arca schedule show\n  arca schedule install --all\n  arca schedule install home --dir ./units --no-enable\n  arca schedule cron >> /etc/cron.d/arca"
+    )]
+    Schedule(ScheduleCommand),
+    /// Answer snmpd's pass_persist requests with job status (see docs/ARCA-MIB.txt).
+    ///
+    /// In snmpd.conf: `pass_persist .1.3.6.1.4.1.8072.9999.9999.7 /usr/local/bin/arca --config
+    /// /etc/arca/arca.toml snmp`. Answers come from the run history and the repository figures
+    /// the last run stored; no repository is opened.
+    #[command(
+        after_help = "Examples:\n  snmpwalk -v2c -c public localhost .1.3.6.1.4.1.8072.9999.9999.7\n  printf 'PING\\nget\\n.1.3.6.1.4.1.8072.9999.9999.7.1.0\\n' | arca snmp"
+    )]
+    Snmp,
     /// Work with the config file of repositories and jobs.
     #[command(subcommand, after_help = "Examples:\n  arca config check\n  arca config path")]
     Config(ConfigCommand),
@@ -794,6 +818,69 @@ pub struct RunArgs {
     /// Print each step's command line (secrets only by reference) and run nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Record that the job's last run failed outside arca's hands (killed, crashed, timed
+    /// out): its history, failure ping and on-failure hooks. The schedule's OnFailure= unit
+    /// runs this; a run that arca already recorded as failed is not reported twice.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub report_failure: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Only these jobs (default: all).
+    pub jobs: Vec<String>,
+    /// Print one Nagios plugin line (`ARCA CRITICAL - 1 failed (db) | …`).
+    #[arg(long)]
+    pub nagios: bool,
+    /// Also write a node-exporter textfile here (written atomically).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+    /// Use the repository figures stored by the last run or status instead of opening each
+    /// repository (fast; what snmp and the Prometheus file use).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Print each job's schedule in systemd's form and its next five run times.
+    #[command(after_help = "Examples:\n  arca schedule show\n  arca schedule show home --json")]
+    Show {
+        /// Only these jobs (default: all with a schedule).
+        jobs: Vec<String>,
+    },
+    /// Write arca-JOB.service, arca-JOB.timer and arca-JOB-failed.service, then enable the
+    /// timers (where systemd runs). Units go to /etc/systemd/system for root, else
+    /// ~/.config/systemd/user.
+    #[command(
+        after_help = "Examples:\n  arca schedule install --all\n  arca schedule install home --dir ./units --no-enable"
+    )]
+    Install(ScheduleInstallArgs),
+    /// Disable and remove the units of jobs.
+    #[command(after_help = "Examples:\n  arca schedule remove home\n  arca schedule remove --all --dir ./units")]
+    Remove(ScheduleInstallArgs),
+    /// Print crontab lines for systems without systemd.
+    #[command(after_help = "Examples:\n  arca schedule cron\n  (crontab -l; arca schedule cron home) | crontab -")]
+    Cron {
+        /// Only these jobs (default: all with a schedule).
+        jobs: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleInstallArgs {
+    /// The jobs, by name.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub jobs: Vec<String>,
+    /// Every job that has a schedule.
+    #[arg(long)]
+    pub all: bool,
+    /// Where the unit files go.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Write (or remove) the files only; do not call systemctl.
+    #[arg(long)]
+    pub no_enable: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -46,6 +46,21 @@ pub fn size(n: u64) -> String {
     }
 }
 
+/// How long ago, in the largest whole unit: `40s ago`, `3h ago`, `2d ago`.
+pub fn age(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    if s < 0 {
+        return "in the future".into();
+    }
+    let (n, unit) = match s {
+        0..60 => (s, "s"),
+        60..3600 => (s / 60, "min"),
+        3600..86400 => (s / 3600, "h"),
+        _ => (s / 86400, "d"),
+    };
+    format!("{n}{unit} ago")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,49 @@ pub struct Config {
     pub repositories: BTreeMap<String, RepositoryConfig>,
     #[serde(default)]
     pub jobs: BTreeMap<String, Job>,
+    #[serde(default)]
+    pub monitoring: Monitoring,
+}
+
+/// Where job status goes besides `arca status`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    /// A node-exporter textfile that `arca run` rewrites after every run.
+    pub prometheus: Option<PathBuf>,
+    /// How long after a scheduled time a job without a new success counts as late (default 1h).
+    pub late_after: Option<Interval>,
+    pub snmp: Option<Snmp>,
+}
+
+/// `arca snmp` (net-snmp `pass_persist`) and traps on failure.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snmp {
+    /// The subtree arca answers for (default: the one in docs/ARCA-MIB.txt).
+    pub base_oid: Option<String>,
+    /// Send a trap (`snmptrap`) here when a job fails: "host[:port]".
+    pub trap_host: Option<String>,
+    #[serde(default = "public")]
+    pub trap_community: String,
+}
+
+fn public() -> String {
+    "public".into()
+}
+
+/// Health-check URLs of a job (healthchecks.io, Uptime Kuma push): `url` alone pings
+/// `url/start`, `url` and `url/fail` as healthchecks.io expects; the three explicit ones
+/// take its place.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ping {
+    pub url: Option<Spanned<String>>,
+    pub start: Option<Spanned<String>>,
+    pub success: Option<Spanned<String>>,
+    pub failure: Option<Spanned<String>>,
+    /// Per attempt (default 10s); three attempts at most.
+    pub timeout: Option<Interval>,
 }
 
 /// A named repository: where it is and how its password is found (at most one of
@@ -77,9 +120,11 @@ pub struct Job {
     #[serde(default)]
     pub hooks: Hooks,
     /// When it runs: a systemd `OnCalendar` expression ("daily", "Mon..Fri 02:00").
-    pub schedule: Option<String>,
+    pub schedule: Option<Spanned<String>>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub ping: Ping,
 }
 
 /// How much a job's check reads, and how often it runs.
@@ -146,9 +191,7 @@ pub enum IoClass {
 /// Where the config file is by default: `$XDG_CONFIG_HOME/arca/arca.toml`
 /// (`~/.config/arca/arca.toml`), or `/etc/arca/arca.toml` for root.
 pub fn default_path() -> PathBuf {
-    let root = std::env::var_os("USER").is_some_and(|u| u == "root")
-        || std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
-    if root {
+    if is_root() {
         return PathBuf::from("/etc/arca/arca.toml");
     }
     let base = match std::env::var_os("XDG_CONFIG_HOME") {
@@ -156,6 +199,16 @@ pub fn default_path() -> PathBuf {
         _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".config"),
     };
     base.join("arca/arca.toml")
+}
+
+/// Whether this process runs as root (its files then live under /etc and /var/lib).
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// Job and repository names become file and unit names (`arca-NAME.service`, `NAME.jsonl`).
+fn plain_name(n: &str) -> bool {
+    !n.is_empty() && !n.starts_with('.') && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl Config {
@@ -173,6 +226,17 @@ impl Config {
             ConfigError::Invalid { file: file.to_path_buf(), line, key, message }
         };
         let config: Config = toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_string()))?;
+        for (kind, name) in
+            config.jobs.keys().map(|n| ("jobs", n)).chain(config.repositories.keys().map(|n| ("repositories", n)))
+        {
+            if !plain_name(name) {
+                let at = text.find(name.as_str()).map(|i| i..i + name.len());
+                return Err(invalid(
+                    at,
+                    format!("{kind} name {name:?}: use letters, digits, '-', '_' and '.' (it names files and units)"),
+                ));
+            }
+        }
         for (name, job) in &config.jobs {
             let names = std::iter::once(&job.repository).chain(job.replicas.iter().map(|r| &r.repository));
             for r in names {
@@ -196,6 +260,17 @@ impl Config {
             }
             if job.paths.get_ref().is_empty() {
                 return Err(invalid(Some(job.paths.span()), format!("job {name:?} has no paths to back up")));
+            }
+            if let Some(s) = &job.schedule {
+                if let Err(e) = crate::calendar::Calendar::parse(s.get_ref()) {
+                    return Err(invalid(Some(s.span()), e.to_string()));
+                }
+            }
+            for u in [&job.ping.url, &job.ping.start, &job.ping.success, &job.ping.failure].into_iter().flatten() {
+                let v = u.get_ref();
+                if !(v.starts_with("http://") || v.starts_with("https://")) || v.contains(char::is_whitespace) {
+                    return Err(invalid(Some(u.span()), format!("{v:?} is not an http:// or https:// URL")));
+                }
             }
             if let Some(n) = &job.limits.nice {
                 if !(-20..=19).contains(n.get_ref()) {

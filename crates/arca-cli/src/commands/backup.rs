@@ -92,12 +92,22 @@ fn files_options(a: &BackupArgs) -> FilesOptions {
 
 fn report(out: &Output, r: &BackupReport) {
     let m = &r.summary;
+    // Ids in JSON are always full (the short forms are for people).
+    let doc = serde_json::json!({
+        "type": "summary", "snapshot_id": r.snapshot_id, "dry_run": r.dry_run, "parent": r.parent,
+        "summary": m, "warnings": r.warnings,
+    });
+    // `arca run` reads the summary from here for its history and the hooks after the backup.
+    if let Some(f) = std::env::var_os("ARCA_REPORT_FILE").filter(|f| !f.is_empty()) {
+        if let Err(e) = std::fs::write(&f, doc.to_string()) {
+            out.warn(format!(
+                "cannot write the summary to ARCA_REPORT_FILE {}: {e}",
+                std::path::Path::new(&f).display()
+            ));
+        }
+    }
     if out.json {
-        // Ids in JSON are always full (the short forms are for people).
-        out.json_line(&serde_json::json!({
-            "type": "summary", "snapshot_id": r.snapshot_id, "dry_run": r.dry_run, "parent": r.parent,
-            "summary": m, "warnings": r.warnings,
-        }));
+        out.json_line(&doc);
         return;
     }
     if let Some(p) = &r.parent {

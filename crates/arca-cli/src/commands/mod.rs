@@ -18,9 +18,13 @@ mod prune;
 mod repair;
 mod restore;
 mod rewrite;
+mod run;
+mod schedule;
 mod serve;
 mod snapshots;
+mod snmp;
 mod stats;
+mod status;
 
 use crate::cli::{Cli, Command, FilterArgs};
 use crate::output::Output;
@@ -54,7 +58,10 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Repair(r) => repair::run(cli, out, r),
         Command::Serve(a) => serve::run(cli, out, a),
         Command::Debug(d) => debug::run(cli, out, d),
-        Command::Run(a) => config::run_jobs(cli, out, a),
+        Command::Run(a) => run::run(cli, out, a),
+        Command::Status(a) => status::run(cli, out, a),
+        Command::Schedule(c) => schedule::run(cli, out, c),
+        Command::Snmp => snmp::run(cli),
         Command::Config(c) => config::run(cli, out, c),
         Command::Cache(a) => docs::cache(cli, out, a),
         Command::Completions { shell } => docs::completions(*shell),

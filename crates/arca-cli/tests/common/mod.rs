@@ -42,6 +42,8 @@ impl Env {
             .env("ARCA_REPOSITORY", &self.repo)
             .env("ARCA_PASSWORD", PASSWORD)
             .env("ARCA_KDF_MEMORY_KIB", "1024")
+            // Run history stays in the scratch directory (root's would be /var/lib/arca).
+            .env("ARCA_STATE_DIR", self.dir.path().join("state"))
             .env("TZ", "UTC")
             .stdin(Stdio::null());
         c
