@@ -146,3 +146,232 @@ hooks = {{ before = ["false"], finally = ["echo finally $ARCA_JOB >> {log}"] }}
     assert_eq!(hooks.matches("finally home").count(), 4, "{hooks}");
     assert_eq!(hooks.matches("finally broken").count(), 1, "{hooks}");
 }
+
+/// An HTTP server on 127.0.0.1 that records each request as "METHOD PATH BODY".
+fn recorder() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s);
+            let mut head = String::new();
+            r.read_line(&mut head).unwrap_or_default();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let mut words = head.split_whitespace();
+            let (m, p) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            g.lock().unwrap().push(format!("{m} {p} {}", String::from_utf8_lossy(&body)));
+            let _ = r.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+        }
+    });
+    (port, got)
+}
+
+/// A private snmpd on 127.0.0.1 whose arca subtree is `wrapper` (pass_persist).
+struct Snmpd {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for Snmpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const BASE: &str = ".1.3.6.1.4.1.8072.9999.9999.7";
+
+impl Snmpd {
+    fn start(e: &Env, wrapper: &std::path::Path) -> Snmpd {
+        for attempt in 0..5 {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let conf = e.path(&format!("snmpd{attempt}.conf"));
+            std::fs::write(&conf, format!("rocommunity public 127.0.0.1\npass_persist {BASE} {}\n", wrapper.display()))
+                .unwrap();
+            let log = e.path(&format!("snmpd{attempt}.log"));
+            let child = std::process::Command::new("/usr/sbin/snmpd")
+                .args(["-f", "-C", "-c"])
+                .arg(&conf)
+                .arg("-Lf")
+                .arg(&log)
+                .arg(format!("udp:127.0.0.1:{port}"))
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .expect("snmpd must be installed (scripts/test installs snmpd)");
+            let mut s = Snmpd { port, child };
+            for _ in 0..100 {
+                if s.get(&format!("{BASE}.1.0")).is_some() {
+                    return s;
+                }
+                if s.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(text.contains("in use") || text.contains("bind"), "snmpd did not start: {text}");
+        }
+        panic!("snmpd did not start on a free port");
+    }
+
+    /// `snmpget` of one OID: "TYPE: VALUE", or None if snmpd did not answer.
+    fn get(&self, oid: &str) -> Option<String> {
+        let o = std::process::Command::new("snmpget")
+            .args(["-v2c", "-c", "public", "-On", "-t", "1", "-r", "0"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(oid)
+            .env("MIBS", "")
+            .output()
+            .expect("snmpget must be installed (scripts/test installs snmp)");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !o.status.success() {
+            return None;
+        }
+        Some(text.split_once(" = ").map(|(_, v)| v.trim().to_string()).unwrap_or(text))
+    }
+}
+
+#[test]
+fn a_failed_job_shows_in_status_prometheus_pings_and_snmp() {
+    if !common::have("snmpd and snmpget", std::path::Path::new("/usr/sbin/snmpd").exists()) {
+        return;
+    }
+    let e = Env::new();
+    let pw = e.path("pw");
+    std::fs::write(&pw, "a secret\n").unwrap();
+    let o = e.cmd(&["--password-file", pw.to_str().unwrap(), "init"]).env_remove("ARCA_PASSWORD").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), "some data").unwrap();
+    let (port, pings) = recorder();
+    let (prom, after) = (e.path("arca.prom"), e.path("after.env"));
+    let config = format!(
+        r#"
+[monitoring]
+prometheus = {prom:?}
+
+[repositories.good]
+url = {repo:?}
+password_file = {pw:?}
+
+[repositories.gone]
+url = {gone:?}
+password_file = {pw:?}
+
+[jobs.good]
+repository = "good"
+paths = [{src:?}]
+ping = {{ url = "http://127.0.0.1:{port}/good" }}
+hooks = {{ after = ["echo $ARCA_SNAPSHOT_ID $ARCA_FILES_NEW > {after}"] }}
+
+[jobs.broken]
+repository = "gone"
+paths = [{src:?}]
+ping = {{ url = "http://127.0.0.1:{port}/broken" }}
+
+[jobs.slow]
+repository = "good"
+paths = [{src:?}]
+hooks = {{ before = ["sleep 30"], timeout = "1s" }}
+"#,
+        repo = e.repo,
+        gone = e.path("no-such-repository"),
+        after = after.display()
+    );
+    let file = e.path("arca.toml");
+    std::fs::write(&file, config).unwrap();
+    let f = file.to_str().unwrap();
+
+    let started = std::time::Instant::now();
+    let o = e.cmd(&["--config", f, "run", "--all"]).env_remove("ARCA_PASSWORD").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("job slow: before hook timed out after 1s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "the timeout stopped the hook");
+
+    // The hooks after the backup know the snapshot it saved.
+    let env = std::fs::read_to_string(&after).unwrap();
+    let (id, new) = env.trim().split_once(' ').unwrap();
+    assert_eq!((id.len(), new), (64, "1"), "{env}");
+
+    let o = e.cmd(&["--config", f, "--json", "status"]).env_remove("ARCA_PASSWORD").output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "Nagios CRITICAL: {}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let job = |n: &str| v["jobs"].as_array().unwrap().iter().find(|j| j["job"] == n).unwrap().clone();
+    assert_eq!(job("broken")["state"], "failed", "{v}");
+    assert_eq!(job("slow")["state"], "failed", "{v}");
+    assert_eq!(job("good")["state"], "ok", "{v}");
+    assert_eq!(v["repositories"]["good"]["snapshots"], 1);
+    assert_eq!(v["repositories"]["gone"]["reachable"], false);
+    let o = e.run(&["--config", f, "status", "--offline", "--nagios"]);
+    assert_eq!(o.status.code(), Some(2));
+    let nagios = String::from_utf8_lossy(&o.stdout);
+    assert!(nagios.starts_with("ARCA CRITICAL - 2 failed (broken, slow), 1 ok (good) | jobs=3"), "{nagios}");
+
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("# TYPE arca_job_failed gauge"), "{text}");
+    let line = |m: &str, job: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{m}{{job=\"{job}\"")))
+            .unwrap_or_else(|| panic!("{m} {job}: {text}"))
+            .to_string()
+    };
+    assert!(line("arca_job_failed", "broken").ends_with(" 1"), "{text}");
+    assert!(line("arca_job_failed", "good").ends_with(" 0"), "{text}");
+    assert!(line("arca_job_last_success_timestamp_seconds", "good").contains("} 1"), "{text}");
+    let bytes = text.lines().find(|l| l.starts_with("arca_repository_bytes{repository=\"good\"}")).unwrap();
+    assert!(bytes.rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 0.0, "{bytes}");
+
+    let got = pings.lock().unwrap().clone();
+    assert!(got.iter().any(|p| p.starts_with("POST /good/start ")), "{got:?}");
+    assert!(got.iter().any(|p| p.starts_with("POST /good arca job good: ok, snapshot ")), "{got:?}");
+    assert!(got.iter().any(|p| p.starts_with("POST /broken/start ")), "{got:?}");
+    assert!(got.iter().any(|p| p.starts_with("POST /broken/fail arca job broken: failed")), "{got:?}");
+    assert!(!got.iter().any(|p| p.starts_with("POST /broken ")), "no success ping for a failure: {got:?}");
+
+    // snmpd serves the same through `arca snmp`.
+    let wrapper = e.path("arca-snmp");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexport ARCA_CONFIG={f} ARCA_STATE_DIR={}\nexec {} snmp\n",
+            e.path("state").display(),
+            env!("CARGO_BIN_EXE_arca")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let snmpd = Snmpd::start(&e, &wrapper);
+    assert_eq!(snmpd.get(&format!("{BASE}.1.0")).as_deref(), Some("INTEGER: 3"));
+    // Rows by job name: broken, good, slow.
+    assert_eq!(snmpd.get(&format!("{BASE}.2.1.2.1")).as_deref(), Some("STRING: \"broken\""));
+    assert_eq!(snmpd.get(&format!("{BASE}.2.1.3.1")).as_deref(), Some("INTEGER: 3"), "broken is failed(3)");
+    assert_eq!(snmpd.get(&format!("{BASE}.2.1.3.2")).as_deref(), Some("INTEGER: 1"), "good is ok(1)");
+    let bytes = snmpd.get(&format!("{BASE}.2.1.7.2")).unwrap();
+    assert!(bytes.starts_with("Counter64: ") && bytes != "Counter64: 0", "{bytes}");
+    let walk = std::process::Command::new("snmpwalk")
+        .args(["-v2c", "-c", "public", "-On"])
+        .arg(format!("127.0.0.1:{}", snmpd.port))
+        .arg(BASE)
+        .env("MIBS", "")
+        .output()
+        .unwrap();
+    let walk = String::from_utf8_lossy(&walk.stdout);
+    assert_eq!(walk.lines().count(), 1 + 8 * 3, "{walk}");
+    assert!(walk.contains("the last run failed in backup"), "{walk}");
+}
