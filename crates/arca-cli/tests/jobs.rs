@@ -375,3 +375,74 @@ hooks = {{ before = ["sleep 30"], timeout = "1s" }}
     assert_eq!(walk.lines().count(), 1 + 8 * 3, "{walk}");
     assert!(walk.contains("the last run failed in backup"), "{walk}");
 }
+
+#[test]
+fn schedules_become_units_systemd_accepts_cron_lines_and_next_runs_systemd_agrees_with() {
+    let e = Env::init();
+    let file = e.path("arca.toml");
+    let log = e.path("failure.log");
+    let good = format!(
+        "[repositories.main]\nurl = {:?}\npassword_command = \"echo pw\"\n\n[jobs.home]\nrepository = \"main\"\npaths = [\"/etc\"]\nschedule = \"Mon..Fri 02:00\"\nlimits = {{ nice = 10, ionice = \"idle\" }}\nhooks = {{ on_failure = [\"echo $ARCA_FAILED_PHASE >> {}\"] }}\n",
+        e.repo.display().to_string(),
+        log.display()
+    );
+    std::fs::write(&file, &good).unwrap();
+    let f = file.to_str().unwrap();
+    let units = e.path("units");
+    e.ok(&["--config", f, "schedule", "install", "home", "--dir", units.to_str().unwrap()]);
+    let service = std::fs::read_to_string(units.join("arca-home.service")).unwrap();
+    let timer = std::fs::read_to_string(units.join("arca-home.timer")).unwrap();
+    assert!(service.contains(&format!("run home")) && service.contains("Nice=10") && service.contains("IOSchedulingClass=idle"), "{service}");
+    assert!(service.contains("OnFailure=arca-home-failed.service"), "{service}");
+    assert!(timer.contains("OnCalendar=Mon..Fri *-*-* 02:00:00") && timer.contains("Persistent=true"), "{timer}");
+    let names = ["arca-home.service", "arca-home.timer", "arca-home-failed.service"];
+    let o = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .args(names.iter().map(|n| units.join(n)))
+        .output()
+        .expect("systemd-analyze must be installed (scripts/test installs systemd)");
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "systemd-analyze verify: {said}");
+    assert!(!said.contains("arca-home"), "no complaint about the units: {said}");
+
+    // The next five runs are those systemd computes.
+    let v = e.json(&["--config", f, "schedule", "show", "home"]);
+    let ours: Vec<String> = v[0]["next"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()[..19].replace('T', " ")).collect();
+    let o = std::process::Command::new("systemd-analyze")
+        .args(["calendar", "--iterations=5", "Mon..Fri 02:00"])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let theirs: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains("Next elapse:") || l.contains("Iter. #"))
+        .map(|l| l.split_once(": ").unwrap().1.trim()[4..23].to_string())
+        .collect();
+    assert_eq!(ours, theirs);
+    let cron = e.ok(&["--config", f, "schedule", "cron"]);
+    assert!(cron.contains(&format!("0 2 * * 1,2,3,4,5 {} --config {f} run home", env!("CARGO_BIN_EXE_arca"))), "{cron}");
+    e.ok(&["--config", f, "schedule", "remove", "home", "--dir", units.to_str().unwrap()]);
+    assert!(!units.join("arca-home.timer").exists());
+
+    // A run systemd saw fail (killed: its marker names a process that is gone) is recorded,
+    // and its on-failure hooks run, by the OnFailure= unit's command.
+    let state = e.path("state/jobs");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("home.running"), r#"{"pid":999999999,"start":"2026-12-01T02:00:00Z"}"#).unwrap();
+    e.ok(&["--config", f, "run", "home", "--report-failure"]);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().trim(), "killed");
+    let o = e.run(&["--config", f, "--json", "status", "--offline"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["state"], "failed", "{v}");
+    assert!(v["jobs"][0]["last_error"].as_str().unwrap().contains("killed"), "{v}");
+    // Reported once: a second call finds the failure recorded.
+    e.ok(&["--config", f, "run", "home", "--report-failure"]);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+
+    // A bad calendar spec is one error naming file, line and key.
+    std::fs::write(&file, good.replace("Mon..Fri 02:00", "Mon..Fry 02:00")).unwrap();
+    let o = e.run(&["--config", f, "config", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{f}:8: jobs.home.schedule: bad calendar spec \"Mon..Fry 02:00\"")), "{err}");
+}
