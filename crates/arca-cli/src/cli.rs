@@ -317,7 +317,8 @@ pub struct BackupArgs {
     #[arg(long, short = 'x')]
     pub one_file_system: bool,
     /// Record this time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local time).
-    #[arg(long)]
+    /// ARCA_BACKUP_TIME does the same for every backup of a job run (replays, tests).
+    #[arg(long, env = "ARCA_BACKUP_TIME")]
     pub time: Option<String>,
     /// Compare against this snapshot instead of the latest of the same host and paths.
     #[arg(long)]

@@ -392,7 +392,12 @@ fn schedules_become_units_systemd_accepts_cron_lines_and_next_runs_systemd_agree
     e.ok(&["--config", f, "schedule", "install", "home", "--dir", units.to_str().unwrap()]);
     let service = std::fs::read_to_string(units.join("arca-home.service")).unwrap();
     let timer = std::fs::read_to_string(units.join("arca-home.timer")).unwrap();
-    assert!(service.contains(&format!("run home")) && service.contains("Nice=10") && service.contains("IOSchedulingClass=idle"), "{service}");
+    assert!(
+        service.contains("run home")
+            && service.contains("Nice=10")
+            && service.contains("IOSchedulingClass=idle"),
+        "{service}"
+    );
     assert!(service.contains("OnFailure=arca-home-failed.service"), "{service}");
     assert!(timer.contains("OnCalendar=Mon..Fri *-*-* 02:00:00") && timer.contains("Persistent=true"), "{timer}");
     let names = ["arca-home.service", "arca-home.timer", "arca-home-failed.service"];
@@ -407,7 +412,8 @@ fn schedules_become_units_systemd_accepts_cron_lines_and_next_runs_systemd_agree
 
     // The next five runs are those systemd computes.
     let v = e.json(&["--config", f, "schedule", "show", "home"]);
-    let ours: Vec<String> = v[0]["next"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()[..19].replace('T', " ")).collect();
+    let ours: Vec<String> =
+        v[0]["next"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()[..19].replace('T', " ")).collect();
     let o = std::process::Command::new("systemd-analyze")
         .args(["calendar", "--iterations=5", "Mon..Fri 02:00"])
         .env("TZ", "UTC")
@@ -420,7 +426,10 @@ fn schedules_become_units_systemd_accepts_cron_lines_and_next_runs_systemd_agree
         .collect();
     assert_eq!(ours, theirs);
     let cron = e.ok(&["--config", f, "schedule", "cron"]);
-    assert!(cron.contains(&format!("0 2 * * 1,2,3,4,5 {} --config {f} run home", env!("CARGO_BIN_EXE_arca"))), "{cron}");
+    assert!(
+        cron.contains(&format!("0 2 * * 1,2,3,4,5 {} --config {f} run home", env!("CARGO_BIN_EXE_arca"))),
+        "{cron}"
+    );
     e.ok(&["--config", f, "schedule", "remove", "home", "--dir", units.to_str().unwrap()]);
     assert!(!units.join("arca-home.timer").exists());
 
@@ -445,4 +454,136 @@ fn schedules_become_units_systemd_accepts_cron_lines_and_next_runs_systemd_agree
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("{f}:8: jobs.home.schedule: bad calendar spec \"Mon..Fry 02:00\"")), "{err}");
+}
+
+/// (path, time) of every snapshot in the repository at `url`.
+fn snaps(e: &Env, url: &str, pw: &std::path::Path) -> std::collections::BTreeSet<(String, String)> {
+    let o = e
+        .cmd(&["--json", "-r", url, "--password-file", pw.to_str().unwrap(), "snapshots"])
+        .env_remove("ARCA_PASSWORD")
+        .env("AWS_ACCESS_KEY_ID", common::weed::KEY)
+        .env("AWS_SECRET_ACCESS_KEY", common::weed::SECRET)
+        .env("AWS_ENDPOINT_URL", &common::weed::weed().endpoint)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{url}: {}", String::from_utf8_lossy(&o.stderr));
+    let v = common::last_json(&String::from_utf8_lossy(&o.stdout));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["paths"][0].as_str().unwrap().to_string(), s["time"].as_str().unwrap()[..10].to_string()))
+        .collect()
+}
+
+/// Two jobs, a local primary and an s3:// replica with longer retention, run once a day for
+/// twelve simulated days; on one day the replica is unreachable. Each repository keeps exactly
+/// what its own policy says for each job, and nothing leaves the primary before it is on the
+/// replica.
+#[test]
+fn each_repository_keeps_its_own_retention_and_nothing_leaves_the_primary_unreplicated() {
+    if !common::weed::weed_here() {
+        return;
+    }
+    let e = Env::new();
+    let pw = e.path("pw");
+    std::fs::write(&pw, "a secret\n").unwrap();
+    let primary = e.path("primary");
+    let replica = format!("s3://jobs/replica-{}", std::process::id());
+    let endpoint = common::weed::weed().endpoint.clone();
+    for url in [primary.to_str().unwrap(), &replica] {
+        let o = e
+            .cmd(&["-r", url, "--password-file", pw.to_str().unwrap(), "--s3-endpoint", &endpoint, "init"])
+            .env_remove("ARCA_PASSWORD")
+            .env("AWS_ACCESS_KEY_ID", common::weed::KEY)
+            .env("AWS_SECRET_ACCESS_KEY", common::weed::SECRET)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (docs, etc) = (e.path("docs"), e.path("etc"));
+    for d in [&docs, &etc] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let config = |endpoint: &str| {
+        format!(
+            r#"
+[repositories.primary]
+url = {primary:?}
+password_file = {pw:?}
+
+[repositories.offsite]
+url = {replica:?}
+password_file = {pw:?}
+s3_endpoint = {endpoint:?}
+
+[jobs.docs]
+repository = "primary"
+paths = [{docs:?}]
+keep = {{ daily = 2 }}
+replicas = [{{ repository = "offsite", keep = {{ daily = 5 }} }}]
+
+[jobs.etc]
+repository = "primary"
+paths = [{etc:?}]
+keep = {{ last = 1 }}
+replicas = [{{ repository = "offsite", keep = {{ last = 3 }} }}]
+"#
+        )
+    };
+    let file = e.path("arca.toml");
+    let f = file.to_str().unwrap();
+    let (d, t) = (docs.to_str().unwrap().to_string(), etc.to_str().unwrap().to_string());
+    let day = |n: u32| format!("2026-01-{:02}", n + 1);
+    let mut ever_on_primary = std::collections::BTreeSet::new();
+    let mut p_before = std::collections::BTreeSet::new();
+    for n in 0..12 {
+        // Day 6: the replica's endpoint is a closed port.
+        let down = n == 6;
+        let closed = format!(
+            "http://127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        );
+        std::fs::write(&file, config(if down { &closed } else { &endpoint })).unwrap();
+        std::fs::write(docs.join("note"), format!("day {n}")).unwrap();
+        std::fs::write(etc.join("conf"), format!("setting {n}")).unwrap();
+        let o = e
+            .cmd(&["--config", f, "run", "--all"])
+            .env_remove("ARCA_PASSWORD")
+            .env("ARCA_BACKUP_TIME", format!("{}T03:00:00Z", day(n)))
+            .env("AWS_ACCESS_KEY_ID", common::weed::KEY)
+            .env("AWS_SECRET_ACCESS_KEY", common::weed::SECRET)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(if down { 1 } else { 0 }), "day {n}: {err}");
+        let p = snaps(&e, primary.to_str().unwrap(), &pw);
+        let r = snaps(&e, &replica, &pw);
+        ever_on_primary.extend(p.iter().cloned());
+        // What left the primary today is on the replica (whose policy keeps more).
+        for gone in p_before.difference(&p) {
+            assert!(r.contains(gone), "day {n}: {gone:?} left the primary but is not on the replica: {r:?}");
+        }
+        if down {
+            assert!(err.contains("replicate to offsite failed"), "{err}");
+            // Nothing was forgotten on the primary: yesterday's snapshots are all still there.
+            assert!(p_before.is_subset(&p), "day {n}: forgot on the primary while the replica was down");
+        }
+        p_before = p;
+    }
+    let of = |set: &std::collections::BTreeSet<(String, String)>, path: &str| -> Vec<String> {
+        set.iter().filter(|(p, _)| p == path).map(|(_, t)| t.clone()).collect()
+    };
+    let (p, r) = (snaps(&e, primary.to_str().unwrap(), &pw), snaps(&e, &replica, &pw));
+    assert_eq!(of(&p, &d), vec![day(10), day(11)], "primary: docs keeps 2 daily");
+    assert_eq!(of(&p, &t), vec![day(11)], "primary: etc keeps the last 1");
+    assert_eq!(of(&r, &d), (7..12).map(day).collect::<Vec<_>>(), "replica: docs keeps 5 daily");
+    assert_eq!(of(&r, &t), (9..12).map(day).collect::<Vec<_>>(), "replica: etc keeps the last 3");
+    // Every day's snapshot of both jobs was on the primary once (the run on day 6 backed up).
+    assert_eq!(ever_on_primary.len(), 24);
+    let o = e
+        .cmd(&["-r", primary.to_str().unwrap(), "--password-file", pw.to_str().unwrap(), "check"])
+        .env_remove("ARCA_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -2,6 +2,8 @@
 //! built `arca` binary (cargo builds it once for all test files).
 #![allow(dead_code)]
 
+pub mod weed;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
