@@ -393,9 +393,7 @@ fn schedules_become_units_systemd_accepts_cron_lines_and_next_runs_systemd_agree
     let service = std::fs::read_to_string(units.join("arca-home.service")).unwrap();
     let timer = std::fs::read_to_string(units.join("arca-home.timer")).unwrap();
     assert!(
-        service.contains("run home")
-            && service.contains("Nice=10")
-            && service.contains("IOSchedulingClass=idle"),
+        service.contains("run home") && service.contains("Nice=10") && service.contains("IOSchedulingClass=idle"),
         "{service}"
     );
     assert!(service.contains("OnFailure=arca-home-failed.service"), "{service}");
@@ -586,4 +584,68 @@ replicas = [{{ repository = "offsite", keep = {{ last = 3 }} }}]
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn each_source_is_its_own_snapshot_between_its_own_hooks() {
+    let e = Env::init();
+    let (files, dumps) = (e.path("files"), e.path("dumps"));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::create_dir_all(&dumps).unwrap();
+    std::fs::write(files.join("a"), "a").unwrap();
+    let dump = dumps.join("db.sql");
+    let config = |second_before: &str| {
+        format!(
+            r#"
+[repositories.main]
+url = {repo:?}
+password_env = "ARCA_TEST_PW"
+
+[jobs.mixed]
+repository = "main"
+paths = [{files:?}]
+keep = {{ last = 1 }}
+
+[[jobs.mixed.sources]]
+paths = [{dumps:?}]
+hooks = {{ before = ["{second_before}"], after = ["rm {dump}"] }}
+"#,
+            repo = e.repo,
+            dump = dump.display()
+        )
+    };
+    let file = e.path("arca.toml");
+    std::fs::write(&file, config(&format!("echo dumped > {}", dump.display()))).unwrap();
+    let f = file.to_str().unwrap();
+    let plan = e.ok(&["--config", f, "run", "mixed", "--dry-run"]);
+    let lines: Vec<&str> = plan.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 6, "two backups, their hooks, two forgets: {plan}");
+    assert!(
+        lines[0].contains(" backup ") && lines[1].starts_with("echo dumped") && lines[2].contains(" backup "),
+        "{plan}"
+    );
+    assert!(lines[3].starts_with("rm ") && lines[4].contains(" forget ") && lines[5].contains(" forget "), "{plan}");
+
+    let run = |e: &Env| {
+        e.cmd(&["--config", f, "--json", "run", "mixed"]).env("ARCA_TEST_PW", common::PASSWORD).output().unwrap()
+    };
+    for _ in 0..2 {
+        let o = run(&e);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(!dump.exists(), "the source's after-hook ran");
+    let v = e.json(&["snapshots"]);
+    let paths: Vec<&str> = v.as_array().unwrap().iter().map(|s| s["paths"][0].as_str().unwrap()).collect();
+    assert_eq!(paths.len(), 2, "each source keeps its own last one: {v}");
+    let dumped = e.ok(&["dump", "latest", dump.to_str().unwrap(), "--path", dumps.to_str().unwrap()]);
+    assert_eq!(dumped, "dumped\n");
+
+    // A failing source hook fails the job there; the source before it was backed up.
+    std::fs::write(&file, config("exit 7")).unwrap();
+    let o = run(&e);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("job mixed: before {} failed (exit 7)", dumps.display()))
+    );
+    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 3, "the first source's backup ran, no forget did");
 }

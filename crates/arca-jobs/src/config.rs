@@ -101,8 +101,11 @@ pub struct RepositoryConfig {
 pub struct Job {
     /// The name of the repository it backs up into.
     pub repository: Spanned<String>,
-    /// What to back up.
-    pub paths: Spanned<Vec<PathBuf>>,
+    /// What to back up (one source; `sources` gives more, each with its own hooks).
+    pub paths: Option<Spanned<Vec<PathBuf>>>,
+    /// Sources backed up one after the other, each into its own snapshot.
+    #[serde(default)]
+    pub sources: Vec<Source>,
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
@@ -125,6 +128,37 @@ pub struct Job {
     pub limits: Limits,
     #[serde(default)]
     pub ping: Ping,
+}
+
+/// One source of a job: paths backed up into one snapshot, with hooks around that backup
+/// (e.g. a dump written before, removed after).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub paths: Spanned<Vec<PathBuf>>,
+    /// Added to the job's excludes for this source.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub hooks: SourceHooks,
+}
+
+/// Commands around one source's backup; a failing before-hook fails the job there.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceHooks {
+    #[serde(default)]
+    pub before: Vec<String>,
+    #[serde(default)]
+    pub after: Vec<String>,
+}
+
+impl Job {
+    /// Every source: `paths` (if given) first, then `sources`.
+    pub fn all_sources(&self) -> Vec<Source> {
+        let own = self.paths.iter().map(|p| Source { paths: p.clone(), exclude: vec![], hooks: Default::default() });
+        own.chain(self.sources.iter().cloned()).collect()
+    }
 }
 
 /// How much a job's check reads, and how often it runs.
@@ -258,8 +292,16 @@ impl Config {
                     format!("job {name:?} replicates into its own repository"),
                 ));
             }
-            if job.paths.get_ref().is_empty() {
-                return Err(invalid(Some(job.paths.span()), format!("job {name:?} has no paths to back up")));
+            let sources = job.all_sources();
+            if sources.is_empty() {
+                let header = format!("[jobs.{name}]");
+                let at = text.find(&header).map(|i| i..i + header.len());
+                return Err(invalid(at, format!("job {name:?} has no paths to back up (give paths or sources)")));
+            }
+            for s in &sources {
+                if s.paths.get_ref().is_empty() {
+                    return Err(invalid(Some(s.paths.span()), format!("job {name:?} has no paths to back up")));
+                }
             }
             if let Some(s) = &job.schedule {
                 if let Err(e) = crate::calendar::Calendar::parse(s.get_ref()) {

@@ -1,11 +1,11 @@
-//! A job as the `arca` command lines that carry it out, in order: hooks before, the backup,
-//! a copy into every replica, retention on the primary and then on each replica, the check,
+//! A job as the `arca` command lines that carry it out, in order: hooks before, the backup of
+//! each source (between its own hooks), a copy into every replica, retention on the primary and then on each replica, the check,
 //! hooks after. Copies come before any forget, so nothing leaves the primary before it has
 //! reached every replica. The lines are what `arca run --dry-run` prints and what `arca run`
 //! executes (through `sh -c`, so a pasted copy expands `$VAR` and `$(…)` exactly alike), and
 //! they never hold a secret: a password is named by its file, its command or its variable.
 
-use crate::config::{Config, IoClass, Job, RepositoryConfig};
+use crate::config::{Config, IoClass, Job, RepositoryConfig, Source};
 use arca_repo::check::ReadData;
 use arca_repo::retention::Policy;
 use serde::Serialize;
@@ -15,7 +15,11 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Before,
+    /// A source's hook before its backup (the source named by its first path).
+    SourceBefore(String),
     Backup,
+    /// A source's hook after its backup succeeded.
+    SourceAfter(String),
     /// A copy into the named replica.
     Replicate(String),
     /// Retention (and prune) on the named repository.
@@ -80,8 +84,8 @@ fn arca(r: &RepositoryConfig, env: &mut Vec<String>) -> Result<Vec<String>, Plan
     Ok(a)
 }
 
-/// `--host/--tag/--path`: the job's own snapshots, for copy and forget.
-fn filter(job_name: &str, job: &Job) -> Result<Vec<String>, PlanError> {
+/// `--host/--tag/--path`: the snapshots of one source of the job, for copy and forget.
+fn filter(job_name: &str, job: &Job, source: &Source) -> Result<Vec<String>, PlanError> {
     let mut a = vec![];
     if let Some(h) = &job.host {
         a.extend(["--host".into(), q(h)?]);
@@ -89,14 +93,15 @@ fn filter(job_name: &str, job: &Job) -> Result<Vec<String>, PlanError> {
     for t in &job.tags {
         a.extend(["--tag".into(), q(t)?]);
     }
-    for p in paths(job_name, job)? {
+    for p in paths(job_name, source)? {
         a.extend(["--path".into(), p]);
     }
     Ok(a)
 }
 
-fn paths(job_name: &str, job: &Job) -> Result<Vec<String>, PlanError> {
-    job.paths
+fn paths(job_name: &str, source: &Source) -> Result<Vec<String>, PlanError> {
+    source
+        .paths
         .get_ref()
         .iter()
         .map(|p| {
@@ -149,72 +154,84 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
     hook(Phase::Before, &job.hooks.before, &mut steps);
 
     let Some(primary) = repo(job.repository.get_ref()) else { return Ok(steps) };
-    let mut env = vec![];
-    let mut words = vec![];
-    if let Some(n) = &job.limits.nice {
-        words.extend(["nice".to_string(), "-n".into(), n.get_ref().to_string()]);
+    let sources = job.all_sources();
+    for source in &sources {
+        let label = source.paths.get_ref().first().map(|p| p.display().to_string()).unwrap_or_default();
+        hook(Phase::SourceBefore(label.clone()), &source.hooks.before, &mut steps);
+        let mut env = vec![];
+        let mut words = vec![];
+        if let Some(n) = &job.limits.nice {
+            words.extend(["nice".to_string(), "-n".into(), n.get_ref().to_string()]);
+        }
+        if let Some(c) = job.limits.ionice {
+            let class = match c {
+                IoClass::Realtime => "1",
+                IoClass::BestEffort => "2",
+                IoClass::Idle => "3",
+            };
+            words.extend(["ionice".to_string(), "-c".into(), class.into()]);
+        }
+        words.extend(arca(primary, &mut env)?);
+        words.push("backup".into());
+        if let Some(h) = &job.host {
+            words.extend(["--host".into(), q(h)?]);
+        }
+        for t in &job.tags {
+            words.extend(["--tag".into(), q(t)?]);
+        }
+        for e in job.exclude.iter().chain(&source.exclude) {
+            words.extend(["--exclude".into(), q(e)?]);
+        }
+        if let Some(c) = job.compression {
+            words.extend(["--compression".into(), c.to_string()]);
+        }
+        words.extend(paths(name, source)?);
+        steps.push(Step { phase: Phase::Backup, command: line(env, words) });
+        hook(Phase::SourceAfter(label), &source.hooks.after, &mut steps);
     }
-    if let Some(c) = job.limits.ionice {
-        let class = match c {
-            IoClass::Realtime => "1",
-            IoClass::BestEffort => "2",
-            IoClass::Idle => "3",
+
+    for source in &sources {
+        let only_this = filter(name, job, source)?;
+        for r in &job.replicas {
+            let Some(replica) = repo(r.repository.get_ref()) else { continue };
+            let mut env = vec![];
+            let mut words = arca(replica, &mut env)?;
+            words.extend(["copy".into(), "--from-repo".into(), q(&primary.url)?]);
+            // The source's password travels as copy expects it.
+            if let Some(f) = &primary.password_file {
+                words.extend(["--from-password-file".into(), q(&f.display().to_string())?]);
+            } else if let Some(c) = &primary.password_command {
+                env.push(format!("ARCA_FROM_PASSWORD=\"$({c})\""));
+            } else if let Some(v) = &primary.password_env {
+                env.push(format!("ARCA_FROM_PASSWORD=\"${{{v}}}\""));
+            }
+            words.extend(only_this.iter().cloned());
+            steps.push(Step { phase: Phase::Replicate(r.repository.get_ref().clone()), command: line(env, words) });
+        }
+    }
+
+    let mut forget =
+        |repo_name: &str, cfg: &RepositoryConfig, keep: &Policy, only_this: &[String]| -> Result<(), PlanError> {
+            let mut env = vec![];
+            let mut words = arca(cfg, &mut env)?;
+            words.push("forget".into());
+            words.extend(keep_flags(keep)?);
+            if job.prune.unwrap_or(true) {
+                words.push("--prune".into());
+            }
+            words.extend(only_this.iter().cloned());
+            steps.push(Step { phase: Phase::Forget(repo_name.into()), command: line(env, words) });
+            Ok(())
         };
-        words.extend(["ionice".to_string(), "-c".into(), class.into()]);
-    }
-    words.extend(arca(primary, &mut env)?);
-    words.push("backup".into());
-    if let Some(h) = &job.host {
-        words.extend(["--host".into(), q(h)?]);
-    }
-    for t in &job.tags {
-        words.extend(["--tag".into(), q(t)?]);
-    }
-    for e in &job.exclude {
-        words.extend(["--exclude".into(), q(e)?]);
-    }
-    if let Some(c) = job.compression {
-        words.extend(["--compression".into(), c.to_string()]);
-    }
-    words.extend(paths(name, job)?);
-    steps.push(Step { phase: Phase::Backup, command: line(env, words) });
-
-    let only_this_job = filter(name, job)?;
-    for r in &job.replicas {
-        let Some(replica) = repo(r.repository.get_ref()) else { continue };
-        let mut env = vec![];
-        let mut words = arca(replica, &mut env)?;
-        words.extend(["copy".into(), "--from-repo".into(), q(&primary.url)?]);
-        // The source's password travels as copy expects it.
-        if let Some(f) = &primary.password_file {
-            words.extend(["--from-password-file".into(), q(&f.display().to_string())?]);
-        } else if let Some(c) = &primary.password_command {
-            env.push(format!("ARCA_FROM_PASSWORD=\"$({c})\""));
-        } else if let Some(v) = &primary.password_env {
-            env.push(format!("ARCA_FROM_PASSWORD=\"${{{v}}}\""));
+    for source in &sources {
+        let only_this = filter(name, job, source)?;
+        if let Some(keep) = job.keep.as_ref().filter(|k| !k.is_empty()) {
+            forget(job.repository.get_ref(), primary, keep, &only_this)?;
         }
-        words.extend(only_this_job.iter().cloned());
-        steps.push(Step { phase: Phase::Replicate(r.repository.get_ref().clone()), command: line(env, words) });
-    }
-
-    let mut forget = |repo_name: &str, cfg: &RepositoryConfig, keep: &Policy| -> Result<(), PlanError> {
-        let mut env = vec![];
-        let mut words = arca(cfg, &mut env)?;
-        words.push("forget".into());
-        words.extend(keep_flags(keep)?);
-        if job.prune.unwrap_or(true) {
-            words.push("--prune".into());
-        }
-        words.extend(only_this_job.iter().cloned());
-        steps.push(Step { phase: Phase::Forget(repo_name.into()), command: line(env, words) });
-        Ok(())
-    };
-    if let Some(keep) = job.keep.as_ref().filter(|k| !k.is_empty()) {
-        forget(job.repository.get_ref(), primary, keep)?;
-    }
-    for r in &job.replicas {
-        if let (Some(cfg), Some(keep)) = (repo(r.repository.get_ref()), r.keep.as_ref().filter(|k| !k.is_empty())) {
-            forget(r.repository.get_ref(), cfg, keep)?;
+        for r in &job.replicas {
+            if let (Some(cfg), Some(keep)) = (repo(r.repository.get_ref()), r.keep.as_ref().filter(|k| !k.is_empty())) {
+                forget(r.repository.get_ref(), cfg, keep, &only_this)?;
+            }
         }
     }
 

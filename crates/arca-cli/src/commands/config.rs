@@ -30,7 +30,7 @@ pub fn run(cli: &Cli, out: &Output, c: &ConfigCommand) -> Result<i32> {
                         serde_json::json!({
                             "name": name,
                             "repository": j.repository.get_ref(),
-                            "paths": j.paths.get_ref(),
+                            "paths": j.all_sources().iter().flat_map(|s| s.paths.get_ref().clone()).collect::<Vec<_>>(),
                             "replicas": j.replicas.iter().map(|r| r.repository.get_ref()).collect::<Vec<_>>(),
                             "schedule": j.schedule.as_ref().map(|s| s.get_ref()),
                         })
@@ -51,7 +51,12 @@ pub fn run(cli: &Cli, out: &Output, c: &ConfigCommand) -> Result<i32> {
                     let replicas: Vec<&str> = j.replicas.iter().map(|r| r.repository.get_ref().as_str()).collect();
                     out.line(format!(
                         "job {name}: {} → {}{}{}",
-                        j.paths.get_ref().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+                        j.all_sources()
+                            .iter()
+                            .flat_map(|s| s.paths.get_ref().clone())
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
                         j.repository.get_ref(),
                         if replicas.is_empty() { String::new() } else { format!(", replicas {}", replicas.join(", ")) },
                         j.schedule.as_ref().map(|s| format!(", {}", s.get_ref())).unwrap_or_default()

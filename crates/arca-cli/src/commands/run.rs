@@ -261,7 +261,15 @@ impl Runner<'_> {
         if let Some(r) = report {
             c.env("ARCA_REPORT_FILE", r);
         }
-        let is_hook = matches!(s.phase, Phase::Before | Phase::After | Phase::OnFailure | Phase::Finally);
+        let is_hook = matches!(
+            s.phase,
+            Phase::Before
+                | Phase::SourceBefore(_)
+                | Phase::SourceAfter(_)
+                | Phase::After
+                | Phase::OnFailure
+                | Phase::Finally
+        );
         let timeout = self.job.hooks.timeout.filter(|_| is_hook).map(|t| t.0);
         if timeout.is_some() {
             // Its own process group, so a timeout stops what the hook started too.
@@ -384,7 +392,9 @@ fn result_name(r: RunResult) -> &'static str {
 pub fn phase_name(p: &Phase) -> String {
     match p {
         Phase::Before => "before".into(),
+        Phase::SourceBefore(s) => format!("before {s}"),
         Phase::Backup => "backup".into(),
+        Phase::SourceAfter(s) => format!("after {s}"),
         Phase::Replicate(r) => format!("replicate to {r}"),
         Phase::Forget(r) => format!("forget on {r}"),
         Phase::Check => "check".into(),

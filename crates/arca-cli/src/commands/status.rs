@@ -177,12 +177,16 @@ fn read_facts(cli: &Cli, out: &Output, config: &Config, name: &str, r: &Reposito
         if j.repository.get_ref() != name && !j.replicas.iter().any(|x| x.repository.get_ref() == name) {
             continue;
         }
-        let filter = Filter {
-            hosts: vec![j.host.clone().unwrap_or_else(|| host.clone())],
-            tags: j.tags.clone(),
-            paths: j.paths.get_ref().iter().map(|p| p.display().to_string()).collect(),
-        };
-        if let Some(e) = all.iter().rev().find(|e| filter.matches(&e.snapshot)) {
+        let filters: Vec<Filter> = j
+            .all_sources()
+            .iter()
+            .map(|s| Filter {
+                hosts: vec![j.host.clone().unwrap_or_else(|| host.clone())],
+                tags: j.tags.clone(),
+                paths: s.paths.get_ref().iter().map(|p| p.display().to_string()).collect(),
+            })
+            .collect();
+        if let Some(e) = all.iter().rev().find(|e| filters.iter().any(|f| f.matches(&e.snapshot))) {
             last.insert(job_name.clone(), e.snapshot.time.clone());
         }
     }
