@@ -149,6 +149,15 @@ impl ObjectWriter for LocalObjectWriter {
         let result = (|| {
             out.finish()?;
             match fs::rename(&self.tmp, &path) {
+                // The temporary file itself is gone: something (a prune's sweep of abandoned
+                // uploads, while this writer was suspended) removed it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.tmp.exists() => {
+                    // Not NotFound: that would report the object's own name as missing.
+                    return Err(std::io::Error::other(format!(
+                        "the file being written, {}, was removed before it was complete",
+                        self.tmp.display()
+                    )));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     fs::DirBuilder::new().recursive(true).mode(self.dir_mode).create(&dir)?;
                     fs::rename(&self.tmp, &path)?
@@ -330,5 +339,18 @@ mod tests {
         assert_eq!(s.list(ObjectKind::Pack).unwrap().len(), 1);
         let left: Vec<_> = fs::read_dir(d.path().join("repo/data")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("cd")]);
+    }
+
+    #[test]
+    fn a_streamed_object_whose_file_was_swept_away_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(d.path().join("repo"));
+        let mut w = s.create(ObjectKind::Pack).unwrap().expect("local storage streams");
+        w.write(b"a pack being written").unwrap();
+        // What a prune's sweep of abandoned uploads does to a suspended writer's file.
+        assert_eq!(s.remove_abandoned(std::time::Duration::ZERO).unwrap(), 1);
+        let e = w.finish("beef").unwrap_err().to_string();
+        assert!(e.contains("was removed before it was complete"), "{e}");
+        assert!(s.list(ObjectKind::Pack).unwrap().is_empty());
     }
 }

@@ -195,6 +195,53 @@ impl Drop for Snmpd {
 
 const BASE: &str = ".1.3.6.1.4.1.8072.9999.9999.7";
 
+/// A private snmptrapd on 127.0.0.1 that logs every trap it receives (numeric OIDs).
+struct Trapd {
+    port: u16,
+    log: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for Trapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Trapd {
+    fn start(e: &Env) -> Trapd {
+        let conf = e.path("snmptrapd.conf");
+        std::fs::write(&conf, "disableAuthorization yes\n").unwrap();
+        for attempt in 0..5 {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let log = e.path(&format!("traps{attempt}.log"));
+            let child = std::process::Command::new("/usr/sbin/snmptrapd")
+                .args(["-f", "-On", "-C", "-c"])
+                .arg(&conf)
+                .arg("-Lf")
+                .arg(&log)
+                .arg(format!("udp:127.0.0.1:{port}"))
+                .env("MIBS", "")
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .expect("snmptrapd must be installed (scripts/test installs snmptrapd)");
+            let mut t = Trapd { port, log, child };
+            // Ready when it says so in its log.
+            for _ in 0..100 {
+                if std::fs::read_to_string(&t.log).unwrap_or_default().contains("NET-SNMP version") {
+                    return t;
+                }
+                if t.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        panic!("snmptrapd did not start");
+    }
+}
+
 impl Snmpd {
     fn start(e: &Env, wrapper: &std::path::Path) -> Snmpd {
         for attempt in 0..5 {
@@ -247,7 +294,8 @@ impl Snmpd {
 
 #[test]
 fn a_failed_job_shows_in_status_prometheus_pings_and_snmp() {
-    if !common::have("snmpd and snmpget", std::path::Path::new("/usr/sbin/snmpd").exists()) {
+    let parts = ["/usr/sbin/snmpd", "/usr/sbin/snmptrapd", "/usr/bin/snmpget", "/usr/bin/snmptrap"];
+    if !common::have("snmpd, snmptrapd and the snmp tools", parts.iter().all(|p| std::path::Path::new(p).exists())) {
         return;
     }
     let e = Env::new();
@@ -260,10 +308,12 @@ fn a_failed_job_shows_in_status_prometheus_pings_and_snmp() {
     std::fs::write(src.join("a"), "some data").unwrap();
     let (port, pings) = recorder();
     let (prom, after) = (e.path("arca.prom"), e.path("after.env"));
+    let traps = Trapd::start(&e);
     let config = format!(
         r#"
 [monitoring]
 prometheus = {prom:?}
+snmp = {{ trap_host = "127.0.0.1:{trap_port}" }}
 
 [repositories.good]
 url = {repo:?}
@@ -291,7 +341,8 @@ hooks = {{ before = ["sleep 30"], timeout = "1s" }}
 "#,
         repo = e.repo,
         gone = e.path("no-such-repository"),
-        after = after.display()
+        after = after.display(),
+        trap_port = traps.port
     );
     let file = e.path("arca.toml");
     std::fs::write(&file, config).unwrap();
@@ -343,6 +394,19 @@ hooks = {{ before = ["sleep 30"], timeout = "1s" }}
     assert!(got.iter().any(|p| p.starts_with("POST /broken/start ")), "{got:?}");
     assert!(got.iter().any(|p| p.starts_with("POST /broken/fail arca job broken: failed")), "{got:?}");
     assert!(!got.iter().any(|p| p.starts_with("POST /broken ")), "no success ping for a failure: {got:?}");
+
+    // A trap for each failed job reached snmptrapd.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(&traps.log).unwrap_or_default();
+        if log.matches(&format!("{BASE}.0.1")).count() >= 2 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(log.contains(&format!("{BASE}.3.1 = STRING: \"broken\"")), "{log}");
+    assert!(log.contains(&format!("{BASE}.3.1 = STRING: \"slow\"")), "{log}");
+    assert!(!log.contains("STRING: \"good\""), "{log}");
 
     // snmpd serves the same through `arca snmp`.
     let wrapper = e.path("arca-snmp");
@@ -648,4 +712,38 @@ hooks = {{ before = ["{second_before}"], after = ["rm {dump}"] }}
         String::from_utf8_lossy(&o.stderr).contains(&format!("job mixed: before {} failed (exit 7)", dumps.display()))
     );
     assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 3, "the first source's backup ran, no forget did");
+}
+
+#[test]
+fn a_job_without_a_recent_success_is_late_against_its_schedule() {
+    let e = Env::init();
+    let file = e.path("arca.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[monitoring]\nlate_after = \"30m\"\n\n[repositories.main]\nurl = {:?}\n\n[jobs.hourly]\nrepository = \"main\"\npaths = [\"/etc\"]\nschedule = \"hourly\"\n\n[jobs.weekly]\nrepository = \"main\"\npaths = [\"/etc\"]\nschedule = \"weekly\"\n",
+            e.repo.display().to_string()
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let jobs = e.path("state/jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    // Both last succeeded three hours ago: the hourly one has missed two runs, the weekly none.
+    let ago = (chrono::Utc::now() - chrono::Duration::hours(3)).to_rfc3339();
+    for job in ["hourly", "weekly"] {
+        std::fs::write(
+            jobs.join(format!("{job}.jsonl")),
+            format!("{{\"job\":\"{job}\",\"start\":\"{ago}\",\"end\":\"{ago}\",\"result\":\"ok\",\"exit\":0,\"steps\":[]}}\n"),
+        )
+        .unwrap();
+    }
+    let o = e.run(&["--config", f, "--json", "status", "--offline"]);
+    assert_eq!(o.status.code(), Some(1), "Nagios WARNING");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["job"], "hourly");
+    assert_eq!(v["jobs"][0]["state"], "late", "{v}");
+    assert_eq!(v["jobs"][1]["state"], "ok", "{v}");
+    let o = e.run(&["--config", f, "status", "--offline", "--nagios"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ARCA WARNING - 1 late (hourly), 1 ok (weekly)"));
 }

@@ -49,6 +49,9 @@ pub enum PlanError {
     NotUtf8 { job: String, path: String },
     #[error("cannot quote {0:?} for the shell")]
     Unquotable(String),
+    /// `arca copy` applies one `--ssh-command`/`--s3-endpoint` to both repositories.
+    #[error("job {job:?}: repositories {primary:?} and {replica:?} set different {option}, but a copy between them uses one for both; give them the same {option}, or set it only on one")]
+    CopyConflict { job: String, primary: String, replica: String, option: &'static str },
 }
 
 fn q(s: &str) -> Result<String, PlanError> {
@@ -194,8 +197,28 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
         let only_this = filter(name, job, source)?;
         for r in &job.replicas {
             let Some(replica) = repo(r.repository.get_ref()) else { continue };
+            // The copy runs with the replica's options; the source's travel along where the
+            // replica has none, as one --ssh-command/--s3-endpoint serves both ends.
+            let mut replica = replica.clone();
+            for (option, src, dst) in [
+                ("ssh_command", &primary.ssh_command, &mut replica.ssh_command),
+                ("s3_endpoint", &primary.s3_endpoint, &mut replica.s3_endpoint),
+            ] {
+                match (src, &*dst) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(PlanError::CopyConflict {
+                            job: name.into(),
+                            primary: job.repository.get_ref().clone(),
+                            replica: r.repository.get_ref().clone(),
+                            option,
+                        })
+                    }
+                    (Some(a), None) => *dst = Some(a.clone()),
+                    _ => {}
+                }
+            }
             let mut env = vec![];
-            let mut words = arca(replica, &mut env)?;
+            let mut words = arca(&replica, &mut env)?;
             words.extend(["copy".into(), "--from-repo".into(), q(&primary.url)?]);
             // The source's password travels as copy expects it.
             if let Some(f) = &primary.password_file {

@@ -123,3 +123,19 @@ fn an_unreadable_file_is_named() {
     let e = Config::load(Path::new("/nonexistent/arca.toml")).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/arca.toml"), "{e}");
 }
+
+#[test]
+fn a_copy_carries_the_sources_options_and_refuses_two_that_differ() {
+    let text = |replica_endpoint: &str| {
+        format!(
+            "[repositories.cloud]\nurl = \"s3://b/p\"\ns3_endpoint = \"http://minio:9000\"\n\n[repositories.nas]\nurl = \"/srv/nas\"\n{replica_endpoint}\n[jobs.j]\nrepository = \"cloud\"\npaths = [\"/etc\"]\nreplicas = [{{ repository = \"nas\" }}]\n"
+        )
+    };
+    let c = parse(&text("")).unwrap();
+    let steps = arca_jobs::plan(&c, "j").unwrap();
+    let copy = steps.iter().find(|s| s.command.contains(" copy ")).unwrap();
+    assert!(copy.command.contains("--s3-endpoint http://minio:9000"), "{}", copy.command);
+    let c = parse(&text("s3_endpoint = \"http://other:9000\"\n")).unwrap();
+    let e = arca_jobs::plan(&c, "j").unwrap_err().to_string();
+    assert!(e.contains("set different s3_endpoint"), "{e}");
+}

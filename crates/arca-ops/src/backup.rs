@@ -4,12 +4,13 @@
 use crate::readable_snapshots;
 use crate::source::Source;
 use crate::time::TimeSpec;
-use crate::{OpsResult, Target};
+use crate::{OpsError, OpsResult, Target};
 use arca_format::{Snapshot, SnapshotSummary, SnapshotWarning, WarningKind};
 use arca_repo::blob::Compression;
 use arca_repo::keys::Origin;
 use arca_repo::snapshots::{self as snaps, find_parent};
 use arca_repo::writer::WriterOptions;
+use arca_repo::RepoError;
 use arca_repo::{BlobWriter, Cancel, Event, Events, Repository};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -101,8 +102,22 @@ pub fn backup(
         Target::DryRun => BlobWriter::dry_run(repo.clone(), writer_opts),
     };
     let parent_tree = parent.as_ref().filter(|_| source.uses_parent()).map(|p| p.snapshot.tree);
-    let outcome = source.store(&writer, parent_tree, events, cancel)?;
-    let stats = writer.finish()?;
+    // A failure after this session's lock lapsed is most likely a prune having taken what
+    // the backup was writing (a temporary pack it counted as abandoned): say that, which also
+    // says that nothing was committed. (The original error is shown as a caution.)
+    let lapse_explains = |e: OpsError| match (target, &e) {
+        (_, OpsError::Repo(RepoError::Cancelled)) => e,
+        (Target::Locked(lock), _) => match lock.lapsed() {
+            Some(gap) => {
+                events.emit(Event::Caution(&format!("after the lock lapsed: {e}")));
+                OpsError::Repo(RepoError::LockLate { secs: gap.as_secs() })
+            }
+            None => e,
+        },
+        _ => e,
+    };
+    let outcome = source.store(&writer, parent_tree, events, cancel).map_err(lapse_explains)?;
+    let stats = writer.finish().map_err(|e| lapse_explains(e.into()))?;
     let mut summary = outcome.summary.clone();
     summary.blobs_added = stats.blobs_added;
     summary.bytes_added = stats.bytes_added;

@@ -17,6 +17,11 @@ pub fn run(cli: &Cli, out: &Output, c: &ConfigCommand) -> Result<i32> {
         }
         ConfigCommand::Check => {
             let config = Config::load(&file)?;
+            // What `arca run` would refuse (a path that is not UTF-8, options a copy cannot
+            // honour) is refused here too.
+            for name in config.jobs.keys() {
+                arca_jobs::plan(&config, name)?;
+            }
             if out.json {
                 let repositories: Vec<_> = config
                     .repositories

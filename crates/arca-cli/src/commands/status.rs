@@ -222,6 +222,8 @@ pub fn trap(out: &Output, config: &Config, job: &str, text: &str) {
         .args(["-v", "2c", "-c", &snmp.trap_community, host, ""])
         .arg(format!("{base}.0.1"))
         .args([&format!("{base}.3.1"), "s", job, &format!("{base}.3.2"), "s", text])
+        // Numeric OIDs only: loading MIB files would only print warnings.
+        .env("MIBS", "")
         .stdin(std::process::Stdio::null())
         .output();
     match o {
