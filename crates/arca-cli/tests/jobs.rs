@@ -368,6 +368,8 @@ hooks = {{ before = ["sleep 30"], timeout = "1s" }}
     assert_eq!(job("slow")["state"], "failed", "{v}");
     assert_eq!(job("good")["state"], "ok", "{v}");
     assert_eq!(v["repositories"]["good"]["snapshots"], 1);
+    assert!(v["repositories"]["good"]["dedup_ratio"].as_f64().is_some_and(|r| r > 0.0), "{v}");
+    assert!(v["repositories"]["good"]["free_bytes"].as_u64().is_some_and(|b| b > 0), "{v}");
     assert_eq!(v["repositories"]["gone"]["reachable"], false);
     let o = e.run(&["--config", f, "status", "--offline", "--nagios"]);
     assert_eq!(o.status.code(), Some(2));

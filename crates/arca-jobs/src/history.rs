@@ -68,6 +68,9 @@ pub struct RepositoryFacts {
     pub bytes: u64,
     /// Bytes of file data the snapshots hold, before deduplication and compression.
     pub logical_bytes: u64,
+    /// `logical_bytes` per stored byte: what deduplication and compression save.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_ratio: Option<f64>,
     pub stale_locks: u64,
     /// Free bytes on the file system of a local repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -274,6 +274,12 @@ impl Status {
             repo_rows(&|r| r.reachable.then_some(r.logical_bytes as f64)),
         );
         metric(
+            "arca_repository_dedup_ratio",
+            "Logical bytes per stored byte (what deduplication and compression save).",
+            "gauge",
+            repo_rows(&|r| r.dedup_ratio),
+        );
+        metric(
             "arca_repository_snapshots",
             "Snapshots in the repository.",
             "gauge",
@@ -302,6 +308,6 @@ impl Status {
 }
 
 /// The dedup-and-compression ratio of a repository (logical bytes per stored byte).
-pub fn dedup_ratio(f: &RepositoryFacts) -> Option<f64> {
-    (f.bytes > 0).then(|| f.logical_bytes as f64 / f.bytes as f64)
+pub fn dedup_ratio(bytes: u64, logical_bytes: u64) -> Option<f64> {
+    (bytes > 0).then(|| logical_bytes as f64 / bytes as f64)
 }

@@ -139,3 +139,14 @@ fn a_copy_carries_the_sources_options_and_refuses_two_that_differ() {
     let e = arca_jobs::plan(&c, "j").unwrap_err().to_string();
     assert!(e.contains("set different s3_endpoint"), "{e}");
 }
+
+/// The example in docs/CONFIG.md is a file that checks, and its jobs plan.
+#[test]
+fn the_documented_example_reads_and_plans() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md")).unwrap();
+    let example = doc.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("a toml block");
+    let c = parse(example).unwrap();
+    let steps = arca_jobs::plan(&c, "web").unwrap();
+    assert_eq!(steps.iter().filter(|s| s.command.contains(" backup ")).count(), 2);
+    assert!(steps.iter().any(|s| s.command.contains("copy --from-repo /srv/arca")));
+}

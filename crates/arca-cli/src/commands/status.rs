@@ -71,7 +71,7 @@ fn show(out: &Output, st: &Status) {
             continue;
         }
         let mut line = format!("repository {name}: {} snapshots, {} stored", r.snapshots, crate::text::size(r.bytes));
-        if let Some(ratio) = dedup_ratio(r) {
+        if let Some(ratio) = r.dedup_ratio {
             line.push_str(&format!(", {ratio:.1}x dedup and compression"));
         }
         if let Some(free) = r.free_bytes {
@@ -199,13 +199,15 @@ fn read_facts(cli: &Cli, out: &Output, config: &Config, name: &str, r: &Reposito
         .and_then(|p| nix::sys::statvfs::statvfs(p).ok())
         .map(|s| s.blocks_available().saturating_mul(s.fragment_size()));
     let _ = out;
+    let logical_bytes = all.iter().map(|e| e.snapshot.summary.total_bytes).sum();
     Ok(RepositoryFacts {
         read_at: chrono::Utc::now().to_rfc3339(),
         reachable: true,
         error: None,
         snapshots: all.len() as u64,
         bytes,
-        logical_bytes: all.iter().map(|e| e.snapshot.summary.total_bytes).sum(),
+        logical_bytes,
+        dedup_ratio: dedup_ratio(bytes, logical_bytes),
         stale_locks: locks.iter().filter(|l| arca_repo::lock::is_stale(l, now)).count() as u64,
         free_bytes,
         last_snapshot: last,
