@@ -5,9 +5,10 @@
 //! executes (through `sh -c`, so a pasted copy expands `$VAR` and `$(…)` exactly alike), and
 //! they never hold a secret: a password is named by its file, its command or its variable.
 
-use crate::config::{Config, IoClass, Job, RepositoryConfig, Source};
+use crate::config::{Config, IoClass, Job, Limits, RepositoryConfig, Source};
 use arca_repo::check::ReadData;
 use arca_repo::retention::Policy;
+use arca_repo::units::ByteSize;
 use serde::Serialize;
 
 /// What a step does.
@@ -138,6 +139,18 @@ fn keep_flags(p: &Policy) -> Result<Vec<String>, PlanError> {
     Ok(a)
 }
 
+/// `r` with the job's bandwidth limits, where they are lower than its own.
+fn limited(r: &RepositoryConfig, l: &Limits) -> RepositoryConfig {
+    let lower = |a: Option<ByteSize>, b: Option<ByteSize>| match (a, b) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    };
+    let mut r = r.clone();
+    r.limit_upload = lower(r.limit_upload, l.limit_upload);
+    r.limit_download = lower(r.limit_download, l.limit_download);
+    r
+}
+
 fn line(env: Vec<String>, words: Vec<String>) -> String {
     env.into_iter().chain(words).collect::<Vec<_>>().join(" ")
 }
@@ -149,7 +162,8 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
         return Err(PlanError::NoSuchJob { name: name.into(), known: known.join(", ") });
     };
     // Config::parse has checked that every repository a job names is defined.
-    let repo = |n: &str| config.repositories.get(n);
+    // The job's bandwidth limits apply to every repository it touches (the lower one wins).
+    let repo = |n: &str| config.repositories.get(n).map(|r| limited(r, &job.limits));
     let mut steps = vec![];
     let hook = |phase: Phase, cmds: &[String], steps: &mut Vec<Step>| {
         steps.extend(cmds.iter().map(|c| Step { phase: phase.clone(), command: c.clone() }));
@@ -174,7 +188,7 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
             };
             words.extend(["ionice".to_string(), "-c".into(), class.into()]);
         }
-        words.extend(arca(primary, &mut env)?);
+        words.extend(arca(&primary, &mut env)?);
         words.push("backup".into());
         if let Some(h) = &job.host {
             words.extend(["--host".into(), q(h)?]);
@@ -249,18 +263,18 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
     for source in &sources {
         let only_this = filter(name, job, source)?;
         if let Some(keep) = job.keep.as_ref().filter(|k| !k.is_empty()) {
-            forget(job.repository.get_ref(), primary, keep, &only_this)?;
+            forget(job.repository.get_ref(), &primary, keep, &only_this)?;
         }
         for r in &job.replicas {
             if let (Some(cfg), Some(keep)) = (repo(r.repository.get_ref()), r.keep.as_ref().filter(|k| !k.is_empty())) {
-                forget(r.repository.get_ref(), cfg, keep, &only_this)?;
+                forget(r.repository.get_ref(), &cfg, keep, &only_this)?;
             }
         }
     }
 
     if let Some(check) = &job.check {
         let mut env = vec![];
-        let mut words = arca(primary, &mut env)?;
+        let mut words = arca(&primary, &mut env)?;
         words.push("check".into());
         match check.read_data {
             ReadData::None => {}

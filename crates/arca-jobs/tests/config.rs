@@ -150,3 +150,15 @@ fn the_documented_example_reads_and_plans() {
     assert_eq!(steps.iter().filter(|s| s.command.contains(" backup ")).count(), 2);
     assert!(steps.iter().any(|s| s.command.contains("copy --from-repo /srv/arca")));
 }
+
+#[test]
+fn a_jobs_bandwidth_limit_reaches_its_command_lines() {
+    let c = parse(
+        "[repositories.r]\nurl = \"sftp://nas/arca\"\nlimit_upload = \"4M\"\n\n[jobs.j]\nrepository = \"r\"\npaths = [\"/etc\"]\nkeep = { last = 1 }\nlimits = { limit_upload = \"1M\", limit_download = \"2M\" }\n",
+    )
+    .unwrap();
+    for s in arca_jobs::plan(&c, "j").unwrap() {
+        // The lower of the job's and the repository's, in KiB/s as the flag takes it.
+        assert!(s.command.contains("--limit-upload 1024 --limit-download 2048"), "{}", s.command);
+    }
+}
