@@ -228,11 +228,15 @@ pub fn default_path() -> PathBuf {
     if is_root() {
         return PathBuf::from("/etc/arca/arca.toml");
     }
-    let base = match std::env::var_os("XDG_CONFIG_HOME") {
+    xdg_dir("XDG_CONFIG_HOME", ".config").join("arca/arca.toml")
+}
+
+/// An XDG base directory: `$VAR` if set and not empty, else `$HOME/FALLBACK`.
+pub fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".config"),
-    };
-    base.join("arca/arca.toml")
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(fallback),
+    }
 }
 
 /// Whether this process runs as root (its files then live under /etc and /var/lib).

@@ -20,6 +20,16 @@ pub enum RunResult {
     Failed,
 }
 
+impl RunResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunResult::Ok => "ok",
+            RunResult::Partial => "partial",
+            RunResult::Failed => "failed",
+        }
+    }
+}
+
 /// One step as it ran.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -107,11 +117,7 @@ pub fn default_dir() -> PathBuf {
     if crate::config::is_root() {
         return PathBuf::from("/var/lib/arca");
     }
-    let base = match std::env::var_os("XDG_STATE_HOME") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".local/state"),
-    };
-    base.join("arca")
+    crate::config::xdg_dir("XDG_STATE_HOME", ".local/state").join("arca")
 }
 
 /// Whether process `pid` is alive (on Linux: it has a /proc entry).

@@ -33,6 +33,24 @@ pub enum Phase {
     Finally,
 }
 
+/// The phase in words, as runs report it ("replicate to offsite").
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Phase::Before => write!(f, "before"),
+            Phase::SourceBefore(s) => write!(f, "before {s}"),
+            Phase::Backup => write!(f, "backup"),
+            Phase::SourceAfter(s) => write!(f, "after {s}"),
+            Phase::Replicate(r) => write!(f, "replicate to {r}"),
+            Phase::Forget(r) => write!(f, "forget on {r}"),
+            Phase::Check => write!(f, "check"),
+            Phase::After => write!(f, "after"),
+            Phase::OnFailure => write!(f, "on failure"),
+            Phase::Finally => write!(f, "finally"),
+        }
+    }
+}
+
 /// One command line of a job.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {

@@ -38,8 +38,8 @@ fn show(o: &[u32]) -> String {
     o.iter().map(|p| format!(".{p}")).collect()
 }
 
-/// How a column of the job table reads a job.
-type Column<'a> = dyn Fn(&crate::status::JobStatus) -> Value + 'a;
+/// How a column of the job table reads a row (its index and job).
+type Column<'a> = dyn Fn(u32, &crate::status::JobStatus) -> Value + 'a;
 
 /// The objects of `status` under `base`, in OID order:
 /// `base.1.0` the number of jobs; `base.2.1.COLUMN.INDEX` the job table (see ARCA-MIB).
@@ -50,20 +50,19 @@ pub fn objects(base: &[u32], status: &Status) -> Vec<(Oid, Value)> {
     let oid = |tail: &[u32]| base.iter().chain(tail).copied().collect::<Oid>();
     let mut out = vec![(oid(&[1, 0]), Value::Integer(status.jobs.len() as i64))];
     let columns: [(u32, &Column); 8] = [
-        (1, &|_| Value::Integer(0)),
-        (2, &|j| Value::String(j.job.clone())),
-        (3, &|j| Value::Integer(j.state.snmp())),
-        (4, &|j| age(j.last_success.max(j.last_snapshot))),
-        (5, &|j| age(j.last_failure)),
-        (6, &|j| Value::Integer(j.last_exit.map_or(-1, i64::from))),
-        (7, &|j| Value::Counter64(status.repositories.get(&j.repository).map_or(0, |r| r.bytes))),
-        (8, &|j| Value::String(j.reason.clone())),
+        (1, &|index, _| Value::Integer(index as i64)),
+        (2, &|_, j| Value::String(j.job.clone())),
+        (3, &|_, j| Value::Integer(j.state.snmp())),
+        (4, &|_, j| age(j.last_success.max(j.last_snapshot))),
+        (5, &|_, j| age(j.last_failure)),
+        (6, &|_, j| Value::Integer(j.last_exit.map_or(-1, i64::from))),
+        (7, &|_, j| Value::Counter64(status.repositories.get(&j.repository).map_or(0, |r| r.bytes))),
+        (8, &|_, j| Value::String(j.reason.clone())),
     ];
     for (col, f) in columns {
         for (i, j) in status.jobs.iter().enumerate() {
             let index = i as u32 + 1;
-            let v = if col == 1 { Value::Integer(index as i64) } else { f(j) };
-            out.push((oid(&[2, 1, col, index]), v));
+            out.push((oid(&[2, 1, col, index]), f(index, j)));
         }
     }
     out

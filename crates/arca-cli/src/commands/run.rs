@@ -120,7 +120,7 @@ impl Runner<'_> {
             if s.phase == Phase::Backup && ended.exit == crate::exit::PARTIAL {
                 result = RunResult::Partial;
             } else if ended.exit != 0 {
-                let phase = phase_name(&s.phase);
+                let phase = s.phase.to_string();
                 let why = ended.error.unwrap_or_else(|| format!("{phase} failed (exit {})", ended.exit));
                 self.out.problem(format!("job {job}: {why}; the steps after it were not run"));
                 failed = Some((phase, why));
@@ -135,7 +135,7 @@ impl Runner<'_> {
                 self.exec(s, &ctx, None, &mut records)?;
             }
         }
-        ctx.vars.insert("ARCA_RESULT", result_name(result).into());
+        ctx.vars.insert("ARCA_RESULT", result.name().into());
         for s in steps.iter().filter(|s| s.phase == Phase::Finally) {
             let ended = self.exec(s, &ctx, None, &mut records)?;
             if ended.exit != 0 && failed.is_none() {
@@ -186,7 +186,7 @@ impl Runner<'_> {
         let text = format!(
             "arca job {}: {}{}{}",
             r.job,
-            result_name(r.result),
+            r.result.name(),
             r.snapshot.as_deref().map(|s| format!(", snapshot {s}")).unwrap_or_default(),
             r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         );
@@ -230,7 +230,7 @@ impl Runner<'_> {
         records: &mut Vec<StepRecord>,
     ) -> Result<Ended> {
         let job = self.job_name;
-        let phase = phase_name(&s.phase);
+        let phase = s.phase.to_string();
         if !self.out.json {
             self.out.info(format!("job {job}: {phase}: {}", s.command));
         }
@@ -379,27 +379,4 @@ fn report_failure(
         runner.announce(r);
     }
     Ok(crate::exit::OK)
-}
-
-fn result_name(r: RunResult) -> &'static str {
-    match r {
-        RunResult::Ok => "ok",
-        RunResult::Partial => "partial",
-        RunResult::Failed => "failed",
-    }
-}
-
-pub fn phase_name(p: &Phase) -> String {
-    match p {
-        Phase::Before => "before".into(),
-        Phase::SourceBefore(s) => format!("before {s}"),
-        Phase::Backup => "backup".into(),
-        Phase::SourceAfter(s) => format!("after {s}"),
-        Phase::Replicate(r) => format!("replicate to {r}"),
-        Phase::Forget(r) => format!("forget on {r}"),
-        Phase::Check => "check".into(),
-        Phase::After => "after".into(),
-        Phase::OnFailure => "on failure".into(),
-        Phase::Finally => "finally".into(),
-    }
 }

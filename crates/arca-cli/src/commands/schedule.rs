@@ -75,11 +75,7 @@ fn unit_dir(a: &ScheduleInstallArgs) -> PathBuf {
         if is_root() {
             PathBuf::from("/etc/systemd/system")
         } else {
-            let base = std::env::var_os("XDG_CONFIG_HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".config"));
-            base.join("systemd/user")
+            arca_jobs::config::xdg_dir("XDG_CONFIG_HOME", ".config").join("systemd/user")
         }
     })
 }

@@ -113,7 +113,7 @@ fn refresh(cli: &Cli, out: &Output, config: &Config, history: &History, names: &
             continue;
         }
         let Some(r) = config.repositories.get(name) else { continue };
-        let f = read_facts(cli, out, config, name, r).unwrap_or_else(|e| RepositoryFacts {
+        let f = read_facts(cli, config, name, r).unwrap_or_else(|e| RepositoryFacts {
             read_at: chrono::Utc::now().to_rfc3339(),
             reachable: false,
             error: Some(format!("{e:#}")),
@@ -146,7 +146,7 @@ fn password(r: &RepositoryConfig) -> Result<Option<String>> {
 }
 
 /// Open the configured repository `r` read-only and read its figures.
-fn read_facts(cli: &Cli, out: &Output, config: &Config, name: &str, r: &RepositoryConfig) -> Result<RepositoryFacts> {
+fn read_facts(cli: &Cli, config: &Config, name: &str, r: &RepositoryConfig) -> Result<RepositoryFacts> {
     // The repository's own options, as its step lines give them to `arca`.
     let mut args = vec!["arca".to_string(), "-r".into(), r.url.clone()];
     if let Some(c) = &r.ssh_command {
@@ -198,7 +198,6 @@ fn read_facts(cli: &Cli, out: &Output, config: &Config, name: &str, r: &Reposito
         .local_path()
         .and_then(|p| nix::sys::statvfs::statvfs(p).ok())
         .map(|s| s.blocks_available().saturating_mul(s.fragment_size()));
-    let _ = out;
     let logical_bytes = all.iter().map(|e| e.snapshot.summary.total_bytes).sum();
     Ok(RepositoryFacts {
         read_at: chrono::Utc::now().to_rfc3339(),
