@@ -268,7 +268,13 @@ impl Config {
             config.jobs.keys().map(|n| ("jobs", n)).chain(config.repositories.keys().map(|n| ("repositories", n)))
         {
             if !plain_name(name) {
-                let at = text.find(name.as_str()).map(|i| i..i + name.len());
+                // Its table header, where it has one; else its first mention.
+                let header = format!("[{kind}.{name}");
+                let at = text
+                    .find(&header)
+                    .map(|i| i + kind.len() + 2)
+                    .or_else(|| text.find(name.as_str()))
+                    .map(|i| i..i + name.len());
                 return Err(invalid(
                     at,
                     format!("{kind} name {name:?}: use letters, digits, '-', '_' and '.' (it names files and units)"),

@@ -162,3 +162,11 @@ fn a_jobs_bandwidth_limit_reaches_its_command_lines() {
         assert!(s.command.contains("--limit-upload 1024 --limit-download 2048"), "{}", s.command);
     }
 }
+
+#[test]
+fn a_name_that_cannot_name_a_file_is_refused_where_it_stands() {
+    let e =
+        parse("[repositories.r]\nurl = \"/r\"\n\n[jobs.\"../x\"]\nrepository = \"r\"\npaths = [\"/\"]\n").unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("/etc/arca/arca.toml:4:") && e.contains("jobs name \"../x\""), "{e}");
+}
