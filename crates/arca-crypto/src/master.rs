@@ -79,6 +79,9 @@ pub struct SlotKey([u8; 32]);
 
 /// Derive a slot key from `passphrase` with Argon2id.
 pub fn derive_slot_key(passphrase: &[u8], salt: &[u8], params: &KdfParams) -> Result<SlotKey, CryptoError> {
+    if let Some(why) = params.refusal() {
+        return Err(CryptoError::Kdf(format!("the key derivation {why}")));
+    }
     let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
         .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);

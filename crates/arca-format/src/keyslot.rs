@@ -19,6 +19,47 @@ impl Default for KdfParams {
     }
 }
 
+impl KdfParams {
+    /// The most memory a key slot may ask for (2 GiB): a slot planted by the storage or a
+    /// hostile key holder must not make every open exhaust the machine.
+    pub const MAX_MEMORY_KIB: u32 = 2 * 1024 * 1024;
+    /// The most passes, and the most lanes.
+    pub const MAX_ITERATIONS: u32 = 64;
+    pub const MAX_PARALLELISM: u32 = 64;
+    /// The most work (memory × passes, in KiB): 8 GiB-passes, about 20 s here, 250 times the
+    /// default.
+    pub const MAX_WORK_KIB: u64 = 8 * 1024 * 1024;
+
+    /// Why these parameters are refused, if they are: beyond the caps above, or too small for
+    /// Argon2 to accept.
+    pub fn refusal(&self) -> Option<String> {
+        let work = u64::from(self.memory_kib) * u64::from(self.iterations);
+        if self.memory_kib > Self::MAX_MEMORY_KIB
+            || self.iterations > Self::MAX_ITERATIONS
+            || self.parallelism > Self::MAX_PARALLELISM
+            || work > Self::MAX_WORK_KIB
+        {
+            return Some(format!(
+                "asks for Argon2id with {} MiB, {} passes and {} lanes, beyond the limit of {} MiB, {} passes, {} lanes and {} MiB-passes in all",
+                self.memory_kib / 1024,
+                self.iterations,
+                self.parallelism,
+                Self::MAX_MEMORY_KIB / 1024,
+                Self::MAX_ITERATIONS,
+                Self::MAX_PARALLELISM,
+                Self::MAX_WORK_KIB / 1024
+            ));
+        }
+        if self.iterations == 0 || self.parallelism == 0 || self.memory_kib < 8 * self.parallelism {
+            return Some(format!(
+                "asks for Argon2id with {} KiB, {} passes and {} lanes, which Argon2 does not accept",
+                self.memory_kib, self.iterations, self.parallelism
+            ));
+        }
+        None
+    }
+}
+
 /// The plaintext of a key slot object (its secret part is `sealed_master`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySlot {

@@ -117,6 +117,80 @@ impl Node {
     pub fn is_hardlinked(&self) -> bool {
         self.kind != NodeKind::Dir && self.links > 1
     }
+
+    /// Why `self` cannot be restored as another name of `first` (the group's first member), if
+    /// it cannot: a crafted tree could join a file with a symlink or a device under one
+    /// (device, inode) pair and make a restore link a "file" to a disk. A backup gives every
+    /// member the same kind, size and contents.
+    pub fn link_mismatch(&self, first: &Node) -> Option<String> {
+        if self.kind != first.kind {
+            return Some(format!(
+                "its hardlink group joins a {} with a {} (a crafted or damaged tree); not restored",
+                first.kind.describe(),
+                self.kind.describe()
+            ));
+        }
+        if self.size != first.size || self.content != first.content || self.holes != first.holes {
+            return Some(
+                "its hardlink group's members differ in contents (a crafted or damaged tree); not restored".into(),
+            );
+        }
+        None
+    }
+
+    /// The layout checks of one file: holes ascending, apart, inside the file, and a size under
+    /// [`MAX_FILE_SIZE`]. The restorer's hole arithmetic relies on them.
+    fn validate_layout(&self) -> Result<(), String> {
+        if self.size > MAX_FILE_SIZE {
+            return Err(format!("a size of {} bytes is beyond the limit of 2^56 bytes", self.size));
+        }
+        if !matches!(self.kind, NodeKind::File | NodeKind::Unknown)
+            && (!self.holes.is_empty() || !self.content.is_empty())
+        {
+            return Err(format!("a {} with file contents", self.kind.describe()));
+        }
+        let mut end = 0u64;
+        for &(start, len) in &self.holes {
+            let Some(hole_end) = start.checked_add(len) else {
+                return Err(format!("a hole at {start} of {len} bytes overflows"));
+            };
+            if start < end || len == 0 || hole_end > self.size {
+                return Err(format!(
+                    "its sparse map is not ascending, overlaps or lies outside its {} bytes (hole at {start}, {len} bytes)",
+                    self.size
+                ));
+            }
+            end = hole_end;
+        }
+        if self.holes.len() > MAX_HOLES {
+            return Err(format!("{} holes is beyond the limit of {MAX_HOLES}", self.holes.len()));
+        }
+        Ok(())
+    }
+}
+
+/// The largest file size a reader accepts (64 PiB): beyond any real file, below the sums that
+/// would overflow.
+pub const MAX_FILE_SIZE: u64 = 1 << 56;
+
+/// The most holes one file may have. A hole is at least one filesystem block, so even a
+/// 64 GiB file of alternating 4 KiB blocks stays under it.
+pub const MAX_HOLES: usize = 1 << 23;
+
+impl NodeKind {
+    /// The kind in words, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NodeKind::File => "regular file",
+            NodeKind::Dir => "directory",
+            NodeKind::Symlink => "symlink",
+            NodeKind::BlockDevice => "block device",
+            NodeKind::CharDevice => "character device",
+            NodeKind::Fifo => "fifo",
+            NodeKind::Socket => "socket",
+            NodeKind::Unknown => "entry of an unknown type",
+        }
+    }
 }
 
 /// A directory listing. Nodes are sorted by name and names are unique.
@@ -136,8 +210,9 @@ impl Tree {
         self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 
-    /// Check the invariants a restorer relies on: sorted, unique, and every name a single
-    /// path component (no `/`, NUL, `.` or `..`, not empty).
+    /// Check the invariants a restorer relies on: sorted, unique, every name a single path
+    /// component (no `/`, NUL, `.` or `..`, not empty), and every file's size and sparse map
+    /// sane.
     pub fn validate(&self) -> Result<(), crate::FormatError> {
         let mut prev: Option<&[u8]> = None;
         for n in &self.nodes {
@@ -146,6 +221,12 @@ impl Tree {
                 return Err(crate::FormatError::Invalid {
                     what: "tree",
                     reason: format!("unsafe entry name {:?}", String::from_utf8_lossy(name)),
+                });
+            }
+            if let Err(reason) = n.validate_layout() {
+                return Err(crate::FormatError::Invalid {
+                    what: "tree",
+                    reason: format!("entry {:?}: {reason}", String::from_utf8_lossy(name)),
                 });
             }
             if let Some(p) = prev {

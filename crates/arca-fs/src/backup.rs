@@ -544,10 +544,17 @@ impl Archiver<'_> {
             return Ok(Content { blobs, holes: vec![], size: read });
         }
         let regions = data_regions(f, size).map_err(|e| FsError::io(path, e))?;
-        let holes = holes_of(&regions, size);
+        let mut holes = holes_of(&regions, size);
         let hole_bytes: u64 = holes.iter().map(|h| h.1).sum();
         let (blobs, read) = self.chunk_stream(path, RegionReader::new(f, regions))?;
-        Ok(Content { blobs, holes, size: read + hole_bytes })
+        let size = read + hole_bytes;
+        // A file that shrank while it was read: no hole may reach past its end (readers refuse
+        // such a sparse map).
+        holes.retain_mut(|h| {
+            h.1 = h.1.min(size.saturating_sub(h.0));
+            h.1 > 0
+        });
+        Ok(Content { blobs, holes, size })
     }
 
     /// Chunk and store a whole file's bytes.

@@ -119,7 +119,8 @@ fn major_minor(rdev: u64) -> (u32, u32) {
 struct TarExport<'a, W: Write> {
     repo: &'a Repository,
     out: tar::Builder<W>,
-    links: HashMap<(u64, u64), Vec<u8>>,
+    /// First archived name and node of each hardlink group.
+    links: HashMap<(u64, u64), (Vec<u8>, Node)>,
     report: ExportReport,
 }
 
@@ -205,7 +206,11 @@ impl<W: Write> TarExport<'_, W> {
         }
         let mut body: Option<BlobReader> = None;
         if n.is_hardlinked() {
-            if let Some(first) = self.links.get(&(n.device, n.inode)) {
+            if let Some((first, first_node)) = self.links.get(&(n.device, n.inode)) {
+                if let Some(refused) = n.link_mismatch(first_node) {
+                    self.report.skipped.push(format!("{}: {refused}", String::from_utf8_lossy(rel)));
+                    return Ok(());
+                }
                 h.set_entry_type(tar::EntryType::Link);
                 if !h.as_ustar_mut().is_some_and(|u| set_raw(&mut u.linkname, first)) {
                     pax.push(("linkpath".into(), first.clone()));
@@ -213,7 +218,7 @@ impl<W: Write> TarExport<'_, W> {
                 h.set_size(0);
                 return self.write(h, pax, None, 0);
             }
-            self.links.insert((n.device, n.inode), name.clone());
+            self.links.insert((n.device, n.inode), (name.clone(), n.clone()));
         }
         let mut size = 0;
         match n.kind {
@@ -305,6 +310,7 @@ impl<W: Write> TarExport<'_, W> {
 /// Write a pax tar of what `found` names to `w`. A directory's contents are stored under
 /// `./`; a single entry under its name.
 pub fn export_tar<W: Write>(repo: &Repository, found: &Found, w: W) -> FsResult<(ExportReport, W)> {
+    arca_repo::limits::measure_found(repo, found)?;
     let mut t = TarExport { repo, out: tar::Builder::new(w), links: HashMap::new(), report: ExportReport::default() };
     match found {
         Found::Root(id) => t.walk(id, b".")?,
@@ -323,6 +329,7 @@ pub fn export_tar<W: Write>(repo: &Repository, found: &Found, w: W) -> FsResult<
 /// Write a zip of what `found` names (regular files, directories, symlinks; zip has no place
 /// for owners, xattrs, devices or holes, which are listed as skipped).
 pub fn export_zip<W: Write + Seek>(repo: &Repository, found: &Found, w: W) -> FsResult<(ExportReport, W)> {
+    arca_repo::limits::measure_found(repo, found)?;
     use zip::write::SimpleFileOptions;
     let zerr = |e: zip::result::ZipError| FsError::Zip(e.to_string());
     let mut z = zip::ZipWriter::new(w);

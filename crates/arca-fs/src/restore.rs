@@ -275,8 +275,8 @@ struct FileJob {
 struct Walker<'a, 's> {
     shared: &'s Shared<'a>,
     jobs: crossbeam_channel::Sender<FileJob>,
-    /// First restored path of each hardlink group.
-    links: HashMap<(u64, u64), PathBuf>,
+    /// First restored path and node of each hardlink group.
+    links: HashMap<(u64, u64), (PathBuf, Node)>,
     /// Further members of hardlink groups, linked once their first member is written.
     deferred_links: Vec<(PathBuf, PathBuf, Node)>,
     /// Directories in the order created; their metadata is applied in reverse.
@@ -294,6 +294,17 @@ pub fn restore(repo: &Repository, found: Found, opts: &RestoreOptions, events: &
         }
     } else {
         ensure_target(&opts.target)?;
+    }
+    // Measured before anything is written: a crafted tree that would expand beyond the readers'
+    // limits is refused here (arca_repo::limits), and the measure is the progress total.
+    let extent = arca_repo::limits::measure_found(repo, &found)?;
+    if events.wants_totals() {
+        let bytes = match (&extent, &found) {
+            (Some(e), _) => e.content_bytes,
+            (None, Found::Node(n)) => n.content_len(),
+            (None, Found::Root(_)) => 0,
+        };
+        events.emit(Event::Total { bytes });
     }
     let threads = opts.threads.max(1);
     let (tx, rx) = bounded::<FileJob>(threads * 4);
@@ -509,11 +520,14 @@ impl Walker<'_, '_> {
         }
         if n.is_hardlinked() {
             let key = (n.device, n.inode);
-            if let Some(first) = self.links.get(&key) {
-                self.deferred_links.push((target, first.clone(), n));
+            if let Some((first, first_node)) = self.links.get(&key) {
+                match n.link_mismatch(first_node) {
+                    Some(refused) => self.shared.problem(&target, refused),
+                    None => self.deferred_links.push((target, first.clone(), n)),
+                }
                 return Ok(());
             }
-            self.links.insert(key, target.clone());
+            self.links.insert(key, (target.clone(), n.clone()));
         }
         if self.shared.opts.dry_run && n.kind != NodeKind::File {
             self.shared.report().other += 1;

@@ -467,7 +467,12 @@ impl SnapshotFs {
         }
         let root = inodes.root_of(parent);
         let link_key = node.is_hardlinked().then_some((root, node.device, node.inode));
-        let shared = link_key.and_then(|k| inodes.links.get(&k).copied());
+        // A member that differs from the inode it would share (a crafted tree joining a file
+        // with a device, say) gets an inode of its own: it shows as what it claims to be.
+        let shared = link_key.and_then(|k| inodes.links.get(&k).copied()).filter(|&ino| {
+            matches!(inodes.get(ino), Some(Inode { kind: Kind::Snap { node: first, .. }, .. })
+                if node.link_mismatch(first).is_none())
+        });
         let child = match shared {
             // Another name of a hard-linked file whose inode the kernel holds: the same inode.
             Some(ino) => {
@@ -488,7 +493,7 @@ impl SnapshotFs {
                     kind,
                 });
                 if let Some(k) = link_key {
-                    inodes.links.insert(k, ino);
+                    inodes.links.entry(k).or_insert(ino);
                 }
                 ino
             }

@@ -4,11 +4,10 @@
 use crate::readable_snapshots;
 use crate::time::TimeSpec;
 use crate::{OpsError, OpsResult};
-use arca_format::NodeKind;
 use arca_fs::{Overwrite, RestoreOptions, RestoreReport};
 use arca_repo::snapshots::{self as snaps, Filter, SnapshotEntry};
-use arca_repo::treewalk::{lookup, walk, Found, Visit};
-use arca_repo::{Event, Events, Repository};
+use arca_repo::treewalk::lookup;
+use arca_repo::{Events, Repository};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -92,9 +91,6 @@ pub fn restore(repo: &Repository, req: &RestoreRequest, events: &dyn Events) -> 
     let snap = choose(repo, req.snapshot.as_deref(), req.at.as_ref(), &req.filter, events)?;
     let base: Vec<u8> = req.path.trim_end_matches('/').as_bytes().to_vec();
     let found = lookup(repo, &snap.snapshot.tree, &base)?.ok_or_else(|| not_in_snapshot(&req.path, &snap))?;
-    if events.wants_totals() {
-        events.emit(Event::Total { bytes: content_bytes(repo, &found)? });
-    }
     let opts = RestoreOptions {
         target: req.target.clone(),
         includes: globs(&req.includes, "--include")?,
@@ -109,29 +105,6 @@ pub fn restore(repo: &Repository, req: &RestoreRequest, events: &dyn Events) -> 
     };
     let report = arca_fs::restore(repo, found, &opts, events)?;
     Ok(Restored { snapshot_id: snap.id.to_hex(), report })
-}
-
-/// The bytes of file contents below `found` (holes left out).
-fn content_bytes(repo: &Repository, found: &Found) -> OpsResult<u64> {
-    let root = match found {
-        Found::Root(t) => Some(*t),
-        Found::Node(n) => n.subtree,
-    };
-    let mut total = 0u64;
-    match (root, found) {
-        (Some(t), _) => {
-            let mut add = |_: &[u8], n: &arca_format::Node| {
-                if n.kind == NodeKind::File {
-                    total += n.size.saturating_sub(n.holes.iter().map(|h| h.1).sum::<u64>());
-                }
-                Ok(Visit::Continue)
-            };
-            walk(repo, &t, &mut add, &mut |_, _| {})?;
-        }
-        (None, Found::Node(n)) => total = n.size,
-        (None, Found::Root(_)) => {}
-    }
-    Ok(total)
 }
 
 /// "PATH not found in snapshot": names what the snapshot holds and, when the path lies outside

@@ -237,6 +237,10 @@ pub fn verify(
     result
 }
 
+/// Blobs up to this length decompress in one call into a buffer of their stated length (the
+/// fast path: every chunk the default chunker cuts); longer ones stream.
+const BULK_LIMIT: u32 = 64 << 20;
+
 /// Open, decompress and verify one blob: its keyed hash must equal `id`.
 pub fn decode(
     key: &MasterKey,
@@ -254,8 +258,16 @@ pub fn decode(
             plain.pop();
             plain
         }
-        Some((&COMPRESSION_ZSTD, rest)) => {
+        Some((&COMPRESSION_ZSTD, rest)) if raw_length <= BULK_LIMIT => {
             decompress(rest, raw_length as usize).map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?
+        }
+        // The index, not the blob, states this length: memory grows with what the data really
+        // holds, not with what a crafted index claims.
+        Some((&COMPRESSION_ZSTD, rest)) => {
+            let mut out = Vec::new();
+            decompress_into(rest, raw_length as u64, |p| out.extend_from_slice(p))
+                .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?;
+            out
         }
         Some((t, _)) => return Err(RepoError::corrupt(what(), format!("unknown compression tag {t}"))),
         None => return Err(RepoError::corrupt(what(), "empty plaintext")),
@@ -292,6 +304,21 @@ mod tests {
         }
         let id = k.blob_id(&text);
         assert!(encode(&c, BlobKind::Data, &id, &text, Compression::Auto).len() < text.len() / 10);
+    }
+
+    /// Issue 14, item 9: the index states a blob's length; a crafted index claiming 4 GiB for
+    /// a small blob gets an error, not a 4 GiB allocation.
+    #[test]
+    fn a_claimed_length_far_beyond_the_data_is_refused_without_allocating_it() {
+        let k = MasterKey::generate();
+        let c = k.cipher(EncryptionMode::XChaCha20Poly1305);
+        let text = b"abcabcabc".repeat(50_000);
+        let id = k.blob_id(&text);
+        let s = encode(&c, BlobKind::Data, &id, &text, Compression::Auto);
+        let err = decode(&k, &c, BlobKind::Data, &id, &s, u32::MAX).unwrap_err().to_string();
+        assert!(err.contains("do not match"), "{err}");
+        let err = decode(&k, &c, BlobKind::Data, &id, &s, BULK_LIMIT + 1).unwrap_err().to_string();
+        assert!(err.contains("do not match"), "{err}");
     }
 
     #[test]

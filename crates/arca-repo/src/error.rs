@@ -76,6 +76,10 @@ pub enum RepoError {
     WriterStopped(String),
     #[error("parity: {0}")]
     Parity(String),
+    #[error(
+        "{what}: {detail}; refused (a limit that guards readers against crafted repositories, see docs/SECURITY.md)"
+    )]
+    LimitExceeded { what: String, detail: String },
     #[error("internal error: {0} (this is a bug in arca: please report it)")]
     Internal(&'static str),
 }
@@ -171,6 +175,7 @@ impl RepoError {
             | UnreadableTree { .. }
             | UnreadableLock { .. }
             | DedupCollision(_)
+            | LimitExceeded { .. }
             | Parity(_) => ErrorKind::Damaged,
             Locked { .. } => ErrorKind::Conflict,
             DeleteNotAllowed { .. } => ErrorKind::NotAllowed,
@@ -191,7 +196,7 @@ impl RepoError {
             BlobNotIndexed { .. } | IndexIncomplete { .. } => Remedy::RepairIndex,
             UnreadableTree { .. } => Remedy::RepairSnapshots,
             UnreadableSnapshot { .. } => Remedy::Forget,
-            Corrupt { .. } | Parity(_) | DedupCollision(_) => Remedy::Check,
+            Corrupt { .. } | Parity(_) | DedupCollision(_) | LimitExceeded { .. } => Remedy::Check,
             Locked { .. } => Remedy::WaitForLock,
             DeleteNotAllowed { .. } => Remedy::FullAccessKey,
             SessionLapsed { .. } | LockLate { .. } | Cancelled => Remedy::RunAgain,

@@ -93,6 +93,7 @@ pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySl
 /// Try every slot with `password`; returns the master key and the slot that opened.
 pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, String)> {
     let mut damaged = vec![];
+    let mut refused = vec![];
     let slots = read_slots(storage)?;
     if slots.is_empty() {
         return Err(RepoError::corrupt(
@@ -111,6 +112,10 @@ pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, 
         if slot.kdf != "argon2id" {
             continue;
         }
+        if let Some(why) = slot.params.refusal() {
+            refused.push(format!("key slot {name} {why}"));
+            continue;
+        }
         let Ok(sk) = derive_slot_key(password, &slot.salt, &slot.params) else {
             continue;
         };
@@ -123,6 +128,12 @@ pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, 
             format!("key slot {}", damaged.join(", key slot ")),
             "damaged, and no intact key slot opens with this password (restore the slot from a copy of keys/, or use another password)",
         ));
+    }
+    if !refused.is_empty() {
+        return Err(RepoError::LimitExceeded {
+            what: refused.join("; "),
+            detail: "no other key slot opens with this password (a slot this costly was not written by arca's defaults: check keys/ for planted slots)".into(),
+        });
     }
     Err(RepoError::WrongPassword { location: storage.location() })
 }

@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod index;
 mod index_cache;
 pub mod keys;
+pub mod limits;
 pub mod lock;
 pub mod pack;
 pub mod parity;

@@ -52,6 +52,10 @@ pub fn stats(repo: &Repository, snaps: &[SnapshotEntry], mode: StatsMode) -> Rep
             .collect();
         if mode == StatsMode::RawData {
             trees.insert(s.snapshot.tree);
+        } else {
+            // Every name of a shared directory is walked: refuse a crafted tree that would
+            // expand beyond the readers' limits before walking it.
+            crate::limits::measure(repo, &s.snapshot.tree)?;
         }
         walk(
             repo,
@@ -71,7 +75,7 @@ pub fn stats(repo: &Repository, snaps: &[SnapshotEntry], mode: StatsMode) -> Rep
                     NodeKind::File => {
                         if !n.is_hardlinked() || links.insert((n.device, n.inode)) {
                             st.files += 1;
-                            st.total_size += n.size;
+                            st.total_size = st.total_size.saturating_add(n.size);
                         }
                         if mode == StatsMode::RawData {
                             blobs.extend(n.content.iter().copied());

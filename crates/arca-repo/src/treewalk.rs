@@ -21,16 +21,23 @@ pub fn walk(
     on_error: &mut dyn FnMut(&[u8], RepoError),
 ) -> RepoResult<()> {
     let mut path = Vec::new();
-    walk_inner(repo, tree, &mut path, visit, on_error)
+    walk_inner(repo, tree, &mut path, 1, visit, on_error)
 }
 
 fn walk_inner(
     repo: &Repository,
     tree: &Id,
     path: &mut Vec<u8>,
+    depth: usize,
     visit: &mut dyn FnMut(&[u8], &Node) -> RepoResult<Visit>,
     on_error: &mut dyn FnMut(&[u8], RepoError),
 ) -> RepoResult<()> {
+    if depth > crate::limits::MAX_TREE_DEPTH {
+        return Err(RepoError::LimitExceeded {
+            what: format!("/{}", String::from_utf8_lossy(path)),
+            detail: format!("directories nest more than {} levels deep", crate::limits::MAX_TREE_DEPTH),
+        });
+    }
     let t = match repo.read_tree(tree) {
         Ok(t) => t,
         Err(e) => {
@@ -47,7 +54,7 @@ fn walk_inner(
         let v = visit(path, n)?;
         if n.kind == NodeKind::Dir && v == Visit::Continue {
             if let Some(sub) = &n.subtree {
-                walk_inner(repo, sub, path, visit, on_error)?;
+                walk_inner(repo, sub, path, depth + 1, visit, on_error)?;
             }
         }
         path.truncate(len);
