@@ -54,6 +54,7 @@ pub fn kind_from_wire(s: &str) -> Option<ObjectKind> {
         "marks" => ObjectKind::Mark,
         "parity" => ObjectKind::Parity,
         "received" => ObjectKind::Received,
+        "history" => ObjectKind::History,
         _ => return None,
     })
 }
@@ -208,7 +209,7 @@ impl Server {
             ObjectKind::Mark => {
                 return self.refuse("upload (marks are written by prune, which needs full access)", &path)
             }
-            ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key => {
+            ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::History => {
                 if blake3::hash(data).to_hex().as_str() != name {
                     return error(
                         ErrorKind::Refused,

@@ -154,6 +154,15 @@ pub enum Command {
         after_help = "Examples:\n  mkdir -p /mnt/arca && arca mount /mnt/arca\n  arca mount --host web01 /mnt/arca"
     )]
     Mount(MountArgs),
+    /// Verify that a snapshot was signed by a host, with only its public key: no password.
+    ///
+    /// The signature covers the snapshot's stored bytes (and so its root tree id and all it names),
+    /// the repository's id, and the host's chain of statements up to it (docs/SECURITY.md).
+    #[command(
+        name = "verify-signature",
+        after_help = "Examples:\n  arca verify-signature 3f2a9c1e --pubkey web01.pub\n  arca -r sftp://audit@nas/srv/arca verify-signature 3f2a9c1e --pubkey web01.pub --json"
+    )]
+    VerifySignature(VerifySignatureArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
     #[command(after_help = "Examples:\n  arca check\n  arca check --read-data-subset 5%\n  arca check --read-data")]
     Check(CheckArgs),
@@ -424,6 +433,10 @@ pub struct SnapshotsArgs {
     /// List the snapshots in groups: any of host, paths, tags, comma-separated.
     #[arg(long, value_name = "host,paths,tags")]
     pub group_by: Option<String>,
+    /// Show who signed each snapshot into the history (user@host and key fingerprint, or
+    /// "unsigned"); reads every history statement.
+    #[arg(long)]
+    pub signers: bool,
 }
 
 #[derive(Args, Debug)]
@@ -748,6 +761,16 @@ pub enum KeyCommand {
         #[arg(long)]
         paper: bool,
     },
+    /// Show this host's signing key: the public half of the identity that signs the snapshots it
+    /// adds and removes. Give it to an auditor for `arca verify-signature --pubkey`.
+    #[command(
+        after_help = "Examples:\n  arca key signer\n  arca key signer -o web01.pub    # then: arca verify-signature latest --pubkey web01.pub"
+    )]
+    Signer {
+        /// Also write the public key line to this file.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
     /// Put back a key slot (and, with --replace-config, a damaged config) from `key export`.
     #[command(
         after_help = "Examples:\n  arca key import /media/usb/arca-key.json\n  arca key import arca-key.json --replace-config"
@@ -759,6 +782,15 @@ pub enum KeyCommand {
         #[arg(long)]
         replace_config: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct VerifySignatureArgs {
+    /// The snapshot: its id or an unambiguous prefix of it (`latest` needs a password).
+    pub snapshot: String,
+    /// A file holding the signer's public key line (`arca key signer -o FILE` writes it).
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: PathBuf,
 }
 
 #[derive(Args, Debug)]

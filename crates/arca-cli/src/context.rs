@@ -235,6 +235,12 @@ pub fn open_with(
         }
         repo.set_cache_dir(dir);
     }
+    match signer() {
+        Ok(s) => repo.set_signer(s),
+        Err(e) => out.warn(format!(
+            "this host's signing identity is unavailable ({e}): snapshots this command adds or removes go unrecorded in the signed history"
+        )),
+    }
     let retry = match &cli.retry_lock {
         Some(s) => crate::text::parse_duration(s).map_err(|e| anyhow::anyhow!("--retry-lock: {e}"))?,
         None => std::time::Duration::ZERO,
@@ -248,6 +254,21 @@ pub fn open_with(
     }
     let (repo, lock) = (s.repo, s.lock);
     Ok((repo, lock))
+}
+
+/// Where this host's signing identity and its memory of each repository's history live:
+/// `signing/` in the state directory (`$ARCA_STATE_DIR`, `/var/lib/arca` for root, else
+/// `~/.local/state/arca`).
+pub fn signing_dir() -> PathBuf {
+    arca_jobs::history::default_dir().join("signing")
+}
+
+/// This host's signer (its identity is created on first use).
+pub fn signer() -> std::io::Result<Arc<arca_repo::history::Signer>> {
+    let dir = signing_dir();
+    arca_repo::history::Signer::load_or_create(&dir, arca_repo::keys::Origin::current())
+        .map(Arc::new)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
 }
 
 /// Where the caches of all repositories live: --cache-dir, ARCA_CACHE_DIR, or

@@ -330,3 +330,72 @@ fn unknown_format_version_and_wrong_key() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("format version 7 is newer than this arca supports (1)"), "{err}");
 }
+
+/// Issue 14, items 3 and 4: snapshots are signed into a history; `check` names a snapshot the
+/// storage deleted, one it brought back after a forget, and two it swapped; an auditor with
+/// only the public key verifies a snapshot, and an altered one fails.
+#[test]
+fn signed_history_names_deleted_resurrected_and_swapped_snapshots() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut ids = vec![];
+    for i in 0..4u64 {
+        std::fs::write(src.join("f"), random_bytes(1000, i)).unwrap();
+        ids.push(e.backup(&[src.to_str().unwrap()]));
+    }
+    let listed = e.json(&["snapshots", "--signers"]);
+    let signer = e.json(&["key", "signer"]);
+    for s in listed.as_array().unwrap() {
+        assert_eq!(s["signed_by"]["signer"], signer["public_key"], "{s}");
+    }
+    let table = e.ok(&["snapshots", "--signers"]);
+    assert!(table.contains("Signed by") && table.contains(signer["fingerprint"].as_str().unwrap()), "{table}");
+    // An auditor: the public key file and the repository, no password.
+    let pubkey = e.path("web01.pub");
+    e.ok(&["key", "signer", "-o", pubkey.to_str().unwrap()]);
+    let audit = |id: &str| {
+        e.cmd(&["verify-signature", id, "--pubkey", pubkey.to_str().unwrap()])
+            .env_remove("ARCA_PASSWORD")
+            .output()
+            .unwrap()
+    };
+    let o = audit(&ids[1][..10]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("chain is intact") && text.contains("stored bytes are the ones signed"), "{text}");
+    // Another key does not verify it.
+    let other = e.path("other.pub");
+    std::fs::write(&other, format!("arca-ed25519 {}\n", "ab".repeat(32))).unwrap();
+    let o = e
+        .cmd(&["verify-signature", &ids[1], "--pubkey", other.to_str().unwrap()])
+        .env_remove("ARCA_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not signed by key"));
+
+    let snap = |id: &str| e.repo.join("snapshots").join(id);
+    let kept = std::fs::read(snap(&ids[0])).unwrap();
+    e.ok(&["forget", &ids[0]]);
+    assert!(e.run(&["check"]).status.success());
+    // The storage brings back the forgotten one, deletes another, swaps two.
+    std::fs::write(snap(&ids[0]), &kept).unwrap();
+    std::fs::remove_file(snap(&ids[1])).unwrap();
+    let (b2, b3) = (std::fs::read(snap(&ids[2])).unwrap(), std::fs::read(snap(&ids[3])).unwrap());
+    std::fs::write(snap(&ids[2]), &b3).unwrap();
+    std::fs::write(snap(&ids[3]), &b2).unwrap();
+    let o = e.run(&["check"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = |id: &str, what: &str| err.lines().any(|l| l.contains(&format!("snapshot {id}")) && l.contains(what));
+    assert!(line(&ids[0], "removed by") && line(&ids[0], "present"), "resurrected: {err}");
+    assert!(line(&ids[1], "deleted outside arca"), "deleted: {err}");
+    assert!(line(&ids[2], "another object's bytes") && line(&ids[3], "another object's bytes"), "swapped: {err}");
+    // The auditor sees the swap and the deletion too.
+    for id in [&ids[1], &ids[2]] {
+        let o = audit(id);
+        assert!(!o.status.success(), "{id}");
+    }
+    assert!(String::from_utf8_lossy(&audit(&ids[2]).stdout).contains("NOT the ones signed"));
+    assert!(String::from_utf8_lossy(&audit(&ids[1]).stdout).contains("no longer stored"));
+}

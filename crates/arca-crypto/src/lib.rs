@@ -3,6 +3,7 @@
 
 mod aead;
 mod master;
+pub mod sign;
 
 pub use aead::Cipher;
 pub use master::{derive_slot_key, open_slot, random_bytes, seal_slot, MasterKey, SlotKey};

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod history;
 pub mod id;
 pub mod index;
 pub mod keyslot;
@@ -17,6 +18,7 @@ pub mod wire;
 
 pub use codec::{decode, encode, FormatError};
 pub use config::{ChunkerParams, Config, ConfigFile, EncryptionMode};
+pub use history::{SignerCertificate, Statement, StatementBody};
 pub use id::{BlobId, Id, PackId};
 pub use index::{IndexEntry, IndexFile, IndexPack};
 pub use keyslot::{KdfParams, KeySlot};

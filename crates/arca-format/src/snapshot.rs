@@ -103,6 +103,39 @@ pub struct Snapshot {
     pub source: std::collections::BTreeMap<String, String>,
 }
 
+impl Snapshot {
+    /// A snapshot of `kind` of `paths` on `hostname` with root `tree`, made at `time`
+    /// (RFC 3339); everything else empty.
+    pub fn new(
+        kind: SnapshotKind,
+        tree: Id,
+        paths: Vec<String>,
+        hostname: &str,
+        username: &str,
+        time: &str,
+    ) -> Snapshot {
+        Snapshot {
+            time: time.into(),
+            hostname: hostname.into(),
+            username: username.into(),
+            paths,
+            tags: vec![],
+            parent: None,
+            tree,
+            kind,
+            summary: SnapshotSummary::default(),
+            warnings: vec![],
+            excludes: vec![],
+            keep_until: None,
+            destroy_after: None,
+            program_version: String::new(),
+            original: None,
+            previous_ids: vec![],
+            source: Default::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

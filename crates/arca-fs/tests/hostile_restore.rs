@@ -169,25 +169,14 @@ fn add_tree(w: &BlobWriter, t: &Tree) -> Id {
 }
 
 fn snapshot_entry(tree: Id) -> arca_repo::snapshots::SnapshotEntry {
-    let snapshot = arca_format::Snapshot {
-        time: "2026-12-03T00:00:00Z".into(),
-        hostname: "h".into(),
-        username: "u".into(),
-        paths: vec!["/x".into()],
-        tags: vec![],
-        parent: None,
+    let snapshot = arca_format::Snapshot::new(
+        arca_format::SnapshotKind::Files,
         tree,
-        kind: arca_format::SnapshotKind::Files,
-        summary: Default::default(),
-        warnings: vec![],
-        excludes: vec![],
-        keep_until: None,
-        destroy_after: None,
-        program_version: "test".into(),
-        original: None,
-        previous_ids: vec![],
-        source: Default::default(),
-    };
+        vec!["/x".into()],
+        "h",
+        "u",
+        "2026-12-03T00:00:00Z",
+    );
     arca_repo::snapshots::SnapshotEntry { id: tree, snapshot }
 }
 

@@ -101,25 +101,16 @@ fn backup(storage: Arc<dyn Storage>, src: &Path) -> arca_repo::RepoResult<Id> {
     })?;
     writer.finish()?;
     lock.confirm_commit(&repo, &[outcome.tree])?;
-    let s = Snapshot {
-        time: chrono::Utc::now().to_rfc3339(),
-        hostname: "h".into(),
-        username: "u".into(),
-        paths: vec![src.display().to_string()],
-        tags: vec![],
-        parent: None,
-        tree: outcome.tree,
-        kind: SnapshotKind::Files,
-        summary: outcome.summary,
-        warnings: vec![],
-        excludes: vec![],
-        keep_until: None,
-        destroy_after: None,
-        program_version: "test".into(),
-        original: None,
-        previous_ids: vec![],
-        source: Default::default(),
-    };
+    let mut s = Snapshot::new(
+        SnapshotKind::Files,
+        outcome.tree,
+        vec![src.display().to_string()],
+        "h",
+        "u",
+        &chrono::Utc::now().to_rfc3339(),
+    );
+    s.summary = outcome.summary;
+    s.program_version = "test".into();
     arca_repo::snapshots::save(&repo, &s)
 }
 

@@ -8,7 +8,6 @@ use arca_repo::retention::protected_until;
 use arca_repo::snapshots::{self as snaps, Filter, SnapshotEntry};
 use arca_repo::writer::{BlobWriter, WriterOptions};
 use arca_repo::{Event, Events, RepoError, Repository};
-use arca_storage::ObjectKind;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -151,7 +150,7 @@ pub fn copy(
                 continue;
             }
             if !dry_run {
-                dst.storage().delete(ObjectKind::Snapshot, &e.id.to_hex())?;
+                arca_repo::snapshots::delete(dst, &[e.id])?;
             }
             report.deleted.push(e.id.to_hex());
         }

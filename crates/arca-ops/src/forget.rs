@@ -125,11 +125,14 @@ pub fn forget(
         }
     };
     if !req.dry_run {
-        for d in report.decisions.iter().filter(|d| !d.keep()) {
-            repo.storage().delete(ObjectKind::Snapshot, &d.id)?;
+        let gone: Vec<arca_format::Id> =
+            report.decisions.iter().filter(|d| !d.keep()).filter_map(|d| arca_format::Id::from_hex(&d.id)).collect();
+        // One signed statement for the whole run, then the deletions (arca_repo::snapshots::delete).
+        arca_repo::snapshots::delete(repo, &gone)?;
+        for id in gone {
             // The server's receipt goes with it (an append-only server keeps its own).
-            let _ = repo.storage().delete(ObjectKind::Received, &d.id);
-            report.removed.push(d.id.clone());
+            let _ = repo.storage().delete(ObjectKind::Received, &id.to_hex());
+            report.removed.push(id.to_hex());
         }
     }
     Ok(report)

@@ -172,7 +172,9 @@ fn prune_check_repair_and_export_through_the_api() {
     let r = session(&storage, Access::Read("check"));
     let req: CheckRequest = serde_json::from_str(r#"{"read_data": "all"}"#).unwrap();
     let report = check(&r.repo, r.lock.as_ref(), &req, &Quiet).unwrap();
-    assert!(report.ok() && report.packs_read > 0 && report.notes.is_empty(), "{report:?}");
+    // (This session has no signer, so its snapshot is noted as unsigned: nothing else.)
+    assert!(report.ok() && report.packs_read > 0, "{report:?}");
+    assert!(report.notes.iter().all(|n| n.object == "history"), "{report:?}");
 
     // Export with read-back verification; a zip cannot go to a stream.
     let dir = tempfile::tempdir().unwrap();

@@ -56,6 +56,19 @@ pub struct CheckReport {
     pub packs_read: usize,
     pub blobs_read: usize,
     pub bytes_read: u64,
+    /// What the signed history accounts for.
+    pub history: HistorySummary,
+}
+
+/// The signed history as check saw it (docs/FORMAT.md, "History").
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HistorySummary {
+    /// Valid statements, and the signers who wrote them.
+    pub statements: usize,
+    pub signers: usize,
+    /// Present snapshots a statement records, and ones none does.
+    pub signed_snapshots: usize,
+    pub unsigned_snapshots: usize,
 }
 
 impl CheckReport {
@@ -116,6 +129,7 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
     for e in errs {
         r.error(object_of(&e), e.to_string());
     }
+    history(repo, &mut r)?;
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut seen_trees: HashSet<Id> = HashSet::new();
     for (i, s) in snaps.iter().enumerate() {
@@ -413,6 +427,40 @@ fn read_pack(
         }
     }
     Ok((ok, bad))
+}
+
+/// Compare the signed history with the snapshots the storage holds (readable or not).
+fn history(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
+    let present: HashSet<Id> =
+        repo.storage().list(ObjectKind::Snapshot)?.into_iter().filter_map(|(n, _)| Id::from_hex(&n)).collect();
+    let audit = crate::history::audit(repo, &present)?;
+    for p in &audit.problems {
+        let object = match p {
+            crate::history::Problem::Deleted { snapshot, .. }
+            | crate::history::Problem::Resurrected { snapshot, .. } => {
+                format!("snapshot {snapshot}")
+            }
+            crate::history::Problem::BadStatement { statement, .. } => format!("history {statement}"),
+            _ => "history".to_string(),
+        };
+        r.error(object, p.to_string());
+    }
+    if !audit.unsigned.is_empty() {
+        r.notes.push(Problem {
+            object: "history".into(),
+            message: format!(
+                "{} snapshots are not in the signed history (made before arca signed its history, or by an arca that does not); a storage could delete them unnoticed",
+                audit.unsigned.len()
+            ),
+        });
+    }
+    r.history = HistorySummary {
+        statements: audit.statements,
+        signers: audit.signers,
+        signed_snapshots: audit.signed.len(),
+        unsigned_snapshots: audit.unsigned.len(),
+    };
+    Ok(())
 }
 
 /// Every path in every snapshot whose data or tree is among `bad`.

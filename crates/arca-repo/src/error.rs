@@ -76,6 +76,8 @@ pub enum RepoError {
     WriterStopped(String),
     #[error("parity: {0}")]
     Parity(String),
+    #[error("signing the repository's history: {0}")]
+    Signing(String),
     #[error(
         "{what}: {detail}; refused (a limit that guards readers against crafted repositories, see docs/SECURITY.md)"
     )]
@@ -182,7 +184,7 @@ impl RepoError {
             SessionLapsed { .. } | LockLate { .. } => ErrorKind::Lapsed,
             Cancelled => ErrorKind::Interrupted,
             UnsupportedVersion { .. } | NewerFormat { .. } => ErrorKind::NewerFormat,
-            Storage(_) | Cache(_) | WriterStopped(_) => ErrorKind::Storage,
+            Storage(_) | Cache(_) | WriterStopped(_) | Signing(_) => ErrorKind::Storage,
             WorkerPanicked { .. } | NeedsExclusive { .. } | Format(_) | Internal(_) => ErrorKind::Bug,
         }
     }

@@ -11,6 +11,7 @@ pub mod diff;
 pub mod error;
 pub mod events;
 pub mod failpoint;
+pub mod history;
 pub mod index;
 mod index_cache;
 pub mod keys;

@@ -674,25 +674,7 @@ mod tests {
         w.finish().unwrap();
         crate::snapshots::save(
             repo,
-            &Snapshot {
-                time: "2026-01-01T00:00:00Z".into(),
-                hostname: "h".into(),
-                username: "u".into(),
-                paths: vec!["/".into()],
-                tags: vec![],
-                parent: None,
-                tree,
-                kind: SnapshotKind::Files,
-                summary: Default::default(),
-                warnings: vec![],
-                excludes: vec![],
-                keep_until: None,
-                destroy_after: None,
-                program_version: String::new(),
-                original: None,
-                previous_ids: vec![],
-                source: Default::default(),
-            },
+            &Snapshot::new(SnapshotKind::Files, tree, vec!["/".into()], "h", "u", "2026-01-01T00:00:00Z"),
         )
         .unwrap()
     }

@@ -163,7 +163,7 @@ pub fn repair_snapshots(
         }
         let repaired = if dry_run { None } else { Some(crate::snapshots::save(repo, &copy)?.to_hex()) };
         if forget && !dry_run && s.snapshot.keep_until.is_none() {
-            repo.storage().delete(ObjectKind::Snapshot, &s.id.to_hex())?;
+            crate::snapshots::delete(repo, &[s.id])?;
             report.originals_forgotten.push(s.id.to_hex());
         }
         report.repaired.push(RepairedSnapshot { original: s.id.to_hex(), repaired, lost });

@@ -34,6 +34,9 @@ pub(crate) fn object_ad(kind: ObjectKind) -> &'static [u8] {
         ObjectKind::Mark => b"arca mark v1",
         ObjectKind::Parity => b"arca parity v1",
         ObjectKind::Received => b"arca received v1",
+        // Statements are signed, not sealed; this seals the signer certificate inside them
+        // (followed by the repository id, docs/FORMAT.md "History").
+        ObjectKind::History => b"arca signer certificate v1",
     }
 }
 
@@ -72,9 +75,31 @@ pub struct Repository {
     index: RwLock<Index>,
     /// Where the local index cache lives (`None`: keep the whole index in memory).
     cache_dir: Option<PathBuf>,
+    /// Who signs this session's changes to `snapshots/` (`None`: they go unrecorded).
+    signer: Option<Arc<crate::history::Signer>>,
 }
 
 impl Repository {
+    /// An open repository without its index, cache or signer yet.
+    fn assemble(
+        storage: Arc<dyn Storage>,
+        config: Config,
+        key: MasterKey,
+        cipher: Cipher,
+        key_slot: String,
+    ) -> Repository {
+        Repository {
+            storage,
+            config,
+            key,
+            cipher,
+            key_slot,
+            index: RwLock::new(Index::default()),
+            cache_dir: None,
+            signer: None,
+        }
+    }
+
     /// Create a repository: fails if a config, or any other repository object, already
     /// exists (a repository whose config was lost must be repaired, not covered by a new
     /// config that its key slots do not open).
@@ -112,7 +137,7 @@ impl Repository {
         let key_slot = keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
         let bytes = file.to_bytes()?;
         storage.put(ObjectKind::Config, "config", &bytes)?;
-        Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()), cache_dir: None })
+        Ok(Repository::assemble(storage, config, key, cipher, key_slot))
     }
 
     /// Open a repository with a password. Does not load the index.
@@ -143,7 +168,7 @@ impl Repository {
         if config.version != file.version || config.repo_id != file.repo_id || config.encryption != file.encryption {
             return Err(RepoError::corrupt("config", "the plaintext envelope does not match the sealed body"));
         }
-        Ok(Repository { storage, config, key, cipher, key_slot, index: RwLock::new(Index::default()), cache_dir: None })
+        Ok(Repository::assemble(storage, config, key, cipher, key_slot))
     }
 
     /// The backend.
@@ -224,7 +249,10 @@ impl Repository {
     pub fn open_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> RepoResult<T> {
         let what = || format!("{kind} {name}");
         if Id::of_bytes(bytes).to_hex() != name {
-            return Err(RepoError::corrupt(what(), "contents do not match the object name"));
+            return Err(RepoError::corrupt(
+                what(),
+                "contents do not match the object name (damaged, or another object's bytes put in its place)",
+            ));
         }
         let plain = self.cipher.open(bytes, object_ad(kind), "object").map_err(|e| RepoError::corrupt(what(), e))?;
         decode(kind_label(kind), &plain).map_err(|e| RepoError::corrupt(what(), e))
@@ -234,6 +262,16 @@ impl Repository {
     /// not grow with the repository. Call before [`Repository::load_index`].
     pub fn set_cache_dir(&mut self, dir: PathBuf) {
         self.cache_dir = Some(dir);
+    }
+
+    /// Sign the changes this session makes to `snapshots/` (docs/FORMAT.md, "History").
+    pub fn set_signer(&mut self, signer: Arc<crate::history::Signer>) {
+        self.signer = Some(signer);
+    }
+
+    /// The session's signer, if it has one.
+    pub fn signer(&self) -> Option<&crate::history::Signer> {
+        self.signer.as_deref()
     }
 
     /// Load every index object that no other one supersedes, then the packs that prunes have
@@ -525,6 +563,7 @@ fn kind_label(kind: ObjectKind) -> &'static str {
         ObjectKind::Mark => "mark",
         ObjectKind::Parity => "parity",
         ObjectKind::Received => "received record",
+        ObjectKind::History => "history statement",
     }
 }
 

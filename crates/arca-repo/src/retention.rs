@@ -271,25 +271,14 @@ mod tests {
         }
         let snap = |id: u8, time: &str| crate::snapshots::SnapshotEntry {
             id: arca_format::Id([id; 32]),
-            snapshot: arca_format::Snapshot {
-                time: time.into(),
-                hostname: "h".into(),
-                username: "u".into(),
-                paths: vec!["/p".into()],
-                tags: vec![],
-                parent: None,
-                tree: arca_format::Id([0; 32]),
-                kind: arca_format::SnapshotKind::Files,
-                summary: Default::default(),
-                warnings: vec![],
-                excludes: vec![],
-                keep_until: None,
-                destroy_after: None,
-                program_version: String::new(),
-                original: None,
-                previous_ids: vec![],
-                source: Default::default(),
-            },
+            snapshot: arca_format::Snapshot::new(
+                arca_format::SnapshotKind::Files,
+                arca_format::Id([0; 32]),
+                vec!["/p".into()],
+                "h",
+                "u",
+                time,
+            ),
         };
         let snaps = vec![snap(1, "2026-03-31T10:00:00+00:00"), snap(2, "1970-01-01T00:00:00+00:00")];
         for span in ["300000y", "3000000000d", "1h"] {

@@ -24,9 +24,28 @@ pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(s).ok()
 }
 
-/// Save a snapshot; returns its id.
+/// Save a snapshot, and record it in the history; returns its id.
 pub fn save(repo: &Repository, s: &Snapshot) -> RepoResult<Id> {
-    repo.save_object(ObjectKind::Snapshot, s)
+    let id = repo.save_object(ObjectKind::Snapshot, s)?;
+    crate::history::record(repo, &[id], &[])?;
+    Ok(id)
+}
+
+/// Delete snapshots. Their removal is recorded first: a crash in between leaves a snapshot
+/// the history calls removed (check says so, and forgetting it again finishes the job),
+/// never one deleted without a trace, which is what a storage deleting it would look like.
+pub fn delete(repo: &Repository, ids: &[Id]) -> RepoResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if !repo.storage().capabilities().delete {
+        return Err(RepoError::DeleteNotAllowed { action: "removing snapshots" });
+    }
+    crate::history::record(repo, &[], ids)?;
+    for id in ids {
+        repo.storage().delete(ObjectKind::Snapshot, &id.to_hex())?;
+    }
+    Ok(())
 }
 
 /// Replace snapshot `old` with `new` (protect, tag, rewrite): the new object is stored first,
@@ -43,8 +62,9 @@ pub fn replace(repo: &Repository, old: &SnapshotEntry, mut new: Snapshot) -> Rep
     if !new.previous_ids.contains(&old.id) {
         new.previous_ids.push(old.id);
     }
-    let id = save(repo, &new)?;
+    let id = repo.save_object(ObjectKind::Snapshot, &new)?;
     if id != old.id {
+        crate::history::record(repo, &[id], &[old.id])?;
         repo.storage().delete(ObjectKind::Snapshot, &old.id.to_hex())?;
     }
     Ok(id)

@@ -32,6 +32,8 @@ pub enum ObjectKind {
     Parity,
     /// When an append-only server received a snapshot (`received/<snapshot id>`).
     Received,
+    /// Signed statements of added and removed snapshots (`history/<id>`).
+    History,
 }
 
 impl ObjectKind {
@@ -47,6 +49,7 @@ impl ObjectKind {
             ObjectKind::Mark => "marks",
             ObjectKind::Parity => "parity",
             ObjectKind::Received => "received",
+            ObjectKind::History => "history",
         }
     }
 
@@ -60,7 +63,7 @@ impl ObjectKind {
     }
 
     /// All kinds that can be listed.
-    pub const LISTABLE: [ObjectKind; 8] = [
+    pub const LISTABLE: [ObjectKind; 9] = [
         ObjectKind::Key,
         ObjectKind::Pack,
         ObjectKind::Index,
@@ -69,6 +72,7 @@ impl ObjectKind {
         ObjectKind::Mark,
         ObjectKind::Parity,
         ObjectKind::Received,
+        ObjectKind::History,
     ];
 }
 
@@ -84,6 +88,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Mark => "mark",
             ObjectKind::Parity => "parity",
             ObjectKind::Received => "received",
+            ObjectKind::History => "history",
         })
     }
 }

@@ -34,6 +34,14 @@ pub fn run(cli: &Cli, out: &Output, a: &CheckArgs) -> Result<i32> {
             size(r.bytes_read),
             r.blobs_read
         ));
+        let h = &r.history;
+        out.info(format!(
+            "history: {} by {}; {} signed, {} unsigned",
+            crate::text::count(h.statements as u64, "signed statement", "signed statements"),
+            crate::text::count(h.signers as u64, "signer", "signers"),
+            crate::text::count(h.signed_snapshots as u64, "snapshot", "snapshots"),
+            h.unsigned_snapshots
+        ));
         for n in &r.notes {
             out.info(format!("note: {}: {}", n.object, n.message));
         }

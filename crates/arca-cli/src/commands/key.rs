@@ -22,6 +22,9 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
     if let KeyCommand::Import { file, replace_config } = k {
         return import(cli, out, file, *replace_config);
     }
+    if let KeyCommand::Signer { output } = k {
+        return signer(out, output.as_deref());
+    }
     let repo = context::open(cli, out)?;
     let storage = repo.storage();
     match k {
@@ -95,7 +98,7 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
                 None => crate::output::stdout_line(text.trim_end()),
             }
         }
-        KeyCommand::Import { .. } => {}
+        KeyCommand::Import { .. } | KeyCommand::Signer { .. } => {}
     }
     Ok(crate::exit::OK)
 }
@@ -156,4 +159,24 @@ fn report(out: &Output, what: &str, id: &str) {
     } else {
         out.info(format!("{what} {}", &id[..8.min(id.len())]));
     }
+}
+
+/// `key signer`: this host's public signing key (created on first use; it needs no repository).
+fn signer(out: &Output, output: Option<&std::path::Path>) -> Result<i32> {
+    let signer = context::signer()?;
+    let origin = arca_repo::keys::Origin::current();
+    let line =
+        arca_repo::history::public_key_line(&signer.public(), &format!("{}@{}", origin.username, origin.hostname));
+    if let Some(path) = output {
+        std::fs::write(path, format!("{line}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if out.json {
+        out.json_doc(&serde_json::json!({
+            "public_key": hex::encode(signer.public()), "fingerprint": arca_repo::history::fingerprint(&signer.public()),
+            "line": line, "identity": context::signing_dir().join("identity"),
+        }));
+    } else {
+        out.line(line);
+    }
+    Ok(crate::exit::OK)
 }

@@ -25,6 +25,7 @@ mod snapshots;
 mod snmp;
 mod stats;
 mod status;
+mod verify;
 
 use crate::cli::{Cli, Command, FilterArgs};
 use crate::output::Output;
@@ -52,6 +53,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Prune(a) => prune::run(cli, out, a),
         Command::Copy(a) => copy::run(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
+        Command::VerifySignature(a) => verify::run(cli, out, a),
         Command::Key(k) => key::run(cli, out, k),
         Command::Stats(a) => stats::run(cli, out, a),
         Command::Cat(a) => cat::run(cli, out, a),

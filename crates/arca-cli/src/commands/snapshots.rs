@@ -5,8 +5,12 @@ use crate::context;
 use crate::output::Output;
 use crate::text::size;
 use anyhow::Result;
+use arca_repo::history::SignedBy;
 use arca_repo::snapshots::SnapshotEntry;
 use std::collections::HashMap;
+
+/// Who signed each snapshot (with `--signers`).
+type Signers = Option<HashMap<arca_format::Id, SignedBy>>;
 
 /// A snapshot as JSON for scripts.
 pub fn to_json(e: &SnapshotEntry) -> serde_json::Value {
@@ -30,8 +34,18 @@ pub fn short_time(t: &str) -> String {
 pub fn run(cli: &Cli, out: &Output, a: &SnapshotsArgs) -> Result<i32> {
     let repo = context::open(cli, out)?;
     let filter = a.filter.filter();
-    let mut list: Vec<SnapshotEntry> =
-        super::all_snapshots(&repo, out)?.into_iter().filter(|e| filter.matches(&e.snapshot)).collect();
+    let all = super::all_snapshots(&repo, out)?;
+    let signers: Signers = if a.signers {
+        let present = all.iter().map(|e| e.id).collect();
+        let audit = arca_repo::history::audit(&repo, &present)?;
+        if !audit.problems.is_empty() {
+            out.warn(format!("the signed history has {} problems (`arca check` lists them)", audit.problems.len()));
+        }
+        Some(audit.signed)
+    } else {
+        None
+    };
+    let mut list: Vec<SnapshotEntry> = all.into_iter().filter(|e| filter.matches(&e.snapshot)).collect();
     if let Some(n) = a.latest {
         let mut seen: HashMap<(String, Vec<String>), usize> = HashMap::new();
         let mut keep = vec![];
@@ -57,12 +71,19 @@ pub fn run(cli: &Cli, out: &Output, a: &SnapshotsArgs) -> Result<i32> {
         None => vec![(String::new(), list)],
     };
     if out.json {
+        let row = |e: &SnapshotEntry| {
+            let mut v = to_json(e);
+            if let (Some(m), Some(o)) = (&signers, v.as_object_mut()) {
+                o.insert("signed_by".into(), serde_json::to_value(m.get(&e.id)).unwrap_or_default());
+            }
+            v
+        };
         if a.group_by.is_none() {
-            out.json_doc(&groups[0].1.iter().map(to_json).collect::<Vec<_>>());
+            out.json_doc(&groups[0].1.iter().map(row).collect::<Vec<_>>());
         } else {
             let v: Vec<serde_json::Value> = groups
                 .iter()
-                .map(|(g, l)| serde_json::json!({"group": g, "snapshots": l.iter().map(to_json).collect::<Vec<_>>()}))
+                .map(|(g, l)| serde_json::json!({"group": g, "snapshots": l.iter().map(row).collect::<Vec<_>>()}))
                 .collect();
             out.json_doc(&v);
         }
@@ -76,16 +97,30 @@ pub fn run(cli: &Cli, out: &Output, a: &SnapshotsArgs) -> Result<i32> {
             }
             out.line(format!("{group}:"));
         }
-        table(out, list);
+        table(out, list, &signers);
     }
     out.info(crate::text::count(total as u64, "snapshot", "snapshots"));
     Ok(crate::exit::OK)
 }
 
 /// The snapshots as a table.
-fn table(out: &Output, list: &[SnapshotEntry]) {
-    out.line(format!("{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  Paths", "ID", "Time", "Host", "Tags", "Size"));
+fn table(out: &Output, list: &[SnapshotEntry], signers: &Signers) {
+    let signed_head = if signers.is_some() { format!("{:<34}  ", "Signed by") } else { String::new() };
+    out.line(format!(
+        "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {signed_head}Paths",
+        "ID", "Time", "Host", "Tags", "Size"
+    ));
     for e in list {
+        let signed = match signers {
+            Some(m) => {
+                let by = m.get(&e.id).map_or_else(
+                    || "unsigned".to_string(),
+                    |b| format!("{}@{} {}", b.username, b.hostname, b.signer.get(..16).unwrap_or(&b.signer)),
+                );
+                format!("{by:<34}  ")
+            }
+            None => String::new(),
+        };
         let s = &e.snapshot;
         let mut notes = String::new();
         if let Some(u) = &s.keep_until {
@@ -95,7 +130,7 @@ fn table(out: &Output, list: &[SnapshotEntry]) {
             notes.push_str(&format!("  [destroy after {}]", short_time(d)));
         }
         out.line(format!(
-            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}{notes}",
+            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {signed}{}{notes}",
             e.id.short(),
             short_time(&s.time),
             s.hostname,
