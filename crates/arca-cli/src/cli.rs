@@ -266,7 +266,7 @@ pub struct InitArgs {
     /// Default zstd compression level (0 = off, 1 to 22).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=22))]
     pub compression_level: i32,
-    /// Authenticated encryption for the repository.
+    /// Authenticated encryption for the repository (`none`: authenticated, not encrypted).
     #[arg(long, value_enum, default_value_t = Encryption::Aes256GcmSiv)]
     pub encryption: Encryption,
     /// Average chunk size in KiB (min is half, max is eight times), 64 to 2048.
@@ -285,6 +285,10 @@ pub struct InitArgs {
 pub enum Encryption {
     Aes256GcmSiv,
     Xchacha20Poly1305,
+    /// No encryption: data is stored compressed and in the clear, every object still
+    /// authenticated (keyed ids and tags), for public data where speed matters more than
+    /// secrecy. Anyone who can read the storage reads the files.
+    None,
 }
 
 #[derive(Args, Debug)]

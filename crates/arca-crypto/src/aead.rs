@@ -1,4 +1,5 @@
-//! The two AEADs a repository may use, behind one type so callers never branch on the mode.
+//! The AEADs a repository may use, and its authenticated-only mode, behind one type so callers
+//! never branch on the mode.
 
 use crate::CryptoError;
 use aes_gcm_siv::Aes256GcmSiv;
@@ -9,11 +10,34 @@ use rand::RngCore;
 
 const TAG_LEN: usize = 16;
 
-/// An AEAD keyed with one data key. Sealed bytes are `nonce || ciphertext || tag`.
+/// The key-derivation context of the authenticated-only mode's MAC key (from the data key).
+const AUTH_ONLY_CONTEXT: &str = "arca 2026-12 authenticated-only objects v1";
+
+/// An AEAD keyed with one data key. Sealed bytes are `nonce || ciphertext || tag`; in the
+/// authenticated-only mode, `plaintext || tag`.
 #[derive(Clone)]
 pub enum Cipher {
     XChaCha(Box<XChaCha20Poly1305>),
     AesSiv(Box<Aes256GcmSiv>),
+    /// No encryption; the tag is the first 16 bytes of keyed BLAKE3 (the key derived from the
+    /// data key) over the framed AD and the plaintext.
+    AuthOnly(Box<[u8; 32]>),
+}
+
+/// The authenticated-only tag: keyed BLAKE3 of `len(ad) as u64 LE ‖ ad ‖ body`, first 16 bytes.
+fn auth_tag(key: &[u8; 32], ad: &[u8], body: &[u8]) -> [u8; TAG_LEN] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(&(ad.len() as u64).to_le_bytes());
+    h.update(ad);
+    h.update(body);
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&h.finalize().as_bytes()[..TAG_LEN]);
+    tag
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn same_tag(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Cipher {
@@ -22,6 +46,7 @@ impl Cipher {
         match mode {
             EncryptionMode::XChaCha20Poly1305 => Cipher::XChaCha(Box::new(XChaCha20Poly1305::new(key.into()))),
             EncryptionMode::Aes256GcmSiv => Cipher::AesSiv(Box::new(Aes256GcmSiv::new(key.into()))),
+            EncryptionMode::AuthenticatedOnly => Cipher::AuthOnly(Box::new(blake3::derive_key(AUTH_ONLY_CONTEXT, key))),
         }
     }
 
@@ -29,6 +54,7 @@ impl Cipher {
         match self {
             Cipher::XChaCha(_) => 24,
             Cipher::AesSiv(_) => 12,
+            Cipher::AuthOnly(_) => 0,
         }
     }
 
@@ -53,6 +79,12 @@ impl Cipher {
         let n = self.nonce_len();
         out.clear();
         out.reserve(n + len + TAG_LEN);
+        if let Cipher::AuthOnly(key) = self {
+            write(&mut out);
+            let tag = auth_tag(key, ad, &out);
+            out.extend_from_slice(&tag);
+            return out;
+        }
         out.resize(n, 0);
         rand::thread_rng().fill_bytes(&mut out[..n]);
         write(&mut out);
@@ -62,6 +94,7 @@ impl Cipher {
         let tag = match self {
             Cipher::XChaCha(c) => c.encrypt_in_place_detached((&*nonce).into(), ad, body).map(|t| t.to_vec()),
             Cipher::AesSiv(c) => c.encrypt_in_place_detached((&*nonce).into(), ad, body).map(|t| t.to_vec()),
+            Cipher::AuthOnly(key) => Ok(auth_tag(key, ad, body).to_vec()),
         };
         match tag {
             Ok(t) => out.extend_from_slice(&t),
@@ -95,10 +128,11 @@ impl Cipher {
         let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
         buf.extend_from_slice(body);
         let ok = match self {
-            Cipher::XChaCha(c) => c.decrypt_in_place_detached(nonce.into(), ad, buf, tag.into()),
-            Cipher::AesSiv(c) => c.decrypt_in_place_detached(nonce.into(), ad, buf, tag.into()),
+            Cipher::XChaCha(c) => c.decrypt_in_place_detached(nonce.into(), ad, buf, tag.into()).is_ok(),
+            Cipher::AesSiv(c) => c.decrypt_in_place_detached(nonce.into(), ad, buf, tag.into()).is_ok(),
+            Cipher::AuthOnly(key) => same_tag(&auth_tag(key, ad, buf), tag),
         };
-        if ok.is_err() {
+        if !ok {
             buf.clear();
             return Err(CryptoError::Authentication { what });
         }
@@ -115,16 +149,19 @@ mod tests {
         #[test]
         fn seal_open_round_trip(data in proptest::collection::vec(any::<u8>(), 0..2000), ad in proptest::collection::vec(any::<u8>(), 0..40), siv: bool) {
             let mode = if siv { EncryptionMode::Aes256GcmSiv } else { EncryptionMode::XChaCha20Poly1305 };
-            let c = Cipher::new(mode, &[7; 32]);
-            let s = c.seal(&data, &ad);
-            prop_assert_eq!(s.len(), data.len() + c.overhead());
-            prop_assert_eq!(c.open(&s, &ad, "t").unwrap(), data);
+            for mode in [mode, EncryptionMode::AuthenticatedOnly] {
+                let c = Cipher::new(mode, &[7; 32]);
+                let s = c.seal(&data, &ad);
+                prop_assert_eq!(s.len(), data.len() + c.overhead());
+                prop_assert_eq!(c.open(&s, &ad, "t").unwrap(), data.clone());
+            }
         }
     }
 
     #[test]
     fn tampering_and_wrong_ad_are_caught() {
-        for mode in [EncryptionMode::Aes256GcmSiv, EncryptionMode::XChaCha20Poly1305] {
+        for mode in [EncryptionMode::Aes256GcmSiv, EncryptionMode::XChaCha20Poly1305, EncryptionMode::AuthenticatedOnly]
+        {
             let c = Cipher::new(mode, &[1; 32]);
             let s = c.seal(b"hello world", b"ad");
             for i in 0..s.len() {
@@ -136,5 +173,20 @@ mod tests {
             assert!(c.open(&s[..5], b"ad", "t").is_err());
             assert!(Cipher::new(mode, &[2; 32]).open(&s, b"ad", "t").is_err());
         }
+    }
+
+    /// Authenticated-only objects hold their plaintext as it is (that is the point), and the
+    /// tag is what the docs say: a second reader can compute it.
+    #[test]
+    fn authenticated_only_stores_the_plaintext_and_a_documented_tag() {
+        let key = [3u8; 32];
+        let c = Cipher::new(EncryptionMode::AuthenticatedOnly, &key);
+        let s = c.seal(b"public data", b"arca index v1");
+        assert_eq!(&s[..11], b"public data");
+        let mac = blake3::derive_key(AUTH_ONLY_CONTEXT, &key);
+        let mut framed = (13u64).to_le_bytes().to_vec();
+        framed.extend_from_slice(b"arca index v1");
+        framed.extend_from_slice(b"public data");
+        assert_eq!(&s[11..], &blake3::keyed_hash(&mac, &framed).as_bytes()[..16]);
     }
 }

@@ -15,6 +15,11 @@ pub const CONFIG_MAGIC: &[u8; 8] = b"ARCACFG1";
 pub enum EncryptionMode {
     XChaCha20Poly1305,
     Aes256GcmSiv,
+    /// Authenticated only (`init --encryption none`): objects are stored in the clear with a
+    /// keyed BLAKE3 tag, for public data where speed matters more than secrecy. An arca that
+    /// does not know it refuses the repository as newer.
+    #[serde(rename = "none")]
+    AuthenticatedOnly,
 }
 
 /// FastCDC sizes in bytes.

@@ -101,6 +101,7 @@ pub fn run(cli: &Cli, out: &Output, d: &DebugCommand) -> Result<i32> {
             for (name, mode) in [
                 ("aes256-gcm-siv", EncryptionMode::Aes256GcmSiv),
                 ("xchacha20-poly1305", EncryptionMode::XChaCha20Poly1305),
+                ("none (authenticated only)", EncryptionMode::AuthenticatedOnly),
             ] {
                 let c = key.cipher(mode);
                 v.insert(name.into(), rate(chunk * n, || (0..n).for_each(|_| drop(c.seal(&random, b"ad")))).into());

@@ -14,6 +14,7 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
         encryption: match a.encryption {
             Encryption::Aes256GcmSiv => EncryptionMode::Aes256GcmSiv,
             Encryption::Xchacha20Poly1305 => EncryptionMode::XChaCha20Poly1305,
+            Encryption::None => EncryptionMode::AuthenticatedOnly,
         },
         chunker: ChunkerParams { min_size: avg / 2, avg_size: avg, max_size: avg.saturating_mul(8) },
         compression_level: a.compression_level,
@@ -58,6 +59,9 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
             repo.config().repo_id.short(),
             context::shown(&loc)
         ));
+    }
+    if opts.encryption == EncryptionMode::AuthenticatedOnly {
+        out.warn("this repository is not encrypted (--encryption none): anyone who can read its storage reads the files; changes are still detected");
     }
     Ok(crate::exit::OK)
 }
