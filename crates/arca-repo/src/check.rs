@@ -433,7 +433,7 @@ fn read_pack(
 fn history(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
     let present: HashSet<Id> =
         repo.storage().list(ObjectKind::Snapshot)?.into_iter().filter_map(|(n, _)| Id::from_hex(&n)).collect();
-    let audit = crate::history::audit(repo, &present)?;
+    let audit = crate::history::audit(repo, &present, crate::history::Source::Storage)?;
     for p in &audit.problems {
         let object = match p {
             crate::history::Problem::Deleted { snapshot, .. }

@@ -152,7 +152,7 @@ pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Opt
     // directory), from the newest statement of this signer the storage shows.
     let last = match signer.remembered(repo) {
         Some(l) => Some(l),
-        None => newest_of(repo.storage(), &repo.config().repo_id, &public)?,
+        None => newest_of(repo.storage(), repo.cache_dir(), &repo.config().repo_id, &public)?,
     };
     let cert = SignerCertificate {
         signer: ByteBuf::from(public.to_vec()),
@@ -200,15 +200,25 @@ impl Verified {
     }
 }
 
-/// Read and verify one statement: its name is the BLAKE3 of its bytes and its signature is
-/// its signer's. Needs no key: an auditor does the same.
-pub fn read_statement(storage: &dyn Storage, name: &str) -> Result<Verified, String> {
-    let bytes = storage.get(ObjectKind::History, name).map_err(|e| e.to_string())?;
-    let id = Id::of_bytes(&bytes);
+/// The largest statement a reader accepts: a forget of 100,000 snapshots is 3.2 MB, and a
+/// planted object of gigabytes must not be read into memory.
+pub const MAX_STATEMENT_BYTES: u64 = 16 << 20;
+
+/// Verify the stored bytes of statement `name`: its name is the BLAKE3 of its bytes and its
+/// signature is its signer's. Needs no key: an auditor does the same.
+pub fn verify_statement(name: &str, bytes: &[u8]) -> Result<Verified, String> {
+    let id = Id::of_bytes(bytes);
     if id.to_hex() != name {
         return Err("contents do not match the object name".into());
     }
-    let st: Statement = decode("history statement", &bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_STATEMENT_BYTES {
+        return Err(format!(
+            "{} bytes, beyond the {} MiB a statement may have",
+            bytes.len(),
+            MAX_STATEMENT_BYTES >> 20
+        ));
+    }
+    let st: Statement = decode("history statement", bytes).map_err(|e| e.to_string())?;
     let body: StatementBody = decode("history statement", &st.body).map_err(|e| e.to_string())?;
     let public: PublicKey = body.signer.as_slice().try_into().map_err(|_| "the signer is not a 32-byte key")?;
     if !verify(&public, STATEMENT_DOMAIN, &st.body, &st.sig) {
@@ -221,12 +231,45 @@ pub fn read_statement(storage: &dyn Storage, name: &str) -> Result<Verified, Str
 pub type Unverified = Vec<(String, String)>;
 
 /// Every statement in the storage: the verified ones, and the names of the others with why.
-pub fn read_all(storage: &dyn Storage) -> RepoResult<(Vec<Verified>, Unverified)> {
+/// Statements are immutable, so with a `cache` directory each is fetched once and then read
+/// from `cache/history/` (and verified again: a damaged or altered cached copy is fetched
+/// anew, never trusted).
+pub fn read_all(storage: &dyn Storage, cache: Option<&Path>) -> RepoResult<(Vec<Verified>, Unverified)> {
+    let dir = cache.map(|c| c.join("history"));
+    if let Some(d) = &dir {
+        let _ = std::fs::create_dir_all(d);
+    }
     let mut good = vec![];
     let mut bad = vec![];
-    for (name, _) in storage.list(ObjectKind::History)? {
-        match read_statement(storage, &name) {
-            Ok(v) => good.push(v),
+    for (name, size) in storage.list(ObjectKind::History)? {
+        if size > MAX_STATEMENT_BYTES {
+            bad.push((
+                name,
+                format!("{size} bytes, beyond the {} MiB a statement may have", MAX_STATEMENT_BYTES >> 20),
+            ));
+            continue;
+        }
+        let cached =
+            dir.as_ref().and_then(|d| std::fs::read(d.join(&name)).ok()).and_then(|b| verify_statement(&name, &b).ok());
+        if let Some(v) = cached {
+            good.push(v);
+            continue;
+        }
+        let bytes = match storage.get(ObjectKind::History, &name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue, // removed since the listing
+            Err(e) => return Err(e.into()),
+        };
+        match verify_statement(&name, &bytes) {
+            Ok(v) => {
+                if let Some(d) = &dir {
+                    let tmp = d.join(format!("{name}.tmp-{}", std::process::id()));
+                    if std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, d.join(&name))).is_err() {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                }
+                good.push(v);
+            }
             Err(e) => bad.push((name, e)),
         }
     }
@@ -234,8 +277,13 @@ pub fn read_all(storage: &dyn Storage) -> RepoResult<(Vec<Verified>, Unverified)
 }
 
 /// The newest statement of `signer` in repository `repo_id`, as the storage shows it.
-fn newest_of(storage: &dyn Storage, repo_id: &Id, signer: &PublicKey) -> RepoResult<Option<(u64, Id)>> {
-    let (all, _) = read_all(storage)?;
+fn newest_of(
+    storage: &dyn Storage,
+    cache: Option<&Path>,
+    repo_id: &Id,
+    signer: &PublicKey,
+) -> RepoResult<Option<(u64, Id)>> {
+    let (all, _) = read_all(storage, cache)?;
     Ok(all
         .into_iter()
         .filter(|v| v.body.repo == *repo_id && v.signer() == signer.as_slice())
@@ -302,8 +350,7 @@ impl std::fmt::Display for Problem {
             ),
             Problem::Rollback { signer, remembered_seq, remembered, newest_seq } => write!(
                 f,
-                "the repository was rolled back: this host ({signer}) last wrote statement {} (number {remembered_seq}), but the newest of its statements the storage shows is number {newest_seq}",
-                remembered.short()
+                "the repository was rolled back: this host ({signer}) last wrote statement {remembered} (number {remembered_seq}), but the storage does not show it, and the newest of its statements there is number {newest_seq}"
             ),
         }
     }
@@ -322,10 +369,21 @@ pub struct Audit {
     pub problems: Vec<Problem>,
 }
 
+/// Where [`audit`] reads statements from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The storage, every statement (what `check` must verify).
+    Storage,
+    /// Copies kept in the local cache where there are (a listing's view; the storage still
+    /// says which statements exist).
+    Cached,
+}
+
 /// Compare the history with the snapshots `present` in the storage.
-pub fn audit(repo: &Repository, present: &HashSet<Id>) -> RepoResult<Audit> {
+pub fn audit(repo: &Repository, present: &HashSet<Id>, source: Source) -> RepoResult<Audit> {
     let repo_id = repo.config().repo_id;
-    let (all, bad) = read_all(repo.storage())?;
+    let cache = if source == Source::Cached { repo.cache_dir() } else { None };
+    let (all, bad) = read_all(repo.storage(), cache)?;
     let mut out = Audit::default();
     for (statement, detail) in bad {
         out.problems.push(Problem::BadStatement { statement, detail });

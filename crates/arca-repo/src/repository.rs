@@ -264,6 +264,11 @@ impl Repository {
         self.cache_dir = Some(dir);
     }
 
+    /// The local cache directory, if the session has one.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
     /// Sign the changes this session makes to `snapshots/` (docs/FORMAT.md, "History").
     pub fn set_signer(&mut self, signer: Arc<crate::history::Signer>) {
         self.signer = Some(signer);

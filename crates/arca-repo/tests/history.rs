@@ -4,7 +4,7 @@
 
 use arca_crypto::sign::Identity;
 use arca_format::{encode, Id, KdfParams, Snapshot, SnapshotKind, Statement, StatementBody};
-use arca_repo::history::{audit, record, Audit, Problem, Signer};
+use arca_repo::history::{audit, record, Audit, Problem, Signer, Source};
 use arca_repo::keys::Origin;
 use arca_repo::snapshots::{self, SnapshotEntry};
 use arca_repo::{InitOptions, Repository};
@@ -42,7 +42,7 @@ fn present(s: &dyn Storage) -> HashSet<Id> {
 }
 
 fn audit_of(r: &Repository) -> Audit {
-    audit(r, &present(r.storage())).unwrap()
+    audit(r, &present(r.storage()), Source::Storage).unwrap()
 }
 
 fn statements(s: &dyn Storage) -> Vec<String> {
@@ -253,4 +253,55 @@ fn snapshots_written_without_a_signer_are_unsigned_not_errors() {
     let h = audit_of(&open_as(&s, state.path(), "web01"));
     assert!(h.problems.is_empty(), "{:?}", h.problems);
     assert_eq!(h.unsigned, vec![a]);
+}
+
+#[test]
+fn a_planted_giant_statement_is_refused_unread() {
+    let s = init();
+    let state = tempfile::tempdir().unwrap();
+    let r = open_as(&s, state.path(), "web01");
+    snapshots::save(&r, &snapshot(1)).unwrap();
+    let giant = vec![0u8; (arca_repo::history::MAX_STATEMENT_BYTES + 1) as usize];
+    let name = Id::of_bytes(&giant).to_hex();
+    s.put(ObjectKind::History, &name, &giant).unwrap();
+    let h = audit_of(&r);
+    assert!(
+        matches!(&h.problems[..], [Problem::BadStatement { statement, detail }] if *statement == name && detail.contains("beyond")),
+        "{:?}",
+        h.problems
+    );
+}
+
+/// Listings read statements through the local cache; what the storage lists still decides
+/// which exist, and a cached copy that was altered is fetched again, never trusted.
+#[test]
+fn cached_statements_neither_hide_a_deletion_nor_trust_an_altered_copy() {
+    let s = init();
+    let state = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut r = open_as(&s, state.path(), "web01");
+    r.set_cache_dir(cache.path().to_path_buf());
+    snapshots::save(&r, &snapshot(1)).unwrap();
+    let b = snapshots::save(&r, &snapshot(2)).unwrap();
+    let cached = |r: &Repository| audit(r, &present(r.storage()), Source::Cached).unwrap();
+    assert!(cached(&r).problems.is_empty());
+    let names = statements(&*s);
+    assert_eq!(std::fs::read_dir(cache.path().join("history")).unwrap().count(), names.len());
+    for n in &names {
+        let f = cache.path().join("history").join(n);
+        let mut bytes = std::fs::read(&f).unwrap();
+        bytes[10] ^= 1;
+        std::fs::write(&f, bytes).unwrap();
+    }
+    let h = cached(&r);
+    assert!(h.problems.is_empty() && h.signed.len() == 2, "{:?}", h.problems);
+    // The storage deletes the newest statement and its snapshot: the cached copy does not
+    // stand in for it.
+    let newest = names.iter().find(|n| {
+        let v = arca_repo::history::verify_statement(n, &s.get(ObjectKind::History, n).unwrap()).unwrap();
+        v.body.added == vec![b]
+    });
+    s.delete(ObjectKind::History, newest.unwrap()).unwrap();
+    s.delete(ObjectKind::Snapshot, &b.to_hex()).unwrap();
+    assert!(matches!(&cached(&r).problems[..], [Problem::Rollback { .. }]), "{:?}", cached(&r).problems);
 }

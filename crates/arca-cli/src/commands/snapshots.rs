@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, out: &Output, a: &SnapshotsArgs) -> Result<i32> {
     let all = super::all_snapshots(&repo, out)?;
     let signers: Signers = if a.signers {
         let present = all.iter().map(|e| e.id).collect();
-        let audit = arca_repo::history::audit(&repo, &present)?;
+        let audit = arca_repo::history::audit(&repo, &present, arca_repo::history::Source::Cached)?;
         if !audit.problems.is_empty() {
             out.warn(format!("the signed history has {} problems (`arca check` lists them)", audit.problems.len()));
         }

@@ -23,7 +23,8 @@ pub fn run(cli: &Cli, out: &Output, a: &VerifySignatureArgs) -> Result<i32> {
         .get(ObjectKind::Config, "config")
         .with_context(|| format!("no repository at {}", context::shown(&loc)))?;
     let repo_id = ConfigFile::from_bytes(&config).map_err(|e| anyhow::anyhow!("config: {e}"))?.repo_id;
-    let (statements, _) = read_all(&*storage)?;
+    let cache = (!cli.no_cache).then(|| context::cache_root(cli).join(repo_id.to_hex()));
+    let (statements, _) = read_all(&*storage, cache.as_deref())?;
     let mine: Vec<&Verified> =
         statements.iter().filter(|v| v.signer() == public.as_slice() && v.body.repo == repo_id).collect();
     // The snapshot: among those present, or among those this signer recorded.
