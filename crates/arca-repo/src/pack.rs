@@ -2,7 +2,7 @@
 
 use crate::repository::object_ad;
 use crate::{RepoError, RepoResult, Repository};
-use arca_format::pack::{PackTrailer, PACK_TRAILER_LEN};
+use arca_format::pack::{PackTrailer, MASTER_DATA_KEY, PACK_TRAILER_LEN};
 use arca_format::{decode, Id, PackHeader, PackHeaderEntry};
 use arca_storage::ObjectKind;
 
@@ -12,13 +12,28 @@ pub fn header_from_bytes(repo: &Repository, id: &Id, bytes: &[u8]) -> RepoResult
     if bytes.len() < PACK_TRAILER_LEN {
         return Err(RepoError::corrupt(what(), format!("only {} bytes long", bytes.len())));
     }
-    let trailer = PackTrailer::from_bytes(&bytes[bytes.len() - PACK_TRAILER_LEN..])
-        .ok_or_else(|| RepoError::corrupt(what(), "no pack trailer (truncated or overwritten)"))?;
+    let trailer = trailer_of(&bytes[bytes.len() - PACK_TRAILER_LEN..], id)?;
     let end = bytes.len() - PACK_TRAILER_LEN;
     let start = end
         .checked_sub(trailer.header_length as usize)
         .ok_or_else(|| RepoError::corrupt(what(), "header length exceeds the pack"))?;
     parse_header(repo, id, &bytes[start..end], start as u64)
+}
+
+/// Parse a pack's trailer. Format version 1 seals every pack with the master data key (key
+/// number 0); another number is a pack this version cannot open (a newer arca's, or damage to
+/// the unauthenticated trailer), said so rather than failing as a wrong key.
+fn trailer_of(bytes: &[u8], id: &Id) -> RepoResult<PackTrailer> {
+    let what = || format!("pack {id}");
+    let t = PackTrailer::from_bytes(bytes)
+        .ok_or_else(|| RepoError::corrupt(what(), "no pack trailer (truncated or overwritten)"))?;
+    if t.data_key != MASTER_DATA_KEY {
+        return Err(RepoError::corrupt(
+            what(),
+            format!("its trailer names data key {}, which format version 1 does not have (written by a newer arca, or the trailer is damaged)", t.data_key),
+        ));
+    }
+    Ok(t)
 }
 
 /// Read just the trailer and header of a stored pack of `size` bytes.
@@ -30,8 +45,7 @@ pub fn read_header(repo: &Repository, id: &Id, size: u64) -> RepoResult<Vec<Pack
     }
     let t =
         repo.storage().get_range(ObjectKind::Pack, &name, size - PACK_TRAILER_LEN as u64, PACK_TRAILER_LEN as u64)?;
-    let trailer = PackTrailer::from_bytes(&t)
-        .ok_or_else(|| RepoError::corrupt(what(), "no pack trailer (truncated or overwritten)"))?;
+    let trailer = trailer_of(&t, id)?;
     let end = size - PACK_TRAILER_LEN as u64;
     let start = end
         .checked_sub(trailer.header_length as u64)
@@ -53,4 +67,19 @@ fn parse_header(repo: &Repository, id: &Id, sealed: &[u8], header_start: u64) ->
         }
     }
     Ok(h.blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trailer_naming_another_data_key_is_refused_by_name() {
+        let id = Id([7; 32]);
+        let ok = PackTrailer { data_key: MASTER_DATA_KEY, header_length: 40 }.to_bytes();
+        assert_eq!(trailer_of(&ok, &id).unwrap().header_length, 40);
+        let other = PackTrailer { data_key: 3, header_length: 40 }.to_bytes();
+        let err = trailer_of(&other, &id).unwrap_err().to_string();
+        assert!(err.contains(&format!("pack {id}")) && err.contains("data key 3"), "{err}");
+    }
 }
