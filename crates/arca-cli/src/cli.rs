@@ -795,6 +795,11 @@ pub struct VerifySignatureArgs {
     /// A file holding the signer's public key line (`arca key signer -o FILE` writes it).
     #[arg(long, value_name = "FILE")]
     pub pubkey: PathBuf,
+    /// The repository id the statement must name (`arca --json init` and `cat config` show
+    /// it). Without it, the id comes from the config's unauthenticated envelope, so a storage
+    /// could pass off another repository the same host signs into.
+    #[arg(long, value_name = "ID")]
+    pub repo_id: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -391,7 +391,9 @@ fn signed_history_names_deleted_resurrected_and_swapped_snapshots() {
     assert!(line(&ids[0], "removed by") && line(&ids[0], "present"), "resurrected: {err}");
     assert!(line(&ids[1], "deleted outside arca"), "deleted: {err}");
     assert!(line(&ids[2], "another object's bytes") && line(&ids[3], "another object's bytes"), "swapped: {err}");
-    // The auditor sees the swap and the deletion too.
+    // The auditor sees the swap, the deletion and the removal too.
+    let o = audit(&ids[0]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("removed it"), "{o:?}");
     for id in [&ids[1], &ids[2]] {
         let o = audit(id);
         assert!(!o.status.success(), "{id}");

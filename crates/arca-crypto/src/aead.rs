@@ -19,12 +19,14 @@ const AUTH_ONLY_CONTEXT: &str = "arca 2026-12 authenticated-only objects v1";
 pub enum Cipher {
     XChaCha(Box<XChaCha20Poly1305>),
     AesSiv(Box<Aes256GcmSiv>),
-    /// No encryption; the tag is the first 16 bytes of keyed BLAKE3 (the key derived from the
-    /// data key) over the framed AD and the plaintext.
+    /// No encryption: `nonce (16) || plaintext || tag`, the tag the first 16 bytes of keyed
+    /// BLAKE3 (the key derived from the data key) over the framed AD, the nonce and the
+    /// plaintext.
     AuthOnly(Box<[u8; 32]>),
 }
 
-/// The authenticated-only tag: keyed BLAKE3 of `len(ad) as u64 LE ‖ ad ‖ body`, first 16 bytes.
+/// The authenticated-only tag: keyed BLAKE3 of `len(ad) as u64 LE ‖ ad ‖ nonce ‖ plaintext`,
+/// first 16 bytes.
 fn auth_tag(key: &[u8; 32], ad: &[u8], body: &[u8]) -> [u8; TAG_LEN] {
     let mut h = blake3::Hasher::new_keyed(key);
     h.update(&(ad.len() as u64).to_le_bytes());
@@ -54,7 +56,9 @@ impl Cipher {
         match self {
             Cipher::XChaCha(_) => 24,
             Cipher::AesSiv(_) => 12,
-            Cipher::AuthOnly(_) => 0,
+            // Not for secrecy: so that equal plaintexts give different objects (a snapshot
+            // forgotten and copied back is a new object, as with the AEADs).
+            Cipher::AuthOnly(_) => 16,
         }
     }
 
@@ -80,6 +84,8 @@ impl Cipher {
         out.clear();
         out.reserve(n + len + TAG_LEN);
         if let Cipher::AuthOnly(key) = self {
+            out.resize(n, 0);
+            rand::thread_rng().fill_bytes(&mut out[..n]);
             write(&mut out);
             let tag = auth_tag(key, ad, &out);
             out.extend_from_slice(&tag);
@@ -130,7 +136,7 @@ impl Cipher {
         let ok = match self {
             Cipher::XChaCha(c) => c.decrypt_in_place_detached(nonce.into(), ad, buf, tag.into()).is_ok(),
             Cipher::AesSiv(c) => c.decrypt_in_place_detached(nonce.into(), ad, buf, tag.into()).is_ok(),
-            Cipher::AuthOnly(key) => same_tag(&auth_tag(key, ad, buf), tag),
+            Cipher::AuthOnly(key) => same_tag(&auth_tag(key, ad, &sealed[..sealed.len() - TAG_LEN]), tag),
         };
         if !ok {
             buf.clear();
@@ -182,11 +188,13 @@ mod tests {
         let key = [3u8; 32];
         let c = Cipher::new(EncryptionMode::AuthenticatedOnly, &key);
         let s = c.seal(b"public data", b"arca index v1");
-        assert_eq!(&s[..11], b"public data");
+        assert_eq!(s.len(), 16 + 11 + 16);
+        assert_eq!(&s[16..27], b"public data");
+        assert_ne!(c.seal(b"public data", b"arca index v1"), s, "equal plaintexts, different objects");
         let mac = blake3::derive_key(AUTH_ONLY_CONTEXT, &key);
         let mut framed = (13u64).to_le_bytes().to_vec();
         framed.extend_from_slice(b"arca index v1");
-        framed.extend_from_slice(b"public data");
-        assert_eq!(&s[11..], &blake3::keyed_hash(&mac, &framed).as_bytes()[..16]);
+        framed.extend_from_slice(&s[..27]);
+        assert_eq!(&s[27..], &blake3::keyed_hash(&mac, &framed).as_bytes()[..16]);
     }
 }

@@ -121,7 +121,7 @@ impl Node {
     /// Why `self` cannot be restored as another name of `first` (the group's first member), if
     /// it cannot: a crafted tree could join a file with a symlink or a device under one
     /// (device, inode) pair and make a restore link a "file" to a disk. A backup gives every
-    /// member the same kind, size and contents.
+    /// member the same kind.
     pub fn link_mismatch(&self, first: &Node) -> Option<String> {
         if self.kind != first.kind {
             return Some(format!(
@@ -130,11 +130,9 @@ impl Node {
                 self.kind.describe()
             ));
         }
-        if self.size != first.size || self.content != first.content || self.holes != first.holes {
-            return Some(
-                "its hardlink group's members differ in contents (a crafted or damaged tree); not restored".into(),
-            );
-        }
+        // Members that differ in contents are linked anyway, to the first: a file written to
+        // while a backup read its names can leave them different, and a link to the first
+        // member's contents harms nothing.
         None
     }
 
@@ -154,9 +152,11 @@ impl Node {
             let Some(hole_end) = start.checked_add(len) else {
                 return Err(format!("a hole at {start} of {len} bytes overflows"));
             };
-            if start < end || len == 0 || hole_end > self.size {
+            // A hole may reach past `size`: an older arca wrote that for a file that shrank while
+            // it was read, and the restorer's arithmetic is safe with it (the size is set last).
+            if start < end || len == 0 || start > self.size {
                 return Err(format!(
-                    "its sparse map is not ascending, overlaps or lies outside its {} bytes (hole at {start}, {len} bytes)",
+                    "its sparse map is not ascending, overlaps or starts outside its {} bytes (hole at {start}, {len} bytes)",
                     self.size
                 ));
             }

@@ -90,12 +90,17 @@ impl Signer {
 
     /// The last statement this signer remembers writing to `repo`.
     pub fn remembered(&self, repo: &Repository) -> Option<(u64, Id)> {
-        let text = std::fs::read_to_string(self.memory_file(repo, "last")?).ok()?;
-        let mut words = text.split_whitespace();
-        let seq = words.next()?.parse().ok()?;
-        let id = Id::from_hex(words.next()?)?;
-        Some((seq, id))
+        read_memory(&self.memory_file(repo, "last")?)
     }
+}
+
+/// A memory file: `<seq> <statement id>`.
+fn read_memory(path: &Path) -> Option<(u64, Id)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut words = text.split_whitespace();
+    let seq = words.next()?.parse().ok()?;
+    let id = Id::from_hex(words.next()?)?;
+    Some((seq, id))
 }
 
 fn read_identity(path: &Path) -> std::io::Result<Identity> {
@@ -135,6 +140,17 @@ fn cert_ad(repo_id: &Id) -> Vec<u8> {
     [object_ad(ObjectKind::History), &repo_id.0[..]].concat()
 }
 
+/// Refuse to remove snapshots unrecorded from a repository that keeps a signed history: every
+/// later check would report them as deleted by the storage.
+pub fn require_signer(repo: &Repository, action: &'static str) -> RepoResult<()> {
+    if repo.signer().is_none() && !repo.storage().list(ObjectKind::History)?.is_empty() {
+        return Err(RepoError::Signing(format!(
+            "{action} needs this host's signing identity: the repository keeps a signed history, and a removal it does not record would show as tampering in every check (see the warning above about the identity)"
+        )));
+    }
+    Ok(())
+}
+
 /// Record that `added` snapshots were stored and `removed` ones are being deleted, signed by
 /// the repository's signer; nothing without one. Returns the statement's id.
 pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Option<Id>> {
@@ -150,10 +166,20 @@ pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Opt
     let public = signer.public();
     // Continue from what this host remembers; without a memory (a new machine, a lost state
     // directory), from the newest statement of this signer the storage shows.
-    let last = match signer.remembered(repo) {
+    let mut last = match signer.remembered(repo) {
         Some(l) => Some(l),
         None => newest_of(repo.storage(), repo.cache_dir(), &repo.config().repo_id, &public)?,
     };
+    // A statement uploaded by a run that died (or lost its connection) before it could
+    // remember it: if the storage has it, the chain continues from it rather than forking.
+    let pending = signer.memory_file(repo, "pending");
+    if let Some(p) = &pending {
+        if let Some((seq, id)) = read_memory(p) {
+            if last.is_none_or(|(l, _)| seq > l) && repo.storage().exists(ObjectKind::History, &id.to_hex())? {
+                last = Some((seq, id));
+            }
+        }
+    }
     let cert = SignerCertificate {
         signer: ByteBuf::from(public.to_vec()),
         hostname: signer.origin.hostname.clone(),
@@ -177,12 +203,21 @@ pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Opt
     let st = Statement { body: ByteBuf::from(body_bytes), sig: ByteBuf::from(sig.to_vec()) };
     let bytes = encode("history statement", &st)?;
     let id = Id::of_bytes(&bytes);
+    let remember = |path: &Path| {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{} {}\n", body.seq, id.to_hex()))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| io(&format!("cannot remember the last statement in {}", path.display()), e))
+    };
+    if let Some(p) = &pending {
+        remember(p)?;
+    }
     repo.storage().put(ObjectKind::History, &id.to_hex(), &bytes)?;
     if let Some(path) = signer.memory_file(repo, "last") {
-        let tmp = path.with_extension("last.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", body.seq, id.to_hex()))
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| io(&format!("cannot remember the last statement in {}", path.display()), e))?;
+        remember(&path)?;
+    }
+    if let Some(p) = &pending {
+        let _ = std::fs::remove_file(p);
     }
     Ok(Some(id))
 }
@@ -242,6 +277,11 @@ pub fn read_all(storage: &dyn Storage, cache: Option<&Path>) -> RepoResult<(Vec<
     let mut good = vec![];
     let mut bad = vec![];
     for (name, size) in storage.list(ObjectKind::History)? {
+        // The name comes from the storage and becomes a path in the cache: only ids pass.
+        if Id::from_hex(&name).is_none() {
+            bad.push((name, "the name is not an id".into()));
+            continue;
+        }
         if size > MAX_STATEMENT_BYTES {
             bad.push((
                 name,
@@ -383,6 +423,9 @@ pub enum Source {
 pub fn audit(repo: &Repository, present: &HashSet<Id>, source: Source) -> RepoResult<Audit> {
     let repo_id = repo.config().repo_id;
     let cache = if source == Source::Cached { repo.cache_dir() } else { None };
+    // Read before the statements are listed: a backup of this host running meanwhile then
+    // adds a statement the listing may show, never one this memory names but it does not.
+    let remembered = repo.signer().and_then(|s| s.remembered(repo).map(|r| (s.public().to_vec(), r)));
     let (all, bad) = read_all(repo.storage(), cache)?;
     let mut out = Audit::default();
     for (statement, detail) in bad {
@@ -437,6 +480,12 @@ pub fn audit(repo: &Repository, present: &HashSet<Id>, source: Source) -> RepoRe
                 });
             }
             for v in at {
+                if v.body.prev.is_none() && *seq > 1 {
+                    out.problems.push(Problem::BadStatement {
+                        statement: v.id.to_hex(),
+                        detail: format!("it is number {seq} of its chain but names no predecessor"),
+                    });
+                }
                 if let (Some(prev), true) = (v.body.prev, *seq > 1) {
                     let found = chain.get(&(seq - 1)).is_some_and(|p| p.iter().any(|p| p.id == prev));
                     if !found {
@@ -451,9 +500,8 @@ pub fn audit(repo: &Repository, present: &HashSet<Id>, source: Source) -> RepoRe
             }
         }
     }
-    if let Some(signer) = repo.signer() {
-        let me = signer.public().to_vec();
-        if let Some((remembered_seq, remembered)) = signer.remembered(repo) {
+    if let Some((me, (remembered_seq, remembered))) = remembered {
+        {
             let newest_seq = chains.get(&me).and_then(|c| c.keys().next_back().copied()).unwrap_or(0);
             let there = chains
                 .get(&me)
@@ -476,8 +524,13 @@ pub fn audit(repo: &Repository, present: &HashSet<Id>, source: Source) -> RepoRe
         }
     }
     let certs: HashMap<Id, &SignerCertificate> = valid.iter().map(|(v, c)| (v.id, c)).collect();
+    // The snapshot listing was made before the statements were read: a forget running
+    // meanwhile may have deleted what its statement removes, a backup added what its
+    // statement records. What still exists now decides.
+    let still = |s: &Id| repo.storage().exists(ObjectKind::Snapshot, &s.to_hex());
     for s in present {
         match (added.get(s), removed.get(s)) {
+            (_, Some(_)) if !still(s)? => {}
             (_, Some(r)) => out.problems.push(Problem::Resurrected {
                 snapshot: *s,
                 by: name(r.signer()),
@@ -504,6 +557,9 @@ pub fn audit(repo: &Repository, present: &HashSet<Id>, source: Source) -> RepoRe
     let mut gone: Vec<_> = added.iter().filter(|(s, _)| !present.contains(s) && !removed.contains_key(s)).collect();
     gone.sort_by_key(|(s, _)| **s);
     for (s, a) in gone {
+        if still(s)? {
+            continue;
+        }
         out.problems.push(Problem::Deleted {
             snapshot: *s,
             by: name(a.signer()),

@@ -41,6 +41,7 @@ pub fn delete(repo: &Repository, ids: &[Id]) -> RepoResult<()> {
     if !repo.storage().capabilities().delete {
         return Err(RepoError::DeleteNotAllowed { action: "removing snapshots" });
     }
+    crate::history::require_signer(repo, "removing snapshots")?;
     crate::history::record(repo, &[], ids)?;
     for id in ids {
         repo.storage().delete(ObjectKind::Snapshot, &id.to_hex())?;
@@ -59,6 +60,7 @@ pub fn replace(repo: &Repository, old: &SnapshotEntry, mut new: Snapshot) -> Rep
     if new == old.snapshot {
         return Ok(old.id);
     }
+    crate::history::require_signer(repo, "replacing a snapshot")?;
     if !new.previous_ids.contains(&old.id) {
         new.previous_ids.push(old.id);
     }

@@ -305,3 +305,51 @@ fn cached_statements_neither_hide_a_deletion_nor_trust_an_altered_copy() {
     s.delete(ObjectKind::Snapshot, &b.to_hex()).unwrap();
     assert!(matches!(&cached(&r).problems[..], [Problem::Rollback { .. }]), "{:?}", cached(&r).problems);
 }
+
+/// A run that uploaded its statement but died before remembering it leaves a pending note;
+/// the next run continues the chain from that statement instead of forking it.
+#[test]
+fn a_statement_uploaded_by_a_run_that_died_is_continued_not_forked() {
+    let s = init();
+    let state = tempfile::tempdir().unwrap();
+    let r = open_as(&s, state.path(), "web01");
+    snapshots::save(&r, &snapshot(1)).unwrap();
+    let last = state.path().join(format!("{}.last", r.config().repo_id.to_hex()));
+    let before = std::fs::read(&last).unwrap();
+    snapshots::save(&r, &snapshot(2)).unwrap();
+    // The state a kill between the upload and the memory leaves behind.
+    let after = std::fs::read(&last).unwrap();
+    std::fs::write(&last, before).unwrap();
+    std::fs::write(state.path().join(format!("{}.pending", r.config().repo_id.to_hex())), after).unwrap();
+    snapshots::save(&r, &snapshot(3)).unwrap();
+    let h = audit_of(&r);
+    assert!(h.problems.is_empty(), "{:?}", h.problems);
+    assert_eq!(h.signed.values().map(|b| b.seq).max(), Some(3));
+}
+
+/// A check whose snapshot listing was taken before a concurrent forget or backup finished
+/// reports neither as tampering.
+#[test]
+fn a_forget_or_backup_running_during_a_check_is_not_tampering() {
+    let s = init();
+    let state = tempfile::tempdir().unwrap();
+    let r = open_as(&s, state.path(), "web01");
+    let a = snapshots::save(&r, &snapshot(1)).unwrap();
+    let listed = present(&*s);
+    snapshots::delete(&r, &[a]).unwrap();
+    let b = snapshots::save(&r, &snapshot(2)).unwrap();
+    let h = audit(&r, &listed, Source::Storage).unwrap();
+    assert!(h.problems.is_empty(), "{:?}", h.problems);
+    assert!(!listed.contains(&b));
+}
+
+#[test]
+fn a_session_without_a_signer_may_not_remove_snapshots_from_a_signed_history() {
+    let s = init();
+    let state = tempfile::tempdir().unwrap();
+    let a = snapshots::save(&open_as(&s, state.path(), "web01"), &snapshot(1)).unwrap();
+    let unsigned = Repository::open(s.clone(), b"pw").unwrap();
+    let err = snapshots::delete(&unsigned, &[a]).unwrap_err().to_string();
+    assert!(err.contains("signing identity"), "{err}");
+    assert!(present(&*s).contains(&a));
+}

@@ -22,7 +22,17 @@ pub fn run(cli: &Cli, out: &Output, a: &VerifySignatureArgs) -> Result<i32> {
     let config = storage
         .get(ObjectKind::Config, "config")
         .with_context(|| format!("no repository at {}", context::shown(&loc)))?;
-    let repo_id = ConfigFile::from_bytes(&config).map_err(|e| anyhow::anyhow!("config: {e}"))?.repo_id;
+    let envelope_id = ConfigFile::from_bytes(&config).map_err(|e| anyhow::anyhow!("config: {e}"))?.repo_id;
+    let repo_id = match &a.repo_id {
+        Some(given) => {
+            let id = Id::from_hex(given).with_context(|| format!("--repo-id {given:?} is not a 64-digit id"))?;
+            if id != envelope_id {
+                bail!("the repository's config names id {}, not the {} given with --repo-id", envelope_id, id);
+            }
+            id
+        }
+        None => envelope_id,
+    };
     let cache = (!cli.no_cache).then(|| context::cache_root(cli).join(repo_id.to_hex()));
     let (statements, _) = read_all(&*storage, cache.as_deref())?;
     let mine: Vec<&Verified> =
@@ -74,12 +84,13 @@ pub fn run(cli: &Cli, out: &Output, a: &VerifySignatureArgs) -> Result<i32> {
     let stored = storage.get(ObjectKind::Snapshot, &id.to_hex());
     let present = stored.is_ok();
     let intact = stored.as_ref().is_ok_and(|b| Id::of_bytes(b) == id);
-    let ok = present && intact && chain_gap.is_none();
+    let ok = present && intact && chain_gap.is_none() && removed.is_none();
     if out.json {
         out.json_doc(&serde_json::json!({
             "snapshot": id.to_hex(), "signer": hex::encode(public), "statement": adding.id.to_hex(),
             "seq": adding.body.seq, "time": adding.body.time, "present": present, "intact": intact,
             "chain_intact": chain_gap.is_none(), "removed_by_statement": removed.map(|r| r.id.to_hex()), "ok": ok,
+            "repository": repo_id.to_hex(), "repository_pinned": a.repo_id.is_some(),
         }));
     } else {
         out.line(format!(
@@ -88,6 +99,11 @@ pub fn run(cli: &Cli, out: &Output, a: &VerifySignatureArgs) -> Result<i32> {
             adding.body.time,
             adding.id.short(),
             adding.body.seq
+        ));
+        out.line(format!(
+            "repository {}{}",
+            repo_id,
+            if a.repo_id.is_some() { " (as given)" } else { " (from its config's envelope; pin it with --repo-id)" }
         ));
         out.line(match chain_gap {
             None => format!("its chain is intact from statement 1 to {}", adding.body.seq),
