@@ -238,7 +238,7 @@ pub fn open_with(
     match signer() {
         Ok(s) => repo.set_signer(s),
         Err(e) => out.warn(format!(
-            "this host's signing identity is unavailable ({e}): snapshots this command adds or removes go unrecorded in the signed history"
+            "this host's signing identity is unavailable ({e}): snapshots this command adds go unrecorded in the signed history, and it cannot remove snapshots from a repository that has one"
         )),
     }
     let retry = match &cli.retry_lock {
