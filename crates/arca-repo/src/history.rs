@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 /// This host's signing identity, and where it remembers its last statement per repository.
 pub struct Signer {
     identity: Identity,
-    /// The directory of the identity and of one `<repo id>.last` file per repository; `None`
-    /// remembers nothing (then only `check` on the storage's word finds a rollback).
-    memory: Option<PathBuf>,
+    /// The directory of the identity and of one `<repo id>.last` file per repository.
+    memory: PathBuf,
     origin: Origin,
 }
 
@@ -47,11 +46,6 @@ pub fn fingerprint(public: &[u8]) -> String {
 }
 
 impl Signer {
-    /// A signer that remembers nothing locally (for tests and one-off tools).
-    pub fn ephemeral(identity: Identity, origin: Origin) -> Signer {
-        Signer { identity, memory: None, origin }
-    }
-
     /// The identity kept in `dir/identity` (created, mode 0600, on first use), remembering
     /// its statements in `dir`.
     pub fn load_or_create(dir: &Path, origin: Origin) -> std::io::Result<Signer> {
@@ -77,20 +71,20 @@ impl Signer {
             }
             Err(e) => return Err(e),
         };
-        Ok(Signer { identity, memory: Some(dir.to_path_buf()), origin })
+        Ok(Signer { identity, memory: dir.to_path_buf(), origin })
     }
 
     pub fn public(&self) -> PublicKey {
         self.identity.public()
     }
 
-    fn memory_file(&self, repo: &Repository, ext: &str) -> Option<PathBuf> {
-        self.memory.as_ref().map(|d| d.join(format!("{}.{ext}", repo.config().repo_id.to_hex())))
+    fn memory_file(&self, repo: &Repository, ext: &str) -> PathBuf {
+        self.memory.join(format!("{}.{ext}", repo.config().repo_id.to_hex()))
     }
 
     /// The last statement this signer remembers writing to `repo`.
     pub fn remembered(&self, repo: &Repository) -> Option<(u64, Id)> {
-        read_memory(&self.memory_file(repo, "last")?)
+        read_memory(&self.memory_file(repo, "last"))
     }
 }
 
@@ -159,10 +153,8 @@ pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Opt
         return Ok(None);
     }
     let io = |what: &str, e: std::io::Error| RepoError::Signing(format!("{what}: {e}"));
-    let _lock = match signer.memory_file(repo, "lock") {
-        Some(p) => Some(FileLock::take(&p).map_err(|e| io(&format!("cannot lock {}", p.display()), e))?),
-        None => None,
-    };
+    let lock_path = signer.memory_file(repo, "lock");
+    let _lock = FileLock::take(&lock_path).map_err(|e| io(&format!("cannot lock {}", lock_path.display()), e))?;
     let public = signer.public();
     // Continue from what this host remembers; without a memory (a new machine, a lost state
     // directory), from the newest statement of this signer the storage shows.
@@ -173,11 +165,9 @@ pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Opt
     // A statement uploaded by a run that died (or lost its connection) before it could
     // remember it: if the storage has it, the chain continues from it rather than forking.
     let pending = signer.memory_file(repo, "pending");
-    if let Some(p) = &pending {
-        if let Some((seq, id)) = read_memory(p) {
-            if last.is_none_or(|(l, _)| seq > l) && repo.storage().exists(ObjectKind::History, &id.to_hex())? {
-                last = Some((seq, id));
-            }
+    if let Some((seq, id)) = read_memory(&pending) {
+        if last.is_none_or(|(l, _)| seq > l) && repo.storage().exists(ObjectKind::History, &id.to_hex())? {
+            last = Some((seq, id));
         }
     }
     let cert = SignerCertificate {
@@ -209,16 +199,10 @@ pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Opt
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| io(&format!("cannot remember the last statement in {}", path.display()), e))
     };
-    if let Some(p) = &pending {
-        remember(p)?;
-    }
+    remember(&pending)?;
     repo.storage().put(ObjectKind::History, &id.to_hex(), &bytes)?;
-    if let Some(path) = signer.memory_file(repo, "last") {
-        remember(&path)?;
-    }
-    if let Some(p) = &pending {
-        let _ = std::fs::remove_file(p);
-    }
+    remember(&signer.memory_file(repo, "last"))?;
+    let _ = std::fs::remove_file(&pending);
     Ok(Some(id))
 }
 
@@ -239,6 +223,12 @@ impl Verified {
 /// planted object of gigabytes must not be read into memory.
 pub const MAX_STATEMENT_BYTES: u64 = 16 << 20;
 
+/// Why a statement of `size` bytes is refused unread, if it is.
+fn too_large(size: u64) -> Option<String> {
+    (size > MAX_STATEMENT_BYTES)
+        .then(|| format!("{size} bytes, beyond the {} MiB a statement may have", MAX_STATEMENT_BYTES >> 20))
+}
+
 /// Verify the stored bytes of statement `name`: its name is the BLAKE3 of its bytes and its
 /// signature is its signer's. Needs no key: an auditor does the same.
 pub fn verify_statement(name: &str, bytes: &[u8]) -> Result<Verified, String> {
@@ -246,12 +236,8 @@ pub fn verify_statement(name: &str, bytes: &[u8]) -> Result<Verified, String> {
     if id.to_hex() != name {
         return Err("contents do not match the object name".into());
     }
-    if bytes.len() as u64 > MAX_STATEMENT_BYTES {
-        return Err(format!(
-            "{} bytes, beyond the {} MiB a statement may have",
-            bytes.len(),
-            MAX_STATEMENT_BYTES >> 20
-        ));
+    if let Some(why) = too_large(bytes.len() as u64) {
+        return Err(why);
     }
     let st: Statement = decode("history statement", bytes).map_err(|e| e.to_string())?;
     let body: StatementBody = decode("history statement", &st.body).map_err(|e| e.to_string())?;
@@ -282,11 +268,8 @@ pub fn read_all(storage: &dyn Storage, cache: Option<&Path>) -> RepoResult<(Vec<
             bad.push((name, "the name is not an id".into()));
             continue;
         }
-        if size > MAX_STATEMENT_BYTES {
-            bad.push((
-                name,
-                format!("{size} bytes, beyond the {} MiB a statement may have", MAX_STATEMENT_BYTES >> 20),
-            ));
+        if let Some(why) = too_large(size) {
+            bad.push((name, why));
             continue;
         }
         let cached =
@@ -334,8 +317,9 @@ fn newest_of(
 /// Who signed the statement that added a snapshot.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SignedBy {
-    /// The signer's public key, hex.
+    /// The signer's public key, hex, and its short form.
     pub signer: String,
+    pub fingerprint: String,
     pub hostname: String,
     pub username: String,
     pub statement: String,
@@ -543,6 +527,7 @@ pub fn audit(repo: &Repository, present: &HashSet<Id>, source: Source) -> RepoRe
                     *s,
                     SignedBy {
                         signer: hex::encode(a.signer()),
+                        fingerprint: fingerprint(a.signer()),
                         hostname: cert.map(|c| c.hostname.clone()).unwrap_or_default(),
                         username: cert.map(|c| c.username.clone()).unwrap_or_default(),
                         statement: a.id.to_hex(),

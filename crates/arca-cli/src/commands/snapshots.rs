@@ -115,7 +115,7 @@ fn table(out: &Output, list: &[SnapshotEntry], signers: &Signers) {
             Some(m) => {
                 let by = m.get(&e.id).map_or_else(
                     || "unsigned".to_string(),
-                    |b| format!("{}@{} {}", b.username, b.hostname, b.signer.get(..16).unwrap_or(&b.signer)),
+                    |b| format!("{}@{} {}", b.username, b.hostname, b.fingerprint),
                 );
                 format!("{by:<34}  ")
             }
