@@ -55,6 +55,7 @@ pub fn kind_from_wire(s: &str) -> Option<ObjectKind> {
         "parity" => ObjectKind::Parity,
         "received" => ObjectKind::Received,
         "history" => ObjectKind::History,
+        "keyring" => ObjectKind::Keyring,
         _ => return None,
     })
 }
@@ -209,7 +210,12 @@ impl Server {
             ObjectKind::Mark => {
                 return self.refuse("upload (marks are written by prune, which needs full access)", &path)
             }
-            ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::History => {
+            ObjectKind::Pack
+            | ObjectKind::Index
+            | ObjectKind::Snapshot
+            | ObjectKind::Key
+            | ObjectKind::History
+            | ObjectKind::Keyring => {
                 if blake3::hash(data).to_hex().as_str() != name {
                     return error(
                         ErrorKind::Refused,
@@ -225,8 +231,10 @@ impl Server {
         };
         if exists {
             let own_lock = kind == ObjectKind::Lock && self.own_locks.contains(name);
-            let same_content =
-                matches!(kind, ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key);
+            let same_content = matches!(
+                kind,
+                ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::Keyring
+            );
             if same_content {
                 // Named by their hash: the stored object is these bytes. A retried upload.
                 return Response::Done;

@@ -163,6 +163,18 @@ pub enum Command {
         after_help = "Examples:\n  arca verify-signature 3f2a9c1e --pubkey web01.pub\n  arca -r sftp://audit@nas/srv/arca verify-signature 3f2a9c1e --pubkey web01.pub --json"
     )]
     VerifySignature(VerifySignatureArgs),
+    /// Convert a format-version-1 repository to version 2, in place (classes and numbered
+    /// keys need it). Nothing is rewritten: one new key object, then the config. Afterwards
+    /// arca versions before 2 cannot open the repository.
+    ///
+    /// A kill at any point leaves a repository that opens: version 1 before the config is
+    /// replaced, version 2 after; running it again finishes.
+    #[command(after_help = "Examples:\n  arca upgrade --dry-run\n  arca upgrade")]
+    Upgrade {
+        /// Say what would change; change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
     /// Verify the repository's structure and, optionally, every byte of data.
     #[command(after_help = "Examples:\n  arca check\n  arca check --read-data-subset 5%\n  arca check --read-data")]
     Check(CheckArgs),
@@ -279,6 +291,10 @@ pub struct InitArgs {
     /// region up to that size inside a pack is repaired by `arca repair packs`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=50), value_name = "PERCENT")]
     pub parity: u32,
+    /// Repository format: 2 (classes, numbered keys, ADs that name the repository), or 1 for
+    /// a repository that arca versions before 2 must read (no classes; `arca upgrade` later).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2), value_name = "N")]
+    pub format_version: u32,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -345,6 +361,11 @@ pub struct BackupArgs {
     /// Confirm every deduplication hit byte for byte against the stored blob.
     #[arg(long)]
     pub paranoid_dedup: bool,
+    /// Write into class NAME (created on first use): its own keys, deduplicated only within
+    /// the class, so `arca key destroy-class NAME` later makes every byte of it unreadable
+    /// without rewriting anything. Parents come from the same class.
+    #[arg(long, value_name = "NAME")]
+    pub class: Option<String>,
     /// Unchanged means same size, mtime and inode (ctime is not trusted).
     #[arg(long)]
     pub ignore_ctime: bool,
@@ -774,6 +795,30 @@ pub enum KeyCommand {
         /// Also write the public key line to this file.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+    },
+    /// List the classes (`backup --class`): their content keys and snapshots.
+    #[command(after_help = "Examples:\n  arca key classes\n  arca --json key classes")]
+    Classes,
+    /// Crypto-shred a class: forget its snapshots, then delete its keys from the repository.
+    /// Its data then cannot be decrypted by anyone (any password, any old copy of the config
+    /// or of a key export), and the next prune deletes its packs.
+    ///
+    /// Needs an exclusive lock (no prune or repair running); a backup into the class that is
+    /// running fails instead of committing. Copies of the storage taken earlier (replicas,
+    /// snapshots of the disk or bucket) still hold the keys: destroy the class there too.
+    #[command(
+        name = "destroy-class",
+        after_help = "Examples:\n  arca key destroy-class hr-2019 --dry-run\n  arca key destroy-class hr-2019 --yes"
+    )]
+    DestroyClass {
+        /// The class name.
+        class: String,
+        /// Say what would be destroyed; change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Do it without asking (needed where no terminal can ask).
+        #[arg(long)]
+        yes: bool,
     },
     /// Put back a key slot (and, with --replace-config, a damaged config) from `key export`.
     #[command(

@@ -123,6 +123,16 @@ pub fn default_key_in_use(cli: &Cli, loc: &Location) -> Result<Option<String>> {
 
 /// Ask on the terminal; `confirm` asks twice. `sources` names the ways to give this password
 /// without a terminal, for the error when there is none.
+/// Ask a question on the terminal (shown on stderr) and read the answer line.
+pub fn prompt_line(question: &str) -> Result<String> {
+    use std::io::Write;
+    eprint!("{question}");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the answer")?;
+    Ok(line)
+}
+
 pub fn prompt(what: &str, confirm: bool, sources: &str) -> Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("no {what} given: set {sources} (stdin is not a terminal, so arca cannot ask)");

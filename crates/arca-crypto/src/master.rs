@@ -53,6 +53,26 @@ impl MasterKey {
         self.chunker_seed
     }
 
+    /// The same MAC key and chunker seed (so blob ids and chunk boundaries, and with them
+    /// deduplication, carry on) with a fresh data key: a repository's first content key when
+    /// it is upgraded to format version 2.
+    pub fn with_fresh_data_key(&self) -> MasterKey {
+        let mut k = self.clone();
+        rand::thread_rng().fill_bytes(&mut k.data_key);
+        k
+    }
+
+    /// The 72-byte encoding (data key ‖ MAC key ‖ seed LE), wiped when dropped: how a content
+    /// key is stored inside its sealed `keyring/` object.
+    pub fn to_secret(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(self.to_bytes().to_vec())
+    }
+
+    /// Decode [`MasterKey::to_secret`]; `None` if the length is wrong or the seed is 0.
+    pub fn from_secret(b: &[u8]) -> Option<MasterKey> {
+        MasterKey::from_bytes(b).filter(|k| k.chunker_seed != 0)
+    }
+
     fn to_bytes(&self) -> [u8; MASTER_LEN] {
         let mut out = [0u8; MASTER_LEN];
         out[..32].copy_from_slice(&self.data_key);

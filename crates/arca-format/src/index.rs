@@ -11,7 +11,15 @@ pub struct IndexPack {
     /// The pack's total stored size in bytes.
     #[serde(default)]
     pub size: u64,
+    /// The number of the content key that sealed the pack, as its trailer says (format
+    /// version 2; absent means 0, the master key).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub key: u32,
     pub blobs: Vec<PackHeaderEntry>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Alias for readability where an entry is read from an index rather than a pack.
@@ -36,7 +44,7 @@ mod tests {
         #[test]
         fn index_round_trip(packs in proptest::collection::vec((any::<[u8; 32]>(), any::<u64>(), proptest::collection::vec((any::<[u8; 32]>(), any::<u64>(), any::<u32>()), 0..5)), 0..5)) {
             let f = IndexFile { supersedes: vec![], packs: packs.into_iter().map(|(id, size, blobs)| IndexPack {
-                id: Id(id), size, blobs: blobs.into_iter().map(|(b, off, len)| PackHeaderEntry { kind: BlobKind::Data, id: Id(b), offset: off, length: len, raw_length: len }).collect() }).collect() };
+                id: Id(id), size, key: size as u32, blobs: blobs.into_iter().map(|(b, off, len)| PackHeaderEntry { kind: BlobKind::Data, id: Id(b), offset: off, length: len, raw_length: len }).collect() }).collect() };
             let bytes = crate::encode("index", &f).unwrap();
             prop_assert_eq!(crate::decode::<IndexFile>("index", &bytes).unwrap(), f);
         }

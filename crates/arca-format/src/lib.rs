@@ -1,4 +1,4 @@
-//! The arca repository format, version 1: identifiers, the structs stored in each kind of
+//! The arca repository format, versions 1 and 2: identifiers, the structs stored in each kind of
 //! object, magic numbers and versions — all in one place, with no I/O. `docs/FORMAT.md`
 //! describes the same bytes in prose.
 
@@ -7,6 +7,7 @@ pub mod config;
 pub mod history;
 pub mod id;
 pub mod index;
+pub mod keyring;
 pub mod keyslot;
 pub mod lock;
 pub mod mark;
@@ -21,6 +22,7 @@ pub use config::{ChunkerParams, Config, ConfigFile, EncryptionMode};
 pub use history::{SignerCertificate, Statement, StatementBody};
 pub use id::{BlobId, Id, PackId};
 pub use index::{IndexEntry, IndexFile, IndexPack};
+pub use keyring::{ContentKeyFile, DEFAULT_CLASS, MASTER_KEY_NUMBER};
 pub use keyslot::{KdfParams, KeySlot};
 pub use lock::LockFile;
 pub use mark::MarkFile;
@@ -29,8 +31,12 @@ pub use parity::ParityFile;
 pub use snapshot::{Snapshot, SnapshotKind, SnapshotSummary, SnapshotWarning, WarningKind};
 pub use tree::{Node, NodeKind, Tree};
 
-/// The repository format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest repository format version this code reads and writes, and the one `init`
+/// creates. Version 1 repositories are read and written as version 1 until `arca upgrade`.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The first version: one master key seals everything, ADs name only the object's kind.
+pub const FORMAT_VERSION_1: u32 = 1;
 
 /// Compression tags: the last byte of every blob's plaintext before sealing.
 pub const COMPRESSION_NONE: u8 = 0;

@@ -101,6 +101,10 @@ pub struct Snapshot {
     /// name → value text; empty for file backups.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub source: std::collections::BTreeMap<String, String>,
+    /// The class its trees and data were written in (`backup --class`, format version 2);
+    /// `None`: the default class. Its blobs can be read only while the class's keys exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
 }
 
 impl Snapshot {
@@ -132,6 +136,7 @@ impl Snapshot {
             original: None,
             previous_ids: vec![],
             source: Default::default(),
+            class: None,
         }
     }
 }
@@ -164,7 +169,7 @@ mod tests {
             let s = Snapshot { time: "2026-01-01T00:00:00Z".into(), hostname: host, username: "u".into(), paths, tags,
                 parent: Some(Id([1; 32])), tree: Id([2; 32]), kind: SnapshotKind::Files,
                 summary: SnapshotSummary { files_new: n, ..Default::default() },
-                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into(), original: Some(Id([3; 32])), previous_ids: vec![Id([4; 32])], source: [("command".to_string(), "pg_dump db".to_string())].into() };
+                warnings: vec![SnapshotWarning { path: "p".into(), message: "m".into(), kind: WarningKind::Changed }], excludes: vec![], keep_until: None, destroy_after: None, program_version: "x".into(), original: Some(Id([3; 32])), previous_ids: vec![Id([4; 32])], source: [("command".to_string(), "pg_dump db".to_string())].into(), class: Some("hr".into()) };
             let bytes = crate::encode("snapshot", &s).unwrap();
             prop_assert_eq!(crate::decode::<Snapshot>("snapshot", &bytes).unwrap(), s);
         }

@@ -126,7 +126,7 @@ pub fn backup(
     let started = Instant::now();
     let a = Archiver {
         writer,
-        chunker: writer.repository().chunker()?,
+        chunker: writer.repository().chunker_for(writer.key())?,
         opts,
         events,
         names: Mutex::new(NameCache::default()),
@@ -178,7 +178,7 @@ pub fn backup_stream(
     if clean.is_empty() || clean.contains(&b'/') || clean == b"." || clean == b".." {
         return Err(FsError::BadStreamName(name.to_string()));
     }
-    let chunker = writer.repository().chunker()?;
+    let chunker = writer.repository().chunker_for(writer.key())?;
     let mut stream = chunker.stream(reader);
     let mut blobs = vec![];
     let mut size = 0u64;

@@ -7,23 +7,26 @@ use crate::FsResult;
 use arca_chunker::Chunker;
 use arca_format::{Id, Node, NodeKind};
 use arca_repo::diff::{node_differences, Change};
+use arca_repo::keyring::ContentKey;
 use arca_repo::Repository;
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Differences from the snapshot tree `tree` (absent: empty) to directory `dir` on disk.
+/// Differences from the snapshot tree `tree` (absent: empty) to directory `dir` on disk;
+/// `key` is the snapshot's class's content key (contents are compared by blob id).
 pub fn diff_live(
     repo: &Repository,
+    key: &ContentKey,
     tree: Option<&Id>,
     dir: &Path,
     content: bool,
     excludes: &crate::Excludes,
 ) -> FsResult<Vec<Change>> {
-    let chunker = repo.chunker()?;
+    let chunker = repo.chunker_for(key)?;
     let mut out = vec![];
     let mut names = NameCache::default();
-    let ctx = Walk { repo, chunker: &chunker, content, excludes };
+    let ctx = Walk { repo, key, chunker: &chunker, content, excludes };
     ctx.walk(tree, dir, &mut names, &mut out)?;
     Ok(out)
 }
@@ -31,18 +34,19 @@ pub fn diff_live(
 /// What stays the same through one live diff.
 struct Walk<'a> {
     repo: &'a Repository,
+    key: &'a ContentKey,
     chunker: &'a Chunker,
     content: bool,
     /// Files on disk a backup would leave out are not "added".
     excludes: &'a crate::Excludes,
 }
 
-fn content_ids(repo: &Repository, chunker: &Chunker, path: &Path) -> std::io::Result<Vec<Id>> {
+fn content_ids(key: &ContentKey, chunker: &Chunker, path: &Path) -> std::io::Result<Vec<Id>> {
     let f = std::fs::File::open(path)?;
     let mut stream = chunker.stream(f);
     let mut ids = vec![];
     while let Some(c) = stream.next_chunk()? {
-        ids.push(repo.key().blob_id(c));
+        ids.push(key.blob_id(c));
     }
     Ok(ids)
 }
@@ -93,7 +97,7 @@ impl Walk<'_> {
                     now.holes = n.holes.clone();
                     let mut what = node_differences(n, &now);
                     if content && n.kind == NodeKind::File && n.holes.is_empty() {
-                        match content_ids(repo, chunker, &path) {
+                        match content_ids(self.key, chunker, &path) {
                             Ok(ids) if ids != n.content => what.insert(0, "content"),
                             Ok(_) => {}
                             Err(_) => what.insert(0, "unreadable"),

@@ -252,7 +252,8 @@ impl Shared<'_> {
             for (off, range) in pos.place(buf.len()) {
                 f.read_exact_at(&mut buf[range], off).map_err(|e| format!("verification read failed: {e}"))?;
             }
-            if self.repo.key().blob_id(&buf) != *id {
+            let key = self.repo.content_key(loc.key, || format!("blob {id}")).map_err(|e| e.to_string())?;
+            if key.blob_id(&buf) != *id {
                 return Err(format!(
                     "verification failed: restored bytes of {} differ from the snapshot",
                     target.display()

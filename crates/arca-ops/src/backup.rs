@@ -32,6 +32,9 @@ pub struct BackupRequest {
     pub paranoid_dedup: bool,
     /// Threads compressing and encrypting (default: one per core).
     pub threads: Option<usize>,
+    /// The class to write in (`backup --class`): its own keys, deduplicated only within the
+    /// class, destroyable with `key destroy-class`. Created on first use.
+    pub class: Option<String>,
 }
 
 /// What a backup did.
@@ -85,9 +88,32 @@ pub fn backup(
     let origin = Origin::current();
     let host = req.host.clone().unwrap_or(origin.hostname.clone());
     let paths = source.paths();
-    let all = readable_snapshots(repo, events)?;
+    let class = req.class.clone().filter(|c| !c.is_empty());
+    let key = match (&class, target) {
+        (None, _) => repo.default_key(),
+        (Some(c), Target::Locked(_)) => repo.create_class(c)?,
+        (Some(c), Target::DryRun) => match repo.writing_key(c) {
+            Ok(k) => k,
+            Err(RepoError::Class(..)) => {
+                arca_repo::keyring::validate_class(c).map_err(|why| RepoError::Class(c.clone(), why))?;
+                Arc::new(arca_repo::keyring::ContentKey::unsaved(c, repo.config().encryption))
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    // A parent lends its content ids and trees: it must be of the same class, or the new
+    // snapshot would name blobs sealed with another class's keys.
+    let all: Vec<_> = readable_snapshots(repo, events)?.into_iter().filter(|s| s.snapshot.class == class).collect();
     let parent = match &req.parent {
-        Some(spec) => Some(snaps::resolve(&all, spec, &Default::default())?),
+        Some(spec) => Some(snaps::resolve(&all, spec, &Default::default()).map_err(|e| match (e, &class) {
+            (RepoError::SnapshotNotFound(s), Some(c)) => RepoError::SnapshotNotFound(format!(
+                "{s} among the snapshots of class {c:?} (a parent must be of the same class)"
+            )),
+            (RepoError::SnapshotNotFound(s), None) => RepoError::SnapshotNotFound(format!(
+                "{s} among the snapshots of the default class (a parent must be of the same class)"
+            )),
+            (e, _) => e,
+        })?),
         None if !source.uses_parent() => None,
         None => find_parent(&all, &host, &paths).cloned(),
     };
@@ -98,8 +124,8 @@ pub fn backup(
         threads: req.threads.unwrap_or(WriterOptions::default().threads),
     };
     let writer = match target {
-        Target::Locked(lock) => BlobWriter::new(repo.clone(), lock, writer_opts),
-        Target::DryRun => BlobWriter::dry_run(repo.clone(), writer_opts),
+        Target::Locked(lock) => BlobWriter::with_key(repo.clone(), key.clone(), lock, writer_opts),
+        Target::DryRun => BlobWriter::dry_run(repo.clone(), Some(key.clone()), writer_opts),
     };
     let parent_tree = parent.as_ref().filter(|_| source.uses_parent()).map(|p| p.snapshot.tree);
     // A failure after this session's lock lapsed is most likely a prune having taken what
@@ -140,12 +166,14 @@ pub fn backup(
         original: None,
         previous_ids: vec![],
         source: source.metadata(),
+        class: class.clone(),
     };
     if let Target::Locked(lock) = target {
         // A lock that lapsed (suspended, stalled) may have let a prune take what this backup
         // relies on: confirm it is all still there, or commit nothing.
         lock.confirm_commit(repo, &[outcome.tree])?;
         lock.check_alive()?;
+        arca_repo::shred::confirm_class_alive(repo, &key)?;
     }
     arca_repo::failpoint::hit("backup-before-snapshot");
     // The last safe point: after it the snapshot is saved even if a signal arrives.

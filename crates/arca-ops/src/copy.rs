@@ -83,6 +83,11 @@ pub fn copy(
     let mut here: HashMap<Id, Id> = all_dst.iter().map(|e| (origin_of(&e.id, &e.snapshot), e.id)).collect();
     let todo: Vec<&SnapshotEntry> =
         selected.iter().filter(|e| !here.contains_key(&origin_of(&e.id, &e.snapshot))).collect();
+    if let Some((e, c)) = todo.iter().find_map(|e| Some((e, e.snapshot.class.as_ref()?))) {
+        // Copying would seal the class's data with the destination's default key, beyond the
+        // reach of `key destroy-class`.
+        return Err(RepoError::ClassNotCarried { class: c.clone(), snapshot: e.id.short(), action: "copy" }.into());
+    }
     if let Some(e) = todo.iter().find(|e| e.snapshot.kind == SnapshotKind::Unknown) {
         return Err(RepoError::NewerFormat { what: format!("snapshot {}", e.id.short()), action: "copy" }.into());
     }
@@ -90,7 +95,7 @@ pub fn copy(
         WriterOptions { threads: req.threads.unwrap_or(WriterOptions::default().threads), ..Default::default() };
     let writer = match target {
         Target::Locked(lock) => BlobWriter::new(dst.clone(), lock, writer_opts),
-        Target::DryRun => BlobWriter::dry_run(dst.clone(), writer_opts),
+        Target::DryRun => BlobWriter::dry_run(dst.clone(), None, writer_opts),
     };
     let mut copier = Copier {
         src,

@@ -5,7 +5,7 @@ use crate::readable_snapshots;
 use crate::{OpsError, OpsResult, Target};
 use arca_repo::snapshots::{self as snaps, Filter, SnapshotEntry};
 use arca_repo::writer::WriterOptions;
-use arca_repo::{BlobWriter, Event, Events, Repository};
+use arca_repo::{BlobWriter, Event, Events, RepoError, Repository};
 use serde::{Deserialize, Serialize};
 
 /// The snapshots named (each passing the filter), or, if none is named, all that pass it.
@@ -130,6 +130,9 @@ pub fn rewrite(
     events: &dyn Events,
 ) -> OpsResult<(usize, Vec<Rewritten>)> {
     let todo = select(repo, &req.snapshots, &req.filter, events)?;
+    if let Some((e, c)) = todo.iter().find_map(|e| Some((e, e.snapshot.class.as_ref()?))) {
+        return Err(RepoError::ClassNotCarried { class: c.clone(), snapshot: e.id.short(), action: "rewrite" }.into());
+    }
     let writer = target.lock().map(|l| BlobWriter::new(repo.clone(), l, WriterOptions::default()));
     let mut rewriter = arca_repo::rewrite::Rewriter::new(repo, writer.as_ref(), req.leave_out);
     let mut plans = vec![];

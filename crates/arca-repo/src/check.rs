@@ -123,6 +123,25 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
             });
         }
     }
+    for e in repo.keyring_problems() {
+        r.error(object_of(e), e.to_string());
+    }
+    // Packs sealed with a key the keyring lacks: a destroyed class's (shredded on purpose),
+    // or keys lost to damage; either way nothing can read them, so they are not read below.
+    let shredded: HashSet<Id> = {
+        let ring = repo.keyring();
+        repo.index().packs_with_keys().into_iter().filter(|p| ring.get(p.2).is_none()).map(|p| p.0).collect()
+    };
+    if !shredded.is_empty() {
+        let bytes: u64 = indexed.iter().filter(|p| shredded.contains(&p.0)).map(|p| p.1).sum();
+        r.notes.push(Problem {
+            object: "keyring".into(),
+            message: format!(
+                "{} packs ({bytes} bytes) are sealed with keys this repository no longer has (a destroyed class): unreadable by anyone; prune deletes them once no snapshot needs them",
+                shredded.len()
+            ),
+        });
+    }
     marks_and_locks(repo, &mut r)?;
     // Snapshots and trees.
     let (snaps, errs) = list_all(repo)?;
@@ -162,7 +181,7 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
         }
         let work: Vec<(Id, Vec<_>)> = selected
             .iter()
-            .filter(|(pid, _)| !bad_packs.contains(pid) && !swept.contains(pid))
+            .filter(|(pid, _)| !bad_packs.contains(pid) && !swept.contains(pid) && !shredded.contains(pid))
             .map(|(pid, _)| (*pid, blobs_by_pack.remove(pid).unwrap_or_default()))
             .collect();
         // Packs are read and verified in parallel; each thread keeps its own partial report.
@@ -398,7 +417,7 @@ fn read_pack(
     }
     match pack::header_from_bytes(repo, pid, &bytes) {
         Ok(header) => {
-            let in_header: HashSet<Id> = header.iter().map(|b| b.id).collect();
+            let in_header: HashSet<Id> = header.blobs.iter().map(|b| b.id).collect();
             for (id, _) in blobs {
                 if !in_header.contains(id) {
                     r.error(format!("pack {pid}"), format!("index says it holds blob {id}, its header does not"));
@@ -420,7 +439,10 @@ fn read_pack(
             bad.push(*id);
             continue;
         };
-        if let Err(e) = blob::verify(repo.key(), repo.cipher(), loc.kind, id, sealed, loc.raw_length) {
+        let verified = repo
+            .content_key(loc.key, || format!("pack {pid}"))
+            .and_then(|k| blob::verify(k.key(), k.cipher(), loc.kind, id, sealed, loc.raw_length));
+        if let Err(e) = verified {
             r.error(format!("pack {pid}"), e.to_string());
             ok = false;
             bad.push(*id);

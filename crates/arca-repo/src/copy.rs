@@ -25,7 +25,7 @@ impl BlobMap {
     /// A map for copying from `src` to `dst`, loaded from (and appended to) `path` if given.
     pub fn open(src: &Repository, dst: &Repository, path: Option<PathBuf>) -> BlobMap {
         let probe = b"arca copy key probe";
-        let identity = src.key().blob_id(probe) == dst.key().blob_id(probe);
+        let identity = src.default_key().blob_id(probe) == dst.default_key().blob_id(probe);
         let mut map = HashMap::new();
         let mut file = None;
         if let (Some(p), false) = (path, identity) {

@@ -82,6 +82,14 @@ pub enum RepoError {
         "{what}: {detail}; refused (a limit that guards readers against crafted repositories, see docs/SECURITY.md)"
     )]
     LimitExceeded { what: String, detail: String },
+    #[error("{what} is sealed with content key {number:08x}, which this repository does not have: its class was destroyed (`arca key destroy-class`), or keyring/ is damaged")]
+    Shredded { what: String, number: u32 },
+    #[error("{feature} needs repository format version 2; this repository is version {version}: run `arca upgrade` (older arca versions can then no longer open it)")]
+    NeedsUpgrade { feature: &'static str, version: u32 },
+    #[error("class {0:?}: {1}")]
+    Class(String, &'static str),
+    #[error("snapshot {snapshot} is of class {class:?}, and {action} does not carry classes yet (its data would leave the reach of `key destroy-class`): select snapshots without it")]
+    ClassNotCarried { class: String, snapshot: String, action: &'static str },
     #[error("internal error: {0} (this is a bug in arca: please report it)")]
     Internal(&'static str),
 }
@@ -168,7 +176,10 @@ impl RepoError {
             | KeySlotInUse(_)
             | LastKeySlot
             | BadChunkerParams(_)
-            | KeyDerivation(_) => ErrorKind::BadRequest,
+            | KeyDerivation(_)
+            | NeedsUpgrade { .. }
+            | Class(..)
+            | ClassNotCarried { .. } => ErrorKind::BadRequest,
             WrongPassword { .. } => ErrorKind::WrongPassword,
             Corrupt { .. }
             | BlobNotIndexed { .. }
@@ -178,7 +189,8 @@ impl RepoError {
             | UnreadableLock { .. }
             | DedupCollision(_)
             | LimitExceeded { .. }
-            | Parity(_) => ErrorKind::Damaged,
+            | Parity(_)
+            | Shredded { .. } => ErrorKind::Damaged,
             Locked { .. } => ErrorKind::Conflict,
             DeleteNotAllowed { .. } => ErrorKind::NotAllowed,
             SessionLapsed { .. } | LockLate { .. } => ErrorKind::Lapsed,

@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobLocation {
     pub pack: Id,
+    /// The number of the content key that sealed the pack (0 in format version 1).
+    pub key: u32,
     pub kind: BlobKind,
     pub offset: u64,
     pub length: u32,
@@ -29,8 +31,8 @@ struct Entry {
 /// Blob id → location, plus the known packs and their sizes.
 #[derive(Default)]
 pub struct Index {
-    /// Packs of the hash-map part.
-    packs: Vec<(Id, u64)>,
+    /// Packs of the hash-map part: id, size, content key number.
+    packs: Vec<(Id, u64, u32)>,
     pack_numbers: HashMap<Id, u32>,
     blobs: HashMap<Id, Entry>,
     /// Pack numbers (of the hash-map part) that a prune has marked: their blobs can be read
@@ -53,7 +55,7 @@ impl Index {
             Some(n) => *n,
             None => {
                 let n = self.packs.len() as u32;
-                self.packs.push((p.id, p.size));
+                self.packs.push((p.id, p.size, p.key));
                 self.pack_numbers.insert(p.id, n);
                 n
             }
@@ -128,8 +130,15 @@ impl Index {
     fn in_base(&self, id: &Id) -> Option<BlobLocation> {
         let base = self.base.as_ref()?;
         let r = base.get(id)?;
-        let (pack, _) = *base.packs.get(r.pack as usize)?;
-        Some(BlobLocation { pack, kind: r.kind, offset: r.offset as u64, length: r.length, raw_length: r.raw_length })
+        let (pack, _, key) = *base.packs.get(r.pack as usize)?;
+        Some(BlobLocation {
+            pack,
+            key,
+            kind: r.kind,
+            offset: r.offset as u64,
+            length: r.length,
+            raw_length: r.raw_length,
+        })
     }
 
     /// Where blob `id` is, if indexed.
@@ -137,6 +146,7 @@ impl Index {
         match self.blobs.get(id) {
             Some(e) => Some(BlobLocation {
                 pack: self.packs[e.pack as usize].0,
+                key: self.packs[e.pack as usize].2,
                 kind: e.kind,
                 offset: e.offset,
                 length: e.length,
@@ -163,7 +173,12 @@ impl Index {
 
     /// Every indexed pack (marked ones included) with its size.
     pub fn packs(&self) -> Vec<(Id, u64)> {
-        let mut out: Vec<(Id, u64)> = self.base.as_ref().map(|b| b.packs.clone()).unwrap_or_default();
+        self.packs_with_keys().into_iter().map(|(id, size, _)| (id, size)).collect()
+    }
+
+    /// Every indexed pack with its size and the number of the content key that sealed it.
+    pub fn packs_with_keys(&self) -> Vec<(Id, u64, u32)> {
+        let mut out: Vec<(Id, u64, u32)> = self.base.as_ref().map(|b| b.packs.clone()).unwrap_or_default();
         out.extend(self.packs.iter().copied());
         out
     }
@@ -175,6 +190,7 @@ impl Index {
                 *id,
                 BlobLocation {
                     pack: self.packs[e.pack as usize].0,
+                    key: self.packs[e.pack as usize].2,
                     kind: e.kind,
                     offset: e.offset,
                     length: e.length,
@@ -184,11 +200,12 @@ impl Index {
         });
         let from_base = self.base.iter().flat_map(|b| {
             b.iter().filter_map(move |r| {
-                let (pack, _) = *b.packs.get(r.pack as usize)?;
+                let (pack, _, key) = *b.packs.get(r.pack as usize)?;
                 Some((
                     r.id,
                     BlobLocation {
                         pack,
+                        key,
                         kind: r.kind,
                         offset: r.offset as u64,
                         length: r.length,
@@ -210,8 +227,8 @@ mod tests {
     fn first_location_wins() {
         let mut ix = Index::default();
         let e = |off| PackHeaderEntry { kind: BlobKind::Data, id: Id([1; 32]), offset: off, length: 5, raw_length: 4 };
-        ix.add_pack(&IndexPack { id: Id([9; 32]), size: 100, blobs: vec![e(0)] });
-        ix.add_pack(&IndexPack { id: Id([8; 32]), size: 100, blobs: vec![e(7)] });
+        ix.add_pack(&IndexPack { id: Id([9; 32]), size: 100, key: 0, blobs: vec![e(0)] });
+        ix.add_pack(&IndexPack { id: Id([8; 32]), size: 100, key: 0, blobs: vec![e(7)] });
         let loc = ix.get(&Id([1; 32])).unwrap();
         assert_eq!((loc.pack, loc.offset), (Id([9; 32]), 0));
         assert_eq!(ix.len(), 1);
@@ -224,13 +241,13 @@ mod tests {
         let mut ix = Index::default();
         let e =
             |b, off| PackHeaderEntry { kind: BlobKind::Data, id: Id([b; 32]), offset: off, length: 5, raw_length: 4 };
-        ix.add_pack(&IndexPack { id: Id([9; 32]), size: 100, blobs: vec![e(1, 0)] });
-        ix.add_retired_pack(&IndexPack { id: Id([8; 32]), size: 100, blobs: vec![e(1, 7), e(2, 9)] });
+        ix.add_pack(&IndexPack { id: Id([9; 32]), size: 100, key: 0, blobs: vec![e(1, 0)] });
+        ix.add_retired_pack(&IndexPack { id: Id([8; 32]), size: 100, key: 0, blobs: vec![e(1, 7), e(2, 9)] });
         assert!(ix.has_live(&Id([1; 32])), "a blob in a live pack stays live");
         assert!(!ix.has_live(&Id([2; 32])) && ix.contains(&Id([2; 32])));
         assert_eq!(ix.get(&Id([2; 32])).unwrap().pack, Id([8; 32]));
         // A new pack with the same blob takes over.
-        ix.add_pack(&IndexPack { id: Id([7; 32]), size: 100, blobs: vec![e(2, 3)] });
+        ix.add_pack(&IndexPack { id: Id([7; 32]), size: 100, key: 0, blobs: vec![e(2, 3)] });
         assert!(ix.has_live(&Id([2; 32])));
         assert_eq!(ix.get(&Id([2; 32])).unwrap().pack, Id([7; 32]));
         assert!(ix.is_retired(&Id([8; 32])) && !ix.is_retired(&Id([9; 32])));

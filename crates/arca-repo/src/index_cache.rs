@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! "ARCAIXC1" | version u32 | 0 u32 | sources u64 | packs u64 | records u64
-//! sources × 32 bytes (index object ids) | packs × (32-byte id, u64 size)
+//! sources × 32 bytes (index object ids) | packs × (32-byte id, u64 size, u32 content key number)
 //! records × 48 bytes: blob id (32) | pack number u32 (bit 31: tree) | offset u32 | length u32 | raw length u32
 //! fences × 8 bytes: the first 8 bytes (big-endian u64) of the id of every BLOCK-th record
 //! ```
@@ -28,7 +28,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"ARCAIXC1";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// Bytes per pack in the pack table.
+const PACK_ENTRY: u64 = 44;
 /// Records per fence block.
 const BLOCK: usize = 128;
 const HEADER: usize = 40;
@@ -82,8 +84,8 @@ pub struct SortedIndex {
     file: File,
     /// Index objects it was built from.
     pub sources: Vec<Id>,
-    /// Pack number → (id, size).
-    pub packs: Vec<(Id, u64)>,
+    /// Pack number → (id, size, content key number).
+    pub packs: Vec<(Id, u64, u32)>,
     fences: Vec<u64>,
     records_at: u64,
     count: usize,
@@ -114,7 +116,7 @@ impl SortedIndex {
         let (sources_n, packs_n, count) = (u64_at(&head, 16), u64_at(&head, 24), u64_at(&head, 32));
         let fences_n = count.div_ceil(BLOCK as u64);
         let size = |n: u64, each: u64| n.checked_mul(each).ok_or_else(|| bad("sizes overflow"));
-        let records_at = HEADER as u64 + size(sources_n, 32)? + size(packs_n, 40)?;
+        let records_at = HEADER as u64 + size(sources_n, 32)? + size(packs_n, PACK_ENTRY)?;
         let fences_at = records_at.checked_add(size(count, RECORD as u64)?).ok_or_else(|| bad("sizes overflow"))?;
         if fences_at.checked_add(size(fences_n, 8)?) != Some(len) {
             return Err(bad("truncated"));
@@ -128,8 +130,11 @@ impl SortedIndex {
         };
         let sources = (0..sources_n as usize).map(|i| id_at(&meta, i * 32)).collect();
         let p0 = sources_n as usize * 32;
-        let packs =
-            (0..packs_n as usize).map(|i| (id_at(&meta, p0 + i * 40), u64_at(&meta, p0 + i * 40 + 32))).collect();
+        let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+        let e = PACK_ENTRY as usize;
+        let packs = (0..packs_n as usize)
+            .map(|i| (id_at(&meta, p0 + i * e), u64_at(&meta, p0 + i * e + 32), u32_at(&meta, p0 + i * e + 40)))
+            .collect();
         let mut fb = vec![0u8; fences_n as usize * 8];
         file.read_exact_at(&mut fb, fences_at)?;
         let fences = fb.chunks_exact(8).map(prefix).collect();
@@ -231,7 +236,7 @@ impl Builder {
     }
 
     /// Merge everything into the final file (written to a temporary name, then renamed).
-    pub fn finish(mut self, sources: &[Id], packs: &[(Id, u64)]) -> io::Result<()> {
+    pub fn finish(mut self, sources: &[Id], packs: &[(Id, u64, u32)]) -> io::Result<()> {
         self.run.sort_unstable();
         let mut readers: Vec<BufReader<File>> = Vec::new();
         for p in &self.runs {
@@ -250,9 +255,10 @@ impl Builder {
             for s in sources {
                 w.write_all(&s.0)?;
             }
-            for (id, size) in packs {
+            for (id, size, key) in packs {
                 w.write_all(&id.0)?;
                 w.write_all(&size.to_le_bytes())?;
+                w.write_all(&key.to_le_bytes())?;
             }
             // k-way merge of the runs and the in-memory tail; the first of equal ids wins.
             let mut heap = BinaryHeap::new();
@@ -337,11 +343,11 @@ mod tests {
         // force several runs
         b.spill().unwrap();
         b.push(rec(5)).unwrap(); // duplicate id: first wins
-        b.finish(&[Id([1; 32])], &[(Id([2; 32]), 99)]).unwrap();
+        b.finish(&[Id([1; 32])], &[(Id([2; 32]), 99, 7)]).unwrap();
         let ix = SortedIndex::open(&p).unwrap();
         assert_eq!(ix.len(), n as usize);
         assert_eq!(ix.sources, vec![Id([1; 32])]);
-        assert_eq!(ix.packs, vec![(Id([2; 32]), 99)]);
+        assert_eq!(ix.packs, vec![(Id([2; 32]), 99, 7)]);
         for i in (0..n).step_by(97) {
             assert_eq!(ix.get(&rec(i).id), Some(rec(i)));
         }

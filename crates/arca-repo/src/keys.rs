@@ -2,10 +2,13 @@
 
 use crate::{RepoError, RepoResult};
 use arca_crypto::{derive_slot_key, open_slot, random_bytes, seal_slot, MasterKey};
-use arca_format::{decode, encode, Id, KdfParams, KeySlot, FORMAT_VERSION};
+use arca_format::{decode, encode, Id, KdfParams, KeySlot};
 use arca_storage::{ObjectKind, Storage};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
+
+/// Key slots are the same in format versions 1 and 2.
+const KEY_SLOT_VERSION: u32 = 1;
 
 /// Who and where a key slot or snapshot was made.
 #[derive(Clone, Debug)]
@@ -47,7 +50,7 @@ pub fn make_slot(
     let salt: [u8; 16] = random_bytes();
     let sk = derive_slot_key(password, &salt, &params).map_err(|e| RepoError::KeyDerivation(e.to_string()))?;
     let slot = KeySlot {
-        version: FORMAT_VERSION,
+        version: KEY_SLOT_VERSION,
         kdf: "argon2id".into(),
         params,
         salt: ByteBuf::from(salt.to_vec()),

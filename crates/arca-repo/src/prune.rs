@@ -466,8 +466,8 @@ fn mark(
     }
     for (id, size) in &plan.orphans {
         // An orphan's header names its blobs, so the sweep can tell whether anything needs it.
-        let blobs = pack::read_header(repo, id, *size).unwrap_or_default();
-        entries.insert(*id, IndexPack { id: *id, size: *size, blobs });
+        let (key, blobs) = pack::read_header(repo, id, *size).map(|h| (h.key, h.blobs)).unwrap_or_default();
+        entries.insert(*id, IndexPack { id: *id, size: *size, key, blobs });
     }
     let mut m = MarkFile {
         created: lock::now_ns(),
@@ -510,17 +510,30 @@ fn repack(
         chosen.iter().for_each(|p| ix.retire(p));
         ix.iter().filter(|(id, loc)| chosen.contains(&loc.pack) && used.contains(id)).collect()
     };
-    // Pack order, then offset: each pack is read front to back.
-    blobs.sort_by_key(|(_, l)| (l.pack, l.offset));
-    let writer =
-        BlobWriter::new(repo.clone(), session, WriterOptions { threads: opts.threads.max(1), ..Default::default() });
+    // By content key (a blob stays in its class, sealed with the key it had), then pack
+    // order, then offset: each pack is read front to back.
+    blobs.sort_by_key(|(_, l)| (l.key, l.pack, l.offset));
     let total = blobs.len() as u64;
-    for (i, (id, loc)) in blobs.iter().enumerate() {
-        events.phase("repacking", i as u64, total);
-        let data = repo.read_blob(loc.kind, id)?;
-        writer.add(if loc.kind == BlobKind::Tree { BlobKind::Tree } else { BlobKind::Data }, &data)?;
+    let mut done = 0u64;
+    for group in blobs.chunk_by(|a, b| a.1.key == b.1.key) {
+        let number = group[0].1.key;
+        // Blobs written before an upgrade move to the default class's key: it has the master
+        // key's MAC key, so their ids stay valid.
+        let key = if number == arca_format::MASTER_KEY_NUMBER && repo.version() >= 2 {
+            repo.default_key()
+        } else {
+            repo.content_key(number, || format!("pack {}", group[0].1.pack))?
+        };
+        let writer_opts = WriterOptions { threads: opts.threads.max(1), ..Default::default() };
+        let writer = BlobWriter::with_key(repo.clone(), key, session, writer_opts);
+        for (id, loc) in group {
+            events.phase("repacking", done, total);
+            done += 1;
+            let data = repo.read_blob(loc.kind, id)?;
+            writer.add(if loc.kind == BlobKind::Tree { BlobKind::Tree } else { BlobKind::Data }, &data)?;
+        }
+        writer.finish()?;
     }
-    writer.finish()?;
     events.phase("repacking", total, total);
     Ok(())
 }

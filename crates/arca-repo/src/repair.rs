@@ -42,18 +42,20 @@ pub fn repair_index(
             continue;
         };
         match pack::read_header(repo, &id, *size) {
-            Ok(blobs) => {
-                report.blobs_indexed += blobs.len();
-                entries.push(IndexPack { id, size: *size, blobs });
+            Ok(header) => {
+                report.blobs_indexed += header.blobs.len();
+                entries.push(IndexPack { id, size: *size, key: header.key, blobs: header.blobs });
             }
             Err(e) => {
                 // A pack whose header is gone (truncated, damaged at the end) still holds the
                 // blobs the old index places inside what is left: keep those, so a repair
                 // never loses a blob that could be read before it.
                 let index = repo.index();
+                let mut key = 0;
                 let salvaged: Vec<_> = index
                     .iter()
                     .filter(|(_, l)| l.pack == id && l.offset + l.length as u64 <= *size)
+                    .inspect(|(_, l)| key = l.key)
                     .map(|(bid, l)| arca_format::PackHeaderEntry {
                         kind: l.kind,
                         id: bid,
@@ -68,7 +70,7 @@ pub fn repair_index(
                     .push(format!("{name}: {e}; kept {} blobs the old index placed in it", salvaged.len()));
                 if !salvaged.is_empty() {
                     report.blobs_indexed += salvaged.len();
-                    entries.push(IndexPack { id, size: *size, blobs: salvaged });
+                    entries.push(IndexPack { id, size: *size, key, blobs: salvaged });
                 }
             }
         }
@@ -132,7 +134,7 @@ pub fn repair_snapshots(
     let stored: HashSet<Id> =
         repo.storage().list(ObjectKind::Pack)?.into_iter().filter_map(|(n, _)| Id::from_hex(&n)).collect();
     let writer = if dry_run {
-        BlobWriter::dry_run(repo.clone(), WriterOptions::default())
+        BlobWriter::dry_run(repo.clone(), None, WriterOptions::default())
     } else {
         BlobWriter::new(repo.clone(), lock, WriterOptions::default())
     };
@@ -142,6 +144,12 @@ pub fn repair_snapshots(
     for (i, s) in snaps.iter().enumerate() {
         events.phase("snapshots", i as u64, snaps.len() as u64);
         report.snapshots_checked += 1;
+        if let Some(c) = &s.snapshot.class {
+            // Repaired trees would be written with the default class's key: left alone.
+            let e = RepoError::ClassNotCarried { class: c.clone(), snapshot: s.id.short(), action: "repair snapshots" };
+            events.emit(crate::events::Event::Caution(&format!("skipped: {e}")));
+            continue;
+        }
         let Some((tree, lost)) = fixer.tree(&s.snapshot.tree)? else { continue };
         to_save.push((s, tree, lost));
     }
@@ -291,8 +299,8 @@ pub fn adopt_orphan_packs(repo: &Repository, _session: &crate::lock::SessionLock
             continue;
         }
         // An unreadable header is left for check and prune to report.
-        if let Ok(blobs) = pack::read_header(repo, &id, size) {
-            adopted.push(IndexPack { id, size, blobs });
+        if let Ok(header) = pack::read_header(repo, &id, size) {
+            adopted.push(IndexPack { id, size, key: header.key, blobs: header.blobs });
         }
     }
     if adopted.is_empty() {

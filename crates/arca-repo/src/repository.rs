@@ -3,13 +3,15 @@
 
 use crate::index::Index;
 use crate::index_cache::{Builder, Record, SortedIndex};
+use crate::keyring::{self, ContentKey, Keyring};
 use crate::keys::{self, Origin};
 use crate::{blob, RepoError, RepoResult};
 use arca_chunker::Chunker;
 use arca_crypto::{Cipher, MasterKey};
+use arca_format::keyring::{envelope, envelope_prefix};
 use arca_format::{
-    decode, encode, BlobKind, ChunkerParams, Config, ConfigFile, EncryptionMode, Id, IndexFile, KdfParams, Tree,
-    FORMAT_VERSION,
+    decode, encode, BlobKind, ChunkerParams, Config, ConfigFile, ContentKeyFile, EncryptionMode, Id, IndexFile,
+    KdfParams, Tree, DEFAULT_CLASS, FORMAT_VERSION, FORMAT_VERSION_1, MASTER_KEY_NUMBER,
 };
 use arca_storage::{ObjectKind, Storage};
 use serde::{de::DeserializeOwned, Serialize};
@@ -37,7 +39,26 @@ pub(crate) fn object_ad(kind: ObjectKind) -> &'static [u8] {
         // Statements are signed, not sealed; this seals the signer certificate inside them
         // (followed by the repository id, docs/FORMAT.md "History").
         ObjectKind::History => b"arca signer certificate v1",
+        ObjectKind::Keyring => b"arca content key v2",
     }
+}
+
+/// Associated data of a sealed object in format version 2: the kind, the repository and the
+/// key, so an object cannot pass for another kind's, another repository's, or one sealed with
+/// another key (docs/FORMAT.md, "Sealing").
+pub(crate) fn object_ad_v2(kind: ObjectKind, repo_id: &Id, key: u32) -> Vec<u8> {
+    let label: &[u8] = match kind {
+        ObjectKind::Config => b"arca config v2",
+        ObjectKind::Index => b"arca index v2",
+        ObjectKind::Snapshot => b"arca snapshot v2",
+        ObjectKind::Pack => b"arca pack header v2",
+        ObjectKind::Lock => b"arca lock v2",
+        ObjectKind::Mark => b"arca mark v2",
+        ObjectKind::Keyring => b"arca content key v2",
+        // Key slots, signer certificates, parity and received records are as in version 1.
+        other => object_ad(other),
+    };
+    [label, &repo_id.0[..], &key.to_le_bytes()[..]].concat()
 }
 
 /// Settings for a new repository.
@@ -50,6 +71,8 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// Reed-Solomon parity per pack in percent (0: none).
     pub parity_percent: u32,
+    /// The format version to create (1 only for tests of upgrading and of old readers).
+    pub version: u32,
 }
 
 impl Default for InitOptions {
@@ -61,6 +84,7 @@ impl Default for InitOptions {
             pack_size: 16 * 1024 * 1024,
             kdf: KdfParams::default(),
             parity_percent: 0,
+            version: FORMAT_VERSION,
         }
     }
 }
@@ -77,6 +101,10 @@ pub struct Repository {
     cache_dir: Option<PathBuf>,
     /// Who signs this session's changes to `snapshots/` (`None`: they go unrecorded).
     signer: Option<Arc<crate::history::Signer>>,
+    /// The content keys (format version 1: the master key alone).
+    keyring: RwLock<Keyring>,
+    /// `keyring/` objects that could not be read (for `check` to report).
+    keyring_problems: Vec<RepoError>,
 }
 
 impl Repository {
@@ -90,13 +118,15 @@ impl Repository {
     ) -> Repository {
         Repository {
             storage,
-            config,
-            key,
             cipher,
             key_slot,
             index: RwLock::new(Index::default()),
             cache_dir: None,
             signer: None,
+            keyring: RwLock::new(Keyring::of_master(&key, config.encryption)),
+            keyring_problems: vec![],
+            key,
+            config,
         }
     }
 
@@ -114,11 +144,14 @@ impl Repository {
         }
         Chunker::new(opts.chunker.min_size as usize, opts.chunker.avg_size as usize, opts.chunker.max_size as usize, 1)
             .map_err(|e| RepoError::BadChunkerParams(e.to_string()))?;
+        if !(FORMAT_VERSION_1..=FORMAT_VERSION).contains(&opts.version) {
+            return Err(RepoError::UnsupportedVersion { found: opts.version, supported: FORMAT_VERSION });
+        }
         let key = MasterKey::generate();
         let cipher = key.cipher(opts.encryption);
         let repo_id = Id(arca_crypto::random_bytes());
         let config = Config {
-            version: FORMAT_VERSION,
+            version: opts.version,
             repo_id,
             chunker: opts.chunker,
             encryption: opts.encryption,
@@ -126,18 +159,41 @@ impl Repository {
             pack_size: opts.pack_size,
             parity_percent: opts.parity_percent,
         };
-        let body = encode("config", &config)?;
-        let file = ConfigFile {
-            version: FORMAT_VERSION,
-            repo_id,
-            encryption: opts.encryption,
-            sealed: ByteBuf::from(cipher.seal(&body, object_ad(ObjectKind::Config))),
-        };
-        // The key slot goes first: a config without a key would be an unopenable repository.
+        // The key slot goes first: a config without a key would be an unopenable repository;
+        // then (version 2) the default class's content key, which the config's readers need.
         let key_slot = keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
-        let bytes = file.to_bytes()?;
-        storage.put(ObjectKind::Config, "config", &bytes)?;
-        Ok(Repository::assemble(storage, config, key, cipher, key_slot))
+        let bytes = config_bytes(&config, &cipher)?;
+        let repo = Repository::assemble(storage, config, key, cipher, key_slot);
+        if repo.version() >= 2 {
+            repo.store_content_key(DEFAULT_CLASS, repo.key.with_fresh_data_key())?;
+        }
+        repo.storage.put(ObjectKind::Config, "config", &bytes)?;
+        Ok(repo)
+    }
+
+    /// Turn a version-1 repository into version 2 (`arca upgrade`): store the default class's
+    /// content key (the same MAC key and chunker seed, so deduplication carries on; a new data
+    /// key), then replace the config. A kill before the config is replaced leaves a version-1
+    /// repository with an unused `keyring/` object, which the next upgrade takes up; after
+    /// it, a version-2 repository. Nothing else is rewritten: version-1 objects stay readable
+    /// with the master key. Returns false if the repository was version 2 already. This
+    /// session keeps its version-1 view: open the repository again to write as version 2.
+    pub fn upgrade(&self) -> RepoResult<bool> {
+        if self.version() >= 2 {
+            return Ok(false);
+        }
+        let mut v2 = self.config.clone();
+        v2.version = FORMAT_VERSION;
+        let (ring, _) = load_keyring(&*self.storage, &self.key, &v2)?;
+        if ring.writing(DEFAULT_CLASS).is_none() {
+            let number = ring.free_number();
+            let (name, bytes) =
+                content_key_object(&v2, &self.cipher, number, DEFAULT_CLASS, &self.key.with_fresh_data_key())?;
+            self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+        }
+        crate::failpoint::hit("upgrade-before-config");
+        self.storage.put(ObjectKind::Config, "config", &config_bytes(&v2, &self.cipher)?)?;
+        Ok(true)
     }
 
     /// Open a repository with a password. Does not load the index.
@@ -162,13 +218,23 @@ impl Repository {
         let (key, key_slot) = keys::unlock(&*storage, password)?;
         let cipher = key.cipher(file.encryption);
         let body = cipher
-            .open(&file.sealed, object_ad(ObjectKind::Config), "config")
+            .open(&file.sealed, &config_ad(file.version, &file.repo_id), "config")
             .map_err(|e| RepoError::corrupt("config", e))?;
         let config: Config = decode("config", &body).map_err(|e| RepoError::corrupt("config", e))?;
         if config.version != file.version || config.repo_id != file.repo_id || config.encryption != file.encryption {
             return Err(RepoError::corrupt("config", "the plaintext envelope does not match the sealed body"));
         }
-        Ok(Repository::assemble(storage, config, key, cipher, key_slot))
+        let mut repo = Repository::assemble(storage, config, key, cipher, key_slot);
+        if repo.version() >= 2 {
+            let (ring, problems) = load_keyring(&*repo.storage, &repo.key, &repo.config)?;
+            if ring.writing(DEFAULT_CLASS).is_none() {
+                let why = problems.first().map(|e| e.to_string()).unwrap_or_else(|| "missing".into());
+                return Err(RepoError::corrupt("keyring/", format!("the default class's content key is unusable ({why}); every object written since the repository became version 2 is sealed with it")));
+            }
+            *repo.keyring.get_mut().unwrap_or_else(|p| p.into_inner()) = ring;
+            repo.keyring_problems = problems;
+        }
+        Ok(repo)
     }
 
     /// The backend.
@@ -181,14 +247,130 @@ impl Repository {
         &self.config
     }
 
-    /// The master key.
+    /// The master key (format version 1 seals everything with it; version 2 only the config,
+    /// the keyring and objects written before the upgrade).
     pub fn key(&self) -> &MasterKey {
         &self.key
     }
 
-    /// The object cipher.
+    /// The master key's cipher.
     pub fn cipher(&self) -> &Cipher {
         &self.cipher
+    }
+
+    /// The repository's format version.
+    pub fn version(&self) -> u32 {
+        self.config.version
+    }
+
+    /// The content keys.
+    pub fn keyring(&self) -> RwLockReadGuard<'_, Keyring> {
+        self.keyring.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `keyring/` objects that could not be read when the repository was opened.
+    pub fn keyring_problems(&self) -> &[RepoError] {
+        &self.keyring_problems
+    }
+
+    /// Content key `number`; `what` names the object that needs it, for the error.
+    pub fn content_key(&self, number: u32, what: impl FnOnce() -> String) -> RepoResult<Arc<ContentKey>> {
+        self.keyring().get(number).ok_or_else(|| RepoError::Shredded { what: what(), number })
+    }
+
+    /// The key that new data and objects of `class` are sealed with (`""`: the default
+    /// class). A named class must exist already: see [`Repository::create_class`].
+    pub fn writing_key(&self, class: &str) -> RepoResult<Arc<ContentKey>> {
+        if self.version() < 2 {
+            if class != DEFAULT_CLASS {
+                return Err(RepoError::NeedsUpgrade { feature: "a class (backup --class)", version: self.version() });
+            }
+            return self.content_key(MASTER_KEY_NUMBER, || "this repository".into());
+        }
+        self.keyring().writing(class).ok_or(RepoError::Class(class.into(), "no such class in this repository"))
+    }
+
+    /// The default class's writing key (the master key in a version-1 repository; `open`
+    /// made sure a version-2 repository has one).
+    pub fn default_key(&self) -> Arc<ContentKey> {
+        let ring = self.keyring();
+        let key = if self.version() >= 2 { ring.writing(DEFAULT_CLASS) } else { None };
+        key.or_else(|| ring.get(MASTER_KEY_NUMBER))
+            .unwrap_or_else(|| Arc::new(ContentKey::master(&self.key, self.config.encryption)))
+    }
+
+    /// The writing key of `class`, creating the class (a new, random content key) if it has
+    /// none. Needs format version 2.
+    pub fn create_class(&self, class: &str) -> RepoResult<Arc<ContentKey>> {
+        if self.version() < 2 {
+            return Err(RepoError::NeedsUpgrade { feature: "a class (backup --class)", version: self.version() });
+        }
+        keyring::validate_class(class).map_err(|why| RepoError::Class(class.into(), why))?;
+        if self.config.encryption == EncryptionMode::AuthenticatedOnly {
+            return Err(RepoError::Class(
+                class.into(),
+                "a class is shredded by deleting its keys, which hides nothing in a repository made with `init --encryption none`",
+            ));
+        }
+        if let Some(k) = self.keyring().writing(class) {
+            return Ok(k);
+        }
+        self.store_content_key(class, MasterKey::generate())
+    }
+
+    /// Store a new content key of `class` in `keyring/` and add it to the keyring.
+    fn store_content_key(&self, class: &str, key: MasterKey) -> RepoResult<Arc<ContentKey>> {
+        let number = self.keyring().free_number();
+        let (name, bytes) = content_key_object(&self.config, &self.cipher, number, class, &key)?;
+        self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+        let k = ContentKey::stored(number, class, key, self.config.encryption, &name);
+        self.keyring.write().unwrap_or_else(|p| p.into_inner()).insert(k)
+    }
+
+    /// Forget the keys of `class` in this session (after `key destroy-class` deleted them).
+    pub(crate) fn forget_class(&self, class: &str) {
+        self.keyring.write().unwrap_or_else(|p| p.into_inner()).remove_class(class);
+    }
+
+    /// Seal `plain` as an object of `kind` with `key`: version 1's form (nonce first) with
+    /// the master key of a version-1 repository, else version 2's envelope.
+    fn seal_with(&self, key: &ContentKey, kind: ObjectKind, plain: &[u8]) -> Vec<u8> {
+        if self.version() < 2 {
+            return key.cipher().seal(plain, object_ad(kind));
+        }
+        let ad = object_ad_v2(kind, &self.config.repo_id, key.number);
+        let mut out = envelope_prefix(key.number).to_vec();
+        out.extend_from_slice(&key.cipher().seal(plain, &ad));
+        out
+    }
+
+    /// Seal an object of `kind` with the default class's key.
+    pub fn seal_object_bytes(&self, kind: ObjectKind, plain: &[u8]) -> RepoResult<Vec<u8>> {
+        Ok(self.seal_with(&self.default_key(), kind, plain))
+    }
+
+    /// Open a sealed object of `kind` (either form; version 1's with the master key).
+    pub fn open_object_bytes(&self, kind: ObjectKind, bytes: &[u8], what: impl Fn() -> String) -> RepoResult<Vec<u8>> {
+        match envelope(bytes) {
+            Some((number, sealed)) if self.version() >= 2 => {
+                let key = self.content_key(number, &what)?;
+                key.cipher()
+                    .open(sealed, &object_ad_v2(kind, &self.config.repo_id, number), "object")
+                    .map_err(|e| RepoError::corrupt(what(), e))
+            }
+            _ => self.cipher.open(bytes, object_ad(kind), "object").map_err(|e| RepoError::corrupt(what(), e)),
+        }
+    }
+
+    /// The associated data of a pack header sealed with key `key` into `sealed_len` bytes:
+    /// version 2 binds the repository, the key number and the length the trailer states.
+    pub(crate) fn pack_header_ad(&self, key: u32, sealed_len: usize) -> Vec<u8> {
+        if key == MASTER_KEY_NUMBER {
+            return object_ad(ObjectKind::Pack).to_vec();
+        }
+        let mut ad = object_ad_v2(ObjectKind::Pack, &self.config.repo_id, key);
+        ad.extend_from_slice(&(sealed_len as u32).to_le_bytes());
+        ad
     }
 
     /// The key slot this repository was opened with.
@@ -196,10 +378,15 @@ impl Repository {
         &self.key_slot
     }
 
-    /// A chunker with this repository's parameters and secret seed.
+    /// A chunker with this repository's parameters and the default class's secret seed.
     pub fn chunker(&self) -> RepoResult<Chunker> {
+        self.chunker_for(&*self.writing_key(DEFAULT_CLASS)?)
+    }
+
+    /// A chunker with this repository's parameters and `key`'s secret seed.
+    pub fn chunker_for(&self, key: &ContentKey) -> RepoResult<Chunker> {
         let c = self.config.chunker;
-        Chunker::new(c.min_size as usize, c.avg_size as usize, c.max_size as usize, self.key.chunker_seed())
+        Chunker::new(c.min_size as usize, c.avg_size as usize, c.max_size as usize, key.key().chunker_seed())
             .map_err(|e| RepoError::corrupt("config", e))
     }
 
@@ -216,7 +403,7 @@ impl Repository {
     /// Seal a structure as an object of `kind`; returns the name (BLAKE3 of the stored bytes).
     pub fn save_object<T: Serialize>(&self, kind: ObjectKind, value: &T) -> RepoResult<Id> {
         let plain = encode("object", value)?;
-        let sealed = self.cipher.seal(&plain, object_ad(kind));
+        let sealed = self.seal_object_bytes(kind, &plain)?;
         let id = Id::of_bytes(&sealed);
         self.storage.put(kind, &id.to_hex(), &sealed)?;
         Ok(id)
@@ -226,7 +413,7 @@ impl Repository {
     /// object of that name; see [`Storage::put_owned`].
     pub fn save_owned_object<T: Serialize>(&self, kind: ObjectKind, proof: &[u8], value: &T) -> RepoResult<()> {
         let plain = encode("object", value)?;
-        let sealed = self.cipher.seal(&plain, object_ad(kind));
+        let sealed = self.seal_object_bytes(kind, &plain)?;
         let name = blake3::hash(proof).to_hex();
         Ok(self.storage.put_owned(kind, name.as_str(), &sealed, proof)?)
     }
@@ -235,7 +422,7 @@ impl Repository {
     pub fn load_named_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> RepoResult<T> {
         let bytes = self.storage.get(kind, name)?;
         let what = || format!("{kind} {name}");
-        let plain = self.cipher.open(&bytes, object_ad(kind), "object").map_err(|e| RepoError::corrupt(what(), e))?;
+        let plain = self.open_object_bytes(kind, &bytes, what)?;
         decode(kind_label(kind), &plain).map_err(|e| RepoError::corrupt(what(), e))
     }
 
@@ -254,7 +441,7 @@ impl Repository {
                 "contents do not match the object name (damaged, or another object's bytes put in its place)",
             ));
         }
-        let plain = self.cipher.open(bytes, object_ad(kind), "object").map_err(|e| RepoError::corrupt(what(), e))?;
+        let plain = self.open_object_bytes(kind, bytes, what)?;
         decode(kind_label(kind), &plain).map_err(|e| RepoError::corrupt(what(), e))
     }
 
@@ -436,7 +623,7 @@ impl Repository {
             packs = base.packs.clone();
             sources = base.sources.clone();
         }
-        let mut pack_no: HashMap<Id, u32> = packs.iter().enumerate().map(|(i, (id, _))| (*id, i as u32)).collect();
+        let mut pack_no: HashMap<Id, u32> = packs.iter().enumerate().map(|(i, (id, ..))| (*id, i as u32)).collect();
         for id in missing {
             let loaded = decoded.remove(&id).map(Ok);
             let f = match loaded.unwrap_or_else(|| self.load_object::<IndexFile>(ObjectKind::Index, &id.to_hex())) {
@@ -448,7 +635,7 @@ impl Repository {
             };
             for p in &f.packs {
                 let n = *pack_no.entry(p.id).or_insert_with(|| {
-                    packs.push((p.id, p.size));
+                    packs.push((p.id, p.size, p.key));
                     (packs.len() - 1) as u32
                 });
                 for e in &p.blobs {
@@ -502,7 +689,8 @@ impl Repository {
                 }
                 e => RepoError::Storage(e),
             })?;
-        blob::decode(&self.key, &self.cipher, kind, id, &sealed, loc.raw_length)
+        let key = self.content_key(loc.key, || format!("pack {}", loc.pack))?;
+        blob::decode(key.key(), key.cipher(), kind, id, &sealed, loc.raw_length)
             .map_err(|e| RepoError::corrupt(format!("pack {}", loc.pack), e))
     }
 
@@ -513,6 +701,83 @@ impl Repository {
         tree.validate().map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
         Ok(tree)
     }
+}
+
+/// The config's stored bytes: `cipher` is the master key's.
+fn config_bytes(config: &Config, cipher: &Cipher) -> RepoResult<Vec<u8>> {
+    let body = encode("config", config)?;
+    let file = ConfigFile {
+        version: config.version,
+        repo_id: config.repo_id,
+        encryption: config.encryption,
+        sealed: ByteBuf::from(cipher.seal(&body, &config_ad(config.version, &config.repo_id))),
+    };
+    Ok(file.to_bytes()?)
+}
+
+/// The config body's associated data in format `version`.
+fn config_ad(version: u32, repo_id: &Id) -> Vec<u8> {
+    if version >= 2 {
+        object_ad_v2(ObjectKind::Config, repo_id, MASTER_KEY_NUMBER)
+    } else {
+        object_ad(ObjectKind::Config).to_vec()
+    }
+}
+
+/// The name and stored bytes of a `keyring/` object holding `key` as content key `number` of
+/// `class`, sealed with the master key (`master`) in version 2's envelope.
+fn content_key_object(
+    config: &Config,
+    master: &Cipher,
+    number: u32,
+    class: &str,
+    key: &MasterKey,
+) -> RepoResult<(String, Vec<u8>)> {
+    let file = ContentKeyFile {
+        number,
+        class: class.into(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        secret: ByteBuf::from(key.to_secret().to_vec()),
+    };
+    let plain = zeroize::Zeroizing::new(encode("content key", &file)?);
+    let mut sealed = envelope_prefix(MASTER_KEY_NUMBER).to_vec();
+    sealed.extend_from_slice(
+        &master.seal(&plain, &object_ad_v2(ObjectKind::Keyring, &config.repo_id, MASTER_KEY_NUMBER)),
+    );
+    Ok((Id::of_bytes(&sealed).to_hex(), sealed))
+}
+
+/// Read every `keyring/` object: the keyring (with the master key as number 0) and the
+/// objects that could not be read.
+fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> RepoResult<(Keyring, Vec<RepoError>)> {
+    let mut ring = Keyring::of_master(master, config.encryption);
+    let mut problems = vec![];
+    let master_cipher = master.cipher(config.encryption);
+    let ad = object_ad_v2(ObjectKind::Keyring, &config.repo_id, MASTER_KEY_NUMBER);
+    for (name, _) in storage.list(ObjectKind::Keyring)? {
+        let what = || format!("content key {name}");
+        let loaded = (|| {
+            let bytes = storage.get(ObjectKind::Keyring, &name)?;
+            if Id::of_bytes(&bytes).to_hex() != name {
+                return Err(RepoError::corrupt(what(), "contents do not match the object name"));
+            }
+            let Some((MASTER_KEY_NUMBER, sealed)) = envelope(&bytes) else {
+                return Err(RepoError::corrupt(what(), "not sealed with the master key"));
+            };
+            let plain = zeroize::Zeroizing::new(
+                master_cipher.open(sealed, &ad, "content key").map_err(|e| RepoError::corrupt(what(), e))?,
+            );
+            let file: ContentKeyFile = decode("content key", &plain).map_err(|e| RepoError::corrupt(what(), e))?;
+            ring.insert(keyring::from_file(file, config.encryption, &name)?)
+        })();
+        match loaded {
+            Ok(_) => {}
+            Err(RepoError::Storage(e)) if e.is_not_found() => {} // destroyed meanwhile
+            Err(e @ RepoError::Storage(_)) => return Err(e),
+            Err(e) => problems.push(e),
+        }
+    }
+    Ok((ring, problems))
 }
 
 /// The memo of which index objects supersede which (objects are immutable, so this never goes
@@ -569,6 +834,7 @@ fn kind_label(kind: ObjectKind) -> &'static str {
         ObjectKind::Parity => "parity",
         ObjectKind::Received => "received record",
         ObjectKind::History => "history statement",
+        ObjectKind::Keyring => "content key",
     }
 }
 

@@ -63,7 +63,7 @@ impl<'a> Rewriter<'a> {
             let bytes = encode("tree", &Tree { nodes })?;
             match self.writer {
                 Some(w) => Some(w.add(BlobKind::Tree, &bytes)?.0),
-                None => Some(self.repo.key().blob_id(&bytes)),
+                None => Some(self.repo.default_key().blob_id(&bytes)),
             }
         };
         self.done.insert(key, result);

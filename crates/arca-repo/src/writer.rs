@@ -9,8 +9,9 @@
 //! memory fault aborts the backup instead of storing bad data.
 
 use crate::blob::{self, Compression};
+use crate::keyring::ContentKey;
 use crate::{RepoError, RepoResult, Repository};
-use arca_format::pack::{PackTrailer, MASTER_DATA_KEY};
+use arca_format::pack::PackTrailer;
 use arca_format::{encode, BlobKind, Id, IndexFile, IndexPack, PackHeader, PackHeaderEntry};
 use arca_storage::{ObjectKind, ObjectWriter};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -66,6 +67,7 @@ struct Sealed {
 struct PackOut {
     id: Id,
     size: u64,
+    key: u32,
     body: PackBody,
     blobs: Vec<PackHeaderEntry>,
 }
@@ -126,6 +128,8 @@ impl Default for WriterOptions {
 /// A session that adds blobs to a repository. Call [`BlobWriter::finish`] to flush.
 pub struct BlobWriter {
     repo: Arc<Repository>,
+    /// What seals this session's blobs and makes their ids: the class's writing key.
+    key: Arc<ContentKey>,
     queued: Mutex<HashSet<Id>>,
     /// With paranoid dedup: bytes of blobs queued but not yet uploaded.
     in_flight: Arc<Mutex<HashMap<Id, Vec<u8>>>>,
@@ -145,16 +149,34 @@ impl BlobWriter {
     /// index was loaded: a prune then never deletes what this writer deduplicates against, and
     /// if the lock lapses the writer refuses to index packs a prune took meanwhile.
     pub fn new(repo: Arc<Repository>, lock: &crate::lock::SessionLock, opts: WriterOptions) -> BlobWriter {
-        BlobWriter::start(repo, Some(lock.guard()), opts)
+        let key = repo.default_key();
+        BlobWriter::start(repo, key, Some(lock.guard()), opts)
+    }
+
+    /// A writer into the class of `key` (see [`Repository::create_class`]): its blobs are
+    /// sealed with that key and deduplicated only against blobs of the class.
+    pub fn with_key(
+        repo: Arc<Repository>,
+        key: Arc<ContentKey>,
+        lock: &crate::lock::SessionLock,
+        opts: WriterOptions,
+    ) -> BlobWriter {
+        BlobWriter::start(repo, key, Some(lock.guard()), opts)
     }
 
     /// A writer that stores nothing (a dry run: every count, no write); it needs no lock.
-    pub fn dry_run(repo: Arc<Repository>, opts: WriterOptions) -> BlobWriter {
-        BlobWriter::start(repo, None, WriterOptions { dry_run: true, ..opts })
+    pub fn dry_run(repo: Arc<Repository>, key: Option<Arc<ContentKey>>, opts: WriterOptions) -> BlobWriter {
+        let key = key.unwrap_or_else(|| repo.default_key());
+        BlobWriter::start(repo, key, None, WriterOptions { dry_run: true, ..opts })
     }
 
     /// Start the worker, packer and uploader threads.
-    fn start(repo: Arc<Repository>, guard: Option<crate::lock::LockGuard>, opts: WriterOptions) -> BlobWriter {
+    fn start(
+        repo: Arc<Repository>,
+        key: Arc<ContentKey>,
+        guard: Option<crate::lock::LockGuard>,
+        opts: WriterOptions,
+    ) -> BlobWriter {
         let threads_n = opts.threads.max(1);
         // Small queues: each slot can hold a max-size chunk (8 MiB) or a whole pack, and the
         // peak RSS of a backup is mostly what sits in them. (A rendezvous job queue was
@@ -167,16 +189,17 @@ impl BlobWriter {
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
         let mut threads = vec![];
         for _ in 0..threads_n {
-            let (rx, tx, repo, failure) = (job_rx.clone(), sealed_tx.clone(), repo.clone(), failure.clone());
+            let (rx, tx, key, failure) = (job_rx.clone(), sealed_tx.clone(), key.clone(), failure.clone());
             let compression = opts.compression;
-            threads
-                .push(("seal worker", std::thread::spawn(move || seal_worker(&repo, compression, rx, tx, &failure))));
+            threads.push(("seal worker", std::thread::spawn(move || seal_worker(&key, compression, rx, tx, &failure))));
         }
         drop(sealed_tx);
         {
-            let (repo, failure, counters) = (repo.clone(), failure.clone(), counters.clone());
-            threads
-                .push(("packer", std::thread::spawn(move || packer(&repo, sealed_rx, pack_tx, &failure, &counters))));
+            let (repo, key, failure, counters) = (repo.clone(), key.clone(), failure.clone(), counters.clone());
+            threads.push((
+                "packer",
+                std::thread::spawn(move || packer(&repo, &key, sealed_rx, pack_tx, &failure, &counters)),
+            ));
         }
         let uploader = {
             let (repo, failure, in_flight) = (repo.clone(), failure.clone(), in_flight.clone());
@@ -184,6 +207,7 @@ impl BlobWriter {
         };
         BlobWriter {
             repo,
+            key,
             queued: Mutex::new(HashSet::new()),
             in_flight,
             jobs: Some(job_tx),
@@ -201,10 +225,15 @@ impl BlobWriter {
         &self.repo
     }
 
+    /// The content key this writer seals with (its class's).
+    pub fn key(&self) -> &Arc<ContentKey> {
+        &self.key
+    }
+
     /// Add a blob unless the repository or this session already has it. Returns its id and
     /// whether it was new.
     pub fn add(&self, kind: BlobKind, data: &[u8]) -> RepoResult<(Id, bool)> {
-        let id = self.repo.key().blob_id(data);
+        let id = self.key.blob_id(data);
         if self.repo.index().has_live(&id) {
             self.dedup_hit(kind, &id, data)?;
             return Ok((id, false));
@@ -327,7 +356,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn seal_worker(
-    repo: &Repository,
+    key: &ContentKey,
     compression: Compression,
     rx: Receiver<Vec<Job>>,
     tx: Sender<Vec<Sealed>>,
@@ -337,13 +366,13 @@ fn seal_worker(
         crate::failpoint::hit("seal-batch");
         let mut out = Vec::with_capacity(batch.len());
         for Job { kind, id, data } in batch {
-            let mut bytes = blob::encode(repo.cipher(), kind, &id, &data, compression);
+            let mut bytes = blob::encode(key.cipher(), kind, &id, &data, compression);
             crate::failpoint::corrupt("sealed-blob", &mut bytes);
             let raw_length = data.len() as u32;
             // Verification needs only the id and length: free the plaintext (up to a max-size
             // chunk) before it rather than after.
             drop(data);
-            if let Err(e) = blob::verify(repo.key(), repo.cipher(), kind, &id, &bytes, raw_length) {
+            if let Err(e) = blob::verify(key.key(), key.cipher(), kind, &id, &bytes, raw_length) {
                 failure.set(RepoError::corrupt(
                     format!("new blob {id}"),
                     format!(
@@ -403,32 +432,45 @@ impl OpenPack {
         Ok(())
     }
 
-    fn seal(mut self, repo: &Repository) -> RepoResult<PackOut> {
+    fn seal(mut self, repo: &Repository, key: &ContentKey) -> RepoResult<PackOut> {
         let header = encode("pack header", &PackHeader { blobs: self.blobs.clone() })?;
-        let ad = crate::repository::object_ad(ObjectKind::Pack);
-        let mut sealed = repo.cipher().seal(&header, ad);
+        let ad = repo.pack_header_ad(key.number, header.len() + key.cipher().overhead());
+        let mut sealed = key.cipher().seal(&header, &ad);
         crate::failpoint::corrupt("sealed-header", &mut sealed);
         // The header is what makes a pack re-indexable: open it again before it goes out.
-        if repo.cipher().open(&sealed, ad, "pack header").ok().as_deref() != Some(&header[..]) {
+        if key.cipher().open(&sealed, &ad, "pack header").ok().as_deref() != Some(&header[..]) {
             return Err(RepoError::corrupt(
                 "new pack header",
                 "failed verification right after sealing; memory or encryption fault, nothing stored",
             ));
         }
         self.append(&sealed)?;
-        let trailer = PackTrailer { data_key: MASTER_DATA_KEY, header_length: sealed.len() as u32 };
+        let trailer = PackTrailer { data_key: key.number, header_length: sealed.len() as u32 };
         self.append(&trailer.to_bytes())?;
         let body = self.body.ok_or(RepoError::Internal("sealing a pack that was never opened"))?;
-        Ok(PackOut { id: Id(*self.hasher.finalize().as_bytes()), size: self.len, body, blobs: self.blobs })
+        Ok(PackOut {
+            id: Id(*self.hasher.finalize().as_bytes()),
+            size: self.len,
+            key: key.number,
+            body,
+            blobs: self.blobs,
+        })
     }
 }
 
-fn packer(repo: &Repository, rx: Receiver<Vec<Sealed>>, tx: Sender<PackOut>, failure: &Failure, counters: &Counters) {
+fn packer(
+    repo: &Repository,
+    key: &ContentKey,
+    rx: Receiver<Vec<Sealed>>,
+    tx: Sender<PackOut>,
+    failure: &Failure,
+    counters: &Counters,
+) {
     let target = repo.config().pack_size.max(1024) as usize;
     let mut open: [OpenPack; 2] = Default::default();
     let slot = |k: BlobKind| if k == BlobKind::Data { 0 } else { 1 };
     let emit = |p: OpenPack| -> bool {
-        match p.seal(repo) {
+        match p.seal(repo, key) {
             Ok(out) => {
                 counters.bytes_stored.fetch_add(out.size, Ordering::Relaxed);
                 counters.packs.fetch_add(1, Ordering::Relaxed);
@@ -506,7 +548,7 @@ fn uploader(
             return written;
         }
         crate::failpoint::hit("writer-after-pack");
-        let ip = IndexPack { id: p.id, size: p.size, blobs: p.blobs };
+        let ip = IndexPack { id: p.id, size: p.size, key: p.key, blobs: p.blobs };
         repo.index_mut().add_pack(&ip);
         {
             let mut f = in_flight.lock().unwrap_or_else(|p| p.into_inner());

@@ -34,6 +34,8 @@ pub enum ObjectKind {
     Received,
     /// Signed statements of added and removed snapshots (`history/<id>`).
     History,
+    /// Content keys, one per object (`keyring/<id>`, format version 2).
+    Keyring,
 }
 
 impl ObjectKind {
@@ -50,6 +52,7 @@ impl ObjectKind {
             ObjectKind::Parity => "parity",
             ObjectKind::Received => "received",
             ObjectKind::History => "history",
+            ObjectKind::Keyring => "keyring",
         }
     }
 
@@ -63,7 +66,7 @@ impl ObjectKind {
     }
 
     /// All kinds that can be listed.
-    pub const LISTABLE: [ObjectKind; 9] = [
+    pub const LISTABLE: [ObjectKind; 10] = [
         ObjectKind::Key,
         ObjectKind::Pack,
         ObjectKind::Index,
@@ -73,6 +76,7 @@ impl ObjectKind {
         ObjectKind::Parity,
         ObjectKind::Received,
         ObjectKind::History,
+        ObjectKind::Keyring,
     ];
 }
 
@@ -89,6 +93,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Parity => "parity",
             ObjectKind::Received => "received",
             ObjectKind::History => "history",
+            ObjectKind::Keyring => "content key",
         })
     }
 }

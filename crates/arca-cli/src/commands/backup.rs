@@ -23,6 +23,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         compression: a.compression.parse().map_err(|e| anyhow::anyhow!("--compression {e}"))?,
         paranoid_dedup: a.paranoid_dedup,
         threads: cli.threads,
+        class: a.class.clone(),
     };
     if a.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         bail!("--stdin reads the data to back up from standard input, which is a terminal here: pipe or redirect it (pg_dump db | arca backup --stdin --stdin-filename db.sql)");

@@ -63,8 +63,8 @@ pub fn run(cli: &Cli, out: &Output, a: &CatArgs) -> Result<i32> {
                 .find(|(n, _)| *n == id.to_hex())
                 .map(|(_, s)| s)
                 .with_context(|| format!("pack {id} not found"))?;
-            let blobs = arca_repo::pack::read_header(&repo, &id, size)?;
-            serde_json::json!({"id": id.to_hex(), "size": size, "blobs": blobs.iter().map(|b| serde_json::json!({
+            let header = arca_repo::pack::read_header(&repo, &id, size)?;
+            serde_json::json!({"id": id.to_hex(), "size": size, "key": header.key, "blobs": header.blobs.iter().map(|b| serde_json::json!({
                 "kind": b.kind, "id": b.id.to_hex(), "offset": b.offset, "length": b.length, "raw_length": b.raw_length,
             })).collect::<Vec<_>>()})
         }

@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, out: &Output, d: &DebugCommand) -> Result<i32> {
                             raw_length: 1200,
                         })
                         .collect();
-                    file.packs.push(IndexPack { id: next_id(), size: k * 1000 + 100, blobs });
+                    file.packs.push(IndexPack { id: next_id(), size: k * 1000 + 100, key: 0, blobs });
                     left -= k;
                 }
                 repo.save_object(ObjectKind::Index, &file)?;

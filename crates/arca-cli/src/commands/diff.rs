@@ -40,7 +40,8 @@ pub fn run(cli: &Cli, out: &Output, a: &DiffArgs) -> Result<i32> {
         };
         let patterns = first.snapshot.excludes.iter().chain(&a.excludes).cloned().collect();
         let excludes = arca_fs::Excludes::new(patterns, false, vec![]).map_err(anyhow::Error::msg)?;
-        changes = arca_fs::livediff::diff_live(&repo, tree.as_ref(), &dir, a.content, &excludes)?;
+        let key = repo.writing_key(first.snapshot.class.as_deref().unwrap_or_default())?;
+        changes = arca_fs::livediff::diff_live(&repo, &key, tree.as_ref(), &dir, a.content, &excludes)?;
     } else {
         if a.content {
             bail!("--content compares with files on disk; between snapshots contents are always compared");

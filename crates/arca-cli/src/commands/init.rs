@@ -21,6 +21,7 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
         pack_size: a.pack_size_mib.saturating_mul(1024 * 1024),
         parity_percent: a.parity,
         kdf: context::kdf_params(),
+        version: a.format_version,
     };
     if cli.repo.is_none() {
         // The default repository is made the way `arca backup` makes it on first use (a key

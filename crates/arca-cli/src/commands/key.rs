@@ -98,6 +98,11 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
                 None => crate::output::stdout_line(text.trim_end()),
             }
         }
+        KeyCommand::Classes => classes(&repo, out)?,
+        KeyCommand::DestroyClass { class, dry_run, yes } => {
+            drop(repo);
+            return destroy_class(cli, out, class, *dry_run, *yes);
+        }
         KeyCommand::Import { .. } | KeyCommand::Signer { .. } => {}
     }
     Ok(crate::exit::OK)
@@ -177,6 +182,126 @@ fn signer(out: &Output, output: Option<&std::path::Path>) -> Result<i32> {
         }));
     } else {
         out.line(line);
+    }
+    Ok(crate::exit::OK)
+}
+
+/// One class as `key classes` shows it.
+#[derive(serde::Serialize)]
+struct ClassRow {
+    class: String,
+    keys: Vec<String>,
+    snapshots: usize,
+    packs: usize,
+    bytes: u64,
+}
+
+/// `key classes`: the default class and every named one, with their keys and what they hold.
+fn classes(repo: &arca_repo::Repository, out: &Output) -> Result<()> {
+    let (snaps, _) = arca_repo::snapshots::list_all(repo)?;
+    let packs = repo.index().packs_with_keys();
+    let ring = repo.keyring();
+    let mut names: Vec<String> = vec![String::new()];
+    names.extend(ring.classes());
+    let rows: Vec<ClassRow> = names
+        .into_iter()
+        .map(|c| {
+            let keys = ring.of_class(&c);
+            let numbers: std::collections::HashSet<u32> = keys.iter().map(|k| k.number).collect();
+            let mine = |k: u32| numbers.contains(&k) || (c.is_empty() && k == arca_format::MASTER_KEY_NUMBER);
+            let held: Vec<_> = packs.iter().filter(|p| mine(p.2)).collect();
+            ClassRow {
+                snapshots: snaps.iter().filter(|s| s.snapshot.class.as_deref().unwrap_or_default() == c).count(),
+                packs: held.len(),
+                bytes: held.iter().map(|p| p.1).sum(),
+                keys: keys.iter().map(|k| format!("{:08x}", k.number)).collect(),
+                class: c,
+            }
+        })
+        .collect();
+    if out.json {
+        out.json_doc(&rows);
+        return Ok(());
+    }
+    if repo.version() < 2 {
+        out.info("format version 1: one key seals everything; `arca upgrade` enables classes");
+    }
+    out.line(format!("{:<24}  {:>9}  {:>6}  {:>10}  Keys", "Class", "Snapshots", "Packs", "Size"));
+    for r in rows {
+        let name = if r.class.is_empty() { "(default)".to_string() } else { r.class.clone() };
+        let keys = if r.keys.is_empty() { "master".to_string() } else { r.keys.join(" ") };
+        out.line(format!("{name:<24}  {:>9}  {:>6}  {:>10}  {keys}", r.snapshots, r.packs, crate::text::size(r.bytes)));
+    }
+    Ok(())
+}
+
+/// `key destroy-class`: asks first (unless --yes or --dry-run), then shreds.
+fn destroy_class(cli: &Cli, out: &Output, class: &str, dry_run: bool, yes: bool) -> Result<i32> {
+    let session = if dry_run { context::Session::Metadata } else { context::Session::Exclusive("key destroy-class") };
+    let (repo, lock) = context::open_session(cli, out, session)?;
+    let plan = arca_repo::shred::destroy_class(&repo, None, class)?;
+    let summary = format!(
+        "class {class:?}: {} snapshots, {} packs ({}), {} keys",
+        plan.snapshots.len(),
+        plan.packs,
+        crate::text::size(plan.bytes),
+        plan.keys.len()
+    );
+    if dry_run {
+        if out.json {
+            out.json_doc(&plan);
+        } else {
+            out.line(format!("would destroy {summary}"));
+        }
+        return Ok(crate::exit::OK);
+    }
+    if !yes {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            anyhow::bail!("destroying {summary} cannot be undone: pass --yes to do it without a terminal to ask");
+        }
+        let answer = context::prompt_line(&format!(
+            "destroy {summary}? Nobody will be able to read it again. Type the class name to confirm: "
+        ))?;
+        if answer.trim() != class {
+            anyhow::bail!("not confirmed; nothing was destroyed");
+        }
+    }
+    let report = arca_repo::shred::destroy_class(&repo, lock.as_ref(), class)?;
+    if out.json {
+        out.json_doc(&report);
+    } else {
+        out.line(format!("destroyed {summary}; `arca prune` deletes the packs"));
+    }
+    Ok(crate::exit::OK)
+}
+
+/// `arca upgrade`: format version 1 to 2.
+pub fn upgrade(cli: &Cli, out: &Output, dry_run: bool) -> Result<i32> {
+    let repo = context::open(cli, out)?;
+    let from = repo.version();
+    let changed = if from >= arca_format::FORMAT_VERSION {
+        false
+    } else if dry_run {
+        true
+    } else {
+        repo.upgrade()?
+    };
+    if out.json {
+        out.json_doc(&serde_json::json!({
+            "from": from,
+            "to": arca_format::FORMAT_VERSION,
+            "changed": changed,
+            "dry_run": dry_run,
+        }));
+    } else if !changed {
+        out.line(format!("already format version {from}; nothing to do"));
+    } else if dry_run {
+        out.line(format!(
+            "would upgrade from format version {from} to {}: store one key object, replace the config (arca versions before 2 could then no longer open it)",
+            arca_format::FORMAT_VERSION
+        ));
+    } else {
+        out.line(format!("upgraded from format version {from} to {}", arca_format::FORMAT_VERSION));
     }
     Ok(crate::exit::OK)
 }

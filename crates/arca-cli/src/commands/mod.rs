@@ -54,6 +54,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Copy(a) => copy::run(cli, out, a),
         Command::Check(a) => check::run(cli, out, a),
         Command::VerifySignature(a) => verify::run(cli, out, a),
+        Command::Upgrade { dry_run } => key::upgrade(cli, out, *dry_run),
         Command::Key(k) => key::run(cli, out, k),
         Command::Stats(a) => stats::run(cli, out, a),
         Command::Cat(a) => cat::run(cli, out, a),
