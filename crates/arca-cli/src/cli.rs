@@ -595,7 +595,8 @@ pub struct ForgetArgs {
     /// Apply the policy per group of: host, paths, tags (comma-separated; "" for one group).
     #[arg(long, default_value = "host,paths")]
     pub group_by: String,
-    /// Remove the snapshots whose destroy-after date has passed (see `arca protect`).
+    /// Remove the snapshots whose destroy-after date has passed (see `arca protect`), and
+    /// crypto-shred each class (`backup --class`) whose last snapshots that removes.
     #[arg(long, conflicts_with_all = ["snapshots"])]
     pub enforce_destroy: bool,
     /// Show what would be removed, remove nothing.

@@ -54,11 +54,13 @@ fn random_damage_is_always_detected_and_named() {
         let o = e.run(&["check", "--read-data"]);
         let err = String::from_utf8_lossy(&o.stderr);
         // A deleted object cannot be named by its contents: deleted index objects show as
-        // blobs no index knows, a deleted key slot as an empty keys/.
+        // blobs no index knows, a deleted key slot as an empty keys/, the deleted default
+        // class key (format version 2) as a keyring/ without it.
         let parent = path.parent().unwrap();
         let named = err.contains(&name)
             || (what == "delete" && parent.ends_with("index") && err.contains("repair index"))
-            || (what == "delete" && parent.ends_with("keys") && err.contains("keys/"));
+            || (what == "delete" && parent.ends_with("keys") && err.contains("keys/"))
+            || (what == "delete" && parent.ends_with("keyring") && err.contains("keyring/"));
         assert!(!o.status.success(), "round {round}: {what} of {} went unnoticed", path.display());
         assert!(named, "round {round}: {what} of {}: the message does not name it:\n{err}", path.display());
         detected += 1;

@@ -328,7 +328,7 @@ fn unknown_format_version_and_wrong_key() {
     let o = e.run(&["check"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("format version 7 is newer than this arca supports (1)"), "{err}");
+    assert!(err.contains("format version 7 is newer than this arca supports (2)"), "{err}");
 }
 
 /// Issue 14, items 3 and 4: snapshots are signed into a history; `check` names a snapshot the

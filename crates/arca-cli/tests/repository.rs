@@ -267,7 +267,7 @@ fn snapshot_selection_stats_and_cat() {
     assert!(raw["raw_bytes"].as_u64().unwrap() >= 1500);
     // cat
     let cfg = e.json(&["cat", "config"]);
-    assert_eq!(cfg["version"], 1);
+    assert_eq!(cfg["version"], 2, "init creates format version 2");
     assert_eq!(cfg["chunker"]["avg_size"], 1 << 20);
     let snap = e.json(&["cat", "snapshot", &new[..8]]);
     assert_eq!(snap["hostname"], "beta");

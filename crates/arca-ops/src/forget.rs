@@ -58,6 +58,9 @@ pub struct ForgetReport {
     pub removed: Vec<String>,
     /// Snapshots due for destruction that are still protected.
     pub overdue: Vec<String>,
+    /// Classes of the removed snapshots (`backup --class`).
+    #[serde(skip)]
+    pub removed_classes: std::collections::BTreeSet<String>,
 }
 
 fn decision_of(e: &SnapshotEntry, reasons: Vec<String>) -> Decision {
@@ -129,6 +132,9 @@ pub fn forget(
             report.decisions.iter().filter(|d| !d.keep()).filter_map(|d| arca_format::Id::from_hex(&d.id)).collect();
         // One signed statement for the whole run, then the deletions (arca_repo::snapshots::delete).
         arca_repo::snapshots::delete(repo, &gone)?;
+        let classes: HashMap<arca_format::Id, &String> =
+            all.iter().filter_map(|e| Some((e.id, e.snapshot.class.as_ref()?))).collect();
+        report.removed_classes = gone.iter().filter_map(|id| classes.get(id).map(|c| (*c).clone())).collect();
         for id in gone {
             // The server's receipt goes with it (an append-only server keeps its own).
             let _ = repo.storage().delete(ObjectKind::Received, &id.to_hex());
@@ -136,6 +142,40 @@ pub fn forget(
         }
     }
     Ok(report)
+}
+
+/// After `forget --enforce-destroy`: crypto-shred each class whose snapshots were removed and
+/// of which no snapshot is left, so data due for destruction is unreadable at once (and in
+/// every copy of the storage taken from now on), not only once a prune deletes its packs.
+/// Needs an exclusive session. Returns the classes destroyed.
+pub fn shred_emptied_classes(
+    repo: &Repository,
+    lock: &arca_repo::lock::SessionLock,
+    report: &ForgetReport,
+) -> OpsResult<Vec<String>> {
+    if report.removed_classes.is_empty() {
+        return Ok(vec![]);
+    }
+    let (left, errors) = snaps::list_all(repo)?;
+    if let Some(e) = errors.into_iter().next() {
+        return Err(RepoError::UnreadableSnapshot {
+            detail: e.to_string(),
+            consequence: "it may belong to a class due for destruction; no class was destroyed",
+        }
+        .into());
+    }
+    let mut done = vec![];
+    for class in &report.removed_classes {
+        if left.iter().any(|e| e.snapshot.class.as_ref() == Some(class)) {
+            continue;
+        }
+        if repo.keyring().of_class(class).is_empty() {
+            continue;
+        }
+        arca_repo::shred::destroy_class(repo, Some(lock), class)?;
+        done.push(class.clone());
+    }
+    Ok(done)
 }
 
 /// Apply `policy`. Snapshots whose claimed time is far from when an append-only server

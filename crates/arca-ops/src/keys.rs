@@ -33,6 +33,11 @@ pub struct KeyExport {
     /// The password of the default repository's key file, when that is what opens it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_key: Option<String>,
+    /// Format version 2: the default class's `keyring/` objects (name → stored bytes, hex),
+    /// without which nothing written since version 2 can be read. Named classes' keys are
+    /// never exported, so that `key destroy-class` cannot be undone from an export.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub default_class_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// The format name of [`KeyExport`].
@@ -56,6 +61,12 @@ pub enum ImportError {
 /// The export of the key slot `repo` was opened with, and of its config.
 pub fn export(repo: &Repository, location: &str, default_key: Option<String>) -> OpsResult<KeyExport> {
     let storage = repo.storage();
+    let mut default_class_keys = std::collections::BTreeMap::new();
+    for k in repo.keyring().of_class(arca_format::DEFAULT_CLASS) {
+        if let Some(name) = &k.object {
+            default_class_keys.insert(name.clone(), hex::encode(storage.get(ObjectKind::Keyring, name)?));
+        }
+    }
     Ok(KeyExport {
         format: EXPORT_FORMAT.into(),
         repository_id: repo.config().repo_id.to_hex(),
@@ -64,6 +75,7 @@ pub fn export(repo: &Repository, location: &str, default_key: Option<String>) ->
         key_slot_hex: hex::encode(&storage.get(ObjectKind::Key, repo.key_slot())?),
         config_hex: hex::encode(&storage.get(ObjectKind::Config, "config")?),
         default_key,
+        default_class_keys,
     })
 }
 
@@ -123,7 +135,21 @@ pub fn import(
             });
         }
     }
+    let mut keys = vec![];
+    for (name, h) in &e.default_class_keys {
+        let bytes = hex::decode(h).map_err(|_| ImportError::Damaged("a default class key is not hex"))?;
+        if arca_format::Id::of_bytes(&bytes).to_hex() != *name {
+            return Err(ImportError::Damaged("a default class key does not match its name"));
+        }
+        keys.push((name, bytes));
+    }
     let mut done = Imported::default();
+    for (name, bytes) in keys {
+        if !storage.exists(ObjectKind::Keyring, name)? {
+            storage.put(ObjectKind::Keyring, name, &bytes)?;
+            done.wrote.push(format!("default class key {}", name.get(..8).unwrap_or(name)));
+        }
+    }
     if !storage.exists(ObjectKind::Key, &e.key_slot_id)? {
         storage.put(ObjectKind::Key, &e.key_slot_id, &slot)?;
         done.wrote.push(format!("key slot {}", e.key_slot_id.get(..8).unwrap_or(&e.key_slot_id)));

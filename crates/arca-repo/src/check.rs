@@ -456,7 +456,18 @@ fn history(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
     let present: HashSet<Id> =
         repo.storage().list(ObjectKind::Snapshot)?.into_iter().filter_map(|(n, _)| Id::from_hex(&n)).collect();
     let audit = crate::history::audit(repo, &present, crate::history::Source::Storage)?;
+    let interrupted = crate::history::interrupted_removals(repo);
     for p in &audit.problems {
+        if let crate::history::Problem::Resurrected { snapshot, .. } = p {
+            if interrupted.contains(snapshot) {
+                // This host's own record says it was deleting it when the run died.
+                r.notes.push(Problem {
+                    object: format!("snapshot {snapshot}"),
+                    message: format!("{p}; this host was removing it when a run was interrupted, and its next forget, tag or backup finishes that"),
+                });
+                continue;
+            }
+        }
         let object = match p {
             crate::history::Problem::Deleted { snapshot, .. }
             | crate::history::Problem::Resurrected { snapshot, .. } => {

@@ -206,6 +206,70 @@ pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Opt
     Ok(Some(id))
 }
 
+/// The local record of snapshots this host is removing (`<repo id>.removing` beside the
+/// signer's memory): written before the removal is recorded, removed once the objects are
+/// deleted. A run killed in between leaves it, so `check` on this host can tell its own
+/// interrupted forget from a storage bringing snapshots back, and the next write finishes it.
+fn removing_file(repo: &Repository) -> Option<PathBuf> {
+    repo.signer().map(|s| s.memory_file(repo, "removing"))
+}
+
+/// Note that `ids` are about to be removed.
+pub(crate) fn begin_removal(repo: &Repository, ids: &[Id]) -> RepoResult<()> {
+    let Some(path) = removing_file(repo) else { return Ok(()) };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| RepoError::Signing(format!("cannot write {}: {e}", path.display())))?;
+    let text: String = ids.iter().map(|i| format!("{}\n", i.to_hex())).collect();
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| RepoError::Signing(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The removal noted by [`begin_removal`] is complete.
+pub(crate) fn end_removal(repo: &Repository) {
+    if let Some(path) = removing_file(repo) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Snapshots this host was removing when a run of it died.
+pub fn interrupted_removals(repo: &Repository) -> HashSet<Id> {
+    let Some(text) = removing_file(repo).and_then(|p| std::fs::read_to_string(p).ok()) else {
+        return HashSet::new();
+    };
+    text.lines().filter_map(Id::from_hex).collect()
+}
+
+/// Finish the removals a killed run of this host left: delete each snapshot it was removing
+/// that a statement of this signer records as removed (one noted but never recorded stays).
+pub(crate) fn finish_interrupted_removals(repo: &Repository) -> RepoResult<()> {
+    let ids = interrupted_removals(repo);
+    let Some(signer) = repo.signer() else { return Ok(()) };
+    if ids.is_empty() || !repo.storage().capabilities().delete {
+        return Ok(());
+    }
+    let public = signer.public().to_vec();
+    let (statements, _) = read_all(repo.storage(), repo.cache_dir())?;
+    let recorded: HashSet<Id> = statements
+        .iter()
+        .filter(|s| s.body.repo == repo.config().repo_id && s.body.signer.as_slice() == public.as_slice())
+        .flat_map(|s| s.body.removed.iter().copied())
+        .collect();
+    for id in ids.iter().filter(|i| recorded.contains(i)) {
+        match repo.storage().delete(ObjectKind::Snapshot, &id.to_hex()) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    end_removal(repo);
+    Ok(())
+}
+
 /// A statement whose signature verified.
 #[derive(Clone, Debug)]
 pub struct Verified {

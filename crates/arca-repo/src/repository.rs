@@ -228,7 +228,10 @@ impl Repository {
         if repo.version() >= 2 {
             let (ring, problems) = load_keyring(&*repo.storage, &repo.key, &repo.config)?;
             if ring.writing(DEFAULT_CLASS).is_none() {
-                let why = problems.first().map(|e| e.to_string()).unwrap_or_else(|| "missing".into());
+                let why = problems
+                    .first()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "missing: no object in keyring/ holds it (deleted?)".into());
                 return Err(RepoError::corrupt("keyring/", format!("the default class's content key is unusable ({why}); every object written since the repository became version 2 is sealed with it")));
             }
             *repo.keyring.get_mut().unwrap_or_else(|p| p.into_inner()) = ring;

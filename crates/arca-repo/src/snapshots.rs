@@ -26,6 +26,9 @@ pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
 
 /// Save a snapshot, and record it in the history; returns its id.
 pub fn save(repo: &Repository, s: &Snapshot) -> RepoResult<Id> {
+    if let Err(e) = crate::history::finish_interrupted_removals(repo) {
+        tracing::warn!("could not finish removing the snapshots an interrupted run left: {e}");
+    }
     let id = repo.save_object(ObjectKind::Snapshot, s)?;
     crate::history::record(repo, &[id], &[])?;
     Ok(id)
@@ -42,10 +45,13 @@ pub fn delete(repo: &Repository, ids: &[Id]) -> RepoResult<()> {
         return Err(RepoError::DeleteNotAllowed { action: "removing snapshots" });
     }
     crate::history::require_signer(repo, "removing snapshots")?;
+    crate::history::finish_interrupted_removals(repo)?;
+    crate::history::begin_removal(repo, ids)?;
     crate::history::record(repo, &[], ids)?;
     for id in ids {
         repo.storage().delete(ObjectKind::Snapshot, &id.to_hex())?;
     }
+    crate::history::end_removal(repo);
     Ok(())
 }
 
@@ -64,10 +70,13 @@ pub fn replace(repo: &Repository, old: &SnapshotEntry, mut new: Snapshot) -> Rep
     if !new.previous_ids.contains(&old.id) {
         new.previous_ids.push(old.id);
     }
+    crate::history::finish_interrupted_removals(repo)?;
     let id = repo.save_object(ObjectKind::Snapshot, &new)?;
     if id != old.id {
+        crate::history::begin_removal(repo, &[old.id])?;
         crate::history::record(repo, &[id], &[old.id])?;
         repo.storage().delete(ObjectKind::Snapshot, &old.id.to_hex())?;
+        crate::history::end_removal(repo);
     }
     Ok(id)
 }

@@ -353,3 +353,34 @@ fn a_session_without_a_signer_may_not_remove_snapshots_from_a_signed_history() {
     assert!(err.contains("signing identity"), "{err}");
     assert!(present(&*s).contains(&a));
 }
+
+/// A forget killed after recording its statement but before deleting: `check` on the host
+/// that was removing them (its local record says so) notes it instead of calling it
+/// tampering, another host's check still reports it, and the host's next write finishes it.
+#[test]
+fn an_interrupted_removal_is_a_note_on_its_host_and_its_next_write_finishes_it() {
+    let s = init();
+    let state = tempfile::tempdir().unwrap();
+    let r = open_as(&s, state.path(), "web01");
+    let a = snapshots::save(&r, &snapshot(1)).unwrap();
+    snapshots::save(&r, &snapshot(2)).unwrap();
+    // What the killed run left: its local record of the removal, and the statement.
+    let repo_id = r.config().repo_id.to_hex();
+    std::fs::write(state.path().join(format!("{repo_id}.removing")), format!("{}\n", a.to_hex())).unwrap();
+    record(&r, &[], &[a]).unwrap();
+    // (These test snapshots name made-up trees: only what check says of snapshots counts.)
+    let about_snapshots =
+        |r: &arca_repo::check::CheckReport| r.errors.iter().filter(|e| e.object.starts_with("snapshot")).count();
+    let report = arca_repo::check::check(&r, arca_repo::check::ReadData::None, &arca_repo::events::Quiet).unwrap();
+    assert_eq!(about_snapshots(&report), 0, "{:?}", report.errors);
+    assert!(report.notes.iter().any(|n| n.message.contains("interrupted")), "{:?}", report.notes);
+    let other_state = tempfile::tempdir().unwrap();
+    let other = open_as(&s, other_state.path(), "db01");
+    let report = arca_repo::check::check(&other, arca_repo::check::ReadData::None, &arca_repo::events::Quiet).unwrap();
+    assert_eq!(about_snapshots(&report), 1, "another host cannot tell it from a storage bringing it back");
+    // The next write of web01 finishes the deletion.
+    snapshots::save(&r, &snapshot(3)).unwrap();
+    assert!(!present(&*s).contains(&a));
+    assert!(!state.path().join(format!("{repo_id}.removing")).exists());
+    assert!(audit_of(&other).problems.is_empty(), "{:?}", audit_of(&other).problems);
+}

@@ -37,12 +37,23 @@ pub fn run(cli: &Cli, out: &Output, a: &ForgetArgs) -> Result<i32> {
     };
     let req = ForgetRequest { selection, filter: a.filter.filter(), dry_run: a.dry_run };
     let prune_req = if a.prune { Some(super::prune::request(cli, &a.tuning)?) } else { None };
-    let session =
-        if a.prune && !a.dry_run { context::Session::Exclusive("forget --prune") } else { context::Session::Metadata };
+    // --enforce-destroy shreds the classes it empties, which needs an exclusive session.
+    let session = match (a.dry_run, a.prune, a.enforce_destroy) {
+        (false, true, _) => context::Session::Exclusive("forget --prune"),
+        (false, false, true) => context::Session::Exclusive("forget --enforce-destroy"),
+        _ => context::Session::Metadata,
+    };
     let (repo, lock) = context::open_session(cli, out, session)?;
     let r = forget(&repo, &req, Local::now().fixed_offset(), &Reporter::new(out, "forget"))?;
+    let shredded = match (&lock, a.enforce_destroy) {
+        (Some(lock), true) => arca_ops::forget::shred_emptied_classes(&repo, lock, &r)?,
+        _ => vec![],
+    };
+    for c in &shredded {
+        out.info(format!("class {c:?} destroyed: its last snapshots were due for destruction, its keys are deleted"));
+    }
     if out.json {
-        out.json_line(&serde_json::json!({"type": "summary", "dry_run": r.dry_run, "decisions": r.decisions, "removed": r.removed, "overdue": r.overdue}));
+        out.json_line(&serde_json::json!({"type": "summary", "dry_run": r.dry_run, "decisions": r.decisions, "removed": r.removed, "overdue": r.overdue, "classes_destroyed": shredded}));
     } else {
         let mut group = None;
         for d in &r.decisions {

@@ -20,7 +20,7 @@ pub fn to_json(e: &SnapshotEntry) -> serde_json::Value {
         "username": s.username, "paths": s.paths, "tags": s.tags, "parent": s.parent.map(|p| p.to_hex()),
         "tree": s.tree.to_hex(), "kind": s.kind, "summary": s.summary, "warnings": s.warnings,
         "keep_until": s.keep_until, "destroy_after": s.destroy_after, "program_version": s.program_version,
-        "original": s.original.map(|o| o.to_hex()), "source": s.source,
+        "original": s.original.map(|o| o.to_hex()), "source": s.source, "class": s.class,
     })
 }
 

@@ -1,0 +1,159 @@
+//! Classes and format version 2 through the command line: `backup --class`, `key classes`,
+//! `key destroy-class`, and `arca upgrade` of the golden version-1 repository killed at 50
+//! random moments (and at the fail point between its two writes).
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-v1")
+}
+
+#[test]
+fn a_destroyed_class_is_gone_for_good_and_the_rest_restores() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("hr")).unwrap();
+    std::fs::create_dir_all(src.join("web")).unwrap();
+    std::fs::write(src.join("hr/payroll.csv"), random_bytes(200_000, 1)).unwrap();
+    std::fs::write(src.join("web/index.html"), random_bytes(100_000, 2)).unwrap();
+    let hr = e.backup(&["--class", "hr", src.join("hr").to_str().unwrap()]);
+    let hr2 = e.backup(&["--class", "hr", src.join("hr").to_str().unwrap()]);
+    let web = e.backup(&[src.join("web").to_str().unwrap()]);
+    let classes = e.json(&["key", "classes"]);
+    let row = classes.as_array().unwrap().iter().find(|r| r["class"] == "hr").expect("class hr listed").clone();
+    assert_eq!(row["snapshots"], 2, "{classes}");
+    // The second backup of the class found its parent in the class and stored no new data.
+    let snaps = e.json(&["snapshots"]);
+    let second = snaps.as_array().unwrap().iter().find(|s| s["id"] == hr2.as_str()).unwrap().clone();
+    assert_eq!(second["parent"], hr.as_str(), "{second}");
+    assert_eq!(second["class"], "hr");
+    assert_eq!(second["summary"]["blobs_added"], 0, "{second}");
+
+    // Asking first: without a terminal and without --yes nothing happens.
+    let o = e.run(&["key", "destroy-class", "hr"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--yes"));
+    let plan = e.json(&["key", "destroy-class", "hr", "--dry-run"]);
+    assert_eq!(plan["snapshots"].as_array().unwrap().len(), 2, "{plan}");
+    let old_config = std::fs::read(e.repo.join("config")).unwrap();
+    e.ok(&["key", "destroy-class", "hr", "--yes"]);
+    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 1, "the class's snapshots are forgotten");
+    std::fs::write(e.repo.join("config"), old_config).unwrap();
+    let o = e.run(&["restore", &hr, "--target", e.path("back-hr").to_str().unwrap()]);
+    assert!(!o.status.success(), "the class's snapshot is gone");
+    let out = e.path("back-web");
+    e.ok(&["restore", &web, "--target", out.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&src.join("web"), &out.join(src.join("web").strip_prefix("/").unwrap())), "");
+    e.ok(&["prune"]);
+    e.ok(&["prune"]);
+    let v = e.json(&["check", "--read-data"]);
+    assert_eq!(v["ok"], true, "{v}");
+    // A later backup into the same name starts a new class with a new key.
+    e.backup(&["--class", "hr", src.join("hr").to_str().unwrap()]);
+    let o = e.run(&["key", "destroy-class", "web"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such class"));
+}
+
+#[test]
+fn version_1_repositories_work_until_upgraded_and_classes_need_the_upgrade() {
+    let e = Env::new();
+    e.ok(&["init", "--format-version", "1"]);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), random_bytes(50_000, 3)).unwrap();
+    let first = e.backup(&[src.to_str().unwrap()]);
+    let o = e.run(&["backup", "--class", "hr", src.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("arca upgrade"), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = e.json(&["upgrade", "--dry-run"]);
+    assert_eq!((v["from"].as_u64(), v["changed"].as_bool()), (Some(1), Some(true)), "{v}");
+    e.ok(&["upgrade"]);
+    assert_eq!(e.json(&["upgrade"])["changed"], false, "a second upgrade has nothing to do");
+    let second = e.backup(&[src.to_str().unwrap()]);
+    e.backup(&["--class", "hr", src.to_str().unwrap()]);
+    for id in [first, second] {
+        let out = e.path(&format!("out-{id}"));
+        e.ok(&["restore", &id, "--target", out.to_str().unwrap(), "--verify"]);
+    }
+    assert_eq!(e.json(&["check", "--read-data"])["ok"], true);
+}
+
+/// 50 upgrades of the golden repository, each killed after a random delay, then one killed at
+/// the fail point between its writes: each leaves a repository that checks clean and upgrades.
+#[test]
+fn an_upgrade_killed_at_50_random_moments_always_leaves_an_openable_repository() {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    // How long an unhindered upgrade takes here, to spread the kills over it.
+    let probe = Env::new();
+    sh(&format!("cp -a '{}' '{}'", fixture().display(), probe.repo.display()));
+    let t = std::time::Instant::now();
+    probe.ok(&["upgrade"]);
+    let span = t.elapsed().as_micros().max(2_000) as u64;
+    let (mut before, mut after) = (0, 0);
+    for round in 0..51 {
+        let e = Env::new();
+        sh(&format!("cp -a '{}' '{}'", fixture().display(), e.repo.display()));
+        let mut c = e.cmd(&["upgrade"]);
+        if round == 50 {
+            c.env("ARCA_FAILPOINT", "upgrade-before-config");
+        }
+        let mut child = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        if round < 50 {
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..span * 6 / 5)));
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        let v = e.json(&["check", "--read-data"]);
+        assert_eq!(v["ok"], true, "round {round} ({status}): {v}");
+        let version = e.json(&["cat", "config"])["version"].as_u64();
+        match version {
+            Some(1) => before += 1,
+            Some(2) => after += 1,
+            other => panic!("round {round}: config version {other:?}"),
+        }
+        if round == 50 {
+            assert_eq!(version, Some(1), "killed between the key and the config: still version 1");
+            assert_eq!(std::fs::read_dir(e.repo.join("keyring")).unwrap().count(), 1);
+        }
+        e.ok(&["upgrade"]);
+        assert_eq!(e.json(&["cat", "config"])["version"], 2);
+        if round % 10 == 0 || round == 50 {
+            assert_eq!(std::fs::read_dir(e.repo.join("keyring")).unwrap().count(), 1, "a rerun reuses the key");
+            let out = e.path("out");
+            e.ok(&["restore", "latest", "--target", out.to_str().unwrap(), "--verify"]);
+        }
+    }
+    eprintln!("kills left {before} repositories at version 1, {after} at version 2");
+    assert!(before > 0, "some kills landed before the config was replaced");
+}
+
+#[test]
+fn enforce_destroy_shreds_a_class_once_its_last_snapshot_is_due() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("cv.pdf"), random_bytes(80_000, 4)).unwrap();
+    let s = src.to_str().unwrap();
+    let a = e.backup(&["--class", "applicants-2020", "--time", "2020-01-01T00:00:00+00:00", s]);
+    let b = e.backup(&["--class", "applicants-2020", "--time", "2020-02-01T00:00:00+00:00", s]);
+    let keep = e.backup(&["--class", "staff", s]);
+    e.ok(&["protect", &a[..8], "--destroy-after", "2021-01-01"]);
+    // One of the class's snapshots is due, the other not yet: the class stays.
+    let v = e.json(&["forget", "--enforce-destroy"]);
+    assert_eq!(v["classes_destroyed"].as_array().unwrap().len(), 0, "{v}");
+    assert!(e.json(&["key", "classes"]).to_string().contains("applicants-2020"));
+    let b_now = e.json(&["snapshots"]).as_array().unwrap().iter().find(|x| x["id"] == b.as_str()).is_some();
+    assert!(b_now);
+    e.ok(&["protect", &b[..8], "--destroy-after", "2021-01-01"]);
+    let v = e.json(&["forget", "--enforce-destroy"]);
+    assert_eq!(v["classes_destroyed"], serde_json::json!(["applicants-2020"]), "{v}");
+    let classes = e.json(&["key", "classes"]).to_string();
+    assert!(!classes.contains("applicants-2020") && classes.contains("staff"), "{classes}");
+    let out = e.path("out");
+    e.ok(&["restore", &keep, "--target", out.to_str().unwrap(), "--verify"]);
+    assert_eq!(e.json(&["check", "--read-data"])["ok"], true);
+}
