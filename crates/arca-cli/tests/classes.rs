@@ -157,3 +157,39 @@ fn enforce_destroy_shreds_a_class_once_its_last_snapshot_is_due() {
     e.ok(&["restore", &keep, "--target", out.to_str().unwrap(), "--verify"]);
     assert_eq!(e.json(&["check", "--read-data"])["ok"], true);
 }
+
+#[test]
+fn copy_carries_a_class_into_the_destinations_class_of_that_name() {
+    let src = Env::init();
+    let dir = src.path("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret"), random_bytes(60_000, 7)).unwrap();
+    let d = dir.to_str().unwrap();
+    src.backup(&["--class", "hr", d]);
+    src.backup(&[d]);
+    let dst = Env::init();
+    let copy = |dry: bool| {
+        let mut args = vec!["--json", "copy", "--from-repo", src.repo.to_str().unwrap()];
+        if dry {
+            args.push("--dry-run");
+        }
+        let o = dst.cmd(&args).env("ARCA_FROM_PASSWORD", PASSWORD).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    copy(true);
+    assert!(!dst.json(&["key", "classes"]).to_string().contains("\"hr\""), "a dry run creates no class");
+    copy(false);
+    let snaps = dst.json(&["snapshots"]);
+    let hr =
+        snaps.as_array().unwrap().iter().find(|s| s["class"] == "hr").expect("the class's snapshot copied").clone();
+    let out = dst.path("out");
+    dst.ok(&["restore", hr["id"].as_str().unwrap(), "--target", out.to_str().unwrap(), "--verify"]);
+    assert_eq!(rsync_diff(&dir, &out.join(dir.strip_prefix("/").unwrap())), "");
+    copy(false); // nothing new the second time
+    assert_eq!(dst.json(&["snapshots"]).as_array().unwrap().len(), 2);
+    // Destroying the class in the destination reaches the copy; the source keeps its own.
+    dst.ok(&["key", "destroy-class", "hr", "--yes"]);
+    assert_eq!(dst.json(&["snapshots"]).as_array().unwrap().len(), 1);
+    assert_eq!(src.json(&["snapshots"]).as_array().unwrap().len(), 2);
+    assert_eq!(dst.json(&["check", "--read-data"])["ok"], true);
+}

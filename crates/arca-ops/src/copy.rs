@@ -83,42 +83,66 @@ pub fn copy(
     let mut here: HashMap<Id, Id> = all_dst.iter().map(|e| (origin_of(&e.id, &e.snapshot), e.id)).collect();
     let todo: Vec<&SnapshotEntry> =
         selected.iter().filter(|e| !here.contains_key(&origin_of(&e.id, &e.snapshot))).collect();
-    if let Some((e, c)) = todo.iter().find_map(|e| Some((e, e.snapshot.class.as_ref()?))) {
-        // Copying would seal the class's data with the destination's default key, beyond the
-        // reach of `key destroy-class`.
-        return Err(RepoError::ClassNotCarried { class: c.clone(), snapshot: e.id.short(), action: "copy" }.into());
-    }
     if let Some(e) = todo.iter().find(|e| e.snapshot.kind == SnapshotKind::Unknown) {
         return Err(RepoError::NewerFormat { what: format!("snapshot {}", e.id.short()), action: "copy" }.into());
     }
     let writer_opts =
         WriterOptions { threads: req.threads.unwrap_or(WriterOptions::default().threads), ..Default::default() };
-    let writer = match target {
-        Target::Locked(lock) => BlobWriter::new(dst.clone(), lock, writer_opts),
-        Target::DryRun => BlobWriter::dry_run(dst.clone(), None, writer_opts),
-    };
-    let mut copier = Copier {
-        src,
-        writer: &writer,
-        map: BlobMap::open(src, dst, req.map_file.clone()),
-        stats: Default::default(),
-        dry_run,
-    };
-    let mut copies = vec![];
-    for (i, e) in todo.iter().enumerate() {
-        events.phase(&format!("snapshot {}", e.id.short()), i as u64 + 1, todo.len() as u64);
-        let tree = copier.tree(&e.snapshot.tree)?;
-        copies.push((*e, tree));
+    // One pass per class: a class's snapshots go into the destination's class of the same name
+    // (created there if new), sealed with its keys, so `key destroy-class` reaches the copy too.
+    let mut classes: Vec<Option<String>> = vec![];
+    for e in &todo {
+        if !classes.contains(&e.snapshot.class) {
+            classes.push(e.snapshot.class.clone());
+        }
     }
+    let mut trees: HashMap<Id, Id> = HashMap::new();
+    let mut stats = arca_repo::copy::CopyStats::default();
+    let mut done = 0u64;
+    for class in classes {
+        let (src_key, dst_key, map_file) = match &class {
+            None => (src.default_key(), dst.default_key(), req.map_file.clone()),
+            Some(c) => {
+                let dst_key = match target {
+                    Target::Locked(_) => dst.create_class(c)?,
+                    Target::DryRun => match dst.writing_key(c) {
+                        Ok(k) => k,
+                        Err(RepoError::Class(..)) => {
+                            Arc::new(arca_repo::keyring::ContentKey::unsaved(c, dst.config().encryption))
+                        }
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                let map_file = req.map_file.as_ref().map(|p| p.with_extension(format!("class-{c}")));
+                (src.writing_key(c)?, dst_key, map_file)
+            }
+        };
+        let writer = match target {
+            Target::Locked(lock) => BlobWriter::with_key(dst.clone(), dst_key.clone(), lock, writer_opts),
+            Target::DryRun => BlobWriter::dry_run(dst.clone(), Some(dst_key.clone()), writer_opts),
+        };
+        let mut copier =
+            Copier { src, writer: &writer, map: BlobMap::open(&src_key, &dst_key, map_file), stats, dry_run };
+        for e in todo.iter().filter(|e| e.snapshot.class == class) {
+            done += 1;
+            events.phase(&format!("snapshot {}", e.id.short()), done, todo.len() as u64);
+            trees.insert(e.id, copier.tree(&e.snapshot.tree)?);
+        }
+        stats = copier.stats.clone();
+        drop(copier);
+        writer.finish()?;
+        if let Target::Locked(_) = target {
+            arca_repo::shred::confirm_class_alive(dst, &dst_key)?;
+        }
+    }
+    let copies: Vec<(&SnapshotEntry, Id)> = todo.iter().filter_map(|e| Some((*e, *trees.get(&e.id)?))).collect();
     let mut report = CopyReport {
         dry_run,
         snapshots_selected: selected.len(),
         snapshots_already_here: selected.len() - todo.len(),
-        stats: copier.stats.clone(),
+        stats,
         ..Default::default()
     };
-    drop(copier);
-    writer.finish()?;
     if let Target::Locked(lock) = target {
         let trees: Vec<Id> = copies.iter().map(|(_, t)| *t).collect();
         lock.confirm_commit(dst, &trees)?;

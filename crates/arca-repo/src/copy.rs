@@ -5,6 +5,7 @@
 //! sending again what already arrived (each entry is trusted only if the destination's index
 //! has the blob).
 
+use crate::keyring::ContentKey;
 use crate::writer::BlobWriter;
 use crate::{RepoError, RepoResult, Repository};
 use arca_format::{encode, BlobKind, Id, NodeKind, Snapshot, Tree};
@@ -22,10 +23,11 @@ pub struct BlobMap {
 }
 
 impl BlobMap {
-    /// A map for copying from `src` to `dst`, loaded from (and appended to) `path` if given.
-    pub fn open(src: &Repository, dst: &Repository, path: Option<PathBuf>) -> BlobMap {
+    /// A map for copying blobs made with `src` (a content key of the source) to blobs made
+    /// with `dst` (one of the destination's), loaded from (and appended to) `path` if given.
+    pub fn open(src: &ContentKey, dst: &ContentKey, path: Option<PathBuf>) -> BlobMap {
         let probe = b"arca copy key probe";
-        let identity = src.default_key().blob_id(probe) == dst.default_key().blob_id(probe);
+        let identity = src.blob_id(probe) == dst.blob_id(probe);
         let mut map = HashMap::new();
         let mut file = None;
         if let (Some(p), false) = (path, identity) {

@@ -262,3 +262,39 @@ fn an_upgrade_killed_at_any_storage_operation_leaves_a_repository_that_opens_and
     assert!(keys.contains(&0) && keys.len() == 3, "old packs (key 0), new default-class packs, class packs: {keys:?}");
     assert!(check(&repo, ReadData::All, &Quiet).unwrap().ok());
 }
+
+#[test]
+fn prune_after_an_upgrade_repacks_old_blobs_under_the_default_class_key() {
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let repo = Arc::new(Repository::init(s.clone(), b"pw", &opts(1)).unwrap());
+    // Version 1: one pack holding a used and an unused blob.
+    let lock = SessionLock::acquire(&repo, "test", false).unwrap();
+    let w = BlobWriter::new(repo.clone(), &lock, WriterOptions { threads: 1, ..Default::default() });
+    let used = b"used by the snapshot".repeat(50);
+    let (used_id, _) = w.add(BlobKind::Data, &used).unwrap();
+    w.add(BlobKind::Data, &b"referenced by nothing".repeat(50)).unwrap();
+    let mut n = Node::new(b"f", NodeKind::File);
+    n.size = used.len() as u64;
+    n.content = vec![used_id];
+    let (tree, _) = w.add(BlobKind::Tree, &encode("tree", &Tree { nodes: vec![n] }).unwrap()).unwrap();
+    w.finish().unwrap();
+    drop(lock);
+    let snap = snapshots::save(
+        &repo,
+        &Snapshot::new(SnapshotKind::Files, tree, vec!["/".into()], "h", "u", "2026-12-04T00:00:00Z"),
+    )
+    .unwrap();
+    assert_eq!(repo.index().get(&used_id).unwrap().key, 0);
+    repo.upgrade().unwrap();
+    let repo = open(&s);
+    let opts = PruneOptions { max_unused: arca_repo::prune::MaxUnused::Percent(0.0), ..Default::default() };
+    for _ in 0..2 {
+        let lock = SessionLock::acquire(&repo, "prune", true).unwrap();
+        prune(&repo, Some(&lock), &opts, &Quiet).unwrap();
+    }
+    let repo = open(&s);
+    let loc = repo.index().get(&used_id).unwrap();
+    assert_eq!(loc.key, repo.default_key().number, "the repacked blob is sealed with the default class's key");
+    assert_eq!(restore(&repo, &snap).unwrap(), used);
+    assert!(check(&repo, ReadData::All, &Quiet).unwrap().ok());
+}
