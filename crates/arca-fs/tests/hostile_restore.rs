@@ -140,7 +140,7 @@ fn an_entry_of_an_unknown_type_is_refused_and_the_rest_restores() {
     let mut copier = arca_repo::copy::Copier {
         src: &repo,
         writer: &dw,
-        map: arca_repo::copy::BlobMap::open(&repo, &dst, None),
+        map: arca_repo::copy::BlobMap::open(&repo.default_key(), &dst.default_key(), None),
         stats: Default::default(),
         dry_run: false,
     };

@@ -253,7 +253,7 @@ fn every_write_of_backup_prune_copy_repair_and_passwd_leaves_a_consistent_reposi
         let mut copier = arca_repo::copy::Copier {
             src: &src_repo,
             writer: &writer,
-            map: arca_repo::copy::BlobMap::open(&src_repo, &dst, None),
+            map: arca_repo::copy::BlobMap::open(&src_repo.default_key(), &dst.default_key(), None),
             stats: Default::default(),
             dry_run: false,
         };
