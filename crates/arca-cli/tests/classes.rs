@@ -31,6 +31,7 @@ fn a_destroyed_class_is_gone_for_good_and_the_rest_restores() {
     assert_eq!(second["parent"], hr.as_str(), "{second}");
     assert_eq!(second["class"], "hr");
     assert_eq!(second["summary"]["blobs_added"], 0, "{second}");
+    assert!(e.ok(&["snapshots"]).contains("[class hr]"), "the table shows the class");
 
     // Asking first: without a terminal and without --yes nothing happens.
     let o = e.run(&["key", "destroy-class", "hr"]);

@@ -171,14 +171,13 @@ pub fn resolve(all: &[SnapshotEntry], spec: &str, filter: &Filter) -> RepoResult
     if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(RepoError::SnapshotNotFound(format!("{spec:?}")));
     }
-    // An id a snapshot had before protect, tag or rewrite replaced it still selects it.
-    let m: Vec<&SnapshotEntry> = all
-        .iter()
-        .filter(|e| {
-            e.id.to_hex().starts_with(&spec_l)
-                || e.snapshot.previous_ids.iter().any(|p| p.to_hex().starts_with(&spec_l))
-        })
-        .collect();
+    // A snapshot's own id comes first; an id a snapshot had before protect, tag or rewrite
+    // replaced it selects it only where no snapshot has that id itself (so the old object an
+    // interrupted replace left can still be named, e.g. to forget it).
+    let mut m: Vec<&SnapshotEntry> = all.iter().filter(|e| e.id.to_hex().starts_with(&spec_l)).collect();
+    if m.is_empty() {
+        m = all.iter().filter(|e| e.snapshot.previous_ids.iter().any(|p| p.to_hex().starts_with(&spec_l))).collect();
+    }
     match m.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(RepoError::SnapshotNotFound(format!("{spec:?}"))),
@@ -204,4 +203,28 @@ pub fn resolve_at(all: &[SnapshotEntry], at: DateTime<FixedOffset>, filter: &Fil
 /// The parent for a new backup: the newest snapshot of the same host and the same paths.
 pub fn find_parent<'a>(all: &'a [SnapshotEntry], host: &str, paths: &[String]) -> Option<&'a SnapshotEntry> {
     all.iter().rev().find(|e| e.snapshot.hostname == host && e.snapshot.paths == paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arca_format::SnapshotKind;
+
+    fn entry(id: u8, previous: &[u8]) -> SnapshotEntry {
+        let mut s = Snapshot::new(SnapshotKind::Files, Id([0; 32]), vec![], "h", "u", "2026-12-04T00:00:00Z");
+        s.previous_ids = previous.iter().map(|p| Id([*p; 32])).collect();
+        SnapshotEntry { id: Id([id; 32]), snapshot: s }
+    }
+
+    #[test]
+    fn an_own_id_wins_over_a_previous_one() {
+        // 0xaa was replaced by 0xbb, but an interrupted replace left 0xaa's object too.
+        let all = vec![entry(0xaa, &[]), entry(0xbb, &[0xaa])];
+        let f = Filter::default();
+        assert_eq!(resolve(&all, "aaaa", &f).unwrap().id, Id([0xaa; 32]), "the object itself, not its replacement");
+        let replaced = vec![entry(0xbb, &[0xaa])];
+        assert_eq!(resolve(&replaced, "aaaa", &f).unwrap().id, Id([0xbb; 32]), "an old id still selects");
+        let two = vec![entry(0xab, &[]), entry(0xac, &[])];
+        assert!(matches!(resolve(&two, "a", &f), Err(RepoError::AmbiguousSnapshot { .. })));
+    }
 }

@@ -123,6 +123,9 @@ fn table(out: &Output, list: &[SnapshotEntry], signers: &Signers) {
         };
         let s = &e.snapshot;
         let mut notes = String::new();
+        if let Some(c) = &s.class {
+            notes.push_str(&format!("  [class {c}]"));
+        }
         if let Some(u) = &s.keep_until {
             notes.push_str(&format!("  [protected until {}]", if u == "forever" { u.clone() } else { short_time(u) }));
         }
