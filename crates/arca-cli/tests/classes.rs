@@ -7,6 +7,15 @@ use common::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The `keyring/` objects (a killed upload's `.tmp-` leftover is not one: readers skip it).
+fn keyring_objects(e: &Env) -> usize {
+    std::fs::read_dir(e.repo.join("keyring"))
+        .unwrap()
+        .flatten()
+        .filter(|f| !f.file_name().to_string_lossy().contains(".tmp-"))
+        .count()
+}
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-v1")
 }
@@ -25,12 +34,17 @@ fn a_destroyed_class_is_gone_for_good_and_the_rest_restores() {
     let classes = e.json(&["key", "classes"]);
     let row = classes.as_array().unwrap().iter().find(|r| r["class"] == "hr").expect("class hr listed").clone();
     assert_eq!(row["snapshots"], 2, "{classes}");
-    // The second backup of the class found its parent in the class and stored no new data.
+    // The second backup of the class found its parent in the class and read no file again.
+    // (Its trees may differ: a directory's times can change between two backups, issue 21.)
     let snaps = e.json(&["snapshots"]);
     let second = snaps.as_array().unwrap().iter().find(|s| s["id"] == hr2.as_str()).unwrap().clone();
     assert_eq!(second["parent"], hr.as_str(), "{second}");
     assert_eq!(second["class"], "hr");
-    assert_eq!(second["summary"]["blobs_added"], 0, "{second}");
+    assert_eq!(
+        (second["summary"]["files_read"].as_u64(), second["summary"]["files_unchanged"].as_u64()),
+        (Some(0), Some(1)),
+        "{second}"
+    );
     assert!(e.ok(&["snapshots"]).contains("[class hr]"), "the table shows the class");
 
     // Asking first: without a terminal and without --yes nothing happens.
@@ -118,12 +132,12 @@ fn an_upgrade_killed_at_50_random_moments_always_leaves_an_openable_repository()
         }
         if round == 50 {
             assert_eq!(version, Some(1), "killed between the key and the config: still version 1");
-            assert_eq!(std::fs::read_dir(e.repo.join("keyring")).unwrap().count(), 1);
+            assert_eq!(keyring_objects(&e), 1);
         }
         e.ok(&["upgrade"]);
         assert_eq!(e.json(&["cat", "config"])["version"], 2);
         if round % 10 == 0 || round == 50 {
-            assert_eq!(std::fs::read_dir(e.repo.join("keyring")).unwrap().count(), 1, "a rerun reuses the key");
+            assert_eq!(keyring_objects(&e), 1, "a rerun reuses the key");
             let out = e.path("out");
             e.ok(&["restore", "latest", "--target", out.to_str().unwrap(), "--verify"]);
         }

@@ -76,6 +76,15 @@ pub fn destroy_class(repo: &Repository, lock: Option<&SessionLock>, class: &str)
         }
     }
     repo.forget_class(class);
+    // A backup into the class that committed between the listing above and the deletion (it
+    // checked that the keys still existed just before) left a snapshot nobody can read now:
+    // forget it too.
+    let (all, _) = snapshots::list_all(repo)?;
+    let late: Vec<Id> = all.iter().filter(|s| s.snapshot.class.as_deref() == Some(class)).map(|s| s.id).collect();
+    if !late.is_empty() {
+        snapshots::delete(repo, &late)?;
+        report.snapshots.extend(late.iter().map(|i| i.to_hex()));
+    }
     Ok(report)
 }
 

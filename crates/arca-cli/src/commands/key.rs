@@ -302,6 +302,7 @@ pub fn upgrade(cli: &Cli, out: &Output, dry_run: bool) -> Result<i32> {
         ));
     } else {
         out.line(format!("upgraded from format version {from} to {}", arca_format::FORMAT_VERSION));
+        out.info("run `arca key export` again: an export made before the upgrade lacks the default class's key, which everything written from now on needs");
     }
     Ok(crate::exit::OK)
 }
