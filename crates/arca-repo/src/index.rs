@@ -129,16 +129,7 @@ impl Index {
 
     fn in_base(&self, id: &Id) -> Option<BlobLocation> {
         let base = self.base.as_ref()?;
-        let r = base.get(id)?;
-        let (pack, _, key) = *base.packs.get(r.pack as usize)?;
-        Some(BlobLocation {
-            pack,
-            key,
-            kind: r.kind,
-            offset: r.offset as u64,
-            length: r.length,
-            raw_length: r.raw_length,
-        })
+        base_location(base, &base.get(id)?)
     }
 
     /// Where blob `id` is, if indexed.
@@ -198,24 +189,16 @@ impl Index {
                 },
             )
         });
-        let from_base = self.base.iter().flat_map(|b| {
-            b.iter().filter_map(move |r| {
-                let (pack, _, key) = *b.packs.get(r.pack as usize)?;
-                Some((
-                    r.id,
-                    BlobLocation {
-                        pack,
-                        key,
-                        kind: r.kind,
-                        offset: r.offset as u64,
-                        length: r.length,
-                        raw_length: r.raw_length,
-                    },
-                ))
-            })
-        });
+        let from_base =
+            self.base.iter().flat_map(|b| b.iter().filter_map(move |r| Some((r.id, base_location(b, &r)?))));
         from_map.chain(from_base)
     }
+}
+
+/// The location a record of the cache file gives (`None` if it names a pack the file lacks).
+fn base_location(base: &SortedIndex, r: &crate::index_cache::Record) -> Option<BlobLocation> {
+    let (pack, _, key) = *base.packs.get(r.pack as usize)?;
+    Some(BlobLocation { pack, key, kind: r.kind, offset: r.offset as u64, length: r.length, raw_length: r.raw_length })
 }
 
 #[cfg(test)]
