@@ -210,12 +210,16 @@ impl Server {
             ObjectKind::Mark => {
                 return self.refuse("upload (marks are written by prune, which needs full access)", &path)
             }
-            ObjectKind::Pack
-            | ObjectKind::Index
-            | ObjectKind::Snapshot
-            | ObjectKind::Key
-            | ObjectKind::History
-            | ObjectKind::Keyring => {
+            ObjectKind::Keyring => {
+                // Named by key number and hash (docs/FORMAT.md, "Keyring").
+                if !arca_format::keyring::name_matches(name, data) {
+                    return error(
+                        ErrorKind::Refused,
+                        format!("refused by server: the contents of {path} do not match its name"),
+                    );
+                }
+            }
+            ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::History => {
                 if blake3::hash(data).to_hex().as_str() != name {
                     return error(
                         ErrorKind::Refused,

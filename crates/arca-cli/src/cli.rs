@@ -761,9 +761,13 @@ pub enum KeyCommand {
     /// List key slots.
     #[command(after_help = "Examples:\n  arca key list\n  arca --json key list")]
     List,
-    /// Add a password (from ARCA_NEW_PASSWORD, --new-password-file, or a prompt).
-    #[command(after_help = "Examples:\n  arca key add --new-password-file ~/.pw-new --label laptop")]
-    Add(NewPassword),
+    /// Add a password (from ARCA_NEW_PASSWORD, --new-password-file, or a prompt). With
+    /// --backup-only, the new key can add backups but read nothing: not the data, not the
+    /// snapshots, not other hosts' backups (docs/SECURITY.md).
+    #[command(
+        after_help = "Examples:\n  arca key add --new-password-file ~/.pw-new --label laptop\n  arca key add --backup-only --host web01 --new-password-file web01.pw --label web01"
+    )]
+    Add(KeyAddArgs),
     /// Remove a key slot by id prefix (not the one in use, not the last).
     #[command(after_help = "Examples:\n  arca key remove 3f2a9c1e")]
     Remove {
@@ -846,6 +850,20 @@ pub struct VerifySignatureArgs {
     /// could pass off another repository the same host signs into.
     #[arg(long, value_name = "ID")]
     pub repo_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyAddArgs {
+    #[command(flatten)]
+    pub password: NewPassword,
+    /// A key that can only add backups: it deduplicates against everything stored, but every
+    /// read (restore, ls, snapshots, check, mount, ...) is refused, and what it writes only
+    /// a full key reads. Needs format version 2 and an encrypted repository.
+    #[arg(long)]
+    pub backup_only: bool,
+    /// With --backup-only: the only host name its snapshots may carry (default: any).
+    #[arg(long, requires = "backup_only")]
+    pub host: Option<String>,
 }
 
 #[derive(Args, Debug)]

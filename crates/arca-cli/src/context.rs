@@ -245,6 +245,7 @@ pub fn open_with(
         }
         repo.set_cache_dir(dir);
     }
+    repo.set_send_log_dir(arca_jobs::history::default_dir().join("sendlog"));
     match signer() {
         Ok(s) => repo.set_signer(s),
         Err(e) => out.warn(format!(

@@ -3,10 +3,13 @@
 
 mod aead;
 mod master;
+pub mod recipient;
 pub mod sign;
 
 pub use aead::Cipher;
-pub use master::{derive_slot_key, open_slot, random_bytes, seal_slot, MasterKey, SlotKey};
+pub use master::{
+    derive_slot_key, open_slot, open_slot_secret, random_bytes, seal_slot, seal_slot_secret, MasterKey, SlotKey,
+};
 
 /// Why a cryptographic operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -62,6 +62,36 @@ impl MasterKey {
         k
     }
 
+    /// The repository's shared key (format version 2): seals what every kind of key must
+    /// read (the index, locks, marks), so a backup-only key can deduplicate and take part in
+    /// locking without reading contents. Derived, so nothing new is stored for it.
+    pub fn shared_key(&self, repo_id: &Id) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut h = blake3::Hasher::new_derive_key("arca 2026 shared key v2");
+        h.update(&self.data_key).update(&repo_id.0);
+        zeroize::Zeroizing::new(*h.finalize().as_bytes())
+    }
+
+    /// The repository's recipient key: content keys a backup-only key makes are sealed to
+    /// its public half, and only a holder of this master key opens them.
+    pub fn recipient(&self, repo_id: &Id) -> crate::recipient::RecipientSecret {
+        let mut h = blake3::Hasher::new_derive_key("arca 2026 recipient key v2");
+        h.update(&self.data_key).update(&repo_id.0);
+        crate::recipient::RecipientSecret::from_bytes(*h.finalize().as_bytes())
+    }
+
+    /// The same key with `data_key` in place of its data key.
+    pub fn with_data_key(&self, data_key: &[u8; 32]) -> MasterKey {
+        let mut k = self.clone();
+        k.data_key = *data_key;
+        k
+    }
+
+    /// The same MAC key and seed with an all-zero data key: what a backup-only key carries of
+    /// its class's key (it makes the same blob ids and chunks, and seals nothing with it).
+    pub fn without_data_key(&self) -> MasterKey {
+        self.with_data_key(&[0; 32])
+    }
+
     /// The 72-byte encoding (data key ‖ MAC key ‖ seed LE), wiped when dropped: how a content
     /// key is stored inside its sealed `keyring/` object.
     pub fn to_secret(&self) -> zeroize::Zeroizing<Vec<u8>> {
@@ -124,6 +154,18 @@ pub fn open_slot(sealed: &[u8], slot_key: &SlotKey) -> Result<MasterKey, CryptoE
     let key = MasterKey::from_bytes(&plain);
     plain.zeroize();
     key.ok_or(CryptoError::Truncated { what: "master key", len: sealed.len() })
+}
+
+/// Seal any secret with a slot key (a backup-only slot seals its bundle this way).
+pub fn seal_slot_secret(plain: &[u8], slot_key: &SlotKey) -> Vec<u8> {
+    Cipher::new(EncryptionMode::XChaCha20Poly1305, &slot_key.0).seal(plain, SLOT_AD)
+}
+
+/// Open what [`seal_slot_secret`] sealed; an authentication error means a wrong passphrase.
+pub fn open_slot_secret(sealed: &[u8], slot_key: &SlotKey) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
+    Ok(zeroize::Zeroizing::new(
+        Cipher::new(EncryptionMode::XChaCha20Poly1305, &slot_key.0).open(sealed, SLOT_AD, "key slot")?,
+    ))
 }
 
 /// Random bytes for salts and ids.

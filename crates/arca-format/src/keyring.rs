@@ -11,6 +11,40 @@ pub const DEFAULT_CLASS: &str = "";
 /// (and, in version 2, the keyring objects and the config body).
 pub const MASTER_KEY_NUMBER: u32 = 0;
 
+/// The key number of the shared key (format version 2): index, lock and mark objects are
+/// sealed with it, a key derived from the master key that backup-only keys carry too.
+pub const SHARED_KEY_NUMBER: u32 = 1;
+
+/// The envelope number of a `keyring/` object sealed to the repository's recipient key (by a
+/// backup-only key) rather than with the master key.
+pub const SEALED_TO_RECIPIENT: u32 = u32::MAX;
+
+/// True if `number` can name a content key: 0, 1 and `u32::MAX` are reserved.
+pub fn is_content_key_number(number: u32) -> bool {
+    !matches!(number, MASTER_KEY_NUMBER | SHARED_KEY_NUMBER | SEALED_TO_RECIPIENT)
+}
+
+/// The name of a `keyring/` object: the key number as 8 hex digits, then the last 56 hex
+/// digits of the BLAKE3 of its bytes. A writer that cannot open the keyring (a backup-only
+/// key) still sees which numbers are taken; a server still checks the name against the
+/// contents. Objects from before this naming carry the whole hash and stay valid.
+pub fn object_name(number: u32, bytes: &[u8]) -> String {
+    let hash = blake3::hash(bytes).to_hex();
+    format!("{number:08x}{}", &hash.as_str()[8..])
+}
+
+/// True if `name` is a valid name of a `keyring/` object with these bytes (either form).
+pub fn name_matches(name: &str, bytes: &[u8]) -> bool {
+    let hash = blake3::hash(bytes).to_hex();
+    name.len() == 64 && (name == hash.as_str() || name[8..] == hash.as_str()[8..])
+}
+
+/// The key number a `keyring/` object's name claims (the first 8 hex digits; meaningless for
+/// objects named by the whole hash, which only ever rules numbers out needlessly).
+pub fn number_in_name(name: &str) -> Option<u32> {
+    u32::from_str_radix(name.get(..8)?, 16).ok()
+}
+
 /// Leads every object sealed in version 2's envelope, before the key number (u32 LE).
 pub const ENVELOPE_MAGIC: &[u8; 8] = b"ARCAOBJ2";
 
@@ -57,5 +91,16 @@ mod tests {
         assert_eq!(envelope(&b), Some((0xdead_beef, &b"sealed"[..])));
         assert_eq!(envelope(b"random nonce bytes of a v1 object"), None);
         assert_eq!(envelope(b"ARCAOBJ2\x01"), None, "a truncated key number is not an envelope");
+    }
+
+    #[test]
+    fn object_names_carry_the_number_and_match_the_contents() {
+        let name = object_name(0x0012_abcd, b"sealed key");
+        assert_eq!(number_in_name(&name), Some(0x0012_abcd));
+        assert!(name_matches(&name, b"sealed key"));
+        assert!(!name_matches(&name, b"other bytes"));
+        assert!(name_matches(blake3::hash(b"old").to_hex().as_str(), b"old"), "whole-hash names of older objects");
+        assert!(!is_content_key_number(0) && !is_content_key_number(1) && !is_content_key_number(u32::MAX));
+        assert!(is_content_key_number(2));
     }
 }

@@ -60,6 +60,12 @@ impl KdfParams {
     }
 }
 
+/// The role of a full key slot (`KeySlot::role` empty).
+pub const ROLE_FULL: &str = "";
+
+/// The role of a backup-only key slot (`key add --backup-only`, format version 2).
+pub const ROLE_BACKUP_ONLY: &str = "backup-only";
+
 /// The plaintext of a key slot object (its secret part is `sealed_master`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySlot {
@@ -75,6 +81,30 @@ pub struct KeySlot {
     pub username: String,
     #[serde(default)]
     pub label: String,
+    /// [`ROLE_FULL`] (the master key is sealed) or [`ROLE_BACKUP_ONLY`] (a [`BackupBundle`]
+    /// is sealed in its place). Omitted for a full key, so older readers see no change.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+}
+
+/// What a backup-only key slot seals instead of the master key: enough to chunk, name and
+/// deduplicate blobs, to take part in locking, and to seal new content keys to the
+/// repository, but no key that opens anything already stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupBundle {
+    /// 1.
+    pub version: u32,
+    /// The only host name its snapshots may carry (`None`: any).
+    pub host: Option<String>,
+    /// The repository's config (its sealed body is not readable with this key).
+    pub config: crate::Config,
+    /// The default class's key with its data key zeroed: MAC key (blob ids) and chunker seed,
+    /// 72 bytes as a content key's secret.
+    pub template: ByteBuf,
+    /// The shared key (32 bytes): index, locks and marks.
+    pub shared_key: ByteBuf,
+    /// The repository's X25519 recipient public key (32 bytes).
+    pub recipient: ByteBuf,
 }
 
 #[cfg(test)]
@@ -85,7 +115,7 @@ mod tests {
         #[test]
         fn keyslot_round_trips(m: u32, t: u32, p: u32, salt: [u8; 16], sealed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), host in ".*", label in ".*") {
             let k = KeySlot { version: 1, kdf: "argon2id".into(), params: KdfParams { memory_kib: m, iterations: t, parallelism: p },
-                salt: ByteBuf::from(salt.to_vec()), sealed_master: ByteBuf::from(sealed), created: "c".into(), hostname: host, username: "u".into(), label };
+                salt: ByteBuf::from(salt.to_vec()), sealed_master: ByteBuf::from(sealed), created: "c".into(), hostname: host, username: "u".into(), label, role: String::new() };
             let b = crate::encode("key slot", &k).unwrap();
             proptest::prop_assert_eq!(crate::decode::<KeySlot>("key slot", &b).unwrap(), k);
         }
@@ -103,8 +133,13 @@ mod tests {
             hostname: "h".into(),
             username: "u".into(),
             label: String::new(),
+            role: String::new(),
         };
         let b = crate::encode("key slot", &k).unwrap();
         assert_eq!(crate::decode::<KeySlot>("key slot", &b).unwrap(), k);
+        let backup = KeySlot { role: ROLE_BACKUP_ONLY.into(), ..k.clone() };
+        let b2 = crate::encode("key slot", &backup).unwrap();
+        assert_eq!(crate::decode::<KeySlot>("key slot", &b2).unwrap(), backup);
+        assert!(b2.len() > b.len(), "a full slot's encoding has no role field");
     }
 }

@@ -332,6 +332,7 @@ fn a_key_slot_asking_for_absurd_kdf_work_is_skipped_and_named() {
             hostname: "planted".into(),
             username: "x".into(),
             label: String::new(),
+            role: String::new(),
         };
         let bytes = encode("key slot", &slot).unwrap();
         storage.put(ObjectKind::Key, &Id::of_bytes(&bytes).to_hex(), &bytes).unwrap();
@@ -348,9 +349,15 @@ fn a_key_slot_asking_for_absurd_kdf_work_is_skipped_and_named() {
     // arca itself refuses to write such a slot.
     let repo = Repository::open(storage, b"pw").unwrap();
     let heavy = KdfParams { memory_kib: 4 * 1024 * 1024, iterations: 3, parallelism: 1 };
-    let err =
-        arca_repo::keys::store_slot(repo.storage(), repo.key(), b"x", heavy, &arca_repo::keys::Origin::current(), "")
-            .unwrap_err()
-            .to_string();
+    let err = arca_repo::keys::store_slot(
+        repo.storage(),
+        repo.key("test").unwrap(),
+        b"x",
+        heavy,
+        &arca_repo::keys::Origin::current(),
+        "",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("beyond the limit"), "{err}");
 }

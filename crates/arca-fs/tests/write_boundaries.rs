@@ -231,8 +231,15 @@ fn every_write_of_backup_prune_copy_repair_and_passwd_leaves_a_consistent_reposi
     let passwd = |s: Arc<dyn Storage>| -> Result<(), String> {
         let repo = Repository::open(s.clone(), PW).map_err(|e| e.to_string())?;
         let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
-        arca_repo::keys::store_slot(&*s, repo.key(), b"new password", kdf, &arca_repo::keys::Origin::current(), "")
-            .map_err(|e| e.to_string())?;
+        arca_repo::keys::store_slot(
+            &*s,
+            repo.key("test").unwrap(),
+            b"new password",
+            kdf,
+            &arca_repo::keys::Origin::current(),
+            "",
+        )
+        .map_err(|e| e.to_string())?;
         s.delete(ObjectKind::Key, repo.key_slot()).map_err(|e| e.to_string())
     };
     boundaries += enumerate("key passwd", &*base, &passwd, &|s, what| {

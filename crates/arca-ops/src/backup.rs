@@ -74,7 +74,19 @@ pub fn backup(
 ) -> OpsResult<BackupReport> {
     let time = req.time.as_ref().map(TimeSpec::start).unwrap_or_else(|| chrono::Local::now().fixed_offset());
     let mut packs_reused = 0;
-    if let Target::Locked(lock) = target {
+    let backup_only = repo.is_backup_only();
+    if backup_only {
+        if req.parent.is_some() {
+            repo.require_full(
+                "choose a parent (--parent): it uses the last backup of the same host and paths it made",
+            )?;
+        }
+        if req.paranoid_dedup {
+            repo.require_full("compare deduplicated blobs with what is stored (--paranoid-dedup)")?;
+        }
+    }
+    // Packs of another backup-only session are sealed with a key this one does not have.
+    if let (Target::Locked(lock), false) = (target, backup_only) {
         // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
         match arca_repo::repair::adopt_orphan_packs(repo, lock) {
             Ok(0) => {}
@@ -86,7 +98,17 @@ pub fn backup(
         }
     }
     let origin = Origin::current();
-    let host = req.host.clone().unwrap_or(origin.hostname.clone());
+    let host = match (repo.backup_only_host(), &req.host) {
+        (Some(bound), Some(asked)) if bound != asked => {
+            return Err(RepoError::BackupOnly {
+                slot: repo.key_slot().to_string(),
+                action: format!("back up as host {asked:?}: it is bound to host {bound:?}"),
+            }
+            .into())
+        }
+        (Some(bound), _) => bound.to_string(),
+        (None, asked) => asked.clone().unwrap_or(origin.hostname.clone()),
+    };
     let paths = source.paths();
     let class = req.class.clone().filter(|c| !c.is_empty());
     let key = match (&class, target) {
@@ -103,7 +125,20 @@ pub fn backup(
     };
     // A parent lends its content ids and trees: it must be of the same class, or the new
     // snapshot would name blobs sealed with another class's keys.
-    let all: Vec<_> = readable_snapshots(repo, events)?.into_iter().filter(|s| s.snapshot.class == class).collect();
+    // A backup-only key reads no snapshots: its parent is the last one it made, from its
+    // send log.
+    let send_log = repo.send_log_dir().map(|d| arca_repo::sendlog::path(d, &repo.config().repo_id, &host, &paths));
+    let all: Vec<_> = match (backup_only, repo.send_log(), &send_log) {
+        (false, ..) => readable_snapshots(repo, events)?.into_iter().filter(|s| s.snapshot.class == class).collect(),
+        (true, Some(log), Some(file)) if source.uses_parent() => {
+            let key = repo.default_key();
+            log.load(file, &repo.config().repo_id, |b| key.blob_id(b))
+                .map(|r| snaps::SnapshotEntry { id: r.id, snapshot: r.snapshot })
+                .into_iter()
+                .collect()
+        }
+        (true, ..) => vec![],
+    };
     let parent = match &req.parent {
         Some(spec) => Some(snaps::resolve(&all, spec, &Default::default()).map_err(|e| match (e, &class) {
             (RepoError::SnapshotNotFound(s), Some(c)) => RepoError::SnapshotNotFound(format!(
@@ -123,6 +158,10 @@ pub fn backup(
         dry_run: target.is_dry_run(),
         threads: req.threads.unwrap_or(WriterOptions::default().threads),
     };
+    if !target.is_dry_run() {
+        // Before the first pack: a full key must find the key a backup-only session seals with.
+        repo.store_session_key()?;
+    }
     let writer = match target {
         Target::Locked(lock) => BlobWriter::with_key(repo.clone(), key.clone(), lock, writer_opts),
         Target::DryRun => BlobWriter::dry_run(repo.clone(), Some(key.clone()), writer_opts),
@@ -182,6 +221,11 @@ pub fn backup(
         Target::Locked(_) => Some(snaps::save(repo, &snapshot)?),
         Target::DryRun => None,
     };
+    if let (Some(id), Some(log), Some(file)) = (id, repo.send_log(), &send_log) {
+        if let Err(e) = log.save(file, &repo.config().repo_id, id, &snapshot) {
+            events.emit(Event::Caution(&format!("{e}: the next backup reads every file again")));
+        }
+    }
     Ok(BackupReport {
         snapshot_id: id.map(|i| i.to_hex()),
         dry_run: target.is_dry_run(),

@@ -5,10 +5,47 @@ use arca_format::KdfParams;
 use arca_repo::keys::{self, Origin};
 use arca_repo::Repository;
 use arca_storage::ObjectKind;
+use std::sync::Arc;
 
 /// Add a key slot that opens the repository with `password`; returns its id.
 pub fn add_password(repo: &Repository, password: &[u8], kdf: KdfParams, label: &str) -> OpsResult<String> {
-    Ok(keys::store_slot(repo.storage(), repo.key(), password, kdf, &Origin::current(), label)?)
+    let master = repo.key("add a key")?;
+    Ok(keys::store_slot(repo.storage(), master, password, kdf, &Origin::current(), label)?)
+}
+
+/// A backup-only key just added.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupOnlyKey {
+    pub id: String,
+    pub host: Option<String>,
+    /// Index and mark objects sealed again with the shared key first.
+    pub resealed: usize,
+}
+
+/// Add a backup-only key slot (docs/SECURITY.md): first, under an exclusive lock, every index
+/// and mark object is sealed with the shared key (so the new key can deduplicate and sees
+/// what a prune is deleting), then the slot is stored.
+pub fn add_backup_only(
+    repo: &Arc<Repository>,
+    password: &[u8],
+    kdf: KdfParams,
+    label: &str,
+    host: Option<String>,
+) -> OpsResult<BackupOnlyKey> {
+    if let Some(h) = &host {
+        if h.is_empty() || h.chars().any(|c| c.is_control()) {
+            return Err(arca_repo::RepoError::Unsuitable(format!(
+                "--host {h:?}: a host name is not empty and has no control characters"
+            ))
+            .into());
+        }
+    }
+    let bundle = repo.backup_bundle(host.clone())?;
+    let lock = arca_repo::lock::SessionLock::acquire(repo, "key add --backup-only", true)?;
+    let resealed = repo.reseal_shared()?;
+    drop(lock);
+    let id = keys::store_backup_slot(repo.storage(), &bundle, password, kdf, &Origin::current(), label)?;
+    Ok(BackupOnlyKey { id, host, resealed })
 }
 
 /// Replace the key slot the repository was opened with by one for `password`; returns the
@@ -138,7 +175,7 @@ pub fn import(
     let mut keys = vec![];
     for (name, h) in &e.default_class_keys {
         let bytes = hex::decode(h).map_err(|_| ImportError::Damaged("a default class key is not hex"))?;
-        if arca_format::Id::of_bytes(&bytes).to_hex() != *name {
+        if !arca_format::keyring::name_matches(name, &bytes) {
             return Err(ImportError::Damaged("a default class key does not match its name"));
         }
         keys.push((name, bytes));

@@ -90,6 +90,10 @@ pub enum RepoError {
     Class(String, &'static str),
     #[error("snapshot {snapshot} is of class {class:?}, and {action} does not carry classes yet (its data would leave the reach of `key destroy-class`): select snapshots without it")]
     ClassNotCarried { class: String, snapshot: String, action: &'static str },
+    #[error("this is a backup-only key (key slot {}): it adds backups but cannot {action}; use a full key for that", &slot[..slot.len().min(8)])]
+    BackupOnly { slot: String, action: String },
+    #[error("{0}")]
+    Unsuitable(String),
     #[error("internal error: {0} (this is a bug in arca: please report it)")]
     Internal(&'static str),
 }
@@ -179,6 +183,7 @@ impl RepoError {
             | KeyDerivation(_)
             | NeedsUpgrade { .. }
             | Class(..)
+            | Unsuitable(_)
             | ClassNotCarried { .. } => ErrorKind::BadRequest,
             WrongPassword { .. } => ErrorKind::WrongPassword,
             Corrupt { .. }
@@ -192,7 +197,7 @@ impl RepoError {
             | Parity(_)
             | Shredded { .. } => ErrorKind::Damaged,
             Locked { .. } => ErrorKind::Conflict,
-            DeleteNotAllowed { .. } => ErrorKind::NotAllowed,
+            DeleteNotAllowed { .. } | BackupOnly { .. } => ErrorKind::NotAllowed,
             SessionLapsed { .. } | LockLate { .. } => ErrorKind::Lapsed,
             Cancelled => ErrorKind::Interrupted,
             UnsupportedVersion { .. } | NewerFormat { .. } => ErrorKind::NewerFormat,
@@ -212,7 +217,7 @@ impl RepoError {
             UnreadableSnapshot { .. } => Remedy::Forget,
             Corrupt { .. } | Parity(_) | DedupCollision(_) | LimitExceeded { .. } => Remedy::Check,
             Locked { .. } => Remedy::WaitForLock,
-            DeleteNotAllowed { .. } => Remedy::FullAccessKey,
+            DeleteNotAllowed { .. } | BackupOnly { .. } => Remedy::FullAccessKey,
             SessionLapsed { .. } | LockLate { .. } | Cancelled => Remedy::RunAgain,
             UnsupportedVersion { .. } | NewerFormat { .. } => Remedy::Upgrade,
             WorkerPanicked { .. } | NeedsExclusive { .. } | Format(_) | Internal(_) => Remedy::ReportBug,

@@ -134,6 +134,26 @@ fn cert_ad(repo_id: &Id) -> Vec<u8> {
     [object_ad(ObjectKind::History), &repo_id.0[..]].concat()
 }
 
+/// Seal a signer certificate: with the master key, or, by a backup-only key, with its
+/// session's key in version 2's envelope (so the full key opens it, and a backup-only key
+/// vouches only for itself, docs/SECURITY.md).
+fn seal_certificate(repo: &Repository, plain: &[u8]) -> RepoResult<Vec<u8>> {
+    if repo.is_backup_only() {
+        return repo.seal_object_bytes(ObjectKind::History, plain);
+    }
+    Ok(repo.cipher("sign")?.seal(plain, &cert_ad(&repo.config().repo_id)))
+}
+
+/// Open a signer certificate sealed by [`seal_certificate`].
+fn open_certificate(repo: &Repository, sealed: &[u8]) -> RepoResult<Vec<u8>> {
+    if repo.version() >= 2 && arca_format::keyring::envelope(sealed).is_some() {
+        return repo.open_object_bytes(ObjectKind::History, sealed, || "a signer certificate".into());
+    }
+    repo.cipher("verify the history")?
+        .open(sealed, &cert_ad(&repo.config().repo_id), "signer certificate")
+        .map_err(|e| RepoError::corrupt("signer certificate", e))
+}
+
 /// Refuse to remove snapshots unrecorded from a repository that keeps a signed history: every
 /// later check would report them as deleted by the storage.
 pub fn require_signer(repo: &Repository, action: &'static str) -> RepoResult<()> {
@@ -184,9 +204,7 @@ pub fn record(repo: &Repository, added: &[Id], removed: &[Id]) -> RepoResult<Opt
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         added: added.to_vec(),
         removed: removed.to_vec(),
-        cert: ByteBuf::from(
-            repo.cipher().seal(&encode("signer certificate", &cert)?, &cert_ad(&repo.config().repo_id)),
-        ),
+        cert: ByteBuf::from(seal_certificate(repo, &encode("signer certificate", &cert)?)?),
     };
     let body_bytes = encode("history statement", &body)?;
     let sig = signer.identity.sign(STATEMENT_DOMAIN, &body_bytes);
@@ -490,9 +508,7 @@ pub fn audit(repo: &Repository, present: &HashSet<Id>, source: Source) -> RepoRe
             });
             continue;
         }
-        let cert = repo
-            .cipher()
-            .open(&v.body.cert, &cert_ad(&repo_id), "signer certificate")
+        let cert = open_certificate(repo, &v.body.cert)
             .ok()
             .and_then(|p| decode::<SignerCertificate>("signer certificate", &p).ok())
             .filter(|c| c.signer == v.body.signer);

@@ -5,21 +5,42 @@
 
 use crate::{RepoError, RepoResult};
 use arca_crypto::{Cipher, MasterKey};
-use arca_format::{ContentKeyFile, EncryptionMode, Id, DEFAULT_CLASS, MASTER_KEY_NUMBER};
+use arca_format::keyring::is_content_key_number;
+use arca_format::{ContentKeyFile, EncryptionMode, Id, DEFAULT_CLASS, MASTER_KEY_NUMBER, SHARED_KEY_NUMBER};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// The most classes a repository may have: every writer holds every key of its class in
-/// memory, and a reader all of them.
+/// The most content keys of classes a repository may have: every writer holds every key of
+/// its class in memory, and a reader all of them.
 pub const MAX_KEYS: usize = 4096;
+
+/// The most keys backup-only sessions may have left (one per backup each): about 100 bytes
+/// of memory each until a cipher is needed, for a reader that opens them all.
+pub const MAX_SESSION_KEYS: usize = 262_144;
+
+/// What a key is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRole {
+    /// The master key (number 0) or a class's content key: new data of its class is sealed
+    /// with the lowest-numbered one.
+    Content,
+    /// The shared key (number 1): index, locks and marks, readable by every kind of key.
+    Shared,
+    /// A key a backup-only session made and sealed to the recipient key: it reads what that
+    /// session wrote, and nothing new is sealed with it by anyone else.
+    Session,
+}
 
 /// One content key: what seals packs and objects and makes blob ids for one class.
 pub struct ContentKey {
     pub number: u32,
     /// `""` for the default class.
     pub class: String,
+    pub role: KeyRole,
     key: MasterKey,
-    cipher: Cipher,
+    mode: EncryptionMode,
+    /// Made when first needed: a reader holding thousands of session keys uses few.
+    cipher: OnceLock<Cipher>,
     /// The `keyring/` object holding it (`None`: the master key itself, number 0).
     pub object: Option<String>,
 }
@@ -35,25 +56,34 @@ impl ContentKey {
     /// The master key as content key 0 (format version 1, and objects written before an
     /// upgrade).
     pub fn master(key: &MasterKey, mode: EncryptionMode) -> ContentKey {
-        ContentKey {
-            number: MASTER_KEY_NUMBER,
-            class: DEFAULT_CLASS.into(),
-            cipher: key.cipher(mode),
-            key: key.clone(),
-            object: None,
-        }
+        ContentKey::new(MASTER_KEY_NUMBER, DEFAULT_CLASS, KeyRole::Content, key.clone(), mode, None)
+    }
+
+    pub(crate) fn new(
+        number: u32,
+        class: &str,
+        role: KeyRole,
+        key: MasterKey,
+        mode: EncryptionMode,
+        object: Option<String>,
+    ) -> ContentKey {
+        ContentKey { number, class: class.into(), role, key, mode, cipher: OnceLock::new(), object }
     }
 
     /// Key `number` of `class`, just stored as `keyring/<object>`.
     pub(crate) fn stored(number: u32, class: &str, key: MasterKey, mode: EncryptionMode, object: &str) -> ContentKey {
-        ContentKey { number, class: class.into(), cipher: key.cipher(mode), key, object: Some(object.into()) }
+        ContentKey::new(number, class, KeyRole::Content, key, mode, Some(object.into()))
+    }
+
+    /// The shared key (number 1), `data_key` in `template`'s place.
+    pub(crate) fn shared(template: &MasterKey, data_key: &[u8; 32], mode: EncryptionMode) -> ContentKey {
+        ContentKey::new(SHARED_KEY_NUMBER, DEFAULT_CLASS, KeyRole::Shared, template.with_data_key(data_key), mode, None)
     }
 
     /// A fresh key of `class` that is stored nowhere: a dry run into a class that does not
     /// exist yet counts what it would store with it.
     pub fn unsaved(class: &str, mode: EncryptionMode) -> ContentKey {
-        let key = MasterKey::generate();
-        ContentKey { number: u32::MAX, class: class.into(), cipher: key.cipher(mode), key, object: None }
+        ContentKey::new(u32::MAX, class, KeyRole::Content, MasterKey::generate(), mode, None)
     }
 
     /// The secrets: data key (sealing), MAC key (blob ids), chunker seed.
@@ -63,7 +93,7 @@ impl ContentKey {
 
     /// The cipher of its data key.
     pub fn cipher(&self) -> &Cipher {
-        &self.cipher
+        self.cipher.get_or_init(|| self.key.cipher(self.mode))
     }
 
     /// The keyed id of a blob's plaintext under this key's class.
@@ -104,12 +134,25 @@ impl Keyring {
     /// aside), the one with the lowest number, so that two writers that created a class at
     /// the same moment settle on the same key.
     pub fn writing(&self, class: &str) -> Option<Arc<ContentKey>> {
-        self.keys.values().find(|k| k.number != MASTER_KEY_NUMBER && k.class == class).cloned()
+        self.keys
+            .values()
+            .find(|k| k.number != MASTER_KEY_NUMBER && k.role == KeyRole::Content && k.class == class)
+            .cloned()
     }
 
-    /// Every key of `class` (the master key never: it cannot be destroyed).
+    /// Every key of `class` that seals data (the master key and the shared key never: they
+    /// cannot be destroyed).
     pub fn of_class(&self, class: &str) -> Vec<Arc<ContentKey>> {
-        self.keys.values().filter(|k| k.number != MASTER_KEY_NUMBER && k.class == class).cloned().collect()
+        self.keys
+            .values()
+            .filter(|k| k.number != MASTER_KEY_NUMBER && k.role != KeyRole::Shared && k.class == class)
+            .cloned()
+            .collect()
+    }
+
+    /// How many keys backup-only sessions left.
+    pub fn session_keys(&self) -> usize {
+        self.keys.values().filter(|k| k.role == KeyRole::Session).count()
     }
 
     /// The named classes (the default class left out).
@@ -121,7 +164,7 @@ impl Keyring {
     /// (numbers are random, so honest writers do not collide).
     pub fn insert(&mut self, k: ContentKey) -> RepoResult<Arc<ContentKey>> {
         if let Some(old) = self.keys.get(&k.number) {
-            if *old.key.to_secret() == *k.key.to_secret() && old.class == k.class {
+            if *old.key.to_secret() == *k.key.to_secret() && old.class == k.class && old.role == k.role {
                 return Ok(old.clone());
             }
             return Err(RepoError::corrupt(
@@ -129,11 +172,12 @@ impl Keyring {
                 "two different keyring objects carry this number",
             ));
         }
-        if self.keys.len() >= MAX_KEYS {
-            return Err(RepoError::LimitExceeded {
-                what: "keyring/".into(),
-                detail: format!("more than {MAX_KEYS} content keys"),
-            });
+        let (count, max, of) = match k.role {
+            KeyRole::Session => (self.session_keys(), MAX_SESSION_KEYS, "keys of backup-only sessions"),
+            _ => (self.keys.len() - self.session_keys(), MAX_KEYS, "content keys"),
+        };
+        if count >= max {
+            return Err(RepoError::LimitExceeded { what: "keyring/".into(), detail: format!("more than {max} {of}") });
         }
         let k = Arc::new(k);
         self.keys.insert(k.number, k.clone());
@@ -147,31 +191,36 @@ impl Keyring {
 
     /// A number no key has yet: random, so writers need not coordinate.
     pub fn free_number(&self) -> u32 {
-        loop {
-            let n = u32::from_le_bytes(arca_crypto::random_bytes());
-            if n != MASTER_KEY_NUMBER && !self.keys.contains_key(&n) {
-                return n;
-            }
+        free_number(|n| self.keys.contains_key(&n))
+    }
+}
+
+/// A random content key number for which `taken` is false (never a reserved one).
+pub fn free_number(taken: impl Fn(u32) -> bool) -> u32 {
+    loop {
+        let n = u32::from_le_bytes(arca_crypto::random_bytes());
+        if is_content_key_number(n) && !taken(n) {
+            return n;
         }
     }
 }
 
 /// A content key decoded from its `keyring/<name>` object's plaintext.
-pub fn from_file(file: ContentKeyFile, mode: EncryptionMode, object: &str) -> RepoResult<ContentKey> {
+pub fn from_file(file: ContentKeyFile, mode: EncryptionMode, object: &str, role: KeyRole) -> RepoResult<ContentKey> {
     let what = || format!("content key {object}");
-    if file.number == MASTER_KEY_NUMBER {
-        return Err(RepoError::corrupt(what(), "it claims number 0, the master key's"));
+    if !is_content_key_number(file.number) {
+        return Err(RepoError::corrupt(what(), format!("it claims number {}, which is reserved", file.number)));
     }
     validate_class(&file.class).map_err(|e| RepoError::corrupt(what(), e))?;
+    if role == KeyRole::Session && !file.class.is_empty() {
+        return Err(RepoError::corrupt(
+            what(),
+            "a backup-only session's key claims a class; they write the default class only",
+        ));
+    }
     let secret = zeroize::Zeroizing::new(file.secret.into_vec());
     let key = MasterKey::from_secret(&secret).ok_or_else(|| RepoError::corrupt(what(), "the secret is malformed"))?;
-    Ok(ContentKey {
-        number: file.number,
-        class: file.class,
-        cipher: key.cipher(mode),
-        key,
-        object: Some(object.to_string()),
-    })
+    Ok(ContentKey::new(file.number, &file.class, role, key, mode, Some(object.to_string())))
 }
 
 /// Why `name` cannot be a class name, if it cannot: 1–64 characters of letters, digits and
@@ -194,8 +243,7 @@ mod tests {
     use super::*;
 
     fn key(class: &str, number: u32) -> ContentKey {
-        let k = MasterKey::generate();
-        ContentKey { number, class: class.into(), cipher: k.cipher(EncryptionMode::Aes256GcmSiv), key: k, object: None }
+        ContentKey::new(number, class, KeyRole::Content, MasterKey::generate(), EncryptionMode::Aes256GcmSiv, None)
     }
 
     #[test]
@@ -214,6 +262,12 @@ mod tests {
         assert!(r.writing("hr").is_none() && r.get(0).is_some() && r.get(9).is_some());
         let n = r.free_number();
         assert!(n != 0 && r.get(n).is_none());
+        let m = MasterKey::generate();
+        r.insert(ContentKey::shared(&m, &[5; 32], EncryptionMode::Aes256GcmSiv)).unwrap();
+        r.insert(ContentKey::new(2, "", KeyRole::Session, m.clone(), EncryptionMode::Aes256GcmSiv, None)).unwrap();
+        assert_eq!(r.writing("").unwrap().number, 9, "neither the shared key nor a session's key writes");
+        assert_eq!(r.of_class("").iter().map(|k| k.number).collect::<Vec<_>>(), vec![2, 9]);
+        assert_eq!(r.session_keys(), 1);
     }
 
     #[test]

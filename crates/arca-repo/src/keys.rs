@@ -1,8 +1,8 @@
 //! Key slots: create, open with a password, list, add, remove. None of these re-encrypts data.
 
 use crate::{RepoError, RepoResult};
-use arca_crypto::{derive_slot_key, open_slot, random_bytes, seal_slot, MasterKey};
-use arca_format::{decode, encode, Id, KdfParams, KeySlot};
+use arca_crypto::{derive_slot_key, open_slot, open_slot_secret, random_bytes, seal_slot, seal_slot_secret, MasterKey};
+use arca_format::{decode, encode, BackupBundle, Id, KdfParams, KeySlot, ROLE_BACKUP_ONLY, ROLE_FULL};
 use arca_storage::{ObjectKind, Storage};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -37,6 +37,16 @@ pub struct KeyInfo {
     pub username: String,
     pub label: String,
     pub current: bool,
+    /// `full` or `backup-only`.
+    pub role: String,
+}
+
+/// What a password opened.
+pub enum Unlocked {
+    /// The master key.
+    Full(MasterKey),
+    /// A backup-only key's bundle.
+    BackupOnly(Box<BackupBundle>),
 }
 
 /// Seal `master` under `password` as a new key slot; returns its name and bytes.
@@ -59,6 +69,7 @@ pub fn make_slot(
         hostname: origin.hostname.clone(),
         username: origin.username.clone(),
         label: label.to_string(),
+        role: ROLE_FULL.into(),
     };
     let bytes = encode("key slot", &slot)?;
     Ok((Id::of_bytes(&bytes).to_hex(), bytes))
@@ -78,6 +89,36 @@ pub fn store_slot(
     Ok(name)
 }
 
+/// Store a new backup-only key slot sealing `bundle` under `password`.
+pub fn store_backup_slot(
+    storage: &dyn Storage,
+    bundle: &BackupBundle,
+    password: &[u8],
+    params: KdfParams,
+    origin: &Origin,
+    label: &str,
+) -> RepoResult<String> {
+    let salt: [u8; 16] = random_bytes();
+    let sk = derive_slot_key(password, &salt, &params).map_err(|e| RepoError::KeyDerivation(e.to_string()))?;
+    let plain = zeroize::Zeroizing::new(encode("backup-only key", bundle)?);
+    let slot = KeySlot {
+        version: KEY_SLOT_VERSION,
+        kdf: "argon2id".into(),
+        params,
+        salt: ByteBuf::from(salt.to_vec()),
+        sealed_master: ByteBuf::from(seal_slot_secret(&plain, &sk)),
+        created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        hostname: origin.hostname.clone(),
+        username: origin.username.clone(),
+        label: label.to_string(),
+        role: ROLE_BACKUP_ONLY.into(),
+    };
+    let bytes = encode("key slot", &slot)?;
+    let name = Id::of_bytes(&bytes).to_hex();
+    storage.put(ObjectKind::Key, &name, &bytes)?;
+    Ok(name)
+}
+
 /// Read every key slot; damaged ones are skipped with their error.
 pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySlot, RepoError>)>> {
     let mut out = vec![];
@@ -93,8 +134,8 @@ pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySl
     Ok(out)
 }
 
-/// Try every slot with `password`; returns the master key and the slot that opened.
-pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, String)> {
+/// Try every slot with `password`; returns what it opened and the slot that opened.
+pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(Unlocked, String)> {
     let mut damaged = vec![];
     let mut refused = vec![];
     let slots = read_slots(storage)?;
@@ -122,8 +163,21 @@ pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(MasterKey, 
         let Ok(sk) = derive_slot_key(password, &slot.salt, &slot.params) else {
             continue;
         };
-        if let Ok(master) = open_slot(&slot.sealed_master, &sk) {
-            return Ok((master, name));
+        match slot.role.as_str() {
+            ROLE_FULL => {
+                if let Ok(master) = open_slot(&slot.sealed_master, &sk) {
+                    return Ok((Unlocked::Full(master), name));
+                }
+            }
+            ROLE_BACKUP_ONLY => {
+                if let Ok(plain) = open_slot_secret(&slot.sealed_master, &sk) {
+                    let bundle: BackupBundle = decode("backup-only key", &plain)
+                        .map_err(|e| RepoError::corrupt(format!("key slot {name}"), e))?;
+                    return Ok((Unlocked::BackupOnly(Box::new(bundle)), name));
+                }
+            }
+            // A role of a newer arca: not ours to open.
+            _ => {}
         }
     }
     if !damaged.is_empty() {
@@ -153,6 +207,7 @@ pub fn list(storage: &dyn Storage, current: &str) -> RepoResult<Vec<KeyInfo>> {
             hostname: slot.hostname,
             username: slot.username,
             label: slot.label,
+            role: if slot.role.is_empty() { "full".into() } else { slot.role },
         });
     }
     Ok(out)

@@ -3,22 +3,23 @@
 
 use crate::index::Index;
 use crate::index_cache::{Builder, Record, SortedIndex};
-use crate::keyring::{self, ContentKey, Keyring};
-use crate::keys::{self, Origin};
+use crate::keyring::{self, ContentKey, KeyRole, Keyring};
+use crate::keys::{self, Origin, Unlocked};
 use crate::{blob, RepoError, RepoResult};
 use arca_chunker::Chunker;
 use arca_crypto::{Cipher, MasterKey};
 use arca_format::keyring::{envelope, envelope_prefix};
 use arca_format::{
-    decode, encode, BlobKind, ChunkerParams, Config, ConfigFile, ContentKeyFile, EncryptionMode, Id, IndexFile,
-    KdfParams, Tree, DEFAULT_CLASS, FORMAT_VERSION, FORMAT_VERSION_1, MASTER_KEY_NUMBER,
+    decode, encode, BackupBundle, BlobKind, ChunkerParams, Config, ConfigFile, ContentKeyFile, EncryptionMode, Id,
+    IndexFile, KdfParams, Tree, DEFAULT_CLASS, FORMAT_VERSION, FORMAT_VERSION_1, MASTER_KEY_NUMBER,
+    SEALED_TO_RECIPIENT, SHARED_KEY_NUMBER,
 };
 use arca_storage::{ObjectKind, Storage};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_bytes::ByteBuf;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Index objects not yet in the cache are kept in memory up to this many stored bytes (about
 /// 100,000 blobs); past that the cache file is rebuilt.
@@ -89,18 +90,37 @@ impl Default for InitOptions {
     }
 }
 
+/// What a backup-only session holds besides the shared key (docs/SECURITY.md).
+struct BackupOnly {
+    /// The only host its snapshots may name (`None`: any).
+    host: Option<String>,
+    /// The repository's recipient public key: the session key is sealed to it.
+    recipient: [u8; 32],
+    /// This session's own content key: everything it writes is sealed with it, and it is
+    /// forgotten when the session ends.
+    session: Arc<ContentKey>,
+    /// Whether the session key's `keyring/` object is stored yet.
+    stored: Mutex<bool>,
+    /// Trees of this host's last snapshot and of this session (the send log).
+    send_log: crate::sendlog::SendLog,
+}
+
 /// An open repository: storage, key and config, and (after `load_index`) the index.
 pub struct Repository {
     storage: Arc<dyn Storage>,
     config: Config,
-    key: MasterKey,
-    cipher: Cipher,
+    /// `None` for a backup-only key.
+    key: Option<MasterKey>,
+    cipher: Option<Cipher>,
+    backup_only: Option<BackupOnly>,
     key_slot: String,
     index: RwLock<Index>,
     /// Where the local index cache lives (`None`: keep the whole index in memory).
     cache_dir: Option<PathBuf>,
     /// Who signs this session's changes to `snapshots/` (`None`: they go unrecorded).
     signer: Option<Arc<crate::history::Signer>>,
+    /// Where a backup-only key keeps its send logs (`None`: it reads every file each time).
+    send_log_dir: Option<PathBuf>,
     /// The content keys (format version 1: the master key alone).
     keyring: RwLock<Keyring>,
     /// `keyring/` objects that could not be read (for `check` to report).
@@ -109,23 +129,25 @@ pub struct Repository {
 
 impl Repository {
     /// An open repository without its index, cache or signer yet.
-    fn assemble(
-        storage: Arc<dyn Storage>,
-        config: Config,
-        key: MasterKey,
-        cipher: Cipher,
-        key_slot: String,
-    ) -> Repository {
+    fn assemble(storage: Arc<dyn Storage>, config: Config, key: MasterKey, key_slot: String) -> Repository {
+        let mut ring = Keyring::of_master(&key, config.encryption);
+        if config.version >= 2 {
+            let shared = ContentKey::shared(&key, &key.shared_key(&config.repo_id), config.encryption);
+            // A fresh keyring cannot refuse a second key.
+            let _ = ring.insert(shared);
+        }
         Repository {
             storage,
-            cipher,
+            cipher: Some(key.cipher(config.encryption)),
+            backup_only: None,
             key_slot,
             index: RwLock::new(Index::default()),
             cache_dir: None,
             signer: None,
-            keyring: RwLock::new(Keyring::of_master(&key, config.encryption)),
+            send_log_dir: None,
+            keyring: RwLock::new(ring),
             keyring_problems: vec![],
-            key,
+            key: Some(key),
             config,
         }
     }
@@ -163,9 +185,9 @@ impl Repository {
         // then (version 2) the default class's content key, which the config's readers need.
         let key_slot = keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
         let bytes = config_bytes(&config, &cipher)?;
-        let repo = Repository::assemble(storage, config, key, cipher, key_slot);
+        let repo = Repository::assemble(storage, config, key.clone(), key_slot);
         if repo.version() >= 2 {
-            repo.store_content_key(DEFAULT_CLASS, repo.key.with_fresh_data_key())?;
+            repo.store_content_key(DEFAULT_CLASS, key.with_fresh_data_key())?;
         }
         repo.storage.put(ObjectKind::Config, "config", &bytes)?;
         Ok(repo)
@@ -182,17 +204,17 @@ impl Repository {
         if self.version() >= 2 {
             return Ok(false);
         }
+        let (key, cipher) = (self.key("upgrade the repository")?, self.cipher("upgrade the repository")?);
         let mut v2 = self.config.clone();
         v2.version = FORMAT_VERSION;
-        let (ring, _) = load_keyring(&*self.storage, &self.key, &v2)?;
+        let (ring, _) = load_keyring(&*self.storage, key, &v2)?;
         if ring.writing(DEFAULT_CLASS).is_none() {
             let number = ring.free_number();
-            let (name, bytes) =
-                content_key_object(&v2, &self.cipher, number, DEFAULT_CLASS, &self.key.with_fresh_data_key())?;
+            let (name, bytes) = content_key_object(&v2, cipher, number, DEFAULT_CLASS, &key.with_fresh_data_key())?;
             self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
         }
         crate::failpoint::hit("upgrade-before-config");
-        self.storage.put(ObjectKind::Config, "config", &config_bytes(&v2, &self.cipher)?)?;
+        self.storage.put(ObjectKind::Config, "config", &config_bytes(&v2, cipher)?)?;
         Ok(true)
     }
 
@@ -215,7 +237,10 @@ impl Repository {
         if file.version > FORMAT_VERSION {
             return Err(RepoError::UnsupportedVersion { found: file.version, supported: FORMAT_VERSION });
         }
-        let (key, key_slot) = keys::unlock(&*storage, password)?;
+        let (key, key_slot) = match keys::unlock(&*storage, password)? {
+            (Unlocked::Full(key), slot) => (key, slot),
+            (Unlocked::BackupOnly(bundle), slot) => return Repository::open_backup_only(storage, &file, *bundle, slot),
+        };
         let cipher = key.cipher(file.encryption);
         let body = cipher
             .open(&file.sealed, &config_ad(file.version, &file.repo_id), "config")
@@ -224,9 +249,9 @@ impl Repository {
         if config.version != file.version || config.repo_id != file.repo_id || config.encryption != file.encryption {
             return Err(RepoError::corrupt("config", "the plaintext envelope does not match the sealed body"));
         }
-        let mut repo = Repository::assemble(storage, config, key, cipher, key_slot);
+        let mut repo = Repository::assemble(storage, config, key.clone(), key_slot);
         if repo.version() >= 2 {
-            let (ring, problems) = load_keyring(&*repo.storage, &repo.key, &repo.config)?;
+            let (ring, problems) = load_keyring(&*repo.storage, &key, &repo.config)?;
             if ring.writing(DEFAULT_CLASS).is_none() {
                 let why = problems
                     .first()
@@ -240,6 +265,191 @@ impl Repository {
         Ok(repo)
     }
 
+    /// Open with a backup-only key: the config comes from its bundle (the stored one's body
+    /// is sealed with the master key), checked against the stored envelope.
+    fn open_backup_only(
+        storage: Arc<dyn Storage>,
+        file: &ConfigFile,
+        bundle: BackupBundle,
+        key_slot: String,
+    ) -> RepoResult<Repository> {
+        let config = bundle.config;
+        if config.repo_id != file.repo_id || config.encryption != file.encryption || config.version != file.version {
+            return Err(RepoError::corrupt(
+                format!("key slot {key_slot}"),
+                "this backup-only key was made for another repository, or before the repository changed format: make a new one with `arca key add --backup-only`",
+            ));
+        }
+        let bad = |what: &str| RepoError::corrupt(format!("key slot {key_slot}"), format!("its {what} is malformed"));
+        let template = MasterKey::from_secret(&bundle.template).ok_or_else(|| bad("class key"))?;
+        let shared: [u8; 32] = bundle.shared_key.as_slice().try_into().map_err(|_| bad("shared key"))?;
+        let recipient: [u8; 32] = bundle.recipient.as_slice().try_into().map_err(|_| bad("recipient key"))?;
+        // Numbers other writers took are in the names of keyring objects (docs/FORMAT.md).
+        let taken: HashSet<u32> = storage
+            .list(ObjectKind::Keyring)?
+            .iter()
+            .filter_map(|(n, _)| arca_format::keyring::number_in_name(n))
+            .collect();
+        let number = keyring::free_number(|n| taken.contains(&n));
+        let session = Arc::new(ContentKey::new(
+            number,
+            DEFAULT_CLASS,
+            KeyRole::Session,
+            template.with_fresh_data_key(),
+            config.encryption,
+            None,
+        ));
+        let mut ring = Keyring::default();
+        ring.insert(ContentKey::shared(&template, &shared, config.encryption))?;
+        let session_in_ring = ring.insert(ContentKey::new(
+            number,
+            DEFAULT_CLASS,
+            KeyRole::Session,
+            session.key().clone(),
+            config.encryption,
+            None,
+        ))?;
+        Ok(Repository {
+            storage,
+            key: None,
+            cipher: None,
+            backup_only: Some(BackupOnly {
+                host: bundle.host,
+                recipient,
+                session: session_in_ring,
+                stored: Mutex::new(false),
+                send_log: crate::sendlog::SendLog::default(),
+            }),
+            key_slot,
+            index: RwLock::new(Index::default()),
+            cache_dir: None,
+            signer: None,
+            send_log_dir: None,
+            keyring: RwLock::new(ring),
+            keyring_problems: vec![],
+            config,
+        })
+    }
+
+    /// True if this session holds a backup-only key.
+    pub fn is_backup_only(&self) -> bool {
+        self.backup_only.is_some()
+    }
+
+    /// The host a backup-only key is bound to, if it is.
+    pub fn backup_only_host(&self) -> Option<&str> {
+        self.backup_only.as_ref().and_then(|b| b.host.as_deref())
+    }
+
+    /// Refuse `action` ("restore", "list snapshots", ...) with a backup-only key.
+    pub fn require_full(&self, action: &str) -> RepoResult<()> {
+        match self.backup_only {
+            Some(_) => Err(RepoError::BackupOnly { slot: self.key_slot.clone(), action: action.to_string() }),
+            None => Ok(()),
+        }
+    }
+
+    /// The send log of a backup-only session (`None` with a full key).
+    pub fn send_log(&self) -> Option<&crate::sendlog::SendLog> {
+        self.backup_only.as_ref().map(|b| &b.send_log)
+    }
+
+    /// Store a backup-only session's content key, sealed to the repository's recipient key,
+    /// before anything sealed with it is stored. Once per session; the key itself is never
+    /// written anywhere this key could read it back.
+    pub fn store_session_key(&self) -> RepoResult<()> {
+        let Some(b) = &self.backup_only else { return Ok(()) };
+        let mut stored = b.stored.lock().unwrap_or_else(|p| p.into_inner());
+        if *stored {
+            return Ok(());
+        }
+        let file = ContentKeyFile {
+            number: b.session.number,
+            class: DEFAULT_CLASS.into(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            secret: ByteBuf::from(b.session.key().to_secret().to_vec()),
+        };
+        let plain = zeroize::Zeroizing::new(encode("content key", &file)?);
+        let ad = object_ad_v2(ObjectKind::Keyring, &self.config.repo_id, SEALED_TO_RECIPIENT);
+        let mut bytes = envelope_prefix(SEALED_TO_RECIPIENT).to_vec();
+        bytes.extend_from_slice(&arca_crypto::recipient::seal_to(&b.recipient, &plain, &ad));
+        let name = arca_format::keyring::object_name(b.session.number, &bytes);
+        self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+        *stored = true;
+        Ok(())
+    }
+
+    /// What a backup-only key slot seals for this repository (`key add --backup-only`):
+    /// needs the full key, format version 2 and encryption.
+    pub fn backup_bundle(&self, host: Option<String>) -> RepoResult<BackupBundle> {
+        let key = self.key("make a backup-only key")?;
+        if self.version() < 2 {
+            return Err(RepoError::NeedsUpgrade { feature: "a backup-only key", version: self.version() });
+        }
+        if self.config.encryption == EncryptionMode::AuthenticatedOnly {
+            return Err(RepoError::Unsuitable(
+                "a backup-only key keeps contents from its holder, but this repository was made with `init --encryption none`: its contents are stored in the clear".into(),
+            ));
+        }
+        let template = self.writing_key(DEFAULT_CLASS)?.key().without_data_key();
+        Ok(BackupBundle {
+            version: 1,
+            host,
+            config: self.config.clone(),
+            template: ByteBuf::from(template.to_secret().to_vec()),
+            shared_key: ByteBuf::from(key.shared_key(&self.config.repo_id).to_vec()),
+            recipient: ByteBuf::from(key.recipient(&self.config.repo_id).public().to_vec()),
+        })
+    }
+
+    /// Seal every index and mark object that is not sealed with the shared key again with it,
+    /// so backup-only keys can read them (`key add --backup-only`, under an exclusive lock:
+    /// a prune rewriting the index meanwhile could otherwise see a resealed object escape what
+    /// it supersedes). Index objects another one supersedes are deleted, not resealed (a
+    /// resealed copy would have a new name and be superseded no more). Returns how many
+    /// objects were resealed. A kill leaves both copies of one object, which read the same.
+    pub fn reseal_shared(&self) -> RepoResult<usize> {
+        self.require_full("reseal the index")?;
+        if self.version() < 2 {
+            return Ok(0);
+        }
+        let mut count = 0;
+        let unshared = |name: &str| -> RepoResult<Option<Vec<u8>>> {
+            let bytes = self.storage.get(ObjectKind::Index, name)?;
+            Ok((envelope(&bytes).map(|(n, _)| n) != Some(SHARED_KEY_NUMBER)).then_some(bytes))
+        };
+        let listed = self.storage.list(ObjectKind::Index)?;
+        let mut files = vec![];
+        for (name, _) in &listed {
+            let Some(bytes) = unshared(name)? else { continue };
+            let f: IndexFile = self.open_object(ObjectKind::Index, name, &bytes)?;
+            files.push((name.clone(), f));
+        }
+        let mut superseded: HashSet<String> = HashSet::new();
+        for (name, _) in &listed {
+            let Ok(f) = self.load_object::<IndexFile>(ObjectKind::Index, name) else { continue };
+            superseded.extend(f.supersedes.iter().map(|i| i.to_hex()));
+        }
+        for (name, f) in files {
+            if !superseded.contains(&name) {
+                self.save_object(ObjectKind::Index, &f)?;
+                count += 1;
+            }
+            self.storage.delete(ObjectKind::Index, &name)?;
+        }
+        for (name, _) in self.storage.list(ObjectKind::Mark)? {
+            let bytes = self.storage.get(ObjectKind::Mark, &name)?;
+            if envelope(&bytes).map(|(n, _)| n) == Some(SHARED_KEY_NUMBER) {
+                continue;
+            }
+            let m: arca_format::MarkFile = self.open_object(ObjectKind::Mark, &name, &bytes)?;
+            self.save_object(ObjectKind::Mark, &m)?;
+            self.storage.delete(ObjectKind::Mark, &name)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// The backend.
     pub fn storage(&self) -> &dyn Storage {
         &*self.storage
@@ -251,14 +461,17 @@ impl Repository {
     }
 
     /// The master key (format version 1 seals everything with it; version 2 only the config,
-    /// the keyring and objects written before the upgrade).
-    pub fn key(&self) -> &MasterKey {
-        &self.key
+    /// the keyring and objects written before the upgrade). Refused to a backup-only key,
+    /// naming `action`.
+    pub fn key(&self, action: &str) -> RepoResult<&MasterKey> {
+        self.require_full(action)?;
+        self.key.as_ref().ok_or(RepoError::Internal("a full key without its master key"))
     }
 
     /// The master key's cipher.
-    pub fn cipher(&self) -> &Cipher {
-        &self.cipher
+    pub fn cipher(&self, action: &str) -> RepoResult<&Cipher> {
+        self.require_full(action)?;
+        self.cipher.as_ref().ok_or(RepoError::Internal("a full key without its master key"))
     }
 
     /// The repository's format version.
@@ -278,12 +491,24 @@ impl Repository {
 
     /// Content key `number`; `what` names the object that needs it, for the error.
     pub fn content_key(&self, number: u32, what: impl FnOnce() -> String) -> RepoResult<Arc<ContentKey>> {
-        self.keyring().get(number).ok_or_else(|| RepoError::Shredded { what: what(), number })
+        if let Some(k) = self.keyring().get(number) {
+            return Ok(k);
+        }
+        match self.backup_only {
+            Some(_) => Err(RepoError::BackupOnly { slot: self.key_slot.clone(), action: format!("open {}", what()) }),
+            None => Err(RepoError::Shredded { what: what(), number }),
+        }
     }
 
     /// The key that new data and objects of `class` are sealed with (`""`: the default
     /// class). A named class must exist already: see [`Repository::create_class`].
     pub fn writing_key(&self, class: &str) -> RepoResult<Arc<ContentKey>> {
+        if let Some(b) = &self.backup_only {
+            if class != DEFAULT_CLASS {
+                self.require_full("write into a class (backup --class)")?;
+            }
+            return Ok(b.session.clone());
+        }
         if self.version() < 2 {
             if class != DEFAULT_CLASS {
                 return Err(RepoError::NeedsUpgrade { feature: "a class (backup --class)", version: self.version() });
@@ -296,10 +521,13 @@ impl Repository {
     /// The default class's writing key (the master key in a version-1 repository; `open`
     /// made sure a version-2 repository has one).
     pub fn default_key(&self) -> Arc<ContentKey> {
+        if let Some(b) = &self.backup_only {
+            return b.session.clone();
+        }
         let ring = self.keyring();
         let key = if self.version() >= 2 { ring.writing(DEFAULT_CLASS) } else { None };
         key.or_else(|| ring.get(MASTER_KEY_NUMBER))
-            .unwrap_or_else(|| Arc::new(ContentKey::master(&self.key, self.config.encryption)))
+            .unwrap_or_else(|| Arc::new(ContentKey::unsaved(DEFAULT_CLASS, self.config.encryption)))
     }
 
     /// The writing key of `class`, creating the class (a new, random content key) if it has
@@ -308,6 +536,7 @@ impl Repository {
         if self.version() < 2 {
             return Err(RepoError::NeedsUpgrade { feature: "a class (backup --class)", version: self.version() });
         }
+        self.require_full("write into a class (backup --class)")?;
         keyring::validate_class(class).map_err(|why| RepoError::Class(class.into(), why))?;
         if self.config.encryption == EncryptionMode::AuthenticatedOnly {
             return Err(RepoError::Class(
@@ -324,7 +553,7 @@ impl Repository {
     /// Store a new content key of `class` in `keyring/` and add it to the keyring.
     fn store_content_key(&self, class: &str, key: MasterKey) -> RepoResult<Arc<ContentKey>> {
         let number = self.keyring().free_number();
-        let (name, bytes) = content_key_object(&self.config, &self.cipher, number, class, &key)?;
+        let (name, bytes) = content_key_object(&self.config, self.cipher("make a content key")?, number, class, &key)?;
         self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
         let k = ContentKey::stored(number, class, key, self.config.encryption, &name);
         self.keyring.write().unwrap_or_else(|p| p.into_inner()).insert(k)
@@ -347,9 +576,18 @@ impl Repository {
         out
     }
 
-    /// Seal an object of `kind` with the default class's key.
+    /// Seal an object of `kind`: index, lock and mark objects with the shared key (format
+    /// version 2), the rest with the default class's key.
     pub fn seal_object_bytes(&self, kind: ObjectKind, plain: &[u8]) -> RepoResult<Vec<u8>> {
-        Ok(self.seal_with(&self.default_key(), kind, plain))
+        if self.version() >= 2 && matches!(kind, ObjectKind::Index | ObjectKind::Lock | ObjectKind::Mark) {
+            let shared = self.content_key(SHARED_KEY_NUMBER, || "the shared key".into())?;
+            return Ok(self.seal_with(&shared, kind, plain));
+        }
+        let key = self.default_key();
+        if key.role == KeyRole::Session {
+            self.store_session_key()?;
+        }
+        Ok(self.seal_with(&key, kind, plain))
     }
 
     /// Open a sealed object of `kind` (either form; version 1's with the master key).
@@ -361,7 +599,10 @@ impl Repository {
                     .open(sealed, &object_ad_v2(kind, &self.config.repo_id, number), "object")
                     .map_err(|e| RepoError::corrupt(what(), e))
             }
-            _ => self.cipher.open(bytes, object_ad(kind), "object").map_err(|e| RepoError::corrupt(what(), e)),
+            _ => self
+                .cipher(&format!("open {}", what()))?
+                .open(bytes, object_ad(kind), "object")
+                .map_err(|e| RepoError::corrupt(what(), e)),
         }
     }
 
@@ -464,6 +705,16 @@ impl Repository {
         self.signer = Some(signer);
     }
 
+    /// Keep a backup-only key's send logs under `dir` (docs/SECURITY.md).
+    pub fn set_send_log_dir(&mut self, dir: PathBuf) {
+        self.send_log_dir = Some(dir);
+    }
+
+    /// Where send logs are kept, if anywhere.
+    pub fn send_log_dir(&self) -> Option<&Path> {
+        self.send_log_dir.as_deref()
+    }
+
     /// The session's signer, if it has one.
     pub fn signer(&self) -> Option<&crate::history::Signer> {
         self.signer.as_deref()
@@ -531,6 +782,15 @@ impl Repository {
             match self.load_object::<arca_format::MarkFile>(ObjectKind::Mark, &name) {
                 Ok(m) => m.packs.iter().for_each(|p| ix.add_retired_pack(p)),
                 Err(RepoError::Storage(e)) if e.is_not_found() => {} // swept meanwhile
+                // A mark names packs a prune is deleting: a writer that cannot read one could
+                // deduplicate against them and lose data. A full key's backup goes on (its
+                // check of the commit catches it); a backup-only one stops here.
+                Err(e) if self.is_backup_only() => {
+                    return Err(RepoError::corrupt(
+                        format!("mark {name}"),
+                        format!("{e}; a backup-only key must read every mark: run `arca key add --backup-only` with a full key once more, which seals the index and marks again with the shared key"),
+                    ))
+                }
                 Err(e) => problems.push(e),
             }
         }
@@ -699,7 +959,18 @@ impl Repository {
 
     /// Read one directory listing.
     pub fn read_tree(&self, id: &Id) -> RepoResult<Tree> {
-        let bytes = self.read_blob(BlobKind::Tree, id)?;
+        let bytes = match &self.backup_only {
+            // This host's own trees, from its send log: the repository's are sealed with keys
+            // a backup-only key no longer has.
+            Some(b) => b.send_log.get(id).ok_or_else(|| RepoError::BackupOnly {
+                slot: self.key_slot.clone(),
+                action: format!(
+                    "read tree {} (only the trees of this host's last backup are kept locally)",
+                    id.short()
+                ),
+            })?,
+            None => self.read_blob(BlobKind::Tree, id)?,
+        };
         let tree: Tree = decode("tree", &bytes).map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
         tree.validate().map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
         Ok(tree)
@@ -747,7 +1018,7 @@ fn content_key_object(
     sealed.extend_from_slice(
         &master.seal(&plain, &object_ad_v2(ObjectKind::Keyring, &config.repo_id, MASTER_KEY_NUMBER)),
     );
-    Ok((Id::of_bytes(&sealed).to_hex(), sealed))
+    Ok((arca_format::keyring::object_name(number, &sealed), sealed))
 }
 
 /// Read every `keyring/` object: the keyring (with the master key as number 0) and the
@@ -756,22 +1027,35 @@ fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> R
     let mut ring = Keyring::of_master(master, config.encryption);
     let mut problems = vec![];
     let master_cipher = master.cipher(config.encryption);
+    let recipient = master.recipient(&config.repo_id);
     let ad = object_ad_v2(ObjectKind::Keyring, &config.repo_id, MASTER_KEY_NUMBER);
+    let wrapped_ad = object_ad_v2(ObjectKind::Keyring, &config.repo_id, SEALED_TO_RECIPIENT);
+    if config.version >= 2 {
+        let shared = ContentKey::shared(master, &master.shared_key(&config.repo_id), config.encryption);
+        ring.insert(shared)?;
+    }
     for (name, _) in storage.list(ObjectKind::Keyring)? {
         let what = || format!("content key {name}");
         let loaded = (|| {
             let bytes = storage.get(ObjectKind::Keyring, &name)?;
-            if Id::of_bytes(&bytes).to_hex() != name {
+            if !arca_format::keyring::name_matches(&name, &bytes) {
                 return Err(RepoError::corrupt(what(), "contents do not match the object name"));
             }
-            let Some((MASTER_KEY_NUMBER, sealed)) = envelope(&bytes) else {
-                return Err(RepoError::corrupt(what(), "not sealed with the master key"));
+            let (plain, role) = match envelope(&bytes) {
+                Some((MASTER_KEY_NUMBER, sealed)) => (
+                    zeroize::Zeroizing::new(
+                        master_cipher.open(sealed, &ad, "content key").map_err(|e| RepoError::corrupt(what(), e))?,
+                    ),
+                    KeyRole::Content,
+                ),
+                // Made by a backup-only session (docs/FORMAT.md, "Keyring").
+                Some((SEALED_TO_RECIPIENT, sealed)) => {
+                    (recipient.open(sealed, &wrapped_ad).map_err(|e| RepoError::corrupt(what(), e))?, KeyRole::Session)
+                }
+                _ => return Err(RepoError::corrupt(what(), "not sealed with the master key nor to the recipient key")),
             };
-            let plain = zeroize::Zeroizing::new(
-                master_cipher.open(sealed, &ad, "content key").map_err(|e| RepoError::corrupt(what(), e))?,
-            );
             let file: ContentKeyFile = decode("content key", &plain).map_err(|e| RepoError::corrupt(what(), e))?;
-            ring.insert(keyring::from_file(file, config.encryption, &name)?)
+            ring.insert(keyring::from_file(file, config.encryption, &name, role)?)
         })();
         match loaded {
             Ok(_) => {}

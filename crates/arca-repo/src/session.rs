@@ -35,6 +35,15 @@ pub struct Session {
 /// Take `access`'s lock on `repo`, waiting up to `retry` for another exclusive session to
 /// end, then load the index.
 pub fn open(repo: Repository, access: Access, retry: Duration) -> RepoResult<Session> {
+    if repo.is_backup_only() {
+        // A backup-only key backs up; everything else would need keys it does not have, and
+        // is refused here rather than failing half-way (docs/SECURITY.md).
+        match access {
+            Access::Write("backup") | Access::Read("backup --dry-run") => {}
+            Access::Metadata => repo.require_full("list snapshots, keys or statistics")?,
+            Access::Read(cmd) | Access::Write(cmd) | Access::Exclusive(cmd) => repo.require_full(cmd)?,
+        }
+    }
     let repo = Arc::new(repo);
     let mut lock_warning = None;
     let lock = match access {

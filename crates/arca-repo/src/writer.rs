@@ -234,6 +234,9 @@ impl BlobWriter {
     /// whether it was new.
     pub fn add(&self, kind: BlobKind, data: &[u8]) -> RepoResult<(Id, bool)> {
         let id = self.key.blob_id(data);
+        if let (BlobKind::Tree, Some(log)) = (kind, self.repo.send_log()) {
+            log.record(id, data);
+        }
         if self.repo.index().has_live(&id) {
             self.dedup_hit(kind, &id, data)?;
             return Ok((id, false));

@@ -1,6 +1,6 @@
 //! `arca key`: list, add, remove and change passwords.
 
-use crate::cli::{Cli, KeyCommand, NewPassword};
+use crate::cli::{Cli, KeyAddArgs, KeyCommand, NewPassword};
 use crate::context;
 use crate::output::Output;
 use anyhow::{Context, Result};
@@ -45,6 +45,28 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
                         k.label
                     ));
                 }
+            }
+        }
+        KeyCommand::Add(a) if a.backup_only => {
+            let pw = new_password(&a.password)?;
+            let added = arca_ops::keys::add_backup_only(
+                &repo,
+                pw.as_bytes(),
+                context::kdf_params(),
+                &a.password.label,
+                a.host.clone(),
+            )?;
+            if out.json {
+                out.json_doc(&serde_json::json!({"result": "added", "id": added.id, "role": "backup-only", "host": added.host, "resealed": added.resealed}));
+            } else {
+                if added.resealed > 0 {
+                    out.info(format!("sealed {} index and mark objects again with the shared key, so a backup-only key can deduplicate against them", added.resealed));
+                }
+                let host = added.host.as_deref().map(|h| format!(" for host {h}")).unwrap_or_default();
+                out.info(format!(
+                    "added backup-only key {}{host}: it can add backups, and read nothing back",
+                    &added.id[..8.min(added.id.len())]
+                ));
             }
         }
         KeyCommand::Add(a) => {
@@ -154,8 +176,9 @@ fn import(cli: &Cli, out: &Output, file: &std::path::Path, replace_config: bool)
 }
 
 /// Store a new key slot for the password `a` names.
-fn add_slot(repo: &arca_repo::Repository, a: &NewPassword) -> Result<String> {
-    Ok(arca_ops::keys::add_password(repo, new_password(a)?.as_bytes(), context::kdf_params(), &a.label)?)
+fn add_slot(repo: &arca_repo::Repository, a: &KeyAddArgs) -> Result<String> {
+    let p = &a.password;
+    Ok(arca_ops::keys::add_password(repo, new_password(p)?.as_bytes(), context::kdf_params(), &p.label)?)
 }
 
 fn report(out: &Output, what: &str, id: &str) {
