@@ -185,11 +185,25 @@ fn backup_only_and_read_only_keys_over_ssh() {
         std::fs::write(src.join(format!("f{i}")), random_bytes(300_000, i)).unwrap();
     }
     let s = src.to_str().unwrap();
-    // The backup-only key backs up (its locks come and go), twice.
-    sshd.ok(&e, "append", &["backup", s]);
+    // The deployment docs/SECURITY.md describes: an append-only SSH key (the server refuses
+    // deletes and overwrites) holding a backup-only password (it reads nothing back).
+    const BACKUP_ONLY: &str = "backup-only password";
+    let o =
+        sshd.arca(&e, "full", &["key", "add", "--backup-only"]).env("ARCA_NEW_PASSWORD", BACKUP_ONLY).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let append = |args: &[&str]| {
+        let o = sshd.arca(&e, "append", args).env("ARCA_PASSWORD", BACKUP_ONLY).output().unwrap();
+        assert!(o.status.success(), "append {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // It backs up (its session key and locks go through the append-only server), twice.
+    append(&["backup", s]);
     std::fs::write(src.join("f0"), random_bytes(300_000, 99)).unwrap();
-    let genuine =
-        last_json(&sshd.ok(&e, "append", &["--json", "backup", s]))["snapshot_id"].as_str().unwrap().to_string();
+    let second = last_json(&append(&["--json", "backup", s]));
+    assert_eq!(second["summary"]["files_read"], 1, "the send log spared the unchanged files: {second}");
+    let genuine = second["snapshot_id"].as_str().unwrap().to_string();
+    let o = sshd.arca(&e, "append", &["snapshots"]).env("ARCA_PASSWORD", BACKUP_ONLY).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("backup-only key"), "{}", String::from_utf8_lossy(&o.stderr));
     let saved = e.path("saved");
     sh(&format!("cp -a {s} {}", saved.display()));
     assert!(std::fs::read_dir(sshd.repo.join("locks")).unwrap().next().is_none(), "no lock left behind");

@@ -79,6 +79,14 @@ impl MasterKey {
         crate::recipient::RecipientSecret::from_bytes(*h.finalize().as_bytes())
     }
 
+    /// The key that proves a backup-only session was made by a key bound to `host`: only
+    /// the master key and the keys bound to that host have it.
+    pub fn host_key(&self, repo_id: &Id, host: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut h = blake3::Hasher::new_derive_key("arca 2026 host key v2");
+        h.update(&self.data_key).update(&repo_id.0).update(host.as_bytes());
+        zeroize::Zeroizing::new(*h.finalize().as_bytes())
+    }
+
     /// The same key with `data_key` in place of its data key.
     pub fn with_data_key(&self, data_key: &[u8; 32]) -> MasterKey {
         let mut k = self.clone();

@@ -62,6 +62,19 @@ pub struct ContentKeyFile {
     pub created: String,
     /// Data key (32) ‖ MAC key (32) ‖ chunker seed (u64 LE), as the master key's encoding.
     pub secret: ByteBuf,
+    /// A backup-only session's key bound to a host: that host's name, and `host_proof`, the
+    /// keyed BLAKE3 (with the host key only a key bound to that host holds) of the number
+    /// (u32 LE) and the name. A full key checks both, and refuses snapshots sealed with this
+    /// key that name another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_proof: Option<ByteBuf>,
+}
+
+/// The message a host proof authenticates.
+pub fn host_proof_message(number: u32, host: &str) -> Vec<u8> {
+    [&number.to_le_bytes()[..], host.as_bytes()].concat()
 }
 
 /// Split a version-2 envelope into its key number and the sealed bytes after it; `None` for

@@ -105,6 +105,10 @@ pub struct BackupBundle {
     pub shared_key: ByteBuf,
     /// The repository's X25519 recipient public key (32 bytes).
     pub recipient: ByteBuf,
+    /// With `host`: the host key (32 bytes) that proves a session key was made by a key
+    /// bound to that host (`ContentKeyFile::host_proof`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<ByteBuf>,
 }
 
 #[cfg(test)]

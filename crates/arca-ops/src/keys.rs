@@ -99,7 +99,12 @@ pub enum ImportError {
 pub fn export(repo: &Repository, location: &str, default_key: Option<String>) -> OpsResult<KeyExport> {
     let storage = repo.storage();
     let mut default_class_keys = std::collections::BTreeMap::new();
+    // Keys of backup-only sessions are left out: one per backup, they would grow the export
+    // without end (docs/RECOVERY.md).
     for k in repo.keyring().of_class(arca_format::DEFAULT_CLASS) {
+        if k.role != arca_repo::keyring::KeyRole::Content {
+            continue;
+        }
         if let Some(name) = &k.object {
             default_class_keys.insert(name.clone(), hex::encode(storage.get(ObjectKind::Keyring, name)?));
         }

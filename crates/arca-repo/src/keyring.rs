@@ -43,6 +43,9 @@ pub struct ContentKey {
     cipher: OnceLock<Cipher>,
     /// The `keyring/` object holding it (`None`: the master key itself, number 0).
     pub object: Option<String>,
+    /// A backup-only session's key bound to a host (its proof checked): the host every
+    /// snapshot sealed with it must name.
+    pub host: Option<String>,
 }
 
 /// Shows the number and class, never the secrets.
@@ -67,7 +70,7 @@ impl ContentKey {
         mode: EncryptionMode,
         object: Option<String>,
     ) -> ContentKey {
-        ContentKey { number, class: class.into(), role, key, mode, cipher: OnceLock::new(), object }
+        ContentKey { number, class: class.into(), role, key, mode, cipher: OnceLock::new(), object, host: None }
     }
 
     /// Key `number` of `class`, just stored as `keyring/<object>`.

@@ -96,6 +96,8 @@ struct BackupOnly {
     host: Option<String>,
     /// The repository's recipient public key: the session key is sealed to it.
     recipient: [u8; 32],
+    /// With `host`: the key proving the session key was made by a key bound to it.
+    host_key: Option<[u8; 32]>,
     /// This session's own content key: everything it writes is sealed with it, and it is
     /// forgotten when the session ends.
     session: Arc<ContentKey>,
@@ -284,6 +286,13 @@ impl Repository {
         let template = MasterKey::from_secret(&bundle.template).ok_or_else(|| bad("class key"))?;
         let shared: [u8; 32] = bundle.shared_key.as_slice().try_into().map_err(|_| bad("shared key"))?;
         let recipient: [u8; 32] = bundle.recipient.as_slice().try_into().map_err(|_| bad("recipient key"))?;
+        let host_key: Option<[u8; 32]> = match &bundle.host_key {
+            Some(k) => Some(k.as_slice().try_into().map_err(|_| bad("host key"))?),
+            None => None,
+        };
+        if bundle.host.is_some() != host_key.is_some() {
+            return Err(bad("host binding"));
+        }
         // Numbers other writers took are in the names of keyring objects (docs/FORMAT.md).
         let taken: HashSet<u32> = storage
             .list(ObjectKind::Keyring)?
@@ -316,6 +325,7 @@ impl Repository {
             backup_only: Some(BackupOnly {
                 host: bundle.host,
                 recipient,
+                host_key,
                 session: session_in_ring,
                 stored: Mutex::new(false),
                 send_log: crate::sendlog::SendLog::default(),
@@ -363,11 +373,17 @@ impl Repository {
         if *stored {
             return Ok(());
         }
+        let host_proof = b.host.as_ref().zip(b.host_key.as_ref()).map(|(host, key)| {
+            let msg = arca_format::keyring::host_proof_message(b.session.number, host);
+            ByteBuf::from(blake3::keyed_hash(key, &msg).as_bytes().to_vec())
+        });
         let file = ContentKeyFile {
             number: b.session.number,
             class: DEFAULT_CLASS.into(),
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             secret: ByteBuf::from(b.session.key().to_secret().to_vec()),
+            host: b.host.clone(),
+            host_proof,
         };
         let plain = zeroize::Zeroizing::new(encode("content key", &file)?);
         let ad = object_ad_v2(ObjectKind::Keyring, &self.config.repo_id, SEALED_TO_RECIPIENT);
@@ -392,7 +408,9 @@ impl Repository {
             ));
         }
         let template = self.writing_key(DEFAULT_CLASS)?.key().without_data_key();
+        let host_key = host.as_ref().map(|h| ByteBuf::from(key.host_key(&self.config.repo_id, h).to_vec()));
         Ok(BackupBundle {
+            host_key,
             version: 1,
             host,
             config: self.config.clone(),
@@ -1012,6 +1030,8 @@ fn content_key_object(
         class: class.into(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         secret: ByteBuf::from(key.to_secret().to_vec()),
+        host: None,
+        host_proof: None,
     };
     let plain = zeroize::Zeroizing::new(encode("content key", &file)?);
     let mut sealed = envelope_prefix(MASTER_KEY_NUMBER).to_vec();
@@ -1034,6 +1054,9 @@ fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> R
         let shared = ContentKey::shared(master, &master.shared_key(&config.repo_id), config.encryption);
         ring.insert(shared)?;
     }
+    // Master-sealed keys first: a key a backup-only holder made can never push one out by
+    // claiming its number (it is the one reported and left out).
+    let mut sessions = vec![];
     for (name, _) in storage.list(ObjectKind::Keyring)? {
         let what = || format!("content key {name}");
         let loaded = (|| {
@@ -1055,7 +1078,14 @@ fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> R
                 _ => return Err(RepoError::corrupt(what(), "not sealed with the master key nor to the recipient key")),
             };
             let file: ContentKeyFile = decode("content key", &plain).map_err(|e| RepoError::corrupt(what(), e))?;
-            ring.insert(keyring::from_file(file, config.encryption, &name, role)?)
+            if role == KeyRole::Session {
+                let host = verified_host(master, config, &file).map_err(|e| RepoError::corrupt(what(), e))?;
+                let mut k = keyring::from_file(file, config.encryption, &name, role)?;
+                k.host = host;
+                sessions.push(k);
+                return Ok(());
+            }
+            ring.insert(keyring::from_file(file, config.encryption, &name, role)?).map(|_| ())
         })();
         match loaded {
             Ok(_) => {}
@@ -1064,7 +1094,29 @@ fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> R
             Err(e) => problems.push(e),
         }
     }
+    for k in sessions {
+        if let Err(e) = ring.insert(k) {
+            problems.push(e);
+        }
+    }
     Ok((ring, problems))
+}
+
+/// The host a backup-only session's key is bound to, its proof checked (`None`: unbound).
+fn verified_host(master: &MasterKey, config: &Config, file: &ContentKeyFile) -> Result<Option<String>, &'static str> {
+    match (&file.host, &file.host_proof) {
+        (None, None) => Ok(None),
+        (Some(host), Some(proof)) => {
+            let key = master.host_key(&config.repo_id, host);
+            let expect = blake3::keyed_hash(&key, &arca_format::keyring::host_proof_message(file.number, host));
+            // blake3::Hash compares in constant time.
+            match <[u8; 32]>::try_from(proof.as_slice()) {
+                Ok(p) if expect == blake3::Hash::from(p) => Ok(Some(host.clone())),
+                _ => Err("its proof of the host it is bound to is wrong (made by a key bound to another host?)"),
+            }
+        }
+        _ => Err("its host binding is incomplete"),
+    }
 }
 
 /// The memo of which index objects supersede which (objects are immutable, so this never goes

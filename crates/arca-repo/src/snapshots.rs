@@ -90,7 +90,12 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
             errors.push(RepoError::corrupt(format!("snapshot {name}"), "name is not an id"));
             continue;
         };
-        match repo.load_object::<Snapshot>(ObjectKind::Snapshot, &name) {
+        let loaded = repo.storage().get(ObjectKind::Snapshot, &name).map_err(RepoError::from).and_then(|bytes| {
+            let s: Snapshot = repo.open_object(ObjectKind::Snapshot, &name, &bytes)?;
+            check_bound_host(repo, &name, &bytes, &s)?;
+            Ok(s)
+        });
+        match loaded {
             Ok(snapshot) => out.push(SnapshotEntry { id, snapshot }),
             // Forgotten between the listing and the read.
             Err(RepoError::Storage(e)) if e.is_not_found() => {}
@@ -101,6 +106,23 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
     // on it): unreadable times first, then by instant, then by id.
     out.sort_by_cached_key(|e| (e.time(), e.time().is_none().then(|| e.snapshot.time.clone()), e.id));
     Ok((out, errors))
+}
+
+/// A snapshot sealed with the key of a backup-only session bound to a host must name that
+/// host: a holder of a key bound to one host cannot pass its snapshots off as another's.
+fn check_bound_host(repo: &Repository, name: &str, bytes: &[u8], s: &Snapshot) -> RepoResult<()> {
+    let Some((number, _)) = arca_format::keyring::envelope(bytes) else { return Ok(()) };
+    let Some(key) = repo.keyring().get(number) else { return Ok(()) };
+    match &key.host {
+        Some(host) if *host != s.hostname => Err(RepoError::corrupt(
+            format!("snapshot {name}"),
+            format!(
+                "it names host {:?}, but a backup-only key bound to host {host:?} wrote it: not trusted",
+                s.hostname
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Which snapshots a command applies to.
