@@ -668,6 +668,32 @@ pub struct PruneArgs {
     pub tuning: PruneTuning,
 }
 
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// Say which key slots would be removed (and, with --rewrite, how much would be
+    /// re-encrypted); change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Do it without asking (needed where no terminal can ask) when other key slots would
+    /// be removed.
+    #[arg(long)]
+    pub yes: bool,
+    /// Then re-encrypt everything written before: every pack and snapshot still sealed with
+    /// a retired key is rewritten under the new keys, through prune's crash-safe repacking
+    /// (a kill leaves a repository that checks clean; `--rewrite-only` carries on). Reads
+    /// and writes all stored data once; packs no snapshot needs are deleted on the way.
+    #[arg(long, conflicts_with = "rewrite_only")]
+    pub rewrite: bool,
+    /// Make no new key: re-encrypt what is still sealed with keys an earlier rotation
+    /// retired (to finish an interrupted `--rewrite`, or after a plain rotation).
+    #[arg(long)]
+    pub rewrite_only: bool,
+    /// With --rewrite: re-encrypt at most this much data in this run ("50G"); run
+    /// `--rewrite-only` again for the rest.
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct PruneTuning {
     /// Unused space tolerated in partly used packs: a percentage of the used data ("5%"), a
@@ -825,6 +851,18 @@ pub enum KeyCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Rotate the repository's key: a new master key for everything written from now on,
+    /// kept by a new key slot for the password in use. Every other key slot (other passwords,
+    /// backup-only keys) is removed: a leaked one, even put back, then opens nothing. Data
+    /// written before stays sealed with the retired keys (the new key carries them) unless
+    /// `--rewrite` re-encrypts it. Needs an exclusive lock and no other session running.
+    ///
+    /// Afterwards: `arca key add` the other passwords again, `arca key add --backup-only`
+    /// for each backup-only host, and `arca key export` again (an old export no longer opens).
+    #[command(
+        after_help = "Examples:\n  arca key rotate --dry-run\n  arca key rotate --yes\n  arca key rotate --rewrite --yes      # and re-encrypt all data written before\n  arca key rotate --rewrite-only       # finish an interrupted --rewrite\n  arca key rotate --rewrite-only --max-repack 50G   # a part of it per run"
+    )]
+    Rotate(RotateArgs),
     /// Put back a key slot (and, with --replace-config, a damaged config) from `key export`.
     #[command(
         after_help = "Examples:\n  arca key import /media/usb/arca-key.json\n  arca key import arca-key.json --replace-config"

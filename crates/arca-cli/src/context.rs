@@ -197,6 +197,16 @@ pub fn open(cli: &Cli, out: &Output) -> Result<Arc<Repository>> {
 /// Open the repository, take the session's lock, then load the index (in that order: a
 /// prune must see the lock of anyone who may have seen the index before its mark).
 pub fn open_session(cli: &Cli, out: &Output, session: Session) -> Result<(Arc<Repository>, Option<SessionLock>)> {
+    open_session_keeping_password(cli, out, session).map(|(r, l, _)| (r, l))
+}
+
+/// [`open_session`], also returning the password that opened it (`key rotate` gives the new
+/// key slot the same one).
+pub fn open_session_keeping_password(
+    cli: &Cli,
+    out: &Output,
+    session: Session,
+) -> Result<(Arc<Repository>, Option<SessionLock>, String)> {
     let loc = location(cli)?;
     let storage = storage(&loc)?;
     if !storage.exists(arca_storage::ObjectKind::Config, "config")?
@@ -216,7 +226,7 @@ pub fn open_session(cli: &Cli, out: &Output, session: Session) -> Result<(Arc<Re
         Some(p) => p,
         None => password(cli, &loc, false)?,
     };
-    open_with(cli, out, storage, &pw, session).map_err(|e| {
+    let opened = open_with(cli, out, storage, &pw, session).map_err(|e| {
         let wrong = matches!(e.downcast_ref::<RepoError>(), Some(RepoError::WrongPassword { .. }));
         match (&loc.default_key, wrong && overrides_key) {
             (Some(k), true) => e.context(format!(
@@ -225,7 +235,8 @@ pub fn open_session(cli: &Cli, out: &Output, session: Session) -> Result<(Arc<Re
             )),
             _ => e,
         }
-    })
+    })?;
+    Ok((opened.0, opened.1, pw))
 }
 
 /// Open the repository in `storage` with `pw`, lock, and load the index.

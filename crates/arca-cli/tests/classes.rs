@@ -1,6 +1,7 @@
-//! Classes and format version 2 through the command line: `backup --class`, `key classes`,
-//! `key destroy-class`, and `arca upgrade` of the golden version-1 repository killed at 50
-//! random moments (and at the fail point between its two writes).
+//! Classes, format version 2 and key rotation through the command line: `backup --class`,
+//! `key classes`, `key destroy-class`, `arca upgrade` of the golden version-1 repository
+//! killed at 50 random moments (and at the fail point between its two writes), and
+//! `key rotate` with and without `--rewrite`.
 
 mod common;
 use common::*;
@@ -207,4 +208,107 @@ fn copy_carries_a_class_into_the_destinations_class_of_that_name() {
     assert_eq!(dst.json(&["snapshots"]).as_array().unwrap().len(), 1);
     assert_eq!(src.json(&["snapshots"]).as_array().unwrap().len(), 2);
     assert_eq!(dst.json(&["check", "--read-data"])["ok"], true);
+}
+
+/// A copy of `e`'s repository as a holder of a leaked slot sees it who also kept the old
+/// config, key slots and keyring (`old`): today's packs, snapshots and index with those.
+fn with_old_keys(e: &Env, old: &std::path::Path) -> Env {
+    let copy = Env::new();
+    sh(&format!("cp -a {} {}", e.repo.display(), copy.repo.display()));
+    for d in ["keys", "keyring"] {
+        sh(&format!("rm -rf {0}/{d} && cp -a {1}/{d} {0}/{d}", copy.repo.display(), old.display()));
+    }
+    std::fs::copy(old.join("config"), copy.repo.join("config")).unwrap();
+    copy
+}
+
+/// The snapshots `arca --json snapshots` listed (after any warning lines).
+fn listed(o: &std::process::Output) -> Vec<serde_json::Value> {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let start = out.find("\n[").map_or(0, |i| i + 1);
+    serde_json::from_str::<Vec<serde_json::Value>>(&out[start..]).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn key_rotate_locks_out_the_other_slots_and_rewrite_leaves_the_old_keys_nothing() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..20u64 {
+        std::fs::write(src.join(format!("sub/f{i}")), random_bytes(50_000, i)).unwrap();
+    }
+    std::fs::write(src.join("big.bin"), random_bytes(3_000_000, 99)).unwrap();
+    let first = e.backup(&[src.to_str().unwrap()]);
+    let second_pw = "the laptop's password";
+    let o = e.cmd(&["key", "add", "--label", "laptop"]).env("ARCA_NEW_PASSWORD", second_pw).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = e.cmd(&["key", "add", "--backup-only"]).env("ARCA_NEW_PASSWORD", "backup only").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let old = e.path("old-keys");
+    sh(&format!("cp -a {} {}", e.repo.display(), old.display()));
+    let as_laptop = |env: &Env, args: &[&str]| env.cmd(args).env("ARCA_PASSWORD", second_pw).output().unwrap();
+
+    // Asking first: without a terminal and without --yes nothing changes.
+    let files = e.repo_files();
+    let o = e.run(&["key", "rotate"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--yes"), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan = e.json(&["key", "rotate", "--dry-run", "--rewrite"]);
+    assert_eq!(plan["rotation"]["removed_slots"].as_array().unwrap().len(), 2, "{plan}");
+    assert_eq!(plan["rewrite"]["snapshots"], 1, "{plan}");
+    assert!(plan["rewrite"]["packs"].as_u64().unwrap() > 0, "{plan}");
+    assert_eq!(e.repo_files(), files, "asking and --dry-run change nothing");
+
+    let r = e.json(&["key", "rotate", "--yes"]);
+    assert_eq!(r["removed_slots"].as_array().unwrap().len(), 2, "{r}");
+    let o = as_laptop(&e, &["snapshots"]);
+    assert_eq!(o.status.code(), Some(12), "the other password opens nothing: {}", String::from_utf8_lossy(&o.stderr));
+    // The laptop's old slot put back is refused by name.
+    for f in std::fs::read_dir(old.join("keys")).unwrap().flatten() {
+        std::fs::copy(f.path(), e.repo.join("keys").join(f.file_name())).unwrap();
+    }
+    let o = as_laptop(&e, &["snapshots"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("arca key rotate"), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = e.path("back1");
+    e.ok(&["restore", &first, "--target", out.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&src, &out.join(src.strip_prefix("/").unwrap())), "");
+    // Without --rewrite, the old keys still open what was stored before.
+    let leaked = with_old_keys(&e, &old);
+    let o = as_laptop(&leaked, &["--json", "snapshots"]);
+    assert_eq!(listed(&o).len(), 1, "the old keys read the data of before a plain rotation");
+
+    std::fs::write(src.join("after-rotation.txt"), b"written with the new key").unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    let w = e.json(&["key", "rotate", "--rewrite-only"]);
+    assert_eq!(w["complete"], true, "{w}");
+    assert_eq!(w["rewrite"]["snapshots_resealed"], 1, "only the snapshot of before the rotation: {w}");
+    assert!(w["rewrite"]["prune"]["plan"]["rewrite_packs"].as_u64().unwrap() > 0, "{w}");
+    let v = e.json(&["check", "--read-data"]);
+    assert_eq!(v["ok"], true, "the data and the signed history check clean: {v}");
+    let ids = snapshot_ids(&e);
+    assert_eq!(ids.len(), 2);
+    assert!(!ids.contains(&first), "the old snapshot object was sealed again, under a new id");
+    let out = e.path("back2");
+    e.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(rsync_diff(&src, &out.join(src.strip_prefix("/").unwrap())), "");
+
+    // The old keys, even with their keyring and config kept, open nothing stored today.
+    let leaked = with_old_keys(&e, &old);
+    let o = as_laptop(&leaked, &["--json", "snapshots"]);
+    assert!(!o.status.success() || listed(&o).is_empty(), "{}", String::from_utf8_lossy(&o.stdout));
+    for id in &ids {
+        let o = as_laptop(&leaked, &["restore", id, "--target", leaked.path("t").to_str().unwrap()]);
+        assert!(!o.status.success(), "snapshot {id} must not open with the old keys");
+    }
+    let o = as_laptop(&leaked, &["check", "--read-data"]);
+    assert!(!o.status.success(), "no pack opens with the old keys");
+
+    // Nothing left: a second --rewrite-only has nothing to do, and a rotation with --rewrite
+    // in one go works too.
+    let again = e.json(&["key", "rotate", "--rewrite-only"]);
+    assert_eq!(again["rewrite"]["snapshots_resealed"], 0, "{again}");
+    let both = e.json(&["key", "rotate", "--rewrite", "--yes"]);
+    assert_eq!(both["complete"], true, "{both}");
+    assert_eq!(e.json(&["check", "--read-data"])["ok"], true);
 }

@@ -60,6 +60,11 @@ pub struct ConfigFile {
     pub encryption: EncryptionMode,
     /// [`Config`], sealed with the master key.
     pub sealed: ByteBuf,
+    /// **(v2)** The recipient public key backup-only keys seal to (32 bytes): one made before
+    /// `key rotate` carries the old one and is refused rather than sealing data to a key
+    /// nobody holds any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<ByteBuf>,
 }
 
 impl ConfigFile {
@@ -92,7 +97,7 @@ mod tests {
                 encryption: EncryptionMode::XChaCha20Poly1305, compression_level: level, pack_size };
             let b = crate::encode("config", &c).unwrap();
             proptest::prop_assert_eq!(crate::decode::<Config>("config", &b).unwrap(), c);
-            let f = ConfigFile { version, repo_id: Id(id), encryption: EncryptionMode::Aes256GcmSiv, sealed: ByteBuf::from(sealed) };
+            let f = ConfigFile { version, repo_id: Id(id), encryption: EncryptionMode::Aes256GcmSiv, sealed: ByteBuf::from(sealed), recipient: None };
             proptest::prop_assert_eq!(ConfigFile::from_bytes(&f.to_bytes().unwrap()).unwrap(), f);
         }
     }
@@ -104,6 +109,7 @@ mod tests {
             repo_id: Id([3; 32]),
             encryption: EncryptionMode::Aes256GcmSiv,
             sealed: ByteBuf::from(vec![1, 2, 3]),
+            recipient: Some(ByteBuf::from(vec![4; 32])),
         };
         assert_eq!(ConfigFile::from_bytes(&c.to_bytes().unwrap()).unwrap(), c);
         assert!(ConfigFile::from_bytes(b"nonsense").is_err());

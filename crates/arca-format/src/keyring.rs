@@ -70,6 +70,11 @@ pub struct ContentKeyFile {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_proof: Option<ByteBuf>,
+    /// Replaced by `key rotate`: it still opens what it sealed, and nothing new is sealed with
+    /// it. Number 0 with `retired` is the master key of before the first rotation (key 0 of
+    /// version-1 objects and packs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
 }
 
 /// The message a host proof authenticates.

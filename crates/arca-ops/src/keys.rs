@@ -48,6 +48,33 @@ pub fn add_backup_only(
     Ok(BackupOnlyKey { id, host, resealed })
 }
 
+/// Rotate the repository's key (docs/SECURITY.md, "Key rotation"): a new master key kept by
+/// a new slot for `password`, every other slot removed. `lock` is exclusive; open the
+/// repository again afterwards.
+pub fn rotate(
+    repo: &Arc<Repository>,
+    lock: &arca_repo::lock::SessionLock,
+    password: &[u8],
+    kdf: KdfParams,
+) -> OpsResult<arca_repo::rotate::RotationReport> {
+    Ok(arca_repo::rotate::rotate(repo, lock, password, kdf, &Origin::current())?)
+}
+
+/// Re-encrypt what is still sealed with keys a rotation retired, repacking through a prune
+/// tuned by `req` (its `max_repack` bounds one run; a rerun carries on). `repo` is opened
+/// after the rotation, `lock` exclusive.
+pub fn rewrite(
+    repo: &Arc<Repository>,
+    lock: &arca_repo::lock::SessionLock,
+    req: &crate::prune::PruneRequest,
+    events: &dyn arca_repo::Events,
+) -> OpsResult<arca_repo::rotate::RewriteReport> {
+    let mut opts = crate::prune::options(req, false);
+    // Only what the rewrite needs: no repacking for waste.
+    opts.max_unused = arca_repo::prune::MaxUnused::Percent(100.0);
+    Ok(arca_repo::rotate::rewrite(repo, lock, opts, events)?)
+}
+
 /// Replace the key slot the repository was opened with by one for `password`; returns the
 /// new slot's id. The new slot is stored before the old one is removed, so a crash in between
 /// leaves both passwords working, never neither.
@@ -101,8 +128,9 @@ pub fn export(repo: &Repository, location: &str, default_key: Option<String>) ->
     let mut default_class_keys = std::collections::BTreeMap::new();
     // Keys of backup-only sessions are left out: one per backup, they would grow the export
     // without end (docs/RECOVERY.md).
-    for k in repo.keyring().of_class(arca_format::DEFAULT_CLASS) {
-        if k.role != arca_repo::keyring::KeyRole::Content {
+    // Key 0 of before a `key rotate` is one of them (it opens version-1 objects).
+    for k in repo.keyring().all() {
+        if k.role != arca_repo::keyring::KeyRole::Content || !k.class.is_empty() {
             continue;
         }
         if let Some(name) = &k.object {

@@ -55,12 +55,17 @@ pub fn prune(
     req: &PruneRequest,
     events: &dyn Events,
 ) -> OpsResult<PruneReport> {
-    let opts = PruneOptions {
+    Ok(engine::prune(repo, target.lock(), &options(req, target.is_dry_run()), events)?)
+}
+
+/// The engine's options for `req`.
+pub(crate) fn options(req: &PruneRequest, dry_run: bool) -> PruneOptions {
+    PruneOptions {
         max_unused: req.max_unused,
         max_repack: req.max_repack.map(|b| b.0),
-        dry_run: target.is_dry_run(),
+        dry_run,
         grace: req.grace.0,
         threads: default_threads(req.threads),
-    };
-    Ok(engine::prune(repo, target.lock(), &opts, events)?)
+        ..Default::default()
+    }
 }

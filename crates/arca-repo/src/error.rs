@@ -94,6 +94,8 @@ pub enum RepoError {
     BackupOnly { slot: String, action: String },
     #[error("{0}")]
     Unsuitable(String),
+    #[error("config: key slot {} opens with this password, but its key does not open the config: the config is damaged (`arca key import` puts back an exported one), or the slot is left from before `arca key rotate` (use a password added since)", &slot[..slot.len().min(8)])]
+    RotatedOut { slot: String },
     #[error("internal error: {0} (this is a bug in arca: please report it)")]
     Internal(&'static str),
 }
@@ -195,6 +197,7 @@ impl RepoError {
             | DedupCollision(_)
             | LimitExceeded { .. }
             | Parity(_)
+            | RotatedOut { .. }
             | Shredded { .. } => ErrorKind::Damaged,
             Locked { .. } => ErrorKind::Conflict,
             DeleteNotAllowed { .. } | BackupOnly { .. } => ErrorKind::NotAllowed,

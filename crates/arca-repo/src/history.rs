@@ -138,19 +138,28 @@ fn cert_ad(repo_id: &Id) -> Vec<u8> {
 /// session's key in version 2's envelope (so the full key opens it, and a backup-only key
 /// vouches only for itself, docs/SECURITY.md).
 fn seal_certificate(repo: &Repository, plain: &[u8]) -> RepoResult<Vec<u8>> {
-    if repo.is_backup_only() {
+    // Format version 2: in the envelope of the default class's key (a backup-only session's:
+    // its own), so that `key rotate` keeps it readable with the retired key.
+    if repo.version() >= 2 {
         return repo.seal_object_bytes(ObjectKind::History, plain);
     }
     Ok(repo.cipher("sign")?.seal(plain, &cert_ad(&repo.config().repo_id)))
 }
 
-/// Open a signer certificate sealed by [`seal_certificate`].
+/// Open a signer certificate sealed by [`seal_certificate`]: version 2's envelope, or
+/// sealed with the master key (version 1, and version 2 before certificates had envelopes),
+/// which after `key rotate` is key 0 of the keyring.
 fn open_certificate(repo: &Repository, sealed: &[u8]) -> RepoResult<Vec<u8>> {
     if repo.version() >= 2 && arca_format::keyring::envelope(sealed).is_some() {
         return repo.open_object_bytes(ObjectKind::History, sealed, || "a signer certificate".into());
     }
-    repo.cipher("verify the history")?
-        .open(sealed, &cert_ad(&repo.config().repo_id), "signer certificate")
+    let ad = cert_ad(&repo.config().repo_id);
+    let master = repo.cipher("verify the history")?.open(sealed, &ad, "signer certificate");
+    master
+        .or_else(|e| {
+            let key0 = repo.content_key(arca_format::MASTER_KEY_NUMBER, || "a signer certificate".into());
+            key0.ok().and_then(|k| k.cipher().open(sealed, &ad, "signer certificate").ok()).ok_or(e)
+        })
         .map_err(|e| RepoError::corrupt("signer certificate", e))
 }
 

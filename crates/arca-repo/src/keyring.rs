@@ -46,6 +46,8 @@ pub struct ContentKey {
     /// A backup-only session's key bound to a host (its proof checked): the host every
     /// snapshot sealed with it must name.
     pub host: Option<String>,
+    /// Replaced by `key rotate`: it opens, and never seals anything new.
+    pub retired: bool,
 }
 
 /// Shows the number and class, never the secrets.
@@ -70,7 +72,17 @@ impl ContentKey {
         mode: EncryptionMode,
         object: Option<String>,
     ) -> ContentKey {
-        ContentKey { number, class: class.into(), role, key, mode, cipher: OnceLock::new(), object, host: None }
+        ContentKey {
+            number,
+            class: class.into(),
+            role,
+            key,
+            mode,
+            cipher: OnceLock::new(),
+            object,
+            host: None,
+            retired: false,
+        }
     }
 
     /// Key `number` of `class`, just stored as `keyring/<object>`.
@@ -139,7 +151,7 @@ impl Keyring {
     pub fn writing(&self, class: &str) -> Option<Arc<ContentKey>> {
         self.keys
             .values()
-            .find(|k| k.number != MASTER_KEY_NUMBER && k.role == KeyRole::Content && k.class == class)
+            .find(|k| k.number != MASTER_KEY_NUMBER && k.role == KeyRole::Content && !k.retired && k.class == class)
             .cloned()
     }
 
@@ -153,6 +165,11 @@ impl Keyring {
             .collect()
     }
 
+    /// Every key, by number.
+    pub fn all(&self) -> Vec<Arc<ContentKey>> {
+        self.keys.values().cloned().collect()
+    }
+
     /// How many keys backup-only sessions left.
     pub fn session_keys(&self) -> usize {
         self.keys.values().filter(|k| k.role == KeyRole::Session).count()
@@ -164,8 +181,15 @@ impl Keyring {
     }
 
     /// Add a key read from the keyring. Two different keys under one number are damage
-    /// (numbers are random, so honest writers do not collide).
+    /// (numbers are random, so honest writers do not collide). Key 0 read from the keyring
+    /// (the master key of before `key rotate`) takes the place of the session's master key,
+    /// which then only opens the keyring and the config.
     pub fn insert(&mut self, k: ContentKey) -> RepoResult<Arc<ContentKey>> {
+        if k.number == MASTER_KEY_NUMBER && self.keys.get(&k.number).is_some_and(|m| m.object.is_none()) {
+            let k = Arc::new(k);
+            self.keys.insert(k.number, k.clone());
+            return Ok(k);
+        }
         if let Some(old) = self.keys.get(&k.number) {
             if *old.key.to_secret() == *k.key.to_secret() && old.class == k.class && old.role == k.role {
                 return Ok(old.clone());
@@ -211,7 +235,12 @@ pub fn free_number(taken: impl Fn(u32) -> bool) -> u32 {
 /// A content key decoded from its `keyring/<name>` object's plaintext.
 pub fn from_file(file: ContentKeyFile, mode: EncryptionMode, object: &str, role: KeyRole) -> RepoResult<ContentKey> {
     let what = || format!("content key {object}");
-    if !is_content_key_number(file.number) {
+    let previous_master = file.number == MASTER_KEY_NUMBER
+        && file.retired
+        && file.class.is_empty()
+        && role == KeyRole::Content
+        && file.host.is_none();
+    if !is_content_key_number(file.number) && !previous_master {
         return Err(RepoError::corrupt(what(), format!("it claims number {}, which is reserved", file.number)));
     }
     validate_class(&file.class).map_err(|e| RepoError::corrupt(what(), e))?;
@@ -223,7 +252,9 @@ pub fn from_file(file: ContentKeyFile, mode: EncryptionMode, object: &str, role:
     }
     let secret = zeroize::Zeroizing::new(file.secret.into_vec());
     let key = MasterKey::from_secret(&secret).ok_or_else(|| RepoError::corrupt(what(), "the secret is malformed"))?;
-    Ok(ContentKey::new(file.number, &file.class, role, key, mode, Some(object.to_string())))
+    let mut k = ContentKey::new(file.number, &file.class, role, key, mode, Some(object.to_string()));
+    k.retired = file.retired;
+    Ok(k)
 }
 
 /// Why `name` cannot be a class name, if it cannot: 1–64 characters of letters, digits and

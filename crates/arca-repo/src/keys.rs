@@ -136,6 +136,18 @@ pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySl
 
 /// Try every slot with `password`; returns what it opened and the slot that opened.
 pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(Unlocked, String)> {
+    unlock_where(storage, password, |_| true)
+}
+
+/// Try every slot with `password`; returns the first key it opens that `accept` takes (the
+/// one whose master key opens the config: after `key rotate`, an old slot put back still
+/// opens its slot, but not the repository).
+pub fn unlock_where(
+    storage: &dyn Storage,
+    password: &[u8],
+    accept: impl Fn(&Unlocked) -> bool,
+) -> RepoResult<(Unlocked, String)> {
+    let mut rotated_out = vec![];
     let mut damaged = vec![];
     let mut refused = vec![];
     let slots = read_slots(storage)?;
@@ -163,22 +175,25 @@ pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(Unlocked, S
         let Ok(sk) = derive_slot_key(password, &slot.salt, &slot.params) else {
             continue;
         };
-        match slot.role.as_str() {
-            ROLE_FULL => {
-                if let Ok(master) = open_slot(&slot.sealed_master, &sk) {
-                    return Ok((Unlocked::Full(master), name));
-                }
-            }
-            ROLE_BACKUP_ONLY => {
-                if let Ok(plain) = open_slot_secret(&slot.sealed_master, &sk) {
-                    let bundle: BackupBundle = decode("backup-only key", &plain)
-                        .map_err(|e| RepoError::corrupt(format!("key slot {name}"), e))?;
-                    return Ok((Unlocked::BackupOnly(Box::new(bundle)), name));
-                }
-            }
+        let opened = match slot.role.as_str() {
+            ROLE_FULL => open_slot(&slot.sealed_master, &sk).ok().map(Unlocked::Full),
+            ROLE_BACKUP_ONLY => match open_slot_secret(&slot.sealed_master, &sk) {
+                Ok(plain) => Some(Unlocked::BackupOnly(Box::new(
+                    decode("backup-only key", &plain).map_err(|e| RepoError::corrupt(format!("key slot {name}"), e))?,
+                ))),
+                Err(_) => None,
+            },
             // A role of a newer arca: not ours to open.
-            _ => {}
+            _ => None,
+        };
+        match opened {
+            Some(u) if accept(&u) => return Ok((u, name)),
+            Some(_) => rotated_out.push(name),
+            None => {}
         }
+    }
+    if let Some(slot) = rotated_out.first() {
+        return Err(RepoError::RotatedOut { slot: slot.clone() });
     }
     if !damaged.is_empty() {
         return Err(RepoError::corrupt(
@@ -193,6 +208,31 @@ pub fn unlock(storage: &dyn Storage, password: &[u8]) -> RepoResult<(Unlocked, S
         });
     }
     Err(RepoError::WrongPassword { location: storage.location() })
+}
+
+/// Every key slot `password` opens, with what it opened (for `key rotate`, which looks for
+/// the slot an interrupted rotation left).
+pub fn open_all(storage: &dyn Storage, password: &[u8]) -> RepoResult<Vec<(String, Unlocked)>> {
+    let mut out = vec![];
+    for (name, slot) in read_slots(storage)? {
+        let Ok(slot) = slot else { continue };
+        if slot.kdf != "argon2id" || slot.params.refusal().is_some() {
+            continue;
+        }
+        let Ok(sk) = derive_slot_key(password, &slot.salt, &slot.params) else { continue };
+        let opened = match slot.role.as_str() {
+            ROLE_FULL => open_slot(&slot.sealed_master, &sk).ok().map(Unlocked::Full),
+            ROLE_BACKUP_ONLY => open_slot_secret(&slot.sealed_master, &sk)
+                .ok()
+                .and_then(|p| decode::<BackupBundle>("backup-only key", &p).ok())
+                .map(|b| Unlocked::BackupOnly(Box::new(b))),
+            _ => None,
+        };
+        if let Some(u) = opened {
+            out.push((name, u));
+        }
+    }
+    Ok(out)
 }
 
 /// List key slots, marking the one in use.

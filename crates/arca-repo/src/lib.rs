@@ -25,6 +25,7 @@ pub mod repair;
 pub mod repository;
 pub mod retention;
 pub mod rewrite;
+pub mod rotate;
 pub mod sendlog;
 pub mod session;
 pub mod shred;

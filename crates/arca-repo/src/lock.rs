@@ -5,6 +5,7 @@
 //! exclusive one is alive. A lock not refreshed for the stale limit is dead: its process
 //! crashed or lost the repository, and it is ignored and removed by the next prune.
 
+use crate::keyring::ContentKey;
 use crate::{RepoError, RepoResult, Repository};
 use arca_format::{Id, LockFile};
 use arca_storage::ObjectKind;
@@ -71,6 +72,10 @@ struct Inner {
     /// The longest time the lock went unrefreshed past the point where a prune may count it
     /// stale. Sticky: a later refresh does not undo what a prune did meanwhile.
     lapsed: Mutex<Option<Duration>>,
+    /// The key the lock is sealed with from now on, where it is not the repository's shared
+    /// key: `key rotate` sets the new one at its commit, so the lock stays readable (an
+    /// unreadable lock holds off every prune).
+    key: Mutex<Option<Arc<ContentKey>>>,
 }
 
 /// How long without a refresh makes a lock unsafe to rely on: a little before the stale
@@ -84,7 +89,16 @@ impl Inner {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         f.refreshed = now_ns();
         let at = Instant::now();
-        self.repo.save_owned_object(ObjectKind::Lock, &self.secret, &*f)?;
+        let key = self.key.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match key {
+            Some(k) => {
+                let plain = arca_format::encode("lock", &*f)?;
+                let sealed = self.repo.seal_with(&k, ObjectKind::Lock, &plain);
+                let name = blake3::hash(&self.secret).to_hex();
+                self.repo.storage().put_owned(ObjectKind::Lock, name.as_str(), &sealed, &self.secret)?;
+            }
+            None => self.repo.save_owned_object(ObjectKind::Lock, &self.secret, &*f)?,
+        }
         let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
         let gap = at.saturating_duration_since(*stored);
         if gap >= unsafe_after() {
@@ -124,6 +138,7 @@ impl SessionLock {
             file: Mutex::new(file.clone()),
             stored: Mutex::new(Instant::now()),
             lapsed: Mutex::new(None),
+            key: Mutex::new(None),
         });
         inner.store()?;
         let mut lock = SessionLock { inner: inner.clone(), stop: None, refresher: None };
@@ -160,6 +175,13 @@ impl SessionLock {
         }));
         lock.stop = Some(tx);
         Ok(lock)
+    }
+
+    /// Seal the lock with `key` from now on, storing it again at once (`key rotate`, whose
+    /// commit replaces the shared key the repository it was opened with seals locks with).
+    pub fn reseal_with(&self, key: Arc<ContentKey>) -> RepoResult<()> {
+        *self.inner.key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+        self.inner.store()
     }
 
     /// True for an exclusive session (prune, repair index).

@@ -14,15 +14,20 @@
 //! a repository that checks clean, and the next prune finishes the work.
 
 use crate::events::Events;
+use crate::keyring::{ContentKey, KeyRole};
 use crate::lock::{self, SessionLock};
 use crate::writer::{BlobWriter, WriterOptions};
 use crate::{failpoint, pack, RepoError, RepoResult, Repository};
 use arca_format::{BlobKind, Id, IndexFile, IndexPack, MarkFile, NodeKind};
 use arca_storage::ObjectKind;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
 
 /// Packs per index object written by a compaction.
 const PACKS_PER_INDEX: usize = 4096;
@@ -48,6 +53,9 @@ pub struct PruneOptions {
     /// A mark is swept only once it is at least this old (on top of the session rule).
     pub grace: Duration,
     pub threads: usize,
+    /// Content keys whose packs are repacked whatever their waste, each blob under its
+    /// class's writing key (`key rotate --rewrite`: the keys a rotation retired).
+    pub rewrite_keys: BTreeSet<u32>,
 }
 
 impl Default for PruneOptions {
@@ -58,6 +66,7 @@ impl Default for PruneOptions {
             dry_run: false,
             grace: Duration::ZERO,
             threads: 2,
+            rewrite_keys: BTreeSet::new(),
         }
     }
 }
@@ -87,6 +96,12 @@ pub struct Plan {
     pub repack_frees: u64,
     /// Unused bytes left in partly used packs afterwards.
     pub unused_left: u64,
+    /// Of the packs repacked, those sealed with a key being rewritten (`key rotate
+    /// --rewrite`), and their used bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rewrite_packs: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rewrite_bytes: u64,
     /// Bytes all snapshots need.
     pub used_bytes: u64,
 }
@@ -352,6 +367,12 @@ fn plan(repo: &Repository, used: &HashSet<Id>, opts: &PruneOptions) -> RepoResul
     let objects = index_objects(repo)?;
     let index = repo.index();
     let live: HashMap<Id, u64> = index.packs().into_iter().filter(|(id, _)| !index.is_retired(id)).collect();
+    let rewritten: HashSet<Id> = index
+        .packs_with_keys()
+        .into_iter()
+        .filter(|(id, _, key)| opts.rewrite_keys.contains(key) && !index.is_retired(id))
+        .map(|(id, _, _)| id)
+        .collect();
     let marked: HashSet<Id> = index.packs().into_iter().filter(|(id, _)| index.is_retired(id)).map(|p| p.0).collect();
     let mut used_bytes: HashMap<Id, u64> = HashMap::new();
     for (id, loc) in index.iter() {
@@ -400,6 +421,21 @@ fn plan(repo: &Repository, used: &HashSet<Id>, opts: &PruneOptions) -> RepoResul
         }
     };
     let mut repack = vec![];
+    // Packs sealed with a key being rewritten go first, however full.
+    let (forced, partly): (Vec<_>, Vec<_>) = partly.into_iter().partition(|(id, _, _)| rewritten.contains(id));
+    for (id, size, used_b) in forced {
+        if opts.max_repack.is_some_and(|m| s.repack_bytes + used_b > m) {
+            continue;
+        }
+        let waste = size.saturating_sub(used_b);
+        s.repack_packs += 1;
+        s.repack_bytes += used_b;
+        s.rewrite_packs += 1;
+        s.rewrite_bytes += used_b;
+        s.repack_frees += waste;
+        unused_left -= waste.min(unused_left);
+        repack.push((id, size));
+    }
     for (id, size, used_b) in partly {
         let waste = size.saturating_sub(used_b);
         if unused_left <= allowed || waste == 0 {
@@ -510,19 +546,21 @@ fn repack(
         chosen.iter().for_each(|p| ix.retire(p));
         ix.iter().filter(|(id, loc)| chosen.contains(&loc.pack) && used.contains(id)).collect()
     };
-    // By content key (a blob stays in its class, sealed with the key it had), then pack
+    // By the key each blob is sealed with afterwards (a blob stays in its class), then pack
     // order, then offset: each pack is read front to back.
-    blobs.sort_by_key(|(_, l)| (l.key, l.pack, l.offset));
+    let mut targets: HashMap<u32, Arc<ContentKey>> = HashMap::new();
+    for (_, l) in &blobs {
+        if let std::collections::hash_map::Entry::Vacant(e) = targets.entry(l.key) {
+            e.insert(repack_key(repo, l.key, &opts.rewrite_keys, &l.pack)?);
+        }
+    }
+    let target = |l: &crate::index::BlobLocation| targets.get(&l.key).map_or(l.key, |k| k.number);
+    blobs.sort_by_key(|(_, l)| (target(l), l.pack, l.offset));
     let total = blobs.len() as u64;
     let mut done = 0u64;
-    for group in blobs.chunk_by(|a, b| a.1.key == b.1.key) {
-        let number = group[0].1.key;
-        // Blobs written before an upgrade move to the default class's key: it has the master
-        // key's MAC key, so their ids stay valid.
-        let key = if number == arca_format::MASTER_KEY_NUMBER && repo.version() >= 2 {
-            repo.default_key()
-        } else {
-            repo.content_key(number, || format!("pack {}", group[0].1.pack))?
+    for group in blobs.chunk_by(|a, b| target(&a.1) == target(&b.1)) {
+        let Some(key) = targets.get(&group[0].1.key).cloned() else {
+            return Err(RepoError::Internal("prune: a repack group without its key"));
         };
         let writer_opts = WriterOptions { threads: opts.threads.max(1), ..Default::default() };
         let writer = BlobWriter::with_key(repo.clone(), key, session, writer_opts);
@@ -530,12 +568,29 @@ fn repack(
             events.phase("repacking", done, total);
             done += 1;
             let data = repo.read_blob(loc.kind, id)?;
-            writer.add(if loc.kind == BlobKind::Tree { BlobKind::Tree } else { BlobKind::Data }, &data)?;
+            let kind = if loc.kind == BlobKind::Tree { BlobKind::Tree } else { BlobKind::Data };
+            // The same MAC key, so the same id: a snapshot's references stay valid.
+            if writer.add(kind, &data)?.0 != *id {
+                return Err(RepoError::Internal("prune: a repacked blob would change its id"));
+            }
         }
         writer.finish()?;
     }
     events.phase("repacking", total, total);
     Ok(())
+}
+
+/// The key a blob sealed with key `number` (in `pack`) is repacked under: its own, or its
+/// class's writing key for blobs of before an upgrade (key 0) and for keys being rewritten
+/// (a backup-only session's key counts as the default class's). Each has the MAC key of the
+/// key it replaces, so blob ids stay valid.
+fn repack_key(repo: &Repository, number: u32, rewrite: &BTreeSet<u32>, pack: &Id) -> RepoResult<Arc<ContentKey>> {
+    let key = repo.content_key(number, || format!("pack {pack}"))?;
+    if repo.version() < 2 || (number != arca_format::MASTER_KEY_NUMBER && !rewrite.contains(&number)) {
+        return Ok(key);
+    }
+    let class = if key.role == KeyRole::Session { arca_format::DEFAULT_CLASS } else { key.class.as_str() };
+    repo.keyring().writing(class).ok_or_else(|| RepoError::Unsuitable(format!("class {class:?} has no writing key")))
 }
 
 /// Delete the packs of every mark that is ready, oldest first.

@@ -172,7 +172,6 @@ impl Repository {
             return Err(RepoError::UnsupportedVersion { found: opts.version, supported: FORMAT_VERSION });
         }
         let key = MasterKey::generate();
-        let cipher = key.cipher(opts.encryption);
         let repo_id = Id(arca_crypto::random_bytes());
         let config = Config {
             version: opts.version,
@@ -186,7 +185,7 @@ impl Repository {
         // The key slot goes first: a config without a key would be an unopenable repository;
         // then (version 2) the default class's content key, which the config's readers need.
         let key_slot = keys::store_slot(&*storage, &key, password, opts.kdf, &Origin::current(), "")?;
-        let bytes = config_bytes(&config, &cipher)?;
+        let bytes = config_bytes(&config, &key)?;
         let repo = Repository::assemble(storage, config, key.clone(), key_slot);
         if repo.version() >= 2 {
             repo.store_content_key(DEFAULT_CLASS, key.with_fresh_data_key())?;
@@ -216,7 +215,7 @@ impl Repository {
             self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
         }
         crate::failpoint::hit("upgrade-before-config");
-        self.storage.put(ObjectKind::Config, "config", &config_bytes(&v2, cipher)?)?;
+        self.storage.put(ObjectKind::Config, "config", &config_bytes(&v2, key)?)?;
         Ok(true)
     }
 
@@ -239,7 +238,19 @@ impl Repository {
         if file.version > FORMAT_VERSION {
             return Err(RepoError::UnsupportedVersion { found: file.version, supported: FORMAT_VERSION });
         }
-        let (key, key_slot) = match keys::unlock(&*storage, password)? {
+        // The slot whose key opens the config: after `key rotate` an old slot put back opens,
+        // but its key no longer opens anything.
+        let opens_config = |u: &Unlocked| match u {
+            Unlocked::Full(k) => {
+                k.cipher(file.encryption).open(&file.sealed, &config_ad(file.version, &file.repo_id), "config").is_ok()
+            }
+            Unlocked::BackupOnly(b) => {
+                b.config.repo_id == file.repo_id
+                    && b.config.version == file.version
+                    && file.recipient.as_ref().is_none_or(|r| *r == b.recipient)
+            }
+        };
+        let (key, key_slot) = match keys::unlock_where(&*storage, password, opens_config)? {
             (Unlocked::Full(key), slot) => (key, slot),
             (Unlocked::BackupOnly(bundle), slot) => return Repository::open_backup_only(storage, &file, *bundle, slot),
         };
@@ -250,6 +261,11 @@ impl Repository {
         let config: Config = decode("config", &body).map_err(|e| RepoError::corrupt("config", e))?;
         if config.version != file.version || config.repo_id != file.repo_id || config.encryption != file.encryption {
             return Err(RepoError::corrupt("config", "the plaintext envelope does not match the sealed body"));
+        }
+        if let Some(r) = &file.recipient {
+            if r.as_slice() != key.recipient(&file.repo_id).public() {
+                return Err(RepoError::corrupt("config", "the recipient key in its envelope is not this repository's"));
+            }
         }
         let mut repo = Repository::assemble(storage, config, key.clone(), key_slot);
         if repo.version() >= 2 {
@@ -373,23 +389,9 @@ impl Repository {
         if *stored {
             return Ok(());
         }
-        let host_proof = b.host.as_ref().zip(b.host_key.as_ref()).map(|(host, key)| {
-            let msg = arca_format::keyring::host_proof_message(b.session.number, host);
-            ByteBuf::from(blake3::keyed_hash(key, &msg).as_bytes().to_vec())
-        });
-        let file = ContentKeyFile {
-            number: b.session.number,
-            class: DEFAULT_CLASS.into(),
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            secret: ByteBuf::from(b.session.key().to_secret().to_vec()),
-            host: b.host.clone(),
-            host_proof,
-        };
-        let plain = zeroize::Zeroizing::new(encode("content key", &file)?);
-        let ad = object_ad_v2(ObjectKind::Keyring, &self.config.repo_id, SEALED_TO_RECIPIENT);
-        let mut bytes = envelope_prefix(SEALED_TO_RECIPIENT).to_vec();
-        bytes.extend_from_slice(&arca_crypto::recipient::seal_to(&b.recipient, &plain, &ad));
-        let name = arca_format::keyring::object_name(b.session.number, &bytes);
+        let host = b.host.as_deref().zip(b.host_key.as_ref());
+        let file = session_key_file(&b.session, host);
+        let (name, bytes) = session_key_object(&self.config, &b.recipient, &file)?;
         self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
         *stored = true;
         Ok(())
@@ -584,7 +586,7 @@ impl Repository {
 
     /// Seal `plain` as an object of `kind` with `key`: version 1's form (nonce first) with
     /// the master key of a version-1 repository, else version 2's envelope.
-    fn seal_with(&self, key: &ContentKey, kind: ObjectKind, plain: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal_with(&self, key: &ContentKey, kind: ObjectKind, plain: &[u8]) -> Vec<u8> {
         if self.version() < 2 {
             return key.cipher().seal(plain, object_ad(kind));
         }
@@ -617,10 +619,15 @@ impl Repository {
                     .open(sealed, &object_ad_v2(kind, &self.config.repo_id, number), "object")
                     .map_err(|e| RepoError::corrupt(what(), e))
             }
-            _ => self
-                .cipher(&format!("open {}", what()))?
-                .open(bytes, object_ad(kind), "object")
-                .map_err(|e| RepoError::corrupt(what(), e)),
+            // Key 0: the master key, or after `key rotate` the one from before the first
+            // rotation, kept in the keyring.
+            _ => {
+                self.require_full(&format!("open {}", what()))?;
+                self.content_key(MASTER_KEY_NUMBER, &what)?
+                    .cipher()
+                    .open(bytes, object_ad(kind), "object")
+                    .map_err(|e| RepoError::corrupt(what(), e))
+            }
         }
     }
 
@@ -996,19 +1003,21 @@ impl Repository {
 }
 
 /// The config's stored bytes: `cipher` is the master key's.
-fn config_bytes(config: &Config, cipher: &Cipher) -> RepoResult<Vec<u8>> {
+pub(crate) fn config_bytes(config: &Config, master: &MasterKey) -> RepoResult<Vec<u8>> {
     let body = encode("config", config)?;
+    let cipher = master.cipher(config.encryption);
     let file = ConfigFile {
         version: config.version,
         repo_id: config.repo_id,
         encryption: config.encryption,
         sealed: ByteBuf::from(cipher.seal(&body, &config_ad(config.version, &config.repo_id))),
+        recipient: (config.version >= 2).then(|| ByteBuf::from(master.recipient(&config.repo_id).public().to_vec())),
     };
     Ok(file.to_bytes()?)
 }
 
 /// The config body's associated data in format `version`.
-fn config_ad(version: u32, repo_id: &Id) -> Vec<u8> {
+pub(crate) fn config_ad(version: u32, repo_id: &Id) -> Vec<u8> {
     if version >= 2 {
         object_ad_v2(ObjectKind::Config, repo_id, MASTER_KEY_NUMBER)
     } else {
@@ -1032,13 +1041,56 @@ fn content_key_object(
         secret: ByteBuf::from(key.to_secret().to_vec()),
         host: None,
         host_proof: None,
+        retired: false,
     };
-    let plain = zeroize::Zeroizing::new(encode("content key", &file)?);
+    master_sealed_key_object(config, master, &file)
+}
+
+/// The name and bytes of a `keyring/` object holding `file`, sealed with the master key's
+/// cipher `master`.
+pub(crate) fn master_sealed_key_object(
+    config: &Config,
+    master: &Cipher,
+    file: &ContentKeyFile,
+) -> RepoResult<(String, Vec<u8>)> {
+    let number = file.number;
+    let plain = zeroize::Zeroizing::new(encode("content key", file)?);
     let mut sealed = envelope_prefix(MASTER_KEY_NUMBER).to_vec();
     sealed.extend_from_slice(
         &master.seal(&plain, &object_ad_v2(ObjectKind::Keyring, &config.repo_id, MASTER_KEY_NUMBER)),
     );
     Ok((arca_format::keyring::object_name(number, &sealed), sealed))
+}
+
+/// The keyring record of a backup-only session's key `k`, bound (with its proof) to a host
+/// if `host` gives one with its host key.
+pub(crate) fn session_key_file(k: &ContentKey, host: Option<(&str, &[u8; 32])>) -> ContentKeyFile {
+    let host_proof = host.map(|(h, key)| {
+        let msg = arca_format::keyring::host_proof_message(k.number, h);
+        ByteBuf::from(blake3::keyed_hash(key, &msg).as_bytes().to_vec())
+    });
+    ContentKeyFile {
+        number: k.number,
+        class: DEFAULT_CLASS.into(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        secret: ByteBuf::from(k.key().to_secret().to_vec()),
+        host: host.map(|(h, _)| h.to_string()),
+        host_proof,
+        retired: false,
+    }
+}
+
+/// The name and bytes of a `keyring/` object holding `file` sealed to `recipient`.
+pub(crate) fn session_key_object(
+    config: &Config,
+    recipient: &[u8; 32],
+    file: &ContentKeyFile,
+) -> RepoResult<(String, Vec<u8>)> {
+    let plain = zeroize::Zeroizing::new(encode("content key", file)?);
+    let ad = object_ad_v2(ObjectKind::Keyring, &config.repo_id, SEALED_TO_RECIPIENT);
+    let mut bytes = envelope_prefix(SEALED_TO_RECIPIENT).to_vec();
+    bytes.extend_from_slice(&arca_crypto::recipient::seal_to(recipient, &plain, &ad));
+    Ok((arca_format::keyring::object_name(file.number, &bytes), bytes))
 }
 
 /// Read every `keyring/` object: the keyring (with the master key as number 0) and the

@@ -163,6 +163,7 @@ fn a_backup_only_holder_cannot_push_a_content_key_out() {
         secret: serde_bytes::ByteBuf::from(vec![7u8; 72]),
         host: None,
         host_proof: None,
+        retired: false,
     };
     let plain = encode("content key", &file).unwrap();
     let repo_id = full.config().repo_id;

@@ -1,6 +1,6 @@
 //! `arca key`: list, add, remove and change passwords.
 
-use crate::cli::{Cli, KeyAddArgs, KeyCommand, NewPassword};
+use crate::cli::{Cli, KeyAddArgs, KeyCommand, NewPassword, RotateArgs};
 use crate::context;
 use crate::output::Output;
 use anyhow::{Context, Result};
@@ -121,6 +121,10 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
             }
         }
         KeyCommand::Classes => classes(&repo, out)?,
+        KeyCommand::Rotate(a) => {
+            drop(repo);
+            return rotate(cli, out, a);
+        }
         KeyCommand::DestroyClass { class, dry_run, yes } => {
             drop(repo);
             return destroy_class(cli, out, class, *dry_run, *yes);
@@ -296,6 +300,177 @@ fn destroy_class(cli: &Cli, out: &Output, class: &str, dry_run: bool, yes: bool)
         out.line(format!("destroyed {summary}; `arca prune` deletes the packs"));
     }
     Ok(crate::exit::OK)
+}
+
+/// `key rotate`: a new master key; every other key slot goes; with `--rewrite`, then
+/// everything sealed with the retired keys is re-encrypted.
+fn rotate(cli: &Cli, out: &Output, a: &RotateArgs) -> Result<i32> {
+    if a.max_repack.is_some() && !a.rewrite && !a.rewrite_only {
+        anyhow::bail!("--max-repack limits a rewrite: give it with --rewrite or --rewrite-only");
+    }
+    if a.rewrite_only {
+        return rewrite(cli, out, a, None);
+    }
+    let session = if a.dry_run { context::Session::Metadata } else { context::Session::Exclusive("key rotate") };
+    let (repo, lock, pw) = context::open_session_keeping_password(cli, out, session)?;
+    let plan = arca_repo::rotate::plan(&repo)?;
+    let others: Vec<String> = plan
+        .removed_slots
+        .iter()
+        .map(|(id, label, role)| {
+            let label = if label.is_empty() { String::new() } else { format!(" ({label})") };
+            format!("{} {role}{label}", &id[..8.min(id.len())])
+        })
+        .collect();
+    if a.dry_run {
+        // Before a rotation, everything stored would be sealed with a retired key.
+        let pending = if a.rewrite {
+            let all = repo.keyring().all().iter().map(|k| k.number).collect();
+            Some(arca_repo::rotate::pending(&repo, &all)?)
+        } else {
+            None
+        };
+        if out.json {
+            out.json_doc(&serde_json::json!({"dry_run": true, "rotation": plan, "rewrite": pending}));
+        } else {
+            out.line(format!(
+                "would rotate the key: {} content keys carried over, new writing keys for {} classes; {} other key slots removed{}",
+                plan.keys_carried,
+                plan.rotated.len(),
+                others.len(),
+                if others.is_empty() { String::new() } else { format!(": {}", others.join(", ")) }
+            ));
+            if let Some(p) = pending {
+                out.line(format!(
+                    "would then re-encrypt {} packs ({}) and {} snapshot objects",
+                    p.packs,
+                    crate::text::size(p.bytes),
+                    p.snapshots
+                ));
+            }
+        }
+        return Ok(crate::exit::OK);
+    }
+    if !others.is_empty() && !a.yes {
+        let what = format!("removes {} other key slots ({})", others.len(), others.join(", "));
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            anyhow::bail!("rotating the key {what}: pass --yes to do it without a terminal to ask");
+        }
+        let answer = context::prompt_line(&format!(
+            "rotating the key {what}; their passwords will open nothing. Type yes to go on: "
+        ))?;
+        if answer.trim() != "yes" {
+            anyhow::bail!("not confirmed; nothing was changed");
+        }
+    }
+    let Some(lock) = lock else { anyhow::bail!("key rotate needs an exclusive lock, and none was taken") };
+    let report = arca_ops::keys::rotate(&repo, &lock, pw.as_bytes(), context::kdf_params())?;
+    drop(lock);
+    drop(repo);
+    if out.json && !a.rewrite {
+        out.json_doc(&report);
+    } else if !out.json {
+        if report.leftovers_removed > 0 {
+            out.info(format!("removed {} objects an interrupted rotation had left", report.leftovers_removed));
+        }
+        let slot = report.slot.as_deref().unwrap_or("");
+        out.line(format!(
+            "rotated the key: this password now opens key slot {}; {} content keys carried over, new writing keys for {} classes, {} index and mark objects sealed again",
+            &slot[..8.min(slot.len())],
+            report.keys_carried,
+            report.rotated.len(),
+            report.resealed
+        ));
+        if !others.is_empty() {
+            out.line(format!(
+                "removed {} other key slots ({}): add them again with `arca key add` (and `--backup-only`), and run `arca key export` again",
+                others.len(),
+                others.join(", ")
+            ));
+        }
+        if !a.rewrite {
+            out.line("data written before stays sealed with the retired keys; `arca key rotate --rewrite-only` re-encrypts it");
+        }
+    }
+    if a.rewrite {
+        return rewrite(cli, out, a, Some((pw, report)));
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Re-encrypt what the retired keys seal; `rotated` is the rotation just done (its password
+/// opens the repository again without a prompt).
+fn rewrite(
+    cli: &Cli,
+    out: &Output,
+    a: &RotateArgs,
+    rotated: Option<(String, arca_repo::rotate::RotationReport)>,
+) -> Result<i32> {
+    let session =
+        if a.dry_run { context::Session::Metadata } else { context::Session::Exclusive("key rotate --rewrite") };
+    let (repo, lock) = match &rotated {
+        Some((pw, _)) => context::open_with(cli, out, context::storage(&context::location(cli)?)?, pw, session)?,
+        None => context::open_session(cli, out, session)?,
+    };
+    let retired = arca_repo::rotate::retired_keys(&repo);
+    if a.dry_run {
+        let p = arca_repo::rotate::pending(&repo, &retired)?;
+        if out.json {
+            out.json_doc(&serde_json::json!({"dry_run": true, "retired_keys": retired.len(), "rewrite": p}));
+        } else {
+            out.line(format!(
+                "would re-encrypt {} packs ({}) and {} snapshot objects sealed with {} retired keys",
+                p.packs,
+                crate::text::size(p.bytes),
+                p.snapshots,
+                retired.len()
+            ));
+        }
+        return Ok(crate::exit::OK);
+    }
+    if retired.is_empty() {
+        anyhow::bail!("no key has been retired: `arca key rotate --rewrite` makes a new key and re-encrypts with it");
+    }
+    let Some(lock) = lock else { anyhow::bail!("re-encrypting needs an exclusive lock, and none was taken") };
+    let req = arca_ops::prune::PruneRequest {
+        max_repack: a
+            .max_repack
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--max-repack: {e}"))?,
+        threads: cli.threads,
+        ..Default::default()
+    };
+    let p = crate::progress::Reporter::new(out, "re-encrypt");
+    let report = arca_ops::keys::rewrite(&repo, &lock, &req, &p)?;
+    p.progress.finish();
+    let done = report.packs_left == 0 && report.snapshots_left == 0;
+    if out.json {
+        out.json_doc(&serde_json::json!({
+            "rotation": rotated.map(|(_, r)| r),
+            "rewrite": report,
+            "complete": done,
+        }));
+    } else {
+        let pl = &report.prune.plan;
+        out.line(format!(
+            "re-encrypted {} packs ({}) and {} snapshot objects with the new keys; deleted {} packs ({})",
+            pl.rewrite_packs,
+            crate::text::size(pl.rewrite_bytes),
+            report.snapshots_resealed,
+            report.prune.swept.packs_deleted,
+            crate::text::size(report.prune.swept.bytes_deleted)
+        ));
+        if !done {
+            let why = report.prune.swept.waiting_for.first().map(|w| format!(" (waiting for {w})")).unwrap_or_default();
+            out.warn(format!(
+                "{} packs and {} snapshot objects are still sealed with a retired key{why}: run `arca key rotate --rewrite-only` again",
+                report.packs_left, report.snapshots_left
+            ));
+        }
+    }
+    Ok(if done { crate::exit::OK } else { crate::exit::ERROR })
 }
 
 /// `arca upgrade`: format version 1 to 2.
