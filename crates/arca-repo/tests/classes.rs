@@ -12,64 +12,15 @@ use arca_repo::prune::{prune, PruneOptions};
 use arca_repo::writer::WriterOptions;
 use arca_repo::{shred, snapshots, BlobWriter, InitOptions, RepoError, Repository};
 use arca_storage::{FailAfter, MemoryStorage, ObjectKind, Storage};
-use std::sync::Arc;
 
-fn opts(version: u32) -> InitOptions {
-    InitOptions {
-        kdf: arca_format::KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
-        pack_size: 4096,
-        version,
-        ..Default::default()
-    }
-}
+mod common;
+use common::*;
+use std::sync::Arc;
 
 fn open(s: &Arc<dyn Storage>) -> Arc<Repository> {
     let r = Repository::open(s.clone(), b"pw").unwrap();
     assert!(r.load_index().unwrap().is_empty());
     Arc::new(r)
-}
-
-/// Contents that say which file they are and cannot be mistaken for anything else.
-fn contents(tag: &str) -> Vec<u8> {
-    (0..20_000u32).map(|i| format!("{tag}:{i};")).collect::<String>().into_bytes()
-}
-
-/// Back up one file `name` holding `data` into `class` (`None`: the default class).
-fn backup(repo: &Arc<Repository>, class: Option<&str>, name: &str, data: &[u8]) -> Id {
-    let lock = SessionLock::acquire(repo, "test", false).unwrap();
-    let key = match class {
-        Some(c) => repo.create_class(c).unwrap(),
-        None => repo.default_key(),
-    };
-    let w = BlobWriter::with_key(repo.clone(), key.clone(), &lock, WriterOptions { threads: 1, ..Default::default() });
-    let mut n = Node::new(name.as_bytes(), NodeKind::File);
-    n.size = data.len() as u64;
-    n.content = vec![w.add(BlobKind::Data, data).unwrap().0];
-    let t = Tree { nodes: vec![n] };
-    let (tree, _) = w.add(BlobKind::Tree, &encode("tree", &t).unwrap()).unwrap();
-    w.finish().unwrap();
-    shred::confirm_class_alive(repo, &key).unwrap();
-    let mut s = Snapshot::new(SnapshotKind::Files, tree, vec!["/".into()], "h", "u", "2026-12-04T00:00:00Z");
-    s.class = class.map(String::from);
-    snapshots::save(repo, &s).unwrap()
-}
-
-/// The file's bytes in snapshot `id`.
-fn restore(repo: &Repository, id: &Id) -> Result<Vec<u8>, RepoError> {
-    let s: Snapshot = repo.load_object(ObjectKind::Snapshot, &id.to_hex())?;
-    let t = repo.read_tree(&s.tree)?;
-    repo.read_blob(BlobKind::Data, &t.nodes[0].content[0])
-}
-
-fn all_objects(s: &dyn Storage) -> Vec<(ObjectKind, String, Vec<u8>)> {
-    let mut out = vec![];
-    for kind in ObjectKind::LISTABLE {
-        for (name, _) in s.list(kind).unwrap() {
-            out.push((kind, name.clone(), s.get(kind, &name).unwrap()));
-        }
-    }
-    out.push((ObjectKind::Config, "config".into(), s.get(ObjectKind::Config, "config").unwrap()));
-    out
 }
 
 #[test]

@@ -5,24 +5,17 @@
 //! killed at any storage operation leaves a repository that opens, reads and checks, which
 //! the next rotation cleans up.
 
-use arca_format::{encode, BlobKind, Id, Node, NodeKind, Snapshot, SnapshotKind, Tree};
+use arca_format::Id;
 use arca_repo::check::{check, ReadData};
 use arca_repo::events::Quiet;
 use arca_repo::keys::{self, Origin, Unlocked};
 use arca_repo::lock::SessionLock;
-use arca_repo::writer::WriterOptions;
-use arca_repo::{rotate, snapshots, BlobWriter, InitOptions, RepoError, Repository};
+use arca_repo::{rotate, snapshots, RepoError, Repository};
 use arca_storage::{FailAfter, MemoryStorage, ObjectKind, Storage};
 use std::sync::Arc;
 
-fn opts(version: u32) -> InitOptions {
-    InitOptions {
-        kdf: arca_format::KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
-        pack_size: 4096,
-        version,
-        ..Default::default()
-    }
-}
+mod common;
+use common::*;
 
 fn kdf() -> arca_format::KdfParams {
     opts(2).kdf
@@ -38,45 +31,6 @@ fn open(s: &Arc<dyn Storage>, pw: &[u8]) -> Arc<Repository> {
     let problems = r.load_index().unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     Arc::new(r)
-}
-
-fn contents(tag: &str) -> Vec<u8> {
-    (0..20_000u32).map(|i| format!("{tag}:{i};")).collect::<String>().into_bytes()
-}
-
-fn backup(repo: &Arc<Repository>, class: Option<&str>, name: &str, data: &[u8]) -> Id {
-    let lock = SessionLock::acquire(repo, "backup", false).unwrap();
-    repo.store_session_key().unwrap();
-    let key = match class {
-        Some(c) => repo.create_class(c).unwrap(),
-        None => repo.default_key(),
-    };
-    let w = BlobWriter::with_key(repo.clone(), key, &lock, WriterOptions { threads: 1, ..Default::default() });
-    let mut n = Node::new(name.as_bytes(), NodeKind::File);
-    n.size = data.len() as u64;
-    n.content = vec![w.add(BlobKind::Data, data).unwrap().0];
-    let (tree, _) = w.add(BlobKind::Tree, &encode("tree", &Tree { nodes: vec![n] }).unwrap()).unwrap();
-    w.finish().unwrap();
-    let mut s = Snapshot::new(SnapshotKind::Files, tree, vec!["/".into()], "h", "u", "2026-12-04T00:00:00Z");
-    s.class = class.map(String::from);
-    snapshots::save(repo, &s).unwrap()
-}
-
-fn restore(repo: &Repository, id: &Id) -> Result<Vec<u8>, RepoError> {
-    let s: Snapshot = repo.load_object(ObjectKind::Snapshot, &id.to_hex())?;
-    let t = repo.read_tree(&s.tree)?;
-    repo.read_blob(BlobKind::Data, &t.nodes[0].content[0])
-}
-
-fn copy(from: &dyn Storage) -> Arc<dyn Storage> {
-    let to: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
-    for kind in ObjectKind::LISTABLE {
-        for (name, _) in from.list(kind).unwrap() {
-            to.put(kind, &name, &from.get(kind, &name).unwrap()).unwrap();
-        }
-    }
-    to.put(ObjectKind::Config, "config", &from.get(ObjectKind::Config, "config").unwrap()).unwrap();
-    to
 }
 
 /// Snapshots and the contents of their one file.
