@@ -180,7 +180,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Manage the passwords (key slots) that open the repository.
     #[command(
-        after_help = "Examples:\n  arca key list\n  ARCA_NEW_PASSWORD_FILE=~/.pw-new arca key add --label laptop\n  arca key passwd"
+        after_help = "Examples:\n  arca key list\n  ARCA_NEW_PASSWORD_FILE=~/.pw-new arca key add --label laptop\n  arca key add --backup-only --host web01 --label web01\n  arca key add --metadata-only --label auditor     # names and sizes, no contents\n  arca key add --summary-only --label dashboard    # hosts, times, sizes\n  arca key passwd"
     )]
     #[command(subcommand)]
     Key(KeyCommand),
@@ -902,6 +902,16 @@ pub struct KeyAddArgs {
     /// With --backup-only: the only host name its snapshots may carry (default: any).
     #[arg(long, requires = "backup_only")]
     pub host: Option<String>,
+    /// A key that lists snapshots and their files (snapshots, ls, find, diff, stats: names,
+    /// sizes, times, owners) but reads no contents and writes nothing. Snapshots written
+    /// before the first reader key was added stay out of its reach until `key rotate
+    /// --rewrite`.
+    #[arg(long, conflicts_with_all = ["backup_only", "summary_only"])]
+    pub metadata_only: bool,
+    /// A key that lists snapshots' hosts, times, tags and sizes (`snapshots`) and nothing
+    /// else: no file name, no path, no contents.
+    #[arg(long, conflicts_with_all = ["backup_only", "metadata_only"])]
+    pub summary_only: bool,
 }
 
 #[derive(Args, Debug)]

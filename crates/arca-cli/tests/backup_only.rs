@@ -1,6 +1,7 @@
-//! Backup-only keys through the command line (docs/SECURITY.md): `key add --backup-only`,
+//! Restricted keys through the command line (docs/SECURITY.md): `key add --backup-only`,
 //! incremental backups from the send log, every read refused with a message that says why,
-//! and the full key restoring exactly what the backup-only key stored.
+//! and the full key restoring exactly what the backup-only key stored; `key add
+//! --metadata-only` and `--summary-only`, which list what they may and refuse the rest.
 
 mod common;
 use common::*;
@@ -129,4 +130,74 @@ fn backup_only_keys_are_refused_where_they_cannot_protect() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("arca upgrade"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = e.run(&["key", "add", "--host", "x"]);
     assert_eq!(o.status.code(), Some(2), "--host needs --backup-only");
+}
+
+#[test]
+fn reader_keys_list_what_their_role_allows_and_refuse_the_rest() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("payroll-secret")).unwrap();
+    std::fs::write(src.join("payroll-secret/salaries.csv"), random_bytes(100_000, 3)).unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    for (flag, pw) in [("--metadata-only", "meta pw"), ("--summary-only", "summary pw")] {
+        let o = e
+            .cmd(&["--json", "key", "add", flag, "--label", &flag[2..]])
+            .env("ARCA_NEW_PASSWORD", pw)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v = last_json(&String::from_utf8_lossy(&o.stdout));
+        assert_eq!(v["unreadable_snapshots"], 0, "a fresh repository's keys split already: {v}");
+    }
+    let roles: Vec<String> =
+        e.json(&["key", "list"]).as_array().unwrap().iter().map(|k| k["role"].as_str().unwrap().to_string()).collect();
+    assert!(roles.contains(&"metadata".into()) && roles.contains(&"summary".into()), "{roles:?}");
+    std::fs::write(src.join("payroll-secret/bonus.csv"), b"more").unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    let with = |pw: &str, args: &[&str]| e.cmd(args).env("ARCA_PASSWORD", pw).output().unwrap();
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+
+    // Metadata: snapshots, ls, find, stats and who signed; no contents.
+    let o = with("meta pw", &["ls", "latest"]);
+    assert!(o.status.success() && text(&o).contains("payroll-secret/salaries.csv"), "{}", text(&o));
+    let o = with("meta pw", &["find", "bonus*"]);
+    assert!(o.status.success() && text(&o).contains("1 match"), "{}", text(&o));
+    let o = with("meta pw", &["snapshots", "--signers"]);
+    assert!(o.status.success() && !text(&o).contains("unsigned") && !text(&o).contains("warning"), "{}", text(&o));
+    let target = e.path("t");
+    for args in [
+        vec!["restore", "latest", "--target", target.to_str().unwrap()],
+        vec!["dump", "latest", "payroll-secret/salaries.csv"],
+        vec!["check"],
+        vec!["forget", "latest"],
+        vec!["tag", "latest", "--add", "x"],
+        vec!["key", "add", "--label", "y"],
+        vec!["backup", src.to_str().unwrap()],
+    ] {
+        let o = with("meta pw", &args);
+        assert!(!o.status.success(), "{args:?} succeeded with a metadata-only key");
+        assert!(
+            text(&o).contains("metadata-only key") && text(&o).contains("use a full key"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    assert!(!target.exists());
+
+    // Summary: hosts, times, sizes, signers; not one name.
+    let o = with("summary pw", &["--json", "snapshots", "--signers"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("payroll") && !out.contains("salaries") && !out.contains(src.to_str().unwrap()), "{out}");
+    assert!(out.contains("total_bytes") && out.contains("hostname"), "{out}");
+    for args in [vec!["ls", "latest"], vec!["find", "bonus*"], vec!["stats"], vec!["diff", "latest~1", "latest"]] {
+        let o = with("summary pw", &args);
+        assert!(!o.status.success(), "{args:?} succeeded with a summary-only key: {}", text(&o));
+        assert!(text(&o).contains("summary-only key"), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("payroll"), "{args:?}: {}", text(&o));
+    }
+    let v = e.json(&["check", "--read-data"]);
+    assert_eq!(v["ok"], true, "{v}");
 }

@@ -79,6 +79,38 @@ impl MasterKey {
         crate::recipient::RecipientSecret::from_bytes(*h.finalize().as_bytes())
     }
 
+    /// The recipient key that metadata-only keys hold the secret of: every content key's
+    /// metadata key is also stored sealed to its public half (docs/FORMAT.md, "Reader keys").
+    pub fn metadata_recipient(&self, repo_id: &Id) -> crate::recipient::RecipientSecret {
+        let mut h = blake3::Hasher::new_derive_key("arca 2026 metadata recipient v2");
+        h.update(&self.data_key).update(&repo_id.0);
+        crate::recipient::RecipientSecret::from_bytes(*h.finalize().as_bytes())
+    }
+
+    /// The recipient key that summary-only keys hold the secret of: every content key's
+    /// summary key is also stored sealed to its public half.
+    pub fn summary_recipient(&self, repo_id: &Id) -> crate::recipient::RecipientSecret {
+        let mut h = blake3::Hasher::new_derive_key("arca 2026 summary recipient v2");
+        h.update(&self.data_key).update(&repo_id.0);
+        crate::recipient::RecipientSecret::from_bytes(*h.finalize().as_bytes())
+    }
+
+    /// Of a content key that splits what it seals: the key its trees and snapshot bodies are
+    /// sealed with, which a metadata-only key gets without the data key itself.
+    pub fn metadata_key(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut h = blake3::Hasher::new_derive_key("arca 2026 metadata key v2");
+        h.update(&self.data_key);
+        zeroize::Zeroizing::new(*h.finalize().as_bytes())
+    }
+
+    /// Of a content key that splits what it seals: the key its snapshots' digests (hosts,
+    /// times, sizes; no names) are sealed with, which a summary-only key gets.
+    pub fn summary_key(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut h = blake3::Hasher::new_derive_key("arca 2026 summary key v2");
+        h.update(&self.data_key);
+        zeroize::Zeroizing::new(*h.finalize().as_bytes())
+    }
+
     /// The key that proves a backup-only session was made by a key bound to `host`: only
     /// the master key and the keys bound to that host have it.
     pub fn host_key(&self, repo_id: &Id, host: &str) -> zeroize::Zeroizing<[u8; 32]> {

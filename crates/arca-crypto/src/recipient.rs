@@ -25,8 +25,14 @@ const WRAP_AEAD: EncryptionMode = EncryptionMode::XChaCha20Poly1305;
 pub struct RecipientSecret(StaticSecret);
 
 impl RecipientSecret {
-    pub(crate) fn from_bytes(bytes: [u8; 32]) -> RecipientSecret {
+    /// The secret from its 32 bytes (as a reader key's slot carries it).
+    pub fn from_bytes(bytes: [u8; 32]) -> RecipientSecret {
         RecipientSecret(StaticSecret::from(bytes))
+    }
+
+    /// The secret's 32 bytes, wiped when dropped.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
     }
 
     /// The public half, which backup-only keys carry.

@@ -19,9 +19,20 @@ pub const SHARED_KEY_NUMBER: u32 = 1;
 /// backup-only key) rather than with the master key.
 pub const SEALED_TO_RECIPIENT: u32 = u32::MAX;
 
-/// True if `number` can name a content key: 0, 1 and `u32::MAX` are reserved.
+/// The envelope number of a `keyring/` object holding a content key's metadata key, sealed
+/// to the repository's metadata recipient key (for metadata-only keys).
+pub const SEALED_TO_METADATA: u32 = u32::MAX - 1;
+
+/// The envelope number of a `keyring/` object holding a content key's summary key, sealed to
+/// the repository's summary recipient key (for summary-only keys).
+pub const SEALED_TO_SUMMARY: u32 = u32::MAX - 2;
+
+/// True if `number` can name a content key: 0, 1 and the three highest are reserved.
 pub fn is_content_key_number(number: u32) -> bool {
-    !matches!(number, MASTER_KEY_NUMBER | SHARED_KEY_NUMBER | SEALED_TO_RECIPIENT)
+    !matches!(
+        number,
+        MASTER_KEY_NUMBER | SHARED_KEY_NUMBER | SEALED_TO_RECIPIENT | SEALED_TO_METADATA | SEALED_TO_SUMMARY
+    )
 }
 
 /// The name of a `keyring/` object: the key number as 8 hex digits, then the last 56 hex
@@ -75,6 +86,30 @@ pub struct ContentKeyFile {
     /// version-1 objects and packs).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retired: bool,
+    /// It seals trees and snapshot bodies with its metadata key and snapshot digests with its
+    /// summary key (both derived from its data key), and those keys are also stored for reader
+    /// keys ([`ReaderKeyFile`]). Keys made before reader keys existed do not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split: bool,
+}
+
+/// The plaintext of a `keyring/` object sealed to the metadata or the summary recipient key:
+/// one content key's metadata key or summary key, for reader keys, which never see the
+/// content key itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReaderKeyFile {
+    /// The content key's number.
+    pub number: u32,
+    pub class: String,
+    /// The metadata key or the summary key (32 bytes).
+    pub key: ByteBuf,
+    /// As the content key's (a backup-only session's key bound to a host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// With a metadata key: the summary key too (32 bytes), so a metadata-only key reads
+    /// everything a summary-only key does (signer certificates are sealed with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_key: Option<ByteBuf>,
 }
 
 /// The message a host proof authenticates.
@@ -119,6 +154,7 @@ mod tests {
         assert!(!name_matches(&name, b"other bytes"));
         assert!(name_matches(blake3::hash(b"old").to_hex().as_str(), b"old"), "whole-hash names of older objects");
         assert!(!is_content_key_number(0) && !is_content_key_number(1) && !is_content_key_number(u32::MAX));
+        assert!(!is_content_key_number(SEALED_TO_METADATA) && !is_content_key_number(SEALED_TO_SUMMARY));
         assert!(is_content_key_number(2));
     }
 }

@@ -66,6 +66,32 @@ pub const ROLE_FULL: &str = "";
 /// The role of a backup-only key slot (`key add --backup-only`, format version 2).
 pub const ROLE_BACKUP_ONLY: &str = "backup-only";
 
+/// The role of a metadata-only key slot (`key add --metadata-only`): snapshots, names,
+/// sizes; no contents.
+pub const ROLE_METADATA: &str = "metadata";
+
+/// The role of a summary-only key slot (`key add --summary-only`): hosts, times, sizes; no
+/// names.
+pub const ROLE_SUMMARY: &str = "summary";
+
+/// What a metadata-only or summary-only key slot seals instead of the master key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReaderBundle {
+    /// 1.
+    pub version: u32,
+    /// The repository's config (its sealed body is not readable with this key).
+    pub config: crate::Config,
+    /// The secret of the metadata (metadata-only) or summary (summary-only) recipient key
+    /// (32 bytes): it opens the `keyring/` objects sealed to that key.
+    pub recipient_secret: ByteBuf,
+    /// The repository's X25519 recipient public key (32 bytes) when the key was made: a key
+    /// made before `key rotate` names the old one and is refused.
+    pub recipient: ByteBuf,
+    /// The shared key (32 bytes; metadata-only): the index, to find trees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_key: Option<ByteBuf>,
+}
+
 /// The plaintext of a key slot object (its secret part is `sealed_master`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySlot {
@@ -109,6 +135,13 @@ pub struct BackupBundle {
     /// bound to that host (`ContentKeyFile::host_proof`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<ByteBuf>,
+    /// The metadata and summary recipient public keys (32 bytes each): with them, the session
+    /// keys this key makes split what they seal (`ContentKeyFile::split`) and their reader
+    /// keys are stored. Absent in keys made before reader keys existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_recipient: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_recipient: Option<ByteBuf>,
 }
 
 #[cfg(test)]

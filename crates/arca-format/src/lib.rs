@@ -22,13 +22,18 @@ pub use config::{ChunkerParams, Config, ConfigFile, EncryptionMode};
 pub use history::{SignerCertificate, Statement, StatementBody};
 pub use id::{BlobId, Id, PackId};
 pub use index::{IndexEntry, IndexFile, IndexPack};
-pub use keyring::{ContentKeyFile, DEFAULT_CLASS, MASTER_KEY_NUMBER, SEALED_TO_RECIPIENT, SHARED_KEY_NUMBER};
-pub use keyslot::{BackupBundle, KdfParams, KeySlot, ROLE_BACKUP_ONLY, ROLE_FULL};
+pub use keyring::{
+    ContentKeyFile, ReaderKeyFile, DEFAULT_CLASS, MASTER_KEY_NUMBER, SEALED_TO_METADATA, SEALED_TO_RECIPIENT,
+    SEALED_TO_SUMMARY, SHARED_KEY_NUMBER,
+};
+pub use keyslot::{
+    BackupBundle, KdfParams, KeySlot, ReaderBundle, ROLE_BACKUP_ONLY, ROLE_FULL, ROLE_METADATA, ROLE_SUMMARY,
+};
 pub use lock::LockFile;
 pub use mark::MarkFile;
 pub use pack::{BlobKind, PackHeader, PackHeaderEntry};
 pub use parity::ParityFile;
-pub use snapshot::{Snapshot, SnapshotKind, SnapshotSummary, SnapshotWarning, WarningKind};
+pub use snapshot::{Snapshot, SnapshotDigest, SnapshotKind, SnapshotSummary, SnapshotWarning, WarningKind};
 pub use tree::{Node, NodeKind, Tree};
 
 /// The newest repository format version this code reads and writes, and the one `init`

@@ -141,10 +141,123 @@ impl Snapshot {
     }
 }
 
+/// What a summary-only key reads of a snapshot: who made it, when, of what kind, how much;
+/// never a path or a file name (no `paths`, `tree`, `excludes`, `warnings`, `source`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDigest {
+    pub time: String,
+    pub hostname: String,
+    pub username: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub parent: Option<Id>,
+    pub kind: SnapshotKind,
+    #[serde(default)]
+    pub summary: SnapshotSummary,
+    #[serde(default)]
+    pub keep_until: Option<String>,
+    #[serde(default)]
+    pub destroy_after: Option<String>,
+    #[serde(default)]
+    pub program_version: String,
+    #[serde(default)]
+    pub original: Option<Id>,
+    #[serde(default)]
+    pub previous_ids: Vec<Id>,
+    #[serde(default)]
+    pub class: Option<String>,
+}
+
+impl SnapshotDigest {
+    /// The digest of `s`.
+    pub fn of(s: &Snapshot) -> SnapshotDigest {
+        SnapshotDigest {
+            time: s.time.clone(),
+            hostname: s.hostname.clone(),
+            username: s.username.clone(),
+            tags: s.tags.clone(),
+            parent: s.parent,
+            kind: s.kind,
+            summary: s.summary.clone(),
+            keep_until: s.keep_until.clone(),
+            destroy_after: s.destroy_after.clone(),
+            program_version: s.program_version.clone(),
+            original: s.original,
+            previous_ids: s.previous_ids.clone(),
+            class: s.class.clone(),
+        }
+    }
+
+    /// A snapshot carrying only what the digest holds: no paths, and the all-zero tree id
+    /// (which names no tree).
+    pub fn to_snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::new(self.kind, Id([0; 32]), vec![], &self.hostname, &self.username, &self.time);
+        s.tags = self.tags.clone();
+        s.parent = self.parent;
+        s.summary = self.summary.clone();
+        s.keep_until = self.keep_until.clone();
+        s.destroy_after = self.destroy_after.clone();
+        s.program_version = self.program_version.clone();
+        s.original = self.original;
+        s.previous_ids = self.previous_ids.clone();
+        s.class = self.class.clone();
+        s
+    }
+}
+
+/// Leads a snapshot object in the split form (format version 2, written with a content key
+/// that splits what it seals): then the key number (u32 LE), the length of the sealed digest
+/// (u32 LE), the sealed digest, the sealed snapshot.
+pub const SPLIT_MAGIC: &[u8; 8] = b"ARCASNP2";
+
+/// A snapshot object in the split form, taken apart: key number, sealed digest, sealed body.
+pub fn split_parts(bytes: &[u8]) -> Option<(u32, &[u8], &[u8])> {
+    let rest = bytes.strip_prefix(&SPLIT_MAGIC[..])?;
+    let number = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+    let len = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?) as usize;
+    let rest = &rest[8..];
+    let digest = rest.get(..len)?;
+    Some((number, digest, &rest[len..]))
+}
+
+/// The bytes of a snapshot object in the split form.
+pub fn split_bytes(number: u32, digest: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + digest.len() + body.len());
+    out.extend_from_slice(SPLIT_MAGIC);
+    out.extend_from_slice(&number.to_le_bytes());
+    out.extend_from_slice(&(digest.len() as u32).to_le_bytes());
+    out.extend_from_slice(digest);
+    out.extend_from_slice(body);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn split_form_round_trips_and_refuses_truncation() {
+        let b = split_bytes(0xabcd, b"digest", b"body");
+        assert_eq!(split_parts(&b), Some((0xabcd, &b"digest"[..], &b"body"[..])));
+        assert_eq!(split_parts(&b[..18]), None, "a digest cut short");
+        assert_eq!(split_parts(b"ARCAOBJ2...."), None);
+    }
+
+    #[test]
+    fn a_digest_names_no_path() {
+        let mut s = Snapshot::new(SnapshotKind::Files, Id([2; 32]), vec!["/secret/path".into()], "h", "u", "t");
+        s.excludes = vec!["/secret/excluded".into()];
+        s.warnings =
+            vec![SnapshotWarning { path: "/secret/w".into(), message: "m".into(), kind: WarningKind::Changed }];
+        s.source = [("command".to_string(), "pg_dump secretdb".to_string())].into();
+        let d = SnapshotDigest::of(&s);
+        let bytes = crate::encode("digest", &d).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"secret"), "no path, exclude, warning or source");
+        let back = d.to_snapshot();
+        assert_eq!((back.hostname.as_str(), back.paths.len(), back.tree), ("h", 0, Id([0; 32])));
+    }
 
     /// A kind a newer arca writes decodes as Unknown instead of failing the whole listing.
     #[test]

@@ -48,6 +48,19 @@ pub fn add_backup_only(
     Ok(BackupOnlyKey { id, host, resealed })
 }
 
+/// Add a metadata-only or summary-only key slot for `password` (docs/SECURITY.md, "Reader
+/// keys"). Takes an exclusive lock for a moment (the index is sealed with the shared key,
+/// classes get split writing keys).
+pub fn add_reader(
+    repo: &Arc<Repository>,
+    level: arca_repo::reader::Level,
+    password: &[u8],
+    kdf: KdfParams,
+    label: &str,
+) -> OpsResult<arca_repo::reader::AddedReader> {
+    Ok(arca_repo::reader::add(repo, level, password, kdf, &Origin::current(), label)?)
+}
+
 /// Rotate the repository's key (docs/SECURITY.md, "Key rotation"): a new master key kept by
 /// a new slot for `password`, every other slot removed. `lock` is exclusive; open the
 /// repository again afterwards.

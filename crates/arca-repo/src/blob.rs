@@ -241,9 +241,10 @@ pub fn verify(
 /// fast path: every chunk the default chunker cuts); longer ones stream.
 const BULK_LIMIT: u32 = 64 << 20;
 
-/// Open, decompress and verify one blob: its keyed hash must equal `id`.
+/// Open, decompress and verify one blob: its keyed hash with `key`'s MAC key must equal `id`
+/// (`key: None`, a reader key without the MAC key: the AEAD alone vouches for it).
 pub fn decode(
-    key: &MasterKey,
+    key: Option<&MasterKey>,
     cipher: &Cipher,
     kind: BlobKind,
     id: &Id,
@@ -272,7 +273,7 @@ pub fn decode(
         Some((t, _)) => return Err(RepoError::corrupt(what(), format!("unknown compression tag {t}"))),
         None => return Err(RepoError::corrupt(what(), "empty plaintext")),
     };
-    if data.len() != raw_length as usize || key.blob_id(&data) != *id {
+    if data.len() != raw_length as usize || key.is_some_and(|k| k.blob_id(&data) != *id) {
         return Err(RepoError::corrupt(what(), "contents do not match the blob id"));
     }
     Ok(data)
@@ -293,8 +294,8 @@ mod tests {
             let id = k.blob_id(data);
             for comp in [Compression::Off, Compression::Auto, Compression::Level(3), Compression::Level(0)] {
                 let s = encode(&c, BlobKind::Data, &id, data, comp);
-                assert_eq!(decode(&k, &c, BlobKind::Data, &id, &s, data.len() as u32).unwrap(), data);
-                assert!(decode(&k, &c, BlobKind::Tree, &id, &s, data.len() as u32).is_err());
+                assert_eq!(decode(Some(&k), &c, BlobKind::Data, &id, &s, data.len() as u32).unwrap(), data);
+                assert!(decode(Some(&k), &c, BlobKind::Tree, &id, &s, data.len() as u32).is_err());
                 let n = data.len() as u32;
                 verify(&k, &c, BlobKind::Data, &id, &s, n).unwrap();
                 assert!(verify(&k, &c, BlobKind::Tree, &id, &s, n).is_err(), "wrong kind");
@@ -315,9 +316,9 @@ mod tests {
         let text = b"abcabcabc".repeat(50_000);
         let id = k.blob_id(&text);
         let s = encode(&c, BlobKind::Data, &id, &text, Compression::Auto);
-        let err = decode(&k, &c, BlobKind::Data, &id, &s, u32::MAX).unwrap_err().to_string();
+        let err = decode(Some(&k), &c, BlobKind::Data, &id, &s, u32::MAX).unwrap_err().to_string();
         assert!(err.contains("do not match"), "{err}");
-        let err = decode(&k, &c, BlobKind::Data, &id, &s, BULK_LIMIT + 1).unwrap_err().to_string();
+        let err = decode(Some(&k), &c, BlobKind::Data, &id, &s, BULK_LIMIT + 1).unwrap_err().to_string();
         assert!(err.contains("do not match"), "{err}");
     }
 
@@ -337,7 +338,7 @@ mod tests {
                 buf.push(COMPRESSION_ZSTD);
             });
             assert!(verify(&k, &c, BlobKind::Data, &id, &s, n).is_err());
-            assert!(decode(&k, &c, BlobKind::Data, &id, &s, n).is_err());
+            assert!(decode(Some(&k), &c, BlobKind::Data, &id, &s, n).is_err());
         }
     }
 }

@@ -149,6 +149,8 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
         r.error(object_of(&e), e.to_string());
     }
     history(repo, &mut r)?;
+    digests(repo, &snaps, &mut r)?;
+    reader_keys(repo, &mut r)?;
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut seen_trees: HashSet<Id> = HashSet::new();
     for (i, s) in snaps.iter().enumerate() {
@@ -439,9 +441,10 @@ fn read_pack(
             bad.push(*id);
             continue;
         };
-        let verified = repo
-            .content_key(loc.key, || format!("pack {pid}"))
-            .and_then(|k| blob::verify(k.key(), k.cipher(), loc.kind, id, sealed, loc.raw_length));
+        let verified = repo.content_key(loc.key, || format!("pack {pid}")).and_then(|k| {
+            let cipher = k.blob_cipher(loc.kind).ok_or(RepoError::Internal("check without a data key"))?;
+            blob::verify(k.key(), cipher, loc.kind, id, sealed, loc.raw_length)
+        });
         if let Err(e) = verified {
             r.error(format!("pack {pid}"), e.to_string());
             ok = false;
@@ -449,6 +452,97 @@ fn read_pack(
         }
     }
     Ok((ok, bad))
+}
+
+/// The digest of each snapshot in the split form (what summary-only keys see) must say what
+/// its body says: a writer could make them differ.
+fn digests(repo: &Repository, snaps: &[SnapshotEntry], r: &mut CheckReport) -> RepoResult<()> {
+    for s in snaps {
+        let name = s.id.to_hex();
+        let bytes = match repo.storage().get(ObjectKind::Snapshot, &name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue, // forgotten meanwhile
+            Err(e) => return Err(e.into()),
+        };
+        let what = || format!("snapshot {name}");
+        match repo.snapshot_digest(&bytes, &what) {
+            Ok(Some(d)) if d != arca_format::SnapshotDigest::of(&s.snapshot) => r.error(
+                what(),
+                "its digest (what summary-only keys read) does not match the snapshot: written by a faulty or hostile writer",
+            ),
+            Ok(_) => {}
+            Err(e) => r.error(what(), e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Every key that splits what it seals must have its metadata and summary keys stored for
+/// reader keys, as the master key derives them: otherwise reader keys cannot read (or a
+/// planted object misleads them into failing on) what it sealed.
+fn reader_keys(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
+    let Ok(master) = repo.key("check the reader keys") else { return Ok(()) };
+    if repo.version() < 2 {
+        return Ok(());
+    }
+    let config = repo.config();
+    let mut found: HashMap<(u32, u32), Vec<[u8; 32]>> = HashMap::new();
+    for (name, _) in repo.storage().list(ObjectKind::Keyring)? {
+        let bytes = match repo.storage().get(ObjectKind::Keyring, &name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let Some((env @ (arca_format::SEALED_TO_METADATA | arca_format::SEALED_TO_SUMMARY), sealed)) =
+            arca_format::keyring::envelope(&bytes)
+        else {
+            continue;
+        };
+        let secret = if env == arca_format::SEALED_TO_METADATA {
+            master.metadata_recipient(&config.repo_id)
+        } else {
+            master.summary_recipient(&config.repo_id)
+        };
+        let ad = crate::repository::object_ad_v2(ObjectKind::Keyring, &config.repo_id, env);
+        let file = secret
+            .open(sealed, &ad)
+            .ok()
+            .and_then(|p| arca_format::decode::<arca_format::ReaderKeyFile>("reader key", &p).ok());
+        match file.and_then(|f| Some((f.number, <[u8; 32]>::try_from(f.key.as_slice()).ok()?))) {
+            Some((number, key)) => found.entry((number, env)).or_default().push(key),
+            // Sealed to a master key of before a rotation (left by one that was killed),
+            // or damaged: no reader key opens it.
+            None => r.notes.push(Problem {
+                object: format!("reader key {name}"),
+                message: "no reader key of this repository opens it (left by an interrupted `key rotate`, or damaged); the next `key rotate` removes it".into(),
+            }),
+        }
+    }
+    for k in repo.keyring().all() {
+        if !k.split || k.held() != crate::keyring::Held::All {
+            continue;
+        }
+        for (env, expect, label) in [
+            (arca_format::SEALED_TO_METADATA, *k.key().metadata_key(), "metadata"),
+            (arca_format::SEALED_TO_SUMMARY, *k.key().summary_key(), "summary"),
+        ] {
+            let copies = found.get(&(k.number, env)).map(Vec::as_slice).unwrap_or_default();
+            if copies.is_empty() {
+                r.error(
+                    format!("content key {:08x}", k.number),
+                    format!(
+                        "its {label} key is not stored for reader keys: {label}-only keys cannot read what it sealed"
+                    ),
+                );
+            } else if copies.iter().any(|c| *c != expect) {
+                r.error(
+                    format!("content key {:08x}", k.number),
+                    format!("a keyring object gives reader keys a wrong {label} key for it (planted by a backup-only key holder?): they fail on what it sealed"),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Compare the signed history with the snapshots the storage holds (readable or not).

@@ -76,6 +76,8 @@ pub fn diff_trees(
     prefix: &str,
     out: &mut Vec<Change>,
 ) -> RepoResult<()> {
+    // Before the shortcut: a summary-only key's snapshots all carry the all-zero tree.
+    repo.require_trees("compare snapshots (file names)")?;
     if a == b {
         return Ok(());
     }

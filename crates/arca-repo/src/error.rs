@@ -92,6 +92,8 @@ pub enum RepoError {
     ClassNotCarried { class: String, snapshot: String, action: &'static str },
     #[error("this is a backup-only key (key slot {}): it adds backups but cannot {action}; use a full key for that", &slot[..slot.len().min(8)])]
     BackupOnly { slot: String, action: String },
+    #[error("this is a {role} key (key slot {}): it cannot {action}; it {can}", &slot[..slot.len().min(8)])]
+    ReaderKey { slot: String, role: &'static str, can: &'static str, action: String },
     #[error("{0}")]
     Unsuitable(String),
     #[error("config: key slot {} opens with this password, but its key does not open the config: the config is damaged (`arca key import` puts back an exported one), or the slot is left from before `arca key rotate` (use a password added since)", &slot[..slot.len().min(8)])]
@@ -200,7 +202,7 @@ impl RepoError {
             | RotatedOut { .. }
             | Shredded { .. } => ErrorKind::Damaged,
             Locked { .. } => ErrorKind::Conflict,
-            DeleteNotAllowed { .. } | BackupOnly { .. } => ErrorKind::NotAllowed,
+            DeleteNotAllowed { .. } | BackupOnly { .. } | ReaderKey { .. } => ErrorKind::NotAllowed,
             SessionLapsed { .. } | LockLate { .. } => ErrorKind::Lapsed,
             Cancelled => ErrorKind::Interrupted,
             UnsupportedVersion { .. } | NewerFormat { .. } => ErrorKind::NewerFormat,
@@ -220,7 +222,7 @@ impl RepoError {
             UnreadableSnapshot { .. } => Remedy::Forget,
             Corrupt { .. } | Parity(_) | DedupCollision(_) | LimitExceeded { .. } => Remedy::Check,
             Locked { .. } => Remedy::WaitForLock,
-            DeleteNotAllowed { .. } | BackupOnly { .. } => Remedy::FullAccessKey,
+            DeleteNotAllowed { .. } | BackupOnly { .. } | ReaderKey { .. } => Remedy::FullAccessKey,
             SessionLapsed { .. } | LockLate { .. } | Cancelled => Remedy::RunAgain,
             UnsupportedVersion { .. } | NewerFormat { .. } => Remedy::Upgrade,
             WorkerPanicked { .. } | NeedsExclusive { .. } | Format(_) | Internal(_) => Remedy::ReportBug,

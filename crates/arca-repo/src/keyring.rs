@@ -31,6 +31,16 @@ pub enum KeyRole {
     Session,
 }
 
+/// Which of a content key's secrets a session holds: all of them, or (a reader key) only
+/// the metadata key or only the summary key of a key that splits what it seals. A reader
+/// key's [`ContentKey`] keeps that one secret in place of the data key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    All,
+    Metadata,
+    Summary,
+}
+
 /// One content key: what seals packs and objects and makes blob ids for one class.
 pub struct ContentKey {
     pub number: u32,
@@ -48,6 +58,12 @@ pub struct ContentKey {
     pub host: Option<String>,
     /// Replaced by `key rotate`: it opens, and never seals anything new.
     pub retired: bool,
+    /// It seals trees and snapshot bodies with its metadata key and snapshot digests with its
+    /// summary key (docs/FORMAT.md, "Reader keys").
+    pub split: bool,
+    held: Held,
+    metadata: OnceLock<Cipher>,
+    summary: OnceLock<Cipher>,
 }
 
 /// Shows the number and class, never the secrets.
@@ -82,6 +98,61 @@ impl ContentKey {
             object,
             host: None,
             retired: false,
+            split: false,
+            held: Held::All,
+            metadata: OnceLock::new(),
+            summary: OnceLock::new(),
+        }
+    }
+
+    /// A reader key's view of content key `number`: `held` names which of its keys `secret`
+    /// is (32 bytes).
+    pub(crate) fn reader(number: u32, class: &str, held: Held, secret: &[u8; 32], mode: EncryptionMode) -> ContentKey {
+        let mut k =
+            ContentKey::new(number, class, KeyRole::Content, MasterKey::generate().with_data_key(secret), mode, None);
+        k.split = true;
+        k.held = held;
+        k
+    }
+
+    /// A metadata-only key's view also holds the summary key (`ReaderKeyFile::summary_key`).
+    pub(crate) fn add_summary_key(&mut self, key: &[u8; 32]) {
+        self.summary = OnceLock::from(Cipher::new(self.mode, key));
+    }
+
+    /// Which of its secrets this session holds.
+    pub fn held(&self) -> Held {
+        self.held
+    }
+
+    /// The cipher that seals its blobs of `kind`: a split key's trees with its metadata key,
+    /// everything else with the data key. `None` where this session does not hold it.
+    pub fn blob_cipher(&self, kind: arca_format::BlobKind) -> Option<&Cipher> {
+        match kind {
+            arca_format::BlobKind::Tree => self.metadata_cipher(),
+            _ => (self.held == Held::All).then(|| self.cipher()),
+        }
+    }
+
+    /// The cipher of its trees and snapshot bodies: the metadata key of a split key, else the
+    /// data key.
+    pub fn metadata_cipher(&self) -> Option<&Cipher> {
+        match (self.held, self.split) {
+            (Held::All, false) => Some(self.cipher()),
+            (Held::All, true) => Some(self.metadata.get_or_init(|| Cipher::new(self.mode, &self.key.metadata_key()))),
+            (Held::Metadata, _) => Some(self.cipher()),
+            (Held::Summary, _) => None,
+        }
+    }
+
+    /// The cipher of its snapshot digests (a split key's summary key). `None` for a key that
+    /// does not split, or where this session does not hold it.
+    pub fn summary_cipher(&self) -> Option<&Cipher> {
+        match (self.held, self.split) {
+            (Held::All, true) => Some(self.summary.get_or_init(|| Cipher::new(self.mode, &self.key.summary_key()))),
+            (Held::Summary, _) => Some(self.cipher()),
+            (Held::Metadata, _) => self.summary.get(),
+            (Held::All, false) => None,
         }
     }
 
@@ -148,11 +219,20 @@ impl Keyring {
     /// The key new data of `class` is sealed with: of the class's keys (the master key
     /// aside), the one with the lowest number, so that two writers that created a class at
     /// the same moment settle on the same key.
+    ///
+    /// Keys that split what they seal come first: a repository given its first reader key
+    /// gets a split key for each class (`reader::ensure_split_writers`), and every writer
+    /// then moves to it.
     pub fn writing(&self, class: &str) -> Option<Arc<ContentKey>> {
-        self.keys
-            .values()
-            .find(|k| k.number != MASTER_KEY_NUMBER && k.role == KeyRole::Content && !k.retired && k.class == class)
-            .cloned()
+        let mut usable = self.keys.values().filter(|k| {
+            k.number != MASTER_KEY_NUMBER
+                && k.role == KeyRole::Content
+                && !k.retired
+                && k.held == Held::All
+                && k.class == class
+        });
+        let first = usable.next()?;
+        std::iter::once(first).chain(usable).find(|k| k.split).or(Some(first)).cloned()
     }
 
     /// Every key of `class` that seals data (the master key and the shared key never: they
@@ -254,6 +334,7 @@ pub fn from_file(file: ContentKeyFile, mode: EncryptionMode, object: &str, role:
     let key = MasterKey::from_secret(&secret).ok_or_else(|| RepoError::corrupt(what(), "the secret is malformed"))?;
     let mut k = ContentKey::new(file.number, &file.class, role, key, mode, Some(object.to_string()));
     k.retired = file.retired;
+    k.split = file.split;
     Ok(k)
 }
 

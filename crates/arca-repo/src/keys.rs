@@ -2,7 +2,10 @@
 
 use crate::{RepoError, RepoResult};
 use arca_crypto::{derive_slot_key, open_slot, open_slot_secret, random_bytes, seal_slot, seal_slot_secret, MasterKey};
-use arca_format::{decode, encode, BackupBundle, Id, KdfParams, KeySlot, ROLE_BACKUP_ONLY, ROLE_FULL};
+use arca_format::{
+    decode, encode, BackupBundle, Id, KdfParams, KeySlot, ReaderBundle, ROLE_BACKUP_ONLY, ROLE_FULL, ROLE_METADATA,
+    ROLE_SUMMARY,
+};
 use arca_storage::{ObjectKind, Storage};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -37,7 +40,7 @@ pub struct KeyInfo {
     pub username: String,
     pub label: String,
     pub current: bool,
-    /// `full` or `backup-only`.
+    /// `full`, `backup-only`, `metadata` or `summary`.
     pub role: String,
 }
 
@@ -47,6 +50,8 @@ pub enum Unlocked {
     Full(MasterKey),
     /// A backup-only key's bundle.
     BackupOnly(Box<BackupBundle>),
+    /// A metadata-only or summary-only key's bundle.
+    Reader(Box<ReaderBundle>, crate::reader::Level),
 }
 
 /// Seal `master` under `password` as a new key slot; returns its name and bytes.
@@ -98,20 +103,47 @@ pub fn store_backup_slot(
     origin: &Origin,
     label: &str,
 ) -> RepoResult<String> {
+    let plain = zeroize::Zeroizing::new(encode("backup-only key", bundle)?);
+    store_sealed_slot(storage, ROLE_BACKUP_ONLY, &plain, password, params, origin, label)
+}
+
+/// Store a new metadata-only or summary-only key slot sealing `bundle` under `password`.
+pub fn store_reader_slot(
+    storage: &dyn Storage,
+    bundle: &ReaderBundle,
+    level: crate::reader::Level,
+    password: &[u8],
+    params: KdfParams,
+    origin: &Origin,
+    label: &str,
+) -> RepoResult<String> {
+    let plain = zeroize::Zeroizing::new(encode("reader key", bundle)?);
+    store_sealed_slot(storage, level.slot_role(), &plain, password, params, origin, label)
+}
+
+/// Store a key slot of `role` sealing `plain` (a bundle) under `password`.
+fn store_sealed_slot(
+    storage: &dyn Storage,
+    role: &str,
+    plain: &[u8],
+    password: &[u8],
+    params: KdfParams,
+    origin: &Origin,
+    label: &str,
+) -> RepoResult<String> {
     let salt: [u8; 16] = random_bytes();
     let sk = derive_slot_key(password, &salt, &params).map_err(|e| RepoError::KeyDerivation(e.to_string()))?;
-    let plain = zeroize::Zeroizing::new(encode("backup-only key", bundle)?);
     let slot = KeySlot {
         version: KEY_SLOT_VERSION,
         kdf: "argon2id".into(),
         params,
         salt: ByteBuf::from(salt.to_vec()),
-        sealed_master: ByteBuf::from(seal_slot_secret(&plain, &sk)),
+        sealed_master: ByteBuf::from(seal_slot_secret(plain, &sk)),
         created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         hostname: origin.hostname.clone(),
         username: origin.username.clone(),
         label: label.to_string(),
-        role: ROLE_BACKUP_ONLY.into(),
+        role: role.into(),
     };
     let bytes = encode("key slot", &slot)?;
     let name = Id::of_bytes(&bytes).to_hex();
@@ -175,17 +207,7 @@ pub fn unlock_where(
         let Ok(sk) = derive_slot_key(password, &slot.salt, &slot.params) else {
             continue;
         };
-        let opened = match slot.role.as_str() {
-            ROLE_FULL => open_slot(&slot.sealed_master, &sk).ok().map(Unlocked::Full),
-            ROLE_BACKUP_ONLY => match open_slot_secret(&slot.sealed_master, &sk) {
-                Ok(plain) => Some(Unlocked::BackupOnly(Box::new(
-                    decode("backup-only key", &plain).map_err(|e| RepoError::corrupt(format!("key slot {name}"), e))?,
-                ))),
-                Err(_) => None,
-            },
-            // A role of a newer arca: not ours to open.
-            _ => None,
-        };
+        let opened = open_role(&name, &slot, &sk)?;
         match opened {
             Some(u) if accept(&u) => return Ok((u, name)),
             Some(_) => rotated_out.push(name),
@@ -210,6 +232,31 @@ pub fn unlock_where(
     Err(RepoError::WrongPassword { location: storage.location() })
 }
 
+/// Open `slot` (named `name`) with its derived key: what it seals, by its role; `None` if the
+/// key does not open it or the role is a newer arca's. A bundle that opens but does not
+/// decode is damage.
+fn open_role(name: &str, slot: &KeySlot, sk: &arca_crypto::SlotKey) -> RepoResult<Option<Unlocked>> {
+    let bundle = || open_slot_secret(&slot.sealed_master, sk).ok();
+    let damaged = |e: arca_format::FormatError| RepoError::corrupt(format!("key slot {name}"), e);
+    Ok(match slot.role.as_str() {
+        ROLE_FULL => open_slot(&slot.sealed_master, sk).ok().map(Unlocked::Full),
+        ROLE_BACKUP_ONLY => match bundle() {
+            Some(p) => Some(Unlocked::BackupOnly(Box::new(decode("backup-only key", &p).map_err(damaged)?))),
+            None => None,
+        },
+        role @ (ROLE_METADATA | ROLE_SUMMARY) => match bundle() {
+            Some(p) => {
+                let level =
+                    if role == ROLE_METADATA { crate::reader::Level::Metadata } else { crate::reader::Level::Summary };
+                Some(Unlocked::Reader(Box::new(decode("reader key", &p).map_err(damaged)?), level))
+            }
+            None => None,
+        },
+        // A role of a newer arca: not ours to open.
+        _ => None,
+    })
+}
+
 /// Every key slot `password` opens, with what it opened (for `key rotate`, which looks for
 /// the slot an interrupted rotation left).
 pub fn open_all(storage: &dyn Storage, password: &[u8]) -> RepoResult<Vec<(String, Unlocked)>> {
@@ -220,15 +267,7 @@ pub fn open_all(storage: &dyn Storage, password: &[u8]) -> RepoResult<Vec<(Strin
             continue;
         }
         let Ok(sk) = derive_slot_key(password, &slot.salt, &slot.params) else { continue };
-        let opened = match slot.role.as_str() {
-            ROLE_FULL => open_slot(&slot.sealed_master, &sk).ok().map(Unlocked::Full),
-            ROLE_BACKUP_ONLY => open_slot_secret(&slot.sealed_master, &sk)
-                .ok()
-                .and_then(|p| decode::<BackupBundle>("backup-only key", &p).ok())
-                .map(|b| Unlocked::BackupOnly(Box::new(b))),
-            _ => None,
-        };
-        if let Some(u) = opened {
+        if let Ok(Some(u)) = open_role(&name, &slot, &sk) {
             out.push((name, u));
         }
     }

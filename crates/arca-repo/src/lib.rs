@@ -21,6 +21,7 @@ pub mod lock;
 pub mod pack;
 pub mod parity;
 pub mod prune;
+pub mod reader;
 pub mod repair;
 pub mod repository;
 pub mod retention;

@@ -3,7 +3,7 @@
 
 use crate::index::Index;
 use crate::index_cache::{Builder, Record, SortedIndex};
-use crate::keyring::{self, ContentKey, KeyRole, Keyring};
+use crate::keyring::{self, ContentKey, Held, KeyRole, Keyring};
 use crate::keys::{self, Origin, Unlocked};
 use crate::{blob, RepoError, RepoResult};
 use arca_chunker::Chunker;
@@ -11,8 +11,8 @@ use arca_crypto::{Cipher, MasterKey};
 use arca_format::keyring::{envelope, envelope_prefix};
 use arca_format::{
     decode, encode, BackupBundle, BlobKind, ChunkerParams, Config, ConfigFile, ContentKeyFile, EncryptionMode, Id,
-    IndexFile, KdfParams, Tree, DEFAULT_CLASS, FORMAT_VERSION, FORMAT_VERSION_1, MASTER_KEY_NUMBER,
-    SEALED_TO_RECIPIENT, SHARED_KEY_NUMBER,
+    IndexFile, KdfParams, Tree, DEFAULT_CLASS, FORMAT_VERSION, FORMAT_VERSION_1, MASTER_KEY_NUMBER, SEALED_TO_METADATA,
+    SEALED_TO_RECIPIENT, SEALED_TO_SUMMARY, SHARED_KEY_NUMBER,
 };
 use arca_storage::{ObjectKind, Storage};
 use serde::{de::DeserializeOwned, Serialize};
@@ -105,6 +105,16 @@ struct BackupOnly {
     stored: Mutex<bool>,
     /// Trees of this host's last snapshot and of this session (the send log).
     send_log: crate::sendlog::SendLog,
+    /// Where the session key's reader keys are sealed to (`None`: a key made before reader
+    /// keys existed, whose session keys do not split).
+    readers: Option<crate::reader::Recipients>,
+}
+
+/// Which kind of key opened a repository.
+enum Role {
+    Full(MasterKey),
+    BackupOnly(Box<BackupOnly>),
+    Reader(crate::reader::Level),
 }
 
 /// An open repository: storage, key and config, and (after `load_index`) the index.
@@ -115,6 +125,8 @@ pub struct Repository {
     key: Option<MasterKey>,
     cipher: Option<Cipher>,
     backup_only: Option<BackupOnly>,
+    /// A metadata-only or summary-only key's session (docs/SECURITY.md): reads, never writes.
+    reader: Option<crate::reader::Level>,
     key_slot: String,
     index: RwLock<Index>,
     /// Where the local index cache lives (`None`: keep the whole index in memory).
@@ -138,18 +150,36 @@ impl Repository {
             // A fresh keyring cannot refuse a second key.
             let _ = ring.insert(shared);
         }
+        Repository::from_parts(storage, config, Role::Full(key), key_slot, ring, vec![])
+    }
+
+    /// An open repository of a key of `role`, with its keyring, no index or cache yet.
+    fn from_parts(
+        storage: Arc<dyn Storage>,
+        config: Config,
+        role: Role,
+        key_slot: String,
+        ring: Keyring,
+        keyring_problems: Vec<RepoError>,
+    ) -> Repository {
+        let (key, backup_only, reader) = match role {
+            Role::Full(k) => (Some(k), None, None),
+            Role::BackupOnly(b) => (None, Some(*b), None),
+            Role::Reader(l) => (None, None, Some(l)),
+        };
         Repository {
             storage,
-            cipher: Some(key.cipher(config.encryption)),
-            backup_only: None,
+            cipher: key.as_ref().map(|k| k.cipher(config.encryption)),
+            key,
+            backup_only,
+            reader,
             key_slot,
             index: RwLock::new(Index::default()),
             cache_dir: None,
             signer: None,
             send_log_dir: None,
             keyring: RwLock::new(ring),
-            keyring_problems: vec![],
-            key: Some(key),
+            keyring_problems,
             config,
         }
     }
@@ -209,10 +239,21 @@ impl Repository {
         let mut v2 = self.config.clone();
         v2.version = FORMAT_VERSION;
         let (ring, _) = load_keyring(&*self.storage, key, &v2)?;
-        if ring.writing(DEFAULT_CLASS).is_none() {
-            let number = ring.free_number();
-            let (name, bytes) = content_key_object(&v2, cipher, number, DEFAULT_CLASS, &key.with_fresh_data_key())?;
-            self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+        let writing = match ring.writing(DEFAULT_CLASS) {
+            Some(k) => k,
+            None => {
+                let number = ring.free_number();
+                let fresh = key.with_fresh_data_key();
+                let (name, bytes) = content_key_object(&v2, cipher, number, DEFAULT_CLASS, &fresh)?;
+                self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+                let mut k = ContentKey::stored(number, DEFAULT_CLASS, fresh, v2.encryption, &name);
+                k.split = true;
+                Arc::new(k)
+            }
+        };
+        // Its reader keys (a rerun stores those a killed run did not).
+        if writing.split {
+            crate::reader::store_missing(&*self.storage, &v2, &[&writing], crate::reader::Recipients::of(key, &v2))?;
         }
         crate::failpoint::hit("upgrade-before-config");
         self.storage.put(ObjectKind::Config, "config", &config_bytes(&v2, key)?)?;
@@ -249,10 +290,18 @@ impl Repository {
                     && b.config.version == file.version
                     && file.recipient.as_ref().is_none_or(|r| *r == b.recipient)
             }
+            Unlocked::Reader(b, _) => {
+                b.config.repo_id == file.repo_id
+                    && b.config.version == file.version
+                    && file.recipient.as_ref().is_none_or(|r| *r == b.recipient)
+            }
         };
         let (key, key_slot) = match keys::unlock_where(&*storage, password, opens_config)? {
             (Unlocked::Full(key), slot) => (key, slot),
             (Unlocked::BackupOnly(bundle), slot) => return Repository::open_backup_only(storage, &file, *bundle, slot),
+            (Unlocked::Reader(bundle, level), slot) => {
+                return Repository::open_reader(storage, &file, *bundle, level, slot)
+            }
         };
         let cipher = key.cipher(file.encryption);
         let body = cipher
@@ -316,45 +365,104 @@ impl Repository {
             .filter_map(|(n, _)| arca_format::keyring::number_in_name(n))
             .collect();
         let number = keyring::free_number(|n| taken.contains(&n));
-        let session = Arc::new(ContentKey::new(
+        let readers = match (&bundle.metadata_recipient, &bundle.summary_recipient) {
+            (Some(m), Some(s)) => Some(crate::reader::Recipients {
+                metadata: m.as_slice().try_into().map_err(|_| bad("metadata recipient key"))?,
+                summary: s.as_slice().try_into().map_err(|_| bad("summary recipient key"))?,
+            }),
+            (None, None) => None,
+            _ => return Err(bad("reader recipient keys")),
+        };
+        let mut session = ContentKey::new(
             number,
             DEFAULT_CLASS,
             KeyRole::Session,
             template.with_fresh_data_key(),
             config.encryption,
             None,
-        ));
+        );
+        session.split = readers.is_some();
         let mut ring = Keyring::default();
         ring.insert(ContentKey::shared(&template, &shared, config.encryption))?;
-        let session_in_ring = ring.insert(ContentKey::new(
-            number,
-            DEFAULT_CLASS,
-            KeyRole::Session,
-            session.key().clone(),
-            config.encryption,
-            None,
-        ))?;
-        Ok(Repository {
-            storage,
-            key: None,
-            cipher: None,
-            backup_only: Some(BackupOnly {
-                host: bundle.host,
-                recipient,
-                host_key,
-                session: session_in_ring,
-                stored: Mutex::new(false),
-                send_log: crate::sendlog::SendLog::default(),
-            }),
-            key_slot,
-            index: RwLock::new(Index::default()),
-            cache_dir: None,
-            signer: None,
-            send_log_dir: None,
-            keyring: RwLock::new(ring),
-            keyring_problems: vec![],
-            config,
-        })
+        let session_in_ring = ring.insert(session)?;
+        let role = Role::BackupOnly(Box::new(BackupOnly {
+            host: bundle.host,
+            recipient,
+            host_key,
+            session: session_in_ring,
+            stored: Mutex::new(false),
+            send_log: crate::sendlog::SendLog::default(),
+            readers,
+        }));
+        Ok(Repository::from_parts(storage, config, role, key_slot, ring, vec![]))
+    }
+
+    /// Open with a metadata-only or summary-only key: the config from its bundle (checked
+    /// against the stored envelope), and a keyring of the metadata (or summary) keys the
+    /// bundle's recipient secret opens.
+    fn open_reader(
+        storage: Arc<dyn Storage>,
+        file: &ConfigFile,
+        bundle: arca_format::ReaderBundle,
+        level: crate::reader::Level,
+        key_slot: String,
+    ) -> RepoResult<Repository> {
+        let config = bundle.config;
+        let bad = |what: &str| RepoError::corrupt(format!("key slot {key_slot}"), format!("its {what} is malformed"));
+        if config.repo_id != file.repo_id || config.encryption != file.encryption || config.version != file.version {
+            return Err(RepoError::corrupt(
+                format!("key slot {key_slot}"),
+                "this reader key was made for another repository, or before the repository changed format",
+            ));
+        }
+        let secret: [u8; 32] = bundle.recipient_secret.as_slice().try_into().map_err(|_| bad("recipient secret"))?;
+        let secret = arca_crypto::recipient::RecipientSecret::from_bytes(secret);
+        let shared: Option<[u8; 32]> = match &bundle.shared_key {
+            Some(k) => Some(k.as_slice().try_into().map_err(|_| bad("shared key"))?),
+            None => None,
+        };
+        let (ring, problems) = crate::reader::load_keyring(&*storage, level, &secret, shared.as_ref(), &config)?;
+        Ok(Repository::from_parts(storage, config, Role::Reader(level), key_slot, ring, problems))
+    }
+
+    /// The kind of reader key this session holds (`None`: a full or backup-only key).
+    pub fn reader_level(&self) -> Option<crate::reader::Level> {
+        self.reader
+    }
+
+    /// Refuse `action` with a reader key, which writes nothing.
+    pub fn require_writer(&self, action: &str) -> RepoResult<()> {
+        match self.reader {
+            Some(level) => Err(self.reader_refusal(level, action)),
+            None => Ok(()),
+        }
+    }
+
+    /// A reader key's refusal of `what`, sealed with a key that shares nothing with reader
+    /// keys.
+    fn written_before_readers(&self, level: crate::reader::Level, what: &str) -> RepoError {
+        self.reader_refusal(
+            level,
+            &format!("open {what} (its key shares nothing with reader keys: it was written before they existed, or by a backup-only key made before them; a full key's `arca key rotate --rewrite` re-encrypts it)"),
+        )
+    }
+
+    /// Refuse `action` with a summary-only key, which reads no tree (its snapshots carry the
+    /// all-zero tree id, which must not pass for a real one).
+    pub fn require_trees(&self, action: &str) -> RepoResult<()> {
+        match self.reader {
+            Some(level @ crate::reader::Level::Summary) => Err(self.reader_refusal(level, action)),
+            _ => Ok(()),
+        }
+    }
+
+    fn reader_refusal(&self, level: crate::reader::Level, action: &str) -> RepoError {
+        RepoError::ReaderKey {
+            slot: self.key_slot.clone(),
+            role: level.name(),
+            can: level.can(),
+            action: action.into(),
+        }
     }
 
     /// True if this session holds a backup-only key.
@@ -369,6 +477,7 @@ impl Repository {
 
     /// Refuse `action` ("restore", "list snapshots", ...) with a backup-only key.
     pub fn require_full(&self, action: &str) -> RepoResult<()> {
+        self.require_writer(action)?;
         match self.backup_only {
             Some(_) => Err(RepoError::BackupOnly { slot: self.key_slot.clone(), action: action.to_string() }),
             None => Ok(()),
@@ -390,6 +499,11 @@ impl Repository {
             return Ok(());
         }
         let host = b.host.as_deref().zip(b.host_key.as_ref());
+        if let Some(to) = b.readers {
+            for (name, bytes) in crate::reader::reader_key_objects(&self.config, &b.session, b.host.as_deref(), to)? {
+                self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+            }
+        }
         let file = session_key_file(&b.session, host);
         let (name, bytes) = session_key_object(&self.config, &b.recipient, &file)?;
         self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
@@ -419,6 +533,8 @@ impl Repository {
             template: ByteBuf::from(template.to_secret().to_vec()),
             shared_key: ByteBuf::from(key.shared_key(&self.config.repo_id).to_vec()),
             recipient: ByteBuf::from(key.recipient(&self.config.repo_id).public().to_vec()),
+            metadata_recipient: Some(ByteBuf::from(key.metadata_recipient(&self.config.repo_id).public().to_vec())),
+            summary_recipient: Some(ByteBuf::from(key.summary_recipient(&self.config.repo_id).public().to_vec())),
         })
     }
 
@@ -514,6 +630,9 @@ impl Repository {
         if let Some(k) = self.keyring().get(number) {
             return Ok(k);
         }
+        if let Some(level) = self.reader {
+            return Err(self.written_before_readers(level, &what()));
+        }
         match self.backup_only {
             Some(_) => Err(RepoError::BackupOnly { slot: self.key_slot.clone(), action: format!("open {}", what()) }),
             None => Err(RepoError::Shredded { what: what(), number }),
@@ -570,12 +689,22 @@ impl Repository {
         self.store_content_key(class, MasterKey::generate())
     }
 
-    /// Store a new content key of `class` in `keyring/` and add it to the keyring.
-    fn store_content_key(&self, class: &str, key: MasterKey) -> RepoResult<Arc<ContentKey>> {
+    /// Store a new content key of `class` in `keyring/`, with its reader keys (it splits
+    /// what it seals), and add it to the keyring.
+    pub(crate) fn store_content_key(&self, class: &str, key: MasterKey) -> RepoResult<Arc<ContentKey>> {
         let number = self.keyring().free_number();
+        let master = self.key("make a content key")?;
         let (name, bytes) = content_key_object(&self.config, self.cipher("make a content key")?, number, class, &key)?;
+        let mut k = ContentKey::stored(number, class, key, self.config.encryption, &name);
+        k.split = true;
+        // The key first, then its reader keys: a key without them is found and mended by
+        // `reader::ensure_split_writers` (and reported by `check`); reader keys without their
+        // key would be litter.
         self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
-        let k = ContentKey::stored(number, class, key, self.config.encryption, &name);
+        let to = crate::reader::Recipients::of(master, &self.config);
+        for (name, bytes) in crate::reader::reader_key_objects(&self.config, &k, None, to)? {
+            self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+        }
         self.keyring.write().unwrap_or_else(|p| p.into_inner()).insert(k)
     }
 
@@ -599,6 +728,7 @@ impl Repository {
     /// Seal an object of `kind`: index, lock and mark objects with the shared key (format
     /// version 2), the rest with the default class's key.
     pub fn seal_object_bytes(&self, kind: ObjectKind, plain: &[u8]) -> RepoResult<Vec<u8>> {
+        self.require_writer(&format!("write {}", kind_label(kind)))?;
         if self.version() >= 2 && matches!(kind, ObjectKind::Index | ObjectKind::Lock | ObjectKind::Mark) {
             let shared = self.content_key(SHARED_KEY_NUMBER, || "the shared key".into())?;
             return Ok(self.seal_with(&shared, kind, plain));
@@ -607,14 +737,100 @@ impl Repository {
         if key.role == KeyRole::Session {
             self.store_session_key()?;
         }
+        if kind == ObjectKind::Snapshot && key.split && self.version() >= 2 {
+            return self.seal_split_snapshot(&key, plain);
+        }
+        if kind == ObjectKind::History && key.split && self.version() >= 2 {
+            // Signer certificates (host, user, public key) with the summary key: every
+            // reader key can tell who signed what.
+            let cipher = key.summary_cipher().ok_or(RepoError::Internal("a split key without its summary key"))?;
+            let mut out = envelope_prefix(key.number).to_vec();
+            out.extend_from_slice(&cipher.seal(plain, &object_ad_v2(kind, &self.config.repo_id, key.number)));
+            return Ok(out);
+        }
         Ok(self.seal_with(&key, kind, plain))
+    }
+
+    /// A snapshot object in the split form (docs/FORMAT.md, "Snapshots"): its body sealed
+    /// with `key`'s metadata key, its digest with its summary key, the digest's associated
+    /// data binding it to the sealed body.
+    fn seal_split_snapshot(&self, key: &ContentKey, plain: &[u8]) -> RepoResult<Vec<u8>> {
+        let snapshot: arca_format::Snapshot = decode("snapshot", plain)?;
+        let (Some(meta), Some(summary)) = (key.metadata_cipher(), key.summary_cipher()) else {
+            return Err(RepoError::Internal("a split key without its metadata or summary key"));
+        };
+        let body = meta.seal(plain, &object_ad_v2(ObjectKind::Snapshot, &self.config.repo_id, key.number));
+        let digest = encode("snapshot digest", &arca_format::SnapshotDigest::of(&snapshot))?;
+        let digest = summary.seal(&digest, &digest_ad(&self.config.repo_id, key.number, &body));
+        Ok(arca_format::snapshot::split_bytes(key.number, &digest, &body))
+    }
+
+    /// A snapshot object in the split form, opened: the body with a key that has it (full
+    /// and metadata-only keys), else the digest as a snapshot without paths or tree
+    /// (summary-only keys).
+    fn open_split_snapshot(
+        &self,
+        number: u32,
+        digest: &[u8],
+        body: &[u8],
+        what: &dyn Fn() -> String,
+    ) -> RepoResult<Vec<u8>> {
+        let key = self.content_key(number, what)?;
+        if let Some(meta) = key.metadata_cipher() {
+            return meta
+                .open(body, &object_ad_v2(ObjectKind::Snapshot, &self.config.repo_id, number), "snapshot")
+                .map_err(|e| RepoError::corrupt(what(), e));
+        }
+        let d = self.open_digest(&key, digest, body, what)?;
+        Ok(encode("snapshot", &d.to_snapshot())?)
+    }
+
+    fn open_digest(
+        &self,
+        key: &ContentKey,
+        digest: &[u8],
+        body: &[u8],
+        what: &dyn Fn() -> String,
+    ) -> RepoResult<arca_format::SnapshotDigest> {
+        let cipher = key.summary_cipher().ok_or_else(|| RepoError::corrupt(what(), "its key has no summary key"))?;
+        let plain = cipher
+            .open(digest, &digest_ad(&self.config.repo_id, key.number, body), "snapshot digest")
+            .map_err(|e| RepoError::corrupt(what(), e))?;
+        decode("snapshot digest", &plain).map_err(|e| RepoError::corrupt(what(), e))
+    }
+
+    /// The digest of a stored snapshot object (`None` for one not in the split form), for
+    /// `check` to compare with its body.
+    pub fn snapshot_digest(
+        &self,
+        bytes: &[u8],
+        what: &dyn Fn() -> String,
+    ) -> RepoResult<Option<arca_format::SnapshotDigest>> {
+        let Some((number, digest, body)) = arca_format::snapshot::split_parts(bytes) else { return Ok(None) };
+        let key = self.content_key(number, what)?;
+        self.open_digest(&key, digest, body, what).map(Some)
     }
 
     /// Open a sealed object of `kind` (either form; version 1's with the master key).
     pub fn open_object_bytes(&self, kind: ObjectKind, bytes: &[u8], what: impl Fn() -> String) -> RepoResult<Vec<u8>> {
+        if kind == ObjectKind::Snapshot && self.version() >= 2 {
+            if let Some((number, digest, body)) = arca_format::snapshot::split_parts(bytes) {
+                return self.open_split_snapshot(number, digest, body, &what);
+            }
+        }
         match envelope(bytes) {
             Some((number, sealed)) if self.version() >= 2 => {
                 let key = self.content_key(number, &what)?;
+                if kind == ObjectKind::History && key.split {
+                    let cipher = key.summary_cipher().ok_or_else(|| RepoError::corrupt(what(), "no summary key"))?;
+                    return cipher
+                        .open(sealed, &object_ad_v2(kind, &self.config.repo_id, number), "object")
+                        .map_err(|e| RepoError::corrupt(what(), e));
+                }
+                if key.held() != Held::All {
+                    let level = self.reader.ok_or(RepoError::Internal("a part of a key outside a reader session"))?;
+                    return Err(self.reader_refusal(level, &format!("open {} (sealed with a data key)", what())));
+                }
                 key.cipher()
                     .open(sealed, &object_ad_v2(kind, &self.config.repo_id, number), "object")
                     .map_err(|e| RepoError::corrupt(what(), e))
@@ -622,6 +838,9 @@ impl Repository {
             // Key 0: the master key, or after `key rotate` the one from before the first
             // rotation, kept in the keyring.
             _ => {
+                if let Some(level) = self.reader {
+                    return Err(self.written_before_readers(level, &what()));
+                }
                 self.require_full(&format!("open {}", what()))?;
                 self.content_key(MASTER_KEY_NUMBER, &what)?
                     .cipher()
@@ -749,6 +968,10 @@ impl Repository {
     /// marked (readable, never deduplicated against). Damaged objects are returned as errors
     /// and skipped, so the caller can warn and go on with what is readable.
     pub fn load_index(&self) -> RepoResult<Vec<RepoError>> {
+        if self.reader == Some(crate::reader::Level::Summary) {
+            // It holds no key to the index, and lists snapshots without it.
+            return Ok(vec![]);
+        }
         let mut listed = self.storage.list(ObjectKind::Index)?;
         listed.sort();
         let mut problems = vec![];
@@ -978,12 +1201,21 @@ impl Repository {
                 e => RepoError::Storage(e),
             })?;
         let key = self.content_key(loc.key, || format!("pack {}", loc.pack))?;
-        blob::decode(key.key(), key.cipher(), kind, id, &sealed, loc.raw_length)
+        let Some(cipher) = key.blob_cipher(kind) else {
+            let level = self.reader.ok_or(RepoError::Internal("a part of a key outside a reader session"))?;
+            let what = if kind == BlobKind::Tree { "read a tree (file names)" } else { "read file contents" };
+            return Err(self.reader_refusal(level, what));
+        };
+        // A reader key has no MAC key: the AEAD, whose associated data names the blob's kind
+        // and id, is what vouches for a tree it reads.
+        let mac = (key.held() == Held::All).then(|| key.key());
+        blob::decode(mac, cipher, kind, id, &sealed, loc.raw_length)
             .map_err(|e| RepoError::corrupt(format!("pack {}", loc.pack), e))
     }
 
     /// Read one directory listing.
     pub fn read_tree(&self, id: &Id) -> RepoResult<Tree> {
+        self.require_trees("read a tree (file names)")?;
         let bytes = match &self.backup_only {
             // This host's own trees, from its send log: the repository's are sealed with keys
             // a backup-only key no longer has.
@@ -1016,6 +1248,12 @@ pub(crate) fn config_bytes(config: &Config, master: &MasterKey) -> RepoResult<Ve
     Ok(file.to_bytes()?)
 }
 
+/// The associated data of a snapshot's digest: it names the repository and key, and binds
+/// the digest to the sealed body it summarises (docs/FORMAT.md, "Snapshots").
+fn digest_ad(repo_id: &Id, number: u32, body: &[u8]) -> Vec<u8> {
+    [&b"arca snapshot digest v2"[..], &repo_id.0, &number.to_le_bytes(), blake3::hash(body).as_bytes()].concat()
+}
+
 /// The config body's associated data in format `version`.
 pub(crate) fn config_ad(version: u32, repo_id: &Id) -> Vec<u8> {
     if version >= 2 {
@@ -1042,6 +1280,7 @@ fn content_key_object(
         host: None,
         host_proof: None,
         retired: false,
+        split: true,
     };
     master_sealed_key_object(config, master, &file)
 }
@@ -1077,6 +1316,7 @@ pub(crate) fn session_key_file(k: &ContentKey, host: Option<(&str, &[u8; 32])>) 
         host: host.map(|(h, _)| h.to_string()),
         host_proof,
         retired: false,
+        split: k.split,
     }
 }
 
@@ -1127,6 +1367,9 @@ fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> R
                 Some((SEALED_TO_RECIPIENT, sealed)) => {
                     (recipient.open(sealed, &wrapped_ad).map_err(|e| RepoError::corrupt(what(), e))?, KeyRole::Session)
                 }
+                // Reader keys' copies of content keys' metadata and summary keys: the full
+                // key derives those itself (`check` verifies them).
+                Some((SEALED_TO_METADATA | SEALED_TO_SUMMARY, _)) => return Ok(()),
                 _ => return Err(RepoError::corrupt(what(), "not sealed with the master key nor to the recipient key")),
             };
             let file: ContentKeyFile = decode("content key", &plain).map_err(|e| RepoError::corrupt(what(), e))?;

@@ -102,7 +102,7 @@ pub fn rotate(
     let ring = repo.keyring().all();
     let mut taken: HashSet<u32> = ring.iter().map(|k| k.number).collect();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let file_of = |k: &ContentKey, number: u32, key: &MasterKey, retired: bool| ContentKeyFile {
+    let file_of = |k: &ContentKey, number: u32, key: &MasterKey, retired: bool, split: bool| ContentKeyFile {
         number,
         class: k.class.clone(),
         created: now.clone(),
@@ -110,6 +110,18 @@ pub fn rotate(
         host: None,
         host_proof: None,
         retired,
+        split,
+    };
+    // Reader keys get the metadata and summary keys of every split key again, sealed to the
+    // new master key's recipients (a reader key made before opens none of them).
+    let readers = crate::reader::Recipients::of(&new, &config);
+    let put_reader_keys = |k: &ContentKey| -> RepoResult<()> {
+        if k.split {
+            for (name, bytes) in crate::reader::reader_key_objects(&config, k, k.host.as_deref(), readers)? {
+                storage.put(ObjectKind::Keyring, &name, &bytes)?;
+            }
+        }
+        Ok(())
     };
     report.keys_carried = 0;
     report.rotated.clear();
@@ -124,8 +136,11 @@ pub fn rotate(
                 let file = ContentKeyFile { retired: true, ..session_key_file(k, host) };
                 session_key_object(&config, &recipient, &file)?
             }
-            KeyRole::Content => master_sealed_key_object(&config, &new_cipher, &file_of(k, k.number, k.key(), true))?,
+            KeyRole::Content => {
+                master_sealed_key_object(&config, &new_cipher, &file_of(k, k.number, k.key(), true, k.split))?
+            }
         };
+        put_reader_keys(k)?;
         storage.put(ObjectKind::Keyring, &name, &bytes)?;
         report.keys_carried += 1;
     }
@@ -137,7 +152,11 @@ pub fn rotate(
         let number = crate::keyring::free_number(|n| taken.contains(&n));
         taken.insert(number);
         let successor = k.key().with_fresh_data_key();
-        let (name, bytes) = master_sealed_key_object(&config, &new_cipher, &file_of(k, number, &successor, false))?;
+        let (name, bytes) =
+            master_sealed_key_object(&config, &new_cipher, &file_of(k, number, &successor, false, true))?;
+        let mut made = ContentKey::stored(number, &k.class, successor, config.encryption, &name);
+        made.split = true;
+        put_reader_keys(&made)?;
         storage.put(ObjectKind::Keyring, &name, &bytes)?;
         report.rotated.push((k.class.clone(), format!("{:08x}", k.number), format!("{number:08x}")));
     }
@@ -246,9 +265,16 @@ fn remove_leftovers(repo: &Repository, password: &[u8], current: &MasterKey) -> 
             crate::repository::object_ad_v2(ObjectKind::Keyring, &config.repo_id, arca_format::SEALED_TO_RECIPIENT);
         for (name, _) in storage.list(ObjectKind::Keyring)? {
             let bytes = storage.get(ObjectKind::Keyring, &name)?;
+            let ad_of = |n| crate::repository::object_ad_v2(ObjectKind::Keyring, &config.repo_id, n);
             let theirs = match envelope(&bytes) {
                 Some((MASTER_KEY_NUMBER, sealed)) => cipher.open(sealed, &key_ad, "content key").is_ok(),
                 Some((arca_format::SEALED_TO_RECIPIENT, sealed)) => recipient.open(sealed, &wrapped_ad).is_ok(),
+                Some((n @ arca_format::SEALED_TO_METADATA, sealed)) => {
+                    other.metadata_recipient(&config.repo_id).open(sealed, &ad_of(n)).is_ok()
+                }
+                Some((n @ arca_format::SEALED_TO_SUMMARY, sealed)) => {
+                    other.summary_recipient(&config.repo_id).open(sealed, &ad_of(n)).is_ok()
+                }
                 _ => false,
             };
             if theirs {
@@ -356,7 +382,13 @@ fn sealed_with(
     keys: &std::collections::BTreeSet<u32>,
 ) -> RepoResult<bool> {
     match repo.storage().get(kind, name) {
-        Ok(bytes) => Ok(keys.contains(&envelope(&bytes).map_or(MASTER_KEY_NUMBER, |(n, _)| n))),
+        Ok(bytes) => {
+            let number = match arca_format::snapshot::split_parts(&bytes) {
+                Some((n, _, _)) => n,
+                None => envelope(&bytes).map_or(MASTER_KEY_NUMBER, |(n, _)| n),
+            };
+            Ok(keys.contains(&number))
+        }
         Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(e.into()),
     }

@@ -44,6 +44,21 @@ pub fn open(repo: Repository, access: Access, retry: Duration) -> RepoResult<Ses
             Access::Read(cmd) | Access::Write(cmd) | Access::Exclusive(cmd) => repo.require_full(cmd)?,
         }
     }
+    if let Some(level) = repo.reader_level() {
+        // A reader key lists and reads metadata; restoring, checking, copying and every
+        // write need keys it does not have (docs/SECURITY.md).
+        match access {
+            Access::Metadata => {}
+            Access::Read(cmd) | Access::Write(cmd) | Access::Exclusive(cmd) => {
+                return Err(RepoError::ReaderKey {
+                    slot: repo.key_slot().to_string(),
+                    role: level.name(),
+                    can: level.can(),
+                    action: cmd.to_string(),
+                })
+            }
+        }
+    }
     let repo = Arc::new(repo);
     let mut lock_warning = None;
     let lock = match access {

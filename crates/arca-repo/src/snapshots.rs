@@ -41,6 +41,7 @@ pub fn delete(repo: &Repository, ids: &[Id]) -> RepoResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
+    repo.require_writer("remove snapshots")?;
     if !repo.storage().capabilities().delete {
         return Err(RepoError::DeleteNotAllowed { action: "removing snapshots" });
     }
@@ -60,6 +61,7 @@ pub fn delete(repo: &Repository, ids: &[Id]) -> RepoResult<()> {
 /// one lists the old id among its `previous_ids`, which keep selecting it. Refused up front
 /// where the storage may not delete, rather than leaving a duplicate behind.
 pub fn replace(repo: &Repository, old: &SnapshotEntry, mut new: Snapshot) -> RepoResult<Id> {
+    repo.require_writer("change a snapshot")?;
     if !repo.storage().capabilities().delete {
         return Err(RepoError::DeleteNotAllowed { action: "replacing a snapshot" });
     }
@@ -111,7 +113,13 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
 /// A snapshot sealed with the key of a backup-only session bound to a host must name that
 /// host: a holder of a key bound to one host cannot pass its snapshots off as another's.
 fn check_bound_host(repo: &Repository, name: &str, bytes: &[u8], s: &Snapshot) -> RepoResult<()> {
-    let Some((number, _)) = arca_format::keyring::envelope(bytes) else { return Ok(()) };
+    let number = match arca_format::snapshot::split_parts(bytes) {
+        Some((number, _, _)) => number,
+        None => match arca_format::keyring::envelope(bytes) {
+            Some((number, _)) => number,
+            None => return Ok(()),
+        },
+    };
     let Some(key) = repo.keyring().get(number) else { return Ok(()) };
     match &key.host {
         Some(host) if *host != s.hostname => Err(RepoError::corrupt(

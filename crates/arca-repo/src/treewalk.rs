@@ -40,6 +40,8 @@ fn walk_inner(
     }
     let t = match repo.read_tree(tree) {
         Ok(t) => t,
+        // What the key may not do is no damaged directory: it stops the walk.
+        Err(e @ (RepoError::ReaderKey { .. } | RepoError::BackupOnly { .. })) => return Err(e),
         Err(e) => {
             on_error(path, e);
             return Ok(());

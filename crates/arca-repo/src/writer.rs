@@ -369,13 +369,17 @@ fn seal_worker(
         crate::failpoint::hit("seal-batch");
         let mut out = Vec::with_capacity(batch.len());
         for Job { kind, id, data } in batch {
-            let mut bytes = blob::encode(key.cipher(), kind, &id, &data, compression);
+            let Some(cipher) = key.blob_cipher(kind) else {
+                failure.set(RepoError::Internal("a writer without its key"));
+                return;
+            };
+            let mut bytes = blob::encode(cipher, kind, &id, &data, compression);
             crate::failpoint::corrupt("sealed-blob", &mut bytes);
             let raw_length = data.len() as u32;
             // Verification needs only the id and length: free the plaintext (up to a max-size
             // chunk) before it rather than after.
             drop(data);
-            if let Err(e) = blob::verify(key.key(), key.cipher(), kind, &id, &bytes, raw_length) {
+            if let Err(e) = blob::verify(key.key(), cipher, kind, &id, &bytes, raw_length) {
                 failure.set(RepoError::corrupt(
                     format!("new blob {id}"),
                     format!(

@@ -164,6 +164,7 @@ fn a_backup_only_holder_cannot_push_a_content_key_out() {
         host: None,
         host_proof: None,
         retired: false,
+        split: false,
     };
     let plain = encode("content key", &file).unwrap();
     let repo_id = full.config().repo_id;

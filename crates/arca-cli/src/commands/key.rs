@@ -27,22 +27,59 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
     }
     let repo = context::open(cli, out)?;
     let storage = repo.storage();
+    if matches!(k, KeyCommand::Add(_) | KeyCommand::Passwd(_)) {
+        // Refused before the new password is asked for.
+        repo.key("add a key")?;
+    }
     match k {
         KeyCommand::List => {
             let list = keys::list(storage, repo.key_slot())?;
             if out.json {
                 out.json_doc(&list);
             } else {
-                out.line(format!(" {:<8}  {:<19}  {:<12}  {:<16}  Label", "ID", "Created", "User", "Host"));
+                out.line(format!(
+                    " {:<8}  {:<19}  {:<12}  {:<16}  {:<11}  Label",
+                    "ID", "Created", "User", "Host", "Role"
+                ));
                 for k in list {
                     out.line(format!(
-                        "{}{:<8}  {:<19}  {:<12}  {:<16}  {}",
+                        "{}{:<8}  {:<19}  {:<12}  {:<16}  {:<11}  {}",
                         if k.current { "*" } else { " " },
                         k.id.get(..8).unwrap_or(&k.id),
                         super::snapshots::short_time(&k.created),
                         k.username,
                         k.hostname,
+                        k.role,
                         k.label
+                    ));
+                }
+            }
+        }
+        KeyCommand::Add(a) if a.metadata_only || a.summary_only => {
+            let level =
+                if a.metadata_only { arca_repo::reader::Level::Metadata } else { arca_repo::reader::Level::Summary };
+            let pw = new_password(&a.password)?;
+            let added =
+                arca_ops::keys::add_reader(&repo, level, pw.as_bytes(), context::kdf_params(), &a.password.label)?;
+            if out.json {
+                out.json_doc(&serde_json::json!({"result": "added", "id": added.id, "role": added.role, "renewed_classes": added.renewed_classes, "unreadable_snapshots": added.unreadable_snapshots}));
+            } else {
+                if !added.renewed_classes.is_empty() {
+                    out.info(format!(
+                        "{} now write with keys that reader keys can follow",
+                        crate::text::count(added.renewed_classes.len() as u64, "class", "classes")
+                    ));
+                }
+                out.info(format!(
+                    "added {} key {}: it {}",
+                    added.role,
+                    &added.id[..8.min(added.id.len())],
+                    level.can().split(';').next().unwrap_or_default()
+                ));
+                if added.unreadable_snapshots > 0 {
+                    out.warn(format!(
+                        "{} written before reader keys existed stay out of its reach until `arca key rotate --rewrite` re-encrypts them",
+                        crate::text::count(added.unreadable_snapshots as u64, "snapshot", "snapshots")
                     ));
                 }
             }

@@ -83,15 +83,27 @@ pub fn run(cli: &Cli, out: &Output, a: &LsArgs) -> Result<i32> {
         }
         Some(Found::Root(t)) => Some(t),
     };
+    let mut unreadable = 0u64;
     if let Some(t) = subtree {
         let mut visit = |p: &[u8], n: &Node| {
             emit(&join(p), n);
             Ok(Visit::Continue)
         };
-        walk(&repo, &t, &mut visit, &mut |p, e| out.warn(format!("/{}: {e}", escape(&join(p)))))?;
+        walk(&repo, &t, &mut visit, &mut |p, e| {
+            unreadable += 1;
+            out.warn(format!("/{}: {e}", escape(&join(p))))
+        })?;
     }
     if out.json {
         out.json_doc(&rows);
+    }
+    if unreadable > 0 {
+        // A listing with holes in it is not a success (a script would take it for whole).
+        out.warn(format!(
+            "{} could not be read: the listing is incomplete",
+            crate::text::count(unreadable, "directory", "directories")
+        ));
+        return Ok(crate::exit::ERROR);
     }
     Ok(crate::exit::OK)
 }
