@@ -731,9 +731,12 @@ fn a_job_without_a_recent_success_is_late_against_its_schedule() {
     let f = file.to_str().unwrap();
     let jobs = e.path("state/jobs");
     std::fs::create_dir_all(&jobs).unwrap();
-    // Both last succeeded three hours ago: the hourly one has missed two runs, the weekly none.
-    let ago = (chrono::Utc::now() - chrono::Duration::hours(3)).to_rfc3339();
-    for job in ["hourly", "weekly"] {
+    // The hourly one last succeeded three hours ago and has missed two runs; the weekly one a
+    // minute ago, so it misses none whatever the time (three hours ago made it late on Mondays
+    // between 00:30 and 03:00).
+    let now = chrono::Utc::now();
+    for (job, ago) in [("hourly", now - chrono::Duration::hours(3)), ("weekly", now - chrono::Duration::minutes(1))] {
+        let ago = ago.to_rfc3339();
         std::fs::write(
             jobs.join(format!("{job}.jsonl")),
             format!("{{\"job\":\"{job}\",\"start\":\"{ago}\",\"end\":\"{ago}\",\"result\":\"ok\",\"exit\":0,\"steps\":[]}}\n"),

@@ -531,7 +531,7 @@ fn reader_keys(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
                 r.error(
                     format!("content key {:08x}", k.number),
                     format!(
-                        "its {label} key is not stored for reader keys: {label}-only keys cannot read what it sealed"
+                        "no object in keyring/ gives reader keys its {label} key (deleted?): {label}-only keys cannot read what it sealed; `arca key add --{label}-only` with a full key stores it again"
                     ),
                 );
             } else if copies.iter().any(|c| *c != expect) {

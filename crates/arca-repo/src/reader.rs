@@ -12,7 +12,7 @@
 //! backup-only sessions' keys, and never a data key. Keys made before reader keys existed do
 //! not split; what they sealed stays out of a reader's reach until `key rotate --rewrite`.
 
-use crate::keyring::{self, ContentKey, Held, KeyRole, Keyring};
+use crate::keyring::{self, ContentKey, Held, Keyring};
 use crate::repository::object_ad_v2;
 use crate::{RepoError, RepoResult, Repository};
 use arca_crypto::recipient::{seal_to, RecipientSecret};
@@ -222,12 +222,7 @@ pub fn bundle(repo: &Repository, level: Level) -> RepoResult<ReaderBundle> {
 /// carries on), which writers prefer from then on. Also stores the reader keys of split keys
 /// that lack them. Returns the classes given a new key.
 pub fn ensure_split_writers(repo: &Repository) -> RepoResult<Vec<String>> {
-    let master = repo.key("prepare the keyring for reader keys")?;
-    let to = Recipients::of(master, repo.config());
-    let ring: Vec<_> = repo.keyring().all();
-    let split: Vec<&ContentKey> =
-        ring.iter().map(|k| &**k).filter(|k| k.split && k.role == KeyRole::Content && k.held() == Held::All).collect();
-    store_missing(repo.storage(), repo.config(), &split, to)?;
+    store_missing_reader_keys(repo)?;
     let mut renewed = vec![];
     let classes: Vec<String> = std::iter::once(DEFAULT_CLASS.to_string()).chain(repo.keyring().classes()).collect();
     for class in classes {
@@ -238,6 +233,20 @@ pub fn ensure_split_writers(repo: &Repository) -> RepoResult<Vec<String>> {
         }
     }
     Ok(renewed)
+}
+
+/// Store the reader-key objects every split key of the keyring should have and lacks (lost,
+/// or dropped by a key import, which carries only the keys themselves); needs the full key.
+/// Returns how many objects were stored.
+pub fn store_missing_reader_keys(repo: &Repository) -> RepoResult<usize> {
+    if repo.version() < 2 {
+        return Ok(0);
+    }
+    let master = repo.key("store reader keys")?;
+    let to = Recipients::of(master, repo.config());
+    let ring: Vec<_> = repo.keyring().all();
+    let split: Vec<&ContentKey> = ring.iter().map(|k| &**k).filter(|k| k.split && k.held() == Held::All).collect();
+    store_missing(repo.storage(), repo.config(), &split, to)
 }
 
 /// Store the reader keys of those of `keys` that lack them (a run killed between storing a

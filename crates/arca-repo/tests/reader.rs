@@ -309,7 +309,11 @@ fn check_catches_a_lying_digest_and_a_missing_or_wrong_reader_key() {
     let kept = s.get(ObjectKind::Keyring, &victim).unwrap();
     s.delete(ObjectKind::Keyring, &victim).unwrap();
     let report = check(&open(&s, b"pw"), ReadData::None, &Quiet).unwrap();
-    assert!(report.errors.iter().any(|p| p.message.contains("metadata key is not stored")), "{:?}", report.errors);
+    assert!(
+        report.errors.iter().any(|p| p.message.contains("gives reader keys its metadata key")),
+        "{:?}",
+        report.errors
+    );
     // One with a wrong key, as a backup-only holder could plant it: named.
     s.put(ObjectKind::Keyring, &victim, &kept).unwrap();
     let bundle = full.backup_bundle(None).unwrap();

@@ -198,12 +198,17 @@ fn import(cli: &Cli, out: &Output, file: &std::path::Path, replace_config: bool)
     if done.config_differs {
         out.warn("this repository's config differs from the exported one; give --replace-config if it is damaged");
     }
-    let wrote = done.wrote;
+    let mut wrote = done.wrote;
     let pw = match &e.default_key {
         Some(k) => k.clone(),
         None => context::password(cli, &loc, false)?,
     };
-    arca_repo::Repository::open(storage, pw.as_bytes()).context("the repository still does not open")?;
+    let repo = arca_repo::Repository::open(storage, pw.as_bytes()).context("the repository still does not open")?;
+    // The reader keys of the keys put back (derived from them, so not in the export).
+    let readers = arca_repo::reader::store_missing_reader_keys(&repo)?;
+    if readers > 0 {
+        wrote.push(format!("{readers} reader keys"));
+    }
     if out.json {
         out.json_doc(&serde_json::json!({"result": "imported", "wrote": wrote, "opens": true}));
         return Ok(crate::exit::OK);
