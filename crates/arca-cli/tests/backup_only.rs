@@ -167,13 +167,24 @@ fn reader_keys_list_what_their_role_allows_and_refuse_the_rest() {
     let o = with("meta pw", &["snapshots", "--signers"]);
     assert!(o.status.success() && !text(&o).contains("unsigned") && !text(&o).contains("warning"), "{}", text(&o));
     let target = e.path("t");
+    let full_slot = e.json(&["key", "list"]).as_array().unwrap().iter().find(|k| k["role"] == "full").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for args in [
         vec!["restore", "latest", "--target", target.to_str().unwrap()],
         vec!["dump", "latest", "payroll-secret/salaries.csv"],
         vec!["check"],
         vec!["forget", "latest"],
+        vec!["forget", "--keep-last", "1", "--dry-run"],
         vec!["tag", "latest", "--add", "x"],
+        vec!["protect", "latest", "--until", "forever"],
+        vec!["prune"],
         vec!["key", "add", "--label", "y"],
+        vec!["key", "remove", &full_slot[..8]],
+        vec!["key", "rotate", "--yes"],
+        vec!["key", "destroy-class", "x", "--yes"],
+        vec!["key", "export"],
         vec!["backup", src.to_str().unwrap()],
     ] {
         let o = with("meta pw", &args);
@@ -198,6 +209,58 @@ fn reader_keys_list_what_their_role_allows_and_refuse_the_rest() {
         assert!(text(&o).contains("summary-only key"), "{args:?}: {}", text(&o));
         assert!(!text(&o).contains("payroll"), "{args:?}: {}", text(&o));
     }
+    assert_eq!(e.json(&["key", "list"]).as_array().unwrap().len(), 3, "no slot was removed");
     let v = e.json(&["check", "--read-data"]);
     assert_eq!(v["ok"], true, "{v}");
+
+    // A backup-only host's backup: the metadata key reads its names too.
+    let o = e.cmd(&["key", "add", "--backup-only"]).env("ARCA_NEW_PASSWORD", BACKUP_PW).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let web = e.path("web");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(web.join("index.html"), b"<html>").unwrap();
+    assert!(bo(&e, &["backup", "--host", "web01", web.to_str().unwrap()]).status.success());
+    let o = with("meta pw", &["ls", "latest", "--host", "web01"]);
+    assert!(o.status.success() && text(&o).contains("index.html"), "{}", text(&o));
+}
+
+#[test]
+fn a_repository_from_before_reader_keys_needs_a_rewrite_for_them_to_see_everything() {
+    let e = Env::new();
+    e.ok(&["init", "--format-version", "1"]);
+    let src = e.path("src");
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    std::fs::write(src.join("dir/old.txt"), b"from version 1").unwrap();
+    e.backup(&[src.to_str().unwrap()]);
+    e.ok(&["upgrade"]);
+    let o = e.cmd(&["--json", "key", "add", "--metadata-only"]).env("ARCA_NEW_PASSWORD", "meta pw").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let added = last_json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(added["unreadable_snapshots"], 1, "{added}");
+    assert!(added["packs_to_rewrite"].as_u64().unwrap() > 0, "{added}");
+    // The unchanged directory's tree is the old one: the new snapshot is not whole to it.
+    e.backup(&[src.to_str().unwrap()]);
+    let ls = |pw: &str| e.cmd(&["ls", "latest"]).env("ARCA_PASSWORD", pw).output().unwrap();
+    let o = ls("meta pw");
+    assert!(!o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("key rotate --rewrite"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let w = e.json(&["key", "rotate", "--rewrite-only"]);
+    assert_eq!(w["complete"], true, "{w}");
+    let o = ls("meta pw");
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("dir/old.txt"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = e.cmd(&["--json", "snapshots"]).env("ARCA_PASSWORD", "meta pw").output().unwrap();
+    assert!(
+        o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(e.json(&["check", "--read-data"])["ok"], true);
 }

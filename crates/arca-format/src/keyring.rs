@@ -110,6 +110,9 @@ pub struct ReaderKeyFile {
     /// everything a summary-only key does (signer certificates are sealed with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary_key: Option<ByteBuf>,
+    /// A backup-only session's key (counted against the limit of session keys).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub session: bool,
 }
 
 /// The message a host proof authenticates.

@@ -84,6 +84,9 @@ pub fn forget(
     now: DateTime<FixedOffset>,
     events: &dyn Events,
 ) -> OpsResult<ForgetReport> {
+    // Even its dry run: a reader key's view (a summary key's snapshots have no paths to group
+    // by) would plan wrongly, and it may not remove what the plan says anyway.
+    repo.require_writer("forget snapshots")?;
     let all = readable_snapshots(repo, events)?;
     let filter = &req.filter;
     let mut report = ForgetReport { dry_run: req.dry_run, ..Default::default() };

@@ -76,16 +76,20 @@ pub fn rotate(
 /// Re-encrypt what is still sealed with keys a rotation retired, repacking through a prune
 /// tuned by `req` (its `max_repack` bounds one run; a rerun carries on). `repo` is opened
 /// after the rotation, `lock` exclusive.
+///
+/// With the `password` that opened it, what a rotation killed around its commit left is
+/// removed first (the other master key it finds through another slot of that password).
 pub fn rewrite(
     repo: &Arc<Repository>,
     lock: &arca_repo::lock::SessionLock,
+    password: Option<&[u8]>,
     req: &crate::prune::PruneRequest,
     events: &dyn arca_repo::Events,
 ) -> OpsResult<arca_repo::rotate::RewriteReport> {
     let mut opts = crate::prune::options(req, false);
     // Only what the rewrite needs: no repacking for waste.
     opts.max_unused = arca_repo::prune::MaxUnused::Percent(100.0);
-    Ok(arca_repo::rotate::rewrite(repo, lock, opts, events)?)
+    Ok(arca_repo::rotate::rewrite(repo, lock, password, opts, events)?)
 }
 
 /// Replace the key slot the repository was opened with by one for `password`; returns the

@@ -486,7 +486,7 @@ fn reader_keys(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
         return Ok(());
     }
     let config = repo.config();
-    let mut found: HashMap<(u32, u32), Vec<[u8; 32]>> = HashMap::new();
+    let mut found: HashMap<(u32, u32), Vec<arca_format::ReaderKeyFile>> = HashMap::new();
     for (name, _) in repo.storage().list(ObjectKind::Keyring)? {
         let bytes = match repo.storage().get(ObjectKind::Keyring, &name) {
             Ok(b) => b,
@@ -508,8 +508,8 @@ fn reader_keys(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
             .open(sealed, &ad)
             .ok()
             .and_then(|p| arca_format::decode::<arca_format::ReaderKeyFile>("reader key", &p).ok());
-        match file.and_then(|f| Some((f.number, <[u8; 32]>::try_from(f.key.as_slice()).ok()?))) {
-            Some((number, key)) => found.entry((number, env)).or_default().push(key),
+        match file {
+            Some(f) => found.entry((f.number, env)).or_default().push(f),
             // Sealed to a master key of before a rotation (left by one that was killed),
             // or damaged: no reader key opens it.
             None => r.notes.push(Problem {
@@ -518,15 +518,34 @@ fn reader_keys(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
             }),
         }
     }
-    for k in repo.keyring().all() {
+    let ring = repo.keyring().all();
+    let known: HashSet<u32> = ring.iter().map(|k| k.number).collect();
+    let orphans: std::collections::BTreeSet<u32> =
+        found.keys().map(|(n, _)| *n).filter(|n| !known.contains(n)).collect();
+    for n in orphans {
+        r.notes.push(Problem {
+            object: format!("reader keys of {n:08x}"),
+            message: "they name a content key the keyring does not have: left by a backup-only backup that was interrupted (or is running), or planted; reader keys read what that key sealed, nobody else".into(),
+        });
+    }
+    for k in ring {
         if !k.split || k.held() != crate::keyring::Held::All {
             continue;
         }
+        let summary = *k.key().summary_key();
         for (env, expect, label) in [
             (arca_format::SEALED_TO_METADATA, *k.key().metadata_key(), "metadata"),
-            (arca_format::SEALED_TO_SUMMARY, *k.key().summary_key(), "summary"),
+            (arca_format::SEALED_TO_SUMMARY, summary, "summary"),
         ] {
             let copies = found.get(&(k.number, env)).map(Vec::as_slice).unwrap_or_default();
+            let right = |f: &arca_format::ReaderKeyFile| {
+                f.key.as_slice() == expect
+                    && f.class == k.class
+                    && f.host == k.host
+                    && f.session == (k.role == crate::keyring::KeyRole::Session)
+                    && (env != arca_format::SEALED_TO_METADATA
+                        || f.summary_key.as_ref().map(|b| b.as_slice()) == Some(&summary[..]))
+            };
             if copies.is_empty() {
                 r.error(
                     format!("content key {:08x}", k.number),
@@ -534,7 +553,7 @@ fn reader_keys(repo: &Repository, r: &mut CheckReport) -> RepoResult<()> {
                         "no object in keyring/ gives reader keys its {label} key (deleted?): {label}-only keys cannot read what it sealed; `arca key add --{label}-only` with a full key stores it again"
                     ),
                 );
-            } else if copies.iter().any(|c| *c != expect) {
+            } else if copies.iter().any(|c| !right(c)) {
                 r.error(
                     format!("content key {:08x}", k.number),
                     format!("a keyring object gives reader keys a wrong {label} key for it (planted by a backup-only key holder?): they fail on what it sealed"),

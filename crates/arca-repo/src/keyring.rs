@@ -64,6 +64,8 @@ pub struct ContentKey {
     held: Held,
     metadata: OnceLock<Cipher>,
     summary: OnceLock<Cipher>,
+    /// A metadata-only key's copy of the summary key, to tell two claims apart.
+    summary_secret: Option<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 /// Shows the number and class, never the secrets.
@@ -102,6 +104,7 @@ impl ContentKey {
             held: Held::All,
             metadata: OnceLock::new(),
             summary: OnceLock::new(),
+            summary_secret: None,
         }
     }
 
@@ -115,9 +118,21 @@ impl ContentKey {
         k
     }
 
+    /// True if `other` is the same key as far as a reader key can tell: number, class, host
+    /// and the secrets it holds.
+    pub(crate) fn same_as(&self, other: &ContentKey) -> bool {
+        self.number == other.number
+            && self.class == other.class
+            && self.host == other.host
+            && self.role == other.role
+            && *self.key.to_secret() == *other.key.to_secret()
+            && self.summary_secret == other.summary_secret
+    }
+
     /// A metadata-only key's view also holds the summary key (`ReaderKeyFile::summary_key`).
     pub(crate) fn add_summary_key(&mut self, key: &[u8; 32]) {
         self.summary = OnceLock::from(Cipher::new(self.mode, key));
+        self.summary_secret = Some(zeroize::Zeroizing::new(*key));
     }
 
     /// Which of its secrets this session holds.
@@ -272,6 +287,13 @@ impl Keyring {
         }
         if let Some(old) = self.keys.get(&k.number) {
             if *old.key.to_secret() == *k.key.to_secret() && old.class == k.class && old.role == k.role {
+                // The same key stored twice: as it was and retired (a retirement killed
+                // before it deleted the old object). Retired wins.
+                if k.retired && !old.retired {
+                    let k = Arc::new(k);
+                    self.keys.insert(k.number, k.clone());
+                    return Ok(k);
+                }
                 return Ok(old.clone());
             }
             return Err(RepoError::corrupt(

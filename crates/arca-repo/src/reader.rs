@@ -12,7 +12,7 @@
 //! backup-only sessions' keys, and never a data key. Keys made before reader keys existed do
 //! not split; what they sealed stays out of a reader's reach until `key rotate --rewrite`.
 
-use crate::keyring::{self, ContentKey, Held, Keyring};
+use crate::keyring::{self, ContentKey, Held, KeyRole, Keyring};
 use crate::repository::object_ad_v2;
 use crate::{RepoError, RepoResult, Repository};
 use arca_crypto::recipient::{seal_to, RecipientSecret};
@@ -118,6 +118,7 @@ pub(crate) fn reader_key_objects(
             class: key.class.clone(),
             key: ByteBuf::from(secret.to_vec()),
             host: host.map(String::from),
+            session: key.role == KeyRole::Session,
             summary_key: (envelope_number == SEALED_TO_METADATA)
                 .then(|| ByteBuf::from(key.key().summary_key().to_vec())),
         };
@@ -146,13 +147,17 @@ pub(crate) fn load_keyring(
     }
     let mut problems = vec![];
     let ad = object_ad_v2(ObjectKind::Keyring, &config.repo_id, level.envelope());
+    // Every claim first: two objects giving different keys for one number are both refused
+    // (a backup-only key holder can seal such objects too, and could name its own to be
+    // listed first), so a reader never takes a planted key over the real one.
+    let mut claims: std::collections::BTreeMap<u32, Vec<(String, ContentKey)>> = Default::default();
     for (name, _) in storage.list(ObjectKind::Keyring)? {
         let what = || format!("reader key {name}");
-        let loaded = (|| {
+        let loaded = (|| -> RepoResult<Option<ContentKey>> {
             let bytes = storage.get(ObjectKind::Keyring, &name)?;
-            let Some((number, sealed)) = envelope(&bytes) else { return Ok(()) };
+            let Some((number, sealed)) = envelope(&bytes) else { return Ok(None) };
             if number != level.envelope() {
-                return Ok(()); // a content key, or the other level's
+                return Ok(None); // a content key, or the other level's
             }
             if !name_matches(&name, &bytes) {
                 return Err(RepoError::corrupt(what(), "contents do not match the object name"));
@@ -169,6 +174,9 @@ pub(crate) fn load_keyring(
             }
             keyring::validate_class(&file.class).map_err(|e| RepoError::corrupt(what(), e))?;
             let mut k = ContentKey::reader(file.number, &file.class, level.held(), &key, config.encryption);
+            if file.session {
+                k.role = KeyRole::Session;
+            }
             if let Some(summary) = &file.summary_key {
                 let summary: [u8; 32] = summary
                     .as_slice()
@@ -177,13 +185,29 @@ pub(crate) fn load_keyring(
                 k.add_summary_key(&summary);
             }
             k.host = file.host;
-            ring.insert(k).map(|_| ())
+            Ok(Some(k))
         })();
         match loaded {
-            Ok(()) => {}
+            Ok(Some(k)) => claims.entry(k.number).or_default().push((name.clone(), k)),
+            Ok(None) => {}
             Err(RepoError::Storage(e)) if e.is_not_found() => {} // destroyed meanwhile
             Err(e @ RepoError::Storage(_)) => return Err(e),
             Err(e) => problems.push(e),
+        }
+    }
+    for (number, mut found) in claims {
+        let (_, first) = &found[0];
+        let agree = found.iter().all(|(_, k)| k.same_as(first));
+        if !agree {
+            let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+            problems.push(RepoError::corrupt(
+                format!("reader keys {}", names.join(", ")),
+                format!("they give different keys for content key {number:08x}: none is used (a planted object; a full key's `check` names it)"),
+            ));
+            continue;
+        }
+        if let Err(e) = ring.insert(found.swap_remove(0).1) {
+            problems.push(e);
         }
     }
     Ok((ring, problems))
@@ -231,6 +255,17 @@ pub fn ensure_split_writers(repo: &Repository) -> RepoResult<Vec<String>> {
             repo.store_content_key(&class, writing.key().with_fresh_data_key())?;
             renewed.push(class);
         }
+    }
+    // Keys that do not split seal nothing new from now on, and `key rotate --rewrite-only`
+    // moves what they sealed to their successors.
+    let old: Vec<_> = repo
+        .keyring()
+        .all()
+        .into_iter()
+        .filter(|k| !k.split && !k.retired && k.object.is_some() && k.role == KeyRole::Content && k.held() == Held::All)
+        .collect();
+    for k in old {
+        repo.retire_key(&k)?;
     }
     Ok(renewed)
 }
@@ -311,9 +346,11 @@ pub struct AddedReader {
     /// Classes given a writing key that splits what it seals (so what they write from now on
     /// is readable to reader keys).
     pub renewed_classes: Vec<String>,
-    /// Snapshots written before reader keys existed, which it cannot open (`key rotate
-    /// --rewrite` makes them readable).
+    /// What was written before reader keys existed, which it cannot open until `key rotate
+    /// --rewrite-only` re-encrypts it: snapshot objects, and packs (trees among them, which
+    /// new snapshots of unchanged directories still refer to).
     pub unreadable_snapshots: usize,
+    pub packs_to_rewrite: u64,
 }
 
 /// Add a reader key slot for `password` (`key add --metadata-only` / `--summary-only`):
@@ -334,5 +371,12 @@ pub fn add(
     let renewed_classes = ensure_split_writers(repo)?;
     drop(lock);
     let id = crate::keys::store_reader_slot(repo.storage(), &bundle, level, password, kdf, origin, label)?;
-    Ok(AddedReader { id, role: level.name(), renewed_classes, unreadable_snapshots: unreadable_snapshots(repo)? })
+    let pending = crate::rotate::pending(repo, &crate::rotate::retired_keys(repo))?;
+    Ok(AddedReader {
+        id,
+        role: level.name(),
+        renewed_classes,
+        unreadable_snapshots: unreadable_snapshots(repo)?,
+        packs_to_rewrite: pending.packs,
+    })
 }

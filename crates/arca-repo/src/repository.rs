@@ -415,6 +415,12 @@ impl Repository {
                 "this reader key was made for another repository, or before the repository changed format",
             ));
         }
+        if bundle.version != 1 {
+            return Err(RepoError::corrupt(
+                format!("key slot {key_slot}"),
+                format!("its reader key is of version {}, which this arca does not know", bundle.version),
+            ));
+        }
         let secret: [u8; 32] = bundle.recipient_secret.as_slice().try_into().map_err(|_| bad("recipient secret"))?;
         let secret = arca_crypto::recipient::RecipientSecret::from_bytes(secret);
         let shared: Option<[u8; 32]> = match &bundle.shared_key {
@@ -697,15 +703,38 @@ impl Repository {
         let (name, bytes) = content_key_object(&self.config, self.cipher("make a content key")?, number, class, &key)?;
         let mut k = ContentKey::stored(number, class, key, self.config.encryption, &name);
         k.split = true;
-        // The key first, then its reader keys: a key without them is found and mended by
-        // `reader::ensure_split_writers` (and reported by `check`); reader keys without their
-        // key would be litter.
-        self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+        // Its reader keys first: a kill before the key itself leaves them naming no key (a
+        // note in `check`), never a key reader keys cannot follow.
         let to = crate::reader::Recipients::of(master, &self.config);
         for (name, bytes) in crate::reader::reader_key_objects(&self.config, &k, None, to)? {
             self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
         }
+        self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
         self.keyring.write().unwrap_or_else(|p| p.into_inner()).insert(k)
+    }
+
+    /// Mark content key `k` retired: it opens what it sealed and seals nothing new. A new
+    /// keyring object holding it retired is stored, then the old one deleted (a kill in
+    /// between leaves both, which read as retired).
+    pub(crate) fn retire_key(&self, k: &ContentKey) -> RepoResult<()> {
+        let Some(old) = &k.object else { return Err(RepoError::Internal("retiring a key that is stored nowhere")) };
+        let file = ContentKeyFile {
+            number: k.number,
+            class: k.class.clone(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            secret: ByteBuf::from(k.key().to_secret().to_vec()),
+            host: None,
+            host_proof: None,
+            retired: true,
+            split: k.split,
+        };
+        let (name, bytes) = master_sealed_key_object(&self.config, self.cipher("retire a key")?, &file)?;
+        self.storage.put(ObjectKind::Keyring, &name, &bytes)?;
+        self.storage.delete(ObjectKind::Keyring, old)?;
+        let mut retired = keyring::from_file(file, self.config.encryption, &name, KeyRole::Content)?;
+        retired.retired = true;
+        self.keyring.write().unwrap_or_else(|p| p.into_inner()).insert(retired)?;
+        Ok(())
     }
 
     /// Forget the keys of `class` in this session (after `key destroy-class` deleted them).
@@ -1209,8 +1238,16 @@ impl Repository {
         // A reader key has no MAC key: the AEAD, whose associated data names the blob's kind
         // and id, is what vouches for a tree it reads.
         let mac = (key.held() == Held::All).then(|| key.key());
-        blob::decode(mac, cipher, kind, id, &sealed, loc.raw_length)
-            .map_err(|e| RepoError::corrupt(format!("pack {}", loc.pack), e))
+        let read = blob::decode(mac, cipher, kind, id, &sealed, loc.raw_length);
+        // A tree an arca that did not know split keys sealed with the data key of a split key
+        // (it ignores `split`): a full key still reads it.
+        let read = match read {
+            Err(_) if kind == BlobKind::Tree && key.split && key.held() == Held::All => {
+                blob::decode(mac, key.cipher(), kind, id, &sealed, loc.raw_length).or(read)
+            }
+            r => r,
+        };
+        read.map_err(|e| RepoError::corrupt(format!("pack {}", loc.pack), e))
     }
 
     /// Read one directory listing.

@@ -2,13 +2,13 @@
 //! that leaked (its password, or a copy of it with the password) stops giving access to
 //! anything written from then on, and to the repository itself.
 //!
-//! The new master key seals a copy of every content key (the old ones retired: they still
-//! open what they sealed, nothing new is sealed with them), a successor for each class's
-//! writing key (a fresh data key with the class's MAC key and chunker seed, so deduplication
-//! carries on), the old master key as key 0 (version-1 objects), and the keys of backup-only
-//! sessions sealed to its own recipient key. The index and marks are sealed again with its
-//! shared key, a key slot for the password in use is stored, then the config is replaced:
-//! that is the commit. Afterwards the objects only the old master key opens are deleted,
+//! First a key slot for the password in use keeps the new master key. It then seals a copy
+//! of every content key (the old ones retired: they still open what they sealed, nothing new
+//! is sealed with them), a successor for each class's writing key (a fresh data key with the
+//! class's MAC key and chunker seed, so deduplication carries on), the old master key as key
+//! 0 (version-1 objects), and the keys of backup-only sessions sealed to its own recipient
+//! key, with the reader keys of all of them. The index and marks are sealed again with its
+//! shared key, then the config is replaced: that is the commit. Afterwards the objects only the old master key opens are deleted,
 //! with every other key slot (their passwords open the old master key only; `key add`
 //! makes them again). Nothing is re-encrypted: data written before stays sealed with the
 //! retired keys, which the old master key's holder could read before, too.
@@ -16,8 +16,8 @@
 //! A kill before the commit leaves the old repository and objects only the new master key
 //! opens; after it, the new repository and objects only the old one opens. Either way the
 //! password opens the repository (the slot whose key opens the config wins), and the next
-//! rotation first deletes what the other master key opens, found through the slot the same
-//! password opens.
+//! rotation or rewrite (`--rewrite-only`) first deletes what the other master key opens,
+//! found through the slot the same password opens.
 
 use crate::keyring::{ContentKey, KeyRole};
 use crate::keys::{self, Origin, Unlocked};
@@ -97,6 +97,16 @@ pub fn rotate(
     let old_slots: Vec<String> = storage.list(ObjectKind::Key)?.into_iter().map(|(n, _)| n).collect();
 
     let new = MasterKey::generate();
+    // Its slot first: whatever a kill leaves sealed with the new key, the next rotation or
+    // rewrite finds that key through this slot (same password) and deletes it.
+    let label = keys::read_slots(storage)?
+        .into_iter()
+        .find(|(n, _)| n == repo.key_slot())
+        .and_then(|(_, s)| s.ok())
+        .map(|s| s.label)
+        .unwrap_or_default();
+    let slot = keys::store_slot(storage, &new, password, kdf, origin, &label)?;
+    crate::failpoint::hit("rotate-after-slot");
     let new_cipher = new.cipher(config.encryption);
     let recipient = new.recipient(&config.repo_id).public();
     let ring = repo.keyring().all();
@@ -160,14 +170,6 @@ pub fn rotate(
         storage.put(ObjectKind::Keyring, &name, &bytes)?;
         report.rotated.push((k.class.clone(), format!("{:08x}", k.number), format!("{number:08x}")));
     }
-    let label = keys::read_slots(storage)?
-        .into_iter()
-        .find(|(n, _)| n == repo.key_slot())
-        .and_then(|(_, s)| s.ok())
-        .map(|s| s.label)
-        .unwrap_or_default();
-    let slot = keys::store_slot(storage, &new, password, kdf, origin, &label)?;
-    crate::failpoint::hit("rotate-after-slot");
 
     // The index and marks, sealed with the new shared key (copies: the old ones stay until
     // the commit, for the old key's readers).
@@ -318,6 +320,8 @@ pub struct RewriteReport {
     pub packs_left: u64,
     /// Snapshot objects still sealed with a retired key afterwards (unreadable ones).
     pub snapshots_left: usize,
+    /// Objects an interrupted rotation had left, deleted first.
+    pub leftovers_removed: usize,
 }
 
 /// Re-encrypt what is still sealed with keys a rotation retired: snapshot objects are sealed
@@ -330,6 +334,7 @@ pub struct RewriteReport {
 pub fn rewrite(
     repo: &Arc<Repository>,
     lock: &SessionLock,
+    password: Option<&[u8]>,
     mut prune: crate::prune::PruneOptions,
     events: &dyn crate::Events,
 ) -> RepoResult<RewriteReport> {
@@ -337,11 +342,19 @@ pub fn rewrite(
     if !lock.is_exclusive() {
         return Err(RepoError::NeedsExclusive { operation: "re-encrypting with the new key" });
     }
-    let retired = retired_keys(repo);
-    let mut report = RewriteReport { retired_keys: retired.len(), ..Default::default() };
-    if retired.is_empty() {
-        return Ok(report);
+    let mut report = RewriteReport::default();
+    // What a rotation killed on either side of its commit left (unreadable index objects,
+    // marks, its lock, the other master key's slot) would stop the prune below.
+    if let Some(pw) = password {
+        no_other_sessions(repo, lock)?;
+        let current = repo.key("re-encrypt with the new key")?.clone();
+        report.leftovers_removed = remove_leftovers(repo, pw, &current)?;
+        if report.leftovers_removed > 0 {
+            repo.load_index()?;
+        }
     }
+    let retired = retired_keys(repo);
+    report.retired_keys = retired.len();
     let (snaps, _) = crate::snapshots::list_all(repo)?;
     for (i, entry) in snaps.iter().enumerate() {
         events.phase("sealing snapshots again", i as u64, snaps.len() as u64);
@@ -367,10 +380,17 @@ pub fn rewrite(
     Ok(report)
 }
 
-/// The numbers of the keys a rotation retired (key 0 among them once one has run: the
-/// master key of before it).
+/// The numbers of the keys that seal nothing new and whose data a rewrite moves: those a
+/// rotation or a first reader key retired, and key 0.
 pub fn retired_keys(repo: &Repository) -> std::collections::BTreeSet<u32> {
-    repo.keyring().all().iter().filter(|k| k.retired).map(|k| k.number).collect()
+    let mut keys: std::collections::BTreeSet<u32> =
+        repo.keyring().all().iter().filter(|k| k.retired).map(|k| k.number).collect();
+    // Key 0 writes nothing in version 2 either (version-1 objects and packs, or the master
+    // key of before a rotation): its data moves to the default class's key like the rest.
+    if repo.version() >= 2 {
+        keys.insert(MASTER_KEY_NUMBER);
+    }
+    keys
 }
 
 /// True if the stored object `name` of `kind` is sealed with one of `keys` (version 1's form

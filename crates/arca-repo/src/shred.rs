@@ -61,15 +61,17 @@ pub fn destroy_class(repo: &Repository, lock: Option<&SessionLock>, class: &str)
     }
     let doomed: Vec<Id> = all.iter().filter(|s| s.snapshot.class.as_deref() == Some(class)).map(|s| s.id).collect();
     report.snapshots = doomed.iter().map(|i| i.to_hex()).collect();
-    report.keys = keys.iter().filter_map(|k| k.object.clone()).collect();
-    // The reader keys' copies of the class keys' metadata and summary keys go too: they open
-    // the class's trees and snapshot digests.
+    let own: Vec<String> = keys.iter().filter_map(|k| k.object.clone()).collect();
+    // The reader keys' copies of the class keys' metadata and summary keys go too, and first:
+    // they open the class's trees and snapshot digests, and a kill after the keys themselves
+    // are gone would leave them behind with no class to destroy again.
     for (name, _) in repo.storage().list(ObjectKind::Keyring)? {
         let ours = arca_format::keyring::number_in_name(&name).is_some_and(|n| numbers.contains(&n));
-        if ours && !report.keys.contains(&name) {
+        if ours && !own.contains(&name) {
             report.keys.push(name);
         }
     }
+    report.keys.extend(own);
     let Some(lock) = lock else { return Ok(report) };
     lock.check_alive()?;
     if !doomed.is_empty() {

@@ -26,6 +26,7 @@ pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
 
 /// Save a snapshot, and record it in the history; returns its id.
 pub fn save(repo: &Repository, s: &Snapshot) -> RepoResult<Id> {
+    repo.require_writer("save a snapshot")?;
     if let Err(e) = crate::history::finish_interrupted_removals(repo) {
         tracing::warn!("could not finish removing the snapshots an interrupted run left: {e}");
     }

@@ -104,15 +104,17 @@ fn a_metadata_key_lists_names_and_sizes_and_reads_no_contents() {
         let loc = meta.index().get(&tree.nodes[0].content[0]).unwrap();
         let sealed = s_get_range(&s, &loc);
         for k in meta.keyring().all() {
-            assert!(arca_repo::blob::decode(
-                None,
-                k.cipher(),
-                BlobKind::Data,
-                &tree.nodes[0].content[0],
-                &sealed,
-                loc.raw_length
-            )
-            .is_err());
+            for c in [Some(k.cipher()), k.metadata_cipher(), k.summary_cipher()].into_iter().flatten() {
+                assert!(arca_repo::blob::decode(
+                    None,
+                    c,
+                    BlobKind::Data,
+                    &tree.nodes[0].content[0],
+                    &sealed,
+                    loc.raw_length
+                )
+                .is_err());
+            }
         }
     }
     // It writes nothing: no snapshot, no forget, no key.
@@ -169,15 +171,17 @@ fn a_summary_key_reads_hosts_times_and_sizes_and_no_names() {
     let loc = meta.index().get(&full_snaps[0].snapshot.tree).unwrap();
     let sealed = s_get_range(&s, &loc);
     for k in summary.keyring().all() {
-        assert!(arca_repo::blob::decode(
-            None,
-            k.cipher(),
-            BlobKind::Tree,
-            &full_snaps[0].snapshot.tree,
-            &sealed,
-            loc.raw_length
-        )
-        .is_err());
+        for c in [Some(k.cipher()), k.metadata_cipher(), k.summary_cipher()].into_iter().flatten() {
+            assert!(arca_repo::blob::decode(
+                None,
+                c,
+                BlobKind::Tree,
+                &full_snaps[0].snapshot.tree,
+                &sealed,
+                loc.raw_length
+            )
+            .is_err());
+        }
     }
     let e = summary.save_object(ObjectKind::Snapshot, &full_snaps[0].snapshot).unwrap_err();
     assert!(is_refusal(&e), "{e}");
@@ -199,9 +203,30 @@ fn older_data_needs_a_rewrite_and_a_rotation_locks_old_reader_keys_out() {
     assert_eq!(snaps.iter().map(|e| e.id).collect::<Vec<_>>(), vec![new], "the new snapshot reads");
     assert_eq!(errors.len(), 1);
     assert!(errors[0].to_string().contains("key rotate --rewrite"), "the message says what helps: {}", errors[0]);
+    // A new snapshot of the unchanged file refers to the tree stored before: still out of
+    // reach, until a rewrite (no rotation needed) moves the old data to the new keys.
+    let again = backup(&full, None, "old-file", &old_data);
+    let meta = open(&s, b"meta");
+    let s_again: Snapshot = meta.load_object(ObjectKind::Snapshot, &again.to_hex()).unwrap();
+    let e = meta.read_tree(&s_again.tree).unwrap_err();
+    assert!(is_refusal(&e), "{e}");
+    let lock = SessionLock::acquire(&full, "rewrite", true).unwrap();
+    let opts = arca_repo::prune::PruneOptions { threads: 1, ..Default::default() };
+    let r = rotate::rewrite(&full, &lock, Some(b"pw"), opts, &Quiet).unwrap();
+    assert_eq!((r.packs_left, r.snapshots_left), (0, 0), "{r:?}");
+    drop(lock);
+    let meta = open(&s, b"meta");
+    let (snaps, errors) = snapshots::list_all(&meta).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(snaps.len(), 3);
+    for e in &snaps {
+        let t = meta.read_tree(&e.snapshot.tree).unwrap();
+        assert!(t.nodes[0].name == b"old-file" || t.nodes[0].name == b"new-file");
+    }
 
     // Rotate and rewrite with the full key: the old reader slot is locked out, a new one
     // reads everything.
+    let full = open(&s, b"pw");
     let before = copy(&*s);
     let lock = SessionLock::acquire(&full, "key rotate", true).unwrap();
     rotate::rotate(&full, &lock, b"pw", kdf(), &Origin::current()).unwrap();
@@ -209,7 +234,7 @@ fn older_data_needs_a_rewrite_and_a_rotation_locks_old_reader_keys_out() {
     let full = open(&s, b"pw");
     let lock = SessionLock::acquire(&full, "rewrite", true).unwrap();
     let opts = arca_repo::prune::PruneOptions { threads: 1, ..Default::default() };
-    let r = rotate::rewrite(&full, &lock, opts, &Quiet).unwrap();
+    let r = rotate::rewrite(&full, &lock, None, opts, &Quiet).unwrap();
     assert_eq!((r.packs_left, r.snapshots_left), (0, 0), "{r:?}");
     drop(lock);
     for (name, _) in before.list(ObjectKind::Key).unwrap() {
@@ -222,7 +247,7 @@ fn older_data_needs_a_rewrite_and_a_rotation_locks_old_reader_keys_out() {
     let meta = open(&s, b"meta again");
     let (snaps, errors) = snapshots::list_all(&meta).unwrap();
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(snaps.len(), 2);
+    assert_eq!(snaps.len(), 3);
     for e in &snaps {
         let names: Vec<_> = meta.read_tree(&e.snapshot.tree).unwrap().nodes.iter().map(|n| n.name.clone()).collect();
         assert!(names == [b"old-file".to_vec()] || names == [b"new-file".to_vec()], "{names:?}");
@@ -324,6 +349,7 @@ fn check_catches_a_lying_digest_and_a_missing_or_wrong_reader_key() {
         key: serde_bytes::ByteBuf::from(vec![7u8; 32]),
         host: None,
         summary_key: None,
+        session: false,
     };
     let env = arca_format::SEALED_TO_METADATA;
     let ad = [&b"arca content key v2"[..], &repo_id.0, &env.to_le_bytes()].concat();
@@ -334,6 +360,15 @@ fn check_catches_a_lying_digest_and_a_missing_or_wrong_reader_key() {
         &ad,
     ));
     s.put(ObjectKind::Keyring, &arca_format::keyring::object_name(key.number, &planted), &planted).unwrap();
+    // A metadata key uses neither claim (it never takes the planted one for the real one):
+    // what that key sealed is refused to it, and the conflict is named.
+    let meta = Repository::open(s.clone(), b"meta").unwrap();
+    assert!(meta.keyring().get(key.number).is_none());
+    assert!(
+        meta.keyring_problems().iter().any(|e| e.to_string().contains("different keys")),
+        "{:?}",
+        meta.keyring_problems()
+    );
     let report = check(&open(&s, b"pw"), ReadData::None, &Quiet).unwrap();
     assert!(report.errors.iter().any(|p| p.message.contains("wrong metadata key")), "{:?}", report.errors);
 }

@@ -27,9 +27,21 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
     }
     let repo = context::open(cli, out)?;
     let storage = repo.storage();
-    if matches!(k, KeyCommand::Add(_) | KeyCommand::Passwd(_)) {
-        // Refused before the new password is asked for.
-        repo.key("add a key")?;
+    // Everything but listing needs the full key: refused up front (before a new password is
+    // asked for), whatever the key may otherwise do.
+    let needs_full = match k {
+        KeyCommand::List => None,
+        KeyCommand::Add(_) => Some("add a key"),
+        KeyCommand::Remove { .. } => Some("remove a key"),
+        KeyCommand::Passwd(_) => Some("change a password"),
+        KeyCommand::Export { .. } => Some("export the key"),
+        KeyCommand::Classes => Some("list classes"),
+        KeyCommand::Rotate(_) => Some("rotate the key"),
+        KeyCommand::DestroyClass { .. } => Some("destroy a class"),
+        KeyCommand::Import { .. } | KeyCommand::Signer { .. } => None,
+    };
+    if let Some(action) = needs_full {
+        repo.key(action)?;
     }
     match k {
         KeyCommand::List => {
@@ -62,7 +74,7 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
             let added =
                 arca_ops::keys::add_reader(&repo, level, pw.as_bytes(), context::kdf_params(), &a.password.label)?;
             if out.json {
-                out.json_doc(&serde_json::json!({"result": "added", "id": added.id, "role": added.role, "renewed_classes": added.renewed_classes, "unreadable_snapshots": added.unreadable_snapshots}));
+                out.json_doc(&serde_json::json!({"result": "added", "id": added.id, "role": added.role, "renewed_classes": added.renewed_classes, "unreadable_snapshots": added.unreadable_snapshots, "packs_to_rewrite": added.packs_to_rewrite}));
             } else {
                 if !added.renewed_classes.is_empty() {
                     out.info(format!(
@@ -76,10 +88,11 @@ pub fn run(cli: &Cli, out: &Output, k: &KeyCommand) -> Result<i32> {
                     &added.id[..8.min(added.id.len())],
                     level.can().split(';').next().unwrap_or_default()
                 ));
-                if added.unreadable_snapshots > 0 {
+                if added.unreadable_snapshots > 0 || added.packs_to_rewrite > 0 {
                     out.warn(format!(
-                        "{} written before reader keys existed stay out of its reach until `arca key rotate --rewrite` re-encrypts them",
-                        crate::text::count(added.unreadable_snapshots as u64, "snapshot", "snapshots")
+                        "{} and {} (trees among them, which backups of unchanged directories keep using) were written before reader keys existed and stay out of its reach until `arca key rotate --rewrite-only` re-encrypts them",
+                        crate::text::count(added.unreadable_snapshots as u64, "snapshot", "snapshots"),
+                        crate::text::count(added.packs_to_rewrite, "pack", "packs")
                     ));
                 }
             }
@@ -450,9 +463,12 @@ fn rewrite(
 ) -> Result<i32> {
     let session =
         if a.dry_run { context::Session::Metadata } else { context::Session::Exclusive("key rotate --rewrite") };
-    let (repo, lock) = match &rotated {
-        Some((pw, _)) => context::open_with(cli, out, context::storage(&context::location(cli)?)?, pw, session)?,
-        None => context::open_session(cli, out, session)?,
+    let (repo, lock, pw) = match &rotated {
+        Some((pw, _)) => {
+            let (r, l) = context::open_with(cli, out, context::storage(&context::location(cli)?)?, pw, session)?;
+            (r, l, pw.clone())
+        }
+        None => context::open_session_keeping_password(cli, out, session)?,
     };
     let retired = arca_repo::rotate::retired_keys(&repo);
     if a.dry_run {
@@ -470,9 +486,6 @@ fn rewrite(
         }
         return Ok(crate::exit::OK);
     }
-    if retired.is_empty() {
-        anyhow::bail!("no key has been retired: `arca key rotate --rewrite` makes a new key and re-encrypts with it");
-    }
     let Some(lock) = lock else { anyhow::bail!("re-encrypting needs an exclusive lock, and none was taken") };
     let req = arca_ops::prune::PruneRequest {
         max_repack: a
@@ -485,7 +498,7 @@ fn rewrite(
         ..Default::default()
     };
     let p = crate::progress::Reporter::new(out, "re-encrypt");
-    let report = arca_ops::keys::rewrite(&repo, &lock, &req, &p)?;
+    let report = arca_ops::keys::rewrite(&repo, &lock, Some(pw.as_bytes()), &req, &p)?;
     p.progress.finish();
     let done = report.packs_left == 0 && report.snapshots_left == 0;
     if out.json {
@@ -495,6 +508,9 @@ fn rewrite(
             "complete": done,
         }));
     } else {
+        if report.leftovers_removed > 0 {
+            out.info(format!("removed {} objects an interrupted rotation had left", report.leftovers_removed));
+        }
         let pl = &report.prune.plan;
         out.line(format!(
             "re-encrypted {} packs ({}) and {} snapshot objects with the new keys; deleted {} packs ({})",
