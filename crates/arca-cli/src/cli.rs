@@ -184,6 +184,13 @@ pub enum Command {
     )]
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Databases: back up PostgreSQL, MariaDB and SQLite through their own tools (a
+    /// consistent dump while they run, streamed into one snapshot), list and restore them.
+    #[command(
+        after_help = "Examples:\n  arca db backup postgres                          # every database, and the roles\n  arca db backup postgres -d app --db-port 5433\n  arca db backup mariadb --db-socket /run/mysqld/mysqld.sock\n  arca db backup sqlite /srv/app/app.db\n  arca db list latest\n  arca db restore latest -d app --into app_restored --create\n  arca db restore latest --engine sqlite -d /srv/app/app.db --target /tmp/app.db"
+    )]
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Show sizes: what a restore would write, or what the snapshots store.
     #[command(after_help = "Examples:\n  arca stats latest\n  arca stats --mode raw-data")]
     Stats(StatsArgs),
@@ -666,6 +673,114 @@ pub struct PruneArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub tuning: PruneTuning,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Back up databases: each dump is streamed straight into one snapshot of kind database
+    /// (no temporary file, except SQLite's consistent copy). PostgreSQL: the roles and one
+    /// pg_dump per database; MariaDB: users and grants and one mariadb-dump per database (one
+    /// transaction each); SQLite: VACUUM INTO, consistent while writers go on.
+    Backup(DbBackupArgs),
+    /// List the databases a snapshot holds.
+    #[command(after_help = "Examples:\n  arca db list\n  arca db list 3f2a9c1e --json")]
+    List {
+        /// A database snapshot (default: the latest).
+        snapshot: Option<String>,
+    },
+    /// Restore one database into a running server (PostgreSQL, MariaDB) or a new file
+    /// (SQLite).
+    Restore(DbRestoreArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbEngine {
+    Postgres,
+    Mariadb,
+    Sqlite,
+}
+
+/// Where the database server is (unset: the tools' own environment and option files:
+/// PGHOST/PGPORT/PGUSER/PGPASSWORD, ~/.pgpass, ~/.my.cnf, MYSQL_PWD).
+#[derive(Args, Debug, Clone, Default)]
+pub struct DbServer {
+    /// Server host (PostgreSQL: also a socket directory).
+    #[arg(long, value_name = "HOST")]
+    pub db_host: Option<String>,
+    #[arg(long, value_name = "PORT")]
+    pub db_port: Option<u16>,
+    #[arg(long, value_name = "USER")]
+    pub db_user: Option<String>,
+    /// MariaDB's socket file.
+    #[arg(long, value_name = "FILE")]
+    pub db_socket: Option<PathBuf>,
+    /// The directory of the PostgreSQL programs (e.g. /usr/lib/postgresql/15/bin).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  arca db backup postgres\n  arca db backup postgres -d app -d billing --tag nightly\n  arca db backup mariadb --db-socket /run/mysqld/mysqld.sock\n  arca db backup sqlite /srv/app/app.db /var/lib/grafana/grafana.db"
+)]
+pub struct DbBackupArgs {
+    /// Which engine.
+    #[arg(value_enum)]
+    pub engine: DbEngine,
+    /// SQLite: the database files.
+    pub files: Vec<PathBuf>,
+    /// A database to back up (repeat for more; default: all).
+    #[arg(long = "database", short = 'd', value_name = "NAME")]
+    pub databases: Vec<String>,
+    #[command(flatten)]
+    pub server: DbServer,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// The host name the snapshot records (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Write into a class (see `backup --class`).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Run the dumps and count what would be stored; store nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  arca db restore latest -d app                        # into the database app, which exists\n  arca db restore latest -d app --into app_copy --create\n  arca db restore latest -d app --clean                # over what is there\n  arca db restore latest --globals                     # PostgreSQL roles\n  arca db restore latest --engine sqlite -d /srv/app/app.db --target /tmp/app.db"
+)]
+pub struct DbRestoreArgs {
+    /// The database snapshot (id prefix, `latest`, ...).
+    pub snapshot: String,
+    /// The database to restore (SQLite: the path it was backed up from).
+    #[arg(long, short = 'd', value_name = "NAME")]
+    pub database: Option<String>,
+    /// The engine, where the snapshot holds more than one.
+    #[arg(long, value_enum)]
+    pub engine: Option<DbEngine>,
+    /// Restore into this database instead of the one it came from.
+    #[arg(long, value_name = "NAME")]
+    pub into: Option<String>,
+    /// Create the database first (it must not exist yet).
+    #[arg(long)]
+    pub create: bool,
+    /// PostgreSQL: drop the objects the dump holds before recreating them.
+    #[arg(long)]
+    pub clean: bool,
+    /// SQLite: the file to write (must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub target: Option<PathBuf>,
+    /// PostgreSQL: replay the roles and tablespaces instead of a database.
+    #[arg(long, conflicts_with = "database")]
+    pub globals: bool,
+    /// List what the snapshot holds instead (as `db list`).
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub server: DbServer,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,8 @@ pub enum SnapshotKind {
     Files,
     Stdin,
     CommandOutput,
+    /// Database dumps (`arca db backup`): one directory per engine, one file per database.
+    Database,
     /// A kind a newer arca wrote: it lists, forgets, prunes and checks like any other; copy
     /// refuses it (rewriting it would lose the kind). Never written.
     #[serde(other)]

@@ -178,17 +178,46 @@ pub fn backup_stream(
     if clean.is_empty() || clean.contains(&b'/') || clean == b"." || clean == b".." {
         return Err(FsError::BadStreamName(name.to_string()));
     }
+    let (blobs, size) = store_stream(writer, reader, Path::new("<stdin>"), events, cancel)?;
+    let node = stream_node(clean, blobs, size);
+    let id = store_tree(writer, vec![node])?;
+    let summary = SnapshotSummary {
+        files_new: 1,
+        files_read: 1,
+        bytes_read: size,
+        total_bytes: size,
+        duration_secs: started.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    Ok(BackupOutcome { tree: id, summary, warnings: vec![] })
+}
+
+/// Chunk and store everything `reader` gives (named `what` in errors); the blobs in order and
+/// the byte count. Sources that are streams (a dump, a command's output) build on this.
+pub fn store_stream(
+    writer: &BlobWriter,
+    reader: impl Read,
+    what: &Path,
+    events: &dyn Events,
+    cancel: &arca_repo::Cancel,
+) -> FsResult<(Vec<Id>, u64)> {
     let chunker = writer.repository().chunker_for(writer.key())?;
     let mut stream = chunker.stream(reader);
     let mut blobs = vec![];
     let mut size = 0u64;
-    while let Some(chunk) = stream.next_chunk().map_err(|e| FsError::io(Path::new("<stdin>"), e))? {
+    while let Some(chunk) = stream.next_chunk().map_err(|e| FsError::io(what, e))? {
         cancel.check()?;
         size += chunk.len() as u64;
         events.emit(Event::Bytes(chunk.len() as u64));
         blobs.push(writer.add(BlobKind::Data, chunk)?.0);
     }
-    let mut node = Node::new(clean, NodeKind::File);
+    Ok((blobs, size))
+}
+
+/// A regular file of this user, made now, holding `blobs` (`size` bytes): how a stream is
+/// stored in a snapshot.
+pub fn stream_node(name: &[u8], blobs: Vec<Id>, size: u64) -> Node {
+    let mut node = Node::new(name, NodeKind::File);
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     node.mode = 0o644;
@@ -199,18 +228,24 @@ pub fn backup_stream(
     node.ctime_ns = now;
     node.size = size;
     node.content = blobs;
-    let tree = Tree { nodes: vec![node] };
+    node
+}
+
+/// A directory of this user, made now, whose listing is the stored tree `subtree`.
+pub fn dir_node(name: &[u8], subtree: Id) -> Node {
+    let mut node = stream_node(name, vec![], 0);
+    node.kind = NodeKind::Dir;
+    node.mode = 0o755;
+    node.subtree = Some(subtree);
+    node
+}
+
+/// Store a directory listing of `nodes` (sorted here) and return its id.
+pub fn store_tree(writer: &BlobWriter, nodes: Vec<Node>) -> FsResult<Id> {
+    let mut tree = Tree { nodes };
+    tree.sort();
     let bytes = encode("tree", &tree)?;
-    let (id, _) = writer.add(BlobKind::Tree, &bytes)?;
-    let summary = SnapshotSummary {
-        files_new: 1,
-        files_read: 1,
-        bytes_read: size,
-        total_bytes: size,
-        duration_secs: started.elapsed().as_secs_f64(),
-        ..Default::default()
-    };
-    Ok(BackupOutcome { tree: id, summary, warnings: vec![] })
+    Ok(writer.add(BlobKind::Tree, &bytes)?.0)
 }
 
 /// The source paths as a tree of components.

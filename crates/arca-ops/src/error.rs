@@ -46,6 +46,9 @@ pub enum OpsError {
     /// An I/O error on a local file the use case reads or writes.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// A source of another crate failed (a database tool, ...); nothing was saved.
+    #[error(transparent)]
+    Source(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl OpsError {
@@ -70,9 +73,11 @@ impl OpsError {
             | OpsError::OutsideServedTree { .. } => ErrorKind::BadRequest,
             OpsError::NotInSnapshot(_) => ErrorKind::NotFound,
             OpsError::VerifyFailed { .. } => ErrorKind::Damaged,
-            OpsError::CommandStart { .. } | OpsError::CommandFailed { .. } | OpsError::Io { .. } | OpsError::Fs(_) => {
-                return None
-            }
+            OpsError::CommandStart { .. }
+            | OpsError::CommandFailed { .. }
+            | OpsError::Io { .. }
+            | OpsError::Fs(_)
+            | OpsError::Source(_) => return None,
         })
     }
 

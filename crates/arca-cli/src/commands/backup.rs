@@ -42,17 +42,31 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         Box::new(f)
     };
     let sources = files.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
+    store(cli, out, source.as_mut(), &req, a.dry_run, &sources, files)
+}
+
+/// Store `source` as a snapshot (`sources`: the local paths it reads, for the default
+/// repository's checks; `files`: with their exclusions, for the progress scan) and report.
+pub fn store(
+    cli: &Cli,
+    out: &Output,
+    source: &mut dyn Source,
+    req: &BackupRequest,
+    dry_run: bool,
+    sources: &[PathBuf],
+    files: Option<(Vec<PathBuf>, Excludes)>,
+) -> Result<i32> {
     // A dry run stores no data (a read session: it works against a read-only repository).
-    let session =
-        if a.dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
-    let (repo, lock) = context::open_or_create_default(cli, out, session, &sources)?;
-    let target = match (&lock, a.dry_run) {
+    let session = if dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
+    let own = context::own_paths(cli);
+    let (repo, lock) = context::open_or_create_default(cli, out, session, sources)?;
+    let target = match (&lock, dry_run) {
         (_, true) => Target::DryRun,
         (Some(l), false) => Target::Locked(l),
         (None, false) => bail!("a backup needs a lock on the repository"),
     };
     // `-v` lists new and modified files, `-vv` every file; a dry run lists what it would add.
-    let list = if a.dry_run { cli.verbose.max(1) } else { cli.verbose };
+    let list = if dry_run { cli.verbose.max(1) } else { cli.verbose };
     let reporter = Reporter { progress: Progress::new(out, "backup"), out, list };
     if let Some((paths, excludes)) = files {
         for p in &own {
@@ -67,7 +81,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
         }
     }
     let cancel = crate::interrupt::on_signals()?;
-    let result = arca_ops::backup::backup(&repo, target, source.as_mut(), &req, &reporter, &cancel);
+    let result = arca_ops::backup::backup(&repo, target, source, req, &reporter, &cancel);
     reporter.progress.finish();
     let done = result?;
     drop(lock);

@@ -5,6 +5,7 @@ mod cat;
 mod check;
 mod config;
 mod copy;
+mod db;
 mod debug;
 mod diff;
 mod docs;
@@ -56,6 +57,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::VerifySignature(a) => verify::run(cli, out, a),
         Command::Upgrade { dry_run } => key::upgrade(cli, out, *dry_run),
         Command::Key(k) => key::run(cli, out, k),
+        Command::Db(c) => db::run(cli, out, c),
         Command::Stats(a) => stats::run(cli, out, a),
         Command::Cat(a) => cat::run(cli, out, a),
         Command::Repair(r) => repair::run(cli, out, r),
