@@ -383,6 +383,12 @@ pub struct BackupArgs {
     /// most of all with a cold cache or a network filesystem).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub read_concurrency: u16,
+    /// What to do with a running database's files found in the sources (a PostgreSQL
+    /// cluster, a MariaDB data directory, an SQLite file with a live write-ahead log): warn
+    /// (store them as read, and say which and how to back them up properly), skip (leave
+    /// them out) or fail (store nothing). `arca db backup` backs them up consistently.
+    #[arg(long, default_value = "warn", value_name = "warn|skip|fail")]
+    pub live_databases: arca_fs::livedb::LiveDbPolicy,
     /// Back up standard input as one file.
     #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
     pub stdin: bool,

@@ -49,6 +49,9 @@ pub enum WarningKind {
     Unreadable,
     /// The file changed while being read; it is stored as read.
     Changed,
+    /// A running database's files (stored as read, or left out, as the backup's policy for
+    /// live databases says).
+    LiveDatabase,
     /// A kind of warning a newer arca wrote.
     #[serde(other)]
     Unknown,

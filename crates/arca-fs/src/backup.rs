@@ -54,6 +54,8 @@ pub struct BackupOptions {
     pub read_threads: usize,
     /// Checked before every entry and every chunk: a cancelled backup stops there.
     pub cancel: arca_repo::Cancel,
+    /// What to do with a running database's files (crate::livedb).
+    pub live_databases: crate::livedb::LiveDbPolicy,
 }
 
 pub use arca_repo::events::Change;
@@ -114,6 +116,7 @@ struct Archiver<'a> {
     warnings: Mutex<Vec<SnapshotWarning>>,
     hardlinks: Mutex<HashMap<(u64, u64), Content>>,
     buffers: BufferPool,
+    live: crate::livedb::Detector,
 }
 
 /// Back up `opts.paths`, using `parent` (a root tree) to skip unchanged files.
@@ -134,6 +137,7 @@ pub fn backup(
         warnings: Mutex::new(vec![]),
         hardlinks: Mutex::new(HashMap::new()),
         buffers: BufferPool::new(LARGE_STREAMS),
+        live: crate::livedb::Detector::new(),
     };
     let mut root = PathTrie::default();
     for p in &opts.paths {
@@ -360,6 +364,7 @@ impl Archiver<'_> {
         if let Some(only) = only {
             names.retain(|n| only.contains(n));
         }
+        self.live_databases(dir, &mut names)?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let nodes: Vec<FsResult<Option<Node>>> = names
             .par_iter()
@@ -390,6 +395,27 @@ impl Archiver<'_> {
             }
         }
         self.store_tree(tree)
+    }
+
+    /// Report the live databases in `dir` as the policy says (leaving their files out of
+    /// `names` with `skip`).
+    fn live_databases(&self, dir: &Path, names: &mut Vec<std::ffi::OsString>) -> FsResult<()> {
+        use crate::livedb::LiveDbPolicy;
+        let live = self.live.in_dir(dir, names);
+        for l in &live {
+            match self.opts.live_databases {
+                LiveDbPolicy::Fail => return Err(FsError::LiveDatabase(l.message())),
+                LiveDbPolicy::Warn => self.warn_kind(&l.path, l.message(), WarningKind::LiveDatabase),
+                LiveDbPolicy::Skip => {
+                    self.warn_kind(&l.path, format!("left out: {}", l.message()), WarningKind::LiveDatabase)
+                }
+            }
+        }
+        if self.opts.live_databases == LiveDbPolicy::Skip && !live.is_empty() {
+            let out = crate::livedb::left_out(&live);
+            names.retain(|n| !out.contains(n));
+        }
+        Ok(())
     }
 
     /// One entry of any kind; `None` if it is skipped.

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod excludes;
 pub mod export;
+pub mod livedb;
 pub mod livediff;
 pub mod meta;
 pub mod restore;
@@ -40,6 +41,9 @@ pub enum FsError {
     Export(String),
     #[error("{0}: data shorter than its size")]
     ShortData(String),
+    /// A live database in a file backup whose policy is `fail` (livedb).
+    #[error("{0}")]
+    LiveDatabase(String),
     #[error("internal error: {0} (this is a bug in arca: please report it)")]
     Internal(&'static str),
 }

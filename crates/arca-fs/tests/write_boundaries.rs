@@ -94,6 +94,7 @@ fn backup(storage: Arc<dyn Storage>, src: &Path) -> arca_repo::RepoResult<Id> {
         rehash: false,
         read_threads: 2,
         cancel: Default::default(),
+        live_databases: Default::default(),
     };
     let outcome = arca_fs::backup(&writer, None, &o, &Quiet).map_err(|e| match e {
         arca_fs::FsError::Repo(r) => r,

@@ -128,6 +128,9 @@ pub struct Job {
     pub limits: Limits,
     #[serde(default)]
     pub ping: Ping,
+    /// What file backups do with a running database's files: "warn" (default), "skip",
+    /// "fail" (`backup --live-databases`).
+    pub live_databases: Option<Spanned<String>>,
 }
 
 /// One source of a job: paths backed up into one snapshot, with hooks around that backup
@@ -135,12 +138,59 @@ pub struct Job {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
+    /// Files and directories (with `database = "sqlite"`: the database files).
+    #[serde(default = "no_paths")]
     pub paths: Spanned<Vec<PathBuf>>,
     /// Added to the job's excludes for this source.
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
     pub hooks: SourceHooks,
+    /// A database instead of files (`arca db backup`): "postgres", "mariadb" or "sqlite".
+    pub database: Option<Spanned<String>>,
+    /// The databases to dump (default: all).
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Where the database server is (default: its tools' own environment).
+    pub db_host: Option<String>,
+    pub db_port: Option<u16>,
+    pub db_user: Option<String>,
+    pub db_socket: Option<PathBuf>,
+    pub pg_bin: Option<PathBuf>,
+}
+
+fn no_paths() -> Spanned<Vec<PathBuf>> {
+    Spanned::new(0..0, vec![])
+}
+
+/// The database engines a source may name.
+pub const DATABASES: &[&str] = &["postgres", "mariadb", "sqlite"];
+
+impl Source {
+    /// A source of `paths` alone.
+    pub fn files(paths: Spanned<Vec<PathBuf>>) -> Source {
+        Source {
+            paths,
+            exclude: vec![],
+            hooks: Default::default(),
+            database: None,
+            databases: vec![],
+            db_host: None,
+            db_port: None,
+            db_user: None,
+            db_socket: None,
+            pg_bin: None,
+        }
+    }
+
+    /// The paths its snapshots record: its files, or a server database's `/postgres`,
+    /// `/mariadb` (how `arca db backup` names them).
+    pub fn snapshot_paths(&self) -> Vec<PathBuf> {
+        match self.database.as_ref().map(|d| d.get_ref().as_str()) {
+            Some(engine @ ("postgres" | "mariadb")) => vec![PathBuf::from(format!("/{engine}"))],
+            _ => self.paths.get_ref().clone(),
+        }
+    }
 }
 
 /// Commands around one source's backup; a failing before-hook fails the job there.
@@ -156,7 +206,7 @@ pub struct SourceHooks {
 impl Job {
     /// Every source: `paths` (if given) first, then `sources`.
     pub fn all_sources(&self) -> Vec<Source> {
-        let own = self.paths.iter().map(|p| Source { paths: p.clone(), exclude: vec![], hooks: Default::default() });
+        let own = self.paths.iter().map(|p| Source::files(p.clone()));
         own.chain(self.sources.iter().cloned()).collect()
     }
 }
@@ -309,8 +359,45 @@ impl Config {
                 return Err(invalid(at, format!("job {name:?} has no paths to back up (give paths or sources)")));
             }
             for s in &sources {
-                if s.paths.get_ref().is_empty() {
-                    return Err(invalid(Some(s.paths.span()), format!("job {name:?} has no paths to back up")));
+                match &s.database {
+                    Some(d) if !DATABASES.contains(&d.get_ref().as_str()) => {
+                        return Err(invalid(
+                            Some(d.span()),
+                            format!("database {:?} is not one of {}", d.get_ref(), DATABASES.join(", ")),
+                        ));
+                    }
+                    Some(d) if d.get_ref() == "sqlite" && s.paths.get_ref().is_empty() => {
+                        return Err(invalid(
+                            Some(d.span()),
+                            "an sqlite source names its database files in paths".into(),
+                        ));
+                    }
+                    Some(d) if d.get_ref() != "sqlite" && !s.paths.get_ref().is_empty() => {
+                        return Err(invalid(
+                            Some(s.paths.span()),
+                            format!("a {} source names databases (databases = [...]), not paths", d.get_ref()),
+                        ));
+                    }
+                    Some(_) => {}
+                    None if s.paths.get_ref().is_empty() => {
+                        return Err(invalid(Some(s.paths.span()), format!("job {name:?} has no paths to back up")));
+                    }
+                    None if !s.databases.is_empty() || s.db_host.is_some() || s.db_socket.is_some() => {
+                        return Err(invalid(
+                            Some(s.paths.span()),
+                            "databases and db_* settings need database = \"postgres\", \"mariadb\" or \"sqlite\""
+                                .into(),
+                        ));
+                    }
+                    None => {}
+                }
+            }
+            if let Some(l) = &job.live_databases {
+                if !["warn", "skip", "fail"].contains(&l.get_ref().as_str()) {
+                    return Err(invalid(
+                        Some(l.span()),
+                        format!("live_databases {:?} is not one of warn, skip, fail", l.get_ref()),
+                    ));
                 }
             }
             if let Some(s) = &job.schedule {

@@ -123,8 +123,7 @@ fn filter(job_name: &str, job: &Job, source: &Source) -> Result<Vec<String>, Pla
 
 fn paths(job_name: &str, source: &Source) -> Result<Vec<String>, PlanError> {
     source
-        .paths
-        .get_ref()
+        .snapshot_paths()
         .iter()
         .map(|p| {
             p.to_str()
@@ -132,6 +131,31 @@ fn paths(job_name: &str, source: &Source) -> Result<Vec<String>, PlanError> {
                 .and_then(q)
         })
         .collect()
+}
+
+/// The options of a database source's `arca db backup`.
+fn database_flags(s: &Source) -> Result<Vec<String>, PlanError> {
+    let mut a = vec![];
+    for d in &s.databases {
+        a.extend(["--database".into(), q(d)?]);
+    }
+    for (flag, v) in [
+        ("--db-host", s.db_host.clone()),
+        ("--db-user", s.db_user.clone()),
+        ("--db-port", s.db_port.map(|p| p.to_string())),
+    ] {
+        if let Some(v) = v {
+            a.extend([flag.to_string(), q(&v)?]);
+        }
+    }
+    for (flag, v) in [("--db-socket", &s.db_socket), ("--pg-bin", &s.pg_bin)] {
+        if let Some(v) = v {
+            let text =
+                v.to_str().ok_or_else(|| PlanError::NotUtf8 { job: flag.into(), path: v.display().to_string() })?;
+            a.extend([flag.to_string(), q(text)?]);
+        }
+    }
+    Ok(a)
 }
 
 fn keep_flags(p: &Policy) -> Result<Vec<String>, PlanError> {
@@ -191,7 +215,7 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
     let Some(primary) = repo(job.repository.get_ref()) else { return Ok(steps) };
     let sources = job.all_sources();
     for source in &sources {
-        let label = source.paths.get_ref().first().map(|p| p.display().to_string()).unwrap_or_default();
+        let label = source.snapshot_paths().first().map(|p| p.display().to_string()).unwrap_or_default();
         hook(Phase::SourceBefore(label.clone()), &source.hooks.before, &mut steps);
         let mut env = vec![];
         let mut words = vec![];
@@ -207,20 +231,34 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
             words.extend(["ionice".to_string(), "-c".into(), class.into()]);
         }
         words.extend(arca(&primary, &mut env)?);
-        words.push("backup".into());
+        match &source.database {
+            Some(engine) => words.extend(["db".into(), "backup".into(), q(engine.get_ref())?]),
+            None => words.push("backup".into()),
+        }
         if let Some(h) = &job.host {
             words.extend(["--host".into(), q(h)?]);
         }
         for t in &job.tags {
             words.extend(["--tag".into(), q(t)?]);
         }
-        for e in job.exclude.iter().chain(&source.exclude) {
-            words.extend(["--exclude".into(), q(e)?]);
+        if source.database.is_some() {
+            words.extend(database_flags(source)?);
+        } else {
+            for e in job.exclude.iter().chain(&source.exclude) {
+                words.extend(["--exclude".into(), q(e)?]);
+            }
+            if let Some(c) = job.compression {
+                words.extend(["--compression".into(), c.to_string()]);
+            }
+            if let Some(l) = &job.live_databases {
+                words.extend(["--live-databases".into(), q(l.get_ref())?]);
+            }
         }
-        if let Some(c) = job.compression {
-            words.extend(["--compression".into(), c.to_string()]);
-        }
-        words.extend(paths(name, source)?);
+        words.extend(
+            paths(name, source)?
+                .into_iter()
+                .filter(|_| source.database.as_ref().is_none_or(|d| d.get_ref() == "sqlite")),
+        );
         steps.push(Step { phase: Phase::Backup, command: line(env, words) });
         hook(Phase::SourceAfter(label), &source.hooks.after, &mut steps);
     }

@@ -98,6 +98,8 @@ pub struct FilesOptions {
     pub rehash: bool,
     /// Threads walking and reading (I/O bound: more than the cores helps).
     pub read_threads: usize,
+    /// What to do with a running database's files found while walking: warn, skip or fail.
+    pub live_databases: arca_fs::livedb::LiveDbPolicy,
 }
 
 impl Default for FilesOptions {
@@ -108,6 +110,7 @@ impl Default for FilesOptions {
             ignore_ctime: false,
             rehash: false,
             read_threads: 8,
+            live_databases: Default::default(),
         }
     }
 }
@@ -173,6 +176,7 @@ impl Source for Files {
             rehash: self.opts.rehash,
             read_threads: self.opts.read_threads,
             cancel: cancel.clone(),
+            live_databases: self.opts.live_databases,
         };
         Ok(arca_fs::backup(writer, parent, &opts, events)?)
     }

@@ -102,6 +102,7 @@ fn files_options(a: &BackupArgs) -> FilesOptions {
         ignore_ctime: a.ignore_ctime,
         rehash: a.rehash,
         read_threads: a.read_concurrency as usize,
+        live_databases: a.live_databases,
     }
 }
 

@@ -35,7 +35,7 @@ pub fn run(cli: &Cli, out: &Output, c: &ConfigCommand) -> Result<i32> {
                         serde_json::json!({
                             "name": name,
                             "repository": j.repository.get_ref(),
-                            "paths": j.all_sources().iter().flat_map(|s| s.paths.get_ref().clone()).collect::<Vec<_>>(),
+                            "paths": j.all_sources().iter().flat_map(|s| s.snapshot_paths()).collect::<Vec<_>>(),
                             "replicas": j.replicas.iter().map(|r| r.repository.get_ref()).collect::<Vec<_>>(),
                             "schedule": j.schedule.as_ref().map(|s| s.get_ref()),
                         })
@@ -58,7 +58,7 @@ pub fn run(cli: &Cli, out: &Output, c: &ConfigCommand) -> Result<i32> {
                         "job {name}: {} → {}{}{}",
                         j.all_sources()
                             .iter()
-                            .flat_map(|s| s.paths.get_ref().clone())
+                            .flat_map(|s| s.snapshot_paths())
                             .map(|p| p.display().to_string())
                             .collect::<Vec<_>>()
                             .join(" "),

@@ -183,7 +183,7 @@ fn read_facts(cli: &Cli, config: &Config, name: &str, r: &RepositoryConfig) -> R
             .map(|s| Filter {
                 hosts: vec![j.host.clone().unwrap_or_else(|| host.clone())],
                 tags: j.tags.clone(),
-                paths: s.paths.get_ref().iter().map(|p| p.display().to_string()).collect(),
+                paths: s.snapshot_paths().iter().map(|p| p.display().to_string()).collect(),
             })
             .collect();
         if let Some(e) = all.iter().rev().find(|e| filters.iter().any(|f| f.matches(&e.snapshot))) {
