@@ -184,6 +184,34 @@ pub enum Command {
     )]
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Archive one WAL file into the repository: PostgreSQL's archive_command. Safe to run
+    /// twice (the same file succeeds without storing anything); a different file under a name
+    /// archived already is refused.
+    #[command(
+        after_help = "In postgresql.conf:\n  archive_mode = on\n  archive_command = 'arca -r /srv/arca/db --password-file /etc/arca/pw wal-push %p'"
+    )]
+    WalPush {
+        /// The file (PostgreSQL's %p).
+        path: PathBuf,
+        /// The cluster (default: read from the segment, or from the data directory
+        /// PostgreSQL runs the command in).
+        #[arg(long, value_name = "ID")]
+        system_identifier: Option<String>,
+    },
+    /// Fetch one archived WAL file: PostgreSQL's restore_command (exits 1 if the archive does
+    /// not have it, which ends recovery there).
+    #[command(
+        after_help = "In postgresql.conf (db pitr writes it):\n  restore_command = 'arca -r /srv/arca/db --password-file /etc/arca/pw wal-fetch %f %p'"
+    )]
+    WalFetch {
+        /// The file's name (PostgreSQL's %f).
+        name: String,
+        /// Where to write it (PostgreSQL's %p).
+        target: PathBuf,
+        /// The cluster (default: read from the data directory PostgreSQL runs the command in).
+        #[arg(long, value_name = "ID")]
+        system_identifier: Option<String>,
+    },
     /// Databases: back up PostgreSQL, MariaDB and SQLite through their own tools (a
     /// consistent dump while they run, streamed into one snapshot), list and restore them.
     #[command(
@@ -697,6 +725,43 @@ pub enum DbCommand {
     /// Restore one database into a running server (PostgreSQL, MariaDB) or a new file
     /// (SQLite).
     Restore(DbRestoreArgs),
+    /// Lay out a PostgreSQL data directory that recovers to a point in time: the last base
+    /// backup before it, and recovery settings that replay the archived WAL (`arca wal-fetch`)
+    /// up to that moment or WAL location, then promote. Start PostgreSQL on the directory.
+    #[command(
+        after_help = "Examples:\n  arca --password-file /etc/arca/pw db pitr --at '2026-12-07 14:32:10+01' --target /srv/pg-restored\n  arca db pitr --lsn 0/3000148 --target /srv/pg-restored\n  pg_ctl -D /srv/pg-restored start     # then, as the database's user"
+    )]
+    Pitr(DbPitrArgs),
+    /// Show from when to when each PostgreSQL cluster can be recovered (base backups and the
+    /// unbroken WAL after them), and any gaps in its WAL archive.
+    Coverage {
+        /// Only this cluster (`SELECT system_identifier FROM pg_control_system()`).
+        #[arg(long, value_name = "ID")]
+        system_identifier: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DbPitrArgs {
+    /// The moment to recover to (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local time).
+    #[arg(long, value_name = "TIME", required_unless_present = "lsn", conflicts_with = "lsn")]
+    pub at: Option<String>,
+    /// The WAL location to recover to (e.g. 0/3000148).
+    #[arg(long, value_name = "LSN")]
+    pub lsn: Option<String>,
+    /// The directory to lay out (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// The base backup to start from (default: the latest that ended before --at).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub base: Option<String>,
+    /// The cluster, where the repository holds more than one.
+    #[arg(long, value_name = "ID")]
+    pub system_identifier: Option<String>,
+    /// The restore_command to write (default: this arca, this repository, the password file
+    /// or command given, `wal-fetch %f %p`).
+    #[arg(long, value_name = "COMMAND")]
+    pub restore_command: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -752,6 +817,11 @@ pub struct DbBackupArgs {
     /// Run the dumps and count what would be stored; store nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// PostgreSQL: a base backup of the whole cluster (pg_basebackup) instead of dumps: with
+    /// the WAL archive (`archive_command = 'arca wal-push %p'`) it is what `db pitr`
+    /// recovers from.
+    #[arg(long, conflicts_with = "databases")]
+    pub physical: bool,
 }
 
 #[derive(Args, Debug)]

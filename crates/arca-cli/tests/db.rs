@@ -307,3 +307,117 @@ paths = [{db:?}]
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("oracle") && err.contains(":8:"), "{err}");
 }
+
+/// `arca` run as the postgres user (as PostgreSQL runs archive and restore commands), on the
+/// repository in `work`.
+fn as_postgres(work: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "env"])
+        .arg(format!("HOME={}", work.display()))
+        .arg(format!("ARCA_STATE_DIR={}", work.join("state").display()))
+        .arg("ARCA_KDF_MEMORY_KIB=1024")
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .arg(env!("CARGO_BIN_EXE_arca"))
+        .args(["-r", work.join("repo").to_str().unwrap(), "--password-file", work.join("pw").to_str().unwrap()])
+        .args(args)
+        .current_dir(work)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn point_in_time_recovery_counts_exactly_the_rows_before_the_target() {
+    let work = dbs::dir_for("postgres");
+    std::fs::write(work.join("pw"), "pitr password\n").unwrap();
+    sh(&format!("chown postgres {0}/pw && chmod 600 {0}/pw", work.display()));
+    ok(as_postgres(&work, &["init"], &[]), "init");
+    let archive = format!(
+        "archive_command = 'ARCA_STATE_DIR={w}/state {arca} -r {w}/repo --password-file {w}/pw --no-cache wal-push %p'",
+        w = work.display(),
+        arca = env!("CARGO_BIN_EXE_arca")
+    );
+    let pg = dbs::start_pg(&["archive_mode = on", &archive]);
+    pg.sql("postgres", "CREATE TABLE t(n int); INSERT INTO t VALUES (1), (2), (3)");
+    let v = last_json(&ok(
+        as_postgres(&work, &["--json", "db", "backup", "postgres", "--physical"], &pg.env()),
+        "base backup",
+    ));
+    assert!(v["summary"]["files_new"].as_u64().unwrap() > 100, "a whole data directory: {v}");
+    pg.sql("postgres", "INSERT INTO t VALUES (4)");
+    pg.sql("postgres", "INSERT INTO t VALUES (5)");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let target =
+        pg.sql("postgres", "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    pg.sql("postgres", "INSERT INTO t VALUES (6)");
+    pg.sql("postgres", "INSERT INTO t VALUES (7)");
+    let switched = pg.sql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let start = std::time::Instant::now();
+    loop {
+        let s =
+            pg.sql("postgres", "SELECT coalesce(last_archived_wal, '') || ' ' || failed_count FROM pg_stat_archiver");
+        if s.split(' ').next().is_some_and(|w| w >= switched.as_str()) {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 60, "WAL not archived: {s} (want {switched})");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(pg.sql("postgres", "SELECT failed_count FROM pg_stat_archiver") == "0", "arca wal-push never failed");
+
+    let cov = last_json(&ok(as_postgres(&work, &["--json", "db", "coverage"], &[]), "coverage"));
+    assert!(cov[0]["restorable_from"].is_string() && cov[0]["restorable_to"].is_string(), "{cov}");
+    assert_eq!(cov[0]["gaps"].as_array().unwrap().len(), 0, "{cov}");
+
+    let restored = work.join("restored");
+    ok(as_postgres(&work, &["db", "pitr", "--at", &target, "--target", restored.to_str().unwrap()], &[]), "pitr");
+    let r = dbs::start_pg_on(&restored, &work);
+    let start = std::time::Instant::now();
+    while r.sql("postgres", "SELECT pg_is_in_recovery()") != "f" {
+        assert!(start.elapsed().as_secs() < 60, "recovery did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(r.sql("postgres", "SELECT count(*) || ' ' || max(n) FROM t"), "5 5", "exactly the rows before {target}");
+
+    // Pushing a file again: the same contents succeed and store nothing; other contents are refused.
+    let seg = work.join("again");
+    ok(
+        as_postgres(
+            &work,
+            &[
+                "wal-fetch",
+                &switched,
+                seg.to_str().unwrap(),
+                "--system-identifier",
+                &r.sql("postgres", "SELECT system_identifier FROM pg_control_system()"),
+            ],
+            &[],
+        ),
+        "fetch",
+    );
+    let snaps_before =
+        last_json(&ok(as_postgres(&work, &["--json", "snapshots"], &[]), "snapshots")).as_array().unwrap().len();
+    let renamed = work.join(&switched);
+    std::fs::rename(&seg, &renamed).unwrap();
+    let out = ok(as_postgres(&work, &["wal-push", renamed.to_str().unwrap()], &[]), "push again");
+    let _ = out;
+    let snaps_after =
+        last_json(&ok(as_postgres(&work, &["--json", "snapshots"], &[]), "snapshots")).as_array().unwrap().len();
+    assert_eq!(snaps_before, snaps_after, "the same file twice stores nothing");
+    let mut bytes = std::fs::read(&renamed).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&renamed, &bytes).unwrap();
+    let o = as_postgres(&work, &["wal-push", renamed.to_str().unwrap()], &[]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("other contents"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A name the archive does not have: exit 1, which ends a recovery.
+    let o = as_postgres(
+        &work,
+        &["wal-fetch", "0000000100000000000000FF", work.join("x").to_str().unwrap(), "--system-identifier", "1"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+}

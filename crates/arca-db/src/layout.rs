@@ -105,9 +105,11 @@ fn database_of(engine: Engine, file: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// A directory being filled: files and subdirectories by name.
+/// A directory being filled: its own metadata (if a source gave it), files and
+/// subdirectories by name.
 #[derive(Default)]
 struct Dir {
+    meta: Option<Node>,
     files: Vec<Node>,
     dirs: BTreeMap<Vec<u8>, Dir>,
 }
@@ -120,6 +122,15 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// The directory `parents` below the top-level directory `top`, made as needed.
+    fn dir(&mut self, top: &str, parents: &[&[u8]]) -> &mut Dir {
+        let mut dir = self.root.dirs.entry(top.as_bytes().to_vec()).or_default();
+        for p in parents {
+            dir = dir.dirs.entry(p.to_vec()).or_default();
+        }
+        dir
+    }
+
     /// Store everything `reader` gives as the file `path` (components below the engine's
     /// directory) of `engine`; returns its size.
     pub fn add_stream(
@@ -131,16 +142,32 @@ impl Builder {
         events: &dyn Events,
         cancel: &Cancel,
     ) -> DbResult<u64> {
-        let Some((name, parents)) = path.split_last() else {
+        let Some(name) = path.last() else { return Err(DbError::Invalid("an entry needs a name".into())) };
+        let node = arca_fs::backup::stream_node(name, vec![], 0);
+        self.add_file(writer, engine.dir(), path, node, reader, events, cancel)
+    }
+
+    /// Store everything `reader` gives as the file `path` below the top-level directory
+    /// `top`, with `node`'s metadata (its name must be the last component); returns its size.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_file(
+        &mut self,
+        writer: &BlobWriter,
+        top: &str,
+        path: &[&[u8]],
+        mut node: Node,
+        reader: impl Read,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> DbResult<u64> {
+        let Some((_, parents)) = path.split_last() else {
             return Err(DbError::Invalid("an entry needs a name".into()));
         };
-        let shown = Path::new(engine.dir()).join(String::from_utf8_lossy(&path.join(&b'/')).as_ref());
+        let shown = Path::new(top).join(String::from_utf8_lossy(&path.join(&b'/')).as_ref());
         let (blobs, size) = arca_fs::backup::store_stream(writer, reader, &shown, events, cancel)?;
-        let mut dir = self.root.dirs.entry(engine.dir().as_bytes().to_vec()).or_default();
-        for p in parents {
-            dir = dir.dirs.entry(p.to_vec()).or_default();
-        }
-        dir.files.push(arca_fs::backup::stream_node(name, blobs, size));
+        node.content = blobs;
+        node.size = size;
+        self.dir(top, parents).files.push(node);
         self.summary.files_new += 1;
         self.summary.files_read += 1;
         self.summary.bytes_read += size;
@@ -148,14 +175,36 @@ impl Builder {
         Ok(size)
     }
 
+    /// Record directory `path` below `top` with `meta`'s metadata (mode, owner, times).
+    pub fn add_dir(&mut self, top: &str, path: &[&[u8]], meta: Node) {
+        self.dir(top, path).meta = Some(meta);
+    }
+
+    /// Record an entry without contents (a symbolic link, ...) at `path` below `top`.
+    pub fn add_other(&mut self, top: &str, path: &[&[u8]], node: Node) {
+        let parents = path.split_last().map(|(_, p)| p).unwrap_or_default();
+        self.dir(top, parents).files.push(node);
+        self.summary.other_nodes += 1;
+    }
+
     /// Store the directories and return the root tree.
     pub fn finish(self, writer: &BlobWriter) -> DbResult<(Id, SnapshotSummary)> {
         fn store(writer: &BlobWriter, dir: Dir, summary: &mut SnapshotSummary) -> DbResult<Id> {
             let mut nodes = dir.files;
             for (name, sub) in dir.dirs {
+                let meta = sub.meta.clone();
                 let id = store(writer, sub, summary)?;
                 summary.dirs += 1;
-                nodes.push(arca_fs::backup::dir_node(&name, id));
+                let node = match meta {
+                    Some(mut m) => {
+                        m.name = serde_bytes::ByteBuf::from(name);
+                        m.kind = NodeKind::Dir;
+                        m.subtree = Some(id);
+                        m
+                    }
+                    None => arca_fs::backup::dir_node(&name, id),
+                };
+                nodes.push(node);
             }
             Ok(arca_fs::backup::store_tree(writer, nodes)?)
         }

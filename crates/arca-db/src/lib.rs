@@ -10,9 +10,12 @@
 pub mod error;
 pub mod layout;
 pub mod mariadb;
+pub mod physical;
+pub mod pitr;
 pub mod postgres;
 pub mod sqlite;
 mod tool;
+pub mod wal;
 
 pub use error::{DbError, DbResult};
 pub use layout::{Engine, Entry};

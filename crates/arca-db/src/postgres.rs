@@ -32,7 +32,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut c = Command::new(self.bin.as_ref().map_or_else(|| PathBuf::from(program), |b| b.join(program)));
         if let Some(h) = &self.host {
             c.env("PGHOST", h);
@@ -53,7 +53,7 @@ impl Connection {
     }
 
     /// Where it connects, for the snapshot's record.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let host = self.host.clone().or_else(|| std::env::var("PGHOST").ok()).unwrap_or_else(|| "local socket".into());
         let port = self.port.map(|p| p.to_string()).or_else(|| std::env::var("PGPORT").ok()).unwrap_or("5432".into());
         format!("{host}:{port}")

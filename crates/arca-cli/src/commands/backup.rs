@@ -58,8 +58,23 @@ pub fn store(
 ) -> Result<i32> {
     // A dry run stores no data (a read session: it works against a read-only repository).
     let session = if dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
-    let own = context::own_paths(cli);
     let (repo, lock) = context::open_or_create_default(cli, out, session, sources)?;
+    store_in(cli, out, &repo, lock, source, req, dry_run, files)
+}
+
+/// [`store`] into an open repository with its session's lock.
+#[allow(clippy::too_many_arguments)]
+pub fn store_in(
+    cli: &Cli,
+    out: &Output,
+    repo: &std::sync::Arc<arca_repo::Repository>,
+    lock: Option<arca_repo::lock::SessionLock>,
+    source: &mut dyn Source,
+    req: &BackupRequest,
+    dry_run: bool,
+    files: Option<(Vec<PathBuf>, Excludes)>,
+) -> Result<i32> {
+    let own = context::own_paths(cli);
     let target = match (&lock, dry_run) {
         (_, true) => Target::DryRun,
         (Some(l), false) => Target::Locked(l),
@@ -81,7 +96,7 @@ pub fn store(
         }
     }
     let cancel = crate::interrupt::on_signals()?;
-    let result = arca_ops::backup::backup(&repo, target, source, req, &reporter, &cancel);
+    let result = arca_ops::backup::backup(repo, target, source, req, &reporter, &cancel);
     reporter.progress.finish();
     let done = result?;
     drop(lock);

@@ -1,16 +1,18 @@
 //! `arca db`: database sources (crates/arca-db) on the command line.
 
-use crate::cli::{Cli, DbBackupArgs, DbCommand, DbEngine, DbRestoreArgs, DbServer};
+use crate::cli::{Cli, DbBackupArgs, DbCommand, DbEngine, DbPitrArgs, DbRestoreArgs, DbServer};
 use crate::context;
 use crate::output::Output;
 use crate::text::size;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use arca_db::layout::{self, Engine, Entry};
 use arca_db::{mariadb, postgres, sqlite};
+use arca_db::{pitr as recovery, wal};
 use arca_ops::backup::BackupRequest;
 use arca_ops::source::Source;
 use arca_repo::snapshots::{self as snaps, SnapshotEntry};
 use arca_repo::Repository;
+use std::path::Path;
 
 pub fn run(cli: &Cli, out: &Output, c: &DbCommand) -> Result<i32> {
     match c {
@@ -20,6 +22,8 @@ pub fn run(cli: &Cli, out: &Output, c: &DbCommand) -> Result<i32> {
             list(out, &repo, snapshot.as_deref().unwrap_or("latest"))
         }
         DbCommand::Restore(a) => restore(cli, out, a),
+        DbCommand::Pitr(a) => pitr(cli, out, a),
+        DbCommand::Coverage { system_identifier } => coverage(cli, out, system_identifier.as_deref()),
     }
 }
 
@@ -57,7 +61,11 @@ fn backup(cli: &Cli, out: &Output, a: &DbBackupArgs) -> Result<i32> {
     if a.engine == DbEngine::Sqlite && !a.databases.is_empty() {
         bail!("SQLite databases are files: name them (arca db backup sqlite /srv/app/app.db)");
     }
+    if a.physical && a.engine != DbEngine::Postgres {
+        bail!("--physical is PostgreSQL's base backup (for MariaDB, mariabackup is not built in yet)");
+    }
     let mut source: Box<dyn Source> = match a.engine {
+        DbEngine::Postgres if a.physical => Box::new(arca_db::physical::BaseBackup::new(pg(&a.server))),
         DbEngine::Postgres => Box::new(postgres::Dump::new(pg(&a.server), a.databases.clone())),
         DbEngine::Mariadb => Box::new(mariadb::Dump::new(my(&a.server), a.databases.clone())),
         DbEngine::Sqlite => Box::new(sqlite::Copy::new(&a.files, None)?),
@@ -170,6 +178,200 @@ fn restore(cli: &Cli, out: &Output, a: &DbRestoreArgs) -> Result<i32> {
         out.json_doc(&serde_json::json!({"result": "restored", "snapshot": snap.id.to_hex(), "engine": e.engine, "database": e.database, "size": e.size, "into": what}));
     } else {
         out.info(format!("restored {} ({}) from snapshot {} into {what}", e.path, size(e.size), snap.id.short()));
+    }
+    Ok(crate::exit::OK)
+}
+
+/// `arca wal-push PATH`: archive one WAL file (idempotent).
+pub fn wal_push(cli: &Cli, out: &Output, path: &Path, sysid: Option<&str>) -> Result<i32> {
+    let sysid = wal::sysid_for(path, sysid)?;
+    let mut segment = wal::Segment::new(path, &sysid)?;
+    let (repo, lock) = context::open_session(cli, out, context::Session::Write("wal-push"))?;
+    let all = super::all_snapshots(&repo, out)?;
+    if let Some(existing) = wal::find(&all, &sysid, segment.name()) {
+        let stored = wal::node(&repo, &existing.snapshot, segment.name())?;
+        let (ids, size) = wal::content_ids(&repo, path)?;
+        if stored.content == ids && stored.size == size {
+            out.info(format!(
+                "{} is archived already, with the same contents (snapshot {})",
+                segment.name(),
+                existing.id.short()
+            ));
+            return Ok(crate::exit::OK);
+        }
+        bail!(
+            "{} is archived already with other contents (snapshot {}): not replacing it. Two clusters sharing one archive, or a timeline mix-up? Check the cluster with --system-identifier",
+            segment.name(),
+            existing.id.short()
+        );
+    }
+    let req = BackupRequest { threads: cli.threads, ..Default::default() };
+    super::backup::store_in(cli, out, &repo, lock, &mut segment, &req, false, None)
+}
+
+/// `arca wal-fetch NAME TARGET`: write one archived WAL file (exit 1 if there is none).
+pub fn wal_fetch(cli: &Cli, out: &Output, name: &str, target: &Path, sysid: Option<&str>) -> Result<i32> {
+    if !wal::valid_name(name) {
+        bail!("{name:?} is not the name of a WAL file");
+    }
+    let sysid = match sysid {
+        Some(s) => s.to_string(),
+        None => std::env::current_dir()
+            .ok()
+            .and_then(|d| wal::sysid_of_cluster(&d))
+            .map(|s| s.to_string())
+            .ok_or_else(|| anyhow!("the working directory is no data directory (PostgreSQL runs restore_command in one): give --system-identifier"))?,
+    };
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("wal-fetch"))?;
+    let all = super::all_snapshots(&repo, out)?;
+    let Some(found) = wal::find(&all, &sysid, name) else {
+        // The usual end of recovery: PostgreSQL asks for the next file until there is none.
+        out.info(format!("{name} is not in the archive of cluster {sysid}"));
+        return Ok(crate::exit::ERROR);
+    };
+    let node = wal::node(&repo, &found.snapshot, name)?;
+    let tmp = target.with_file_name(format!(
+        ".{}.arca-fetch",
+        target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    arca_fs::restore::dump(&repo, &node, &mut f)?;
+    f.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, target)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), target.display()))?;
+    Ok(crate::exit::OK)
+}
+
+/// A single-quoted shell word.
+fn shell_word(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The restore_command a recovery runs: this arca, this repository, the password as given.
+fn restore_command(cli: &Cli) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot tell where this arca is")?;
+    let repo = cli
+        .repo
+        .clone()
+        .ok_or_else(|| anyhow!("name the repository with -r: the recovery's restore_command must name it"))?;
+    let password = match (&cli.password_file, &cli.password_command) {
+        (Some(f), _) => format!("--password-file {}", shell_word(&std::path::absolute(f)?.display().to_string())),
+        (None, Some(c)) => format!("--password-command {}", shell_word(c)),
+        (None, None) => bail!(
+            "the recovery runs `arca wal-fetch` as the database's user, without this shell's ARCA_PASSWORD: give --password-file (readable by that user) or --password-command, or write your own --restore-command"
+        ),
+    };
+    Ok(format!(
+        "{} -r {} {password} --no-cache wal-fetch %f %p",
+        shell_word(&exe.display().to_string()),
+        shell_word(&repo)
+    ))
+}
+
+fn pitr(cli: &Cli, out: &Output, a: &DbPitrArgs) -> Result<i32> {
+    let command = match &a.restore_command {
+        Some(c) => c.clone(),
+        None => restore_command(cli)?,
+    };
+    if a.target.exists() && std::fs::read_dir(&a.target).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} exists and is not empty: name a new directory", a.target.display());
+    }
+    let (target, at) = match (&a.at, &a.lsn) {
+        (Some(t), _) => {
+            let at = super::backup::parse_time_arg(t)?;
+            (recovery::Target::Time(at.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string()), Some(at))
+        }
+        (None, Some(l)) => (recovery::Target::Lsn(l.clone()), None),
+        (None, None) => bail!("give --at TIME or --lsn LSN"),
+    };
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("db pitr"))?;
+    let all = super::all_snapshots(&repo, out)?;
+    let base = match &a.base {
+        Some(spec) => snaps::resolve(&all, spec, &Default::default())?,
+        None => recovery::choose_base(&all, a.system_identifier.as_deref(), at)?.clone(),
+    };
+    if let Some((after, next)) = recovery::gap(&all, &base) {
+        out.warn(format!(
+            "the WAL archive has a gap after {after} (next archived: {next}): recovery cannot go past it"
+        ));
+    }
+    let req = arca_ops::restore::RestoreRequest {
+        snapshot: Some(base.id.to_hex()),
+        path: recovery::pgdata_path(),
+        target: a.target.clone(),
+        threads: cli.threads,
+        ..Default::default()
+    };
+    let p = crate::progress::Reporter::new(out, "restore");
+    let restored = arca_ops::restore::restore(&repo, &req, &p)?;
+    p.progress.finish();
+    if !restored.report.errors.is_empty() {
+        bail!(
+            "the base backup did not restore whole ({} errors): no recovery settings were written",
+            restored.report.errors.len()
+        );
+    }
+    recovery::configure(&a.target, &command, &target)?;
+    let src = &base.snapshot.source;
+    if out.json {
+        out.json_doc(&serde_json::json!({
+            "result": "laid out", "target": a.target, "base": base.id.to_hex(),
+            "base_end_time": src.get("end_time"), "restore_command": command,
+            "recovery_target": match &target { recovery::Target::Time(t) => t, recovery::Target::Lsn(l) => l },
+        }));
+    } else {
+        out.info(format!(
+            "laid out {} from base backup {} (ended {}); it recovers to {} with `{command}`",
+            a.target.display(),
+            base.id.short(),
+            src.get("end_time").map(String::as_str).unwrap_or("?"),
+            match &target {
+                recovery::Target::Time(t) => t.clone(),
+                recovery::Target::Lsn(l) => format!("WAL location {l}"),
+            },
+        ));
+        out.info(format!(
+            "start it as the database's user: pg_ctl -D {} start (it replays the WAL, stops there and promotes)",
+            a.target.display()
+        ));
+    }
+    Ok(crate::exit::OK)
+}
+
+fn coverage(cli: &Cli, out: &Output, sysid: Option<&str>) -> Result<i32> {
+    let repo = context::open(cli, out)?;
+    let all = super::all_snapshots(&repo, out)?;
+    let mut clusters: std::collections::BTreeSet<String> =
+        all.iter().filter_map(|s| s.snapshot.source.get("system_identifier").cloned()).collect();
+    if let Some(id) = sysid {
+        clusters.retain(|c| c == id);
+    }
+    let reports: Vec<wal::Coverage> = clusters.iter().map(|c| wal::coverage(&all, c)).collect();
+    if out.json {
+        out.json_doc(&reports);
+        return Ok(crate::exit::OK);
+    }
+    if reports.is_empty() {
+        out.line("no PostgreSQL base backup or archived WAL in this repository");
+    }
+    for c in &reports {
+        out.line(format!(
+            "cluster {}: {} base backups, {} archived WAL files (timelines {:?})",
+            c.system_identifier,
+            c.base_backups.len(),
+            c.segments,
+            c.timelines
+        ));
+        match (&c.restorable_from, &c.restorable_to) {
+            (Some(f), Some(t)) => out.line(format!("  restorable from {f} to {t}")),
+            (Some(f), None) => {
+                out.line(format!("  restorable to the end of a base backup, from {f} (no WAL archived after it)"))
+            }
+            _ => out.line("  not restorable: no base backup"),
+        }
+        for (after, next) in &c.gaps {
+            out.line(format!("  gap: after {after}, next archived {next}"));
+        }
     }
     Ok(crate::exit::OK)
 }

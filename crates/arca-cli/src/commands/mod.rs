@@ -58,6 +58,10 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Upgrade { dry_run } => key::upgrade(cli, out, *dry_run),
         Command::Key(k) => key::run(cli, out, k),
         Command::Db(c) => db::run(cli, out, c),
+        Command::WalPush { path, system_identifier } => db::wal_push(cli, out, path, system_identifier.as_deref()),
+        Command::WalFetch { name, target, system_identifier } => {
+            db::wal_fetch(cli, out, name, target, system_identifier.as_deref())
+        }
         Command::Stats(a) => stats::run(cli, out, a),
         Command::Cat(a) => cat::run(cli, out, a),
         Command::Repair(r) => repair::run(cli, out, r),

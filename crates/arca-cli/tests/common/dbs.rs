@@ -66,9 +66,9 @@ impl Pg {
     }
 }
 
-/// Start a new PostgreSQL cluster (`extra`: more `-c name=value` settings); it is stopped when
+/// Start a new PostgreSQL cluster (`conf`: lines for its postgresql.conf); it is stopped when
 /// the test process ends.
-pub fn start_pg(extra: &[&str]) -> Pg {
+pub fn start_pg(conf: &[&str]) -> Pg {
     assert!(
         super::have("PostgreSQL 15 server (Debian postgresql-15)", Path::new(PG_BIN).join("postgres").exists()),
         "PostgreSQL is not installed"
@@ -86,9 +86,11 @@ pub fn start_pg(extra: &[&str]) -> Pg {
     };
     run(&[&format!("{PG_BIN}/initdb"), "-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"]);
     let port = free_port();
-    let mut opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display());
-    for e in extra {
-        opts.push_str(&format!(" -c {e}"));
+    let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display());
+    if !conf.is_empty() {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
+        writeln!(f, "{}", conf.join("\n")).unwrap();
     }
     run(&[
         &format!("{PG_BIN}/pg_ctl"),
@@ -107,6 +109,38 @@ pub fn start_pg(extra: &[&str]) -> Pg {
         dir.display()
     ));
     Pg { port, dir }
+}
+
+/// Start PostgreSQL on a data directory laid out by a test (a recovery), as its owner, on a
+/// new port; stopped when the test process ends.
+pub fn start_pg_on(data: &Path, socket_dir: &Path) -> Pg {
+    let port = free_port();
+    let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", socket_dir.display());
+    let o = Command::new("runuser")
+        .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D", data.to_str().unwrap(), "-w", "-t", "60"])
+        .args(["-l", socket_dir.join("recovery.log").to_str().unwrap(), "-o", &opts, "start"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pg_ctl start: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        std::fs::read_to_string(socket_dir.join("recovery.log")).unwrap_or_default()
+    );
+    watchdog(&format!(
+        "runuser -u postgres -- {PG_BIN}/pg_ctl -D '{}' -m immediate -w stop >/dev/null 2>&1",
+        data.display()
+    ));
+    Pg { port, dir: socket_dir.to_path_buf() }
+}
+
+/// A directory under /var/tmp that the database servers' users may write (a test's
+/// repository, when PostgreSQL archives into it).
+pub fn dir_for(user: &str) -> PathBuf {
+    let dir = owned_dir("arca-dbrepo-", user);
+    // After the servers using it have stopped.
+    watchdog(&format!("sleep 3; rm -rf '{}'", dir.display()));
+    dir
 }
 
 /// The shared cluster of this test binary.
