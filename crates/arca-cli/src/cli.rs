@@ -732,6 +732,14 @@ pub enum DbCommand {
         after_help = "Examples:\n  arca --password-file /etc/arca/pw db pitr --at '2026-12-07 14:32:10+01' --target /srv/pg-restored\n  arca db pitr --lsn 0/3000148 --target /srv/pg-restored\n  pg_ctl -D /srv/pg-restored start     # then, as the database's user"
     )]
     Pitr(DbPitrArgs),
+    /// Forget base backups and archived WAL no longer needed: what recovery to any moment of
+    /// the last --pitr needs (the base backups ended in it, the last one before it, the WAL
+    /// from that one's start), and the base backups the --keep-* rules keep. Then `arca prune`
+    /// frees the space.
+    #[command(
+        after_help = "Examples:\n  arca db forget --pitr 14d --keep-daily 90 --dry-run\n  arca db forget --pitr 7d --keep-weekly 12 && arca prune"
+    )]
+    Forget(DbForgetArgs),
     /// Show from when to when each PostgreSQL cluster can be recovered (base backups and the
     /// unbroken WAL after them), and any gaps in its WAL archive.
     Coverage {
@@ -739,6 +747,31 @@ pub enum DbCommand {
         #[arg(long, value_name = "ID")]
         system_identifier: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct DbForgetArgs {
+    /// Keep what recovery to any moment of this long before now needs (e.g. 14d).
+    #[arg(long, value_name = "DURATION")]
+    pub pitr: Option<String>,
+    /// Keep the N newest base backups.
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: usize,
+    /// Keep the newest base backup of each of the N most recent days that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: usize,
+    /// … ISO weeks.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: usize,
+    /// … months.
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: usize,
+    /// Only this cluster (default: every cluster in the repository).
+    #[arg(long, value_name = "ID")]
+    pub system_identifier: Option<String>,
+    /// Decide and report only.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,7 @@ pub mod mariadb;
 pub mod physical;
 pub mod pitr;
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 mod tool;
 pub mod wal;

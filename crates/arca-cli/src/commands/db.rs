@@ -1,6 +1,6 @@
 //! `arca db`: database sources (crates/arca-db) on the command line.
 
-use crate::cli::{Cli, DbBackupArgs, DbCommand, DbEngine, DbPitrArgs, DbRestoreArgs, DbServer};
+use crate::cli::{Cli, DbBackupArgs, DbCommand, DbEngine, DbForgetArgs, DbPitrArgs, DbRestoreArgs, DbServer};
 use crate::context;
 use crate::output::Output;
 use crate::text::size;
@@ -24,6 +24,7 @@ pub fn run(cli: &Cli, out: &Output, c: &DbCommand) -> Result<i32> {
         DbCommand::Restore(a) => restore(cli, out, a),
         DbCommand::Pitr(a) => pitr(cli, out, a),
         DbCommand::Coverage { system_identifier } => coverage(cli, out, system_identifier.as_deref()),
+        DbCommand::Forget(a) => forget(cli, out, a),
     }
 }
 
@@ -372,6 +373,66 @@ fn coverage(cli: &Cli, out: &Output, sysid: Option<&str>) -> Result<i32> {
         for (after, next) in &c.gaps {
             out.line(format!("  gap: after {after}, next archived {next}"));
         }
+    }
+    Ok(crate::exit::OK)
+}
+
+fn forget(cli: &Cli, out: &Output, a: &DbForgetArgs) -> Result<i32> {
+    let policy = arca_repo::retention::Policy {
+        last: a.keep_last,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        ..Default::default()
+    };
+    let window = a
+        .pitr
+        .as_deref()
+        .map(|p| p.parse::<arca_repo::units::Interval>().map(|i| i.0))
+        .transpose()
+        .map_err(|e| anyhow!("--pitr: {e}"))?;
+    if window.is_none() && policy.is_empty() {
+        bail!("say what to keep: --pitr DURATION and/or --keep-last/--keep-daily/--keep-weekly/--keep-monthly (nothing would be kept)");
+    }
+    let session = if a.dry_run { context::Session::Metadata } else { context::Session::Write("db forget") };
+    let (repo, _lock) = context::open_session(cli, out, session)?;
+    let all = super::all_snapshots(&repo, out)?;
+    let clusters: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter_map(|s| s.snapshot.source.get("system_identifier").cloned())
+        .filter(|c| a.system_identifier.as_ref().is_none_or(|id| id == c))
+        .collect();
+    let now = chrono::Local::now().fixed_offset();
+    let plans: Vec<arca_db::retention::Plan> =
+        clusters.iter().map(|c| arca_db::retention::plan(&all, c, &policy, window, now)).collect();
+    let ids: Vec<String> = plans.iter().flat_map(|p| p.forget()).collect();
+    let mut removed = vec![];
+    if !a.dry_run && !ids.is_empty() {
+        let req = arca_ops::forget::ForgetRequest {
+            selection: arca_ops::forget::Selection::Snapshots(ids.clone()),
+            filter: Default::default(),
+            dry_run: false,
+        };
+        removed = arca_ops::forget::forget(&repo, &req, now, &crate::progress::Reporter::new(out, "forget"))?.removed;
+    }
+    if out.json {
+        out.json_doc(&serde_json::json!({"dry_run": a.dry_run, "plans": plans, "removed": removed}));
+        return Ok(crate::exit::OK);
+    }
+    for p in &plans {
+        out.line(format!(
+            "cluster {}: keep {} base backups and {} WAL files; {} {} base backups and {} WAL files{}",
+            p.system_identifier,
+            p.keep_bases.len(),
+            p.keep_wal,
+            if a.dry_run { "would forget" } else { "forgot" },
+            p.forget_bases.len(),
+            p.forget_wal.len(),
+            p.window_start.as_ref().map(|w| format!(" (recoverable from {w})")).unwrap_or_default()
+        ));
+    }
+    if !a.dry_run && !removed.is_empty() {
+        out.info("run `arca prune` to free their space");
     }
     Ok(crate::exit::OK)
 }
