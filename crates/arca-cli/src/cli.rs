@@ -732,6 +732,25 @@ pub enum DbCommand {
         after_help = "Examples:\n  arca --password-file /etc/arca/pw db pitr --at '2026-12-07 14:32:10+01' --target /srv/pg-restored\n  arca db pitr --lsn 0/3000148 --target /srv/pg-restored\n  pg_ctl -D /srv/pg-restored start     # then, as the database's user"
     )]
     Pitr(DbPitrArgs),
+    /// Restore drill: restore each database of a snapshot into a throw-away instance (a
+    /// PostgreSQL cluster or MariaDB server in a temporary directory, a temporary SQLite file),
+    /// start it, and check it with the engine's own checker (pg_amcheck, mariadb-check,
+    /// PRAGMA integrity_check). The results are recorded; `arca status` shows the last per
+    /// database. Exit 1 if a drill failed.
+    #[command(
+        after_help = "Examples:\n  arca db verify                   # the latest database snapshot\n  arca db verify 3f2a9c1e -d app\n  arca db verify --pg-bin /usr/lib/postgresql/16/bin"
+    )]
+    Verify {
+        /// A database snapshot (default: the latest).
+        snapshot: Option<String>,
+        /// Only this database.
+        #[arg(long, short = 'd', value_name = "NAME")]
+        database: Option<String>,
+        /// The directory of PostgreSQL's server programs (default: the newest in
+        /// /usr/lib/postgresql).
+        #[arg(long, value_name = "DIR")]
+        pg_bin: Option<PathBuf>,
+    },
     /// Forget base backups and archived WAL no longer needed: what recovery to any moment of
     /// the last --pitr needs (the base backups ended in it, the last one before it, the WAL
     /// from that one's start), and the base backups the --keep-* rules keep. Then `arca prune`

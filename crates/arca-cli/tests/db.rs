@@ -75,6 +75,20 @@ fn a_postgres_dump_restores_into_a_fresh_server_and_compares_equal() {
     ok(with_pg(&e, &fresh, &["db", "restore", &id, "-d", "odd name/with slash", "--create"]), "odd name");
     assert!(fresh.sql("postgres", "SELECT datname FROM pg_database").contains("odd name/with slash"));
 
+    // A restore drill: each database into a throw-away cluster, checked by pg_amcheck.
+    let v = last_json(&ok(e.cmd(&["--json", "db", "verify", &id]).output().unwrap(), "verify"));
+    assert_eq!(v["failed"], 0, "{v}");
+    let drills = v["drills"].as_array().unwrap();
+    assert!(
+        drills.iter().any(|d| d["database"] == "shop" && d["detail"].as_str().unwrap().contains("pg_amcheck")),
+        "{v}"
+    );
+    let recorded = std::fs::read_to_string(e.path("state/drills.jsonl")).unwrap();
+    assert!(recorded.contains("\"database\":\"shop\"") && recorded.contains("\"ok\":true"), "{recorded}");
+    let o = e.cmd(&["db", "verify", &id, "-d", "shop", "--pg-bin", "/nonexistent"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "a drill that cannot run fails: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAIL"));
+
     // What cannot work says why, and writes nothing.
     let o = with_pg(&e, &fresh, &["db", "restore", &id, "-d", "shop", "--create"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("already exists"));
@@ -377,6 +391,14 @@ fn point_in_time_recovery_counts_exactly_the_rows_before_the_target() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(r.sql("postgres", "SELECT count(*) || ' ' || max(n) FROM t"), "5 5", "exactly the rows before {target}");
+
+    // The base backup passes a drill (restored, started, pg_amcheck).
+    let v = last_json(&ok(
+        as_postgres(&work, &["--json", "db", "verify", &v["snapshot_id"].as_str().unwrap().to_string()], &[]),
+        "verify",
+    ));
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["drills"][0]["engine"], "postgres-physical", "{v}");
 
     // Pushing a file again: the same contents succeed and store nothing; other contents are refused.
     let seg = work.join("again");

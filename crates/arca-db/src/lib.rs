@@ -7,6 +7,7 @@
 //! kind `database` holds one directory per engine with one file per database
 //! ([`layout`]); restoring feeds that file back to the engine's own loader.
 
+pub mod drill;
 pub mod error;
 pub mod layout;
 pub mod mariadb;

@@ -25,6 +25,9 @@ pub fn run(cli: &Cli, out: &Output, c: &DbCommand) -> Result<i32> {
         DbCommand::Pitr(a) => pitr(cli, out, a),
         DbCommand::Coverage { system_identifier } => coverage(cli, out, system_identifier.as_deref()),
         DbCommand::Forget(a) => forget(cli, out, a),
+        DbCommand::Verify { snapshot, database, pg_bin } => {
+            verify(cli, out, snapshot.as_deref().unwrap_or("latest"), database.as_deref(), pg_bin.as_deref())
+        }
     }
 }
 
@@ -435,4 +438,41 @@ fn forget(cli: &Cli, out: &Output, a: &DbForgetArgs) -> Result<i32> {
         out.info("run `arca prune` to free their space");
     }
     Ok(crate::exit::OK)
+}
+
+fn verify(cli: &Cli, out: &Output, spec: &str, database: Option<&str>, pg_bin: Option<&Path>) -> Result<i32> {
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("db verify"))?;
+    let snap = database_snapshot(&repo, out, spec)?;
+    let mut entries = layout::entries(&repo, &snap.snapshot)?;
+    if let Some(d) = database {
+        entries.retain(|e| e.database == d || e.global);
+        if entries.iter().all(|e| e.global) {
+            bail!("the snapshot has no database {d:?}");
+        }
+    }
+    out.info(format!(
+        "drilling snapshot {}: each database restored into a throw-away instance and checked",
+        snap.id.short()
+    ));
+    let drills = arca_db::drill::verify(&repo, &snap.snapshot, &entries, pg_bin)?;
+    let state = arca_jobs::history::default_dir();
+    if let Err(e) = arca_db::drill::record(&state, &repo.config().repo_id.to_hex(), &snap.id.to_hex(), &drills) {
+        out.warn(format!("could not record the drill: {e}"));
+    }
+    let failed = drills.iter().filter(|d| !d.ok).count();
+    if out.json {
+        out.json_doc(&serde_json::json!({"snapshot": snap.id.to_hex(), "drills": drills, "failed": failed}));
+    } else {
+        for d in &drills {
+            out.line(format!(
+                "{} {:<9} {:<30} {:>6.1}s  {}",
+                if d.ok { "ok  " } else { "FAIL" },
+                d.engine,
+                d.database,
+                d.seconds,
+                d.detail
+            ));
+        }
+    }
+    Ok(if failed > 0 { crate::exit::ERROR } else { crate::exit::OK })
 }

@@ -36,12 +36,26 @@ pub fn run(cli: &Cli, out: &Output, a: &StatusArgs) -> Result<i32> {
         write_atomically(p, st.prometheus().as_bytes())
             .with_context(|| format!("cannot write the Prometheus file {}", p.display()))?;
     }
+    let drills = arca_db::drill::last(&arca_jobs::history::default_dir());
     if a.nagios {
         out.line(st.nagios_line());
     } else if out.json {
-        out.json_doc(&st);
+        let mut doc = serde_json::to_value(&st)?;
+        doc["drills"] = serde_json::to_value(&drills)?;
+        out.json_doc(&doc);
     } else {
         show(out, &st);
+        for d in &drills {
+            out.line(format!(
+                "drill    {} {} of snapshot {} ({}): {} {}",
+                d.drill.engine,
+                d.drill.database,
+                &d.snapshot[..8.min(d.snapshot.len())],
+                d.time,
+                if d.drill.ok { "ok" } else { "FAILED" },
+                d.drill.detail
+            ));
+        }
     }
     Ok(st.nagios_code())
 }
