@@ -394,7 +394,7 @@ fn point_in_time_recovery_counts_exactly_the_rows_before_the_target() {
 
     // The base backup passes a drill (restored, started, pg_amcheck).
     let v = last_json(&ok(
-        as_postgres(&work, &["--json", "db", "verify", &v["snapshot_id"].as_str().unwrap().to_string()], &[]),
+        as_postgres(&work, &["--json", "db", "verify", v["snapshot_id"].as_str().unwrap()], &[]),
         "verify",
     ));
     assert_eq!(v["failed"], 0, "{v}");
