@@ -869,11 +869,25 @@ pub struct DbBackupArgs {
     /// Run the dumps and count what would be stored; store nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-    /// PostgreSQL: a base backup of the whole cluster (pg_basebackup) instead of dumps: with
-    /// the WAL archive (`archive_command = 'arca wal-push %p'`) it is what `db pitr`
-    /// recovers from.
+    /// A physical backup of the whole server instead of dumps. PostgreSQL: a base backup
+    /// (pg_basebackup), which with the WAL archive (`archive_command = 'arca wal-push %p'`) is
+    /// what `db pitr` recovers from. MariaDB: mariadb-backup's stream (`db restore --target`
+    /// unpacks and prepares it).
     #[arg(long, conflicts_with = "databases")]
     pub physical: bool,
+    /// PostgreSQL: a cold backup of this data directory: stop the cluster, check with
+    /// pg_controldata that it shut down cleanly, back up its files (tagged cold), start it
+    /// again (whatever happened).
+    #[arg(long, value_name = "PGDATA", conflicts_with_all = ["databases", "physical"])]
+    pub cold: Option<PathBuf>,
+    /// With --cold: the shell command that stops the cluster (default: pg_ctl stop -m fast,
+    /// as its owner; Debian's clusters: pg_ctlcluster 15 main stop).
+    #[arg(long, value_name = "COMMAND", requires = "cold")]
+    pub stop: Option<String>,
+    /// With --cold: the shell command that starts it again (default: pg_ctl start with the
+    /// options it last ran with).
+    #[arg(long, value_name = "COMMAND", requires = "cold")]
+    pub start: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -898,8 +912,9 @@ pub struct DbRestoreArgs {
     /// PostgreSQL: drop the objects the dump holds before recreating them.
     #[arg(long)]
     pub clean: bool,
-    /// SQLite: the file to write (must not exist).
-    #[arg(long, value_name = "FILE")]
+    /// SQLite: the file to write (must not exist); a physical MariaDB backup: the data
+    /// directory to lay out (must not exist, or be empty).
+    #[arg(long, value_name = "FILE|DIR")]
     pub target: Option<PathBuf>,
     /// PostgreSQL: replay the roles and tablespaces instead of a database.
     #[arg(long, conflicts_with = "database")]

@@ -443,3 +443,66 @@ fn point_in_time_recovery_counts_exactly_the_rows_before_the_target() {
     );
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn a_cold_backup_stops_checks_backs_up_and_starts_again_and_refuses_an_unclean_stop() {
+    let pg = dbs::start_pg(&[]);
+    pg.sql("postgres", "CREATE TABLE cold(n int); INSERT INTO cold SELECT generate_series(1, 1000)");
+    let data = pg.dir.join("data");
+    let e = Env::init();
+    let d = data.to_str().unwrap();
+    let v = last_json(&ok(
+        e.cmd(&["--json", "db", "backup", "postgres", "--cold", d, "--pg-bin", dbs::PG_BIN]).output().unwrap(),
+        "cold backup",
+    ));
+    assert_eq!(pg.sql("postgres", "SELECT count(*) FROM cold"), "1000", "running again afterwards");
+    let snap = v["snapshot_id"].as_str().unwrap().to_string();
+    let listed = e.json(&["snapshots"]);
+    assert!(listed.as_array().unwrap().iter().any(|s| s["id"] == snap.as_str() && s["tags"][0] == "cold"), "{listed}");
+    // The copy starts as a cluster of its own: it had shut down cleanly.
+    let copy = dbs::dir_for("postgres");
+    let target = copy.join("restored");
+    e.ok(&["restore", &format!("{snap}:{d}"), "--target", target.to_str().unwrap()]);
+    std::fs::remove_file(target.join("postmaster.opts")).ok();
+    let r = dbs::start_pg_on(&target, &copy);
+    assert_eq!(r.sql("postgres", "SELECT count(*) FROM cold"), "1000");
+
+    // A "stop" that kills the server: the files are not trusted, nothing is stored, and the
+    // cluster is started again (its crash recovery runs).
+    let before = snapshot_ids(&e).len();
+    let kill = format!("kill -9 $(head -1 {d}/postmaster.pid)");
+    let o =
+        e.cmd(&["db", "backup", "postgres", "--cold", d, "--pg-bin", dbs::PG_BIN, "--stop", &kill]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("did not shut down cleanly") && err.contains("started again"), "{err}");
+    assert_eq!(snapshot_ids(&e).len(), before);
+    assert_eq!(pg.sql("postgres", "SELECT count(*) FROM cold"), "1000", "running again after the refused backup");
+}
+
+#[test]
+fn a_mariadb_physical_backup_restores_into_a_data_directory_a_server_starts_on() {
+    let tools = Command::new("sh").args(["-c", "command -v mariadb-backup && command -v mbstream"]).output().unwrap();
+    if !have("mariadb-backup (Debian mariadb-backup)", tools.status.success()) {
+        return;
+    }
+    let my = dbs::mariadb();
+    my.sql("CREATE DATABASE phys; CREATE TABLE phys.t(id int PRIMARY KEY, v varchar(20)) ENGINE=InnoDB; INSERT INTO phys.t VALUES (1,'one'),(2,'two'),(3,'three');");
+    let e = Env::init();
+    let sock = format!("--db-socket={}", my.socket.display());
+    let v =
+        last_json(&ok(e.cmd(&["--json", "db", "backup", "mariadb", "--physical", &sock]).output().unwrap(), "backup"));
+    let id = v["snapshot_id"].as_str().unwrap().to_string();
+    let listed = e.ok(&["db", "list", &id]);
+    assert!(listed.contains("physical backup (mariadb-physical)"), "{listed}");
+    let work = dbs::dir_for("mysql");
+    let target = work.join("data");
+    ok(e.cmd(&["db", "restore", &id, "--target", target.to_str().unwrap()]).output().unwrap(), "restore");
+    sh(&format!("chown -R mysql: {}", target.display()));
+    let restored = dbs::start_mariadb_on(&target, &work);
+    assert_eq!(
+        restored.sql("CHECKSUM TABLE phys.t").replace('\t', " "),
+        my.sql("CHECKSUM TABLE phys.t").replace('\t', " ")
+    );
+    let o = e.cmd(&["db", "restore", &id]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--target"));
+}

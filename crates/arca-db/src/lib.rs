@@ -7,6 +7,7 @@
 //! kind `database` holds one directory per engine with one file per database
 //! ([`layout`]); restoring feeds that file back to the engine's own loader.
 
+pub mod cold;
 pub mod drill;
 pub mod error;
 pub mod layout;
@@ -15,6 +16,7 @@ pub mod physical;
 pub mod pitr;
 pub mod postgres;
 pub mod retention;
+pub mod source;
 pub mod sqlite;
 mod tool;
 pub mod wal;

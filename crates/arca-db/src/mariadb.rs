@@ -6,12 +6,9 @@
 //! through, or [`Connection`]'s.
 
 use crate::layout::{self, Builder, Engine, Entry};
+use crate::source::Dumper;
 use crate::tool;
 use crate::{DbError, DbResult};
-use arca_format::{Id, SnapshotKind};
-use arca_fs::BackupOutcome;
-use arca_ops::source::Source;
-use arca_ops::OpsResult;
 use arca_repo::{BlobWriter, Cancel, Events, Repository};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,7 +31,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut c = Command::new(program);
         if let Some(s) = &self.socket {
             c.arg(format!("--socket={}", s.display()));
@@ -51,7 +48,7 @@ impl Connection {
         c
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (&self.socket, &self.host) {
             (Some(s), _) => s.display().to_string(),
             (None, Some(h)) => format!("{h}:{}", self.port.unwrap_or(3306)),
@@ -86,36 +83,26 @@ fn ident(name: &str) -> String {
 pub struct Dump {
     conn: Connection,
     databases: Vec<String>,
-    done: BTreeMap<String, String>,
 }
 
 impl Dump {
     pub fn new(conn: Connection, databases: Vec<String>) -> Dump {
-        Dump { conn, databases, done: BTreeMap::new() }
+        Dump { conn, databases }
     }
 }
 
-impl Source for Dump {
-    fn kind(&self) -> SnapshotKind {
-        SnapshotKind::Database
-    }
-
+impl Dumper for Dump {
     fn paths(&self) -> Vec<String> {
         vec![format!("/{}", Engine::Mariadb.dir())]
     }
 
-    fn metadata(&self) -> BTreeMap<String, String> {
-        self.done.clone()
-    }
-
-    fn store(
+    fn dump(
         &mut self,
+        b: &mut Builder,
         writer: &BlobWriter,
-        _: Option<Id>,
         events: &dyn Events,
         cancel: &Cancel,
-    ) -> OpsResult<BackupOutcome> {
-        let started = std::time::Instant::now();
+    ) -> DbResult<BTreeMap<String, String>> {
         let version = self.conn.query("SELECT VERSION()")?.trim().to_string();
         let all = self.conn.databases()?;
         let chosen = if self.databases.is_empty() {
@@ -127,13 +114,11 @@ impl Source for Dump {
                         "MariaDB at {} has no database {d:?} (it has: {})",
                         self.conn.describe(),
                         all.join(", ")
-                    ))
-                    .into());
+                    )));
                 }
             }
             self.databases.clone()
         };
-        let mut b = Builder::default();
         let mut c = self.conn.command("mariadb-dump");
         c.args(["--system=users", "--insert-ignore"]);
         tool::read_output(c, "mariadb-dump", HINT, |out| {
@@ -149,16 +134,13 @@ impl Source for Dump {
                 b.add_stream(writer, Engine::Mariadb, &[file.as_bytes()], out, events, cancel).map(drop)
             })?;
         }
-        let (tree, mut summary) = b.finish(writer)?;
-        summary.duration_secs = started.elapsed().as_secs_f64();
-        self.done = BTreeMap::from([
+        Ok(BTreeMap::from([
             ("engine".to_string(), "mariadb".to_string()),
             ("server".to_string(), self.conn.describe()),
             ("server_version".to_string(), version),
             ("databases".to_string(), chosen.join(",")),
             ("format".to_string(), "mariadb-dump --single-transaction".to_string()),
-        ]);
-        Ok(BackupOutcome { tree, summary, warnings: vec![] })
+        ]))
     }
 }
 
@@ -184,4 +166,75 @@ pub fn restore(
         arca_fs::restore::dump(repo, &entry.node, stdin).map(drop).map_err(DbError::from)
     })?;
     Ok(into)
+}
+
+/// The top-level directory of a MariaDB physical backup in a snapshot.
+pub const PHYSICAL: &str = "mariadb-physical";
+
+/// Its one file: mariadb-backup's xbstream.
+pub const XBSTREAM: &str = "backup.xbstream";
+
+const BACKUP_HINT: &str = "install mariadb-backup (Debian: mariadb-backup)";
+
+/// A physical backup of a running MariaDB server: `mariadb-backup --backup --stream=xbstream`
+/// streamed into the snapshot's `/mariadb-physical/backup.xbstream` (consistent for InnoDB
+/// without stopping writers; `db restore --physical` unpacks and prepares it).
+pub struct PhysicalBackup {
+    conn: Connection,
+}
+
+impl PhysicalBackup {
+    pub fn new(conn: Connection) -> PhysicalBackup {
+        PhysicalBackup { conn }
+    }
+}
+
+impl Dumper for PhysicalBackup {
+    fn paths(&self) -> Vec<String> {
+        vec![format!("/{PHYSICAL}")]
+    }
+
+    fn dump(
+        &mut self,
+        b: &mut Builder,
+        writer: &BlobWriter,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> DbResult<BTreeMap<String, String>> {
+        let version = self.conn.query("SELECT VERSION()")?.trim().to_string();
+        // mariadb-backup wants a directory for its own files even when it streams.
+        let scratch = tempfile::Builder::new()
+            .prefix("arca-mariabackup-")
+            .tempdir()
+            .map_err(|source| DbError::Io { path: std::env::temp_dir(), source })?;
+        let mut c = self.conn.command("mariadb-backup");
+        c.args(["--backup", "--stream=xbstream"]).arg(format!("--target-dir={}", scratch.path().display()));
+        tool::read_output(c, "mariadb-backup", BACKUP_HINT, |out| {
+            let node = arca_fs::backup::stream_node(XBSTREAM.as_bytes(), vec![], 0);
+            b.add_file(writer, PHYSICAL, &[XBSTREAM.as_bytes()], node, out, events, cancel).map(drop)
+        })?;
+        Ok(BTreeMap::from([
+            ("engine".to_string(), "mariadb-physical".to_string()),
+            ("server".to_string(), self.conn.describe()),
+            ("server_version".to_string(), version),
+            ("format".to_string(), "mariadb-backup --stream=xbstream".to_string()),
+        ]))
+    }
+}
+
+/// Unpack a physical backup's stream into `target` (which must not exist, or be empty) and
+/// prepare it (`mariadb-backup --prepare`): a data directory a server can start on.
+pub fn restore_physical(repo: &Repository, node: &arca_format::Node, target: &std::path::Path) -> DbResult<()> {
+    std::fs::create_dir_all(target).map_err(|source| DbError::Io { path: target.to_path_buf(), source })?;
+    if std::fs::read_dir(target).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(DbError::Invalid(format!("{} is not empty: name a new directory", target.display())));
+    }
+    let mut c = Command::new("mbstream");
+    c.arg("-x").arg("-C").arg(target);
+    tool::write_input(c, "mbstream", BACKUP_HINT, |stdin| {
+        arca_fs::restore::dump(repo, node, stdin).map(drop).map_err(DbError::from)
+    })?;
+    let mut c = Command::new("mariadb-backup");
+    c.arg("--prepare").arg(format!("--target-dir={}", target.display()));
+    tool::output(c, "mariadb-backup --prepare", BACKUP_HINT).map(drop)
 }

@@ -7,12 +7,10 @@
 
 use crate::layout::Builder;
 use crate::postgres::Connection;
+use crate::source::Dumper;
 use crate::tool;
-use crate::DbError;
-use arca_format::{Id, Node, NodeKind, SnapshotKind};
-use arca_fs::BackupOutcome;
-use arca_ops::source::Source;
-use arca_ops::OpsResult;
+use crate::{DbError, DbResult};
+use arca_format::{Node, NodeKind};
 use arca_repo::{BlobWriter, Cancel, Events};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -58,12 +56,11 @@ impl Label {
 /// A base backup of a PostgreSQL cluster, as a snapshot of kind `database` holding `/pgdata`.
 pub struct BaseBackup {
     conn: Connection,
-    done: BTreeMap<String, String>,
 }
 
 impl BaseBackup {
     pub fn new(conn: Connection) -> BaseBackup {
-        BaseBackup { conn, done: BTreeMap::new() }
+        BaseBackup { conn }
     }
 }
 
@@ -78,31 +75,21 @@ fn node_of(name: &[u8], h: &tar::Header, kind: NodeKind) -> Node {
     n
 }
 
-impl Source for BaseBackup {
-    fn kind(&self) -> SnapshotKind {
-        SnapshotKind::Database
-    }
-
+impl Dumper for BaseBackup {
     fn paths(&self) -> Vec<String> {
         vec![format!("/{PGDATA}")]
     }
 
-    fn metadata(&self) -> BTreeMap<String, String> {
-        self.done.clone()
-    }
-
-    fn store(
+    fn dump(
         &mut self,
+        b: &mut Builder,
         writer: &BlobWriter,
-        _: Option<Id>,
         events: &dyn Events,
         cancel: &Cancel,
-    ) -> OpsResult<BackupOutcome> {
-        let started = std::time::Instant::now();
+    ) -> DbResult<BTreeMap<String, String>> {
         let version = self.conn.server_version()?;
         let sysid =
             self.conn.query("postgres", "SELECT system_identifier FROM pg_control_system()")?.trim().to_string();
-        let mut b = Builder::default();
         let mut label = None;
         let mut root_seen = false;
         let mut c = self.conn.command("pg_basebackup");
@@ -167,9 +154,7 @@ impl Source for BaseBackup {
             Ok(())
         })?;
         let label = label.ok_or_else(|| DbError::Invalid("pg_basebackup gave no backup_label".into()))?;
-        let (tree, mut summary) = b.finish(writer)?;
-        summary.duration_secs = started.elapsed().as_secs_f64();
-        self.done = BTreeMap::from([
+        Ok(BTreeMap::from([
             ("engine".to_string(), "postgresql-physical".to_string()),
             ("server".to_string(), self.conn.describe()),
             ("server_version".to_string(), version),
@@ -179,8 +164,7 @@ impl Source for BaseBackup {
             ("timeline".to_string(), label.timeline),
             ("start_time".to_string(), label.start_time),
             ("end_time".to_string(), chrono_now()),
-        ]);
-        Ok(BackupOutcome { tree, summary, warnings: vec![] })
+        ]))
     }
 }
 

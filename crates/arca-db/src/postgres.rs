@@ -5,12 +5,9 @@
 //! `PGPASSWORD`, `PGSERVICE`, `~/.pgpass`), which arca passes through, or from [`Connection`].
 
 use crate::layout::{self, Builder, Engine, Entry};
+use crate::source::Dumper;
 use crate::tool;
 use crate::{DbError, DbResult};
-use arca_format::{Id, SnapshotKind};
-use arca_fs::BackupOutcome;
-use arca_ops::source::Source;
-use arca_ops::OpsResult;
 use arca_repo::{BlobWriter, Cancel, Events, Repository};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -97,37 +94,26 @@ pub struct Dump {
     conn: Connection,
     /// Databases to dump (empty: all).
     databases: Vec<String>,
-    /// What was dumped, for the snapshot's record.
-    done: BTreeMap<String, String>,
 }
 
 impl Dump {
     pub fn new(conn: Connection, databases: Vec<String>) -> Dump {
-        Dump { conn, databases, done: BTreeMap::new() }
+        Dump { conn, databases }
     }
 }
 
-impl Source for Dump {
-    fn kind(&self) -> SnapshotKind {
-        SnapshotKind::Database
-    }
-
+impl Dumper for Dump {
     fn paths(&self) -> Vec<String> {
         vec![format!("/{}", Engine::Postgres.dir())]
     }
 
-    fn metadata(&self) -> BTreeMap<String, String> {
-        self.done.clone()
-    }
-
-    fn store(
+    fn dump(
         &mut self,
+        b: &mut Builder,
         writer: &BlobWriter,
-        _: Option<Id>,
         events: &dyn Events,
         cancel: &Cancel,
-    ) -> OpsResult<BackupOutcome> {
-        let started = std::time::Instant::now();
+    ) -> DbResult<BTreeMap<String, String>> {
         let version = self.conn.server_version()?;
         let all = self.conn.databases()?;
         let chosen = if self.databases.is_empty() {
@@ -139,13 +125,11 @@ impl Source for Dump {
                         "PostgreSQL at {} has no database {d:?} (it has: {})",
                         self.conn.describe(),
                         all.join(", ")
-                    ))
-                    .into());
+                    )));
                 }
             }
             self.databases.clone()
         };
-        let mut b = Builder::default();
         let mut c = self.conn.command("pg_dumpall");
         c.args(["--globals-only", "-l"]).arg(self.conn.maintenance());
         tool::read_output(c, "pg_dumpall", HINT, |out| {
@@ -160,16 +144,13 @@ impl Source for Dump {
                 b.add_stream(writer, Engine::Postgres, &[file.as_bytes()], out, events, cancel).map(drop)
             })?;
         }
-        let (tree, mut summary) = b.finish(writer)?;
-        summary.duration_secs = started.elapsed().as_secs_f64();
-        self.done = BTreeMap::from([
+        Ok(BTreeMap::from([
             ("engine".to_string(), "postgresql".to_string()),
             ("server".to_string(), self.conn.describe()),
             ("server_version".to_string(), version),
             ("databases".to_string(), chosen.join(",")),
             ("format".to_string(), "pg_dump --format=custom".to_string()),
-        ]);
-        Ok(BackupOutcome { tree, summary, warnings: vec![] })
+        ]))
     }
 }
 

@@ -4,12 +4,9 @@
 //! private temporary directory, stored, and removed.
 
 use crate::layout::{Builder, Engine, Entry};
+use crate::source::Dumper;
 use crate::tool;
 use crate::{DbError, DbResult};
-use arca_format::{Id, SnapshotKind};
-use arca_fs::BackupOutcome;
-use arca_ops::source::Source;
-use arca_ops::OpsResult;
 use arca_repo::{BlobWriter, Cancel, Events, Repository};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
@@ -45,31 +42,28 @@ impl Copy {
     }
 }
 
-impl Source for Copy {
-    fn kind(&self) -> SnapshotKind {
-        SnapshotKind::Database
-    }
-
-    fn paths(&self) -> Vec<String> {
-        self.paths.iter().map(|p| p.display().to_string()).collect()
-    }
-
-    fn metadata(&self) -> BTreeMap<String, String> {
+impl Copy {
+    /// What the snapshot records.
+    fn recorded(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("engine".to_string(), "sqlite".to_string()),
             ("format".to_string(), "VACUUM INTO".to_string()),
         ])
     }
+}
 
-    fn store(
+impl Dumper for Copy {
+    fn paths(&self) -> Vec<String> {
+        self.paths.iter().map(|p| p.display().to_string()).collect()
+    }
+
+    fn dump(
         &mut self,
+        b: &mut Builder,
         writer: &BlobWriter,
-        _: Option<Id>,
         events: &dyn Events,
         cancel: &Cancel,
-    ) -> OpsResult<BackupOutcome> {
-        let started = std::time::Instant::now();
-        let mut b = Builder::default();
+    ) -> DbResult<BTreeMap<String, String>> {
         for db in &self.paths {
             let mut t = tempfile::Builder::new();
             t.prefix("arca-sqlite-").permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
@@ -95,9 +89,7 @@ impl Source for Copy {
                 .collect();
             b.add_stream(writer, Engine::Sqlite, &comps, f, events, cancel)?;
         }
-        let (tree, mut summary) = b.finish(writer)?;
-        summary.duration_secs = started.elapsed().as_secs_f64();
-        Ok(BackupOutcome { tree, summary, warnings: vec![] })
+        Ok(self.recorded())
     }
 }
 

@@ -9,11 +9,9 @@
 //! already archived is refused, as PostgreSQL's documentation asks of an archive command.
 
 use crate::layout::Builder;
+use crate::source::Dumper;
 use crate::{DbError, DbResult};
 use arca_format::{Id, Snapshot, SnapshotKind};
-use arca_fs::BackupOutcome;
-use arca_ops::source::Source;
-use arca_ops::OpsResult;
 use arca_repo::snapshots::SnapshotEntry;
 use arca_repo::{BlobWriter, Cancel, Events, Repository};
 use std::collections::BTreeMap;
@@ -135,38 +133,33 @@ impl Segment {
     }
 }
 
-impl Source for Segment {
-    fn kind(&self) -> SnapshotKind {
-        SnapshotKind::Database
-    }
-
-    fn paths(&self) -> Vec<String> {
-        vec![cluster_path(&self.sysid)]
-    }
-
-    fn metadata(&self) -> BTreeMap<String, String> {
+impl Segment {
+    /// What the snapshot records.
+    fn recorded(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("engine".to_string(), "postgresql-wal".to_string()),
             ("system_identifier".to_string(), self.sysid.clone()),
             ("segment".to_string(), self.name.clone()),
         ])
     }
+}
 
-    fn store(
+impl Dumper for Segment {
+    fn paths(&self) -> Vec<String> {
+        vec![cluster_path(&self.sysid)]
+    }
+
+    fn dump(
         &mut self,
+        b: &mut Builder,
         writer: &BlobWriter,
-        _: Option<Id>,
         events: &dyn Events,
         cancel: &Cancel,
-    ) -> OpsResult<BackupOutcome> {
-        let started = std::time::Instant::now();
+    ) -> DbResult<BTreeMap<String, String>> {
         let f = std::fs::File::open(&self.path).map_err(|source| DbError::Io { path: self.path.clone(), source })?;
-        let mut b = Builder::default();
         let node = arca_fs::backup::stream_node(self.name.as_bytes(), vec![], 0);
         b.add_file(writer, WAL, &[self.name.as_bytes()], node, f, events, cancel)?;
-        let (tree, mut summary) = b.finish(writer)?;
-        summary.duration_secs = started.elapsed().as_secs_f64();
-        Ok(BackupOutcome { tree, summary, warnings: vec![] })
+        Ok(self.recorded())
     }
 }
 

@@ -157,6 +157,11 @@ pub struct Source {
     pub db_user: Option<String>,
     pub db_socket: Option<PathBuf>,
     pub pg_bin: Option<PathBuf>,
+    /// PostgreSQL: a cold backup of this data directory (stopped, checked, backed up, started).
+    pub cold: Option<PathBuf>,
+    /// With `cold`: the commands that stop and start the cluster.
+    pub stop: Option<String>,
+    pub start: Option<String>,
 }
 
 fn no_paths() -> Spanned<Vec<PathBuf>> {
@@ -180,12 +185,18 @@ impl Source {
             db_user: None,
             db_socket: None,
             pg_bin: None,
+            cold: None,
+            stop: None,
+            start: None,
         }
     }
 
     /// The paths its snapshots record: its files, or a server database's `/postgres`,
     /// `/mariadb` (how `arca db backup` names them).
     pub fn snapshot_paths(&self) -> Vec<PathBuf> {
+        if let Some(c) = &self.cold {
+            return vec![c.clone()];
+        }
         match self.database.as_ref().map(|d| d.get_ref().as_str()) {
             Some(engine @ ("postgres" | "mariadb")) => vec![PathBuf::from(format!("/{engine}"))],
             _ => self.paths.get_ref().clone(),
@@ -378,11 +389,18 @@ impl Config {
                             format!("a {} source names databases (databases = [...]), not paths", d.get_ref()),
                         ));
                     }
+                    Some(d) if s.cold.is_some() && d.get_ref() != "postgres" => {
+                        return Err(invalid(Some(d.span()), "cold backups are for database = \"postgres\"".into()));
+                    }
                     Some(_) => {}
                     None if s.paths.get_ref().is_empty() => {
                         return Err(invalid(Some(s.paths.span()), format!("job {name:?} has no paths to back up")));
                     }
-                    None if !s.databases.is_empty() || s.db_host.is_some() || s.db_socket.is_some() => {
+                    None if !s.databases.is_empty()
+                        || s.db_host.is_some()
+                        || s.db_socket.is_some()
+                        || s.cold.is_some() =>
+                    {
                         return Err(invalid(
                             Some(s.paths.span()),
                             "databases and db_* settings need database = \"postgres\", \"mariadb\" or \"sqlite\""

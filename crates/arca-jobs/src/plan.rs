@@ -148,11 +148,16 @@ fn database_flags(s: &Source) -> Result<Vec<String>, PlanError> {
             a.extend([flag.to_string(), q(&v)?]);
         }
     }
-    for (flag, v) in [("--db-socket", &s.db_socket), ("--pg-bin", &s.pg_bin)] {
+    for (flag, v) in [("--db-socket", &s.db_socket), ("--pg-bin", &s.pg_bin), ("--cold", &s.cold)] {
         if let Some(v) = v {
             let text =
                 v.to_str().ok_or_else(|| PlanError::NotUtf8 { job: flag.into(), path: v.display().to_string() })?;
             a.extend([flag.to_string(), q(text)?]);
+        }
+    }
+    for (flag, v) in [("--stop", &s.stop), ("--start", &s.start)] {
+        if let Some(v) = v {
+            a.extend([flag.to_string(), q(v)?]);
         }
     }
     Ok(a)

@@ -6,6 +6,7 @@ use crate::output::Output;
 use crate::text::size;
 use anyhow::{anyhow, bail, Context, Result};
 use arca_db::layout::{self, Engine, Entry};
+use arca_db::source::Database;
 use arca_db::{mariadb, postgres, sqlite};
 use arca_db::{pitr as recovery, wal};
 use arca_ops::backup::BackupRequest;
@@ -65,14 +66,18 @@ fn backup(cli: &Cli, out: &Output, a: &DbBackupArgs) -> Result<i32> {
     if a.engine == DbEngine::Sqlite && !a.databases.is_empty() {
         bail!("SQLite databases are files: name them (arca db backup sqlite /srv/app/app.db)");
     }
-    if a.physical && a.engine != DbEngine::Postgres {
-        bail!("--physical is PostgreSQL's base backup (for MariaDB, mariabackup is not built in yet)");
+    if let Some(pgdata) = &a.cold {
+        return cold(cli, out, a, pgdata);
+    }
+    if a.physical && a.engine == DbEngine::Sqlite {
+        bail!("--physical is PostgreSQL's base backup or MariaDB's mariadb-backup; SQLite's copy is always whole");
     }
     let mut source: Box<dyn Source> = match a.engine {
-        DbEngine::Postgres if a.physical => Box::new(arca_db::physical::BaseBackup::new(pg(&a.server))),
-        DbEngine::Postgres => Box::new(postgres::Dump::new(pg(&a.server), a.databases.clone())),
-        DbEngine::Mariadb => Box::new(mariadb::Dump::new(my(&a.server), a.databases.clone())),
-        DbEngine::Sqlite => Box::new(sqlite::Copy::new(&a.files, None)?),
+        DbEngine::Postgres if a.physical => Box::new(Database::new(arca_db::physical::BaseBackup::new(pg(&a.server)))),
+        DbEngine::Mariadb if a.physical => Box::new(Database::new(mariadb::PhysicalBackup::new(my(&a.server)))),
+        DbEngine::Postgres => Box::new(Database::new(postgres::Dump::new(pg(&a.server), a.databases.clone()))),
+        DbEngine::Mariadb => Box::new(Database::new(mariadb::Dump::new(my(&a.server), a.databases.clone()))),
+        DbEngine::Sqlite => Box::new(Database::new(sqlite::Copy::new(&a.files, None)?)),
     };
     let req = BackupRequest {
         host: a.host.clone(),
@@ -98,6 +103,22 @@ fn database_snapshot(repo: &Repository, out: &Output, spec: &str) -> Result<Snap
 
 fn list(out: &Output, repo: &Repository, spec: &str) -> Result<i32> {
     let snap = database_snapshot(repo, out, spec)?;
+    if let Some(engine) = physical_engine(&snap) {
+        let stats = &snap.snapshot.summary;
+        if out.json {
+            out.json_doc(&serde_json::json!({"snapshot": snap.id.to_hex(), "time": snap.snapshot.time, "source": snap.snapshot.source, "physical": engine, "bytes": stats.total_bytes, "files": stats.files_new}));
+        } else {
+            out.line(format!(
+                "snapshot {} of {} ({}): a physical backup ({engine}), {} in {} files",
+                snap.id.short(),
+                snap.snapshot.hostname,
+                snap.snapshot.time,
+                size(stats.total_bytes),
+                stats.files_new
+            ));
+        }
+        return Ok(crate::exit::OK);
+    }
     let entries = layout::entries(repo, &snap.snapshot)?;
     if out.json {
         out.json_doc(&serde_json::json!({"snapshot": snap.id.to_hex(), "time": snap.snapshot.time, "source": snap.snapshot.source, "entries": entries}));
@@ -141,12 +162,50 @@ fn chosen<'a>(entries: &'a [Entry], a: &DbRestoreArgs) -> Result<&'a Entry> {
     Ok(layout::find(entries, eng, db)?)
 }
 
+/// The engine a physical backup was made by (`postgresql-physical`, `mariadb-physical`).
+fn physical_engine(snap: &SnapshotEntry) -> Option<&str> {
+    snap.snapshot.source.get("engine").map(String::as_str).filter(|e| e.ends_with("-physical"))
+}
+
+/// Restore a physical backup into `--target`, if `snap` is one.
+fn restore_physical(out: &Output, repo: &Repository, snap: &SnapshotEntry, a: &DbRestoreArgs) -> Result<Option<i32>> {
+    let Some(engine) = physical_engine(snap) else { return Ok(None) };
+    let Some(target) = &a.target else {
+        bail!(
+            "snapshot {} is a physical backup ({engine}): give --target DIR for the data directory to lay out",
+            snap.id.short()
+        );
+    };
+    match engine {
+        "mariadb-physical" => {
+            let path = format!("/{}/{}", mariadb::PHYSICAL, mariadb::XBSTREAM);
+            let Some(arca_repo::treewalk::Found::Node(node)) = arca_repo::treewalk::lookup(repo, &snap.snapshot.tree, path.as_bytes())? else {
+                bail!("snapshot {} holds no {path}", snap.id.short());
+            };
+            mariadb::restore_physical(repo, &node, target)?;
+            out.info(format!(
+                "prepared a MariaDB data directory in {} from snapshot {}: chown -R mysql: it, then start mariadbd --datadir={0}",
+                target.display(),
+                snap.id.short()
+            ));
+        }
+        _ => bail!("restore a PostgreSQL base backup with `arca db pitr` (to a moment) or `arca restore {}:/pgdata --target DIR` (as it was)", snap.id.short()),
+    }
+    if out.json {
+        out.json_doc(&serde_json::json!({"result": "restored", "snapshot": snap.id.to_hex(), "engine": engine, "target": target}));
+    }
+    Ok(Some(crate::exit::OK))
+}
+
 fn restore(cli: &Cli, out: &Output, a: &DbRestoreArgs) -> Result<i32> {
     let (repo, _lock) = context::open_session(cli, out, context::Session::Read("db restore"))?;
     if a.list {
         return list(out, &repo, &a.snapshot);
     }
     let snap = database_snapshot(&repo, out, &a.snapshot)?;
+    if let Some(done) = restore_physical(out, &repo, &snap, a)? {
+        return Ok(done);
+    }
     let entries = layout::entries(&repo, &snap.snapshot)?;
     let e = chosen(&entries, a)?;
     if e.engine != Engine::Postgres && a.clean {
@@ -189,23 +248,23 @@ fn restore(cli: &Cli, out: &Output, a: &DbRestoreArgs) -> Result<i32> {
 /// `arca wal-push PATH`: archive one WAL file (idempotent).
 pub fn wal_push(cli: &Cli, out: &Output, path: &Path, sysid: Option<&str>) -> Result<i32> {
     let sysid = wal::sysid_for(path, sysid)?;
-    let mut segment = wal::Segment::new(path, &sysid)?;
+    let mut segment = Database::new(wal::Segment::new(path, &sysid)?);
     let (repo, lock) = context::open_session(cli, out, context::Session::Write("wal-push"))?;
     let all = super::all_snapshots(&repo, out)?;
-    if let Some(existing) = wal::find(&all, &sysid, segment.name()) {
-        let stored = wal::node(&repo, &existing.snapshot, segment.name())?;
+    if let Some(existing) = wal::find(&all, &sysid, segment.inner().name()) {
+        let stored = wal::node(&repo, &existing.snapshot, segment.inner().name())?;
         let (ids, size) = wal::content_ids(&repo, path)?;
         if stored.content == ids && stored.size == size {
             out.info(format!(
                 "{} is archived already, with the same contents (snapshot {})",
-                segment.name(),
+                segment.inner().name(),
                 existing.id.short()
             ));
             return Ok(crate::exit::OK);
         }
         bail!(
             "{} is archived already with other contents (snapshot {}): not replacing it. Two clusters sharing one archive, or a timeline mix-up? Check the cluster with --system-identifier",
-            segment.name(),
+            segment.inner().name(),
             existing.id.short()
         );
     }
@@ -475,4 +534,42 @@ fn verify(cli: &Cli, out: &Output, spec: &str, database: Option<&str>, pg_bin: O
         }
     }
     Ok(if failed > 0 { crate::exit::ERROR } else { crate::exit::OK })
+}
+
+/// `db backup postgres --cold PGDATA`: stop, check, back up the files, start.
+fn cold(cli: &Cli, out: &Output, a: &DbBackupArgs, pgdata: &Path) -> Result<i32> {
+    if a.engine != DbEngine::Postgres {
+        bail!("--cold is for PostgreSQL (stopped, checked with pg_controldata, started again)");
+    }
+    let bin = arca_db::drill::pg_bin(a.server.pg_bin.as_deref())
+        .ok_or_else(|| anyhow!("PostgreSQL's server programs are not in /usr/lib/postgresql: give --pg-bin"))?;
+    let own = context::own_paths(cli);
+    let mut source = arca_ops::source::Files::new(&[pgdata.to_path_buf()], Default::default(), &own)?;
+    let c = arca_db::cold::Cold {
+        pgdata: source.source_paths()[0].clone(),
+        stop: a.stop.clone(),
+        start: a.start.clone(),
+        bin,
+    };
+    // Open first: a wrong password must not cost the database a restart.
+    let session =
+        if a.dry_run { context::Session::Read("backup --dry-run") } else { context::Session::Write("backup") };
+    let (repo, lock) = context::open_session(cli, out, session)?;
+    out.info(format!("stopping PostgreSQL at {} for a cold backup", c.pgdata.display()));
+    let restart = c.stop()?;
+    let mut tags = a.tags.clone();
+    tags.push("cold".into());
+    let req = BackupRequest {
+        host: a.host.clone(),
+        tags,
+        threads: cli.threads,
+        class: a.class.clone(),
+        ..Default::default()
+    };
+    let stored = super::backup::store_in(cli, out, &repo, lock, &mut source, &req, a.dry_run, None);
+    out.info(format!("starting PostgreSQL at {} again", c.pgdata.display()));
+    let started = restart.start();
+    let code = stored?;
+    started.context("the backup is stored, but PostgreSQL did not start again")?;
+    Ok(code)
 }

@@ -167,9 +167,7 @@ impl My {
     }
 }
 
-/// Start a new MariaDB server; it is stopped when the test process ends. (The server is
-/// never waited for: the watchdog stops it.)
-#[allow(clippy::zombie_processes)]
+/// Start a new MariaDB server; it is stopped when the test process ends.
 pub fn start_mariadb() -> My {
     let have = Command::new("sh").args(["-c", "command -v mariadbd && command -v mariadb-dump"]).output().unwrap();
     assert!(super::have("MariaDB server (Debian mariadb-server)", have.status.success()), "MariaDB is not installed");
@@ -181,6 +179,14 @@ pub fn start_mariadb() -> My {
         .output()
         .unwrap();
     assert!(o.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&o.stderr));
+    start_mariadb_on(&data, &dir)
+}
+
+/// Start MariaDB on the data directory `data`, its socket and files in `dir`; stopped (and
+/// `dir` removed) when the test process ends. (The server is never waited for: the watchdog
+/// stops it.)
+#[allow(clippy::zombie_processes)]
+pub fn start_mariadb_on(data: &Path, dir: &Path) -> My {
     let socket = dir.join("s.sock");
     let pid = dir.join("pid");
     Command::new("setsid")
