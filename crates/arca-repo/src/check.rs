@@ -3,7 +3,7 @@
 //! reported as the packs, snapshots and paths it affects.
 
 use crate::events::Events;
-use crate::snapshots::{list_all, SnapshotEntry};
+use crate::snapshots::SnapshotEntry;
 use crate::treewalk::{walk, Visit};
 use crate::{blob, pack, RepoError, RepoResult, Repository};
 use arca_format::{Id, NodeKind};
@@ -144,7 +144,8 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
     }
     marks_and_locks(repo, &mut r)?;
     // Snapshots and trees.
-    let (snaps, errs) = list_all(repo)?;
+    // From the storage, not the cache: check judges what is stored.
+    let (snaps, errs) = crate::snapshots::list_all_from_storage(repo)?;
     for e in errs {
         r.error(object_of(&e), e.to_string());
     }

@@ -124,7 +124,7 @@ pub fn repair_snapshots(
     forget: bool,
     events: &dyn crate::events::Events,
 ) -> RepoResult<RepairSnapshotsReport> {
-    let (snaps, errors) = crate::snapshots::list_all(repo)?;
+    let (snaps, errors) = crate::snapshots::list_all_from_storage(repo)?;
     if let Some(e) = errors.into_iter().next() {
         return Err(RepoError::UnreadableSnapshot {
             detail: e.to_string(),

@@ -84,18 +84,48 @@ pub fn replace(repo: &Repository, old: &SnapshotEntry, mut new: Snapshot) -> Rep
     Ok(id)
 }
 
-/// All readable snapshots, oldest first, and the errors of unreadable ones.
+/// All readable snapshots, oldest first, and the errors of unreadable ones. With a cache
+/// directory, snapshot objects read before come from there (they are immutable and named by
+/// their hash, which opening them checks again), so listing a repository of many snapshots
+/// costs one listing of the storage, not one read per snapshot.
 pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoError>)> {
+    list(repo, repo.cache_dir().map(|d| d.join("snapshots")).as_deref())
+}
+
+/// [`list_all`] reading every object from the storage (what `check` must see).
+pub fn list_all_from_storage(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoError>)> {
+    list(repo, None)
+}
+
+fn list(repo: &Repository, cache: Option<&std::path::Path>) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoError>)> {
     let mut out = vec![];
     let mut errors = vec![];
-    for (name, _) in repo.storage().list(ObjectKind::Snapshot)? {
+    if let Some(d) = cache {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let listed = repo.storage().list(ObjectKind::Snapshot)?;
+    for (name, _) in &listed {
+        let name = name.clone();
         let Some(id) = Id::from_hex(&name) else {
             errors.push(RepoError::corrupt(format!("snapshot {name}"), "name is not an id"));
             continue;
         };
-        let loaded = repo.storage().get(ObjectKind::Snapshot, &name).map_err(RepoError::from).and_then(|bytes| {
+        // The name is an id (checked above), so it is safe as a file name.
+        let cached = cache.and_then(|d| std::fs::read(d.join(&name)).ok()).filter(|b| Id::of_bytes(b) == id);
+        let from_storage = cached.is_none();
+        let loaded = match cached {
+            Some(b) => Ok(b),
+            None => repo.storage().get(ObjectKind::Snapshot, &name).map_err(RepoError::from),
+        }
+        .and_then(|bytes| {
             let s: Snapshot = repo.open_object(ObjectKind::Snapshot, &name, &bytes)?;
             check_bound_host(repo, &name, &bytes, &s)?;
+            if let (Some(d), true) = (cache, from_storage) {
+                let tmp = d.join(format!("{name}.tmp-{}", std::process::id()));
+                if std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, d.join(&name))).is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
             Ok(s)
         });
         match loaded {
@@ -103,6 +133,16 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
             // Forgotten between the listing and the read.
             Err(RepoError::Storage(e)) if e.is_not_found() => {}
             Err(e) => errors.push(e),
+        }
+    }
+    // Forgotten snapshots leave the cache too.
+    if let Some(d) = cache {
+        let names: std::collections::HashSet<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+        for f in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let n = f.file_name();
+            if n.to_str().is_none_or(|n| !names.contains(n)) {
+                let _ = std::fs::remove_file(f.path());
+            }
         }
     }
     // A total order (a comparator mixing instants and text is not one, and sorting may panic
@@ -257,5 +297,38 @@ mod tests {
         assert_eq!(resolve(&replaced, "aaaa", &f).unwrap().id, Id([0xbb; 32]), "an old id still selects");
         let two = vec![entry(0xab, &[]), entry(0xac, &[])];
         assert!(matches!(resolve(&two, "a", &f), Err(RepoError::AmbiguousSnapshot { .. })));
+    }
+
+    /// Snapshots come from the cache once read; a damaged cached copy is read again from the
+    /// storage; a forgotten one leaves the cache; `check`'s listing reads the storage.
+    #[test]
+    fn listings_use_the_cache_and_check_reads_the_storage() {
+        use arca_storage::{MemoryStorage, Storage};
+        let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(MemoryStorage::default());
+        let mut repo = Repository::init(storage.clone(), b"pw", &crate::repository::tests::cheap_opts()).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        repo.set_cache_dir(cache.path().to_path_buf());
+        let s = Snapshot::new(SnapshotKind::Files, Id([1; 32]), vec!["/a".into()], "h", "u", "2026-12-04T00:00:00Z");
+        let a = save(&repo, &s).unwrap();
+        let b = save(&repo, &Snapshot { hostname: "other".into(), ..s.clone() }).unwrap();
+        assert_eq!(list_all(&repo).unwrap().0.len(), 2);
+        let cached = cache.path().join("snapshots").join(a.to_hex());
+        assert!(cached.exists(), "read once, kept");
+        // The storage's copy damaged: listings use the cache, check sees the damage.
+        let mut bytes = storage.get(ObjectKind::Snapshot, &a.to_hex()).unwrap();
+        let n = bytes.len() - 1;
+        bytes[n] ^= 1;
+        storage.put(ObjectKind::Snapshot, &a.to_hex(), &bytes).unwrap();
+        assert_eq!(list_all(&repo).unwrap().0.len(), 2);
+        let (ok, errors) = list_all_from_storage(&repo).unwrap();
+        assert_eq!((ok.len(), errors.len()), (1, 1), "the storage's copy is damaged");
+        // A damaged cached copy is not used.
+        std::fs::write(&cached, b"garbage").unwrap();
+        let (ok, errors) = list_all(&repo).unwrap();
+        assert_eq!((ok.len(), errors.len()), (1, 1), "read from the storage again");
+        // Forgotten: gone from the cache too.
+        storage.delete(ObjectKind::Snapshot, &a.to_hex()).unwrap();
+        assert_eq!(list_all(&repo).unwrap().0.iter().map(|e| e.id).collect::<Vec<_>>(), vec![b]);
+        assert!(!cached.exists());
     }
 }
