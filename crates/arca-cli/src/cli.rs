@@ -188,7 +188,7 @@ pub enum Command {
     /// twice (the same file succeeds without storing anything); a different file under a name
     /// archived already is refused.
     #[command(
-        after_help = "In postgresql.conf:\n  archive_mode = on\n  archive_command = 'arca -r /srv/arca/db --password-file /etc/arca/pw wal-push %p'"
+        after_help = "Examples:\n  arca -r /srv/arca/db --password-file /etc/arca/pw wal-push pg_wal/000000010000000000000003\n\nIn postgresql.conf:\n  archive_mode = on\n  archive_command = 'arca -r /srv/arca/db --password-file /etc/arca/pw wal-push %p'"
     )]
     WalPush {
         /// The file (PostgreSQL's %p).
@@ -201,7 +201,7 @@ pub enum Command {
     /// Fetch one archived WAL file: PostgreSQL's restore_command (exits 1 if the archive does
     /// not have it, which ends recovery there).
     #[command(
-        after_help = "In postgresql.conf (db pitr writes it):\n  restore_command = 'arca -r /srv/arca/db --password-file /etc/arca/pw wal-fetch %f %p'"
+        after_help = "Examples:\n  arca -r /srv/arca/db --password-file /etc/arca/pw wal-fetch 000000010000000000000003 /tmp/seg\n\nIn postgresql.conf (db pitr writes it):\n  restore_command = 'arca -r /srv/arca/db --password-file /etc/arca/pw wal-fetch %f %p'"
     )]
     WalFetch {
         /// The file's name (PostgreSQL's %f).
@@ -729,7 +729,7 @@ pub enum DbCommand {
     /// backup before it, and recovery settings that replay the archived WAL (`arca wal-fetch`)
     /// up to that moment or WAL location, then promote. Start PostgreSQL on the directory.
     #[command(
-        after_help = "Examples:\n  arca --password-file /etc/arca/pw db pitr --at '2026-12-07 14:32:10+01' --target /srv/pg-restored\n  arca db pitr --lsn 0/3000148 --target /srv/pg-restored\n  pg_ctl -D /srv/pg-restored start     # then, as the database's user"
+        after_help = "Examples:\n  arca --password-file /etc/arca/pw db pitr --at 2026-12-07T14:32:10+01:00 --target /srv/pg-restored\n  arca db pitr --lsn 0/3000148 --target /srv/pg-restored\n  pg_ctl -D /srv/pg-restored start     # then, as the database's user"
     )]
     Pitr(DbPitrArgs),
     /// Restore drill: restore each database of a snapshot into a throw-away instance (a
@@ -761,6 +761,9 @@ pub enum DbCommand {
     Forget(DbForgetArgs),
     /// Show from when to when each PostgreSQL cluster can be recovered (base backups and the
     /// unbroken WAL after them), and any gaps in its WAL archive.
+    #[command(
+        after_help = "Examples:\n  arca db coverage\n  arca db coverage --json --system-identifier 7716389245747052604"
+    )]
     Coverage {
         /// Only this cluster (`SELECT system_identifier FROM pg_control_system()`).
         #[arg(long, value_name = "ID")]

@@ -15,6 +15,9 @@ pub const PARTIAL: i32 = 3;
 pub const NO_REPOSITORY: i32 = 10;
 /// Wrong password: no key slot opens.
 pub const WRONG_PASSWORD: i32 = 12;
+/// `wal-fetch` could not tell whether the archive has the file (a wrong password, an
+/// outage): above 125, so PostgreSQL stops recovering instead of taking it for the end.
+pub const ABORT_RECOVERY: i32 = 126;
 /// Interrupted by Ctrl-C (SIGINT) or SIGTERM, as a shell reports a SIGINT death.
 pub const INTERRUPTED: i32 = 130;
 
@@ -27,6 +30,7 @@ pub const HELP: &str = "Exit codes:
   3   the snapshot was created, but some source files could not be read (they are listed)
   10  the repository does not exist (create it with `arca init`)
   12  wrong password: no key slot opens with it (nothing in the repository was changed)
+  126 wal-fetch failed for another reason than the archive not having the file
   101 arca itself failed (a bug: please report it with the message)
   130 a backup was interrupted (Ctrl-C or SIGTERM): it stopped at a safe point, nothing was
       committed, its lock was removed, and the next run reuses what was already stored

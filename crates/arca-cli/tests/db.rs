@@ -392,6 +392,15 @@ fn point_in_time_recovery_counts_exactly_the_rows_before_the_target() {
     }
     assert_eq!(r.sql("postgres", "SELECT count(*) || ' ' || max(n) FROM t"), "5 5", "exactly the rows before {target}");
 
+    // A forget by policy leaves the WAL archive alone (db forget decides for it), and `db
+    // verify` of the latest database snapshot drills the base backup, not a WAL file.
+    let wal_before = cov[0]["segments"].as_u64().unwrap();
+    ok(as_postgres(&work, &["forget", "--keep-last", "1", "--group-by", ""], &[]), "forget");
+    let cov = last_json(&ok(as_postgres(&work, &["--json", "db", "coverage"], &[]), "coverage"));
+    assert_eq!(cov[0]["segments"].as_u64().unwrap(), wal_before, "{cov}");
+    let latest = last_json(&ok(as_postgres(&work, &["--json", "db", "verify"], &[]), "verify latest"));
+    assert_eq!(latest["drills"][0]["engine"], "postgres-physical", "{latest}");
+
     // The base backup passes a drill (restored, started, pg_amcheck).
     let v = last_json(&ok(
         as_postgres(&work, &["--json", "db", "verify", v["snapshot_id"].as_str().unwrap()], &[]),

@@ -63,15 +63,26 @@ impl Cold {
     /// Stop the cluster and check it shut down cleanly; returns how to start it again.
     pub fn stop(&self) -> DbResult<Restart> {
         let options = last_options(&self.pgdata);
-        match &self.stop {
-            Some(cmd) => Self::shell(cmd, "the stop command")?,
-            None => {
-                let mut c = self.pg_ctl()?;
-                c.arg("-D").arg(&self.pgdata).args(["-m", "fast", "-w", "-t", "300", "stop"]);
-                tool::output(c, "pg_ctl stop", HINT)?;
-            }
-        }
         let restart = Restart { cold: self.clone(), options };
+        let stopped = match &self.stop {
+            Some(cmd) => Self::shell(cmd, "the stop command"),
+            None => self.pg_ctl().and_then(|mut c| {
+                c.arg("-D").arg(&self.pgdata).args(["-m", "fast", "-w", "-t", "300", "stop"]);
+                tool::output(c, "pg_ctl stop", HINT).map(drop)
+            }),
+        };
+        if let Err(e) = stopped {
+            // Whatever state it is in, it must be running again afterwards.
+            let started = restart.start();
+            return Err(DbError::Invalid(format!(
+                "stopping PostgreSQL at {} failed ({e}); nothing was backed up{}",
+                self.pgdata.display(),
+                match started {
+                    Ok(()) => ", and it is running".to_string(),
+                    Err(e) => format!(", and starting it failed: {e}"),
+                }
+            )));
+        }
         let mut c = Command::new(self.bin.join("pg_controldata"));
         c.arg(&self.pgdata);
         let state = tool::output(c, "pg_controldata", HINT)

@@ -97,7 +97,13 @@ impl ScratchPg {
             }
         };
         let port = free_port()?;
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
+        // A socket in its private directory only (trust authentication must not reach anyone
+        // else), and no archiving: a restored cluster comes up as a primary on the original's
+        // timeline, and its WAL must never reach the original's archive.
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses='' -c fsync=off -c archive_mode=off -c archive_command=''",
+            dir.path().display()
+        );
         let mut c = as_user("postgres", &bin.join("pg_ctl"));
         c.arg("-D").arg(&data).args(["-w", "-t", "120", "-l"]).arg(dir.path().join("log")).args(["-o", &opts, "start"]);
         let pg = ScratchPg { dir, data, bin: bin.to_path_buf(), port };
@@ -110,7 +116,7 @@ impl ScratchPg {
 
     fn conn(&self) -> postgres::Connection {
         postgres::Connection {
-            host: Some("127.0.0.1".into()),
+            host: Some(self.dir.path().display().to_string()),
             port: Some(self.port),
             user: Some("postgres".into()),
             bin: Some(self.bin.clone()),
@@ -121,9 +127,8 @@ impl ScratchPg {
     /// `pg_amcheck` of every database (heap and B-tree indexes), installing amcheck first.
     fn amcheck(&self) -> DbResult<String> {
         let mut c = Command::new(self.bin.join("pg_amcheck"));
+        c.arg("-h").arg(self.dir.path());
         c.args([
-            "-h",
-            "127.0.0.1",
             "-p",
             &self.port.to_string(),
             "-U",

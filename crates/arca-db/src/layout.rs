@@ -6,7 +6,7 @@
 //!                               uncompressed dumps deduplicate from one day to the next)
 //! /mariadb/@system.sql          users, grants, roles (mariadb-dump --system=users,...)
 //! /mariadb/<database>.sql       mariadb-dump --single-transaction --routines --events
-//! /sqlite/<its path>            the database file as SQLite's online backup copied it
+//! /sqlite/<its path>            the database file as VACUUM INTO copied it
 //! ```
 //!
 //! A database's name becomes a file name with `%`, `/`, control characters and a leading `.`

@@ -178,7 +178,7 @@ const BACKUP_HINT: &str = "install mariadb-backup (Debian: mariadb-backup)";
 
 /// A physical backup of a running MariaDB server: `mariadb-backup --backup --stream=xbstream`
 /// streamed into the snapshot's `/mariadb-physical/backup.xbstream` (consistent for InnoDB
-/// without stopping writers; `db restore --physical` unpacks and prepares it).
+/// without stopping writers; `db restore --target DIR` unpacks and prepares it).
 pub struct PhysicalBackup {
     conn: Connection,
 }

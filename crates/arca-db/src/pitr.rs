@@ -81,7 +81,7 @@ pub fn configure(dir: &Path, restore_command: &str, target: &Target) -> DbResult
         Target::Lsn(l) => ("recovery_target_lsn", l),
     };
     let text = format!(
-        "\n# point-in-time recovery, written by arca db pitr\nrestore_command = {}\n{key} = {}\nrecovery_target_action = 'promote'\n",
+        "\n# point-in-time recovery, written by arca db pitr\nrestore_command = {}\n{key} = {}\nrecovery_target_action = 'promote'\n# The recovered cluster does not archive until told to: its WAL must not mix with the\n# original's. Turn it on when it takes the original's place.\narchive_mode = 'off'\n",
         conf_value(restore_command),
         conf_value(value)
     );

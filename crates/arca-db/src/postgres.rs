@@ -177,7 +177,8 @@ pub fn restore(repo: &Repository, entry: &Entry, conn: &Connection, opts: &Resto
         conn.query(conn.maintenance(), &format!("CREATE DATABASE {}", ident(&into)))?;
     }
     let mut c = conn.command("pg_restore");
-    c.args(["--exit-on-error", "--dbname"]).arg(conninfo(&into));
+    // All or nothing: a failure leaves no half-restored database.
+    c.args(["--exit-on-error", "--single-transaction", "--dbname"]).arg(conninfo(&into));
     if opts.clean {
         c.args(["--clean", "--if-exists"]);
     }

@@ -47,10 +47,12 @@ pub fn segment_parts(name: &str) -> Option<(u32, u32, u32)> {
 /// The system identifier a WAL segment's first page names (its long page header), if `head`
 /// (the segment's first bytes) has one.
 pub fn sysid_of_segment(head: &[u8]) -> Option<u64> {
-    // XLogLongPageHeaderData: magic u16, info u16 (XLP_LONG_HEADER = 0x0002), tli u32,
-    // pageaddr u64, rem_len u32, padding, then sysid u64 at offset 24.
+    // XLogLongPageHeaderData: magic u16 (XLOG_PAGE_MAGIC, 0xD1xx in PostgreSQL 10 to 17,
+    // 0xD0xx before), info u16 (XLP_LONG_HEADER = 0x0002), tli u32, pageaddr u64, rem_len
+    // u32, padding, then sysid u64 at offset 24.
+    let magic = u16::from_le_bytes(head.get(0..2)?.try_into().ok()?);
     let info = u16::from_le_bytes(head.get(2..4)?.try_into().ok()?);
-    if info & 0x0002 == 0 {
+    if !(0xD000..=0xD1FF).contains(&magic) || info & 0x0002 == 0 {
         return None;
     }
     Some(u64::from_le_bytes(head.get(24..32)?.try_into().ok()?))
@@ -72,8 +74,16 @@ pub fn sysid_for(file: &Path, given: Option<&str>) -> DbResult<String> {
         return Ok(g.to_string());
     }
     let mut head = [0u8; 40];
-    let from_segment =
-        std::fs::File::open(file).and_then(|mut f| f.read_exact(&mut head)).ok().and_then(|()| sysid_of_segment(&head));
+    // Only a segment (or a partial one) starts with a page header; a history or backup file
+    // is text, whose bytes could pass for one.
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let segment =
+        name.get(..24).is_some_and(|n| segment_parts(n).is_some()) && (name.len() == 24 || name.ends_with(".partial"));
+    let from_segment = std::fs::File::open(file)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .ok()
+        .filter(|()| segment)
+        .and_then(|()| sysid_of_segment(&head));
     let from_dir = || std::env::current_dir().ok().and_then(|d| sysid_of_cluster(&d));
     from_segment.or_else(from_dir).map(|s| s.to_string()).ok_or_else(|| {
         DbError::Invalid(format!(
@@ -276,10 +286,13 @@ mod tests {
         assert!(valid_name("00000002.history") && valid_name("000000010000000000000003.00000028.backup"));
         assert!(!valid_name("../etc") && !valid_name("a/b") && !valid_name(""));
         let mut head = vec![0u8; 40];
+        head[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
         head[2] = 0x07; // XLP_LONG_HEADER among the flags
         head[24..32].copy_from_slice(&7_454_921_389_123_456_789u64.to_le_bytes());
         assert_eq!(sysid_of_segment(&head), Some(7_454_921_389_123_456_789));
         head[2] = 0x01;
         assert_eq!(sysid_of_segment(&head), None, "a short page header has no system identifier");
+        let history = b"1\t7F/7000000\tno recovery target specified\n\n\n\n\n\n";
+        assert_eq!(sysid_of_segment(history), None, "text is no page header");
     }
 }

@@ -127,7 +127,14 @@ pub fn forget(
                     "no policy given: add --keep-last/--keep-daily/... (or name snapshots to remove)".into(),
                 ));
             }
-            by_policy(repo, &all, filter, policy, *group_by, max_clock_skew.0, now, events)?
+            // Archived WAL files are snapshots, but a policy of days and weeks would thin out a
+            // point-in-time archive into gaps: `arca db forget --pitr` decides for them.
+            let managed: Vec<SnapshotEntry> = all
+                .iter()
+                .filter(|e| e.snapshot.source.get("engine").map(String::as_str) != Some("postgresql-wal"))
+                .cloned()
+                .collect();
+            by_policy(repo, &managed, filter, policy, *group_by, max_clock_skew.0, now, events)?
         }
     };
     if !req.dry_run {

@@ -94,6 +94,8 @@ fn database_snapshot(repo: &Repository, out: &Output, spec: &str) -> Result<Snap
     let all: Vec<SnapshotEntry> = super::all_snapshots(repo, out)?
         .into_iter()
         .filter(|s| s.snapshot.kind == arca_format::SnapshotKind::Database)
+        // Archived WAL files are snapshots too, but never what `latest` means here.
+        .filter(|s| s.snapshot.source.get("engine").map(String::as_str) != Some("postgresql-wal"))
         .collect();
     if all.is_empty() {
         bail!("the repository holds no database snapshot (`arca db backup` makes them)");
@@ -272,8 +274,21 @@ pub fn wal_push(cli: &Cli, out: &Output, path: &Path, sysid: Option<&str>) -> Re
     super::backup::store_in(cli, out, &repo, lock, &mut segment, &req, false, None)
 }
 
-/// `arca wal-fetch NAME TARGET`: write one archived WAL file (exit 1 if there is none).
+/// `arca wal-fetch NAME TARGET`: write one archived WAL file. Exit 1 only if the archive does
+/// not have it (PostgreSQL then ends recovery there, or tries the next timeline); any other
+/// failure exits 126, which makes PostgreSQL stop recovering rather than take a wrong turn (a
+/// wrong password or an outage must not pass for the end of the archive).
 pub fn wal_fetch(cli: &Cli, out: &Output, name: &str, target: &Path, sysid: Option<&str>) -> Result<i32> {
+    match fetch(cli, out, name, target, sysid) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            out.error(&e);
+            Ok(crate::exit::ABORT_RECOVERY)
+        }
+    }
+}
+
+fn fetch(cli: &Cli, out: &Output, name: &str, target: &Path, sysid: Option<&str>) -> Result<i32> {
     if !wal::valid_name(name) {
         bail!("{name:?} is not the name of a WAL file");
     }
@@ -324,10 +339,13 @@ fn restore_command(cli: &Cli) -> Result<String> {
             "the recovery runs `arca wal-fetch` as the database's user, without this shell's ARCA_PASSWORD: give --password-file (readable by that user) or --password-command, or write your own --restore-command"
         ),
     };
+    // PostgreSQL replaces %-escapes anywhere in the command: a literal % is written %%.
+    let literal = |s: String| s.replace('%', "%%");
     Ok(format!(
-        "{} -r {} {password} --no-cache wal-fetch %f %p",
-        shell_word(&exe.display().to_string()),
-        shell_word(&repo)
+        "{} -r {} {} wal-fetch %f %p",
+        literal(shell_word(&exe.display().to_string())),
+        literal(shell_word(&repo)),
+        literal(password)
     ))
 }
 
@@ -514,6 +532,9 @@ fn verify(cli: &Cli, out: &Output, spec: &str, database: Option<&str>, pg_bin: O
         snap.id.short()
     ));
     let drills = arca_db::drill::verify(&repo, &snap.snapshot, &entries, pg_bin)?;
+    if drills.is_empty() {
+        bail!("snapshot {} holds no database to drill", snap.id.short());
+    }
     let state = arca_jobs::history::default_dir();
     if let Err(e) = arca_db::drill::record(&state, &repo.config().repo_id.to_hex(), &snap.id.to_hex(), &drills) {
         out.warn(format!("could not record the drill: {e}"));
@@ -540,6 +561,9 @@ fn verify(cli: &Cli, out: &Output, spec: &str, database: Option<&str>, pg_bin: O
 fn cold(cli: &Cli, out: &Output, a: &DbBackupArgs, pgdata: &Path) -> Result<i32> {
     if a.engine != DbEngine::Postgres {
         bail!("--cold is for PostgreSQL (stopped, checked with pg_controldata, started again)");
+    }
+    if a.dry_run {
+        bail!("--cold stops the database: a dry run of it would too, so there is none (back up a copy of the files with `arca backup --dry-run` instead)");
     }
     let bin = arca_db::drill::pg_bin(a.server.pg_bin.as_deref())
         .ok_or_else(|| anyhow!("PostgreSQL's server programs are not in /usr/lib/postgresql: give --pg-bin"))?;
