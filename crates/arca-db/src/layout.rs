@@ -69,6 +69,18 @@ pub struct Entry {
     pub node: Node,
 }
 
+/// The databases a dump takes: every one the server has (`all`) when none is `wanted`,
+/// else the wanted ones, each of which must exist on the server `server` describes.
+pub fn choose(all: Vec<String>, wanted: &[String], server: &str) -> DbResult<Vec<String>> {
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    match wanted.iter().find(|d| !all.contains(d)) {
+        Some(d) => Err(DbError::Invalid(format!("{server} has no database {d:?} (it has: {})", all.join(", ")))),
+        None => Ok(wanted.to_vec()),
+    }
+}
+
 /// The file name holding database `name` of `engine`.
 pub fn file_name(engine: Engine, name: &str) -> DbResult<String> {
     if name.is_empty() {

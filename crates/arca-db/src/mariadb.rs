@@ -105,20 +105,7 @@ impl Dumper for Dump {
     ) -> DbResult<BTreeMap<String, String>> {
         let version = self.conn.query("SELECT VERSION()")?.trim().to_string();
         let all = self.conn.databases()?;
-        let chosen = if self.databases.is_empty() {
-            all
-        } else {
-            for d in &self.databases {
-                if !all.contains(d) {
-                    return Err(DbError::Invalid(format!(
-                        "MariaDB at {} has no database {d:?} (it has: {})",
-                        self.conn.describe(),
-                        all.join(", ")
-                    )));
-                }
-            }
-            self.databases.clone()
-        };
+        let chosen = layout::choose(all, &self.databases, &format!("MariaDB at {}", self.conn.describe()))?;
         let mut c = self.conn.command("mariadb-dump");
         c.args(["--system=users", "--insert-ignore"]);
         tool::read_output(c, "mariadb-dump", HINT, |out| {

@@ -116,20 +116,7 @@ impl Dumper for Dump {
     ) -> DbResult<BTreeMap<String, String>> {
         let version = self.conn.server_version()?;
         let all = self.conn.databases()?;
-        let chosen = if self.databases.is_empty() {
-            all
-        } else {
-            for d in &self.databases {
-                if !all.contains(d) {
-                    return Err(DbError::Invalid(format!(
-                        "PostgreSQL at {} has no database {d:?} (it has: {})",
-                        self.conn.describe(),
-                        all.join(", ")
-                    )));
-                }
-            }
-            self.databases.clone()
-        };
+        let chosen = layout::choose(all, &self.databases, &format!("PostgreSQL at {}", self.conn.describe()))?;
         let mut c = self.conn.command("pg_dumpall");
         c.args(["--globals-only", "-l"]).arg(self.conn.maintenance());
         tool::read_output(c, "pg_dumpall", HINT, |out| {
