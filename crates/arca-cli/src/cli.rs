@@ -219,6 +219,15 @@ pub enum Command {
     )]
     #[command(subcommand)]
     Db(DbCommand),
+    /// btrfs snapshot sets: push the read-only subvolumes of a directory (what btrbk, snapper
+    /// or a cron job makes) into the repository, list them with their sizes on either side,
+    /// and pull them onto another btrfs filesystem as read-only subvolumes that share their
+    /// unchanged files' extents.
+    #[command(
+        after_help = "Examples:\n  arca btrfs push /mnt/pool/snaps           # every read-only subvolume not yet stored\n  arca btrfs push /mnt/pool/snaps --dry-run --delete\n  arca btrfs list /mnt/pool/snaps\n  arca btrfs pull /mnt/backup/snaps          # recreate them, oldest first\n  arca btrfs pull /mnt/backup/snaps --set /mnt/pool/snaps --snapshot 2026-12-07"
+    )]
+    #[command(subcommand)]
+    Btrfs(BtrfsCommand),
     /// Show sizes: what a restore would write, or what the snapshots store.
     #[command(after_help = "Examples:\n  arca stats latest\n  arca stats --mode raw-data")]
     Stats(StatsArgs),
@@ -417,6 +426,23 @@ pub struct BackupArgs {
     /// them out) or fail (store nothing). `arca db backup` backs them up consistently.
     #[arg(long, default_value = "warn", value_name = "warn|skip|fail")]
     pub live_databases: arca_fs::livedb::LiveDbPolicy,
+    /// Take a read-only snapshot of each path's filesystem first (btrfs subvolume snapshot,
+    /// LVM snapshot mounted read-only, ZFS snapshot), back up from it, and remove it after,
+    /// also after a failure: the snapshot is one instant, not files changing while they are
+    /// read. The snapshot records the original paths. A snapshot a killed run left is removed
+    /// by the next run.
+    #[arg(long)]
+    pub fs_snapshot: bool,
+    /// How --fs-snapshot freezes a filesystem: auto (btrfs or ZFS by the filesystem, else LVM
+    /// if the path is on a logical volume), btrfs, lvm or zfs.
+    #[arg(long, default_value = "auto", value_name = "auto|btrfs|lvm|zfs", requires = "fs_snapshot")]
+    pub fs_snapshot_method: arca_fsnap::freeze::Method,
+    /// Store a full `btrfs send` stream of this subvolume as one file (deduplicated: a second
+    /// full stream of a little-changed subvolume costs about the change). `arca restore
+    /// --btrfs-receive DIR` gives it to `btrfs receive`. A writable subvolume is sent from a
+    /// read-only snapshot taken for it.
+    #[arg(long, value_name = "SUBVOLUME", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "fs_snapshot"])]
+    pub btrfs_send: Option<PathBuf>,
     /// Back up standard input as one file.
     #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
     pub stdin: bool,
@@ -542,8 +568,18 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_warn_metadata: bool,
     /// Directory to restore into (created if missing).
-    #[arg(long, short = 't')]
-    pub target: PathBuf,
+    #[arg(long, short = 't', required_unless_present = "btrfs_receive")]
+    pub target: Option<PathBuf>,
+    /// Clone every file whose contents equal the file at the same path in DIR (an earlier
+    /// restore, on the same btrfs or XFS filesystem) instead of writing it: each restored
+    /// snapshot is a plain directory, and together they take about the space of one plus the
+    /// changes. Contents are compared by reading DIR's files, not by their times.
+    #[arg(long, value_name = "DIR")]
+    pub reflink_from: Option<PathBuf>,
+    /// Give the btrfs send stream a snapshot holds (`backup --btrfs-send`) to `btrfs receive
+    /// DIR`, which makes the subvolume there; `-` writes the stream to standard output.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "reflink_from", "delete", "includes", "excludes", "at"])]
+    pub btrfs_receive: Option<PathBuf>,
     /// Restore only paths matching this glob, and what lies below them (repeatable).
     #[arg(long = "include", short = 'i')]
     pub includes: Vec<String>,
@@ -707,6 +743,73 @@ pub struct PruneArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub tuning: PruneTuning,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BtrfsCommand {
+    /// Back up every read-only subvolume in DIR that the repository does not hold yet, oldest
+    /// first, each against the previous one (unchanged files are not read again). Each
+    /// becomes one snapshot of DIR that records the subvolume's name, UUIDs and generation.
+    #[command(
+        after_help = "Examples:\n  arca btrfs push /mnt/pool/snaps\n  arca btrfs push /mnt/pool/snaps --delete --dry-run"
+    )]
+    Push {
+        /// The directory holding the read-only subvolumes.
+        dir: PathBuf,
+        /// Show what would be pushed (and forgotten); store nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Forget the stored members DIR no longer has (`arca prune` then frees their data).
+        #[arg(long)]
+        delete: bool,
+        /// Host name to record (default: this machine's).
+        #[arg(long)]
+        host: Option<String>,
+        /// Tag the snapshots (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// List a set: the read-only subvolumes in DIR with btrfs's view of their sizes, and the
+    /// repository's members with theirs (stored bytes; exclusive is what forgetting that
+    /// member alone would free).
+    #[command(
+        after_help = "Examples:\n  arca btrfs list /mnt/pool/snaps\n  arca btrfs list --set /mnt/pool/snaps     # the repository side only\n  arca btrfs list /mnt/pool/snaps --local   # btrfs only, no repository"
+    )]
+    List {
+        /// A directory of read-only subvolumes (either side).
+        dir: Option<PathBuf>,
+        /// The set in the repository (its directory on the pushing host; default: DIR, or the
+        /// only set).
+        #[arg(long)]
+        set: Option<String>,
+        /// Only the local side: no repository is opened.
+        #[arg(long, requires = "dir")]
+        local: bool,
+    },
+    /// Recreate the set's members in DIR (on btrfs), oldest first: each starts as a snapshot
+    /// of the previous one received, so unchanged files share extents, gets its member's UUID
+    /// as received UUID (a later `btrfs send -p` from the original host finds it as a
+    /// parent), and turns read-only under its name only when complete. An interrupted pull
+    /// leaves NAME.arca-partial and the next pull finishes it.
+    #[command(
+        after_help = "Examples:\n  arca btrfs pull /mnt/backup/snaps\n  arca btrfs pull /mnt/backup/snaps --snapshot daily-2026-12-07 --dry-run\n  arca btrfs pull /mnt/backup/snaps --delete"
+    )]
+    Pull {
+        /// The directory (on btrfs) to receive into.
+        dir: PathBuf,
+        /// The set to pull (its directory on the pushing host; default: the only set).
+        #[arg(long)]
+        set: Option<String>,
+        /// Only these members (repeatable; default: every member DIR lacks).
+        #[arg(long = "snapshot", value_name = "NAME")]
+        only: Vec<String>,
+        /// Show what would be pulled (and deleted); change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Delete received subvolumes in DIR whose member the repository no longer holds.
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

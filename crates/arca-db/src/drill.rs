@@ -109,7 +109,11 @@ impl ScratchPg {
         let pg = ScratchPg { dir, data, bin: bin.to_path_buf(), port };
         if let Err(e) = tool::output(c, "pg_ctl", "install PostgreSQL's server (Debian: postgresql)") {
             let log = std::fs::read_to_string(pg.dir.path().join("log")).unwrap_or_default();
-            return Err(DbError::ToolFailed { program: "pg_ctl start".into(), status: e.to_string(), stderr: log });
+            return Err(DbError::Tool(arca_ops::tool::ToolError::Failed {
+                program: "pg_ctl start".into(),
+                status: e.to_string(),
+                stderr: log,
+            }));
         }
         Ok(pg)
     }
@@ -180,17 +184,17 @@ impl ScratchMy {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .map_err(|source| DbError::ToolStart { program: "mariadbd".into(), source })?;
+            .map_err(|source| DbError::Tool(arca_ops::tool::ToolError::Start { program: "mariadbd".into(), source }))?;
         let my = ScratchMy { _dir: dir, socket, child };
         let conn = my.conn();
         let start = Instant::now();
         while conn.query("SELECT 1").is_err() {
             if start.elapsed() > Duration::from_secs(120) {
-                return Err(DbError::ToolFailed {
+                return Err(DbError::Tool(arca_ops::tool::ToolError::Failed {
                     program: "mariadbd".into(),
                     status: "not ready after 120 s".into(),
                     stderr: String::new(),
-                });
+                }));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -248,9 +252,11 @@ fn timed(engine: &str, database: &str, f: impl FnOnce() -> DbResult<String>) -> 
 }
 
 fn need_pg(pg: Option<&Path>) -> DbResult<PathBuf> {
-    pg_bin(pg).ok_or_else(|| DbError::ToolMissing {
-        program: "initdb".into(),
-        hint: "a drill needs PostgreSQL's server (Debian: postgresql), or --pg-bin",
+    pg_bin(pg).ok_or_else(|| {
+        DbError::Tool(arca_ops::tool::ToolError::Missing {
+            program: "initdb".into(),
+            hint: "a drill needs PostgreSQL's server (Debian: postgresql), or --pg-bin",
+        })
     })
 }
 
@@ -283,6 +289,7 @@ fn verify_physical(repo: &Repository, snapshot: &arca_format::Snapshot, pg: Opti
         overwrite: Default::default(),
         delete: false,
         dry_run: false,
+        reflink_from: None,
         threads: 2,
         base: format!("/{PGDATA}").into_bytes(),
     };
@@ -308,11 +315,11 @@ fn verify_mariadb(repo: &Repository, e: &Entry) -> DbResult<String> {
     let said = tool::output(c, "mariadb-check", "install MariaDB's client tools")?;
     let bad: Vec<&str> = said.lines().filter(|l| !l.trim_end().ends_with("OK") && !l.trim().is_empty()).collect();
     if !bad.is_empty() {
-        return Err(DbError::ToolFailed {
+        return Err(DbError::Tool(arca_ops::tool::ToolError::Failed {
             program: "mariadb-check".into(),
             status: "tables not OK".into(),
             stderr: bad.join("; "),
-        });
+        }));
     }
     Ok(format!("restored; mariadb-check: {} tables OK", said.lines().filter(|l| l.trim_end().ends_with("OK")).count()))
 }

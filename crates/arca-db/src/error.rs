@@ -4,15 +4,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// A database tool is not installed (or not where the settings say).
-    #[error("{program} is not installed or not on PATH ({hint})")]
-    ToolMissing { program: String, hint: &'static str },
-    /// A database tool could not be started.
-    #[error("cannot start {program}: {source}")]
-    ToolStart { program: String, source: std::io::Error },
-    /// A database tool failed; `stderr` is the end of what it said.
-    #[error("{program} failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
-    ToolFailed { program: String, status: String, stderr: String },
+    /// A database tool is missing, could not start, or failed.
+    #[error(transparent)]
+    Tool(#[from] arca_ops::tool::ToolError),
     /// Reading or writing a local file.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },

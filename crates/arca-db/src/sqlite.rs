@@ -107,11 +107,11 @@ pub fn restore(repo: &Repository, entry: &Entry, target: &Path) -> DbResult<()> 
     c.args(["-bail", "-readonly"]).arg(target).arg("PRAGMA integrity_check");
     let said = tool::output(c, "sqlite3", HINT)?;
     if said.trim() != "ok" {
-        return Err(DbError::ToolFailed {
+        return Err(DbError::Tool(arca_ops::tool::ToolError::Failed {
             program: "sqlite3".into(),
             status: "integrity check".into(),
             stderr: said.trim().to_string(),
-        });
+        }));
     }
     Ok(())
 }

@@ -56,6 +56,17 @@ pub struct BackupOptions {
     pub cancel: arca_repo::Cancel,
     /// What to do with a running database's files (crate::livedb).
     pub live_databases: crate::livedb::LiveDbPolicy,
+    /// Source paths read from somewhere else (a filesystem snapshot of them).
+    pub redirects: Vec<Redirect>,
+}
+
+/// A source path whose data is read from `read_from`, a frozen copy of it (a btrfs, LVM or
+/// ZFS snapshot): the snapshot records `path`, its device number and the paths below it, so
+/// listings, excludes, warnings and the next backup's parent all see the original place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub path: PathBuf,
+    pub read_from: PathBuf,
 }
 
 pub use arca_repo::events::Change;
@@ -117,6 +128,8 @@ struct Archiver<'a> {
     hardlinks: Mutex<HashMap<(u64, u64), Content>>,
     buffers: BufferPool,
     live: crate::livedb::Detector,
+    /// Device numbers of redirected sources' copies, and the originals' they stand for.
+    devices: HashMap<u64, u64>,
 }
 
 /// Back up `opts.paths`, using `parent` (a root tree) to skip unchanged files.
@@ -138,6 +151,7 @@ pub fn backup(
         hardlinks: Mutex::new(HashMap::new()),
         buffers: BufferPool::new(LARGE_STREAMS),
         live: crate::livedb::Detector::new(),
+        devices: redirected_devices(&opts.redirects),
     };
     let mut root = PathTrie::default();
     for p in &opts.paths {
@@ -167,6 +181,12 @@ pub fn backup(
     let mut warnings = a.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     warnings.sort_by(|x, y| x.path.cmp(&y.path));
     Ok(BackupOutcome { tree, summary, warnings })
+}
+
+/// The device numbers of the redirected sources' copies, mapped to the originals'.
+fn redirected_devices(redirects: &[Redirect]) -> HashMap<u64, u64> {
+    let dev = |p: &Path| std::fs::symlink_metadata(p).ok().map(|m| m.dev());
+    redirects.iter().filter_map(|r| Some((dev(&r.read_from)?, dev(&r.path)?))).collect()
 }
 
 /// Store a single stream as a snapshot containing one file named `name`.
@@ -279,6 +299,7 @@ impl Archiver<'_> {
 
     fn warn_kind(&self, path: &Path, message: impl Into<String>, kind: WarningKind) {
         let message = message.into();
+        let path = &*self.shown(path);
         self.events.emit(Event::Warning { path, message: &message });
         lock(&self.warnings).push(SnapshotWarning { path: path.display().to_string(), message, kind });
     }
@@ -288,7 +309,25 @@ impl Archiver<'_> {
     }
 
     fn node(&self, name: &[u8], md: &Metadata) -> Node {
-        node_from(name, md, &mut lock(&self.names))
+        let mut node = node_from(name, md, &mut lock(&self.names));
+        node.device = self.device(md);
+        node
+    }
+
+    /// The device number a file is recorded with (a redirected source's original one).
+    fn device(&self, md: &Metadata) -> u64 {
+        self.devices.get(&md.dev()).copied().unwrap_or(md.dev())
+    }
+
+    /// Where a path read through a redirect is shown and matched: below the original path.
+    fn shown<'p>(&self, path: &'p Path) -> std::borrow::Cow<'p, Path> {
+        for r in &self.opts.redirects {
+            if let Ok(rest) = path.strip_prefix(&r.read_from) {
+                let shown = if rest.as_os_str().is_empty() { r.path.clone() } else { r.path.join(rest) };
+                return std::borrow::Cow::Owned(shown);
+            }
+        }
+        std::borrow::Cow::Borrowed(path)
     }
 
     fn load_tree(&self, id: &Id) -> Option<Tree> {
@@ -314,7 +353,10 @@ impl Archiver<'_> {
     fn trie_tree(&self, trie: &PathTrie, dir: &Path, parent: Option<&Tree>) -> FsResult<Id> {
         let mut tree = Tree::default();
         for (name, child) in &trie.children {
-            let path = dir.join(std::ffi::OsStr::from_bytes(name));
+            let shown = dir.join(std::ffi::OsStr::from_bytes(name));
+            // A redirected source is read from its copy; the way to it stays the original's.
+            let redirect = self.opts.redirects.iter().find(|r| child.is_source && r.path == shown);
+            let path = redirect.map(|r| r.read_from.clone()).unwrap_or_else(|| shown.clone());
             let md = match std::fs::symlink_metadata(&path) {
                 Ok(md) => md,
                 Err(e) => {
@@ -331,7 +373,7 @@ impl Archiver<'_> {
                 let sub_parent = pnode.and_then(|n| n.subtree).and_then(|id| self.load_tree(&id));
                 let mut node = self.node(name, &md);
                 node.xattrs = read_xattrs(&path).unwrap_or_default();
-                node.subtree = Some(self.trie_tree(child, &path, sub_parent.as_ref())?);
+                node.subtree = Some(self.trie_tree(child, &shown, sub_parent.as_ref())?);
                 tree.nodes.push(node);
             } else {
                 self.warn(&path, "is not a directory; the sources below it were skipped");
@@ -371,7 +413,7 @@ impl Archiver<'_> {
             .map(|name| {
                 let path = dir.join(name);
                 // A name-only pattern that matches saves the lstat of an excluded file.
-                if self.opts.excludes.matches(&path, false) {
+                if self.opts.excludes.matches(&self.shown(&path), false) {
                     return Ok(None);
                 }
                 let md = match std::fs::symlink_metadata(&path) {
@@ -381,7 +423,7 @@ impl Archiver<'_> {
                         return Ok(None);
                     }
                 };
-                if md.is_dir() && self.opts.excludes.matches_dir_only(&path) {
+                if md.is_dir() && self.opts.excludes.matches_dir_only(&self.shown(&path)) {
                     return Ok(None);
                 }
                 let pnode = parent.and_then(|t| t.find(name.as_bytes()));
@@ -421,7 +463,7 @@ impl Archiver<'_> {
     /// One entry of any kind; `None` if it is skipped.
     fn entry(&self, path: &Path, name: &[u8], md: &Metadata, pnode: Option<&Node>, dev: u64) -> FsResult<Option<Node>> {
         self.opts.cancel.check()?;
-        if self.opts.excludes.is_own(md) {
+        if self.opts.excludes.is_own_at(self.device(md), md.ino()) {
             // A repository backed up into itself grows by its own size every run.
             tracing::info!("{}: arca's own repository, cache or key file; left out", path.display());
             return Ok(None);
@@ -496,7 +538,7 @@ impl Archiver<'_> {
                     Change::Modified => s.files_changed += 1,
                     Change::Unchanged => s.files_unchanged += 1,
                 });
-                self.events.emit(Event::Change { path, change });
+                self.events.emit(Event::Change { path: &self.shown(path), change });
                 return Ok(true);
             }
         }
@@ -504,7 +546,7 @@ impl Archiver<'_> {
             node.content = p.content.clone();
             node.holes = p.holes.clone();
             self.count(|s| s.files_unchanged += 1);
-            self.events.emit(Event::Change { path, change: Change::Unchanged });
+            self.events.emit(Event::Change { path: &self.shown(path), change: Change::Unchanged });
             self.events.emit(Event::Skipped(p.size));
             if md.nlink() > 1 {
                 let c = Content { blobs: p.content.clone(), holes: p.holes.clone(), size: p.size };
@@ -512,7 +554,7 @@ impl Archiver<'_> {
             }
             return Ok(true);
         }
-        self.events.emit(Event::File { path, size: md.size() });
+        self.events.emit(Event::File { path: &self.shown(path), size: md.size() });
         let content = match self.read_file(path, node) {
             Ok(c) => c,
             // The repository side failed (storage full, a verification fault): that ends the
@@ -541,7 +583,8 @@ impl Archiver<'_> {
             lock(&self.hardlinks).insert(link_key, content.clone());
         }
         set_content(node, content);
-        self.events.emit(Event::Change { path, change: if pnode.is_some() { Change::Modified } else { Change::New } });
+        let change = if pnode.is_some() { Change::Modified } else { Change::New };
+        self.events.emit(Event::Change { path: &self.shown(path), change });
         self.events.emit(Event::FileDone);
         Ok(true)
     }

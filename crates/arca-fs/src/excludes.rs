@@ -120,7 +120,12 @@ impl Excludes {
 
     /// True if `md` is one of arca's own files or directories.
     pub fn is_own(&self, md: &std::fs::Metadata) -> bool {
-        !self.own.is_empty() && self.own.contains(&(md.dev(), md.ino()))
+        self.is_own_at(md.dev(), md.ino())
+    }
+
+    /// True if the file numbered `ino` on device `dev` is one of arca's own.
+    pub fn is_own_at(&self, dev: u64, ino: u64) -> bool {
+        !self.own.is_empty() && self.own.contains(&(dev, ino))
     }
 
     /// Read an exclude file: one pattern per line, `#` comments and blank lines skipped.

@@ -24,7 +24,7 @@ pub struct ExportReport {
 }
 
 /// Reads the data blobs of one file back to back, optionally after a prefix (a sparse map).
-struct BlobReader<'a> {
+pub struct BlobReader<'a> {
     repo: &'a Repository,
     blobs: std::slice::Iter<'a, Id>,
     buf: Vec<u8>,
@@ -32,6 +32,11 @@ struct BlobReader<'a> {
 }
 
 impl<'a> BlobReader<'a> {
+    /// The contents of a file without holes (a stream), read as they are needed.
+    pub fn of(repo: &'a Repository, blobs: &'a [Id]) -> Self {
+        BlobReader::new(repo, blobs, vec![])
+    }
+
     fn new(repo: &'a Repository, blobs: &'a [Id], prefix: Vec<u8>) -> Self {
         BlobReader { repo, blobs: blobs.iter(), buf: prefix, pos: 0 }
     }

@@ -35,6 +35,7 @@ fn file(name: &[u8], id: arca_format::Id, len: u64) -> Node {
 fn opts(target: &std::path::Path) -> RestoreOptions {
     RestoreOptions {
         dry_run: false,
+        reflink_from: None,
         target: target.to_path_buf(),
         includes: None,
         excludes: None,

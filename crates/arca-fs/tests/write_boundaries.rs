@@ -95,6 +95,7 @@ fn backup(storage: Arc<dyn Storage>, src: &Path) -> arca_repo::RepoResult<Id> {
         read_threads: 2,
         cancel: Default::default(),
         live_databases: Default::default(),
+        redirects: vec![],
     };
     let outcome = arca_fs::backup(&writer, None, &o, &Quiet).map_err(|e| match e {
         arca_fs::FsError::Repo(r) => r,
@@ -137,6 +138,7 @@ fn verify(s: Arc<dyn Storage>, expected: &BTreeMap<Id, BTreeMap<PathBuf, Vec<u8>
             overwrite: Overwrite::Always,
             delete: false,
             dry_run: false,
+            reflink_from: None,
         };
         let rep = arca_fs::restore(&repo, Found::Root(e.snapshot.tree), &ro, &Quiet).unwrap();
         assert!(rep.errors.is_empty(), "{what}: restore of {}: {:?}", e.id, rep.errors);

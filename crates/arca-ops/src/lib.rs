@@ -23,6 +23,7 @@ pub mod rewrite;
 pub mod serve;
 pub mod source;
 pub mod time;
+pub mod tool;
 
 pub use error::{OpsError, OpsResult};
 pub use source::Source;

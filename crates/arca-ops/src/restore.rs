@@ -39,6 +39,9 @@ pub struct RestoreRequest {
     pub set_owner: Option<bool>,
     /// Files written at once (default: one per core).
     pub threads: Option<usize>,
+    /// Clone files whose contents equal those at the same path in this earlier restore
+    /// (`--reflink-from`: space shared on btrfs and XFS).
+    pub reflink_from: Option<PathBuf>,
 }
 
 /// What a restore did.
@@ -102,6 +105,7 @@ pub fn restore(repo: &Repository, req: &RestoreRequest, events: &dyn Events) -> 
         dry_run: req.dry_run,
         threads: req.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         base: if base.starts_with(b"/") || base.is_empty() { base.clone() } else { [b"/".as_slice(), &base].concat() },
+        reflink_from: req.reflink_from.clone(),
     };
     let report = arca_fs::restore(repo, found, &opts, events)?;
     Ok(Restored { snapshot_id: snap.id.to_hex(), report })

@@ -120,6 +120,7 @@ pub struct Files {
     paths: Vec<PathBuf>,
     opts: FilesOptions,
     own: Vec<PathBuf>,
+    redirects: Vec<arca_fs::backup::Redirect>,
 }
 
 impl Files {
@@ -129,7 +130,18 @@ impl Files {
         let paths = resolve_paths(given)?;
         // Compiled once here so bad patterns fail before the repository is opened.
         opts.excludes.build(own)?;
-        Ok(Files { paths, opts, own: own.to_vec() })
+        Ok(Files { paths, opts, own: own.to_vec(), redirects: vec![] })
+    }
+
+    /// Read these source paths from frozen copies of them (filesystem snapshots) from now on;
+    /// the snapshot still records the original paths.
+    pub fn set_redirects(&mut self, redirects: Vec<arca_fs::backup::Redirect>) {
+        self.redirects = redirects;
+    }
+
+    /// How the sources are read.
+    pub fn options(&self) -> &FilesOptions {
+        &self.opts
     }
 
     /// The absolute source paths.
@@ -177,6 +189,7 @@ impl Source for Files {
             read_threads: self.opts.read_threads,
             cancel: cancel.clone(),
             live_databases: self.opts.live_databases,
+            redirects: self.redirects.clone(),
         };
         Ok(arca_fs::backup(writer, parent, &opts, events)?)
     }

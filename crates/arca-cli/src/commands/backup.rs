@@ -32,6 +32,8 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     let mut files = None;
     let mut source: Box<dyn Source> = if a.stdin {
         Box::new(source::Stream::new(&a.stdin_filename, std::io::stdin().lock()))
+    } else if let Some(subvolume) = &a.btrfs_send {
+        Box::new(arca_fsnap::source::SendStream::new(subvolume)?)
     } else if let Some(cmd) = &a.stdin_from_command {
         // `--stdin-from-command -- CMD ARG...`: the `--` arrives as the first value.
         let cmd = cmd.strip_prefix(&["--".to_string()]).unwrap_or(cmd);
@@ -39,7 +41,12 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     } else {
         let f = source::Files::new(&listed_paths(a)?, files_options(a), &own)?;
         files = Some((f.source_paths().to_vec(), f.excludes_compiled()?));
-        Box::new(f)
+        if a.fs_snapshot {
+            let paths = f.source_paths().to_vec();
+            Box::new(arca_fsnap::source::FrozenFiles::new(&paths, files_options(a), &own, a.fs_snapshot_method)?)
+        } else {
+            Box::new(f)
+        }
     };
     let sources = files.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
     store(cli, out, source.as_mut(), &req, a.dry_run, &sources, files)

@@ -20,13 +20,25 @@ fn split_spec(spec: &str) -> (&str, &str) {
 }
 
 pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
+    if let Some(dir) = &a.btrfs_receive {
+        return receive(cli, out, a, dir);
+    }
+    let Some(target) = &a.target else { bail!("--target is required: the directory to restore into") };
+    if let Some(from) = &a.reflink_from {
+        if !from.is_dir() {
+            bail!(
+                "--reflink-from {}: not a directory (give an earlier restore to clone unchanged files from)",
+                from.display()
+            );
+        }
+    }
     let (spec, path) = split_spec(a.snapshot.as_deref().unwrap_or(""));
     let req = RestoreRequest {
         snapshot: (!spec.is_empty()).then(|| spec.to_string()),
         at: a.at.as_deref().map(super::backup::parse_time).transpose()?,
         path: path.to_string(),
         filter: a.filter.filter(),
-        target: a.target.clone(),
+        target: target.clone(),
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
         verify: a.verify,
@@ -39,6 +51,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
         dry_run: a.dry_run,
         set_owner: None,
         threads: cli.threads,
+        reflink_from: a.reflink_from.clone(),
     };
     let (repo, _lock) = context::open_session(cli, out, context::Session::Read("restore"))?;
     let reporter = Reporter { progress: Progress::new(out, "restore"), out, list: u8::from(a.dry_run) };
@@ -47,7 +60,7 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
     let Restored { snapshot_id, report } = result?;
     if out.json {
         out.json_line(
-            &serde_json::json!({"type": "summary", "snapshot_id": snapshot_id, "target": a.target, "report": report}),
+            &serde_json::json!({"type": "summary", "snapshot_id": snapshot_id, "target": target, "report": report}),
         );
     } else {
         if !a.no_warn_metadata {
@@ -72,13 +85,21 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
             crate::text::count(report.other, "other entry", "other entries"),
             size(report.bytes),
             &snapshot_id[..8],
-            a.target.display(),
+            target.display(),
             if a.verify {
                 format!("; {} verified", crate::text::count(report.verified_files, "file", "files"))
             } else {
                 String::new()
             }
         ));
+        if report.reflinked > 0 {
+            out.info(format!(
+                "{} ({}) cloned from {}, sharing their extents",
+                crate::text::count(report.reflinked, "file", "files"),
+                size(report.reflinked_bytes),
+                a.reflink_from.as_deref().unwrap_or(std::path::Path::new("")).display()
+            ));
+        }
         for (p, e) in &report.errors {
             out.problem(format!("error: {}: {e}", escape(p.as_bytes())));
         }
@@ -88,6 +109,45 @@ pub fn run(cli: &Cli, out: &Output, a: &RestoreArgs) -> Result<i32> {
             "{} could not be restored (listed above); everything else was restored",
             crate::text::count(report.errors.len() as u64, "entry", "entries")
         );
+    }
+    Ok(crate::exit::OK)
+}
+
+/// `restore --btrfs-receive DIR`: the stored send stream into `btrfs receive`.
+fn receive(cli: &Cli, out: &Output, a: &RestoreArgs, dir: &std::path::Path) -> Result<i32> {
+    let (spec, path) = split_spec(a.snapshot.as_deref().unwrap_or(""));
+    if !path.is_empty() {
+        bail!("--btrfs-receive takes a whole snapshot (its one stream): give SNAPSHOT without :{path}");
+    }
+    if spec.is_empty() {
+        bail!("which snapshot? give its id prefix or `latest` (`arca snapshots` lists them)");
+    }
+    if a.dry_run {
+        bail!("--btrfs-receive has no --dry-run: btrfs receive cannot check a stream without applying it");
+    }
+    let to_stdout = dir == std::path::Path::new("-");
+    if to_stdout {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            bail!("--btrfs-receive - writes the stream to standard output, which is a terminal here: pipe it (… | btrfs receive DIR) or redirect it");
+        }
+        crate::output::data_on_stdout();
+    }
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("restore"))?;
+    let snap = super::find_snapshot(&repo, out, spec, &a.filter)?;
+    let done = arca_fsnap::receive::receive(&repo, &snap, dir)?;
+    if out.json {
+        out.json_line(&serde_json::json!({"type": "summary", "received": done, "dir": dir}));
+    } else if to_stdout {
+        out.problem(format!("wrote the send stream of snapshot {} ({})", &done.snapshot_id[..8], size(done.bytes)));
+    } else {
+        out.info(format!(
+            "received {} ({}) from snapshot {} into {}{}",
+            done.stream,
+            size(done.bytes),
+            &done.snapshot_id[..8],
+            dir.display(),
+            done.subvolume.map(|s| format!(" as subvolume {s}")).unwrap_or_default()
+        ));
     }
     Ok(crate::exit::OK)
 }

@@ -1,0 +1,513 @@
+//! Snapshot-then-backup: freeze the filesystems holding the source paths (a read-only btrfs
+//! snapshot, an LVM snapshot mounted read-only, a ZFS snapshot), back up from the frozen copy,
+//! and remove it afterwards, also after a failure; what a killed run left is found by its
+//! name ([`crate::owner`]) and removed by the next run that freezes the same filesystem.
+//!
+//! btrfs goes through [`crate::btrfs`]; LVM and ZFS go through a [`Runner`] that runs their
+//! tools (`lvs`, `lvcreate`, `mount`, `umount`, `lvremove`; `zfs`), so their command lines and
+//! cleanup can be tested where neither device-mapper nor ZFS exists.
+
+use crate::mounts::{self, Mount};
+use crate::{btrfs, owner, FsnapError, FsnapResult};
+use arca_fs::backup::Redirect;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The directory in a btrfs subvolume's root that holds arca's snapshots of it.
+pub const BTRFS_DIR: &str = ".arca-snapshots";
+/// Where LVM snapshots are mounted while a backup reads them.
+pub const LVM_MOUNTS: &str = "/run/arca/fs-snapshots";
+
+/// Which kind of snapshot to take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// What the filesystem offers: btrfs, ZFS, or LVM below anything else.
+    #[default]
+    Auto,
+    Btrfs,
+    Lvm,
+    Zfs,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Method, String> {
+        match s {
+            "auto" => Ok(Method::Auto),
+            "btrfs" => Ok(Method::Btrfs),
+            "lvm" => Ok(Method::Lvm),
+            "zfs" => Ok(Method::Zfs),
+            _ => Err(format!("{s:?} is not a snapshot method (auto, btrfs, lvm, zfs)")),
+        }
+    }
+}
+
+/// Runs the LVM and ZFS tools: one argument vector, its standard output.
+pub trait Runner: Send + Sync {
+    fn run(&self, argv: &[String]) -> FsnapResult<String>;
+}
+
+/// Runs them for real.
+pub struct SystemRunner;
+
+impl Runner for SystemRunner {
+    fn run(&self, argv: &[String]) -> FsnapResult<String> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err(FsnapError::Invalid("an empty command".into()));
+        };
+        let mut c = std::process::Command::new(program);
+        c.args(args);
+        Ok(arca_ops::tool::output(c, program, "install the LVM or ZFS tools (Debian: lvm2, zfsutils-linux)")?)
+    }
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// One frozen filesystem, and how to thaw it.
+#[derive(Debug)]
+enum Taken {
+    /// A btrfs snapshot `<root>/.arca-snapshots/<name>/<subvolume>`.
+    Btrfs { snapshot: PathBuf },
+    /// Commands that remove an LVM or ZFS snapshot, in order.
+    Commands(Vec<Vec<String>>),
+}
+
+/// Frozen copies of the source paths' filesystems, removed when this is released or dropped.
+pub struct Frozen {
+    runner: Arc<dyn Runner>,
+    taken: Vec<Taken>,
+    /// Each source path and the path of its frozen copy.
+    pub redirects: Vec<Redirect>,
+    /// What the snapshot records: per frozen filesystem its kind, UUID or name, generation.
+    pub metadata: BTreeMap<String, String>,
+    /// arca's own directories in the sources (the snapshot directories), never backed up.
+    pub own: Vec<PathBuf>,
+    /// Leftovers of killed runs that were removed, for the user to see.
+    pub removed_leftovers: Vec<String>,
+}
+
+impl Frozen {
+    /// Remove every frozen copy; the problems, one line each (the copies a problem leaves are
+    /// found and removed by the next run).
+    pub fn release(mut self) -> Vec<String> {
+        self.thaw()
+    }
+
+    fn thaw(&mut self) -> Vec<String> {
+        let mut problems = vec![];
+        for t in self.taken.drain(..).rev() {
+            match t {
+                Taken::Btrfs { snapshot } => {
+                    if let Err(e) = remove_btrfs(&snapshot) {
+                        problems.push(format!("cannot remove the snapshot {}: {e}", snapshot.display()));
+                    }
+                }
+                Taken::Commands(cmds) => {
+                    for c in cmds {
+                        if let Err(e) = self.runner.run(&c) {
+                            problems.push(format!("{}: {e}", c.join(" ")));
+                        }
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for p in self.thaw() {
+            tracing::warn!("{p}");
+        }
+    }
+}
+
+/// Delete a btrfs snapshot arca took and the directory named after its process.
+fn remove_btrfs(snapshot: &Path) -> FsnapResult<()> {
+    if btrfs::is_subvolume(snapshot) {
+        btrfs::delete(snapshot)?;
+    }
+    if let Some(dir) = snapshot.parent() {
+        std::fs::remove_dir(dir)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .map_err(|e| FsnapError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// The filesystems to freeze: each with the source paths on it.
+#[derive(Debug, PartialEq, Eq)]
+enum Volume {
+    Btrfs { root: PathBuf },
+    Lvm { vg: String, lv: String, mount: PathBuf, fstype: String },
+    Zfs { dataset: String, mount: PathBuf },
+}
+
+impl Volume {
+    /// The directory the source paths are relative to.
+    fn root(&self) -> &Path {
+        match self {
+            Volume::Btrfs { root } => root,
+            Volume::Lvm { mount, .. } | Volume::Zfs { mount, .. } => mount,
+        }
+    }
+}
+
+/// Which filesystem `path` (canonical) is on, and what snapshots it.
+fn volume_of(path: &Path, method: Method, mounts: &[Mount], runner: &dyn Runner) -> FsnapResult<Volume> {
+    let on = mounts::mount_of(mounts, path);
+    let zfs = || -> FsnapResult<Volume> {
+        match on.filter(|m| m.fstype == "zfs") {
+            Some(m) => Ok(Volume::Zfs { dataset: m.source.clone(), mount: m.point.clone() }),
+            None => Err(FsnapError::Unsupported { path: path.into(), why: "is not on a ZFS dataset".into() }),
+        }
+    };
+    let lvm = || -> FsnapResult<Volume> {
+        let Some(m) = on else {
+            return Err(FsnapError::Unsupported { path: path.into(), why: "its mount is not listed".into() });
+        };
+        let out = runner.run(&argv(&["lvs", "--noheadings", "--separator", "/", "-o", "vg_name,lv_name", &m.source]));
+        match out.ok().as_deref().map(str::trim).and_then(|s| s.split_once('/')) {
+            Some((vg, lv)) if !vg.is_empty() && !lv.is_empty() => {
+                Ok(Volume::Lvm { vg: vg.into(), lv: lv.into(), mount: m.point.clone(), fstype: m.fstype.clone() })
+            }
+            _ => Err(FsnapError::Unsupported {
+                path: path.into(),
+                why: format!("is on {} ({}), which is not an LVM logical volume", m.source, m.fstype),
+            }),
+        }
+    };
+    match method {
+        Method::Btrfs => Ok(Volume::Btrfs { root: btrfs::subvolume_root(path)? }),
+        Method::Zfs => zfs(),
+        Method::Lvm => lvm(),
+        Method::Auto if btrfs::is_btrfs(path) => Ok(Volume::Btrfs { root: btrfs::subvolume_root(path)? }),
+        Method::Auto if is_zfs(path) || on.is_some_and(|m| m.fstype == "zfs") => zfs(),
+        Method::Auto => lvm().map_err(|e| match e {
+            FsnapError::Unsupported { path, why } => FsnapError::Unsupported {
+                path,
+                why: format!("cannot be snapshotted: it is not on btrfs or ZFS, and {why}"),
+            },
+            e => e,
+        }),
+    }
+}
+
+fn is_zfs(path: &Path) -> bool {
+    // ZFS's statfs type, which nix has no constant for.
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::FsType(0x2fc1_2fc1))
+}
+
+/// Freeze the filesystems holding `paths` (absolute; those that do not exist are left to the
+/// backup to report). Each filesystem is frozen once, however many paths it holds.
+pub fn freeze(paths: &[PathBuf], method: Method, runner: Arc<dyn Runner>) -> FsnapResult<Frozen> {
+    let mounts = mounts::current().map_err(|e| FsnapError::io(Path::new("/proc/self/mountinfo"), e))?;
+    let mut volumes: Vec<(Volume, Vec<(PathBuf, PathBuf)>)> = vec![];
+    for p in paths {
+        let Ok(canonical) = std::fs::canonicalize(p) else { continue };
+        let v = volume_of(&canonical, method, &mounts, runner.as_ref())?;
+        match volumes.iter_mut().find(|(x, _)| *x == v) {
+            Some((_, ps)) => ps.push((p.clone(), canonical)),
+            None => volumes.push((v, vec![(p.clone(), canonical)])),
+        }
+    }
+    let mut frozen = Frozen {
+        runner: runner.clone(),
+        taken: vec![],
+        redirects: vec![],
+        metadata: BTreeMap::new(),
+        own: vec![],
+        removed_leftovers: vec![],
+    };
+    let name = owner::mine();
+    for (i, (volume, ps)) in volumes.iter().enumerate() {
+        let copy_root = match volume {
+            Volume::Btrfs { root } => freeze_btrfs(&mut frozen, root, &name)?,
+            Volume::Lvm { vg, lv, mount, fstype } => {
+                freeze_lvm(&mut frozen, runner.as_ref(), vg, lv, mount, fstype, &format!("{name}-{i}"))?
+            }
+            Volume::Zfs { dataset, mount } => freeze_zfs(&mut frozen, runner.as_ref(), dataset, mount, &name)?,
+        };
+        for (given, canonical) in ps {
+            let rest = canonical.strip_prefix(volume.root()).unwrap_or(Path::new(""));
+            let read_from = if rest.as_os_str().is_empty() { copy_root.clone() } else { copy_root.join(rest) };
+            frozen.redirects.push(Redirect { path: given.clone(), read_from });
+        }
+    }
+    Ok(frozen)
+}
+
+/// A read-only snapshot of the subvolume `root` in `<root>/.arca-snapshots/<name>/`, named as
+/// the subvolume is (so a send stream of it receives under that name).
+fn freeze_btrfs(frozen: &mut Frozen, root: &Path, name: &str) -> FsnapResult<PathBuf> {
+    let dir = root.join(BTRFS_DIR);
+    frozen.removed_leftovers.extend(remove_btrfs_leftovers(&dir)?);
+    let mine = dir.join(name);
+    std::fs::create_dir_all(&mine).map_err(|e| FsnapError::io(&mine, e))?;
+    frozen.own.push(dir.clone());
+    let base = root.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "root".into());
+    let snapshot = mine.join(base);
+    if let Err(e) = btrfs::snapshot(root, &snapshot, true) {
+        let _ = std::fs::remove_dir(&mine);
+        return Err(e);
+    }
+    frozen.taken.push(Taken::Btrfs { snapshot: snapshot.clone() });
+    let source = btrfs::subvolume_info(root)?;
+    let copy = btrfs::subvolume_info(&snapshot)?;
+    let key = |k: &str| format!("fs-snapshot:{}.{k}", root.display());
+    frozen.metadata.insert(key("kind"), "btrfs".into());
+    frozen.metadata.insert(key("uuid"), source.uuid);
+    // The snapshot's last change is the source's state it froze.
+    frozen.metadata.insert(key("generation"), copy.ctransid.to_string());
+    Ok(snapshot)
+}
+
+/// Remove the snapshots in `dir` (a `.arca-snapshots`) whose process no longer runs.
+pub fn remove_btrfs_leftovers(dir: &Path) -> FsnapResult<Vec<String>> {
+    let mut removed = vec![];
+    let Ok(rd) = std::fs::read_dir(dir) else { return Ok(removed) };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !owner::is_leftover(&name) {
+            continue;
+        }
+        let inner = e.path();
+        for s in std::fs::read_dir(&inner).map_err(|e| FsnapError::io(&inner, e))?.flatten() {
+            if btrfs::is_subvolume(&s.path()) {
+                btrfs::delete(&s.path())?;
+            }
+        }
+        std::fs::remove_dir(&inner).map_err(|e| FsnapError::io(&inner, e))?;
+        removed.push(inner.display().to_string());
+    }
+    Ok(removed)
+}
+
+/// The commands that take an LVM snapshot of `vg/lv` named `name` and mount it read-only at
+/// `at` (XFS refuses a second mount of the same UUID without `nouuid`).
+pub fn lvm_take_commands(vg: &str, lv: &str, fstype: &str, name: &str, at: &Path) -> Vec<Vec<String>> {
+    let options = if fstype == "xfs" { "ro,nouuid" } else { "ro" };
+    vec![
+        argv(&["lvcreate", "--snapshot", "--extents", "10%ORIGIN", "--name", name, &format!("{vg}/{lv}")]),
+        argv(&["mount", "-o", options, &format!("/dev/{vg}/{name}"), &at.display().to_string()]),
+    ]
+}
+
+/// The commands that remove what [`lvm_take_commands`] made.
+pub fn lvm_remove_commands(vg: &str, name: &str, at: &Path) -> Vec<Vec<String>> {
+    vec![argv(&["umount", &at.display().to_string()]), argv(&["lvremove", "--yes", &format!("{vg}/{name}")])]
+}
+
+fn freeze_lvm(
+    frozen: &mut Frozen,
+    runner: &dyn Runner,
+    vg: &str,
+    lv: &str,
+    _mount: &Path,
+    fstype: &str,
+    name: &str,
+) -> FsnapResult<PathBuf> {
+    frozen.removed_leftovers.extend(remove_lvm_leftovers(runner, vg, lv)?);
+    let at = Path::new(LVM_MOUNTS).join(name);
+    std::fs::create_dir_all(&at).map_err(|e| FsnapError::io(&at, e))?;
+    let [create, mount] = <[Vec<String>; 2]>::try_from(lvm_take_commands(vg, lv, fstype, name, &at))
+        .map_err(|_| FsnapError::Invalid("LVM commands".into()))?;
+    runner.run(&create)?;
+    let mut undo = lvm_remove_commands(vg, name, &at);
+    if let Err(e) = runner.run(&mount) {
+        let _ = runner.run(&undo[1]);
+        let _ = std::fs::remove_dir(&at);
+        return Err(e);
+    }
+    undo.push(argv(&["rmdir", &at.display().to_string()]));
+    frozen.taken.push(Taken::Commands(undo));
+    let key = |k: &str| format!("fs-snapshot:{vg}/{lv}.{k}");
+    frozen.metadata.insert(key("kind"), "lvm".into());
+    frozen.metadata.insert(key("snapshot"), format!("{vg}/{name}"));
+    Ok(at)
+}
+
+/// Remove LVM snapshots of `vg/lv` whose process no longer runs (unmounting them first).
+pub fn remove_lvm_leftovers(runner: &dyn Runner, vg: &str, lv: &str) -> FsnapResult<Vec<String>> {
+    let listed = runner.run(&argv(&["lvs", "--noheadings", "--separator", "/", "-o", "lv_name,origin", vg]))?;
+    let mut removed = vec![];
+    for line in listed.lines() {
+        let Some((name, origin)) = line.trim().split_once('/') else { continue };
+        // A leftover name carries a volume number after the process's: arca-<pid>-<start>-<n>.
+        let process = name.rsplit_once('-').map(|(p, _)| p).unwrap_or(name);
+        if origin != lv || !owner::is_leftover(process) {
+            continue;
+        }
+        let at = Path::new(LVM_MOUNTS).join(name);
+        let mounted = mounts::current().is_ok_and(|ms| ms.iter().any(|m| m.point == at));
+        let cmds = lvm_remove_commands(vg, name, &at);
+        for c in cmds.iter().skip(usize::from(!mounted)) {
+            runner.run(c)?;
+        }
+        let _ = std::fs::remove_dir(&at);
+        removed.push(format!("{vg}/{name}"));
+    }
+    Ok(removed)
+}
+
+fn freeze_zfs(
+    frozen: &mut Frozen,
+    runner: &dyn Runner,
+    dataset: &str,
+    mount: &Path,
+    name: &str,
+) -> FsnapResult<PathBuf> {
+    frozen.removed_leftovers.extend(remove_zfs_leftovers(runner, dataset)?);
+    let snap = format!("{dataset}@{name}");
+    runner.run(&argv(&["zfs", "snapshot", &snap]))?;
+    frozen.taken.push(Taken::Commands(vec![argv(&["zfs", "destroy", &snap])]));
+    let key = |k: &str| format!("fs-snapshot:{dataset}.{k}");
+    frozen.metadata.insert(key("kind"), "zfs".into());
+    frozen.metadata.insert(key("snapshot"), snap);
+    if let Ok(guid) = runner.run(&argv(&["zfs", "get", "-H", "-p", "-o", "value", "guid", dataset])) {
+        frozen.metadata.insert(key("guid"), guid.trim().to_string());
+    }
+    Ok(mount.join(".zfs").join("snapshot").join(name))
+}
+
+/// Destroy the ZFS snapshots of `dataset` whose process no longer runs.
+pub fn remove_zfs_leftovers(runner: &dyn Runner, dataset: &str) -> FsnapResult<Vec<String>> {
+    let listed = runner.run(&argv(&["zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-d", "1", dataset]))?;
+    let mut removed = vec![];
+    for line in listed.lines() {
+        let Some((ds, name)) = line.trim().split_once('@') else { continue };
+        if ds != dataset || !owner::is_leftover(name) {
+            continue;
+        }
+        runner.run(&argv(&["zfs", "destroy", line.trim()]))?;
+        removed.push(line.trim().to_string());
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records each command; answers from a table of (first words, output).
+    struct Fake {
+        ran: Mutex<Vec<String>>,
+        answers: Vec<(&'static str, Result<String, ()>)>,
+    }
+
+    impl Runner for Fake {
+        fn run(&self, argv: &[String]) -> FsnapResult<String> {
+            let line = argv.join(" ");
+            self.ran.lock().unwrap().push(line.clone());
+            match self.answers.iter().find(|(prefix, _)| line.starts_with(prefix)) {
+                Some((_, Ok(out))) => Ok(out.clone()),
+                Some((_, Err(()))) => Err(FsnapError::Invalid(format!("{line}: refused"))),
+                None => Ok(String::new()),
+            }
+        }
+    }
+
+    fn fake(answers: Vec<(&'static str, Result<String, ()>)>) -> Arc<Fake> {
+        Arc::new(Fake { ran: Mutex::new(vec![]), answers })
+    }
+
+    #[test]
+    fn lvm_is_found_by_the_mount_source_and_refused_elsewhere() {
+        let mounts = mounts::parse(
+            "30 22 253:0 / /home rw - xfs /dev/mapper/vg0-home rw\n22 1 8:1 / / rw - ext4 /dev/sda1 rw\n",
+        );
+        let f = fake(vec![
+            ("lvs --noheadings --separator / -o vg_name,lv_name /dev/mapper/vg0-home", Ok("  vg0/home\n".into())),
+            ("lvs", Err(())),
+        ]);
+        let v = volume_of(Path::new("/home/a"), Method::Lvm, &mounts, f.as_ref()).unwrap();
+        assert_eq!(v, Volume::Lvm { vg: "vg0".into(), lv: "home".into(), mount: "/home".into(), fstype: "xfs".into() });
+        let e = volume_of(Path::new("/etc"), Method::Lvm, &mounts, f.as_ref()).unwrap_err().to_string();
+        assert!(e.contains("/dev/sda1 (ext4), which is not an LVM logical volume"), "{e}");
+        let e = volume_of(Path::new("/etc"), Method::Zfs, &mounts, f.as_ref()).unwrap_err().to_string();
+        assert!(e.contains("not on a ZFS dataset"), "{e}");
+    }
+
+    #[test]
+    fn lvm_commands_mount_read_only_and_undo_in_order() {
+        let at = Path::new("/run/arca/fs-snapshots/arca-1-2-0");
+        let take = lvm_take_commands("vg0", "home", "xfs", "arca-1-2-0", at);
+        assert_eq!(take[0].join(" "), "lvcreate --snapshot --extents 10%ORIGIN --name arca-1-2-0 vg0/home");
+        assert_eq!(take[1].join(" "), "mount -o ro,nouuid /dev/vg0/arca-1-2-0 /run/arca/fs-snapshots/arca-1-2-0");
+        assert_eq!(lvm_take_commands("vg0", "home", "ext4", "n", at)[1][2], "ro");
+        let undo = lvm_remove_commands("vg0", "arca-1-2-0", at);
+        assert_eq!(undo[0].join(" "), "umount /run/arca/fs-snapshots/arca-1-2-0");
+        assert_eq!(undo[1].join(" "), "lvremove --yes vg0/arca-1-2-0");
+    }
+
+    #[test]
+    fn lvm_leftovers_of_dead_processes_are_removed_and_others_kept() {
+        let me = owner::mine();
+        let listing = format!(
+            "  home/\n  arca-{}-7-0/home\n  {me}-0/home\n  arca-{}-7-0/var\n  nightly/home\n",
+            u32::MAX,
+            u32::MAX
+        );
+        let f = fake(vec![("lvs", Ok(listing))]);
+        let removed = remove_lvm_leftovers(f.as_ref(), "vg0", "home").unwrap();
+        assert_eq!(removed, vec![format!("vg0/arca-{}-7-0", u32::MAX)]);
+        let ran = f.ran.lock().unwrap().clone();
+        // Not mounted here: only the lvremove.
+        assert_eq!(ran[1..], [format!("lvremove --yes vg0/arca-{}-7-0", u32::MAX)]);
+    }
+
+    #[test]
+    fn zfs_snapshot_is_destroyed_on_release_and_leftovers_first() {
+        let dead = format!("tank/data@arca-{}-9", u32::MAX);
+        let f = fake(vec![
+            ("zfs list", Ok(format!("tank/data@daily\n{dead}\ntank/data/sub@arca-{}-9\n", u32::MAX))),
+            ("zfs get", Ok("1234567\n".into())),
+        ]);
+        let mut frozen = Frozen {
+            runner: f.clone(),
+            taken: vec![],
+            redirects: vec![],
+            metadata: BTreeMap::new(),
+            own: vec![],
+            removed_leftovers: vec![],
+        };
+        let copy = freeze_zfs(&mut frozen, f.as_ref(), "tank/data", Path::new("/srv/data"), "arca-5-6").unwrap();
+        assert_eq!(copy, Path::new("/srv/data/.zfs/snapshot/arca-5-6"));
+        assert_eq!(frozen.removed_leftovers, vec![dead.clone()]);
+        assert_eq!(frozen.metadata["fs-snapshot:tank/data.guid"], "1234567");
+        assert!(frozen.release().is_empty());
+        let ran = f.ran.lock().unwrap().clone();
+        let expect = [
+            "zfs list -H -t snapshot -o name -d 1 tank/data".to_string(),
+            format!("zfs destroy {dead}"),
+            "zfs snapshot tank/data@arca-5-6".into(),
+            "zfs get -H -p -o value guid tank/data".into(),
+            "zfs destroy tank/data@arca-5-6".into(),
+        ];
+        assert_eq!(ran, expect);
+    }
+
+    #[test]
+    fn a_failed_mount_removes_the_new_lvm_snapshot() {
+        let f = fake(vec![("lvs", Ok(String::new())), ("mount", Err(()))]);
+        let mut frozen = Frozen {
+            runner: f.clone(),
+            taken: vec![],
+            redirects: vec![],
+            metadata: BTreeMap::new(),
+            own: vec![],
+            removed_leftovers: vec![],
+        };
+        let e = freeze_lvm(&mut frozen, f.as_ref(), "vg0", "home", Path::new("/home"), "ext4", "arca-1-2-0");
+        assert!(e.is_err());
+        let ran = f.ran.lock().unwrap().clone();
+        assert_eq!(ran.last().unwrap(), "lvremove --yes vg0/arca-1-2-0");
+        assert!(frozen.taken.is_empty());
+    }
+}

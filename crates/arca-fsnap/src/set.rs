@@ -1,0 +1,577 @@
+//! Snapshot sets: the read-only btrfs subvolumes in one directory (what btrbk, snapper or a
+//! cron job makes), pushed into a repository one arca snapshot each and pulled back as
+//! read-only subvolumes that share extents, as ButterSink synced them.
+//!
+//! **Push** backs up each read-only subvolume the repository does not hold yet, oldest first,
+//! with the previous one's snapshot as parent (unchanged files are not read again: btrfs keeps
+//! inode numbers and change times across snapshots). The arca snapshot records the set
+//! directory as its path (so consecutive members line up as parent and child) and the
+//! subvolume's name, UUIDs and transaction ids in its `source` map (`btrfs.*`).
+//!
+//! **Pull** recreates members on a btrfs filesystem in order: each starts as a writable
+//! snapshot of the previously received one (so every unchanged file shares its extents), is
+//! brought to the member's contents by a restore that keeps files whose contents already
+//! match and deletes what the member lacks, gets the member's UUID as its received UUID (so a
+//! later `btrfs send -p` from the original host finds it as a parent), and is made read-only
+//! and renamed into place last: until then it is `<name>.arca-partial`, never complete-looking,
+//! and the next pull carries on from it.
+
+use crate::{btrfs, FsnapError, FsnapResult};
+use arca_format::{Id, SnapshotKind};
+use arca_fs::backup::Redirect;
+use arca_fs::BackupOutcome;
+use arca_ops::backup::BackupRequest;
+use arca_ops::restore::RestoreRequest;
+use arca_ops::source::{Files, FilesOptions};
+use arca_ops::{OpsResult, Source, Target};
+use arca_repo::snapshots::SnapshotEntry;
+use arca_repo::{BlobWriter, Cancel, Events, Repository};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The `source` keys a member records.
+pub const KEY_SET: &str = "btrfs.set";
+pub const KEY_NAME: &str = "btrfs.name";
+pub const KEY_UUID: &str = "btrfs.uuid";
+pub const KEY_PARENT_UUID: &str = "btrfs.parent_uuid";
+pub const KEY_RECEIVED_UUID: &str = "btrfs.received_uuid";
+pub const KEY_CTRANSID: &str = "btrfs.ctransid";
+pub const KEY_OTRANSID: &str = "btrfs.otransid";
+pub const KEY_GENERATION: &str = "btrfs.generation";
+
+/// The suffix of a member being pulled.
+pub const PARTIAL: &str = ".arca-partial";
+
+/// A member of a set as the repository holds it.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub entry: SnapshotEntry,
+    pub set: String,
+    pub name: String,
+    pub uuid: String,
+    pub ctransid: u64,
+    pub otransid: u64,
+}
+
+impl Stored {
+    fn of(entry: &SnapshotEntry) -> Option<Stored> {
+        let s = &entry.snapshot.source;
+        if entry.snapshot.kind != SnapshotKind::Files {
+            return None;
+        }
+        let num = |k: &str| s.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Some(Stored {
+            entry: entry.clone(),
+            set: s.get(KEY_SET)?.clone(),
+            name: s.get(KEY_NAME)?.clone(),
+            uuid: s.get(KEY_UUID)?.clone(),
+            ctransid: num(KEY_CTRANSID),
+            otransid: num(KEY_OTRANSID),
+        })
+    }
+}
+
+/// The members of every set the repository holds, oldest first within a set.
+pub fn stored(all: &[SnapshotEntry]) -> Vec<Stored> {
+    let mut out: Vec<Stored> = all.iter().filter_map(Stored::of).collect();
+    out.sort_by(|a, b| (&a.set, a.otransid, &a.entry.snapshot.time).cmp(&(&b.set, b.otransid, &b.entry.snapshot.time)));
+    out
+}
+
+/// The members of the set `set` (or of the only set, if `None`).
+pub fn members_of(all: &[SnapshotEntry], set: Option<&str>) -> FsnapResult<(String, Vec<Stored>)> {
+    let every = stored(all);
+    let sets: Vec<&str> = {
+        let mut s: Vec<&str> = every.iter().map(|m| m.set.as_str()).collect();
+        s.dedup();
+        s
+    };
+    let chosen = match (set, sets.as_slice()) {
+        (Some(s), _) => s.trim_end_matches('/').to_string(),
+        (None, [one]) => one.to_string(),
+        (None, []) => {
+            return Err(FsnapError::NotFound(
+                "the repository holds no btrfs snapshot set (`arca btrfs push DIR` stores one)".into(),
+            ))
+        }
+        (None, many) => {
+            return Err(FsnapError::Invalid(format!(
+                "the repository holds several btrfs snapshot sets ({}): choose one with --set",
+                many.join(", ")
+            )))
+        }
+    };
+    let members: Vec<Stored> = every.into_iter().filter(|m| m.set == chosen).collect();
+    if members.is_empty() && set.is_some() {
+        return Err(FsnapError::NotFound(format!("the repository holds no btrfs snapshot set {chosen:?}")));
+    }
+    Ok((chosen, members))
+}
+
+/// One member of a set, backed up from its subvolume.
+struct Member {
+    set: PathBuf,
+    name: String,
+    info: btrfs::SubvolInfo,
+    files: Files,
+}
+
+impl Source for Member {
+    fn kind(&self) -> SnapshotKind {
+        SnapshotKind::Files
+    }
+
+    fn paths(&self) -> Vec<String> {
+        vec![self.set.display().to_string()]
+    }
+
+    fn uses_parent(&self) -> bool {
+        true
+    }
+
+    fn excludes(&self) -> Vec<String> {
+        self.files.excludes()
+    }
+
+    fn metadata(&self) -> BTreeMap<String, String> {
+        let i = &self.info;
+        let mut m = BTreeMap::from([
+            (KEY_SET.to_string(), self.set.display().to_string()),
+            (KEY_NAME.to_string(), self.name.clone()),
+            (KEY_UUID.to_string(), i.uuid.clone()),
+            (KEY_CTRANSID.to_string(), i.ctransid.to_string()),
+            (KEY_OTRANSID.to_string(), i.otransid.to_string()),
+            (KEY_GENERATION.to_string(), i.generation.to_string()),
+        ]);
+        if let Some(p) = &i.parent_uuid {
+            m.insert(KEY_PARENT_UUID.into(), p.clone());
+        }
+        if let Some(r) = &i.received_uuid {
+            m.insert(KEY_RECEIVED_UUID.into(), r.clone());
+        }
+        m
+    }
+
+    fn store(
+        &mut self,
+        writer: &BlobWriter,
+        parent: Option<Id>,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> OpsResult<BackupOutcome> {
+        self.files.store(writer, parent, events, cancel)
+    }
+}
+
+/// How to push.
+#[derive(Clone, Debug, Default)]
+pub struct PushOptions {
+    /// The directory holding the set's read-only subvolumes.
+    pub dir: PathBuf,
+    /// Report what would be pushed and forgotten; store nothing.
+    pub dry_run: bool,
+    /// Forget members the directory no longer has.
+    pub delete: bool,
+    /// Host, tags, compression, threads, class of the snapshots made.
+    pub request: BackupRequest,
+    pub files: FilesOptions,
+}
+
+/// One member pushed (or, in a dry run, to push).
+#[derive(Clone, Debug, Serialize)]
+pub struct Pushed {
+    pub name: String,
+    pub uuid: String,
+    pub snapshot_id: Option<String>,
+    /// The arca snapshot it was stored against.
+    pub parent: Option<String>,
+    pub files_read: u64,
+    pub files_unchanged: u64,
+    pub bytes_added_stored: u64,
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PushReport {
+    pub set: String,
+    pub dry_run: bool,
+    pub pushed: Vec<Pushed>,
+    /// Members the repository already held.
+    pub present: Vec<String>,
+    /// Members forgotten because the directory no longer has them (`--delete`): names.
+    pub forgotten: Vec<String>,
+}
+
+/// Push the read-only subvolumes of `opts.dir` that the repository does not hold yet.
+pub fn push(
+    repo: &Arc<Repository>,
+    target: Target,
+    opts: &PushOptions,
+    events: &dyn Events,
+    cancel: &Cancel,
+) -> FsnapResult<PushReport> {
+    let dir = std::fs::canonicalize(&opts.dir).map_err(|e| FsnapError::io(&opts.dir, e))?;
+    if !btrfs::is_btrfs(&dir) {
+        return Err(FsnapError::Unsupported { path: dir, why: "is not on btrfs".into() });
+    }
+    let set = dir.display().to_string();
+    let local: Vec<(String, btrfs::SubvolInfo)> =
+        btrfs::subvolumes_in(&dir)?.into_iter().filter(|(_, i)| i.readonly).collect();
+    let all = arca_ops::readable_snapshots(repo, events)?;
+    let (_, held) = members_of(&all, Some(&set)).or_else(|e| match e {
+        FsnapError::NotFound(_) => Ok((set.clone(), vec![])),
+        e => Err(e),
+    })?;
+    let held_by_uuid: HashMap<&str, &Stored> = held.iter().map(|m| (m.uuid.as_str(), m)).collect();
+    let mut report =
+        PushReport { set: set.clone(), dry_run: opts.dry_run, pushed: vec![], present: vec![], forgotten: vec![] };
+    // The arca snapshot of the newest member so far: the next one's parent.
+    let mut last: Option<Id> = None;
+    for (name, info) in &local {
+        cancel.check().map_err(arca_ops::OpsError::from)?;
+        if let Some(m) = held_by_uuid.get(info.uuid.as_str()) {
+            report.present.push(name.clone());
+            last = Some(m.entry.id);
+            continue;
+        }
+        if opts.dry_run {
+            report.pushed.push(Pushed {
+                name: name.clone(),
+                uuid: info.uuid.clone(),
+                snapshot_id: None,
+                parent: last.map(|p| p.to_hex()),
+                files_read: 0,
+                files_unchanged: 0,
+                bytes_added_stored: 0,
+            });
+            continue;
+        }
+        let mut files = Files::new(std::slice::from_ref(&dir), opts.files.clone(), &[])?;
+        files.set_redirects(vec![Redirect { path: dir.clone(), read_from: dir.join(name) }]);
+        let mut member = Member { set: dir.clone(), name: name.clone(), info: info.clone(), files };
+        let mut req = opts.request.clone();
+        req.parent = last.map(|p| p.to_hex());
+        if req.time.is_none() {
+            req.time = chrono::DateTime::from_timestamp(info.otime, 0).and_then(|t| t.to_rfc3339().parse().ok());
+        }
+        let done = arca_ops::backup::backup(repo, target, &mut member, &req, events, cancel)?;
+        let id = done.snapshot_id.clone();
+        report.pushed.push(Pushed {
+            name: name.clone(),
+            uuid: info.uuid.clone(),
+            snapshot_id: id.clone(),
+            parent: done.parent.clone(),
+            files_read: done.summary.files_read,
+            files_unchanged: done.summary.files_unchanged,
+            bytes_added_stored: done.summary.bytes_added_stored,
+        });
+        last = id.as_deref().and_then(Id::from_hex).or(last);
+    }
+    if opts.delete {
+        let uuids: HashSet<&str> = local.iter().map(|(_, i)| i.uuid.as_str()).collect();
+        let gone: Vec<&Stored> = held.iter().filter(|m| !uuids.contains(m.uuid.as_str())).collect();
+        if !gone.is_empty() {
+            let req = arca_ops::forget::ForgetRequest {
+                selection: arca_ops::forget::Selection::Snapshots(gone.iter().map(|m| m.entry.id.to_hex()).collect()),
+                filter: Default::default(),
+                dry_run: opts.dry_run,
+            };
+            arca_ops::forget::forget(repo, &req, chrono::Local::now().fixed_offset(), events)?;
+            report.forgotten = gone.iter().map(|m| m.name.clone()).collect();
+        }
+    }
+    Ok(report)
+}
+
+/// How to pull.
+#[derive(Clone, Debug, Default)]
+pub struct PullOptions {
+    /// The directory (on btrfs) that receives the set's subvolumes.
+    pub dir: PathBuf,
+    /// The set (its directory on the pushing host); `None`: the repository's only set.
+    pub set: Option<String>,
+    /// Only these members (and, as parents, what lies before them is not needed).
+    pub only: Vec<String>,
+    pub dry_run: bool,
+    /// Delete received subvolumes in `dir` whose member the repository no longer holds.
+    pub delete: bool,
+    /// Files written at once.
+    pub threads: Option<usize>,
+}
+
+/// One member pulled (or to pull).
+#[derive(Clone, Debug, Serialize)]
+pub struct Pulled {
+    pub name: String,
+    pub snapshot_id: String,
+    /// The received subvolume it started from (sharing its extents).
+    pub based_on: Option<String>,
+    /// A partial member from an interrupted pull that this one finished.
+    pub resumed: bool,
+    pub files_written: u64,
+    pub files_kept: u64,
+    pub bytes_written: u64,
+    pub deleted: u64,
+}
+
+/// What a pull did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PullReport {
+    pub set: String,
+    pub dry_run: bool,
+    pub pulled: Vec<Pulled>,
+    pub present: Vec<String>,
+    /// Received subvolumes deleted because the repository no longer holds them (`--delete`).
+    pub deleted: Vec<String>,
+}
+
+/// The subvolumes in `dir` that were received, by the UUID they were received from.
+fn received_in(dir: &Path) -> FsnapResult<HashMap<String, String>> {
+    Ok(btrfs::subvolumes_in(dir)?
+        .into_iter()
+        .filter(|(name, i)| i.readonly && !name.ends_with(PARTIAL))
+        .filter_map(|(name, i)| Some((i.received_uuid?, name)))
+        .collect())
+}
+
+/// Pull the set's members that `opts.dir` lacks, oldest first.
+pub fn pull(repo: &Repository, opts: &PullOptions, events: &dyn Events, cancel: &Cancel) -> FsnapResult<PullReport> {
+    let dir = std::fs::canonicalize(&opts.dir).map_err(|e| FsnapError::io(&opts.dir, e))?;
+    if !btrfs::is_btrfs(&dir) {
+        return Err(FsnapError::Unsupported { path: dir, why: "is not on btrfs (a pull makes subvolumes)".into() });
+    }
+    let all = arca_ops::readable_snapshots(repo, events)?;
+    let (set, members) = members_of(&all, opts.set.as_deref())?;
+    for o in &opts.only {
+        if !members.iter().any(|m| &m.name == o) {
+            return Err(FsnapError::NotFound(format!("the set {set} has no member {o:?}")));
+        }
+    }
+    let mut received = received_in(&dir)?;
+    let mut report =
+        PullReport { set: set.clone(), dry_run: opts.dry_run, pulled: vec![], present: vec![], deleted: vec![] };
+    // The newest member present here: the next one starts as its snapshot.
+    let mut base: Option<String> = None;
+    for m in &members {
+        cancel.check().map_err(arca_ops::OpsError::from)?;
+        if let Some(local) = received.get(&m.uuid) {
+            report.present.push(m.name.clone());
+            base = Some(local.clone());
+            continue;
+        }
+        if !opts.only.is_empty() && !opts.only.contains(&m.name) {
+            continue;
+        }
+        validate_name(&m.name)?;
+        let final_path = dir.join(&m.name);
+        if std::fs::symlink_metadata(&final_path).is_ok() {
+            return Err(FsnapError::Invalid(format!(
+                "{} exists and was not received from member {} ({}): move it away or pull into another directory",
+                final_path.display(),
+                m.name,
+                m.uuid
+            )));
+        }
+        let partial = dir.join(format!("{}{PARTIAL}", m.name));
+        let resumed = btrfs::is_subvolume(&partial);
+        if opts.dry_run {
+            report.pulled.push(Pulled {
+                name: m.name.clone(),
+                snapshot_id: m.entry.id.to_hex(),
+                based_on: base.clone(),
+                resumed,
+                files_written: 0,
+                files_kept: 0,
+                bytes_written: 0,
+                deleted: 0,
+            });
+            continue;
+        }
+        if !resumed {
+            match &base {
+                Some(b) => btrfs::snapshot(&dir.join(b), &partial, false)?,
+                None => btrfs::create(&partial)?,
+            }
+        }
+        let req = RestoreRequest {
+            snapshot: Some(m.entry.id.to_hex()),
+            path: m.set.clone(),
+            target: partial.clone(),
+            overwrite: arca_fs::Overwrite::IfChanged,
+            delete: true,
+            threads: opts.threads,
+            ..Default::default()
+        };
+        let done = arca_ops::restore::restore(repo, &req, events)?;
+        let r = &done.report;
+        if let Some((path, why)) = r.errors.first() {
+            return Err(FsnapError::Invalid(format!(
+                "member {} was not pulled completely ({} problems, the first at {path}: {why}); {} is left for the next pull to finish",
+                m.name,
+                r.errors.len(),
+                partial.display()
+            )));
+        }
+        btrfs::set_received(&partial, &m.uuid, m.ctransid)?;
+        btrfs::set_readonly(&partial, true)?;
+        std::fs::rename(&partial, &final_path).map_err(|e| FsnapError::io(&final_path, e))?;
+        report.pulled.push(Pulled {
+            name: m.name.clone(),
+            snapshot_id: m.entry.id.to_hex(),
+            based_on: base.clone(),
+            resumed,
+            files_written: r.files,
+            files_kept: r.unchanged,
+            bytes_written: r.bytes,
+            deleted: r.deleted,
+        });
+        received.insert(m.uuid.clone(), m.name.clone());
+        base = Some(m.name.clone());
+    }
+    if opts.delete {
+        let held: HashSet<&str> = members.iter().map(|m| m.uuid.as_str()).collect();
+        for (uuid, name) in &received {
+            if held.contains(uuid.as_str()) {
+                continue;
+            }
+            if !opts.dry_run {
+                btrfs::delete(&dir.join(name))?;
+            }
+            report.deleted.push(name.clone());
+        }
+        report.deleted.sort();
+    }
+    Ok(report)
+}
+
+/// A member name is a file name made on another host: refused if it could leave `dir`.
+fn validate_name(name: &str) -> FsnapResult<()> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.ends_with(PARTIAL)
+    {
+        return Err(FsnapError::Invalid(format!("{name:?} cannot be the name of a received subvolume")));
+    }
+    Ok(())
+}
+
+/// One member in a listing, with its sizes as btrfs and as the repository see them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Listed {
+    pub name: String,
+    pub uuid: String,
+    /// Here as a read-only subvolume (`local_*` sizes from `btrfs filesystem du`).
+    pub local: bool,
+    pub local_total: Option<u64>,
+    pub local_exclusive: Option<u64>,
+    pub local_shared: Option<u64>,
+    /// In the repository (`stored_*`: bytes as stored, compressed and encrypted; exclusive is
+    /// what only this member references, i.e. what forgetting it would free).
+    pub snapshot_id: Option<String>,
+    pub time: Option<String>,
+    pub stored_total: Option<u64>,
+    pub stored_exclusive: Option<u64>,
+    pub stored_shared: Option<u64>,
+}
+
+/// The set in `dir` (if given, as btrfs sees it) and in the repository (if given), by name.
+pub fn list(
+    repo: Option<&Repository>,
+    dir: Option<&Path>,
+    set: Option<&str>,
+    events: &dyn Events,
+) -> FsnapResult<(String, Vec<Listed>)> {
+    let mut rows: BTreeMap<String, Listed> = BTreeMap::new();
+    let mut order: Vec<String> = vec![];
+    let mut set_name = set.map(String::from);
+    if let Some(dir) = dir {
+        let dir = std::fs::canonicalize(dir).map_err(|e| FsnapError::io(dir, e))?;
+        set_name.get_or_insert_with(|| dir.display().to_string());
+        let local: Vec<_> = btrfs::subvolumes_in(&dir)?.into_iter().filter(|(_, i)| i.readonly).collect();
+        let paths: Vec<PathBuf> = local.iter().map(|(n, _)| dir.join(n)).collect();
+        let usage = if paths.is_empty() { vec![] } else { btrfs::disk_usage(&paths)? };
+        for (k, (name, info)) in local.iter().enumerate() {
+            let u = usage.get(k);
+            order.push(name.clone());
+            rows.insert(
+                name.clone(),
+                Listed {
+                    name: name.clone(),
+                    uuid: info.received_uuid.clone().unwrap_or(info.uuid.clone()),
+                    local: true,
+                    local_total: u.map(|u| u.0),
+                    local_exclusive: u.map(|u| u.1),
+                    local_shared: u.map(|u| u.2),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    if let Some(repo) = repo {
+        let all = arca_ops::readable_snapshots(repo, events)?;
+        let (chosen, members) = match members_of(&all, set_name.as_deref()) {
+            Ok(x) => x,
+            Err(FsnapError::NotFound(_)) if dir.is_some() => (set_name.clone().unwrap_or_default(), vec![]),
+            Err(e) => return Err(e),
+        };
+        set_name = Some(chosen);
+        let sizes = stored_sizes(repo, &members)?;
+        for (m, (total, exclusive)) in members.iter().zip(sizes) {
+            // A member received here has another UUID of its own: match by the recorded one.
+            let key = rows.values().find(|r| r.uuid == m.uuid).map(|r| r.name.clone()).unwrap_or(m.name.clone());
+            let row = rows.entry(key.clone()).or_insert_with(|| {
+                order.push(key.clone());
+                Listed { name: m.name.clone(), uuid: m.uuid.clone(), ..Default::default() }
+            });
+            row.snapshot_id = Some(m.entry.id.to_hex());
+            row.time = Some(m.entry.snapshot.time.clone());
+            row.stored_total = Some(total);
+            row.stored_exclusive = Some(exclusive);
+            row.stored_shared = Some(total - exclusive);
+        }
+    }
+    let listed = order.into_iter().filter_map(|n| rows.remove(&n)).collect();
+    Ok((set_name.unwrap_or_default(), listed))
+}
+
+/// Per member: the stored bytes of every blob it references, and of those no other member of
+/// the set references.
+fn stored_sizes(repo: &Repository, members: &[Stored]) -> FsnapResult<Vec<(u64, u64)>> {
+    let mut per: Vec<HashSet<Id>> = vec![];
+    let mut count: HashMap<Id, u32> = HashMap::new();
+    for m in members {
+        let mut blobs = HashSet::new();
+        blobs.insert(m.entry.snapshot.tree);
+        arca_repo::treewalk::walk(
+            repo,
+            &m.entry.snapshot.tree,
+            &mut |_, n| {
+                blobs.extend(n.content.iter().copied());
+                if let Some(t) = n.subtree {
+                    blobs.insert(t);
+                }
+                Ok(arca_repo::treewalk::Visit::Continue)
+            },
+            &mut |_, _| {},
+        )?;
+        for b in &blobs {
+            *count.entry(*b).or_default() += 1;
+        }
+        per.push(blobs);
+    }
+    let ix = repo.index();
+    let size = |id: &Id| ix.get(id).map(|l| u64::from(l.length)).unwrap_or(0);
+    Ok(per
+        .iter()
+        .map(|blobs| {
+            let total = blobs.iter().map(size).sum();
+            let exclusive = blobs.iter().filter(|b| count.get(b) == Some(&1)).map(size).sum();
+            (total, exclusive)
+        })
+        .collect())
+}
