@@ -806,7 +806,8 @@ pub enum BtrfsCommand {
         /// Show what would be pulled (and deleted); change nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
-        /// Delete received subvolumes in DIR whose member the repository no longer holds.
+        /// Delete the subvolumes earlier pulls made in DIR whose member the repository no longer
+        /// holds (DIR/.arca-pulled.json lists them; nothing else is touched).
         #[arg(long)]
         delete: bool,
     },

@@ -15,8 +15,9 @@ use std::process::Command;
 const HINT: &str = "install btrfs-progs";
 /// The inode number of every subvolume's root directory.
 const SUBVOL_ROOT_INO: u64 = 256;
-/// `BTRFS_SUBVOL_RDONLY`.
-const FLAG_READONLY: u64 = 1 << 1;
+/// `BTRFS_ROOT_SUBVOL_RDONLY`: the root item's flag, which GET_SUBVOL_INFO reports (not the
+/// ioctl flag `BTRFS_SUBVOL_RDONLY`, 1 << 1).
+const FLAG_READONLY: u64 = 1;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

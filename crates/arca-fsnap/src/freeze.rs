@@ -242,10 +242,25 @@ pub fn freeze(paths: &[PathBuf], method: Method, runner: Arc<dyn Runner>) -> Fsn
     Ok(frozen)
 }
 
-/// A read-only snapshot of the subvolume `root` in `<root>/.arca-snapshots/<name>/`, named as
-/// the subvolume is (so a send stream of it receives under that name).
+/// Where snapshots of the subvolume `root` go: beside it (`<parent>/.arca-snapshots`) when its
+/// parent directory is on the same mount, so nothing of arca's appears in the subvolume or its
+/// send streams; inside it when it is the root of its mount (a backup leaves that directory
+/// out; a send stream of such a subvolume holds it, empty).
+pub fn btrfs_home(root: &Path) -> PathBuf {
+    let same_mount = match (root.parent(), mounts::current()) {
+        (Some(parent), Ok(ms)) => mounts::mount_of(&ms, parent) == mounts::mount_of(&ms, root),
+        _ => false,
+    };
+    match root.parent() {
+        Some(parent) if same_mount && btrfs::is_btrfs(parent) => parent.join(BTRFS_DIR),
+        _ => root.join(BTRFS_DIR),
+    }
+}
+
+/// A read-only snapshot of the subvolume `root` in `<home>/<name>/` ([`btrfs_home`]), named
+/// as the subvolume is (so a send stream of it receives under that name).
 fn freeze_btrfs(frozen: &mut Frozen, root: &Path, name: &str) -> FsnapResult<PathBuf> {
-    let dir = root.join(BTRFS_DIR);
+    let dir = btrfs_home(root);
     frozen.removed_leftovers.extend(remove_btrfs_leftovers(&dir)?);
     let mine = dir.join(name);
     std::fs::create_dir_all(&mine).map_err(|e| FsnapError::io(&mine, e))?;

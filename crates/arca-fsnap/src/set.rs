@@ -295,7 +295,8 @@ pub struct PullOptions {
     /// Only these members (and, as parents, what lies before them is not needed).
     pub only: Vec<String>,
     pub dry_run: bool,
-    /// Delete received subvolumes in `dir` whose member the repository no longer holds.
+    /// Delete subvolumes earlier pulls made in `dir` whose member the repository no longer
+    /// holds (listed in [`PULLED`]; nothing else is touched).
     pub delete: bool,
     /// Files written at once.
     pub threads: Option<usize>,
@@ -325,6 +326,28 @@ pub struct PullReport {
     pub present: Vec<String>,
     /// Received subvolumes deleted because the repository no longer holds them (`--delete`).
     pub deleted: Vec<String>,
+}
+
+/// The file in a pull's directory that lists the subvolumes pulls made there (by the UUID
+/// they were received from): `--delete` removes only those, never a subvolume `btrfs
+/// receive` or a person put beside them.
+pub const PULLED: &str = ".arca-pulled.json";
+
+fn read_pulled(dir: &Path) -> FsnapResult<BTreeMap<String, String>> {
+    let path = dir.join(PULLED);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| FsnapError::Invalid(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(FsnapError::io(&path, e)),
+    }
+}
+
+fn write_pulled(dir: &Path, pulled: &BTreeMap<String, String>) -> FsnapResult<()> {
+    let path = dir.join(PULLED);
+    let tmp = dir.join(format!("{PULLED}.tmp"));
+    let bytes = serde_json::to_vec_pretty(pulled).map_err(|e| FsnapError::Invalid(e.to_string()))?;
+    std::fs::write(&tmp, bytes).map_err(|e| FsnapError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| FsnapError::io(&path, e))
 }
 
 /// The subvolumes in `dir` that were received, by the UUID they were received from.
@@ -417,6 +440,9 @@ pub fn pull(repo: &Repository, opts: &PullOptions, events: &dyn Events, cancel: 
         btrfs::set_received(&partial, &m.uuid, m.ctransid)?;
         btrfs::set_readonly(&partial, true)?;
         std::fs::rename(&partial, &final_path).map_err(|e| FsnapError::io(&final_path, e))?;
+        let mut pulled = read_pulled(&dir)?;
+        pulled.insert(m.uuid.clone(), m.name.clone());
+        write_pulled(&dir, &pulled)?;
         report.pulled.push(Pulled {
             name: m.name.clone(),
             snapshot_id: m.entry.id.to_hex(),
@@ -432,14 +458,21 @@ pub fn pull(repo: &Repository, opts: &PullOptions, events: &dyn Events, cancel: 
     }
     if opts.delete {
         let held: HashSet<&str> = members.iter().map(|m| m.uuid.as_str()).collect();
-        for (uuid, name) in &received {
-            if held.contains(uuid.as_str()) {
-                continue;
+        let mut pulled = read_pulled(&dir)?;
+        let gone: Vec<(String, String)> =
+            pulled.iter().filter(|(u, _)| !held.contains(u.as_str())).map(|(u, n)| (u.clone(), n.clone())).collect();
+        for (uuid, name) in gone {
+            // Only the subvolume this pull made: same name, same received UUID.
+            if received.get(&uuid) == Some(&name) {
+                if !opts.dry_run {
+                    btrfs::delete(&dir.join(&name))?;
+                }
+                report.deleted.push(name.clone());
             }
             if !opts.dry_run {
-                btrfs::delete(&dir.join(name))?;
+                pulled.remove(&uuid);
+                write_pulled(&dir, &pulled)?;
             }
-            report.deleted.push(name.clone());
         }
         report.deleted.sort();
     }

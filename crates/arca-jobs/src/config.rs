@@ -131,6 +131,9 @@ pub struct Job {
     /// What file backups do with a running database's files: "warn" (default), "skip",
     /// "fail" (`backup --live-databases`).
     pub live_databases: Option<Spanned<String>>,
+    /// Back up file sources from a filesystem snapshot taken first (`backup --fs-snapshot`):
+    /// "auto", "btrfs", "lvm" or "zfs".
+    pub fs_snapshot: Option<Spanned<String>>,
 }
 
 /// One source of a job: paths backed up into one snapshot, with hooks around that backup
@@ -415,6 +418,14 @@ impl Config {
                     return Err(invalid(
                         Some(l.span()),
                         format!("live_databases {:?} is not one of warn, skip, fail", l.get_ref()),
+                    ));
+                }
+            }
+            if let Some(f) = &job.fs_snapshot {
+                if !["auto", "btrfs", "lvm", "zfs"].contains(&f.get_ref().as_str()) {
+                    return Err(invalid(
+                        Some(f.span()),
+                        format!("fs_snapshot {:?} is not one of auto, btrfs, lvm, zfs", f.get_ref()),
                     ));
                 }
             }

@@ -258,6 +258,9 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
             if let Some(l) = &job.live_databases {
                 words.extend(["--live-databases".into(), q(l.get_ref())?]);
             }
+            if let Some(f) = &job.fs_snapshot {
+                words.extend(["--fs-snapshot".into(), "--fs-snapshot-method".into(), q(f.get_ref())?]);
+            }
         }
         words.extend(
             paths(name, source)?

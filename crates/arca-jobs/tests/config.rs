@@ -170,3 +170,13 @@ fn a_name_that_cannot_name_a_file_is_refused_where_it_stands() {
     let e = e.to_string();
     assert!(e.contains("/etc/arca/arca.toml:4:") && e.contains("jobs name \"../x\""), "{e}");
 }
+
+#[test]
+fn a_jobs_fs_snapshot_reaches_its_file_backups_and_a_bad_method_is_refused() {
+    let text = "[repositories.r]\nurl = \"/srv/arca\"\n\n[jobs.j]\nrepository = \"r\"\npaths = [\"/srv/data\"]\nfs_snapshot = \"btrfs\"\n";
+    let c = parse(text).unwrap();
+    let backup = arca_jobs::plan(&c, "j").unwrap().into_iter().find(|s| s.command.contains(" backup ")).unwrap();
+    assert!(backup.command.contains("backup --fs-snapshot --fs-snapshot-method btrfs /srv/data"), "{}", backup.command);
+    let e = parse(&text.replace("\"btrfs\"", "\"xfs\"")).unwrap_err().to_string();
+    assert!(e.contains(":7: jobs.j.fs_snapshot: ") && e.contains("not one of auto, btrfs, lvm, zfs"), "{e}");
+}

@@ -26,7 +26,7 @@ fn owned_dir(prefix: &str, user: &str) -> PathBuf {
 /// Run `script` in the background until this test process ends, then `cleanup` (a shell
 /// command), so no server outlives the tests. (Never waited for: it outlives this process.)
 #[allow(clippy::zombie_processes)]
-fn watchdog(cleanup: &str) {
+pub fn watchdog(cleanup: &str) {
     let script = format!("while [ -d /proc/{} ]; do sleep 0.5; done; {cleanup}", std::process::id());
     Command::new("setsid").args(["sh", "-c", &script]).spawn().unwrap();
 }

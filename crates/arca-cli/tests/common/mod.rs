@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dbs;
+pub mod loopfs;
 pub mod weed;
 
 use std::path::{Path, PathBuf};
@@ -145,8 +146,19 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// `rsync -naHAXc` between two trees: empty output means identical (content, metadata, xattrs,
 /// ACLs, hard links, ns times).
 pub fn rsync_diff(src: &Path, dst: &Path) -> String {
+    rsync_itemized(src, dst, &["--modify-window=-1"])
+}
+
+/// What `rsync -naHAXc --delete` would change to make `dst` equal to `src` (extra entries in
+/// `dst` count too).
+pub fn rsync_diff_both_ways(src: &Path, dst: &Path) -> String {
+    rsync_itemized(src, dst, &["--delete"])
+}
+
+fn rsync_itemized(src: &Path, dst: &Path, extra: &[&str]) -> String {
     let o = Command::new("rsync")
-        .args(["-naHAXc", "--numeric-ids", "--modify-window=-1", "--itemize-changes"])
+        .args(["-naHAXc", "--numeric-ids", "--itemize-changes"])
+        .args(extra)
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", dst.display()))
         .output()
