@@ -119,10 +119,23 @@ fn fs_snapshot_backup_reads_one_instant_while_a_writer_runs_and_leaves_nothing()
     // Nothing of arca's in the snapshot, and nothing left on the filesystem.
     assert!(!out.join(".arca-snapshots").exists());
     assert_eq!(subvolumes(&fs), vec!["data".to_string()]);
-    // Its snapshots go beside the subvolume, not into it.
+    // Its snapshots go beside the subvolume, not into it, and their directory goes too.
     assert!(!data.join(".arca-snapshots").exists());
-    let left: Vec<_> = std::fs::read_dir(fs.path(".arca-snapshots")).unwrap().flatten().collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert!(!fs.path(".arca-snapshots").exists());
+
+    // A nested subvolume is not in the snapshot of the one above: the backup says so (and
+    // ends partial); named as a path too, it is read from a snapshot of its own.
+    let nested = data.join("nested");
+    btrfs(&["subvolume", "create", p(&nested)]);
+    std::fs::write(nested.join("inner"), b"in the nested subvolume").unwrap();
+    let o = e.run(&["backup", "--fs-snapshot", p(&data)]);
+    assert_eq!(o.status.code(), Some(3), "partial");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nested btrfs subvolume"));
+    let both = e.backup(&["--fs-snapshot", p(&data), p(&nested)]);
+    let listed = e.ok(&["ls", &both]);
+    assert!(listed.contains("nested/inner"), "{listed}");
+    assert_eq!(subvolumes(&fs), vec!["data".to_string(), "data/nested".to_string()]);
+    btrfs(&["subvolume", "delete", p(&nested)]);
 
     // Backups from snapshots use their parent as any backup does: btrfs keeps inode numbers
     // and change times in a snapshot, so only what changed since is read.

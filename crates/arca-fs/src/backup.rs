@@ -32,6 +32,9 @@ use std::time::Instant;
 
 /// Files up to this size are read whole into memory (no chunker buffer needed).
 const SMALL_FILE: u64 = 512 * 1024;
+/// The inode number btrfs gives the empty directory that stands for a nested subvolume in a
+/// snapshot of the subvolume above it.
+const BTRFS_EMPTY_SUBVOL_INO: u64 = 2;
 /// Large files streamed at the same time; each holds a chunker buffer (2 × max chunk size).
 const LARGE_STREAMS: usize = 2;
 
@@ -475,6 +478,26 @@ impl Archiver<'_> {
         }
         match node.kind {
             NodeKind::Dir => {
+                // A source inside another source's frozen copy has a frozen copy of its own
+                // (a nested subvolume named as a path): read that one.
+                if !self.opts.redirects.is_empty() {
+                    let shown = self.shown(path);
+                    if let Some(r) = self.opts.redirects.iter().find(|r| *r.path == *shown && r.read_from != path) {
+                        match std::fs::symlink_metadata(&r.read_from) {
+                            Ok(own) => return self.entry(&r.read_from, name, &own, pnode, own.dev()),
+                            Err(e) => self.warn(&r.read_from, format!("cannot read its snapshot: {e}")),
+                        }
+                    }
+                }
+                // `dev` is the directory above's: inside a redirected btrfs snapshot.
+                if md.ino() == BTRFS_EMPTY_SUBVOL_INO && self.devices.contains_key(&dev) {
+                    // In a btrfs snapshot a nested subvolume is an empty stand-in directory.
+                    self.warn_kind(
+                        path,
+                        "a nested btrfs subvolume: a snapshot of the subvolume above does not hold it (stored empty); name it as a path of its own too",
+                        WarningKind::Unreadable,
+                    );
+                }
                 if self.opts.one_file_system && md.dev() != dev {
                     return Ok(None);
                 }

@@ -127,7 +127,8 @@ impl Drop for Frozen {
     }
 }
 
-/// Delete a btrfs snapshot arca took and the directory named after its process.
+/// Delete a btrfs snapshot arca took, the directory named after its process, and the
+/// `.arca-snapshots` directory if nothing else is in it.
 fn remove_btrfs(snapshot: &Path) -> FsnapResult<()> {
     if btrfs::is_subvolume(snapshot) {
         btrfs::delete(snapshot)?;
@@ -136,6 +137,10 @@ fn remove_btrfs(snapshot: &Path) -> FsnapResult<()> {
         std::fs::remove_dir(dir)
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
             .map_err(|e| FsnapError::io(dir, e))?;
+        if let Some(home) = dir.parent() {
+            // Another run's snapshots may be in it: then it stays.
+            let _ = std::fs::remove_dir(home);
+        }
     }
     Ok(())
 }

@@ -150,7 +150,7 @@ pub fn backup(
             (e, _) => e,
         })?),
         None if !source.uses_parent() => None,
-        None => find_parent(&all, &host, &paths).cloned(),
+        None => find_parent(&all, source.kind(), &host, &paths).cloned(),
     };
     let writer_opts = WriterOptions {
         compression: req.compression,

@@ -1,7 +1,7 @@
 //! Snapshots: save, list, resolve an id prefix or `latest`, filter by host, tag and path.
 
 use crate::{RepoError, RepoResult, Repository};
-use arca_format::{Id, Snapshot};
+use arca_format::{Id, Snapshot, SnapshotKind};
 use arca_storage::ObjectKind;
 use chrono::{DateTime, FixedOffset};
 
@@ -271,9 +271,14 @@ pub fn resolve_at(all: &[SnapshotEntry], at: DateTime<FixedOffset>, filter: &Fil
         .ok_or_else(|| not_found(&format!("at or before {}", at.to_rfc3339()), filter))
 }
 
-/// The parent for a new backup: the newest snapshot of the same host and the same paths.
-pub fn find_parent<'a>(all: &'a [SnapshotEntry], host: &str, paths: &[String]) -> Option<&'a SnapshotEntry> {
-    all.iter().rev().find(|e| e.snapshot.hostname == host && e.snapshot.paths == paths)
+/// The parent for a new backup: the newest snapshot of the same kind, host and paths.
+pub fn find_parent<'a>(
+    all: &'a [SnapshotEntry],
+    kind: SnapshotKind,
+    host: &str,
+    paths: &[String],
+) -> Option<&'a SnapshotEntry> {
+    all.iter().rev().find(|e| e.snapshot.kind == kind && e.snapshot.hostname == host && e.snapshot.paths == paths)
 }
 
 #[cfg(test)]
