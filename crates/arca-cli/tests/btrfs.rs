@@ -411,3 +411,32 @@ fn restores_with_reflink_from_share_extents_and_chroot_into_the_second() {
         same_tree(&src, &e.path("copy"));
     }
 }
+
+#[test]
+fn a_set_goes_through_an_s3_repository_and_back() {
+    use common::weed::{weed, weed_here, KEY, SECRET};
+    if !weed_here() {
+        return;
+    }
+    let (Some(src), Some(dst)) = (loopfs::btrfs(256), loopfs::btrfs(256)) else { return };
+    let e = Env::new();
+    let (_, snaps) = snapshot_series(&src, 10, 64 * 1024, 3);
+    let s3 = |args: &[&str]| {
+        let mut c = e.cmd(args);
+        c.env("ARCA_REPOSITORY", "s3://arca-btrfs/set")
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_ENDPOINT_URL", &weed().endpoint);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "arca {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        common::last_json(&String::from_utf8_lossy(&o.stdout))
+    };
+    s3(&["--json", "init"]);
+    assert_eq!(s3(&["--json", "btrfs", "push", p(&snaps)])["push"]["pushed"].as_array().unwrap().len(), 3);
+    let pulled = dst.path("pulled");
+    std::fs::create_dir(&pulled).unwrap();
+    assert_eq!(s3(&["--json", "btrfs", "pull", p(&pulled)])["pull"]["pulled"].as_array().unwrap().len(), 3);
+    for s in ["s01", "s02", "s03"] {
+        same_tree(&snaps.join(s), &pulled.join(s));
+    }
+}
