@@ -224,7 +224,7 @@ pub enum Command {
     /// and pull them onto another btrfs filesystem as read-only subvolumes that share their
     /// unchanged files' extents.
     #[command(
-        after_help = "Examples:\n  arca btrfs push /mnt/pool/snaps           # every read-only subvolume not yet stored\n  arca btrfs push /mnt/pool/snaps --dry-run --delete\n  arca btrfs list /mnt/pool/snaps\n  arca btrfs pull /mnt/backup/snaps          # recreate them, oldest first\n  arca btrfs pull /mnt/backup/snaps --set /mnt/pool/snaps --snapshot 2026-12-07"
+        after_help = "Examples:\n  arca btrfs push /mnt/pool/snaps           # every read-only subvolume not yet stored\n  arca btrfs push /mnt/pool/snaps --dry-run --delete\n  arca btrfs list /mnt/pool/snaps\n  arca btrfs pull /mnt/backup/snaps          # recreate them, oldest first\n  arca btrfs pull /mnt/backup/snaps --set /mnt/pool/snaps --host nas --member daily-2026-12-07"
     )]
     #[command(subcommand)]
     Btrfs(BtrfsCommand),
@@ -431,14 +431,15 @@ pub struct BackupArgs {
     /// also after a failure: the snapshot is one instant, not files changing while they are
     /// read. The snapshot records the original paths. A snapshot a killed run left is removed
     /// by the next run.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["stdin", "stdin_from_command"])]
     pub fs_snapshot: bool,
     /// How --fs-snapshot freezes a filesystem: auto (btrfs or ZFS by the filesystem, else LVM
     /// if the path is on a logical volume), btrfs, lvm or zfs.
     #[arg(long, default_value = "auto", value_name = "auto|btrfs|lvm|zfs", requires = "fs_snapshot")]
     pub fs_snapshot_method: arca_fsnap::freeze::Method,
-    /// Store a full `btrfs send` stream of this subvolume as one file (deduplicated: a second
-    /// full stream of a little-changed subvolume costs about the change). `arca restore
+    /// Store a full `btrfs send` stream of this subvolume as one snapshot (split into its
+    /// commands and its data, so a second full stream of a little-changed subvolume costs
+    /// about the change). `arca restore
     /// --btrfs-receive DIR` gives it to `btrfs receive`. A writable subvolume is sent from a
     /// read-only snapshot taken for it.
     #[arg(long, value_name = "SUBVOLUME", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "fs_snapshot"])]
@@ -759,7 +760,9 @@ pub enum BtrfsCommand {
         /// Show what would be pushed (and forgotten); store nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
-        /// Forget the stored members DIR no longer has (`arca prune` then frees their data).
+        /// Forget the stored members (of this host's set DIR) that DIR no longer has (`arca
+        /// prune` then frees their data). Refused if DIR holds none of them (not mounted?) or
+        /// any snapshot cannot be read.
         #[arg(long)]
         delete: bool,
         /// Host name to record (default: this machine's).
@@ -782,6 +785,9 @@ pub enum BtrfsCommand {
         /// only set).
         #[arg(long)]
         set: Option<String>,
+        /// The host that pushed the set (default: the only one with such a set).
+        #[arg(long)]
+        host: Option<String>,
         /// Only the local side: no repository is opened.
         #[arg(long, requires = "dir")]
         local: bool,
@@ -792,7 +798,7 @@ pub enum BtrfsCommand {
     /// parent), and turns read-only under its name only when complete. An interrupted pull
     /// leaves NAME.arca-partial and the next pull finishes it.
     #[command(
-        after_help = "Examples:\n  arca btrfs pull /mnt/backup/snaps\n  arca btrfs pull /mnt/backup/snaps --snapshot daily-2026-12-07 --dry-run\n  arca btrfs pull /mnt/backup/snaps --delete"
+        after_help = "Examples:\n  arca btrfs pull /mnt/backup/snaps\n  arca btrfs pull /mnt/backup/snaps --member daily-2026-12-07 --dry-run\n  arca btrfs pull /mnt/backup/snaps --delete"
     )]
     Pull {
         /// The directory (on btrfs) to receive into.
@@ -800,14 +806,18 @@ pub enum BtrfsCommand {
         /// The set to pull (its directory on the pushing host; default: the only set).
         #[arg(long)]
         set: Option<String>,
-        /// Only these members (repeatable; default: every member DIR lacks).
-        #[arg(long = "snapshot", value_name = "NAME")]
+        /// The host that pushed it (default: the only one with such a set).
+        #[arg(long)]
+        host: Option<String>,
+        /// Only these members, by subvolume name (repeatable; default: every member DIR lacks).
+        #[arg(long = "member", value_name = "NAME")]
         only: Vec<String>,
         /// Show what would be pulled (and deleted); change nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
-        /// Delete the subvolumes earlier pulls made in DIR whose member the repository no longer
-        /// holds (DIR/.arca-pulled.json lists them; nothing else is touched).
+        /// Delete the subvolumes earlier pulls of this set from this repository made in DIR
+        /// whose member the repository no longer holds (DIR/.arca-pulled.json lists them;
+        /// nothing else is touched). Refused if any snapshot cannot be read.
         #[arg(long)]
         delete: bool,
     },

@@ -64,9 +64,14 @@ fn generations(dir: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// Replace file `i` with generation `g` as careful programs do: write a temporary file, sync
+/// it, rename it over the old one. (Without the sync, a snapshot, like a crash, may catch the
+/// renamed file before its data: btrfs snapshots are crash-consistent.)
 fn write_generation(dir: &Path, i: usize, g: u64, size: usize) {
     let tmp = dir.join(format!(".t{i}"));
-    std::fs::write(&tmp, g.to_le_bytes().repeat(size / 8)).unwrap();
+    let mut f = std::fs::File::create(&tmp).unwrap();
+    std::io::Write::write_all(&mut f, &g.to_le_bytes().repeat(size / 8)).unwrap();
+    f.sync_all().unwrap();
     std::fs::rename(&tmp, dir.join(format!("f{i:03}"))).unwrap();
 }
 
@@ -82,24 +87,27 @@ fn fs_snapshot_backup_reads_one_instant_while_a_writer_runs_and_leaves_nothing()
         write_generation(&data, i, 0, SIZE);
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
-        let (stop, data) = (stop.clone(), data.clone());
+        let (stop, writes, data) = (stop.clone(), writes.clone(), data.clone());
         std::thread::spawn(move || {
             let mut g = 0;
             while !stop.load(Ordering::Relaxed) {
                 g += 1;
                 for i in 0..FILES {
                     write_generation(&data, i, g, SIZE);
+                    writes.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            g
         })
     };
     std::thread::sleep(Duration::from_millis(200));
+    let before = writes.load(Ordering::Relaxed);
     let id = e.backup(&["--fs-snapshot", p(&data)]);
+    let during = writes.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
-    let cycles = writer.join().unwrap();
-    assert!(cycles > 1, "the writer must have run while the backup did");
+    writer.join().unwrap();
+    assert!(during > 0, "the writer must have run while the backup did");
 
     // The snapshot records the original path, and the subvolume it froze.
     let snap = e.json(&["cat", "snapshot", &id]);
@@ -136,6 +144,26 @@ fn fs_snapshot_backup_reads_one_instant_while_a_writer_runs_and_leaves_nothing()
     assert!(listed.contains("nested/inner"), "{listed}");
     assert_eq!(subvolumes(&fs), vec!["data".to_string(), "data/nested".to_string()]);
     btrfs(&["subvolume", "delete", p(&nested)]);
+
+    // Two sibling subvolumes frozen in one run, and a filesystem mounted below a source that
+    // cannot be frozen (tmpfs): read live, and said so.
+    let data2 = fs.path("data2");
+    btrfs(&["subvolume", "create", p(&data2)]);
+    std::fs::write(data2.join("x"), b"sibling").unwrap();
+    let below = data.join("mnt");
+    std::fs::create_dir(&below).unwrap();
+    sh(&format!("mount -t tmpfs arca-test '{}' && echo live > '{}/file'", below.display(), below.display()));
+    let o = e.run(&["backup", "--fs-snapshot", p(&data), p(&data2)]);
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    sh(&format!("umount '{}'", below.display()));
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("mnt is read live, not from a snapshot"), "{said}");
+    assert!(!said.contains("cannot remove"), "{said}");
+    let listed = e.ok(&["ls", "latest"]);
+    assert!(listed.contains("data/mnt/file") && listed.contains("data2/x"), "{listed}");
+    assert!(!fs.path(".arca-snapshots").exists());
+    assert_eq!(subvolumes(&fs), vec!["data".to_string(), "data2".to_string()]);
+    std::fs::remove_dir(&below).unwrap();
 
     // Backups from snapshots use their parent as any backup does: btrfs keeps inode numbers
     // and change times in a snapshot, so only what changed since is read.
@@ -359,6 +387,37 @@ fn a_pushed_set_pulls_onto_another_filesystem_sharing_extents_and_takes_send_p()
     same_tree(&snaps.join("s03"), &pulled.join("s03"));
     assert!(!pulled.join("s03.arca-partial").exists());
 
+    // A read-only partial without the received mark is not taken for complete.
+    btrfs(&["subvolume", "delete", p(&pulled.join("s05"))]);
+    btrfs(&["subvolume", "snapshot", "-r", p(&pulled.join("s04")), p(&pulled.join("s05.arca-partial"))]);
+    let again = e.json(&["btrfs", "pull", p(&pulled)]);
+    assert_eq!(again["pull"]["pulled"][0]["resumed"], true, "{again}");
+    same_tree(&snaps.join("s05"), &pulled.join("s05"));
+
+    // A set is a directory of one host: another host's push of the same path is another set,
+    // whose --delete forgets nothing of this one's.
+    let other = e.json(&["btrfs", "push", p(&snaps), "--host", "other", "--delete", "--dry-run"]);
+    assert_eq!(other["push"]["pushed"].as_array().unwrap().len(), 11, "{other}");
+    assert_eq!(other["push"]["forgotten"], serde_json::json!([]));
+    // The set's directory empty (not mounted, say): --delete would forget every member.
+    std::fs::rename(&snaps, src.path("away")).unwrap();
+    std::fs::create_dir(&snaps).unwrap();
+    let o = e.run(&["btrfs", "push", p(&snaps), "--delete"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is it mounted?"), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_dir(&snaps).unwrap();
+    std::fs::rename(src.path("away"), &snaps).unwrap();
+    // An unreadable snapshot: no --delete decides on a listing with a hole in it.
+    let bad = e.repo.join("snapshots").join("ab".repeat(32));
+    std::fs::write(&bad, b"not a snapshot").unwrap();
+    for args in [vec!["btrfs", "push", p(&snaps), "--delete"], vec!["btrfs", "pull", p(&pulled), "--delete"]] {
+        let o = e.run(&args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("cannot be read") && err.contains("--delete"), "{err}");
+    }
+    std::fs::remove_file(&bad).unwrap();
+
     // --delete: what the source no longer has goes on each side; s11 (received by btrfs
     // itself, not by a pull) stays.
     btrfs(&["subvolume", "delete", p(&snaps.join("s01"))]);
@@ -381,12 +440,20 @@ fn restores_with_reflink_from_share_extents_and_chroot_into_the_second() {
     for i in 0..50 {
         std::fs::write(src.join(format!("d{i:02}")), random_bytes(400 * 1024, i)).unwrap();
     }
+    // A sparse file: 64 KiB of data, a 4 MiB hole, 64 KiB of data.
+    let sparse = std::fs::File::create(src.join("sparse")).unwrap();
+    sparse.write_all_at(&random_bytes(64 << 10, 5), 0).unwrap();
+    sparse.write_all_at(&random_bytes(64 << 10, 6), (64 << 10) + (4 << 20)).unwrap();
+    drop(sparse);
     let first = e.backup(&[p(&src)]);
     std::fs::write(src.join("d07"), random_bytes(400 * 1024, 99)).unwrap();
     let second = e.backup(&[p(&src)]);
     let (r1, r2) = (fs.path("2026-12-06"), fs.path("2026-12-07"));
     e.ok(&["restore", &format!("{first}:{}", p(&src)), "-t", p(&r1)]);
+    // Someone wrote into the earlier restore's hole: its blocks match, its hole does not.
+    std::fs::OpenOptions::new().write(true).open(r1.join("sparse")).unwrap().write_all_at(b"stale", 2 << 20).unwrap();
     let v = e.json(&["restore", &format!("{second}:{}", p(&src)), "-t", p(&r2), "--reflink-from", p(&r1)]);
+    // busybox and 49 unchanged data files; not d07, not the sparse file.
     assert_eq!(v["report"]["reflinked"], 50, "{v}");
     same_tree(&src, &r2);
     sh("sync");
@@ -402,7 +469,7 @@ fn restores_with_reflink_from_share_extents_and_chroot_into_the_second() {
         let (x1, x2) = (x.path("a"), x.path("b"));
         e.ok(&["restore", &format!("{first}:{}", p(&src)), "-t", p(&x1)]);
         let v = e.json(&["restore", &format!("{second}:{}", p(&src)), "-t", p(&x2), "--reflink-from", p(&x1)]);
-        assert_eq!(v["report"]["reflinked"], 50, "{v}");
+        assert_eq!(v["report"]["reflinked"], 51, "{v}");
         same_tree(&src, &x2);
         let v =
             e.json(&["restore", &format!("{second}:{}", p(&src)), "-t", p(&e.path("copy")), "--reflink-from", p(&r1)]);

@@ -195,9 +195,10 @@ impl Shared<'_> {
         }
     }
 
-    /// Clone the file at the same path under `reflink_from` if its contents are the
-    /// snapshot's (read and checked against the blob ids: sizes and times prove nothing).
-    /// True if done; false to write the file instead.
+    /// Clone the file at the same path under `reflink_from` and keep the clone if its
+    /// contents are the snapshot's (read back and checked against the blob ids and holes:
+    /// sizes and times prove nothing, and checking the clone, not its source, leaves no window
+    /// for a writer). True if done; false to write the file instead.
     fn reflink(&self, n: &Node, target: &Path) -> bool {
         use std::sync::atomic::Ordering;
         let Some(from) = &self.opts.reflink_from else { return false };
@@ -208,46 +209,50 @@ impl Shared<'_> {
         let source = from.join(rel);
         let open = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&source);
         let Ok(src) = open else { return false };
-        if !src.metadata().is_ok_and(|m| m.is_file() && m.len() == n.size) || self.verify(n, &src, &source).is_err() {
+        if !src.metadata().is_ok_and(|m| m.is_file() && m.len() == n.size) {
             return false;
         }
-        let created =
-            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(target);
+        let created = fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(target);
         let dst = match created {
             Ok(f) => f,
-            Err(e) => {
-                self.problem(target, format!("cannot create: {e}"));
-                return true;
-            }
+            Err(_) => return false,
         };
         use std::os::fd::AsRawFd;
         // SAFETY: both descriptors are open for the call; FICLONE takes the source fd as its
         // integer argument.
-        match unsafe { ficlone(dst.as_raw_fd(), src.as_raw_fd() as libc::c_ulong as _) } {
-            Ok(_) => {
-                {
-                    let mut r = self.report();
-                    r.files += 1;
-                    r.reflinked += 1;
-                    r.reflinked_bytes += n.size;
-                }
-                self.events.emit(Event::Bytes(n.content_len()));
-                self.metadata(target, n);
-                true
+        if let Err(errno) = unsafe { ficlone(dst.as_raw_fd(), src.as_raw_fd() as libc::c_ulong as _) } {
+            drop(dst);
+            let _ = fs::remove_file(target);
+            if !self.no_reflink.swap(true, Ordering::Relaxed) {
+                self.report().warnings.push(format!(
+                    "cannot clone files from {} (first at {}: {errno}); writing copies instead",
+                    from.display(),
+                    source.display()
+                ));
             }
-            Err(errno) => {
-                drop(dst);
-                let _ = fs::remove_file(target);
-                if !self.no_reflink.swap(true, Ordering::Relaxed) {
-                    self.report().warnings.push(format!(
-                        "cannot clone files from {} (first at {}: {errno}); writing copies instead",
-                        from.display(),
-                        source.display()
-                    ));
-                }
-                false
-            }
+            return false;
         }
+        if self.verify(n, &dst, target).is_err() {
+            // Not the snapshot's contents: written instead.
+            drop(dst);
+            let _ = fs::remove_file(target);
+            return false;
+        }
+        {
+            let mut r = self.report();
+            r.files += 1;
+            r.reflinked += 1;
+            r.reflinked_bytes += n.size;
+        }
+        self.events.emit(Event::Bytes(n.content_len()));
+        self.metadata(target, n);
+        true
     }
 
     fn write_file(&self, n: &Node, target: &Path) -> Result<File, String> {
@@ -311,6 +316,24 @@ impl Shared<'_> {
                 target.display(),
                 n.size
             ));
+        }
+        // Where the snapshot has a hole the file must read as zeros.
+        let mut buf = vec![];
+        for &(off, len) in &n.holes {
+            let end = off.saturating_add(len).min(n.size);
+            let mut at = off;
+            while at < end {
+                let step = (end - at).min(1 << 20) as usize;
+                buf.resize(step, 0);
+                f.read_exact_at(&mut buf[..step], at).map_err(|e| format!("verification read failed: {e}"))?;
+                if buf[..step].iter().any(|&b| b != 0) {
+                    return Err(format!(
+                        "verification failed: {} has data where the snapshot has a hole (at {at})",
+                        target.display()
+                    ));
+                }
+                at += step as u64;
+            }
         }
         let mut pos = Placer::new(&n.holes);
         for id in &n.content {

@@ -220,11 +220,15 @@ pub fn delete(path: &Path) -> FsnapResult<()> {
     btrfs(&["subvolume".as_ref(), "delete".as_ref(), path.as_os_str()]).map(drop)
 }
 
-/// Make a subvolume read-only or writable (`btrfs property set -ts PATH ro …`).
+/// Make a subvolume read-only or writable (`btrfs property set -ts PATH ro …`). Making one
+/// writable drops its received UUID (`-f`: it may then differ from what it was received from).
 pub fn set_readonly(path: &Path, readonly: bool) -> FsnapResult<()> {
-    let value = if readonly { "true" } else { "false" };
-    btrfs(&["property".as_ref(), "set".as_ref(), "-ts".as_ref(), path.as_os_str(), "ro".as_ref(), value.as_ref()])
-        .map(drop)
+    let mut args: Vec<&std::ffi::OsStr> = vec!["property".as_ref(), "set".as_ref()];
+    if !readonly {
+        args.push("-f".as_ref());
+    }
+    args.extend(["-ts".as_ref(), path.as_os_str(), "ro".as_ref(), if readonly { "true" } else { "false" }.as_ref()]);
+    btrfs(&args).map(drop)
 }
 
 /// The subvolumes directly inside `dir`, by name.

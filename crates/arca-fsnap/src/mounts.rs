@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 pub struct Mount {
     /// Where it is mounted.
     pub point: PathBuf,
+    /// The directory of the filesystem mounted there (`/` unless a bind mount of a part).
+    pub root: PathBuf,
     pub fstype: String,
     /// The device or dataset (`/dev/mapper/vg-home`, `tank/home`).
     pub source: String,
@@ -44,11 +46,18 @@ pub fn parse(mountinfo: &str) -> Vec<Mount> {
         .lines()
         .filter_map(|l| {
             let (left, right) = l.split_once(" - ")?;
-            let point = left.split(' ').nth(4)?;
+            let mut fields = left.split(' ').skip(3);
+            let root = fields.next()?;
+            let point = fields.next()?;
             let mut r = right.split(' ');
             let fstype = r.next()?;
             let source = r.next()?;
-            Some(Mount { point: PathBuf::from(unescape(point)), fstype: fstype.into(), source: unescape(source) })
+            Some(Mount {
+                point: PathBuf::from(unescape(point)),
+                root: PathBuf::from(unescape(root)),
+                fstype: fstype.into(),
+                source: unescape(source),
+            })
         })
         .collect()
 }
@@ -57,6 +66,25 @@ pub fn parse(mountinfo: &str) -> Vec<Mount> {
 /// mounted where several share one.
 pub fn mount_of<'m>(mounts: &'m [Mount], path: &Path) -> Option<&'m Mount> {
     mounts.iter().filter(|m| path.starts_with(&m.point)).max_by_key(|m| m.point.components().count())
+}
+
+/// The mounts strictly below `path` that are not below another of them: the filesystems a
+/// walk of `path` crosses into first (one per mount point, the last mounted).
+pub fn below<'m>(mounts: &'m [Mount], path: &Path) -> Vec<&'m Mount> {
+    let mut points: Vec<&Mount> = vec![];
+    for m in mounts.iter().rev() {
+        if m.point != path && m.point.starts_with(path) && !points.iter().any(|p| p.point == m.point) {
+            points.push(m);
+        }
+    }
+    points.sort_by_key(|m| m.point.components().count());
+    let mut top: Vec<&Mount> = vec![];
+    for m in points {
+        if !top.iter().any(|t| m.point.starts_with(&t.point)) {
+            top.push(m);
+        }
+    }
+    top
 }
 
 /// This process's mounts.
@@ -85,5 +113,13 @@ mod tests {
         assert_eq!(mount_of(&m, Path::new("/srv/my data/x")).unwrap().fstype, "zfs");
         assert_eq!(mount_of(&m, Path::new("/etc")).unwrap().point, Path::new("/"));
         assert_eq!(mount_of(&m, Path::new("/homework")).unwrap().point, Path::new("/"));
+        assert_eq!(m[1].root, Path::new("/"));
+        let under: Vec<_> = below(&m, Path::new("/")).iter().map(|m| m.source.clone()).collect();
+        assert_eq!(under, ["/dev/mapper/vg0-home2", "tank/data"]);
+        assert!(below(&m, Path::new("/home")).is_empty());
+        let nested = parse("1 0 8:1 / / rw - ext4 a rw\n2 1 0:5 / /proc rw - proc proc rw\n3 2 0:6 / /proc/sys/fs/binfmt_misc rw - binfmt_misc b rw\n4 1 8:2 /srv/x /mnt/bind rw - ext4 a rw\n");
+        let under: Vec<_> = below(&nested, Path::new("/")).iter().map(|m| m.point.clone()).collect();
+        assert_eq!(under, [Path::new("/proc"), Path::new("/mnt/bind")]);
+        assert_eq!(nested[3].root, Path::new("/srv/x"));
     }
 }

@@ -56,6 +56,9 @@ pub fn receive(repo: &Repository, snap: &SnapshotEntry, dir: &Path) -> FsnapResu
         let mut lock = stdout.lock();
         joined(&mut lock)?
     } else {
+        if !dir.is_dir() {
+            return Err(FsnapError::Unsupported { path: dir.to_path_buf(), why: "is not a directory".into() });
+        }
         if !crate::btrfs::is_btrfs(dir) {
             return Err(FsnapError::Unsupported {
                 path: dir.to_path_buf(),
@@ -64,7 +67,28 @@ pub fn receive(repo: &Repository, snap: &SnapshotEntry, dir: &Path) -> FsnapResu
         }
         let mut c = std::process::Command::new("btrfs");
         c.args(["receive", "-e"]).arg(dir);
-        arca_ops::tool::write_input(c, "btrfs receive", "install btrfs-progs", |stdin| joined(stdin))?
+        // When the stream cannot be read, btrfs receive fails too ("short read"): the reason
+        // is ours, so ours is the error.
+        let ours = std::cell::RefCell::new(None);
+        let result = arca_ops::tool::write_input(c, "btrfs receive", "install btrfs-progs", |stdin| {
+            joined(stdin).inspect_err(|e| {
+                let pipe =
+                    matches!(e, FsnapError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe);
+                if !pipe {
+                    *ours.borrow_mut() = Some(e.to_string());
+                }
+            })
+        });
+        match (result, ours.into_inner()) {
+            (Ok(n), _) => n,
+            (Err(_), Some(why)) => {
+                return Err(FsnapError::Invalid(format!(
+                "{why}; btrfs receive may have left a partial subvolume in {}: remove it with `btrfs subvolume delete`",
+                dir.display()
+            )))
+            }
+            (Err(e), None) => return Err(e),
+        }
     };
     Ok(Received {
         snapshot_id: snap.id.to_hex(),

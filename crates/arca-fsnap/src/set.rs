@@ -38,6 +38,7 @@ pub const KEY_UUID: &str = "btrfs.uuid";
 pub const KEY_PARENT_UUID: &str = "btrfs.parent_uuid";
 pub const KEY_RECEIVED_UUID: &str = "btrfs.received_uuid";
 pub const KEY_CTRANSID: &str = "btrfs.ctransid";
+pub const KEY_STRANSID: &str = "btrfs.stransid";
 pub const KEY_OTRANSID: &str = "btrfs.otransid";
 pub const KEY_GENERATION: &str = "btrfs.generation";
 
@@ -48,10 +49,14 @@ pub const PARTIAL: &str = ".arca-partial";
 #[derive(Clone, Debug)]
 pub struct Stored {
     pub entry: SnapshotEntry,
+    pub host: String,
     pub set: String,
     pub name: String,
     pub uuid: String,
-    pub ctransid: u64,
+    /// The UUID and transaction id `btrfs send -p` names this member by when it is a parent:
+    /// those it was received from, if it was received, else its own.
+    pub send_uuid: String,
+    pub send_transid: u64,
     pub otransid: u64,
 }
 
@@ -62,12 +67,19 @@ impl Stored {
             return None;
         }
         let num = |k: &str| s.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let uuid = s.get(KEY_UUID)?.clone();
+        let (send_uuid, send_transid) = match s.get(KEY_RECEIVED_UUID) {
+            Some(r) => (r.clone(), num(KEY_STRANSID)),
+            None => (uuid.clone(), num(KEY_CTRANSID)),
+        };
         Some(Stored {
             entry: entry.clone(),
+            host: entry.snapshot.hostname.clone(),
             set: s.get(KEY_SET)?.clone(),
             name: s.get(KEY_NAME)?.clone(),
-            uuid: s.get(KEY_UUID)?.clone(),
-            ctransid: num(KEY_CTRANSID),
+            uuid,
+            send_uuid,
+            send_transid,
             otransid: num(KEY_OTRANSID),
         })
     }
@@ -76,38 +88,60 @@ impl Stored {
 /// The members of every set the repository holds, oldest first within a set.
 pub fn stored(all: &[SnapshotEntry]) -> Vec<Stored> {
     let mut out: Vec<Stored> = all.iter().filter_map(Stored::of).collect();
-    out.sort_by(|a, b| (&a.set, a.otransid, &a.entry.snapshot.time).cmp(&(&b.set, b.otransid, &b.entry.snapshot.time)));
+    out.sort_by(|a, b| {
+        (&a.host, &a.set, a.otransid, &a.entry.snapshot.time).cmp(&(
+            &b.host,
+            &b.set,
+            b.otransid,
+            &b.entry.snapshot.time,
+        ))
+    });
     out
 }
 
-/// The members of the set `set` (or of the only set, if `None`).
-pub fn members_of(all: &[SnapshotEntry], set: Option<&str>) -> FsnapResult<(String, Vec<Stored>)> {
-    let every = stored(all);
-    let sets: Vec<&str> = {
-        let mut s: Vec<&str> = every.iter().map(|m| m.set.as_str()).collect();
-        s.dedup();
-        s
-    };
-    let chosen = match (set, sets.as_slice()) {
-        (Some(s), _) => s.trim_end_matches('/').to_string(),
-        (None, [one]) => one.to_string(),
-        (None, []) => {
-            return Err(FsnapError::NotFound(
-                "the repository holds no btrfs snapshot set (`arca btrfs push DIR` stores one)".into(),
-            ))
+/// The members of the set `set` of `host` (each `None`: the only one there is). A set is a
+/// directory on one host: two hosts' `/mnt/pool/snaps` are two sets.
+pub fn members_of(all: &[SnapshotEntry], set: Option<&str>, host: Option<&str>) -> FsnapResult<(String, Vec<Stored>)> {
+    let mut every = stored(all);
+    every.retain(|m| host.is_none_or(|h| m.host == h));
+    let mut sets: Vec<(String, String)> = every.iter().map(|m| (m.host.clone(), m.set.clone())).collect();
+    sets.dedup();
+    let wanted = set.map(|s| s.trim_end_matches('/').to_string());
+    sets.retain(|(_, s)| wanted.as_ref().is_none_or(|w| w == s));
+    let (chosen_host, chosen) = match sets.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            let what = match (&wanted, host) {
+                (Some(s), Some(h)) => format!("no btrfs snapshot set {s:?} of host {h:?}"),
+                (Some(s), None) => format!("no btrfs snapshot set {s:?}"),
+                (None, Some(h)) => format!("no btrfs snapshot set of host {h:?}"),
+                (None, None) => "no btrfs snapshot set (`arca btrfs push DIR` stores one)".into(),
+            };
+            return Err(FsnapError::NotFound(format!("the repository holds {what}")));
         }
-        (None, many) => {
+        many => {
+            let named: Vec<String> = many.iter().map(|(h, s)| format!("{s} of {h}")).collect();
             return Err(FsnapError::Invalid(format!(
-                "the repository holds several btrfs snapshot sets ({}): choose one with --set",
-                many.join(", ")
-            )))
+                "the repository holds several btrfs snapshot sets ({}): choose one with --set and --host",
+                named.join(", ")
+            )));
         }
     };
-    let members: Vec<Stored> = every.into_iter().filter(|m| m.set == chosen).collect();
-    if members.is_empty() && set.is_some() {
-        return Err(FsnapError::NotFound(format!("the repository holds no btrfs snapshot set {chosen:?}")));
-    }
+    let members = every.into_iter().filter(|m| m.set == chosen && m.host == chosen_host).collect();
     Ok((chosen, members))
+}
+
+/// Every snapshot, or an error if any cannot be read: a deletion decided on a listing with
+/// holes would delete what the holes hide.
+fn all_snapshots_for_delete(repo: &Repository) -> FsnapResult<Vec<SnapshotEntry>> {
+    let (all, errors) = arca_repo::snapshots::list_all(repo)?;
+    if let Some(first) = errors.first() {
+        return Err(FsnapError::Invalid(format!(
+            "{} snapshots cannot be read (the first: {first}); --delete decides nothing on an incomplete listing (`arca check`)",
+            errors.len()
+        )));
+    }
+    Ok(all)
 }
 
 /// One member of a set, backed up from its subvolume.
@@ -142,6 +176,7 @@ impl Source for Member {
             (KEY_NAME.to_string(), self.name.clone()),
             (KEY_UUID.to_string(), i.uuid.clone()),
             (KEY_CTRANSID.to_string(), i.ctransid.to_string()),
+            (KEY_STRANSID.to_string(), i.stransid.to_string()),
             (KEY_OTRANSID.to_string(), i.otransid.to_string()),
             (KEY_GENERATION.to_string(), i.generation.to_string()),
         ]);
@@ -219,19 +254,38 @@ pub fn push(
     let set = dir.display().to_string();
     let local: Vec<(String, btrfs::SubvolInfo)> =
         btrfs::subvolumes_in(&dir)?.into_iter().filter(|(_, i)| i.readonly).collect();
-    let all = arca_ops::readable_snapshots(repo, events)?;
-    let (_, held) = members_of(&all, Some(&set)).or_else(|e| match e {
+    let all = if opts.delete { all_snapshots_for_delete(repo)? } else { arca_ops::readable_snapshots(repo, events)? };
+    let host = opts.request.host.clone().unwrap_or_else(|| arca_repo::keys::Origin::current().hostname);
+    let (_, held) = members_of(&all, Some(&set), Some(&host)).or_else(|e| match e {
         FsnapError::NotFound(_) => Ok((set.clone(), vec![])),
         e => Err(e),
     })?;
-    let held_by_uuid: HashMap<&str, &Stored> = held.iter().map(|m| (m.uuid.as_str(), m)).collect();
+    // A member is here if its subvolume is, or a copy received from it (a set restored by a
+    // pull, or received by btrfs from the original).
+    let mut held_by_uuid: HashMap<&str, &Stored> = HashMap::new();
+    for m in &held {
+        held_by_uuid.insert(m.uuid.as_str(), m);
+        held_by_uuid.entry(m.send_uuid.as_str()).or_insert(m);
+    }
+    let stored_as = |i: &btrfs::SubvolInfo| {
+        held_by_uuid
+            .get(i.uuid.as_str())
+            .or_else(|| i.received_uuid.as_deref().and_then(|r| held_by_uuid.get(r)))
+            .copied()
+    };
+    if opts.delete && !held.is_empty() && !local.iter().any(|(_, i)| stored_as(i).is_some()) {
+        return Err(FsnapError::Invalid(format!(
+            "{set} holds none of the {} members the repository has of it (is it mounted?): --delete would forget them all; refused",
+            held.len()
+        )));
+    }
     let mut report =
         PushReport { set: set.clone(), dry_run: opts.dry_run, pushed: vec![], present: vec![], forgotten: vec![] };
     // The arca snapshot of the newest member so far: the next one's parent.
     let mut last: Option<Id> = None;
     for (name, info) in &local {
         cancel.check().map_err(arca_ops::OpsError::from)?;
-        if let Some(m) = held_by_uuid.get(info.uuid.as_str()) {
+        if let Some(m) = stored_as(info) {
             report.present.push(name.clone());
             last = Some(m.entry.id);
             continue;
@@ -270,8 +324,8 @@ pub fn push(
         last = id.as_deref().and_then(Id::from_hex).or(last);
     }
     if opts.delete {
-        let uuids: HashSet<&str> = local.iter().map(|(_, i)| i.uuid.as_str()).collect();
-        let gone: Vec<&Stored> = held.iter().filter(|m| !uuids.contains(m.uuid.as_str())).collect();
+        let here: HashSet<Id> = local.iter().filter_map(|(_, i)| stored_as(i)).map(|m| m.entry.id).collect();
+        let gone: Vec<&Stored> = held.iter().filter(|m| !here.contains(&m.entry.id)).collect();
         if !gone.is_empty() {
             let req = arca_ops::forget::ForgetRequest {
                 selection: arca_ops::forget::Selection::Snapshots(gone.iter().map(|m| m.entry.id.to_hex()).collect()),
@@ -292,11 +346,13 @@ pub struct PullOptions {
     pub dir: PathBuf,
     /// The set (its directory on the pushing host); `None`: the repository's only set.
     pub set: Option<String>,
-    /// Only these members (and, as parents, what lies before them is not needed).
+    /// The host that pushed it; `None`: the only one with such a set.
+    pub host: Option<String>,
+    /// Only these members (by name).
     pub only: Vec<String>,
     pub dry_run: bool,
-    /// Delete subvolumes earlier pulls made in `dir` whose member the repository no longer
-    /// holds (listed in [`PULLED`]; nothing else is touched).
+    /// Delete subvolumes earlier pulls of this set from this repository made in `dir` whose
+    /// member the repository no longer holds (listed in [`PULLED`]; nothing else is touched).
     pub delete: bool,
     /// Files written at once.
     pub threads: Option<usize>,
@@ -315,12 +371,16 @@ pub struct Pulled {
     pub files_kept: u64,
     pub bytes_written: u64,
     pub deleted: u64,
+    /// Why it was not given the original's UUID as received UUID (it may differ from the
+    /// original, so `btrfs send -p` must not build on it), if it was not.
+    pub not_marked: Option<String>,
 }
 
 /// What a pull did.
 #[derive(Clone, Debug, Serialize)]
 pub struct PullReport {
     pub set: String,
+    pub host: String,
     pub dry_run: bool,
     pub pulled: Vec<Pulled>,
     pub present: Vec<String>,
@@ -328,21 +388,33 @@ pub struct PullReport {
     pub deleted: Vec<String>,
 }
 
-/// The file in a pull's directory that lists the subvolumes pulls made there (by the UUID
-/// they were received from): `--delete` removes only those, never a subvolume `btrfs
-/// receive` or a person put beside them.
+/// The file in a pull's directory that lists the subvolumes pulls made there, with the
+/// repository and set each came from: `--delete` removes only those, never a subvolume
+/// `btrfs receive` or a person put beside them, nor one another repository's pull made.
 pub const PULLED: &str = ".arca-pulled.json";
 
-fn read_pulled(dir: &Path) -> FsnapResult<BTreeMap<String, String>> {
+/// One subvolume a pull made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct PulledRecord {
+    /// The name it was given in the directory.
+    name: String,
+    /// The member's UUID on the pushing host.
+    uuid: String,
+    repository: String,
+    host: String,
+    set: String,
+}
+
+fn read_pulled(dir: &Path) -> FsnapResult<Vec<PulledRecord>> {
     let path = dir.join(PULLED);
     match std::fs::read(&path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| FsnapError::Invalid(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
         Err(e) => Err(FsnapError::io(&path, e)),
     }
 }
 
-fn write_pulled(dir: &Path, pulled: &BTreeMap<String, String>) -> FsnapResult<()> {
+fn write_pulled(dir: &Path, pulled: &[PulledRecord]) -> FsnapResult<()> {
     let path = dir.join(PULLED);
     let tmp = dir.join(format!("{PULLED}.tmp"));
     let bytes = serde_json::to_vec_pretty(pulled).map_err(|e| FsnapError::Invalid(e.to_string()))?;
@@ -350,13 +422,13 @@ fn write_pulled(dir: &Path, pulled: &BTreeMap<String, String>) -> FsnapResult<()
     std::fs::rename(&tmp, &path).map_err(|e| FsnapError::io(&path, e))
 }
 
-/// The subvolumes in `dir` that were received, by the UUID they were received from.
-fn received_in(dir: &Path) -> FsnapResult<HashMap<String, String>> {
-    Ok(btrfs::subvolumes_in(dir)?
-        .into_iter()
-        .filter(|(name, i)| i.readonly && !name.ends_with(PARTIAL))
-        .filter_map(|(name, i)| Some((i.received_uuid?, name)))
-        .collect())
+/// Why a pulled member must not pass for the original in `btrfs send -p`, if it must not.
+fn differs_from_original(m: &Stored, r: &arca_fs::RestoreReport) -> Option<String> {
+    let left_out = m.entry.snapshot.warnings.iter().filter(|w| w.kind == arca_format::WarningKind::Unreadable).count();
+    if left_out > 0 {
+        return Some(format!("its snapshot lacks {left_out} paths the backup could not read"));
+    }
+    r.warnings.first().map(|w| format!("not all of it could be restored as it was: {w}"))
 }
 
 /// Pull the set's members that `opts.dir` lacks, oldest first.
@@ -365,23 +437,46 @@ pub fn pull(repo: &Repository, opts: &PullOptions, events: &dyn Events, cancel: 
     if !btrfs::is_btrfs(&dir) {
         return Err(FsnapError::Unsupported { path: dir, why: "is not on btrfs (a pull makes subvolumes)".into() });
     }
-    let all = arca_ops::readable_snapshots(repo, events)?;
-    let (set, members) = members_of(&all, opts.set.as_deref())?;
+    let all = if opts.delete { all_snapshots_for_delete(repo)? } else { arca_ops::readable_snapshots(repo, events)? };
+    let (set, members) = members_of(&all, opts.set.as_deref(), opts.host.as_deref())?;
+    let host = members.first().map(|m| m.host.clone()).unwrap_or_default();
     for o in &opts.only {
         if !members.iter().any(|m| &m.name == o) {
             return Err(FsnapError::NotFound(format!("the set {set} has no member {o:?}")));
         }
     }
-    let mut received = received_in(&dir)?;
-    let mut report =
-        PullReport { set: set.clone(), dry_run: opts.dry_run, pulled: vec![], present: vec![], deleted: vec![] };
+    let repository = repo.config().repo_id.to_hex();
+    let mut records = read_pulled(&dir)?;
+    let local = btrfs::subvolumes_in(&dir)?;
+    // Here already: received from the member (by btrfs or a pull), or recorded as pulled from
+    // it (a member that could not be marked as received).
+    let here = |m: &Stored, records: &[PulledRecord]| -> Option<String> {
+        let received = local
+            .iter()
+            .find(|(n, i)| i.readonly && !n.ends_with(PARTIAL) && i.received_uuid.as_deref() == Some(&m.send_uuid));
+        if let Some((n, _)) = received {
+            return Some(n.clone());
+        }
+        records
+            .iter()
+            .find(|r| r.uuid == m.uuid && r.repository == repository && btrfs::is_subvolume(&dir.join(&r.name)))
+            .map(|r| r.name.clone())
+    };
+    let mut report = PullReport {
+        set: set.clone(),
+        host: host.clone(),
+        dry_run: opts.dry_run,
+        pulled: vec![],
+        present: vec![],
+        deleted: vec![],
+    };
     // The newest member present here: the next one starts as its snapshot.
     let mut base: Option<String> = None;
     for m in &members {
         cancel.check().map_err(arca_ops::OpsError::from)?;
-        if let Some(local) = received.get(&m.uuid) {
+        if let Some(name) = here(m, &records) {
             report.present.push(m.name.clone());
-            base = Some(local.clone());
+            base = Some(name);
             continue;
         }
         if !opts.only.is_empty() && !opts.only.contains(&m.name) {
@@ -399,79 +494,95 @@ pub fn pull(repo: &Repository, opts: &PullOptions, events: &dyn Events, cancel: 
         }
         let partial = dir.join(format!("{}{PARTIAL}", m.name));
         let resumed = btrfs::is_subvolume(&partial);
-        if opts.dry_run {
-            report.pulled.push(Pulled {
-                name: m.name.clone(),
-                snapshot_id: m.entry.id.to_hex(),
-                based_on: base.clone(),
-                resumed,
-                files_written: 0,
-                files_kept: 0,
-                bytes_written: 0,
-                deleted: 0,
-            });
-            continue;
-        }
-        if !resumed {
-            match &base {
-                Some(b) => btrfs::snapshot(&dir.join(b), &partial, false)?,
-                None => btrfs::create(&partial)?,
-            }
-        }
-        let req = RestoreRequest {
-            snapshot: Some(m.entry.id.to_hex()),
-            path: m.set.clone(),
-            target: partial.clone(),
-            overwrite: arca_fs::Overwrite::IfChanged,
-            delete: true,
-            threads: opts.threads,
-            ..Default::default()
-        };
-        let done = arca_ops::restore::restore(repo, &req, events)?;
-        let r = &done.report;
-        if let Some((path, why)) = r.errors.first() {
-            return Err(FsnapError::Invalid(format!(
-                "member {} was not pulled completely ({} problems, the first at {path}: {why}); {} is left for the next pull to finish",
-                m.name,
-                r.errors.len(),
-                partial.display()
-            )));
-        }
-        btrfs::set_received(&partial, &m.uuid, m.ctransid)?;
-        btrfs::set_readonly(&partial, true)?;
-        std::fs::rename(&partial, &final_path).map_err(|e| FsnapError::io(&final_path, e))?;
-        let mut pulled = read_pulled(&dir)?;
-        pulled.insert(m.uuid.clone(), m.name.clone());
-        write_pulled(&dir, &pulled)?;
-        report.pulled.push(Pulled {
+        let mut pulled = Pulled {
             name: m.name.clone(),
             snapshot_id: m.entry.id.to_hex(),
             based_on: base.clone(),
             resumed,
-            files_written: r.files,
-            files_kept: r.unchanged,
-            bytes_written: r.bytes,
-            deleted: r.deleted,
+            files_written: 0,
+            files_kept: 0,
+            bytes_written: 0,
+            deleted: 0,
+            not_marked: None,
+        };
+        if opts.dry_run {
+            report.pulled.push(pulled);
+            continue;
+        }
+        // A partial member is marked as received and made read-only only once complete: then
+        // only its rename was left to do. Read-only without the mark, it is made writable and
+        // brought up to date again (which costs a comparison of what is there).
+        let info = if resumed { Some(btrfs::subvolume_info(&partial)?) } else { None };
+        let complete = info.as_ref().is_some_and(|i| i.readonly && i.received_uuid.as_deref() == Some(&m.send_uuid));
+        if info.as_ref().is_some_and(|i| i.readonly && !complete) {
+            btrfs::set_readonly(&partial, false)?;
+        }
+        if !complete {
+            if !resumed {
+                match &base {
+                    Some(b) => btrfs::snapshot(&dir.join(b), &partial, false)?,
+                    None => btrfs::create(&partial)?,
+                }
+            }
+            let req = RestoreRequest {
+                snapshot: Some(m.entry.id.to_hex()),
+                path: m.set.clone(),
+                target: partial.clone(),
+                overwrite: arca_fs::Overwrite::IfChanged,
+                delete: true,
+                threads: opts.threads,
+                ..Default::default()
+            };
+            let done = arca_ops::restore::restore(repo, &req, events)?;
+            let r = &done.report;
+            if let Some((path, why)) = r.errors.first() {
+                return Err(FsnapError::Invalid(format!(
+                    "member {} was not pulled completely ({} problems, the first at {path}: {why}); {} is left for the next pull to finish",
+                    m.name,
+                    r.errors.len(),
+                    partial.display()
+                )));
+            }
+            pulled.files_written = r.files;
+            pulled.files_kept = r.unchanged;
+            pulled.bytes_written = r.bytes;
+            pulled.deleted = r.deleted;
+            pulled.not_marked = differs_from_original(m, r);
+            if pulled.not_marked.is_none() {
+                btrfs::set_received(&partial, &m.send_uuid, m.send_transid)?;
+            }
+            btrfs::set_readonly(&partial, true)?;
+        }
+        std::fs::rename(&partial, &final_path).map_err(|e| FsnapError::io(&final_path, e))?;
+        records.retain(|r| r.name != m.name);
+        records.push(PulledRecord {
+            name: m.name.clone(),
+            uuid: m.uuid.clone(),
+            repository: repository.clone(),
+            host: m.host.clone(),
+            set: m.set.clone(),
         });
-        received.insert(m.uuid.clone(), m.name.clone());
+        write_pulled(&dir, &records)?;
+        report.pulled.push(pulled);
         base = Some(m.name.clone());
     }
     if opts.delete {
         let held: HashSet<&str> = members.iter().map(|m| m.uuid.as_str()).collect();
-        let mut pulled = read_pulled(&dir)?;
-        let gone: Vec<(String, String)> =
-            pulled.iter().filter(|(u, _)| !held.contains(u.as_str())).map(|(u, n)| (u.clone(), n.clone())).collect();
-        for (uuid, name) in gone {
-            // Only the subvolume this pull made: same name, same received UUID.
-            if received.get(&uuid) == Some(&name) {
+        let gone: Vec<PulledRecord> = records
+            .iter()
+            .filter(|r| r.repository == repository && r.host == host && r.set == set && !held.contains(r.uuid.as_str()))
+            .cloned()
+            .collect();
+        for r in gone {
+            if btrfs::is_subvolume(&dir.join(&r.name)) {
                 if !opts.dry_run {
-                    btrfs::delete(&dir.join(&name))?;
+                    btrfs::delete(&dir.join(&r.name))?;
                 }
-                report.deleted.push(name.clone());
+                report.deleted.push(r.name.clone());
             }
             if !opts.dry_run {
-                pulled.remove(&uuid);
-                write_pulled(&dir, &pulled)?;
+                records.retain(|x| x != &r);
+                write_pulled(&dir, &records)?;
             }
         }
         report.deleted.sort();
@@ -517,6 +628,7 @@ pub fn list(
     repo: Option<&Repository>,
     dir: Option<&Path>,
     set: Option<&str>,
+    host: Option<&str>,
     events: &dyn Events,
 ) -> FsnapResult<(String, Vec<Listed>)> {
     let mut rows: BTreeMap<String, Listed> = BTreeMap::new();
@@ -547,7 +659,7 @@ pub fn list(
     }
     if let Some(repo) = repo {
         let all = arca_ops::readable_snapshots(repo, events)?;
-        let (chosen, members) = match members_of(&all, set_name.as_deref()) {
+        let (chosen, members) = match members_of(&all, set_name.as_deref(), host) {
             Ok(x) => x,
             Err(FsnapError::NotFound(_)) if dir.is_some() => (set_name.clone().unwrap_or_default(), vec![]),
             Err(e) => return Err(e),
@@ -555,8 +667,13 @@ pub fn list(
         set_name = Some(chosen);
         let sizes = stored_sizes(repo, &members)?;
         for (m, (total, exclusive)) in members.iter().zip(sizes) {
-            // A member received here has another UUID of its own: match by the recorded one.
-            let key = rows.values().find(|r| r.uuid == m.uuid).map(|r| r.name.clone()).unwrap_or(m.name.clone());
+            // A member received here has another UUID of its own: match by the one it was
+            // received from.
+            let key = rows
+                .values()
+                .find(|r| r.uuid == m.uuid || r.uuid == m.send_uuid)
+                .map(|r| r.name.clone())
+                .unwrap_or(m.name.clone());
             let row = rows.entry(key.clone()).or_insert_with(|| {
                 order.push(key.clone());
                 Listed { name: m.name.clone(), uuid: m.uuid.clone(), ..Default::default() }

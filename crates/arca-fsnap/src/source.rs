@@ -68,9 +68,12 @@ impl Source for FrozenFiles {
         events: &dyn Events,
         cancel: &Cancel,
     ) -> OpsResult<BackupOutcome> {
-        let frozen = freeze::freeze(&self.paths, self.method, self.runner.clone())?;
+        let frozen = freeze::freeze(&self.paths, self.method, self.opts.one_file_system, self.runner.clone())?;
         for l in &frozen.removed_leftovers {
             events.emit(Event::Notice(&format!("removed {l}, a snapshot left by a run that did not finish")));
+        }
+        for n in &frozen.notes {
+            events.emit(Event::Caution(n));
         }
         let mut own = self.own.clone();
         own.extend(frozen.own.iter().cloned());
@@ -210,9 +213,11 @@ impl Source for SendStream {
         // Held until the stream is stored: a writable subvolume is sent from its snapshot.
         let frozen = match info.readonly {
             true => None,
+            // Only the subvolume: a send stream holds nothing mounted below it.
             false => Some(freeze::freeze(
                 std::slice::from_ref(&self.subvolume),
                 Method::Btrfs,
+                true,
                 Arc::new(freeze::SystemRunner),
             )?),
         };

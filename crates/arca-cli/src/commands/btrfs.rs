@@ -73,15 +73,20 @@ pub fn run(cli: &Cli, out: &Output, c: &BtrfsCommand) -> Result<i32> {
             ));
             Ok(crate::exit::OK)
         }
-        BtrfsCommand::List { dir, set: which, local } => {
+        BtrfsCommand::List { dir, set: which, host, local } => {
             let opened = if *local {
                 None
             } else {
                 Some(context::open_session(cli, out, context::Session::Read("btrfs list"))?)
             };
             let reporter = Reporter { progress: Progress::new(out, "btrfs list"), out, list: 0 };
-            let (name, rows) =
-                set::list(opened.as_ref().map(|(r, _)| r.as_ref()), dir.as_deref(), which.as_deref(), &reporter)?;
+            let (name, rows) = set::list(
+                opened.as_ref().map(|(r, _)| r.as_ref()),
+                dir.as_deref(),
+                which.as_deref(),
+                host.as_deref(),
+                &reporter,
+            )?;
             reporter.progress.finish();
             if out.json {
                 out.json_line(&serde_json::json!({"type": "btrfs-set", "set": name, "members": rows}));
@@ -108,11 +113,12 @@ pub fn run(cli: &Cli, out: &Output, c: &BtrfsCommand) -> Result<i32> {
             }
             Ok(crate::exit::OK)
         }
-        BtrfsCommand::Pull { dir, set: which, only, dry_run, delete } => {
+        BtrfsCommand::Pull { dir, set: which, host, only, dry_run, delete } => {
             let (repo, _lock) = context::open_session(cli, out, context::Session::Read("btrfs pull"))?;
             let opts = set::PullOptions {
                 dir: dir.clone(),
                 set: which.clone(),
+                host: host.clone(),
                 only: only.clone(),
                 dry_run: *dry_run,
                 delete: *delete,
@@ -143,6 +149,12 @@ pub fn run(cli: &Cli, out: &Output, c: &BtrfsCommand) -> Result<i32> {
                         size(p.bytes_written),
                         p.files_kept,
                         p.deleted
+                    ));
+                }
+                if let Some(why) = &p.not_marked {
+                    out.warn(format!(
+                        "{}: not marked as received from the original ({why}): btrfs send -p cannot build on it",
+                        p.name
                     ));
                 }
             }
