@@ -212,14 +212,7 @@ impl Shared<'_> {
         if !src.metadata().is_ok_and(|m| m.is_file() && m.len() == n.size) {
             return false;
         }
-        let created = fs::OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(target);
-        let dst = match created {
+        let dst = match create_new(target) {
             Ok(f) => f,
             Err(_) => return false,
         };
@@ -256,14 +249,7 @@ impl Shared<'_> {
     }
 
     fn write_file(&self, n: &Node, target: &Path) -> Result<File, String> {
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(target)
-            .map_err(|e| format!("cannot create: {e}"))?;
+        let f = create_new(target).map_err(|e| format!("cannot create: {e}"))?;
         if n.holes.is_empty() && n.size >= DIRECT_WRITE_MIN {
             return self.write_dense(n, f);
         }
@@ -354,6 +340,18 @@ impl Shared<'_> {
         }
         Ok(())
     }
+}
+
+/// A new file for restored contents: private until its metadata is set, never through a
+/// symlink, never over an existing entry.
+fn create_new(target: &Path) -> std::io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(target)
 }
 
 /// A regular file for the writer pool.
