@@ -277,8 +277,10 @@ mod tests {
         struct Back {
             kind: SnapshotKind,
         }
-        let b = crate::encode("snapshot", &K { kind: "btrfs-send" }).unwrap();
+        let b = crate::encode("snapshot", &K { kind: "a-kind-from-the-future" }).unwrap();
         assert_eq!(crate::decode::<Back>("snapshot", &b).unwrap().kind, SnapshotKind::Unknown);
+        let b = crate::encode("snapshot", &K { kind: "btrfs-send" }).unwrap();
+        assert_eq!(crate::decode::<Back>("snapshot", &b).unwrap().kind, SnapshotKind::BtrfsSend);
         let b = crate::encode("snapshot", &K { kind: "command-output" }).unwrap();
         assert_eq!(crate::decode::<Back>("snapshot", &b).unwrap().kind, SnapshotKind::CommandOutput);
     }
