@@ -106,7 +106,7 @@ pub enum Command {
     Dump(DumpArgs),
     /// Write a snapshot (or part of it) as a tar or zip archive that plain tools restore.
     #[command(
-        after_help = "Examples:\n  arca export latest:/home/ann | tar -tv\n  arca export 3f2a9c1e:/srv -o srv.zip --format zip --verify"
+        after_help = "Examples:\n  arca export latest:/home/ann | tar -tv\n  arca export 3f2a9c1e:/srv -o srv.zip --format zip --verify\n  arca export latest --tape -o /dev/nst0          # header record, then tar; dd and tar restore it"
     )]
     Export(ExportArgs),
     /// What changed: between two snapshots, or between a snapshot and the files on disk.
@@ -228,6 +228,14 @@ pub enum Command {
     )]
     #[command(subcommand)]
     Btrfs(BtrfsCommand),
+    /// Audits: packaged files against the sums their packages were installed with, on this
+    /// system or in a snapshot (`packages`), and this system against a snapshot by content
+    /// (`against`). Exit 4 when something differs, so a job can alert on it.
+    #[command(
+        after_help = "Examples:\n  arca audit packages --live                 # like debsums, in parallel, plus unowned executables\n  arca audit packages latest                 # the same inside the latest snapshot of /\n  arca audit against 3f2a9c1e:/usr           # what changed under /usr since that snapshot, by content"
+    )]
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Show sizes: what a restore would write, or what the snapshots store.
     #[command(after_help = "Examples:\n  arca stats latest\n  arca stats --mode raw-data")]
     Stats(StatsArgs),
@@ -747,6 +755,49 @@ pub struct PruneArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check every file a Debian package installed against the MD5 sum dpkg recorded for it
+    /// (conffiles aside, as debsums does), and list executables in bin and sbin directories
+    /// that no package owns. On the live system (--live) or inside a snapshot of one
+    /// (SNAPSHOT[:ROOT], ROOT being where the system's / is in the snapshot; default /). The
+    /// sums come from the system audited: an intruder with root can rewrite them, so audit a
+    /// snapshot from before, or compare with one (`arca audit against`).
+    #[command(
+        after_help = "Examples:\n  arca audit packages --live\n  arca audit packages latest --json\n  arca audit packages 3f2a9c1e:/srv/chroot"
+    )]
+    Packages {
+        /// The snapshot (and the system's root in it) to audit.
+        #[arg(required_unless_present = "live", conflicts_with = "live")]
+        snapshot: Option<String>,
+        /// Audit the running system.
+        #[arg(long)]
+        live: bool,
+        /// The live system's root directory (a mounted disk, a chroot).
+        #[arg(long, default_value = "/", requires = "live")]
+        root: PathBuf,
+        /// List every finding (default: the first 50 of each kind).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Compare this system with a snapshot by content (a tripwire): every file the snapshot
+    /// holds under PATH is read here and checked against the snapshot's blob ids (times are
+    /// ignored), symlinks by target; entries on one side only are listed too.
+    #[command(
+        after_help = "Examples:\n  arca audit against latest:/etc\n  arca audit against 3f2a9c1e:/usr --root /mnt/suspect --json"
+    )]
+    Against {
+        /// SNAPSHOT:PATH (PATH default /).
+        snapshot: String,
+        /// Where the snapshot's / is on this system (default /).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// List every difference (default: the first 50).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BtrfsCommand {
     /// Back up every read-only subvolume in DIR that the repository does not hold yet, oldest
     /// first, each against the previous one (unchanged files are not read again). Each
@@ -1125,6 +1176,11 @@ pub struct ExportArgs {
     /// Read the written file back and compare it with the snapshot.
     #[arg(long)]
     pub verify: bool,
+    /// For a tape (or any medium read back without arca): first a plain-text header record
+    /// saying what the tape holds and the exact `dd … | tar …` commands that restore it, then
+    /// the tar, all in records of 65536 bytes (`dd bs=65536 skip=1` reads past the header).
+    #[arg(long, conflicts_with = "format")]
+    pub tape: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

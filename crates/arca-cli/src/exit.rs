@@ -11,6 +11,8 @@ pub const OK: i32 = 0;
 pub const ERROR: i32 = 1;
 /// The snapshot was created but some source files could not be read.
 pub const PARTIAL: i32 = 3;
+/// An audit found files that differ from what their packages or a snapshot say.
+pub const DIFFERS: i32 = 4;
 /// The repository does not exist.
 pub const NO_REPOSITORY: i32 = 10;
 /// Wrong password: no key slot opens.
@@ -28,6 +30,7 @@ pub const HELP: &str = "Exit codes:
   2   the command line cannot be parsed (unknown option or subcommand, a value of the wrong
       type); nothing was done (values arca checks itself, such as dates, give 1)
   3   the snapshot was created, but some source files could not be read (they are listed)
+  4   an audit found files that differ from what their packages or the snapshot say
   10  the repository does not exist (create it with `arca init`)
   12  wrong password: no key slot opens with it (nothing in the repository was changed)
   126 wal-fetch failed for another reason than the archive not having the file

@@ -122,3 +122,29 @@ fn metadata_the_target_cannot_hold_is_warned_once_per_kind() {
     assert!(o.status.success());
     assert!(!String::from_utf8_lossy(&o.stderr).contains("could not restore"));
 }
+
+#[test]
+fn a_tape_restores_with_its_own_dd_and_tar_commands() {
+    let e = Env::init();
+    let src = e.path("src");
+    build_tree(&src);
+    let id = e.backup(&[src.to_str().unwrap()]);
+    let tape = e.path("tape");
+    let v = e.json(&["export", &format!("{id}:{}", src.display()), "--tape", "-o", tape.to_str().unwrap(), "--verify"]);
+    assert_eq!(v["verified"], true);
+    let bytes = std::fs::read(&tape).unwrap();
+    assert_eq!(bytes.len() % 65536, 0, "whole records only");
+    // The header record is plain text that names the snapshot and says how to restore.
+    let header = String::from_utf8(bytes[..65536].to_vec()).expect("a text header");
+    assert!(header.starts_with("ARCA TAPE 1\n") && header.contains(&id), "{header}");
+    let restore = header.lines().find(|l| l.trim_start().starts_with("dd if=")).expect("a dd command").trim();
+    // Run exactly that, from the file instead of the drive, in an empty directory.
+    let dst = e.path("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    let cmd = restore.replace("/dev/nst0", tape.to_str().unwrap());
+    sh(&format!("cd '{}' && {cmd}", dst.display()));
+    assert_eq!(rsync_diff(&src, &dst), "", "dd and tar did not restore the snapshot exactly");
+    // A tape of another shape is refused.
+    let o = e.run(&["export", &id, "--tape", "--format", "zip", "-o", e.path("z").to_str().unwrap()]);
+    assert!(!o.status.success());
+}

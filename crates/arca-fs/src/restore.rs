@@ -295,51 +295,56 @@ impl Shared<'_> {
     }
 
     fn verify(&self, n: &Node, f: &File, target: &Path) -> Result<(), String> {
-        let size = f.metadata().map_err(|e| e.to_string())?.len();
-        if size != n.size {
-            return Err(format!(
-                "verification failed: {} has {size} bytes, the snapshot says {}",
-                target.display(),
-                n.size
-            ));
-        }
-        // Where the snapshot has a hole the file must read as zeros.
-        let mut buf = vec![];
-        for &(off, len) in &n.holes {
-            let end = off.saturating_add(len).min(n.size);
-            let mut at = off;
-            while at < end {
-                let step = (end - at).min(1 << 20) as usize;
-                buf.resize(step, 0);
-                f.read_exact_at(&mut buf[..step], at).map_err(|e| format!("verification read failed: {e}"))?;
-                if buf[..step].iter().any(|&b| b != 0) {
-                    return Err(format!(
-                        "verification failed: {} has data where the snapshot has a hole (at {at})",
-                        target.display()
-                    ));
-                }
-                at += step as u64;
-            }
-        }
-        let mut pos = Placer::new(&n.holes);
-        for id in &n.content {
-            let Some(loc) = self.repo.index().get(id) else {
-                return Err(format!("verification failed: blob {id} not indexed"));
-            };
-            let mut buf = vec![0u8; loc.raw_length as usize];
-            for (off, range) in pos.place(buf.len()) {
-                f.read_exact_at(&mut buf[range], off).map_err(|e| format!("verification read failed: {e}"))?;
-            }
-            let key = self.repo.content_key(loc.key, || format!("blob {id}")).map_err(|e| e.to_string())?;
-            if key.blob_id(&buf) != *id {
+        matches_node(self.repo, n, f, target)
+    }
+}
+
+/// Whether the open file `f` (named `target` in errors) holds exactly the contents of the
+/// snapshot's file `n`: its size, zeros where `n` has holes, and data whose keyed ids are
+/// `n`'s blob ids (read in the blobs' own pieces, so no chunking is needed). Restores
+/// compare with it, and so do audits of a live system against a snapshot.
+pub fn matches_node(repo: &Repository, n: &Node, f: &File, target: &Path) -> Result<(), String> {
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    if size != n.size {
+        return Err(format!(
+            "verification failed: {} has {size} bytes, the snapshot says {}",
+            target.display(),
+            n.size
+        ));
+    }
+    // Where the snapshot has a hole the file must read as zeros.
+    let mut buf = vec![];
+    for &(off, len) in &n.holes {
+        let end = off.saturating_add(len).min(n.size);
+        let mut at = off;
+        while at < end {
+            let step = (end - at).min(1 << 20) as usize;
+            buf.resize(step, 0);
+            f.read_exact_at(&mut buf[..step], at).map_err(|e| format!("verification read failed: {e}"))?;
+            if buf[..step].iter().any(|&b| b != 0) {
                 return Err(format!(
-                    "verification failed: restored bytes of {} differ from the snapshot",
+                    "verification failed: {} has data where the snapshot has a hole (at {at})",
                     target.display()
                 ));
             }
+            at += step as u64;
         }
-        Ok(())
     }
+    let mut pos = Placer::new(&n.holes);
+    for id in &n.content {
+        let Some(loc) = repo.index().get(id) else {
+            return Err(format!("verification failed: blob {id} not indexed"));
+        };
+        let mut buf = vec![0u8; loc.raw_length as usize];
+        for (off, range) in pos.place(buf.len()) {
+            f.read_exact_at(&mut buf[range], off).map_err(|e| format!("verification read failed: {e}"))?;
+        }
+        let key = repo.content_key(loc.key, || format!("blob {id}")).map_err(|e| e.to_string())?;
+        if key.blob_id(&buf) != *id {
+            return Err(format!("verification failed: the bytes of {} differ from the snapshot", target.display()));
+        }
+    }
+    Ok(())
 }
 
 /// A new file for restored contents: private until its metadata is set, never through a

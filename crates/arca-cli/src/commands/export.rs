@@ -19,6 +19,7 @@ pub fn run(cli: &Cli, out: &Output, a: &ExportArgs) -> Result<i32> {
             ExportFormat::Tar | ExportFormat::Pax => ArchiveFormat::Tar,
         },
         verify: a.verify,
+        tape: a.tape,
     };
     let to_stdout = a.output == "-";
     if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {

@@ -1,5 +1,6 @@
 //! One module per command; each returns the exit code.
 
+mod audit;
 pub mod backup;
 mod btrfs;
 mod cat;
@@ -60,6 +61,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Key(k) => key::run(cli, out, k),
         Command::Db(c) => db::run(cli, out, c),
         Command::Btrfs(c) => btrfs::run(cli, out, c),
+        Command::Audit(c) => audit::run(cli, out, c),
         Command::WalPush { path, system_identifier } => db::wal_push(cli, out, path, system_identifier.as_deref()),
         Command::WalFetch { name, target, system_identifier } => {
             db::wal_fetch(cli, out, name, target, system_identifier.as_deref())

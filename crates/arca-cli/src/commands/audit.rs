@@ -1,0 +1,100 @@
+//! `arca audit packages|against`: arca-machine's audits.
+
+use crate::cli::{AuditCommand, Cli};
+use crate::context;
+use crate::output::Output;
+use anyhow::Result;
+use arca_machine::audit::{self, System};
+
+/// Findings shown per kind without `--all`.
+const SHOWN: usize = 50;
+
+pub fn run(cli: &Cli, out: &Output, c: &AuditCommand) -> Result<i32> {
+    match c {
+        AuditCommand::Packages { snapshot, live, root, all } => {
+            let started = std::time::Instant::now();
+            let opened;
+            let (system, what) = if *live {
+                (System::Live(root.clone()), format!("the live system at {}", root.display()))
+            } else {
+                let spec = snapshot.as_deref().unwrap_or("latest");
+                let (id, path) = spec.split_once(':').unwrap_or((spec, "/"));
+                opened = context::open_session(cli, out, context::Session::Read("audit"))?;
+                let snap = super::find_snapshot(&opened.0, out, id, &Default::default())?;
+                let path = if path.is_empty() { "/" } else { path };
+                let sys = System::snapshot(&opened.0, &snap.snapshot.tree, path)?;
+                (sys, format!("snapshot {} at {path}", snap.id.short()))
+            };
+            let r = audit::audit_packages(&system)?;
+            let seconds = started.elapsed().as_secs_f64();
+            if out.json {
+                out.json_line(
+                    &serde_json::json!({"type": "summary", "audited": what, "report": r, "seconds": seconds}),
+                );
+            } else {
+                let limit = if *all { usize::MAX } else { SHOWN };
+                let more =
+                    |n: usize| if n > limit { format!(" (and {} more: --all)", n - limit) } else { String::new() };
+                for f in r.modified.iter().take(limit) {
+                    out.line(format!("modified  {} ({})", f.path, f.package));
+                }
+                for f in r.missing.iter().take(limit) {
+                    out.line(format!("missing   {} ({})", f.path, f.package));
+                }
+                for p in r.unowned.iter().take(limit) {
+                    out.line(format!("unowned   {p}"));
+                }
+                for (p, why) in r.unreadable.iter().take(limit) {
+                    out.line(format!("unreadable {p}: {why}"));
+                }
+                out.info(format!(
+                    "{what}: {} files of {} packages checked in {seconds:.1}s: {} modified{}, {} missing{}, {} unowned executables{}, {} unreadable",
+                    r.files,
+                    r.packages,
+                    r.modified.len(),
+                    more(r.modified.len()),
+                    r.missing.len(),
+                    more(r.missing.len()),
+                    r.unowned.len(),
+                    more(r.unowned.len()),
+                    r.unreadable.len()
+                ));
+            }
+            Ok(if r.is_clean() { crate::exit::OK } else { crate::exit::DIFFERS })
+        }
+        AuditCommand::Against { snapshot, root, all } => {
+            let (id, path) = snapshot.split_once(':').unwrap_or((snapshot, "/"));
+            let path = if path.is_empty() { "/" } else { path };
+            let (repo, _lock) = context::open_session(cli, out, context::Session::Read("audit"))?;
+            let snap = super::find_snapshot(&repo, out, id, &Default::default())?;
+            let system = System::snapshot(&repo, &snap.snapshot.tree, path)?;
+            let live = root.join(path.trim_start_matches('/'));
+            let r = audit::compare(&live, &system)?;
+            if out.json {
+                out.json_line(&serde_json::json!({"type": "summary", "snapshot_id": snap.id.to_hex(), "path": path, "live": live, "report": r}));
+            } else {
+                let limit = if *all { usize::MAX } else { SHOWN };
+                for (p, d) in r.differences.iter().take(limit) {
+                    let word = match d {
+                        audit::Difference::Modified => "modified",
+                        audit::Difference::Missing => "missing",
+                        audit::Difference::Added => "added",
+                        audit::Difference::Changed => "changed",
+                    };
+                    out.line(format!("{word:<9} {}{p}", path.trim_end_matches('/')));
+                }
+                if r.differences.len() > limit {
+                    out.line(format!("(and {} more: --all)", r.differences.len() - limit));
+                }
+                out.info(format!(
+                    "{} against snapshot {}: {} files compared by content, {} differences",
+                    live.display(),
+                    snap.id.short(),
+                    r.files,
+                    r.differences.len()
+                ));
+            }
+            Ok(if r.differences.is_empty() { crate::exit::OK } else { crate::exit::DIFFERS })
+        }
+    }
+}
