@@ -228,6 +228,30 @@ pub enum Command {
     )]
     #[command(subcommand)]
     Btrfs(BtrfsCommand),
+    /// Print a POSIX sh script that rebuilds a machine from its description (a snapshot made by
+    /// `backup --system`): partition tables, filesystems with their UUIDs, labels and
+    /// parameters, mounts, the files (restored with arca from a files snapshot), the
+    /// bootloader. Run it from any live system with --dry-run first; it says what it destroys
+    /// and asks before it does.
+    #[command(
+        after_help = "Examples:\n  arca recovery-script latest --path / -o recover.sh      # the newest system snapshot\n  arca recovery-script 3f2a9c1e --map /dev/sda=/dev/nvme0n1 --files 9c1e3f2a > recover.sh\n  sh recover.sh --dry-run; sh recover.sh --confirm"
+    )]
+    RecoveryScript {
+        /// The system snapshot (an id prefix, or `latest` with --path ROOT).
+        snapshot: String,
+        /// Use disk NEW where the machine had OLD (repeatable).
+        #[arg(long = "map", value_name = "OLD=NEW")]
+        map: Vec<String>,
+        /// The files snapshot to restore (default: the newest files snapshot of the same host
+        /// and root at or before the description).
+        #[arg(long)]
+        files: Option<String>,
+        /// Write the script here (default: standard output).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Audits: packaged files against the sums their packages were installed with, on this
     /// system or in a snapshot (`packages`), and this system against a snapshot by content
     /// (`against`). Exit 4 when something differs, so a job can alert on it.
@@ -452,6 +476,23 @@ pub struct BackupArgs {
     /// read-only snapshot taken for it.
     #[arg(long, value_name = "SUBVOLUME", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "fs_snapshot"])]
     pub btrfs_send: Option<PathBuf>,
+    /// Describe the machine instead of backing up files: disks and partition tables,
+    /// filesystems with their UUIDs, labels and parameters, mounts, RAID, LVM, LUKS, the boot
+    /// configuration, installed packages and directory sizes, as text and JSON in a snapshot
+    /// of kind system (`arca recovery-script` turns it into a bare-metal recovery script).
+    /// Back up the files too, in their own snapshot.
+    #[arg(long, conflicts_with_all = ["paths", "stdin", "stdin_from_command", "btrfs_send", "fs_snapshot"])]
+    pub system: bool,
+    /// With --system: a disk (device or image file) to describe (repeatable; default: every
+    /// disk in /sys/block).
+    #[arg(long = "disk", value_name = "PATH", requires = "system")]
+    pub disks: Vec<PathBuf>,
+    /// With --system: the machine's / (a mounted disk, a chroot; default /).
+    #[arg(long, value_name = "DIR", default_value = "/", requires = "system")]
+    pub system_root: PathBuf,
+    /// With --system: directory levels below each mount whose sizes are recorded.
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "system")]
+    pub usage_depth: usize,
     /// Back up standard input as one file.
     #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
     pub stdin: bool,

@@ -12,8 +12,10 @@ pub enum SnapshotKind {
     CommandOutput,
     /// Database dumps (`arca db backup`): one directory per engine, one file per database.
     Database,
-    /// A btrfs send stream of one subvolume (`arca backup --btrfs-send`), one file holding it.
+    /// A btrfs send stream of one subvolume (`arca backup --btrfs-send`), in two files.
     BtrfsSend,
+    /// A machine's description (`arca backup --system`): `system.json` and `system.txt`.
+    System,
     /// A kind a newer arca wrote: it lists, forgets, prunes and checks like any other; copy
     /// refuses it (rewriting it would lose the kind). Never written.
     #[serde(other)]

@@ -28,3 +28,14 @@ impl MachineError {
         MachineError::Io { path: path.to_path_buf(), source }
     }
 }
+
+impl From<MachineError> for arca_ops::OpsError {
+    fn from(e: MachineError) -> Self {
+        match e {
+            MachineError::Ops(e) => e,
+            MachineError::Fs(e) => e.into(),
+            MachineError::Repo(e) => e.into(),
+            other => arca_ops::OpsError::Source(Box::new(other)),
+        }
+    }
+}

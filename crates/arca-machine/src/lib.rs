@@ -2,6 +2,9 @@
 //! and a live system compared with a snapshot by content.
 
 pub mod audit;
+pub mod describe;
 mod error;
+pub mod script;
+pub mod source;
 
 pub use error::{MachineError, MachineResult};

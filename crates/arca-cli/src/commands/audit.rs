@@ -1,4 +1,4 @@
-//! `arca audit packages|against`: arca-machine's audits.
+//! `arca audit packages|against` and `arca recovery-script`: arca-machine's tools.
 
 use crate::cli::{AuditCommand, Cli};
 use crate::context;
@@ -97,4 +97,87 @@ pub fn run(cli: &Cli, out: &Output, c: &AuditCommand) -> Result<i32> {
             Ok(if r.differences.is_empty() { crate::exit::OK } else { crate::exit::DIFFERS })
         }
     }
+}
+
+/// `arca recovery-script`.
+pub fn recovery_script(
+    cli: &Cli,
+    out: &Output,
+    snapshot: &str,
+    map: &[String],
+    files: Option<&str>,
+    output: Option<&std::path::Path>,
+    filter: &crate::cli::FilterArgs,
+) -> Result<i32> {
+    let mut disks = std::collections::BTreeMap::new();
+    for m in map {
+        let Some((old, new)) = m.split_once('=') else {
+            anyhow::bail!("--map {m:?}: give OLD=NEW (the disk the machine had, the disk to use)");
+        };
+        disks.insert(std::path::PathBuf::from(old), std::path::PathBuf::from(new));
+    }
+    let (repo, _lock) = context::open_session(cli, out, context::Session::Read("recovery-script"))?;
+    let all = super::all_snapshots(&repo, out)?;
+    let f = filter.filter();
+    let system = {
+        let systems: Vec<_> =
+            all.iter().filter(|s| s.snapshot.kind == arca_format::SnapshotKind::System).cloned().collect();
+        arca_repo::snapshots::resolve(&systems, snapshot, &f)?
+    };
+    let machine = arca_machine::source::load(&repo, &system)?;
+    for old in disks.keys() {
+        if !machine.disks.iter().any(|d| &d.path == old) {
+            anyhow::bail!(
+                "--map {}: the machine had no such disk (it had {})",
+                old.display(),
+                machine.disks.iter().map(|d| d.path.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let root = machine.root.display().to_string();
+    let files_snap = match files {
+        Some(spec) => arca_repo::snapshots::resolve(&all, spec, &Default::default())?,
+        None => {
+            // The files snapshot of the same host and root taken closest to the description.
+            let at = system.time();
+            let distance = |s: &arca_repo::snapshots::SnapshotEntry| match (s.time(), at) {
+                (Some(t), Some(a)) => (t - a).num_seconds().unsigned_abs(),
+                _ => u64::MAX,
+            };
+            all.iter()
+                .filter(|s| {
+                    s.snapshot.kind == arca_format::SnapshotKind::Files
+                        && s.snapshot.hostname == system.snapshot.hostname
+                        && s.snapshot.paths.iter().any(|p| p == &root)
+                })
+                .min_by_key(|s| distance(s))
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no files snapshot of {} with path {root}: back the files up (arca backup {root}), or name one with --files",
+                        system.snapshot.hostname
+                    )
+                })?
+        }
+    };
+    let text = arca_machine::script::script(
+        &machine,
+        &arca_machine::script::ScriptOptions {
+            system_snapshot: system.id.short().to_string(),
+            files_snapshot: files_snap.id.to_hex(),
+            files_root: root,
+            map: disks,
+        },
+    );
+    match output {
+        Some(p) => {
+            std::fs::write(p, &text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+            out.info(format!("wrote {} (run it with --dry-run first)", p.display()));
+        }
+        None => {
+            crate::output::data_on_stdout();
+            print!("{text}");
+        }
+    }
+    Ok(crate::exit::OK)
 }

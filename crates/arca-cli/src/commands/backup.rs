@@ -32,6 +32,12 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
     let mut files = None;
     let mut source: Box<dyn Source> = if a.stdin {
         Box::new(source::Stream::new(&a.stdin_filename, std::io::stdin().lock()))
+    } else if a.system {
+        Box::new(arca_machine::source::SystemDescription::new(arca_machine::describe::Options {
+            root: std::path::absolute(&a.system_root)?,
+            disks: a.disks.iter().map(std::path::absolute).collect::<std::io::Result<_>>()?,
+            depth: a.usage_depth,
+        }))
     } else if let Some(subvolume) = &a.btrfs_send {
         Box::new(arca_fsnap::source::SendStream::new(subvolume)?)
     } else if let Some(cmd) = &a.stdin_from_command {

@@ -62,6 +62,9 @@ pub fn run(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Db(c) => db::run(cli, out, c),
         Command::Btrfs(c) => btrfs::run(cli, out, c),
         Command::Audit(c) => audit::run(cli, out, c),
+        Command::RecoveryScript { snapshot, map, files, output, filter } => {
+            audit::recovery_script(cli, out, snapshot, map, files.as_deref(), output.as_deref(), filter)
+        }
         Command::WalPush { path, system_identifier } => db::wal_push(cli, out, path, system_identifier.as_deref()),
         Command::WalFetch { name, target, system_identifier } => {
             db::wal_fetch(cli, out, name, target, system_identifier.as_deref())
