@@ -544,6 +544,10 @@ fn describe_packages(root: &Path, absent: &mut Vec<String>) -> Option<Packages> 
     let admin = root.join("var/lib/dpkg");
     let admindir = format!("--admindir={}", admin.display());
     match run("dpkg", &[&admindir, "--get-selections"]) {
+        Ok(selections) if selections.trim().is_empty() => {
+            absent.push(format!("packages: no dpkg database at {}", admin.display()));
+            None
+        }
         Ok(selections) => {
             let manual = if root == Path::new("/") { run("apt-mark", &["showmanual"]).ok() } else { None };
             Some(Packages { selections, manual, rpm: run("rpm", &["--root", &root.to_string_lossy(), "-qa"]).ok() })

@@ -195,8 +195,11 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, out: &mut String) {
             if let Some(l) = &label {
                 let _ = write!(cmd, " -L {l}");
             }
-            for (key, flag) in [("nodesize", "-n"), ("sectorsize", "-s")] {
-                if let Some(v) = p.get(key) {
+            // Only sizes other than mkfs.btrfs's own: naming them sets the "big metadata" flag
+            // the original did not have. (The device UUID, UUID_SUB, cannot be set with
+            // btrfs-progs 6.2: it comes out new.)
+            for (key, flag, default) in [("nodesize", "-n", "16384"), ("sectorsize", "-s", "4096")] {
+                if let Some(v) = p.get(key).filter(|v| *v != default) {
                     let _ = write!(cmd, " {flag} {}", quote(v));
                 }
             }
@@ -380,7 +383,9 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
         }
         (None, _) => s.push_str("echo \"no GRUB configuration was recorded: no bootloader installed\"\n"),
     }
-    s.push_str("\nSTEP=done\necho \"recovered: the files are in $TARGET (still mounted; unmount before rebooting)\"\n");
+    s.push_str(
+        "\nSTEP=finished\necho \"recovered: the files are in $TARGET (still mounted; unmount before rebooting)\"\n",
+    );
     s
 }
 
