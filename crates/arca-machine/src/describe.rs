@@ -219,17 +219,26 @@ fn nix_hostname() -> String {
     read(Path::new("/proc/sys/kernel/hostname")).unwrap_or_default().trim().to_string()
 }
 
-/// Whole disks the kernel knows, but loop, RAM and zram devices.
+/// Whole disks the kernel knows (RAID arrays and device-mapper devices, such as logical
+/// volumes and opened LUKS containers, by their /dev/mapper names), but loop, RAM, zram and
+/// optical devices.
 fn system_disks() -> Vec<PathBuf> {
     let mut out = vec![];
     for e in std::fs::read_dir("/sys/block").into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if ["loop", "ram", "zram", "sr", "md", "dm-"].iter().any(|p| name.starts_with(p)) {
+        if ["loop", "ram", "zram", "sr"].iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        if name.starts_with("dm-") {
+            if let Some(dm) = read(&e.path().join("dm/name")) {
+                out.push(PathBuf::from("/dev/mapper").join(dm.trim()));
+            }
             continue;
         }
         out.push(PathBuf::from("/dev").join(name));
     }
-    out.sort();
+    // Member disks before the arrays and volumes made of them.
+    out.sort_by_key(|p| (p.starts_with("/dev/mapper") || p.to_string_lossy().starts_with("/dev/md"), p.clone()));
     out
 }
 

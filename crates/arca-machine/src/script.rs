@@ -101,7 +101,7 @@ part() {
 /// Features mke2fs refuses or that describe a state, not a choice.
 const EXT_STATE_FEATURES: &[&str] = &["needs_recovery", "orphan_present", "journal_dev", "snapshot_bitmap"];
 
-fn mkfs_commands(fs: &Filesystem, dev: &str, out: &mut String) {
+fn mkfs_commands(fs: &Filesystem, dev: &str, crypttab: Option<&str>, out: &mut String) {
     let uuid = fs.uuid.as_deref().map(quote);
     let label = fs.label.as_deref().map(quote);
     let p = &fs.params;
@@ -224,14 +224,21 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, out: &mut String) {
                 let _ = write!(cmd, " --label {l}");
             }
             let _ = writeln!(out, "echo \"LUKS on {dev}: cryptsetup asks for the new passphrase\"\n{cmd} \"{dev}\"");
+            // Opened under the name crypttab gives it (so what was on it is found again).
+            let named = fs.uuid.as_deref().and_then(|u| {
+                crypttab?.lines().find_map(|l| {
+                    let mut w = l.split_whitespace();
+                    let (name, source) = (w.next()?, w.next()?);
+                    (source == format!("UUID={u}")).then(|| name.to_string())
+                })
+            });
             let safe: String =
                 fs.uuid.as_deref().unwrap_or("").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-            let name = format!("luks-{safe}");
+            let name = named
+                .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+                .unwrap_or(format!("luks-{safe}"));
             let _ = writeln!(out, "run cryptsetup open \"{dev}\" {}", quote(&name));
-            let _ = writeln!(
-                out,
-                "echo \"the contents of {dev} (now /dev/mapper/{name}) are not described: recreate them by hand from the description, then restore the files\""
-            );
+            let _ = writeln!(out, "echo \"{dev} is open as /dev/mapper/{name}\"");
         }
         other => {
             let _ = writeln!(
@@ -241,6 +248,60 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, out: &mut String) {
             );
         }
     }
+}
+
+/// One array of `mdadm --detail --scan --verbose`.
+struct Array {
+    device: String,
+    fields: BTreeMap<String, String>,
+    devices: Vec<String>,
+}
+
+/// The arrays of `mdadm --detail --scan --verbose` (`ARRAY /dev/md0 level=raid1 ...` and an
+/// indented `devices=/dev/sda1,/dev/sdb1` line).
+fn raid_arrays(scan: &str) -> Vec<Array> {
+    let mut out: Vec<Array> = vec![];
+    for line in scan.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("ARRAY") => {
+                let device = words.next().unwrap_or_default().to_string();
+                let fields =
+                    words.filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                out.push(Array { device, fields, devices: vec![] });
+            }
+            Some(w) if w.starts_with("devices=") => {
+                if let Some(a) = out.last_mut() {
+                    a.devices = w["devices=".len()..].split(',').map(String::from).collect();
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The physical volumes of a `vgcfgbackup` file: (id, device) in order.
+fn physical_volumes(cfg: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut inside = false;
+    let mut id = None;
+    let value = |l: &str| l.split_once('=').map(|(_, v)| v.trim().trim_matches('"').to_string());
+    for line in cfg.lines() {
+        let l = line.trim();
+        if l.starts_with("physical_volumes") {
+            inside = true;
+        } else if inside && l.starts_with("logical_volumes") {
+            break;
+        } else if inside && l.starts_with("id =") {
+            id = value(l);
+        } else if inside && l.starts_with("device =") {
+            if let (Some(i), Some(d)) = (id.take(), value(l)) {
+                out.push((i, d));
+            }
+        }
+    }
+    out
 }
 
 /// Text for a comment line: no line breaks or other control characters.
@@ -296,13 +357,6 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
         let _ = writeln!(s, "  echo \"  $DISK{}\"", i + 1);
     }
     s.push_str("  printf 'Type YES to go ahead: '\n  read -r answer || answer=\"\"\n  [ \"$answer\" = YES ] || { echo \"nothing was done\"; exit 1; }\nfi\n");
-    if let Some(raid) = &m.raid {
-        s.push_str("\nstep \"RAID\"\n");
-        for l in raid.lines() {
-            let _ = writeln!(s, "# {}", comment(l));
-        }
-        s.push_str("fail \"the machine had md RAID arrays (above): create them with mdadm --create from that, then run this script with --yes on the arrays' disks\"\n");
-    }
     // Partition tables.
     for (i, d) in m.disks.iter().enumerate() {
         let Some(table) = &d.table else { continue };
@@ -316,33 +370,70 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
         s.push_str("ARCA_TABLE\n");
         let _ = writeln!(s, "run_from \"$WORK/disk{n}.sfdisk\" sfdisk --quiet --no-reread --wipe always --wipe-partitions always \"$DISK{n}\"");
     }
-    // Partition devices and filesystems.
+    // Partition devices and what is on them (filesystems, swap, LUKS containers).
     let mut devs: Vec<(String, &Filesystem)> = vec![];
+    // The machine's partition devices, as the script names them.
+    let mut nodes: BTreeMap<String, String> = BTreeMap::new();
     for (i, d) in m.disks.iter().enumerate() {
         let n = i + 1;
         for p in &d.partitions {
-            let Some(fs) = &p.filesystem else { continue };
             let var = format!("D{n}P{}", p.number);
+            let path = d.path.to_string_lossy();
+            let sep = if path.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
+            nodes.insert(format!("{path}{sep}{}", p.number), format!("${var}"));
+            let Some(fs) = &p.filesystem else { continue };
             let _ = writeln!(s, "\nstep \"{} on partition {} of $DISK{n}\"", fs.kind, p.number);
             let _ = writeln!(s, "{var}=$(part \"$DISK{n}\" {} {} {}) || exit 1", p.number, p.start, p.size);
             let _ = writeln!(s, "case \"${var}\" in /dev/loop*) LOOPS=\"$LOOPS ${var}\" ;; esac");
-            mkfs_commands(fs, &format!("${var}"), &mut s);
-            devs.push((var, fs));
-        }
-        if let Some(fs) = &d.filesystem {
-            let var = format!("D{n}");
-            let _ = writeln!(s, "\nstep \"{} on $DISK{n}\"\n{var}=$DISK{n}", fs.kind);
-            mkfs_commands(fs, &format!("${var}"), &mut s);
+            mkfs_commands(fs, &format!("${var}"), m.crypttab.as_deref(), &mut s);
             devs.push((var, fs));
         }
     }
-    if let Some(lvm) = &m.lvm {
-        s.push_str("\nstep \"LVM\"\n");
-        for (vg, cfg) in &lvm.vgcfgbackup {
-            let _ = writeln!(s, "cat > \"$WORK/{vg}.vg\" <<'ARCA_VG'\n{cfg}ARCA_VG");
-            let _ = writeln!(s, "echo \"volume group {vg}: pvcreate --uuid ... --restorefile $WORK/{vg}.vg on its disks, then vgcfgrestore -f $WORK/{vg}.vg {vg}\"");
+    let device = |p: &str| nodes.get(p).map(|v| format!("\"{v}\"")).unwrap_or_else(|| quote(p));
+    if let Some(raid) = &m.raid {
+        s.push_str("\nstep \"RAID arrays\"\n");
+        for a in raid_arrays(raid) {
+            let mut cmd = format!("run mdadm --create {} --run", quote(&a.device));
+            for (k, flag) in [
+                ("level", "--level"),
+                ("num-devices", "--raid-devices"),
+                ("metadata", "--metadata"),
+                ("UUID", "--uuid"),
+                ("name", "--homehost=any --name"),
+            ] {
+                if let Some(v) = a.fields.get(k) {
+                    let _ = write!(cmd, " {flag}={}", quote(v));
+                }
+            }
+            if let Some(v) = a.fields.get("spares") {
+                let _ = write!(cmd, " --spare-devices={}", quote(v));
+            }
+            for d in &a.devices {
+                let _ = write!(cmd, " {}", device(d));
+            }
+            let _ = writeln!(s, "{cmd}");
         }
-        s.push_str("fail \"the machine had LVM volume groups (their vgcfgbackup files are written above): restore them, then continue by hand\"\n");
+    }
+    if let Some(lvm) = &m.lvm {
+        s.push_str("\nstep \"LVM volume groups\"\n");
+        for (vg, cfg) in &lvm.vgcfgbackup {
+            let file = format!("\"$WORK\"/{}", quote(&format!("{vg}.vg")));
+            let _ = writeln!(s, "cat > {file} <<'ARCA_VG'\n{cfg}ARCA_VG");
+            for (id, dev) in physical_volumes(cfg) {
+                let _ = writeln!(s, "run pvcreate --yes --uuid {} --restorefile {file} {}", quote(&id), device(&dev));
+            }
+            let _ = writeln!(s, "run vgcfgrestore -f {file} {}\nrun vgchange -ay {}", quote(vg), quote(vg));
+        }
+    }
+    // Whole devices: RAID arrays, logical volumes, disks without a table.
+    for (i, d) in m.disks.iter().enumerate() {
+        let n = i + 1;
+        if let Some(fs) = &d.filesystem {
+            let var = format!("D{n}");
+            let _ = writeln!(s, "\nstep \"{} on $DISK{n}\"\n{var}=$DISK{n}", fs.kind);
+            mkfs_commands(fs, &format!("${var}"), m.crypttab.as_deref(), &mut s);
+            devs.push((var, fs));
+        }
     }
     // Mounts: parents first.
     let mut mounts: Vec<_> = m.mounts.iter().collect();
@@ -392,6 +483,58 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raid_lvm_and_luks_become_commands_on_the_right_devices() {
+        use crate::describe::{Disk, Lvm, Partition};
+        let part = |n, kind: &str, uuid: &str| Partition {
+            number: n,
+            start: 2048 * n as u64,
+            size: 2048,
+            filesystem: Some(Filesystem { kind: kind.into(), uuid: Some(uuid.into()), ..Default::default() }),
+        };
+        let m = Machine {
+            hostname: "h".into(),
+            disks: vec![
+                Disk { path: "/dev/sda".into(), table: Some("label: gpt\n".into()), partitions: vec![part(1, "linux_raid_member", "r1"), part(2, "LVM2_member", "p2"), part(3, "crypto_LUKS", "c3")], ..Default::default() },
+                Disk { path: "/dev/nvme0n1".into(), table: Some("label: gpt\n".into()), partitions: vec![part(1, "linux_raid_member", "r2")], ..Default::default() },
+                Disk { path: "/dev/md0".into(), filesystem: Some(Filesystem { kind: "ext4".into(), uuid: Some("f0".into()), ..Default::default() }), ..Default::default() },
+            ],
+            raid: Some("ARRAY /dev/md0 level=raid1 num-devices=2 metadata=1.2 name=h:0 UUID=aa:bb:cc:dd\n   devices=/dev/sda1,/dev/nvme0n1p1\n".into()),
+            lvm: Some(Lvm {
+                vgcfgbackup: BTreeMap::from([("vg0".to_string(), "vg0 {\n physical_volumes {\n  pv0 {\n   id = \"AbC-123\"\n   device = \"/dev/sda2\"\n  }\n }\n logical_volumes {\n }\n}\n".to_string())]),
+                ..Default::default()
+            }),
+            crypttab: Some("cryptdata UUID=c3 none luks\n".into()),
+            ..Default::default()
+        };
+        let opts = ScriptOptions {
+            system_snapshot: "s".into(),
+            files_snapshot: "f".into(),
+            files_root: "/".into(),
+            map: BTreeMap::new(),
+        };
+        let text = script(&m, &opts);
+        assert!(text.contains("run mdadm --create /dev/md0 --run --level=raid1 --raid-devices=2 --metadata=1.2 --uuid=aa:bb:cc:dd --homehost=any --name=h:0 \"$D1P1\" \"$D2P1\""), "{text}");
+        assert!(text.contains("run pvcreate --yes --uuid AbC-123 --restorefile \"$WORK\"/vg0.vg \"$D1P2\""), "{text}");
+        assert!(text.contains("run vgcfgrestore -f \"$WORK\"/vg0.vg vg0\nrun vgchange -ay vg0"), "{text}");
+        assert!(
+            text.contains("run cryptsetup luksFormat --uuid c3 \"$D1P3\"")
+                && text.contains("run cryptsetup open \"$D1P3\" cryptdata"),
+            "{text}"
+        );
+        // Valid POSIX sh (shellcheck is installed by scripts/test).
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), &text).unwrap();
+        match std::process::Command::new("shellcheck").args(["-s", "sh"]).arg(f.path()).output() {
+            Ok(o) => assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout)),
+            Err(_) if std::env::var_os("ARCA_REQUIRE_PARTS").is_none() => eprintln!("NOT RUN: shellcheck is missing"),
+            Err(e) => panic!("shellcheck: {e} (scripts/test installs it)"),
+        }
+        // The array's filesystem is made after the array, the partitions' before.
+        let (raid, md_fs) = (text.find("mdadm --create").unwrap(), text.find("run mkfs.ext4 -F -q -U f0").unwrap());
+        assert!(raid < md_fs && text.find("luksFormat").unwrap() < raid);
+    }
 
     #[test]
     fn words_are_quoted_for_sh() {
