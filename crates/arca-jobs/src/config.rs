@@ -151,6 +151,10 @@ pub struct Source {
     pub hooks: SourceHooks,
     /// A database instead of files (`arca db backup`): "postgres", "mariadb" or "sqlite".
     pub database: Option<Spanned<String>>,
+    /// The machine's description instead of files (`arca backup --system`): disks, partition
+    /// tables, filesystems, packages; what `arca recovery-script` rebuilds it from.
+    #[serde(default)]
+    pub system: bool,
     /// The databases to dump (default: all).
     #[serde(default)]
     pub databases: Vec<String>,
@@ -191,6 +195,7 @@ impl Source {
             cold: None,
             stop: None,
             start: None,
+            system: false,
         }
     }
 
@@ -199,6 +204,10 @@ impl Source {
     pub fn snapshot_paths(&self) -> Vec<PathBuf> {
         if let Some(c) = &self.cold {
             return vec![c.clone()];
+        }
+        if self.system {
+            // What `backup --system` records: the machine's root.
+            return vec![PathBuf::from("/")];
         }
         match self.database.as_ref().map(|d| d.get_ref().as_str()) {
             Some(engine @ ("postgres" | "mariadb")) => vec![PathBuf::from(format!("/{engine}"))],
@@ -395,7 +404,20 @@ impl Config {
                     Some(d) if s.cold.is_some() && d.get_ref() != "postgres" => {
                         return Err(invalid(Some(d.span()), "cold backups are for database = \"postgres\"".into()));
                     }
+                    Some(d) if s.system => {
+                        return Err(invalid(
+                            Some(d.span()),
+                            "a source is a database or a system description, not both".into(),
+                        ));
+                    }
                     Some(_) => {}
+                    None if s.system && !s.paths.get_ref().is_empty() => {
+                        return Err(invalid(
+                            Some(s.paths.span()),
+                            "a system source describes the whole machine: it takes no paths".into(),
+                        ));
+                    }
+                    None if s.system => {}
                     None if s.paths.get_ref().is_empty() => {
                         return Err(invalid(Some(s.paths.span()), format!("job {name:?} has no paths to back up")));
                     }

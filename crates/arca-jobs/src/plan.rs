@@ -238,6 +238,7 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
         words.extend(arca(&primary, &mut env)?);
         match &source.database {
             Some(engine) => words.extend(["db".into(), "backup".into(), q(engine.get_ref())?]),
+            None if source.system => words.extend(["backup".into(), "--system".into()]),
             None => words.push("backup".into()),
         }
         if let Some(h) = &job.host {
@@ -248,6 +249,10 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
         }
         if source.database.is_some() {
             words.extend(database_flags(source)?);
+        } else if source.system {
+            if let Some(c) = job.compression {
+                words.extend(["--compression".into(), c.to_string()]);
+            }
         } else {
             for e in job.exclude.iter().chain(&source.exclude) {
                 words.extend(["--exclude".into(), q(e)?]);
@@ -265,7 +270,7 @@ pub fn plan(config: &Config, name: &str) -> Result<Vec<Step>, PlanError> {
         words.extend(
             paths(name, source)?
                 .into_iter()
-                .filter(|_| source.database.as_ref().is_none_or(|d| d.get_ref() == "sqlite")),
+                .filter(|_| !source.system && source.database.as_ref().is_none_or(|d| d.get_ref() == "sqlite")),
         );
         steps.push(Step { phase: Phase::Backup, command: line(env, words) });
         hook(Phase::SourceAfter(label), &source.hooks.after, &mut steps);

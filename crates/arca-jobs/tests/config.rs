@@ -180,3 +180,13 @@ fn a_jobs_fs_snapshot_reaches_its_file_backups_and_a_bad_method_is_refused() {
     let e = parse(&text.replace("\"btrfs\"", "\"xfs\"")).unwrap_err().to_string();
     assert!(e.contains(":7: jobs.j.fs_snapshot: ") && e.contains("not one of auto, btrfs, lvm, zfs"), "{e}");
 }
+
+#[test]
+fn a_system_source_plans_a_description_and_takes_no_paths() {
+    let text = "[repositories.r]\nurl = \"/srv/arca\"\n\n[jobs.j]\nrepository = \"r\"\npaths = [\"/\"]\n\n[[jobs.j.sources]]\nsystem = true\n";
+    let c = parse(text).unwrap();
+    let lines: Vec<String> = arca_jobs::plan(&c, "j").unwrap().into_iter().map(|s| s.command).collect();
+    assert!(lines.iter().any(|l| l.ends_with(" backup --system")), "{lines:?}");
+    let e = parse(&text.replace("system = true\n", "system = true\npaths = [\"/etc\"]\n")).unwrap_err().to_string();
+    assert!(e.contains("takes no paths"), "{e}");
+}
