@@ -490,6 +490,11 @@ pub struct BackupArgs {
     /// With --system: the machine's / (a mounted disk, a chroot; default /).
     #[arg(long, value_name = "DIR", default_value = "/", requires = "system")]
     pub system_root: PathBuf,
+    /// With --system: keep each LUKS container's header too (`cryptsetup luksHeaderBackup`,
+    /// in luks/ of the snapshot). It opens with the passphrases of the time: keep such
+    /// snapshots in a class you can destroy (--class).
+    #[arg(long, requires = "system")]
+    pub luks_headers: bool,
     /// With --system: directory levels below each mount whose sizes are recorded.
     #[arg(long, value_name = "N", default_value_t = 3, requires = "system")]
     pub usage_depth: usize,

@@ -175,3 +175,35 @@ fn a_machine_on_disk_images_is_described_wiped_and_rebuilt_by_its_recovery_scrip
     let after = filesystem_parameters(Path::new(&new));
     assert_eq!(after, before, "partition table, UUIDs, labels or filesystem parameters differ");
 }
+
+#[test]
+fn a_luks_container_is_described_and_its_header_kept_when_asked() {
+    if !common::have("root (loop devices)", common::is_root())
+        || !common::have("cryptsetup", !sh("command -v cryptsetup || true").trim().is_empty())
+    {
+        return;
+    }
+    let e = Env::init();
+    let img = e.path("luks.img");
+    let i = img.to_str().unwrap();
+    // luksFormat writes a header on a plain file (opening it would need device-mapper).
+    sh(&format!(
+        "truncate -s 32M '{i}' && printf secret | cryptsetup luksFormat --type luks2 -q --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 '{i}' -"
+    ));
+    let uuid = sh(&format!("blkid -p -s UUID -o value '{i}'")).trim().to_string();
+    let root = e.path("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let id = e.backup(&["--system", "--disk", i, "--system-root", root.to_str().unwrap(), "--luks-headers"]);
+    let text = e.ok(&["dump", &id, "/system.txt"]);
+    assert!(text.contains(&format!("whole disk: crypto_LUKS UUID {uuid}")), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&e.ok(&["dump", &id, "/system.json"])).unwrap();
+    let report = json["disks"][0]["filesystem"]["report"].as_str().unwrap();
+    assert!(report.contains("LUKS header information") && report.contains("Keyslots:"), "{report}");
+    // The header, restorable with cryptsetup luksHeaderRestore, and not in the JSON.
+    let header = e.run(&["dump", &id, &format!("/luks/{uuid}.header")]);
+    assert!(header.status.success());
+    let stored = e.path("header");
+    std::fs::write(&stored, &header.stdout).unwrap();
+    assert_eq!(sh(&format!("blkid -p -s UUID -o value '{}'", stored.display())).trim(), uuid);
+    assert!(!serde_json::to_string(&json).unwrap().contains("\"header\""));
+}

@@ -80,6 +80,10 @@ pub struct Filesystem {
     /// The tool's own report (`tune2fs -l`, `xfs_info`, `btrfs inspect-internal dump-super`,
     /// `cryptsetup luksDump`), for a person.
     pub report: Option<String>,
+    /// A LUKS header (`cryptsetup luksHeaderBackup`), when asked for: stored beside the
+    /// description as `luks/<uuid>.header`, not in the JSON.
+    #[serde(skip)]
+    pub header: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -140,6 +144,9 @@ pub struct Options {
     pub disks: Vec<PathBuf>,
     /// Levels of directories below each mount point whose sizes are recorded.
     pub depth: usize,
+    /// Keep each LUKS container's header (keyslots included: it opens with the passphrases of
+    /// the time, so it is as secret as they are).
+    pub luks_headers: bool,
 }
 
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
@@ -163,7 +170,7 @@ pub fn describe(opts: &Options) -> MachineResult<Machine> {
     };
     let disks = if opts.disks.is_empty() { system_disks() } else { opts.disks.clone() };
     for d in disks {
-        match describe_disk(&d) {
+        match describe_disk(&d, opts.luks_headers) {
             Ok(disk) => m.disks.push(disk),
             Err(e) => m.absent.push(format!("disk {}: {e}", d.display())),
         }
@@ -242,7 +249,7 @@ fn system_disks() -> Vec<PathBuf> {
     out
 }
 
-fn describe_disk(path: &Path) -> MachineResult<Disk> {
+fn describe_disk(path: &Path, luks_headers: bool) -> MachineResult<Disk> {
     let md = std::fs::metadata(path).map_err(|e| MachineError::io(path, e))?;
     let size = if md.file_type().is_block_device() {
         run("blockdev", &["--getsize64", &path.to_string_lossy()]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
@@ -265,12 +272,13 @@ fn describe_disk(path: &Path) -> MachineResult<Disk> {
                         node.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).unwrap_or(0);
                     let start = part["start"].as_u64().unwrap_or(0);
                     let size = part["size"].as_u64().unwrap_or(0);
-                    let filesystem = with_partition(path, number, start, size, probe).ok().flatten();
+                    let filesystem =
+                        with_partition(path, number, start, size, |dev| probe(dev, luks_headers)).ok().flatten();
                     disk.partitions.push(Partition { number, start, size, filesystem });
                 }
             }
         }
-        Err(_) => disk.filesystem = probe(path),
+        Err(_) => disk.filesystem = probe(path, luks_headers),
     }
     Ok(disk)
 }
@@ -313,7 +321,7 @@ pub fn partition_node(disk: &Path, n: u32) -> Option<PathBuf> {
 }
 
 /// What `blkid -p` and the filesystem's own tool say about a device.
-fn probe(dev: &Path) -> Option<Filesystem> {
+fn probe(dev: &Path, luks_headers: bool) -> Option<Filesystem> {
     let d = dev.to_string_lossy().into_owned();
     let out = run("blkid", &["-p", "-o", "export", &d]).ok()?;
     let tags: BTreeMap<String, String> =
@@ -344,7 +352,22 @@ fn probe(dev: &Path) -> Option<Filesystem> {
                 fs.report = Some(r);
             }
         }
-        "crypto_LUKS" => fs.report = run("cryptsetup", &["luksDump", &d]).ok(),
+        "crypto_LUKS" => {
+            fs.report = run("cryptsetup", &["luksDump", &d]).ok();
+            if luks_headers {
+                let file = std::env::temp_dir().join(format!(
+                    "arca-luks-{}-{}",
+                    std::process::id(),
+                    fs.uuid.as_deref().unwrap_or("x")
+                ));
+                let _ = std::fs::remove_file(&file);
+                if run("cryptsetup", &["luksHeaderBackup", &d, "--header-backup-file", &file.to_string_lossy()]).is_ok()
+                {
+                    fs.header = std::fs::read(&file).ok();
+                }
+                let _ = std::fs::remove_file(&file);
+            }
+        }
         _ => {}
     }
     Some(fs)

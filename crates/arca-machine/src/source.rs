@@ -60,6 +60,28 @@ impl Source for SystemDescription {
             bytes += size;
             nodes.push(arca_fs::backup::stream_node(name.as_bytes(), blobs, size));
         }
+        // LUKS headers, when asked for, as luks/<uuid>.header.
+        let headers: Vec<(String, &Vec<u8>)> = m
+            .disks
+            .iter()
+            .flat_map(|d| d.partitions.iter().filter_map(|p| p.filesystem.as_ref()).chain(d.filesystem.as_ref()))
+            .filter_map(|f| Some((format!("{}.header", f.uuid.as_deref()?), f.header.as_ref()?)))
+            .collect();
+        if !headers.is_empty() {
+            let mut inner = vec![];
+            for (name, data) in headers {
+                let (blobs, size) =
+                    arca_fs::backup::store_stream(writer, &data[..], std::path::Path::new(&name), events, cancel)?;
+                bytes += size;
+                let mut node = arca_fs::backup::stream_node(name.as_bytes(), blobs, size);
+                node.mode = 0o600;
+                inner.push(node);
+            }
+            let sub = arca_fs::backup::store_tree(writer, inner)?;
+            let mut dir = arca_fs::backup::dir_node(b"luks", sub);
+            dir.mode = 0o700;
+            nodes.push(dir);
+        }
         let tree = arca_fs::backup::store_tree(writer, nodes)?;
         self.recorded = BTreeMap::from([
             (

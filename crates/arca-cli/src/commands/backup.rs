@@ -37,6 +37,7 @@ pub fn run(cli: &Cli, out: &Output, a: &BackupArgs) -> Result<i32> {
             root: std::path::absolute(&a.system_root)?,
             disks: a.disks.iter().map(std::path::absolute).collect::<std::io::Result<_>>()?,
             depth: a.usage_depth,
+            luks_headers: a.luks_headers,
         }))
     } else if let Some(subvolume) = &a.btrfs_send {
         Box::new(arca_fsnap::source::SendStream::new(subvolume)?)
