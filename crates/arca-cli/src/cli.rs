@@ -824,6 +824,19 @@ pub enum AuditCommand {
         /// List every finding (default: the first 50 of each kind).
         #[arg(long)]
         all: bool,
+        /// Check against the packages themselves instead of dpkg's MD5 lists on the system:
+        /// each installed package's .deb is fetched with apt-get download (checked against
+        /// the archive's signed index), and every file in it compared by SHA-256 (conffiles
+        /// aside). An intruder who rewrote a binary and its MD5 line is found.
+        #[arg(long)]
+        archive: bool,
+        /// With --archive: only this package (repeatable).
+        #[arg(long = "package", value_name = "NAME", requires = "archive")]
+        packages: Vec<String>,
+        /// With --archive: where downloaded packages are kept (default: the cache directory's
+        /// debs/).
+        #[arg(long, value_name = "DIR", requires = "archive")]
+        deb_cache: Option<PathBuf>,
     },
     /// Compare this system with a snapshot by content (a tripwire): every file the snapshot
     /// holds under PATH is read here and checked against the snapshot's blob ids (times are

@@ -207,3 +207,48 @@ fn a_luks_container_is_described_and_its_header_kept_when_asked() {
     assert_eq!(sh(&format!("blkid -p -s UUID -o value '{}'", stored.display())).trim(), uuid);
     assert!(!serde_json::to_string(&json).unwrap().contains("\"header\""));
 }
+
+#[test]
+fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
+    if !common::have("coreutils' dpkg records", Path::new("/var/lib/dpkg/info/coreutils.md5sums").exists()) {
+        return;
+    }
+    let e = Env::init();
+    let root = e.path("machine");
+    coreutils_root(&root);
+    let r = root.to_str().unwrap();
+    sh(&format!("dpkg -s coreutils > '{r}/var/lib/dpkg/status'; printf '\\n' >> '{r}/var/lib/dpkg/status'"));
+    // ls replaced, and its line in the MD5 list made to match: debsums would say nothing.
+    std::fs::write(root.join("usr/bin/ls"), b"#!/bin/sh\n# a trojan\n").unwrap();
+    sh(&format!(
+        "sum=$(md5sum '{r}/usr/bin/ls' | cut -d' ' -f1); sed -i \"s|^[0-9a-f]*  \\(usr/\\)\\{{0,1\\}}bin/ls$|$sum  bin/ls|\" '{r}/var/lib/dpkg/info/coreutils.md5sums'"
+    ));
+    let v = e.json(&["audit", "packages", "--live", "--root", r]);
+    assert_eq!(v["report"]["modified"], serde_json::json!([]), "the MD5 list was rewritten to match: {v}");
+    // Against the package from the archive (apt-get download checks it against the signed index).
+    let cache = e.path("debs");
+    let o = e.run(&[
+        "--json",
+        "audit",
+        "packages",
+        "--live",
+        "--root",
+        r,
+        "--archive",
+        "--package",
+        "coreutils",
+        "--deb-cache",
+        cache.to_str().unwrap(),
+    ]);
+    let v = common::last_json(&String::from_utf8_lossy(&o.stdout));
+    let unverifiable = &v["report"]["unverifiable"];
+    if !common::have(
+        "the Debian archive (apt-get download coreutils)",
+        unverifiable.as_array().is_some_and(|u| u.is_empty()),
+    ) {
+        return;
+    }
+    assert_eq!(o.status.code(), Some(4), "{v}");
+    assert_eq!(v["report"]["modified"], serde_json::json!([{"path": "/usr/bin/ls", "package": "coreutils"}]), "{v}");
+    assert!(v["report"]["files"].as_u64().unwrap() > 50, "{v}");
+}

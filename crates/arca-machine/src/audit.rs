@@ -66,7 +66,7 @@ impl<'a> System<'a> {
     }
 
     /// The bytes of a small file (a package list), `None` if there is none.
-    fn read(&self, rel: &str) -> MachineResult<Option<Vec<u8>>> {
+    pub(crate) fn read(&self, rel: &str) -> MachineResult<Option<Vec<u8>>> {
         match self {
             System::Live(root) => match std::fs::read(root.join(rel)) {
                 Ok(b) => Ok(Some(b)),
@@ -112,9 +112,9 @@ impl<'a> System<'a> {
         }
     }
 
-    /// The MD5 of a regular file; `None` if it is missing or not a regular file.
-    fn md5(&self, rel: &str) -> Result<Option<[u8; 16]>, String> {
-        let mut h = Md5::new();
+    /// The digest of a regular file; `None` if it is missing or not a regular file.
+    pub(crate) fn digest<D: Digest>(&self, rel: &str) -> Result<Option<Vec<u8>>, String> {
+        let mut h = D::new();
         match self {
             System::Live(root) => {
                 let path = root.join(rel);
@@ -141,7 +141,7 @@ impl<'a> System<'a> {
                 arca_fs::restore::dump(repo, n, &mut w).map_err(|e| e.to_string())?;
             }
         }
-        Ok(Some(h.finalize().into()))
+        Ok(Some(h.finalize().to_vec()))
     }
 
     /// The regular files with an execute bit directly in a directory.
@@ -174,10 +174,10 @@ impl<'a> System<'a> {
     }
 }
 
-/// Feeds what it is given to an MD5.
-struct HashWriter<'h>(&'h mut Md5);
+/// Feeds what it is given to a digest.
+struct HashWriter<'h, D: Digest>(&'h mut D);
 
-impl std::io::Write for HashWriter<'_> {
+impl<D: Digest> std::io::Write for HashWriter<'_, D> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.update(buf);
         Ok(buf.len())
@@ -209,12 +209,19 @@ pub struct PackageAudit {
     pub unowned: Vec<String>,
     /// Files that could not be read, with why.
     pub unreadable: Vec<(String, String)>,
+    /// Packages that could not be checked against the archive, with why (`--archive`).
+    #[serde(default)]
+    pub unverifiable: Vec<(String, String)>,
 }
 
 impl PackageAudit {
     /// Nothing modified, missing, unowned or unreadable.
     pub fn is_clean(&self) -> bool {
-        self.modified.is_empty() && self.missing.is_empty() && self.unowned.is_empty() && self.unreadable.is_empty()
+        self.modified.is_empty()
+            && self.missing.is_empty()
+            && self.unowned.is_empty()
+            && self.unreadable.is_empty()
+            && self.unverifiable.is_empty()
     }
 }
 
@@ -239,7 +246,7 @@ fn parse_md5sums(text: &[u8]) -> Vec<([u8; 16], String)> {
 
 /// Diversions (`/var/lib/dpkg/diversions`: from, to, package, three lines each): where a
 /// diverted path's packaged file went, and the package that diverted it.
-fn parse_diversions(text: &[u8]) -> HashMap<String, (String, String)> {
+pub(crate) fn parse_diversions(text: &[u8]) -> HashMap<String, (String, String)> {
     let text = String::from_utf8_lossy(text);
     let lines: Vec<&str> = text.lines().collect();
     lines
@@ -252,10 +259,10 @@ fn parse_diversions(text: &[u8]) -> HashMap<String, (String, String)> {
 }
 
 /// Rewrites paths through a merged /usr (`bin/ls` is `usr/bin/ls` where `bin` links there).
-struct Aliases(Vec<(String, String)>);
+pub(crate) struct Aliases(Vec<(String, String)>);
 
 impl Aliases {
-    fn of(system: &System) -> Aliases {
+    pub(crate) fn of(system: &System) -> Aliases {
         let mut v = vec![];
         for top in MERGED {
             if let Some(t) = system.link(top) {
@@ -268,7 +275,7 @@ impl Aliases {
         Aliases(v)
     }
 
-    fn resolve(&self, rel: &str) -> String {
+    pub(crate) fn resolve(&self, rel: &str) -> String {
         for (from, to) in &self.0 {
             if let Some(rest) = rel.strip_prefix(from.as_str()).and_then(|r| r.strip_prefix('/')) {
                 return format!("{to}/{rest}");
@@ -321,12 +328,13 @@ pub fn audit_packages(system: &System) -> MachineResult<PackageAudit> {
         owned.insert(aliases.resolve(to));
     }
     // (par_iter keeps the order: each result stands beside its check.)
-    let sums: Vec<Result<Option<[u8; 16]>, String>> = checks.par_iter().map(|(path, _, _)| system.md5(path)).collect();
+    let sums: Vec<Result<Option<Vec<u8>>, String>> =
+        checks.par_iter().map(|(path, _, _)| system.digest::<Md5>(path)).collect();
     let mut report = PackageAudit { packages: packages.len(), files: checks.len(), ..Default::default() };
     for ((path, pkg, want), got) in checks.iter().zip(sums) {
         let finding = || Finding { path: format!("/{path}"), package: pkg.clone() };
         match got {
-            Ok(Some(got)) if got == *want => {}
+            Ok(Some(got)) if got[..] == want[..] => {}
             Ok(Some(_)) => report.modified.push(finding()),
             Ok(None) => report.missing.push(finding()),
             Err(why) => report.unreadable.push((format!("/{path}"), why)),

@@ -1,6 +1,9 @@
-//! Whole machines: package-checksum audits (`audit`), on a live system or inside a snapshot,
-//! and a live system compared with a snapshot by content.
+//! Whole machines: descriptions (`describe`, `source`), bare-metal recovery scripts
+//! (`script`), package-checksum audits (`audit`, and against the signed archive: `archive`)
+//! on a live system or inside a snapshot, and a live system compared with a snapshot by
+//! content.
 
+pub mod archive;
 pub mod audit;
 pub mod describe;
 mod error;

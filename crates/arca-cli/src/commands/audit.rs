@@ -11,7 +11,7 @@ const SHOWN: usize = 50;
 
 pub fn run(cli: &Cli, out: &Output, c: &AuditCommand) -> Result<i32> {
     match c {
-        AuditCommand::Packages { snapshot, live, root, all } => {
+        AuditCommand::Packages { snapshot, live, root, all, archive, packages, deb_cache } => {
             let started = std::time::Instant::now();
             let opened;
             let (system, what) = if *live {
@@ -25,7 +25,18 @@ pub fn run(cli: &Cli, out: &Output, c: &AuditCommand) -> Result<i32> {
                 let sys = System::snapshot(&opened.0, &snap.snapshot.tree, path)?;
                 (sys, format!("snapshot {} at {path}", snap.id.short()))
             };
-            let r = audit::audit_packages(&system)?;
+            let r = if *archive {
+                let cache = match deb_cache {
+                    Some(d) => d.clone(),
+                    None => context::cache_root(cli).join("debs"),
+                };
+                arca_machine::archive::audit_against_archive(
+                    &system,
+                    &arca_machine::archive::ArchiveOptions { cache, packages: packages.clone() },
+                )?
+            } else {
+                audit::audit_packages(&system)?
+            };
             let seconds = started.elapsed().as_secs_f64();
             if out.json {
                 out.json_line(
@@ -46,6 +57,9 @@ pub fn run(cli: &Cli, out: &Output, c: &AuditCommand) -> Result<i32> {
                 }
                 for (p, why) in r.unreadable.iter().take(limit) {
                     out.line(format!("unreadable {p}: {why}"));
+                }
+                for (p, why) in r.unverifiable.iter().take(limit) {
+                    out.line(format!("unverifiable package {p}: {why}"));
                 }
                 out.info(format!(
                     "{what}: {} files of {} packages checked in {seconds:.1}s: {} modified{}, {} missing{}, {} unowned executables{}, {} unreadable",
