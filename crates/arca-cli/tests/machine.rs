@@ -19,14 +19,20 @@ fn coreutils_root(root: &Path) {
     ));
 }
 
-#[test]
-fn a_tampered_binary_is_found_live_and_in_a_snapshot_and_against_one() {
+/// A repository and a coreutils system root beside it, if this machine has coreutils' records.
+fn coreutils_machine() -> Option<(Env, std::path::PathBuf)> {
     if !common::have("coreutils' dpkg records", Path::new("/var/lib/dpkg/info/coreutils.md5sums").exists()) {
-        return;
+        return None;
     }
     let e = Env::init();
     let root = e.path("machine");
     coreutils_root(&root);
+    Some((e, root))
+}
+
+#[test]
+fn a_tampered_binary_is_found_live_and_in_a_snapshot_and_against_one() {
+    let Some((e, root)) = coreutils_machine() else { return };
     let r = root.to_str().unwrap();
     // Clean as installed.
     let v = e.json(&["audit", "packages", "--live", "--root", r]);
@@ -210,12 +216,7 @@ fn a_luks_container_is_described_and_its_header_kept_when_asked() {
 
 #[test]
 fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
-    if !common::have("coreutils' dpkg records", Path::new("/var/lib/dpkg/info/coreutils.md5sums").exists()) {
-        return;
-    }
-    let e = Env::init();
-    let root = e.path("machine");
-    coreutils_root(&root);
+    let Some((e, root)) = coreutils_machine() else { return };
     let r = root.to_str().unwrap();
     sh(&format!("dpkg -s coreutils > '{r}/var/lib/dpkg/status'; printf '\\n' >> '{r}/var/lib/dpkg/status'"));
     // ls replaced, and its line in the MD5 list made to match: debsums would say nothing.
