@@ -234,7 +234,7 @@ pub enum Command {
     /// bootloader. Run it from any live system with --dry-run first; it says what it destroys
     /// and asks before it does.
     #[command(
-        after_help = "Examples:\n  arca recovery-script latest --path / -o recover.sh      # the newest system snapshot\n  arca recovery-script 3f2a9c1e --map /dev/sda=/dev/nvme0n1 --files 9c1e3f2a > recover.sh\n  sh recover.sh --dry-run; sh recover.sh --confirm"
+        after_help = "Examples:\n  arca recovery-script latest --host web1 -o recover.sh   # web1's newest description\n  arca recovery-script 3f2a9c1e --map /dev/sda=/dev/nvme0n1 --files 9c1e3f2a > recover.sh\n  sh recover.sh --dry-run; sh recover.sh --confirm"
     )]
     RecoveryScript {
         /// The system snapshot (an id prefix, or `latest` with --path ROOT).
@@ -242,8 +242,8 @@ pub enum Command {
         /// Use disk NEW where the machine had OLD (repeatable).
         #[arg(long = "map", value_name = "OLD=NEW")]
         map: Vec<String>,
-        /// The files snapshot to restore (default: the newest files snapshot of the same host
-        /// and root at or before the description).
+        /// The files snapshot to restore (default: the files snapshot of the same host and
+        /// root taken closest in time to the description, before or after it).
         #[arg(long)]
         files: Option<String>,
         /// Write the script here (default: standard output).

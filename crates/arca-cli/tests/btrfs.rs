@@ -255,7 +255,10 @@ fn a_second_full_send_stream_costs_about_the_change_and_receives_back() {
         "second full send stream of {stream} bytes with 1% changed stored {added} bytes ({:.2}%)",
         added as f64 * 100.0 / stream as f64
     );
-    assert!(added * 100 <= stream * 3, "stored {added} of {stream}");
+    // Each repository's chunker is keyed, so where chunks fall around the change differs from
+    // run to run: 1.1-3.1% seen (bench/btrfs measures the figure). The bound catches what
+    // matters, a split lost (the whole stream again) or a chunk per command header.
+    assert!(added * 100 <= stream * 5, "stored {added} of {stream}");
     let id = second["snapshot_id"].as_str().unwrap();
     let snap = e.json(&["cat", "snapshot", id]);
     assert_eq!(snap["kind"], "btrfs-send");

@@ -116,6 +116,8 @@ pub fn audit_against_archive(system: &System, opts: &ArchiveOptions) -> MachineR
     let aliases = Aliases::of(system);
     let diversions =
         system.read("var/lib/dpkg/diversions")?.map(|b| crate::audit::parse_diversions(&b)).unwrap_or_default();
+    let diversions: std::collections::HashMap<String, (String, String)> =
+        diversions.into_iter().map(|(from, (to, by))| (aliases.resolve(&from), (aliases.resolve(&to), by))).collect();
     let mut report = PackageAudit { packages: packages.len(), ..Default::default() };
     // Downloads one after the other (apt's own pace), checks in parallel.
     let mut debs = vec![];
@@ -152,6 +154,7 @@ pub fn audit_against_archive(system: &System, opts: &ArchiveOptions) -> MachineR
                 if conffiles.contains(&path) {
                     continue;
                 }
+                let path = aliases.resolve(&path);
                 let at = match diversions.get(&path) {
                     Some((to, by)) if *by != p.name => to.clone(),
                     _ => path,

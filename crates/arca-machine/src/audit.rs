@@ -118,13 +118,23 @@ impl<'a> System<'a> {
         match self {
             System::Live(root) => {
                 let path = root.join(rel);
-                let mut f = match std::fs::File::open(&path) {
-                    Ok(f) => f,
+                // A packaged file replaced by a symlink (to a clean copy, or out of --root), a
+                // FIFO or a device is not the packaged file: its "digest" is empty, which
+                // differs from any sum. Opened without following links or blocking.
+                match std::fs::symlink_metadata(&path) {
+                    Ok(md) if !md.is_file() => return Ok(Some(vec![])),
+                    Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(e.to_string()),
-                };
+                }
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc_flags())
+                    .open(&path)
+                    .map_err(|e| e.to_string())?;
                 if !f.metadata().is_ok_and(|m| m.is_file()) {
-                    return Ok(None);
+                    return Ok(Some(vec![]));
                 }
                 let mut buf = vec![0u8; 256 << 10];
                 loop {
@@ -172,6 +182,11 @@ impl<'a> System<'a> {
             }
         }
     }
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK`.
+fn libc_flags() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits()
 }
 
 /// Feeds what it is given to a digest.
@@ -297,6 +312,9 @@ pub fn audit_packages(system: &System) -> MachineResult<PackageAudit> {
     }
     let aliases = Aliases::of(system);
     let diversions = system.read("var/lib/dpkg/diversions")?.map(|b| parse_diversions(&b)).unwrap_or_default();
+    // Diverted paths as the system has them (through a merged /usr).
+    let diversions: HashMap<String, (String, String)> =
+        diversions.into_iter().map(|(from, (to, by))| (aliases.resolve(&from), (aliases.resolve(&to), by))).collect();
     let mut checks: Vec<(String, String, [u8; 16])> = vec![];
     let mut owned: HashSet<String> = HashSet::new();
     let mut packages: HashSet<String> = HashSet::new();
@@ -304,6 +322,7 @@ pub fn audit_packages(system: &System) -> MachineResult<PackageAudit> {
         if let Some(pkg) = package_of(name, ".md5sums") {
             let Some(text) = system.read(&format!("{INFO}/{name}"))? else { continue };
             for (sum, path) in parse_md5sums(&text) {
+                let path = aliases.resolve(&path);
                 let at = match diversions.get(&path) {
                     Some((to, by)) if *by != pkg => to.clone(),
                     _ => path,

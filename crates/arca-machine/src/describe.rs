@@ -90,6 +90,9 @@ pub struct Filesystem {
 pub struct Mounted {
     /// Relative to the machine's root, starting with `/`.
     pub point: String,
+    /// The directory of the filesystem mounted there (`/`; a btrfs subvolume such as `/@home`).
+    #[serde(default)]
+    pub fs_root: String,
     pub source: String,
     pub fstype: String,
     pub options: String,
@@ -236,6 +239,10 @@ fn system_disks() -> Vec<PathBuf> {
         if ["loop", "ram", "zram", "sr"].iter().any(|p| name.starts_with(p)) {
             continue;
         }
+        // USB sticks and card readers (the live system, a backup drive) are not the machine's.
+        if read(&e.path().join("removable")).is_some_and(|r| r.trim() == "1") {
+            continue;
+        }
         if name.starts_with("dm-") {
             if let Some(dm) = read(&e.path().join("dm/name")) {
                 out.push(PathBuf::from("/dev/mapper").join(dm.trim()));
@@ -323,16 +330,15 @@ pub fn partition_node(disk: &Path, n: u32) -> Option<PathBuf> {
 /// What `blkid -p` and the filesystem's own tool say about a device.
 fn probe(dev: &Path, luks_headers: bool) -> Option<Filesystem> {
     let d = dev.to_string_lossy().into_owned();
-    let out = run("blkid", &["-p", "-o", "export", &d]).ok()?;
+    // `-o udev`: the `_ENC` values keep every byte (`\x20` for a space), where `-o export`
+    // shell-escapes them.
+    let out = run("blkid", &["-p", "-o", "udev", &d]).ok()?;
     let tags: BTreeMap<String, String> =
         out.lines().filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect();
-    let kind = tags.get("TYPE")?.clone();
-    let mut fs = Filesystem {
-        kind: kind.clone(),
-        uuid: tags.get("UUID").cloned(),
-        label: tags.get("LABEL").cloned(),
-        ..Default::default()
-    };
+    let kind = tags.get("ID_FS_TYPE")?.clone();
+    let enc = |k: &str| tags.get(&format!("{k}_ENC")).or_else(|| tags.get(k)).map(|v| decode_udev(v));
+    let mut fs =
+        Filesystem { kind: kind.clone(), uuid: enc("ID_FS_UUID"), label: enc("ID_FS_LABEL"), ..Default::default() };
     match kind.as_str() {
         "ext2" | "ext3" | "ext4" => {
             if let Ok(r) = run("tune2fs", &["-l", &d]) {
@@ -371,6 +377,26 @@ fn probe(dev: &Path, luks_headers: bool) -> Option<Filesystem> {
         _ => {}
     }
     Some(fs)
+}
+
+/// Undo udev's `\xHH` escapes.
+pub fn decode_udev(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') {
+            let hex = b.get(i + 2..i + 4).and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(h) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(h);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `tune2fs -l`'s "Name:   value" lines.
@@ -482,6 +508,7 @@ fn mounts_under(root: &Path) -> Vec<Mounted> {
         };
         out.push(Mounted {
             point: format!("/{}", rel.display()).replace("//", "/").trim_end_matches('/').to_string(),
+            fs_root: f[3].replace("\\040", " "),
             source,
             fstype: r[0].to_string(),
             options: f[5].to_string(),
@@ -525,7 +552,7 @@ fn nix_statvfs(p: &Path) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(p) {
         Ok(s) => {
             let f = s.fragment_size();
-            (s.blocks() * f, (s.blocks() - s.blocks_free()) * f)
+            (s.blocks().saturating_mul(f), s.blocks().saturating_sub(s.blocks_free()).saturating_mul(f))
         }
         Err(_) => (0, 0),
     }
@@ -547,14 +574,14 @@ fn describe_lvm(absent: &mut Vec<String>) -> Option<Lvm> {
             }
             let mut vgcfgbackup = BTreeMap::new();
             for vg in names {
-                if let Ok(dir) = tempfile_dir() {
-                    let file = dir.join(&vg);
+                // A private directory: vgcfgbackup runs as root and follows what it finds.
+                if let Ok(dir) = tempfile::tempdir() {
+                    let file = dir.path().join(&vg);
                     if run("vgcfgbackup", &["-f", &file.to_string_lossy(), &vg]).is_ok() {
                         if let Some(text) = read(&file) {
                             vgcfgbackup.insert(vg, text);
                         }
                     }
-                    let _ = std::fs::remove_dir_all(dir);
                 }
             }
             Some(Lvm { pvs, vgs, lvs, vgcfgbackup })
@@ -564,12 +591,6 @@ fn describe_lvm(absent: &mut Vec<String>) -> Option<Lvm> {
             None
         }
     }
-}
-
-fn tempfile_dir() -> std::io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("arca-vgcfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 fn describe_packages(root: &Path, absent: &mut Vec<String>) -> Option<Packages> {
@@ -713,6 +734,13 @@ pub fn text(m: &Machine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udev_escapes_are_undone() {
+        assert_eq!(decode_udev("My\\x20Disk"), "My Disk");
+        assert_eq!(decode_udev("Donn\\xc3\\xa9es"), "Données");
+        assert_eq!(decode_udev("a\\xZZ\\x"), "a\\xZZ\\x");
+    }
 
     #[test]
     fn ext_and_xfs_reports_parse() {

@@ -77,6 +77,23 @@ run_from() {
   if [ "$DRY" = 1 ]; then echo "+ $* < $f"; return 0; fi
   "$@" < "$f" || fail "$* < $f"
 }
+# check_disk DISK BYTES: it exists, holds at least BYTES, and nothing has it or its partitions
+# mounted, assembled or opened (sfdisk would write under a running system).
+check_disk() {
+  if [ -b "$1" ]; then
+    size=$(blockdev --getsize64 "$1") || fail "cannot read the size of $1"
+    name=$(basename "$(readlink -f "$1")")
+    if grep -q "^$(readlink -f "$1")" /proc/mounts || ls /sys/class/block/"$name"/holders/* >/dev/null 2>&1 ||
+       ls /sys/class/block/"$name"/"$name"*/holders/* >/dev/null 2>&1; then
+      fail "$1 is in use (mounted, or part of an array, volume or open container): stop that first"
+    fi
+  elif [ -f "$1" ]; then
+    size=$(wc -c < "$1")
+  else
+    fail "$1 is neither a disk nor an image file"
+  fi
+  [ "$size" -ge "$2" ] || fail "$1 holds $size bytes; the machine's disk held $2"
+}
 # part DISK N START SIZE: the device of partition N (sectors of 512 bytes): the kernel's node
 # for a block device, a loop device over those sectors for an image file.
 part() {
@@ -204,6 +221,31 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, crypttab: Option<&str>, out: &mut S
                 }
             }
             let _ = writeln!(out, "{cmd} \"{dev}\"");
+            if !fs.subvolumes.is_empty() {
+                // Subvolumes under the top level (subvolid 5), parents first; mounts name them.
+                let _ = writeln!(out, "run mkdir -p \"$WORK/top\"\nrun mount -o subvolid=5 \"{dev}\" \"$WORK/top\"");
+                let mut subs: Vec<&String> = fs.subvolumes.iter().collect();
+                subs.sort_by_key(|s| s.matches('/').count());
+                for sub in subs {
+                    let path = format!("\"$WORK/top\"/{}", quote(sub));
+                    let _ = writeln!(out, "run mkdir -p \"$(dirname {path})\"\nrun btrfs subvolume create {path}");
+                }
+                let _ = writeln!(out, "run umount \"$WORK/top\"");
+            }
+        }
+        "vfat" => {
+            // mkfs.vfat takes the volume id without its dash.
+            let mut cmd = "run mkfs.vfat".to_string();
+            if let Some(b) = p.get("fat_size") {
+                let _ = write!(cmd, " -F {}", quote(b));
+            }
+            if let Some(u) = fs.uuid.as_deref() {
+                let _ = write!(cmd, " -i {}", quote(&u.replace('-', "")));
+            }
+            if let Some(l) = &label {
+                let _ = write!(cmd, " -n {l}");
+            }
+            let _ = writeln!(out, "{cmd} \"{dev}\"");
         }
         "swap" => {
             let mut cmd = "run mkswap".to_string();
@@ -217,6 +259,14 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, crypttab: Option<&str>, out: &mut S
         }
         "crypto_LUKS" => {
             let mut cmd = "run cryptsetup luksFormat".to_string();
+            // The same LUKS version (GRUB unlocks LUKS1 only, for an encrypted /boot).
+            let version = fs
+                .report
+                .as_deref()
+                .and_then(|r| r.lines().find_map(|l| l.strip_prefix("Version:").map(|v| v.trim().to_string())));
+            if let Some(v) = version.filter(|v| v == "1" || v == "2") {
+                let _ = write!(cmd, " --type luks{v}");
+            }
             if let Some(u) = &uuid {
                 let _ = write!(cmd, " --uuid {u}");
             }
@@ -286,7 +336,11 @@ fn physical_volumes(cfg: &str) -> Vec<(String, String)> {
     let mut out = vec![];
     let mut inside = false;
     let mut id = None;
-    let value = |l: &str| l.split_once('=').map(|(_, v)| v.trim().trim_matches('"').to_string());
+    // `device = "/dev/sda2"	# Hint only`: the text between the first pair of quotes.
+    let value = |l: &str| {
+        let (_, rest) = l.split_once('"')?;
+        rest.split_once('"').map(|(v, _)| v.to_string())
+    };
     for line in cfg.lines() {
         let l = line.trim();
         if l.starts_with("physical_volumes") {
@@ -304,13 +358,29 @@ fn physical_volumes(cfg: &str) -> Vec<(String, String)> {
     out
 }
 
+/// `text` as a here-document into `file`: a terminator that is no line of the text, and a final
+/// line break (without it the terminator would be taken as text).
+fn heredoc(out: &mut String, file: &str, text: &str, base: &str) {
+    let mut end = base.to_string();
+    while text.lines().any(|l| l == end) {
+        end.push('_');
+    }
+    let _ = writeln!(out, "cat > {file} <<'{end}'");
+    out.push_str(text);
+    if !text.ends_with('\n') {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{end}");
+}
+
 /// Text for a comment line: no line breaks or other control characters.
 fn comment(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
-/// The script for `m`.
-pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
+/// The script for `m`; an error if the description names a device the script could not tell
+/// apart from the disks it was given (it must never write where it did not say it would).
+pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
     let map = |p: &Path| opts.map.get(p).cloned().unwrap_or_else(|| p.to_path_buf());
     let mut s = String::from("#!/bin/sh\n");
     let _ = writeln!(
@@ -357,18 +427,22 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
         let _ = writeln!(s, "  echo \"  $DISK{}\"", i + 1);
     }
     s.push_str("  printf 'Type YES to go ahead: '\n  read -r answer || answer=\"\"\n  [ \"$answer\" = YES ] || { echo \"nothing was done\"; exit 1; }\nfi\n");
-    // Partition tables.
+    // Before anything is written: each disk exists, is large enough, and nothing uses it.
+    s.push_str("\nstep \"check the disks\"\n");
+    for (i, d) in m.disks.iter().enumerate() {
+        let _ = writeln!(s, "check_disk \"$DISK{}\" {}", i + 1, d.size);
+    }
+    // Partition tables (only of disks that are not arrays or volumes made on the way).
     for (i, d) in m.disks.iter().enumerate() {
         let Some(table) = &d.table else { continue };
         let n = i + 1;
         let _ = writeln!(s, "\nstep \"partition table of $DISK{n}\"");
-        let _ = writeln!(s, "cat > \"$WORK/disk{n}.sfdisk\" <<'ARCA_TABLE'");
-        for l in table.lines().filter(|l| !l.starts_with("device:")) {
-            s.push_str(l);
-            s.push('\n');
-        }
-        s.push_str("ARCA_TABLE\n");
-        let _ = writeln!(s, "run_from \"$WORK/disk{n}.sfdisk\" sfdisk --quiet --no-reread --wipe always --wipe-partitions always \"$DISK{n}\"");
+        let text: String = table.lines().filter(|l| !l.starts_with("device:")).map(|l| format!("{l}\n")).collect();
+        heredoc(&mut s, &format!("\"$WORK/disk{n}.sfdisk\""), &text, "ARCA_TABLE");
+        let _ = writeln!(
+            s,
+            "run_from \"$WORK/disk{n}.sfdisk\" sfdisk --quiet --wipe always --wipe-partitions always \"$DISK{n}\""
+        );
     }
     // Partition devices and what is on them (filesystems, swap, LUKS containers).
     let mut devs: Vec<(String, &Filesystem)> = vec![];
@@ -389,7 +463,14 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
             devs.push((var, fs));
         }
     }
-    let device = |p: &str| nodes.get(p).map(|v| format!("\"{v}\"")).unwrap_or_else(|| quote(p));
+    for (i, d) in m.disks.iter().enumerate() {
+        nodes.insert(d.path.to_string_lossy().into_owned(), format!("$DISK{}", i + 1));
+    }
+    let device = |p: &str| -> Result<String, String> {
+        nodes.get(p).map(|v| format!("\"{v}\"")).ok_or_else(|| {
+            format!("{p} (a RAID member or LVM physical volume) is not a described disk or a partition of one: describe it too (--disk), so the script never writes where it did not say")
+        })
+    };
     if let Some(raid) = &m.raid {
         s.push_str("\nstep \"RAID arrays\"\n");
         for a in raid_arrays(raid) {
@@ -409,7 +490,7 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
                 let _ = write!(cmd, " --spare-devices={}", quote(v));
             }
             for d in &a.devices {
-                let _ = write!(cmd, " {}", device(d));
+                let _ = write!(cmd, " {}", device(d)?);
             }
             let _ = writeln!(s, "{cmd}");
         }
@@ -418,9 +499,9 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
         s.push_str("\nstep \"LVM volume groups\"\n");
         for (vg, cfg) in &lvm.vgcfgbackup {
             let file = format!("\"$WORK\"/{}", quote(&format!("{vg}.vg")));
-            let _ = writeln!(s, "cat > {file} <<'ARCA_VG'\n{cfg}ARCA_VG");
+            heredoc(&mut s, &file, cfg, "ARCA_VG");
             for (id, dev) in physical_volumes(cfg) {
-                let _ = writeln!(s, "run pvcreate --yes --uuid {} --restorefile {file} {}", quote(&id), device(&dev));
+                let _ = writeln!(s, "run pvcreate --yes --uuid {} --restorefile {file} {}", quote(&id), device(&dev)?);
             }
             let _ = writeln!(s, "run vgcfgrestore -f {file} {}\nrun vgchange -ay {}", quote(vg), quote(vg));
         }
@@ -441,35 +522,42 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
     s.push_str("\nstep \"mount the filesystems under $TARGET\"\n");
     s.push_str("run mkdir -p \"$TARGET\"\n");
     for mnt in &mounts {
-        let Some((var, fs)) = devs.iter().find(|(_, fs)| fs.uuid.is_some() && fs.uuid == mnt.uuid) else {
+        let Some((var, _)) = devs.iter().find(|(_, fs)| fs.uuid.is_some() && fs.uuid == mnt.uuid) else {
             let what =
                 format!("{} ({}, {}) is not on the disks described: not mounted", mnt.point, mnt.fstype, mnt.source);
-            let _ = writeln!(s, "echo {}", quote(&what));
+            if mnt.point == "/" {
+                // Restoring into the live system's own directory instead: never.
+                let _ = writeln!(s, "fail {}", quote(&what));
+            } else {
+                let _ = writeln!(s, "echo {}", quote(&what));
+            }
             continue;
         };
         // "$TARGET" then the quoted point: nothing from the description is expanded by sh.
         let at = if mnt.point == "/" { "\"$TARGET\"".to_string() } else { format!("\"$TARGET\"{}", quote(&mnt.point)) };
-        let _ = writeln!(s, "run mkdir -p {at}\nrun mount \"${var}\" {at}");
-        for sub in &fs.subvolumes {
-            let _ = writeln!(s, "run btrfs subvolume create {at}/{}", quote(sub));
-        }
+        let options = match mnt.fs_root.as_str() {
+            "" | "/" => String::new(),
+            sub if mnt.fstype == "btrfs" => format!(" -o {}", quote(&format!("subvol={sub}"))),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "run mkdir -p {at}\nrun mount{options} \"${var}\" {at}");
     }
     let _ = writeln!(
         s,
-        "\nstep \"restore the files\"\nrun arca restore {} --target \"$TARGET\"",
+        "\nstep \"restore the files\"\nif [ \"$DRY\" = 0 ]; then mountpoint -q \"$TARGET\" || fail \"$TARGET is not a mounted filesystem\"; fi\nrun arca restore {} --target \"$TARGET\"",
         quote(&format!("{}:{}", opts.files_snapshot, opts.files_root))
     );
     s.push_str("\nstep \"bootloader\"\n");
     match (&m.boot.grub_cfg, &m.boot.efi_entries) {
         (Some(_), efi) => {
-            s.push_str("for d in dev proc sys; do run mount --bind \"/$d\" \"$TARGET/$d\"; done\n");
+            s.push_str("for d in dev proc sys; do run mount --rbind \"/$d\" \"$TARGET/$d\"; done\n");
             if efi.is_some() {
                 s.push_str("run chroot \"$TARGET\" grub-install --target=x86_64-efi --recheck\n");
             } else {
                 s.push_str("run chroot \"$TARGET\" grub-install \"$DISK1\"\n");
             }
             s.push_str(
-                "run chroot \"$TARGET\" update-grub\nfor d in sys proc dev; do run umount \"$TARGET/$d\"; done\n",
+                "run chroot \"$TARGET\" update-grub\nfor d in sys proc dev; do run umount -R \"$TARGET/$d\"; done\n",
             );
         }
         (None, _) => s.push_str("echo \"no GRUB configuration was recorded: no bootloader installed\"\n"),
@@ -477,7 +565,7 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> String {
     s.push_str(
         "\nSTEP=finished\necho \"recovered: the files are in $TARGET (still mounted; unmount before rebooting)\"\n",
     );
-    s
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -502,7 +590,7 @@ mod tests {
             ],
             raid: Some("ARRAY /dev/md0 level=raid1 num-devices=2 metadata=1.2 name=h:0 UUID=aa:bb:cc:dd\n   devices=/dev/sda1,/dev/nvme0n1p1\n".into()),
             lvm: Some(Lvm {
-                vgcfgbackup: BTreeMap::from([("vg0".to_string(), "vg0 {\n physical_volumes {\n  pv0 {\n   id = \"AbC-123\"\n   device = \"/dev/sda2\"\n  }\n }\n logical_volumes {\n }\n}\n".to_string())]),
+                vgcfgbackup: BTreeMap::from([("vg0".to_string(), "vg0 {\n physical_volumes {\n  pv0 {\n   id = \"AbC-123\"\n   device = \"/dev/sda2\"\t# Hint only\n  }\n }\n logical_volumes {\n }\n}\n".to_string())]),
                 ..Default::default()
             }),
             crypttab: Some("cryptdata UUID=c3 none luks\n".into()),
@@ -514,7 +602,7 @@ mod tests {
             files_root: "/".into(),
             map: BTreeMap::new(),
         };
-        let text = script(&m, &opts);
+        let text = script(&m, &opts).unwrap();
         assert!(text.contains("run mdadm --create /dev/md0 --run --level=raid1 --raid-devices=2 --metadata=1.2 --uuid=aa:bb:cc:dd --homehost=any --name=h:0 \"$D1P1\" \"$D2P1\""), "{text}");
         assert!(text.contains("run pvcreate --yes --uuid AbC-123 --restorefile \"$WORK\"/vg0.vg \"$D1P2\""), "{text}");
         assert!(text.contains("run vgcfgrestore -f \"$WORK\"/vg0.vg vg0\nrun vgchange -ay vg0"), "{text}");
@@ -523,6 +611,10 @@ mod tests {
                 && text.contains("run cryptsetup open \"$D1P3\" cryptdata"),
             "{text}"
         );
+        // A member that is no described disk or partition is refused, not written to.
+        let mut other = m.clone();
+        other.raid = Some("ARRAY /dev/md0 level=raid1 num-devices=2\n   devices=/dev/sda1,/dev/sdz1\n".into());
+        assert!(script(&other, &opts).unwrap_err().contains("/dev/sdz1"));
         // Valid POSIX sh (shellcheck is installed by scripts/test).
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), &text).unwrap();

@@ -215,6 +215,15 @@ pub fn export(repo: &Repository, req: &ExportRequest, dest: Destination, events:
             ));
         }
     }
+    if let (Destination::File(p), true) = (&dest, req.verify) {
+        use std::os::unix::fs::FileTypeExt;
+        if std::fs::metadata(p).is_ok_and(|m| m.file_type().is_char_device()) {
+            return Err(OpsError::bad_option(
+                "--verify",
+                "reads the output back, which a tape drive cannot do without rewinding: verify a file, or read the tape back with dd and tar",
+            ));
+        }
+    }
     if req.tape && req.format != ArchiveFormat::Tar {
         return Err(OpsError::bad_option("--tape", "writes a tar archive: leave out --format zip"));
     }

@@ -182,7 +182,8 @@ pub fn recovery_script(
             files_root: root,
             map: disks,
         },
-    );
+    )
+    .map_err(|why| anyhow::anyhow!("no recovery script: {why}"))?;
     match output {
         Some(p) => {
             std::fs::write(p, &text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
