@@ -373,6 +373,13 @@ fn heredoc(out: &mut String, file: &str, text: &str, base: &str) {
     let _ = writeln!(out, "{end}");
 }
 
+/// A device the script makes on the way (a RAID array, a logical volume, an opened LUKS
+/// container), not a disk it is given: never in the list of what it destroys or checks.
+fn derived(p: &Path) -> bool {
+    let s = p.to_string_lossy();
+    s.starts_with("/dev/mapper/") || s.starts_with("/dev/md")
+}
+
 /// Text for a comment line: no line breaks or other control characters.
 fn comment(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
@@ -390,7 +397,7 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
         opts.system_snapshot
     );
     s.push_str("#\n# THIS DESTROYS EVERYTHING ON THESE DISKS:\n");
-    for (i, d) in m.disks.iter().enumerate() {
+    for (i, d) in m.disks.iter().enumerate().filter(|(_, d)| !derived(&d.path)) {
         let _ = writeln!(
             s,
             "#   DISK{}={} (the machine's {}: {} bytes, {} table, {} partitions)",
@@ -423,13 +430,13 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
         let _ = writeln!(s, "DISK{}={}", i + 1, quote(&map(&d.path).to_string_lossy()));
     }
     s.push_str("\nif [ \"$DRY\" = 0 ] && [ \"$YES\" = 0 ]; then\n  echo \"This destroys everything on:\"\n");
-    for i in 0..m.disks.len() {
+    for (i, _) in m.disks.iter().enumerate().filter(|(_, d)| !derived(&d.path)) {
         let _ = writeln!(s, "  echo \"  $DISK{}\"", i + 1);
     }
     s.push_str("  printf 'Type YES to go ahead: '\n  read -r answer || answer=\"\"\n  [ \"$answer\" = YES ] || { echo \"nothing was done\"; exit 1; }\nfi\n");
     // Before anything is written: each disk exists, is large enough, and nothing uses it.
     s.push_str("\nstep \"check the disks\"\n");
-    for (i, d) in m.disks.iter().enumerate() {
+    for (i, d) in m.disks.iter().enumerate().filter(|(_, d)| !derived(&d.path)) {
         let _ = writeln!(s, "check_disk \"$DISK{}\" {}", i + 1, d.size);
     }
     // Partition tables (only of disks that are not arrays or volumes made on the way).
@@ -506,8 +513,12 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
             let _ = writeln!(s, "run vgcfgrestore -f {file} {}\nrun vgchange -ay {}", quote(vg), quote(vg));
         }
     }
-    // Whole devices: RAID arrays, logical volumes, disks without a table.
-    for (i, d) in m.disks.iter().enumerate() {
+    // Whole devices: disks without a table, RAID arrays (made above), then logical volumes and
+    // opened containers (LVM on a LUKS partition, a filesystem on an array or a volume; deeper
+    // stacks, such as LUKS on an array with LVM inside, are not ordered yet).
+    let mut whole: Vec<(usize, &crate::describe::Disk)> = m.disks.iter().enumerate().collect();
+    whole.sort_by_key(|(i, d)| (d.path.starts_with("/dev/mapper"), *i));
+    for (i, d) in whole {
         let n = i + 1;
         if let Some(fs) = &d.filesystem {
             let var = format!("D{n}");
@@ -611,6 +622,8 @@ mod tests {
                 && text.contains("run cryptsetup open \"$D1P3\" cryptdata"),
             "{text}"
         );
+        // The array is made, not destroyed or checked as a disk given.
+        assert!(!text.contains("check_disk \"$DISK3\"") && !text.contains("#   DISK3="), "{text}");
         // A member that is no described disk or partition is refused, not written to.
         let mut other = m.clone();
         other.raid = Some("ARRAY /dev/md0 level=raid1 num-devices=2\n   devices=/dev/sda1,/dev/sdz1\n".into());
