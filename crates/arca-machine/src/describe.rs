@@ -321,7 +321,9 @@ pub fn partition_node(disk: &Path, n: u32) -> Option<PathBuf> {
     if !md.file_type().is_block_device() {
         return None;
     }
-    let s = disk.to_string_lossy();
+    // By its kernel name: /dev/disk/by-id/... names its partitions -partN.
+    let real = std::fs::canonicalize(disk).ok()?;
+    let s = real.to_string_lossy();
     let sep = if s.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
     let node = PathBuf::from(format!("{s}{sep}{n}"));
     node.exists().then_some(node)

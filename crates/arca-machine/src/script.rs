@@ -98,9 +98,11 @@ check_disk() {
 # for a block device, a loop device over those sectors for an image file.
 part() {
   if [ -b "$1" ]; then
-    case "$1" in *[0-9]) p="${1}p$2" ;; *) p="$1$2" ;; esac
+    # By its kernel name (/dev/disk/by-id/... names partitions -partN).
+    d=$(readlink -f "$1")
+    case "$d" in *[0-9]) p="${d}p$2" ;; *) p="$d$2" ;; esac
     if [ "$DRY" = 0 ]; then
-      partx -u "$1" 2>/dev/null
+      partx -u "$d" 2>/dev/null
       i=0
       while [ ! -b "$p" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
       [ -b "$p" ] || fail "no device $p for partition $2 of $1"
