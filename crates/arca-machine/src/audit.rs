@@ -273,6 +273,50 @@ pub(crate) fn parse_diversions(text: &[u8]) -> HashMap<String, (String, String)>
         .collect()
 }
 
+/// dpkg's `path-exclude=` and `path-include=` options (`/etc/dpkg/dpkg.cfg` and
+/// `dpkg.cfg.d/*`): packaged files dpkg did not install on purpose.
+pub(crate) struct PathFilter {
+    exclude: Option<globset::GlobSet>,
+    include: Option<globset::GlobSet>,
+}
+
+impl PathFilter {
+    pub(crate) fn of(system: &System) -> PathFilter {
+        let mut files = vec!["etc/dpkg/dpkg.cfg".to_string()];
+        let mut names = system.list("etc/dpkg/dpkg.cfg.d");
+        names.sort();
+        files.extend(names.into_iter().map(|n| format!("etc/dpkg/dpkg.cfg.d/{n}")));
+        let (mut ex, mut inc) = (globset::GlobSetBuilder::new(), globset::GlobSetBuilder::new());
+        let (mut any_ex, mut any_inc) = (false, false);
+        for f in files {
+            let Ok(Some(text)) = system.read(&f) else { continue };
+            for line in String::from_utf8_lossy(&text).lines() {
+                let line = line.trim();
+                let (builder, any, glob) = match (line.strip_prefix("path-exclude"), line.strip_prefix("path-include"))
+                {
+                    (Some(g), _) => (&mut ex, &mut any_ex, g),
+                    (_, Some(g)) => (&mut inc, &mut any_inc, g),
+                    _ => continue,
+                };
+                let glob = glob.trim_start_matches(['=', ' ']).trim().trim_start_matches('/');
+                if let Ok(g) = globset::GlobBuilder::new(glob).literal_separator(false).build() {
+                    builder.add(g);
+                    *any = true;
+                }
+            }
+        }
+        PathFilter {
+            exclude: any_ex.then(|| ex.build().ok()).flatten(),
+            include: any_inc.then(|| inc.build().ok()).flatten(),
+        }
+    }
+
+    pub(crate) fn excludes(&self, rel: &str) -> bool {
+        self.exclude.as_ref().is_some_and(|e| e.is_match(rel))
+            && !self.include.as_ref().is_some_and(|i| i.is_match(rel))
+    }
+}
+
 /// Rewrites paths through a merged /usr (`bin/ls` is `usr/bin/ls` where `bin` links there).
 pub(crate) struct Aliases(Vec<(String, String)>);
 
@@ -350,11 +394,14 @@ pub fn audit_packages(system: &System) -> MachineResult<PackageAudit> {
     let sums: Vec<Result<Option<Vec<u8>>, String>> =
         checks.par_iter().map(|(path, _, _)| system.digest::<Md5>(path)).collect();
     let mut report = PackageAudit { packages: packages.len(), files: checks.len(), ..Default::default() };
+    let excluded = PathFilter::of(system);
     for ((path, pkg, want), got) in checks.iter().zip(sums) {
         let finding = || Finding { path: format!("/{path}"), package: pkg.clone() };
         match got {
             Ok(Some(got)) if got[..] == want[..] => {}
             Ok(Some(_)) => report.modified.push(finding()),
+            // dpkg left it out on purpose (path-exclude, as minimal images and containers do).
+            Ok(None) if excluded.excludes(path) => {}
             Ok(None) => report.missing.push(finding()),
             Err(why) => report.unreadable.push((format!("/{path}"), why)),
         }
@@ -519,11 +566,29 @@ mod tests {
         );
         write(root, "var/lib/dpkg/info/wrap.list", b"/usr/bin/diverted\n", 0o644);
         write(root, "var/lib/dpkg/diversions", b"/usr/bin/diverted\n/usr/bin/diverted.real\nwrap\n", 0o644);
+        // Documentation left out by dpkg on purpose is not "missing".
+        write(
+            root,
+            "etc/dpkg/dpkg.cfg.d/excludes",
+            b"path-exclude=/usr/share/doc/*\npath-include=/usr/share/doc/*/copyright\n",
+            0o644,
+        );
+        let more = format!("{}  usr/share/doc/tools/README\n{}  usr/share/doc/tools/copyright\n", md5(b"r"), md5(b"c"));
+        let mut all = std::fs::read(root.join("var/lib/dpkg/info/tools:amd64.md5sums")).unwrap();
+        all.extend_from_slice(more.as_bytes());
+        std::fs::write(root.join("var/lib/dpkg/info/tools:amd64.md5sums"), all).unwrap();
         let r = audit_packages(&System::Live(root.to_path_buf())).unwrap();
         assert_eq!(r.packages, 2);
-        assert_eq!(r.files, 4);
+        assert_eq!(r.files, 6);
         assert_eq!(r.modified, vec![Finding { path: "/usr/bin/evil".into(), package: "tools".into() }]);
-        assert_eq!(r.missing, vec![Finding { path: "/usr/bin/gone".into(), package: "tools".into() }]);
+        // The README was excluded; the copyright was included again, and is missing.
+        assert_eq!(
+            r.missing,
+            vec![
+                Finding { path: "/usr/bin/gone".into(), package: "tools".into() },
+                Finding { path: "/usr/share/doc/tools/copyright".into(), package: "tools".into() },
+            ]
+        );
         assert_eq!(r.unowned, vec!["/usr/bin/dropped".to_string()]);
         assert!(!r.is_clean());
     }
