@@ -81,6 +81,22 @@ pub struct BackupOutcome {
     pub warnings: Vec<SnapshotWarning>,
 }
 
+impl BackupOutcome {
+    /// The outcome of a source that stored `files` streams of `bytes` in all as new files
+    /// under `tree`, starting at `started` (stdin, a command, a send stream, a description).
+    pub fn of_streams(tree: Id, files: u64, bytes: u64, started: Instant) -> BackupOutcome {
+        let summary = SnapshotSummary {
+            files_new: files,
+            files_read: files,
+            bytes_read: bytes,
+            total_bytes: bytes,
+            duration_secs: started.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        BackupOutcome { tree, summary, warnings: vec![] }
+    }
+}
+
 /// Stored contents of one file.
 #[derive(Clone)]
 struct Content {
@@ -208,15 +224,7 @@ pub fn backup_stream(
     let (blobs, size) = store_stream(writer, reader, Path::new("<stdin>"), events, cancel)?;
     let node = stream_node(clean, blobs, size);
     let id = store_tree(writer, vec![node])?;
-    let summary = SnapshotSummary {
-        files_new: 1,
-        files_read: 1,
-        bytes_read: size,
-        total_bytes: size,
-        duration_secs: started.elapsed().as_secs_f64(),
-        ..Default::default()
-    };
-    Ok(BackupOutcome { tree: id, summary, warnings: vec![] })
+    Ok(BackupOutcome::of_streams(id, 1, size, started))
 }
 
 /// Chunk and store everything `reader` gives (named `what` in errors); the blobs in order and

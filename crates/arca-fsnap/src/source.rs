@@ -247,14 +247,6 @@ impl Source for SendStream {
             ("btrfs.stream".to_string(), "split-1".to_string()),
             ("btrfs.stream_size".to_string(), sizes.stream.to_string()),
         ]);
-        let summary = arca_format::SnapshotSummary {
-            files_new: 2,
-            files_read: 2,
-            bytes_read: sizes.stream,
-            total_bytes: sizes.stream,
-            duration_secs: started.elapsed().as_secs_f64(),
-            ..Default::default()
-        };
-        Ok(BackupOutcome { tree, summary, warnings: vec![] })
+        Ok(BackupOutcome::of_streams(tree, 2, sizes.stream, started))
     }
 }

@@ -53,11 +53,12 @@ impl Source for SystemDescription {
             .map_err(|e| arca_ops::OpsError::from(MachineError::NotInSnapshot(e.to_string())))?;
         let text = describe::text(&m).into_bytes();
         let mut nodes = vec![];
-        let mut bytes = 0;
+        let (mut bytes, mut files) = (0, 0);
         for (name, data) in [(JSON, &json), (TEXT, &text)] {
             let (blobs, size) =
                 arca_fs::backup::store_stream(writer, &data[..], std::path::Path::new(name), events, cancel)?;
             bytes += size;
+            files += 1;
             nodes.push(arca_fs::backup::stream_node(name.as_bytes(), blobs, size));
         }
         // LUKS headers, when asked for, as luks/<uuid>.header.
@@ -73,6 +74,7 @@ impl Source for SystemDescription {
                 let (blobs, size) =
                     arca_fs::backup::store_stream(writer, &data[..], std::path::Path::new(&name), events, cancel)?;
                 bytes += size;
+                files += 1;
                 let mut node = arca_fs::backup::stream_node(name.as_bytes(), blobs, size);
                 node.mode = 0o600;
                 inner.push(node);
@@ -90,15 +92,7 @@ impl Source for SystemDescription {
             ),
             ("system.absent".to_string(), m.absent.len().to_string()),
         ]);
-        let summary = arca_format::SnapshotSummary {
-            files_new: 2,
-            files_read: 2,
-            bytes_read: bytes,
-            total_bytes: bytes,
-            duration_secs: started.elapsed().as_secs_f64(),
-            ..Default::default()
-        };
-        Ok(BackupOutcome { tree, summary, warnings: vec![] })
+        Ok(BackupOutcome::of_streams(tree, files, bytes, started))
     }
 }
 
