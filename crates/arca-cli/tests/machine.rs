@@ -165,14 +165,29 @@ fn a_machine_on_disk_images_is_described_wiped_and_rebuilt_by_its_recovery_scrip
     // Run as a rescue system would: dash, arca on the PATH, the repository in the environment.
     let env = e.cmd(&[]);
     let bin = Path::new(env!("CARGO_BIN_EXE_arca")).parent().unwrap().display().to_string();
-    let o = std::process::Command::new("dash")
-        .arg(s)
-        .arg("--yes")
-        .envs(env.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))))
-        .env("ARCA_TARGET", t)
-        .env("PATH", format!("{bin}:{}", std::env::var("PATH").unwrap_or_default()))
-        .output()
-        .unwrap();
+    let recover = |password: &str| {
+        std::process::Command::new("dash")
+            .arg(s)
+            .arg("--yes")
+            .envs(env.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))))
+            .env("ARCA_PASSWORD", password)
+            .env("ARCA_TARGET", t)
+            .env("PATH", format!("{bin}:{}", std::env::var("PATH").unwrap_or_default()))
+            .output()
+            .unwrap()
+    };
+    // A run that fails late (a wrong password at the restore) names the step and takes down
+    // what it mounted, so the next run starts over on the same disk.
+    let o = recover("not the password");
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success() && said.contains("step \"restore the files\" failed"), "{said}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let loops = sh(&format!("losetup -j '{new}'"));
+    if mounts.contains(t) || !loops.trim().is_empty() {
+        cleanup(&format!("'{t}/srv' '{t}/pool' '{t}'"));
+        panic!("a failed run left mounts or loop devices behind:\n{mounts}\n{loops}\n{said}");
+    }
+    let o = recover(common::PASSWORD);
     let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let diff = common::rsync_diff_both_ways(&dir.join("reference"), &target);
     cleanup(&format!("'{t}/srv' '{t}/pool' '{t}'"));
@@ -226,6 +241,11 @@ fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
     ));
     let v = e.json(&["audit", "packages", "--live", "--root", r]);
     assert_eq!(v["report"]["modified"], serde_json::json!([]), "the MD5 list was rewritten to match: {v}");
+    // A file another package took over (`Replaces:`; dpkg no longer lists it as coreutils')
+    // differs from coreutils' .deb without being a finding.
+    std::fs::write(root.join("usr/bin/cat"), b"#!/bin/sh\n# the other package's cat\n").unwrap();
+    sh(&format!("sed -i -e '/^\\/bin\\/cat$/d' -e '/^\\/usr\\/bin\\/cat$/d' '{r}/var/lib/dpkg/info/coreutils.list'"));
+    assert!(!std::fs::read_to_string(root.join("var/lib/dpkg/info/coreutils.list")).unwrap().contains("bin/cat\n"));
     // Against the package from the archive (apt-get download checks it against the signed index).
     let cache = e.path("debs");
     let o = e.run(&[

@@ -98,6 +98,15 @@ impl std::io::Write for HashInto<'_> {
     }
 }
 
+/// The paths (relative to `/`) of one of dpkg's lists about `p` (`list`, `conffiles`), if
+/// it has one.
+fn info_paths(system: &System, p: &Installed, what: &str) -> Option<HashSet<String>> {
+    [format!("{}.{what}", p.name), format!("{}:{}.{what}", p.name, p.arch)]
+        .iter()
+        .find_map(|f| system.read(&format!("var/lib/dpkg/info/{f}")).ok().flatten())
+        .map(|b| String::from_utf8_lossy(&b).lines().map(|l| l.trim_start_matches('/').to_string()).collect())
+}
+
 /// Check the installed packages' files against their `.deb`s from the archive.
 pub fn audit_against_archive(system: &System, opts: &ArchiveOptions) -> MachineResult<PackageAudit> {
     let status = system.read("var/lib/dpkg/status")?.ok_or_else(|| {
@@ -140,19 +149,12 @@ pub fn audit_against_archive(system: &System, opts: &ArchiveOptions) -> MachineR
                     return out;
                 }
             };
-            let conffiles: HashSet<String> =
-                [format!("{}.conffiles", p.name), format!("{}:{}.conffiles", p.name, p.arch)]
-                    .iter()
-                    .filter_map(|f| system.read(&format!("var/lib/dpkg/info/{f}")).ok().flatten())
-                    .flat_map(|b| {
-                        String::from_utf8_lossy(&b)
-                            .lines()
-                            .map(|l| l.trim_start_matches('/').to_string())
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
+            let conffiles = info_paths(system, p, "conffiles").unwrap_or_default();
+            // What dpkg lists as this package's now: a file another package took over
+            // (`Replaces:`) is checked against that package's .deb, not this one's.
+            let owned = info_paths(system, p, "list");
             for (path, want) in files {
-                if conffiles.contains(&path) {
+                if conffiles.contains(&path) || owned.as_ref().is_some_and(|o| !o.contains(&path)) {
                     continue;
                 }
                 let path = aliases.resolve(&path);

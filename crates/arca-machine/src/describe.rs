@@ -38,6 +38,19 @@ pub struct Machine {
     pub usage: Vec<DirUsage>,
     /// Parts that could not be captured, with why (a tool missing, a device unreadable).
     pub absent: Vec<String>,
+    /// Device names as the tools reported them (RAID arrays and members, LVM's physical
+    /// volumes, GRUB's install devices, the disks given) mapped to the kernel's node: the
+    /// same array may be `/dev/md/0` to mdadm and `/dev/md127` to the kernel, a disk
+    /// `/dev/disk/by-id/…` to one and `/dev/sda` to another.
+    #[serde(default)]
+    pub device_nodes: BTreeMap<String, String>,
+}
+
+impl Machine {
+    /// The kernel's node for a device name as a tool reported it (itself when unknown).
+    pub fn node<'a>(&'a self, name: &'a str) -> &'a str {
+        self.device_nodes.get(name).map(String::as_str).unwrap_or(name)
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -52,6 +65,18 @@ pub struct Disk {
     pub partitions: Vec<Partition>,
     /// A filesystem on the whole disk (no table).
     pub filesystem: Option<Filesystem>,
+    /// The devices it is made of, by kernel node (`/dev/sda3` under an opened LUKS
+    /// container, the members under an array): how a recovery knows what to make first.
+    #[serde(default)]
+    pub slaves: Vec<String>,
+    /// How the disk is known apart from others (`lsblk`'s model, serial and WWN), so a
+    /// person matches the description with the hardware.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub wwn: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -165,7 +190,7 @@ fn read(path: &Path) -> Option<String> {
 /// Describe the machine.
 pub fn describe(opts: &Options) -> MachineResult<Machine> {
     let mut m = Machine {
-        hostname: nix_hostname(),
+        hostname: hostname(&opts.root),
         kernel: read(Path::new("/proc/sys/kernel/osrelease")).unwrap_or_default().trim().to_string(),
         cmdline: read(Path::new("/proc/cmdline")).unwrap_or_default().trim().to_string(),
         root: opts.root.clone(),
@@ -217,16 +242,105 @@ pub fn describe(opts: &Options) -> MachineResult<Machine> {
     };
     m.packages = describe_packages(&opts.root, &mut m.absent);
     for mnt in &m.mounts {
+        if !walked(&mnt.fstype) {
+            m.absent.push(format!("directory sizes under {}: a {} filesystem, not walked", mnt.point, mnt.fstype));
+            continue;
+        }
         let dir = opts.root.join(mnt.point.trim_start_matches('/'));
         let dev = std::fs::metadata(&dir).map(|md| md.dev()).unwrap_or(0);
         usage(&dir, &mnt.point, dev, opts.depth, &mut m.usage);
     }
     m.usage.sort_by(|a, b| a.path.cmp(&b.path));
+    m.device_nodes = device_nodes(&m);
     Ok(m)
 }
 
-fn nix_hostname() -> String {
-    read(Path::new("/proc/sys/kernel/hostname")).unwrap_or_default().trim().to_string()
+/// The machine's name: its own `/etc/hostname` when it is described from another root (a
+/// mounted disk), the running kernel's otherwise.
+fn hostname(root: &Path) -> String {
+    let own = (root != Path::new("/"))
+        .then(|| read(&root.join("etc/hostname")))
+        .flatten()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    own.unwrap_or_else(|| read(Path::new("/proc/sys/kernel/hostname")).unwrap_or_default().trim().to_string())
+}
+
+/// Filesystems whose sizes are not walked: another machine's (network) or a program's (FUSE).
+fn walked(fstype: &str) -> bool {
+    !(["nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "sshfs", "davfs", "afs"].contains(&fstype)
+        || fstype.starts_with("fuse"))
+}
+
+/// Every device name the description holds, mapped to the kernel's node where it differs.
+fn device_nodes(m: &Machine) -> BTreeMap<String, String> {
+    let mut names: Vec<String> = m.disks.iter().map(|d| d.path.to_string_lossy().into_owned()).collect();
+    if let Some(raid) = &m.raid {
+        for l in raid.lines() {
+            let mut w = l.split_whitespace();
+            match w.next() {
+                Some("ARRAY") => names.extend(w.next().map(String::from)),
+                Some(d) if d.starts_with("devices=") => {
+                    names.extend(d["devices=".len()..].split(',').map(String::from))
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(lvm) = &m.lvm {
+        for cfg in lvm.vgcfgbackup.values() {
+            names.extend(crate::script::physical_volumes(cfg).into_iter().map(|(_, d)| d));
+        }
+    }
+    names.extend(m.boot.grub_devices.iter().flat_map(|g| crate::script::grub_devices(g)));
+    names.extend(m.mounts.iter().map(|mnt| mnt.source.clone()));
+    let mut out = BTreeMap::new();
+    for n in names.into_iter().filter(|n| n.starts_with("/dev/")) {
+        if let Ok(real) = std::fs::canonicalize(&n) {
+            let real = real.to_string_lossy().into_owned();
+            if real != n {
+                out.insert(n, real);
+            }
+        }
+    }
+    out
+}
+
+/// The kernel's name of a block device (`sda`, `md127`, `dm-2`), if it is one.
+fn kernel_name(path: &Path) -> Option<String> {
+    let md = std::fs::metadata(path).ok()?;
+    if !md.file_type().is_block_device() {
+        return None;
+    }
+    Some(std::fs::canonicalize(path).ok()?.file_name()?.to_string_lossy().into_owned())
+}
+
+/// The devices under a block device, by node (`/sys/block/<name>/slaves`).
+fn slaves(path: &Path) -> Vec<String> {
+    let Some(name) = kernel_name(path) else { return vec![] };
+    let mut out: Vec<String> = std::fs::read_dir(Path::new("/sys/block").join(name).join("slaves"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| format!("/dev/{}", e.file_name().to_string_lossy()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Model, serial and WWN of a disk, as lsblk knows them.
+fn identity(path: &Path) -> (Option<String>, Option<String>, Option<String>) {
+    if kernel_name(path).is_none() {
+        return (None, None, None);
+    }
+    let Ok(json) = run("lsblk", &["--json", "--nodeps", "--output", "MODEL,SERIAL,WWN", &path.to_string_lossy()])
+    else {
+        return (None, None, None);
+    };
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    let d = &v["blockdevices"][0];
+    let field = |k: &str| d[k].as_str().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    (field("model"), field("serial"), field("wwn"))
 }
 
 /// Whole disks the kernel knows (RAID arrays and device-mapper devices, such as logical
@@ -263,7 +377,9 @@ fn describe_disk(path: &Path, luks_headers: bool) -> MachineResult<Disk> {
     } else {
         md.len()
     };
-    let mut disk = Disk { path: path.to_path_buf(), size, ..Default::default() };
+    let (model, serial, wwn) = identity(path);
+    let mut disk =
+        Disk { path: path.to_path_buf(), size, slaves: slaves(path), model, serial, wwn, ..Default::default() };
     let p = path.to_string_lossy().into_owned();
     match run("sfdisk", &["--json", &p]) {
         Ok(json) => {
@@ -662,6 +778,16 @@ pub fn text(m: &Machine) -> String {
     );
     for d in &m.disks {
         t += &format!("Disk {} ({}, {} table)\n", d.path.display(), gib(d.size), d.label.as_deref().unwrap_or("no"));
+        let ident: Vec<String> = [("model", &d.model), ("serial", &d.serial), ("WWN", &d.wwn)]
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+            .collect();
+        if !ident.is_empty() {
+            t += &format!("  {}\n", ident.join(", "));
+        }
+        if !d.slaves.is_empty() {
+            t += &format!("  made of {}\n", d.slaves.join(", "));
+        }
         let fs_line = |f: &Filesystem| {
             format!(
                 "{}{}{}",

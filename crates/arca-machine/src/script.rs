@@ -6,7 +6,7 @@
 //! step, echoes every command with `--dry-run`, asks before each step with `--confirm`, and
 //! says in plain words what it will destroy before touching anything.
 
-use crate::describe::{Filesystem, Machine};
+use crate::describe::{Disk, Filesystem, Machine};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -52,9 +52,34 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'fail "interrupted"' INT TERM HUP
+# undo KIND NAME: what to take down again if a later step fails (newest first: filesystems
+# unmounted, volume groups deactivated, containers closed, arrays stopped), so that the script
+# can be run again from the start on the same disks.
+undo() {
+  [ "$DRY" = 1 ] && return 0
+  { printf '%s %s\n' "$1" "$2"; [ ! -f "$WORK/undo" ] || cat "$WORK/undo"; } > "$WORK/undo.new" &&
+    mv "$WORK/undo.new" "$WORK/undo"
+}
+takedown() {
+  [ -f "$WORK/undo" ] || return 0
+  while IFS= read -r line; do
+    what=${line#* }
+    case "$line" in
+      "umount "*) umount "$what" ;;
+      "umount-tree "*) umount -R "$what" ;;
+      "deactivate "*) vgchange -an "$what" >/dev/null ;;
+      "close "*) cryptsetup close "$what" ;;
+      "stop "*) mdadm --stop "$what" ;;
+    esac || echo "arca recovery: could not take down: $line" >&2
+  done < "$WORK/undo"
+  rm -f "$WORK/undo"
+}
 fail() {
+  trap - INT TERM HUP
   echo "arca recovery: step \"$STEP\" failed: $*" >&2
-  echo "arca recovery: nothing after it was done; fix the cause and run the script again (it starts over)" >&2
+  takedown
+  echo "arca recovery: nothing after it was done, and what the script had mounted, opened or assembled is taken down again; fix the cause and run the script again (it starts over)" >&2
   exit 1
 }
 step() {
@@ -89,6 +114,9 @@ check_disk() {
     fi
   elif [ -f "$1" ]; then
     size=$(wc -c < "$1")
+    if [ -n "$(losetup -j "$1" 2>/dev/null)" ]; then
+      fail "$1 is in use by a loop device ($(losetup -j "$1" | cut -d: -f1 | tr '\n' ' ')): detach it first"
+    fi
   else
     fail "$1 is neither a disk nor an image file"
   fi
@@ -120,7 +148,8 @@ part() {
 /// Features mke2fs refuses or that describe a state, not a choice.
 const EXT_STATE_FEATURES: &[&str] = &["needs_recovery", "orphan_present", "journal_dev", "snapshot_bitmap"];
 
-fn mkfs_commands(fs: &Filesystem, dev: &str, crypttab: Option<&str>, out: &mut String) {
+/// The commands that make `fs` again on `dev`; a LUKS container is opened as `opened_as`.
+fn mkfs_commands(fs: &Filesystem, dev: &str, opened_as: &str, out: &mut String) {
     let uuid = fs.uuid.as_deref().map(quote);
     let label = fs.label.as_deref().map(quote);
     let p = &fs.params;
@@ -276,21 +305,15 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, crypttab: Option<&str>, out: &mut S
                 let _ = write!(cmd, " --label {l}");
             }
             let _ = writeln!(out, "echo \"LUKS on {dev}: cryptsetup asks for the new passphrase\"\n{cmd} \"{dev}\"");
-            // Opened under the name crypttab gives it (so what was on it is found again).
-            let named = fs.uuid.as_deref().and_then(|u| {
-                crypttab?.lines().find_map(|l| {
-                    let mut w = l.split_whitespace();
-                    let (name, source) = (w.next()?, w.next()?);
-                    (source == format!("UUID={u}")).then(|| name.to_string())
-                })
-            });
-            let safe: String =
-                fs.uuid.as_deref().unwrap_or("").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-            let name = named
-                .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
-                .unwrap_or(format!("luks-{safe}"));
-            let _ = writeln!(out, "run cryptsetup open \"{dev}\" {}", quote(&name));
-            let _ = writeln!(out, "echo \"{dev} is open as /dev/mapper/{name}\"");
+            let name = quote(opened_as);
+            let _ = writeln!(out, "run cryptsetup open \"{dev}\" {name}\nundo close {name}");
+            let _ = writeln!(out, "echo \"{dev} is open as /dev/mapper/{opened_as}\"");
+        }
+        "linux_raid_member" => {
+            let _ = writeln!(out, "echo \"{dev}: a member of a RAID array, made with the array\"");
+        }
+        "LVM2_member" => {
+            let _ = writeln!(out, "echo \"{dev}: an LVM physical volume, made with its volume group\"");
         }
         other => {
             let _ = writeln!(
@@ -334,7 +357,7 @@ fn raid_arrays(scan: &str) -> Vec<Array> {
 }
 
 /// The physical volumes of a `vgcfgbackup` file: (id, device) in order.
-fn physical_volumes(cfg: &str) -> Vec<(String, String)> {
+pub fn physical_volumes(cfg: &str) -> Vec<(String, String)> {
     let mut out = vec![];
     let mut inside = false;
     let mut id = None;
@@ -360,6 +383,281 @@ fn physical_volumes(cfg: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The logical volumes of a `vgcfgbackup` file, by name (the sections inside
+/// `logical_volumes`, hidden ones such as thin pools' metadata included).
+fn logical_volumes(cfg: &str) -> Vec<String> {
+    let (mut depth, mut inside, mut out) = (0usize, false, vec![]);
+    for line in cfg.lines() {
+        let l = line.split('#').next().unwrap_or("").trim();
+        if let Some(head) = l.strip_suffix('{') {
+            let head = head.trim();
+            if depth == 1 {
+                inside = head == "logical_volumes";
+            } else if depth == 2 && inside {
+                out.push(head.to_string());
+            }
+            depth += 1;
+        } else if l == "}" {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    out
+}
+
+/// The device-mapper name of a logical volume: `vg-lv`, a dash in either doubled.
+fn lv_mapper(vg: &str, lv: &str) -> String {
+    format!("/dev/mapper/{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
+}
+
+/// The devices of debconf's `grub-pc/install_devices: /dev/disk/by-id/a, /dev/sdb` line.
+pub fn grub_devices(line: &str) -> Vec<String> {
+    let list = line.split_once(": ").map(|(_, l)| l).unwrap_or("");
+    list.split(',').map(|d| d.trim().to_string()).filter(|d| d.starts_with("/dev/")).collect()
+}
+
+/// Names that are safe to use bare in the script (device-mapper names, volume groups).
+fn plain_name(n: &str) -> bool {
+    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+}
+
+/// One step of making the machine's devices: what it needs made first and what it makes, by
+/// the kernel's node (how the description names devices apart from the tools' aliases).
+struct Action<'a> {
+    what: String,
+    needs: Vec<String>,
+    makes: Vec<String>,
+    text: String,
+    filesystem: Option<(String, &'a Filesystem)>,
+}
+
+/// The steps that make a machine's devices, ordered so that each runs once what it needs is
+/// there: partitions, then arrays on them, containers on those, volume groups inside, and
+/// filesystems on whatever holds them, however deep the stack.
+struct Plan<'a> {
+    m: &'a Machine,
+    /// The name the script gives each disk of the description (`$DISKn`).
+    names: Vec<String>,
+    actions: Vec<Action<'a>>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(m: &'a Machine, map: &dyn Fn(&Path) -> PathBuf) -> Result<Plan<'a>, String> {
+        let node = |p: &Path| m.node(&p.to_string_lossy()).to_string();
+        let arrays = m.raid.as_deref().map(raid_arrays).unwrap_or_default();
+        // What the script calls each device: disks, partitions, and what is made of them.
+        let mut expr: BTreeMap<String, String> = BTreeMap::new();
+        let mut names = vec![];
+        for (i, d) in m.disks.iter().enumerate() {
+            let n = i + 1;
+            let key = node(&d.path);
+            expr.insert(key.clone(), format!("$DISK{n}"));
+            let sep = if key.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
+            for p in &d.partitions {
+                expr.insert(format!("{key}{sep}{}", p.number), format!("$D{n}P{}", p.number));
+            }
+            // An array is made under mdadm's name for it (`/dev/md/0`), which the kernel may
+            // call `/dev/md127`; what is given with --map stays as given.
+            let mapped = map(&d.path);
+            let name = if mapped != d.path {
+                mapped.to_string_lossy().into_owned()
+            } else if let Some(a) = arrays.iter().find(|a| m.node(&a.device) == key) {
+                a.device.clone()
+            } else {
+                d.path.to_string_lossy().into_owned()
+            };
+            names.push(name);
+        }
+        let device = |p: &str| -> Result<String, String> {
+            expr.get(m.node(p)).map(|v| format!("\"{v}\"")).ok_or_else(|| {
+                format!("{p} (a RAID member or LVM physical volume) is not a described disk or a partition of one: describe it too (--disk), so the script never writes where it did not say")
+            })
+        };
+        // The name a LUKS container on `key` is opened as: that of the opened device the
+        // description holds, else crypttab's, else `luks-<uuid>`.
+        let opened = |key: &str, fs: &Filesystem| -> String {
+            let described = m
+                .disks
+                .iter()
+                .find(|d| d.slaves == [key.to_string()])
+                .and_then(|d| d.path.strip_prefix("/dev/mapper").ok().map(|n| n.to_string_lossy().into_owned()));
+            let named = fs.uuid.as_deref().and_then(|u| {
+                m.crypttab.as_deref()?.lines().find_map(|l| {
+                    let mut w = l.split_whitespace();
+                    let (name, source) = (w.next()?, w.next()?);
+                    (source == format!("UUID={u}")).then(|| name.to_string())
+                })
+            });
+            let safe: String =
+                fs.uuid.as_deref().unwrap_or("").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            described.into_iter().chain(named).find(|n| plain_name(n)).unwrap_or(format!("luks-{safe}"))
+        };
+        // What making `fs` on the device `key` makes besides: the opened container.
+        let made_by = |key: &str, fs: &Filesystem| -> (String, Vec<String>) {
+            if fs.kind != "crypto_LUKS" {
+                return (String::new(), vec![]);
+            }
+            let name = opened(key, fs);
+            let mut makes = vec![m.node(&format!("/dev/mapper/{name}")).to_string()];
+            makes.extend(m.disks.iter().filter(|d| d.slaves == [key.to_string()]).map(|d| node(&d.path)));
+            (name, makes)
+        };
+        let mut actions = vec![];
+        // Partition tables, on the disks given and on arrays or volumes that have one.
+        for (i, d) in m.disks.iter().enumerate() {
+            let Some(table) = &d.table else { continue };
+            let n = i + 1;
+            let mut text = format!("\nstep \"partition table of $DISK{n}\"\n");
+            let t: String = table.lines().filter(|l| !l.starts_with("device:")).map(|l| format!("{l}\n")).collect();
+            heredoc(&mut text, &format!("\"$WORK/disk{n}.sfdisk\""), &t, "ARCA_TABLE");
+            let _ = writeln!(
+                text,
+                "run_from \"$WORK/disk{n}.sfdisk\" sfdisk --quiet --wipe always --wipe-partitions always \"$DISK{n}\""
+            );
+            let key = node(&d.path);
+            let needs = if derived(d) { vec![key.clone()] } else { vec![] };
+            actions.push(Action {
+                what: format!("the partition table of {}", d.path.display()),
+                needs,
+                makes: vec![format!("table:{key}")],
+                text,
+                filesystem: None,
+            });
+        }
+        // Partitions and what is on them (filesystems, swap, LUKS containers, members).
+        for (i, d) in m.disks.iter().enumerate() {
+            let n = i + 1;
+            let key = node(&d.path);
+            let sep = if key.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
+            for p in &d.partitions {
+                let Some(fs) = &p.filesystem else { continue };
+                let var = format!("D{n}P{}", p.number);
+                let part = format!("{key}{sep}{}", p.number);
+                let mut text = format!("\nstep \"{} on partition {} of $DISK{n}\"\n", fs.kind, p.number);
+                let _ = writeln!(text, "{var}=$(part \"$DISK{n}\" {} {} {}) || exit 1", p.number, p.start, p.size);
+                let _ = writeln!(text, "case \"${var}\" in /dev/loop*) LOOPS=\"$LOOPS ${var}\" ;; esac");
+                let (name, mut makes) = made_by(&part, fs);
+                mkfs_commands(fs, &format!("${var}"), &name, &mut text);
+                makes.push(part.clone());
+                actions.push(Action {
+                    what: format!("{} on partition {} of {}", fs.kind, p.number, d.path.display()),
+                    needs: vec![format!("table:{key}")],
+                    makes,
+                    text,
+                    filesystem: Some((var, fs)),
+                });
+            }
+        }
+        for a in &arrays {
+            let mut cmd = format!("run mdadm --create {} --run", quote(&a.device));
+            for (k, flag) in [
+                ("level", "--level"),
+                ("num-devices", "--raid-devices"),
+                ("metadata", "--metadata"),
+                ("UUID", "--uuid"),
+                ("name", "--homehost=any --name"),
+            ] {
+                if let Some(v) = a.fields.get(k) {
+                    let _ = write!(cmd, " {flag}={}", quote(v));
+                }
+            }
+            if let Some(v) = a.fields.get("spares") {
+                let _ = write!(cmd, " --spare-devices={}", quote(v));
+            }
+            for d in &a.devices {
+                let _ = write!(cmd, " {}", device(d)?);
+            }
+            let text = format!("\nstep \"RAID array {}\"\n{cmd}\nundo stop {}\n", comment(&a.device), quote(&a.device));
+            actions.push(Action {
+                what: format!("the RAID array {}", a.device),
+                needs: a.devices.iter().map(|d| m.node(d).to_string()).collect(),
+                makes: vec![m.node(&a.device).to_string()],
+                text,
+                filesystem: None,
+            });
+        }
+        for (vg, cfg) in m.lvm.iter().flat_map(|l| &l.vgcfgbackup) {
+            if !plain_name(vg) {
+                return Err(format!("the volume group name {vg:?} is not one LVM makes"));
+            }
+            let file = format!("\"$WORK\"/{vg}.vg");
+            let mut text = format!("\nstep \"LVM volume group {vg}\"\n");
+            heredoc(&mut text, &file, cfg, "ARCA_VG");
+            let pvs = physical_volumes(cfg);
+            for (id, dev) in &pvs {
+                let _ = writeln!(text, "run pvcreate --yes --uuid {} --restorefile {file} {}", quote(id), device(dev)?);
+            }
+            let _ = writeln!(text, "run vgcfgrestore -f {file} {vg}\nrun vgchange -ay {vg}\nundo deactivate {vg}");
+            let mut makes = vec![];
+            for lv in logical_volumes(cfg) {
+                makes.push(m.node(&lv_mapper(vg, &lv)).to_string());
+                makes.push(m.node(&format!("/dev/{vg}/{lv}")).to_string());
+            }
+            actions.push(Action {
+                what: format!("the LVM volume group {vg}"),
+                needs: pvs.iter().map(|(_, d)| m.node(d).to_string()).collect(),
+                makes,
+                text,
+                filesystem: None,
+            });
+        }
+        // Filesystems (and containers) on whole devices: disks without a table, arrays,
+        // logical volumes and opened containers.
+        for (i, d) in m.disks.iter().enumerate() {
+            let Some(fs) = &d.filesystem else { continue };
+            let n = i + 1;
+            let var = format!("D{n}");
+            let key = node(&d.path);
+            let mut text = format!("\nstep \"{} on $DISK{n}\"\n{var}=$DISK{n}\n", fs.kind);
+            let (name, makes) = made_by(&key, fs);
+            mkfs_commands(fs, &format!("${var}"), &name, &mut text);
+            let needs = if derived(d) { vec![key] } else { vec![] };
+            actions.push(Action {
+                what: format!("{} on {}", fs.kind, d.path.display()),
+                needs,
+                makes,
+                text,
+                filesystem: Some((var, fs)),
+            });
+        }
+        Ok(Plan { m, names, actions })
+    }
+
+    /// The steps into `out`, each as soon as what it needs is made (in the order above where
+    /// several could go); the filesystems made, by the variable naming their device. A step
+    /// whose devices nothing makes (a device-mapper target the description cannot rebuild)
+    /// is named, not run.
+    fn emit(self, out: &mut String) -> Vec<(String, &'a Filesystem)> {
+        let mut have: std::collections::BTreeSet<String> = self
+            .m
+            .disks
+            .iter()
+            .filter(|d| !derived(d))
+            .map(|d| self.m.node(&d.path.to_string_lossy()).to_string())
+            .collect();
+        let mut left = self.actions;
+        let mut made = vec![];
+        while let Some(i) = left.iter().position(|a| a.needs.iter().all(|n| have.contains(n))) {
+            let a = left.remove(i);
+            out.push_str(&a.text);
+            have.extend(a.makes);
+            made.extend(a.filesystem);
+        }
+        for a in left {
+            let missing: Vec<&String> = a.needs.iter().filter(|n| !have.contains(*n)).collect();
+            let _ = writeln!(
+                out,
+                "\necho {}",
+                quote(&format!(
+                    "not made: {}: nothing in the description makes {} (recreate it and what is on it by hand)",
+                    comment(&a.what),
+                    comment(&missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                ))
+            );
+        }
+        made
+    }
+}
+
 /// `text` as a here-document into `file`: a terminator that is no line of the text, and a final
 /// line break (without it the terminator would be taken as text).
 fn heredoc(out: &mut String, file: &str, text: &str, base: &str) {
@@ -377,9 +675,9 @@ fn heredoc(out: &mut String, file: &str, text: &str, base: &str) {
 
 /// A device the script makes on the way (a RAID array, a logical volume, an opened LUKS
 /// container), not a disk it is given: never in the list of what it destroys or checks.
-fn derived(p: &Path) -> bool {
-    let s = p.to_string_lossy();
-    s.starts_with("/dev/mapper/") || s.starts_with("/dev/md")
+fn derived(d: &Disk) -> bool {
+    let s = d.path.to_string_lossy();
+    !d.slaves.is_empty() || s.starts_with("/dev/mapper/") || s.starts_with("/dev/md") || s.starts_with("/dev/dm-")
 }
 
 /// Text for a comment line: no line breaks or other control characters.
@@ -399,13 +697,16 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
         opts.system_snapshot
     );
     s.push_str("#\n# THIS DESTROYS EVERYTHING ON THESE DISKS:\n");
-    for (i, d) in m.disks.iter().enumerate().filter(|(_, d)| !derived(&d.path)) {
+    for (i, d) in m.disks.iter().enumerate().filter(|(_, d)| !derived(d)) {
+        let ident: String =
+            [&d.model, &d.serial].iter().filter_map(|v| v.as_deref()).map(|v| format!(", {v}")).collect();
         let _ = writeln!(
             s,
-            "#   DISK{}={} (the machine's {}: {} bytes, {} table, {} partitions)",
+            "#   DISK{}={} (the machine's {}{}: {} bytes, {} table, {} partitions)",
             i + 1,
             comment(&map(&d.path).to_string_lossy()),
             comment(&d.path.to_string_lossy()),
+            comment(&ident),
             d.size,
             d.label.as_deref().unwrap_or("no"),
             d.partitions.len()
@@ -425,110 +726,25 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
         "# It needs sfdisk, partx, losetup, mkfs.* and the tools of the filesystems, mount, and arca\n\
          # with ARCA_REPOSITORY and the password (ARCA_PASSWORD_FILE, ...) set.\n#\n\
          # Options: --dry-run (print every command, change nothing), --confirm (ask before each step),\n\
-         # --yes (do not ask whether to go ahead). It stops at the first failure, naming the step.\n\n",
+         # --yes (do not ask whether to go ahead). It stops at the first failure, naming the step, and\n\
+         # takes down what it had mounted, opened or assembled, so it can be run again from the start.\n\n",
     );
     s.push_str(PRELUDE);
-    for (i, d) in m.disks.iter().enumerate() {
-        let _ = writeln!(s, "DISK{}={}", i + 1, quote(&map(&d.path).to_string_lossy()));
+    let plan = Plan::new(m, &map)?;
+    for (i, name) in plan.names.iter().enumerate() {
+        let _ = writeln!(s, "DISK{}={}", i + 1, quote(name));
     }
     s.push_str("\nif [ \"$DRY\" = 0 ] && [ \"$YES\" = 0 ]; then\n  echo \"This destroys everything on:\"\n");
-    for (i, _) in m.disks.iter().enumerate().filter(|(_, d)| !derived(&d.path)) {
+    for (i, _) in m.disks.iter().enumerate().filter(|(_, d)| !derived(d)) {
         let _ = writeln!(s, "  echo \"  $DISK{}\"", i + 1);
     }
     s.push_str("  printf 'Type YES to go ahead: '\n  read -r answer || answer=\"\"\n  [ \"$answer\" = YES ] || { echo \"nothing was done\"; exit 1; }\nfi\n");
     // Before anything is written: each disk exists, is large enough, and nothing uses it.
     s.push_str("\nstep \"check the disks\"\n");
-    for (i, d) in m.disks.iter().enumerate().filter(|(_, d)| !derived(&d.path)) {
+    for (i, d) in m.disks.iter().enumerate().filter(|(_, d)| !derived(d)) {
         let _ = writeln!(s, "check_disk \"$DISK{}\" {}", i + 1, d.size);
     }
-    // Partition tables (only of disks that are not arrays or volumes made on the way).
-    for (i, d) in m.disks.iter().enumerate() {
-        let Some(table) = &d.table else { continue };
-        let n = i + 1;
-        let _ = writeln!(s, "\nstep \"partition table of $DISK{n}\"");
-        let text: String = table.lines().filter(|l| !l.starts_with("device:")).map(|l| format!("{l}\n")).collect();
-        heredoc(&mut s, &format!("\"$WORK/disk{n}.sfdisk\""), &text, "ARCA_TABLE");
-        let _ = writeln!(
-            s,
-            "run_from \"$WORK/disk{n}.sfdisk\" sfdisk --quiet --wipe always --wipe-partitions always \"$DISK{n}\""
-        );
-    }
-    // Partition devices and what is on them (filesystems, swap, LUKS containers).
-    let mut devs: Vec<(String, &Filesystem)> = vec![];
-    // The machine's partition devices, as the script names them.
-    let mut nodes: BTreeMap<String, String> = BTreeMap::new();
-    for (i, d) in m.disks.iter().enumerate() {
-        let n = i + 1;
-        for p in &d.partitions {
-            let var = format!("D{n}P{}", p.number);
-            let path = d.path.to_string_lossy();
-            let sep = if path.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
-            nodes.insert(format!("{path}{sep}{}", p.number), format!("${var}"));
-            let Some(fs) = &p.filesystem else { continue };
-            let _ = writeln!(s, "\nstep \"{} on partition {} of $DISK{n}\"", fs.kind, p.number);
-            let _ = writeln!(s, "{var}=$(part \"$DISK{n}\" {} {} {}) || exit 1", p.number, p.start, p.size);
-            let _ = writeln!(s, "case \"${var}\" in /dev/loop*) LOOPS=\"$LOOPS ${var}\" ;; esac");
-            mkfs_commands(fs, &format!("${var}"), m.crypttab.as_deref(), &mut s);
-            devs.push((var, fs));
-        }
-    }
-    for (i, d) in m.disks.iter().enumerate() {
-        nodes.insert(d.path.to_string_lossy().into_owned(), format!("$DISK{}", i + 1));
-    }
-    let device = |p: &str| -> Result<String, String> {
-        nodes.get(p).map(|v| format!("\"{v}\"")).ok_or_else(|| {
-            format!("{p} (a RAID member or LVM physical volume) is not a described disk or a partition of one: describe it too (--disk), so the script never writes where it did not say")
-        })
-    };
-    if let Some(raid) = &m.raid {
-        s.push_str("\nstep \"RAID arrays\"\n");
-        for a in raid_arrays(raid) {
-            let mut cmd = format!("run mdadm --create {} --run", quote(&a.device));
-            for (k, flag) in [
-                ("level", "--level"),
-                ("num-devices", "--raid-devices"),
-                ("metadata", "--metadata"),
-                ("UUID", "--uuid"),
-                ("name", "--homehost=any --name"),
-            ] {
-                if let Some(v) = a.fields.get(k) {
-                    let _ = write!(cmd, " {flag}={}", quote(v));
-                }
-            }
-            if let Some(v) = a.fields.get("spares") {
-                let _ = write!(cmd, " --spare-devices={}", quote(v));
-            }
-            for d in &a.devices {
-                let _ = write!(cmd, " {}", device(d)?);
-            }
-            let _ = writeln!(s, "{cmd}");
-        }
-    }
-    if let Some(lvm) = &m.lvm {
-        s.push_str("\nstep \"LVM volume groups\"\n");
-        for (vg, cfg) in &lvm.vgcfgbackup {
-            let file = format!("\"$WORK\"/{}", quote(&format!("{vg}.vg")));
-            heredoc(&mut s, &file, cfg, "ARCA_VG");
-            for (id, dev) in physical_volumes(cfg) {
-                let _ = writeln!(s, "run pvcreate --yes --uuid {} --restorefile {file} {}", quote(&id), device(&dev)?);
-            }
-            let _ = writeln!(s, "run vgcfgrestore -f {file} {}\nrun vgchange -ay {}", quote(vg), quote(vg));
-        }
-    }
-    // Whole devices: disks without a table, RAID arrays (made above), then logical volumes and
-    // opened containers (LVM on a LUKS partition, a filesystem on an array or a volume; deeper
-    // stacks, such as LUKS on an array with LVM inside, are not ordered yet).
-    let mut whole: Vec<(usize, &crate::describe::Disk)> = m.disks.iter().enumerate().collect();
-    whole.sort_by_key(|(i, d)| (d.path.starts_with("/dev/mapper"), *i));
-    for (i, d) in whole {
-        let n = i + 1;
-        if let Some(fs) = &d.filesystem {
-            let var = format!("D{n}");
-            let _ = writeln!(s, "\nstep \"{} on $DISK{n}\"\n{var}=$DISK{n}", fs.kind);
-            mkfs_commands(fs, &format!("${var}"), m.crypttab.as_deref(), &mut s);
-            devs.push((var, fs));
-        }
-    }
+    let devs = plan.emit(&mut s);
     // Mounts: parents first.
     let mut mounts: Vec<_> = m.mounts.iter().collect();
     mounts.sort_by_key(|mnt| if mnt.point == "/" { 0 } else { mnt.point.matches('/').count() });
@@ -553,7 +769,7 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
             sub if mnt.fstype == "btrfs" => format!(" -o {}", quote(&format!("subvol={sub}"))),
             _ => String::new(),
         };
-        let _ = writeln!(s, "run mkdir -p {at}\nrun mount{options} \"${var}\" {at}");
+        let _ = writeln!(s, "run mkdir -p {at}\nrun mount{options} \"${var}\" {at}\nundo umount {at}");
     }
     let _ = writeln!(
         s,
@@ -563,14 +779,33 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
     s.push_str("\nstep \"bootloader\"\n");
     match (&m.boot.grub_cfg, &m.boot.efi_entries) {
         (Some(_), efi) => {
-            s.push_str("for d in dev proc sys; do run mount --rbind \"/$d\" \"$TARGET/$d\"; done\n");
+            s.push_str("for d in dev proc sys; do run mount --rbind \"/$d\" \"$TARGET/$d\"; undo umount-tree \"$TARGET/$d\"; done\n");
             if efi.is_some() {
-                s.push_str("run chroot \"$TARGET\" grub-install --target=x86_64-efi --recheck\n");
+                s.push_str(
+                    "case \"$(uname -m)\" in\n  x86_64) EFI=x86_64-efi ;;\n  aarch64) EFI=arm64-efi ;;\n  i?86) EFI=i386-efi ;;\n  riscv64) EFI=riscv64-efi ;;\n  *) fail \"no GRUB EFI target known for $(uname -m)\" ;;\nesac\nrun chroot \"$TARGET\" grub-install --target=\"$EFI\" --recheck\n",
+                );
             } else {
-                s.push_str("run chroot \"$TARGET\" grub-install \"$DISK1\"\n");
+                // Every disk GRUB was installed on (both halves of a mirrored /boot), as debconf
+                // recorded them; the first disk when nothing was recorded.
+                let mut on: Vec<String> = vec![];
+                for dev in m.boot.grub_devices.iter().flat_map(|g| grub_devices(g)) {
+                    let node = m.node(&dev);
+                    if let Some(i) = m.disks.iter().position(|d| m.node(&d.path.to_string_lossy()) == node) {
+                        let v = format!("\"$DISK{}\"", i + 1);
+                        if !on.contains(&v) {
+                            on.push(v);
+                        }
+                    }
+                }
+                if on.is_empty() {
+                    on.push("\"$DISK1\"".into());
+                }
+                for d in on {
+                    let _ = writeln!(s, "run chroot \"$TARGET\" grub-install {d}");
+                }
             }
             s.push_str(
-                "run chroot \"$TARGET\" update-grub\nfor d in sys proc dev; do run umount -R \"$TARGET/$d\"; done\n",
+                "if chroot \"$TARGET\" sh -c 'command -v update-grub' >/dev/null 2>&1; then\n  run chroot \"$TARGET\" update-grub\nelse\n  run chroot \"$TARGET\" grub-mkconfig -o /boot/grub/grub.cfg\nfi\nfor d in sys proc dev; do run umount -R \"$TARGET/$d\"; done\n",
             );
         }
         (None, _) => s.push_str("echo \"no GRUB configuration was recorded: no bootloader installed\"\n"),
@@ -641,6 +876,196 @@ mod tests {
         // The array's filesystem is made after the array, the partitions' before.
         let (raid, md_fs) = (text.find("mdadm --create").unwrap(), text.find("run mkfs.ext4 -F -q -U f0").unwrap());
         assert!(raid < md_fs && text.find("luksFormat").unwrap() < raid);
+    }
+
+    fn opts() -> ScriptOptions {
+        ScriptOptions {
+            system_snapshot: "s".into(),
+            files_snapshot: "f".into(),
+            files_root: "/".into(),
+            map: BTreeMap::new(),
+        }
+    }
+
+    fn shellcheck(text: &str) {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        match std::process::Command::new("shellcheck").args(["-s", "sh"]).arg(f.path()).output() {
+            Ok(o) => assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout)),
+            Err(_) if std::env::var_os("ARCA_REQUIRE_PARTS").is_none() => eprintln!("NOT RUN: shellcheck is missing"),
+            Err(e) => panic!("shellcheck: {e} (scripts/test installs it)"),
+        }
+    }
+
+    /// `needles` occur in `text` in this order.
+    fn in_order(text: &str, needles: &[&str]) {
+        let mut at = 0;
+        for n in needles {
+            let found = text[at..].find(n).unwrap_or_else(|| panic!("{n:?} not after byte {at} in:\n{text}"));
+            at += found + n.len();
+        }
+    }
+
+    fn fs(kind: &str, uuid: &str) -> Option<Filesystem> {
+        Some(Filesystem { kind: kind.into(), uuid: Some(uuid.into()), ..Default::default() })
+    }
+
+    fn mirrored_disks() -> Vec<Disk> {
+        use crate::describe::Partition;
+        let member =
+            |uuid: &str| Partition { number: 1, start: 2048, size: 4096, filesystem: fs("linux_raid_member", uuid) };
+        vec![
+            Disk {
+                path: "/dev/sda".into(),
+                table: Some("label: gpt\n".into()),
+                partitions: vec![member("r")],
+                ..Default::default()
+            },
+            Disk {
+                path: "/dev/sdb".into(),
+                table: Some("label: gpt\n".into()),
+                partitions: vec![member("r")],
+                ..Default::default()
+            },
+        ]
+    }
+
+    fn vg(name: &str, pv: &str, lv: &str) -> BTreeMap<String, String> {
+        let cfg = format!("{name} {{\n\tid = \"x\"\n\tphysical_volumes {{\n\t\tpv0 {{\n\t\t\tid = \"PV-1\"\n\t\t\tdevice = \"{pv}\"\t# Hint only\n\t\t}}\n\t}}\n\tlogical_volumes {{\n\t\t{lv} {{\n\t\t\tsegment1 {{\n\t\t\t}}\n\t\t}}\n\t}}\n}}\n");
+        BTreeMap::from([(name.to_string(), cfg)])
+    }
+
+    #[test]
+    fn luks_on_an_array_with_lvm_inside_is_made_from_the_bottom_up() {
+        use crate::describe::Lvm;
+        let mut disks = mirrored_disks();
+        disks.push(Disk {
+            path: "/dev/md127".into(),
+            filesystem: fs("crypto_LUKS", "c1"),
+            slaves: vec!["/dev/sda1".into(), "/dev/sdb1".into()],
+            ..Default::default()
+        });
+        disks.push(Disk {
+            path: "/dev/mapper/cryptlvm".into(),
+            filesystem: fs("LVM2_member", "p1"),
+            slaves: vec!["/dev/md127".into()],
+            ..Default::default()
+        });
+        disks.push(Disk {
+            path: "/dev/mapper/vg0-root".into(),
+            filesystem: fs("ext4", "f1"),
+            slaves: vec!["/dev/dm-0".into()],
+            ..Default::default()
+        });
+        let m = Machine {
+            disks,
+            // mdadm calls the array /dev/md/0, the kernel md127; LVM names the opened container.
+            raid: Some("ARRAY /dev/md/0 level=raid1 num-devices=2 UUID=aa:bb\n   devices=/dev/sda1,/dev/sdb1\n".into()),
+            lvm: Some(Lvm { vgcfgbackup: vg("vg0", "/dev/mapper/cryptlvm", "root"), ..Default::default() }),
+            device_nodes: BTreeMap::from([
+                ("/dev/md/0".into(), "/dev/md127".into()),
+                ("/dev/mapper/cryptlvm".into(), "/dev/dm-0".into()),
+                ("/dev/mapper/vg0-root".into(), "/dev/dm-1".into()),
+            ]),
+            boot: crate::describe::Boot {
+                grub_cfg: Some("menuentry".into()),
+                grub_devices: Some("* grub-pc/install_devices: /dev/sda, /dev/sdb".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let text = script(&m, &opts()).unwrap();
+        shellcheck(&text);
+        // The array is made under mdadm's name; what is made is never checked or destroyed.
+        assert!(text.contains("DISK3=/dev/md/0\n"), "{text}");
+        assert!(!text.contains("check_disk \"$DISK3\"") && !text.contains("#   DISK4="), "{text}");
+        in_order(
+            &text,
+            &[
+                "partition table of $DISK1",
+                "mdadm --create /dev/md/0 --run --level=raid1 --raid-devices=2 --uuid=aa:bb \"$D1P1\" \"$D2P1\"",
+                "undo stop /dev/md/0",
+                "run cryptsetup luksFormat --uuid c1 \"$D3\"",
+                "run cryptsetup open \"$D3\" cryptlvm\nundo close cryptlvm",
+                "run pvcreate --yes --uuid PV-1 --restorefile \"$WORK\"/vg0.vg \"$DISK4\"",
+                "run vgchange -ay vg0\nundo deactivate vg0",
+                "run mkfs.ext4 -F -q -U f1 \"$D5\"",
+                // GRUB on both halves of the mirror.
+                "grub-install \"$DISK1\"",
+                "grub-install \"$DISK2\"",
+            ],
+        );
+        assert!(!text.contains("not made:"), "{text}");
+    }
+
+    #[test]
+    fn luks_inside_a_logical_volume_on_an_array_is_made_after_its_volume_group() {
+        use crate::describe::Lvm;
+        let mut disks = mirrored_disks();
+        disks.push(Disk {
+            path: "/dev/md0".into(),
+            filesystem: fs("LVM2_member", "p1"),
+            slaves: vec!["/dev/sda1".into(), "/dev/sdb1".into()],
+            ..Default::default()
+        });
+        disks.push(Disk {
+            path: "/dev/mapper/data".into(),
+            filesystem: fs("xfs", "x1"),
+            slaves: vec!["/dev/dm-0".into()],
+            ..Default::default()
+        });
+        disks.push(Disk {
+            path: "/dev/mapper/vg--a-secret".into(),
+            filesystem: fs("crypto_LUKS", "c1"),
+            slaves: vec!["/dev/md0".into()],
+            ..Default::default()
+        });
+        // A device-mapper device nothing in the description makes (multipath, say).
+        disks.push(Disk {
+            path: "/dev/mapper/mpatha".into(),
+            filesystem: fs("ext4", "e9"),
+            slaves: vec!["/dev/sdz".into()],
+            ..Default::default()
+        });
+        let m = Machine {
+            disks,
+            raid: Some("ARRAY /dev/md0 level=raid1 num-devices=2\n   devices=/dev/sda1,/dev/sdb1\n".into()),
+            lvm: Some(Lvm { vgcfgbackup: vg("vg-a", "/dev/md0", "secret"), ..Default::default() }),
+            device_nodes: BTreeMap::from([
+                ("/dev/mapper/vg--a-secret".into(), "/dev/dm-0".into()),
+                ("/dev/mapper/data".into(), "/dev/dm-1".into()),
+            ]),
+            ..Default::default()
+        };
+        let text = script(&m, &opts()).unwrap();
+        shellcheck(&text);
+        in_order(
+            &text,
+            &[
+                "mdadm --create /dev/md0",
+                "pvcreate --yes --uuid PV-1 --restorefile \"$WORK\"/vg-a.vg \"$DISK3\"",
+                "vgchange -ay vg-a",
+                "cryptsetup luksFormat --uuid c1 \"$D5\"",
+                "cryptsetup open \"$D5\" data",
+                "mkfs.xfs -f -q -m uuid=x1 \"$D4\"",
+            ],
+        );
+        assert!(
+            text.contains("not made: ext4 on /dev/mapper/mpatha: nothing in the description makes /dev/mapper/mpatha"),
+            "{text}"
+        );
+        assert!(!text.contains("-U e9"), "{text}");
+    }
+
+    #[test]
+    fn volume_groups_list_their_logical_volumes() {
+        let cfg = &vg("vg0", "/dev/sda2", "root")["vg0"];
+        assert_eq!(logical_volumes(cfg), vec!["root".to_string()]);
+        assert_eq!(lv_mapper("vg-a", "my-lv"), "/dev/mapper/vg--a-my--lv");
+        assert_eq!(
+            grub_devices("* grub-pc/install_devices: /dev/disk/by-id/ata-X, /dev/sdb"),
+            vec!["/dev/disk/by-id/ata-X", "/dev/sdb"]
+        );
     }
 
     #[test]
