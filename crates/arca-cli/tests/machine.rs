@@ -89,7 +89,7 @@ fn filesystem_parameters(image: &Path) -> String {
           case "$(blkid -p -s TYPE -o value "$l")" in
             ext4) tune2fs -l "$l" | grep -E '^(Filesystem (UUID|volume name|features|flags)|Block (size|count)|Inode (size|count)|Reserved block count|Directory Hash Seed|Default mount options):' ;;
             xfs) xfs_db -r -c info "$l" | sed 's|^meta-data=[^ ]*|meta-data=DEV|' ;;
-            btrfs) btrfs inspect-internal dump-super "$l" | grep -E '^(fsid|label|nodesize|sectorsize|csum_type|incompat_flags)' ;;
+            btrfs) btrfs inspect-internal dump-super "$l" | grep -E '^(fsid|label|nodesize|sectorsize|csum_type|incompat_flags|compat_ro_flags)' ;;
           esac
           losetup -d "$l"
         done"#,
@@ -113,15 +113,16 @@ fn a_machine_on_disk_images_is_described_wiped_and_rebuilt_by_its_recovery_scrip
     let (disk, root) = (dir.join("disk.img"), dir.join("root"));
     let d = disk.to_str().unwrap();
     let r = root.to_str().unwrap();
-    // The machine: GPT with ext4 (label, 512-byte inodes, no huge_file), XFS, btrfs with two
-    // subvolumes and swap; mounted as / , /srv and /pool.
+    // The machine: GPT with ext4 (label, 512-byte inodes, no huge_file), XFS, btrfs (without
+    // no-holes, a default of mkfs.btrfs) with two subvolumes and swap; mounted as / , /srv and
+    // /pool.
     sh(&format!(
         r#"set -e; truncate -s 1200M '{d}'
         printf 'label: gpt\nsize=200MiB, type=L, name=root\nsize=320MiB, type=L, name=data\nsize=300MiB, type=L, name=pool\nsize=64MiB, type=S, name=swap\n' | sfdisk -q '{d}'
         lo() {{ losetup --find --show --offset $(($1 * 512)) --sizelimit $(($2 * 512)) '{d}'; }}
         L1=$(lo 2048 409600); L2=$(lo 411648 655360); L3=$(lo 1067008 614400); L4=$(lo 1681408 131072)
         mkfs.ext4 -q -F -L root -I 512 -O ^huge_file "$L1"; tune2fs -c 20 "$L1" >/dev/null
-        mkfs.xfs -q -f -L data "$L2"; mkfs.btrfs -q -f -L pool "$L3" >/dev/null; mkswap -L swap "$L4" >/dev/null
+        mkfs.xfs -q -f -L data "$L2"; mkfs.btrfs -q -f -L pool -O ^no-holes "$L3" >/dev/null 2>&1; mkswap -L swap "$L4" >/dev/null
         mkdir -p '{r}'; mount "$L1" '{r}'; mkdir '{r}/srv' '{r}/pool'; mount "$L2" '{r}/srv'; mount "$L3" '{r}/pool'
         btrfs subvolume create '{r}/pool/home' >/dev/null; btrfs subvolume create '{r}/pool/logs' >/dev/null
         mkdir -p '{r}/etc' '{r}/srv/www' '{r}/pool/home/ann'
@@ -272,4 +273,24 @@ fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
     assert_eq!(o.status.code(), Some(4), "{v}");
     assert_eq!(v["report"]["modified"], serde_json::json!([{"path": "/usr/bin/ls", "package": "coreutils"}]), "{v}");
     assert!(v["report"]["files"].as_u64().unwrap() > 50, "{v}");
+    // A cached .deb that no longer matches the signed index is not trusted: fetched again.
+    for deb in std::fs::read_dir(&cache).unwrap().flatten() {
+        std::fs::write(deb.path(), b"not the package").unwrap();
+    }
+    let again = e.run(&[
+        "--json",
+        "audit",
+        "packages",
+        "--live",
+        "--root",
+        r,
+        "--archive",
+        "--package",
+        "coreutils",
+        "--deb-cache",
+        cache.to_str().unwrap(),
+    ]);
+    let w = common::last_json(&String::from_utf8_lossy(&again.stdout));
+    assert_eq!(w["report"]["modified"], v["report"]["modified"], "{w}");
+    assert_eq!(w["report"]["unverifiable"], serde_json::json!([]), "{w}");
 }

@@ -46,12 +46,31 @@ pub fn installed(status: &str) -> Vec<Installed> {
         .collect()
 }
 
-/// The `.deb` of `p` in `cache`, downloaded if it is not there yet.
+/// The SHA-256 the archive's signed index gives for `p`'s `.deb`.
+fn index_sha256(p: &Installed) -> Result<String, String> {
+    let mut c = std::process::Command::new("apt-cache");
+    c.args(["show", "--no-all-versions", &format!("{}:{}={}", p.name, p.arch, p.version)]);
+    let out = arca_ops::tool::output(c, "apt-cache show", "install apt").map_err(|e| e.to_string())?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("SHA256:").map(|v| v.trim().to_lowercase()))
+        .ok_or_else(|| format!("the archive's index gives no SHA-256 for {} {}", p.name, p.version))
+}
+
+/// The `.deb` of `p` in `cache`, downloaded if it is not there yet. A cached one is checked
+/// against the index again (the cache is a directory anyone with root on this machine could
+/// have written), and fetched anew if it differs.
 fn fetch(p: &Installed, cache: &Path) -> Result<PathBuf, String> {
     // apt names files with the epoch's colon escaped.
     let file = cache.join(format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.arch));
     if file.exists() {
-        return Ok(file);
+        let want = index_sha256(p)?;
+        let got = std::fs::read(&file)
+            .map(|b| hex::encode(Sha256::digest(&b)))
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if got == want {
+            return Ok(file);
+        }
+        std::fs::remove_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     }
     let mut c = std::process::Command::new("apt-get");
     c.args(["download", "-q", &format!("{}:{}={}", p.name, p.arch, p.version)]).current_dir(cache);

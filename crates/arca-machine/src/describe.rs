@@ -576,10 +576,25 @@ pub fn xfs_params(report: &str) -> BTreeMap<String, String> {
     p
 }
 
-/// `btrfs inspect-internal dump-super`'s "name\tvalue" lines.
+/// `btrfs inspect-internal dump-super`'s "name\tvalue" lines, and the names of the
+/// incompatible features (the `( A | B )` lines under `incompat_flags`).
 pub fn btrfs_params(report: &str) -> BTreeMap<String, String> {
     let mut p = BTreeMap::new();
+    let mut names: Option<Vec<String>> = None;
+    let mut in_incompat = false;
     for line in report.lines() {
+        let t = line.trim();
+        if line.starts_with("incompat_flags") {
+            in_incompat = true;
+            names = Some(vec![]);
+        } else if in_incompat && t.starts_with(|c: char| c == '(' || c.is_ascii_uppercase()) {
+            let list = names.get_or_insert_with(Vec::new);
+            list.extend(
+                t.split(|c: char| "()|".contains(c)).map(str::trim).filter(|w| !w.is_empty()).map(String::from),
+            );
+        } else {
+            in_incompat = false;
+        }
         let mut w = line.split_whitespace();
         match (w.next(), w.next()) {
             (Some("nodesize"), Some(v)) => {
@@ -594,8 +609,14 @@ pub fn btrfs_params(report: &str) -> BTreeMap<String, String> {
             (Some("csum_type"), Some(v)) => {
                 p.insert("csum_type".into(), v.into());
             }
+            (Some("compat_ro_flags"), Some(v)) => {
+                p.insert("compat_ro_flags".into(), v.into());
+            }
             _ => {}
         }
+    }
+    if let Some(n) = names {
+        p.insert("incompat_features".into(), n.join(" "));
     }
     p
 }
@@ -886,5 +907,10 @@ mod tests {
         assert_eq!(p["meta.crc"], "1");
         assert_eq!(p["data.bsize"], "4096");
         assert_eq!(p["log.blocks"], "1368");
+        let btrfs = "nodesize\t\t16384\ncompat_ro_flags\t\t0x3\nincompat_flags\t\t0x141\n\t\t\t( MIXED_BACKREF |\n\t\t\t  EXTENDED_IREF |\n\t\t\t  SKINNY_METADATA )\ncache_generation\t0\n";
+        let p = btrfs_params(btrfs);
+        assert_eq!(p["incompat_features"], "MIXED_BACKREF EXTENDED_IREF SKINNY_METADATA");
+        assert_eq!(p["compat_ro_flags"], "0x3");
+        assert_eq!(p["nodesize"], "16384");
     }
 }

@@ -145,6 +145,17 @@ part() {
 }
 "#;
 
+/// btrfs's incompatible features (as `dump-super` names them) and mkfs.btrfs's names for them.
+const BTRFS_FEATURES: &[(&str, &str)] = &[
+    ("MIXED_GROUPS", "mixed-bg"),
+    ("EXTENDED_IREF", "extref"),
+    ("RAID56", "raid56"),
+    ("SKINNY_METADATA", "skinny-metadata"),
+    ("NO_HOLES", "no-holes"),
+    ("RAID1C34", "raid1c34"),
+    ("ZONED", "zoned"),
+];
+
 /// Features mke2fs refuses or that describe a state, not a choice.
 const EXT_STATE_FEATURES: &[&str] = &["needs_recovery", "orphan_present", "journal_dev", "snapshot_bitmap"];
 
@@ -250,6 +261,21 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, opened_as: &str, out: &mut String) 
                 if let Some(v) = p.get(key).filter(|v| *v != default) {
                     let _ = write!(cmd, " {flag} {}", quote(v));
                 }
+            }
+            // The features it had, on or off, where they were recorded (mkfs.btrfs's defaults
+            // change between versions).
+            if let Some(have) = p.get("incompat_features") {
+                let have: Vec<&str> = have.split_whitespace().collect();
+                let list: Vec<String> = BTRFS_FEATURES
+                    .iter()
+                    .map(|(flag, name)| if have.contains(flag) { name.to_string() } else { format!("^{name}") })
+                    .collect();
+                let _ = write!(cmd, " -O {}", list.join(","));
+            }
+            let compat_ro =
+                p.get("compat_ro_flags").and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+            if let Some(ro) = compat_ro {
+                let _ = write!(cmd, " -R {}free-space-tree", if ro & 1 == 1 { "" } else { "^" });
             }
             let _ = writeln!(out, "{cmd} \"{dev}\"");
             if !fs.subvolumes.is_empty() {
@@ -424,6 +450,9 @@ fn plain_name(n: &str) -> bool {
 /// the kernel's node (how the description names devices apart from the tools' aliases).
 struct Action<'a> {
     what: String,
+    /// The disk it works on, if it is one of the description's (named in the note when the
+    /// step cannot be made).
+    disk: Option<usize>,
     needs: Vec<String>,
     makes: Vec<String>,
     text: String,
@@ -517,6 +546,7 @@ impl<'a> Plan<'a> {
             let needs = if derived(d) { vec![key.clone()] } else { vec![] };
             actions.push(Action {
                 what: format!("the partition table of {}", d.path.display()),
+                disk: Some(n),
                 needs,
                 makes: vec![format!("table:{key}")],
                 text,
@@ -540,6 +570,7 @@ impl<'a> Plan<'a> {
                 makes.push(part.clone());
                 actions.push(Action {
                     what: format!("{} on partition {} of {}", fs.kind, p.number, d.path.display()),
+                    disk: Some(n),
                     needs: vec![format!("table:{key}")],
                     makes,
                     text,
@@ -569,6 +600,7 @@ impl<'a> Plan<'a> {
             let text = format!("\nstep \"RAID array {}\"\n{cmd}\nundo stop {}\n", comment(&a.device), quote(&a.device));
             actions.push(Action {
                 what: format!("the RAID array {}", a.device),
+                disk: None,
                 needs: a.devices.iter().map(|d| m.node(d).to_string()).collect(),
                 makes: vec![m.node(&a.device).to_string()],
                 text,
@@ -594,6 +626,7 @@ impl<'a> Plan<'a> {
             }
             actions.push(Action {
                 what: format!("the LVM volume group {vg}"),
+                disk: None,
                 needs: pvs.iter().map(|(_, d)| m.node(d).to_string()).collect(),
                 makes,
                 text,
@@ -613,6 +646,7 @@ impl<'a> Plan<'a> {
             let needs = if derived(d) { vec![key] } else { vec![] };
             actions.push(Action {
                 what: format!("{} on {}", fs.kind, d.path.display()),
+                disk: Some(n),
                 needs,
                 makes,
                 text,
@@ -644,9 +678,10 @@ impl<'a> Plan<'a> {
         }
         for a in left {
             let missing: Vec<&String> = a.needs.iter().filter(|n| !have.contains(*n)).collect();
+            let disk = a.disk.map(|n| format!(" \"(DISK{n}=$DISK{n})\"")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "\necho {}",
+                "\necho {}{disk}",
                 quote(&format!(
                     "not made: {}: nothing in the description makes {} (recreate it and what is on it by hand)",
                     comment(&a.what),
@@ -732,7 +767,11 @@ pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
     s.push_str(PRELUDE);
     let plan = Plan::new(m, &map)?;
     for (i, name) in plan.names.iter().enumerate() {
-        let _ = writeln!(s, "DISK{}={}", i + 1, quote(name));
+        // A volume or container holding nothing the script makes is not named.
+        let d = &m.disks[i];
+        if !derived(d) || d.filesystem.is_some() || d.table.is_some() {
+            let _ = writeln!(s, "DISK{}={}", i + 1, quote(name));
+        }
     }
     s.push_str("\nif [ \"$DRY\" = 0 ] && [ \"$YES\" = 0 ]; then\n  echo \"This destroys everything on:\"\n");
     for (i, _) in m.disks.iter().enumerate().filter(|(_, d)| !derived(d)) {
