@@ -85,6 +85,32 @@ fn second_backup_reads_only_changed_files() {
 }
 
 #[test]
+fn an_unchanged_tree_that_was_read_adds_no_tree_blobs() {
+    let e = Env::init();
+    let src = e.path("src");
+    for d in ["a/b/c", "a/d", "e"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+        for i in 0..5 {
+            std::fs::write(src.join(d).join(format!("f{i}")), format!("{d} {i}")).unwrap();
+        }
+    }
+    let s = src.to_str().unwrap();
+    // Old access times, so that any read moves them (relatime).
+    sh(&format!("find '{s}' -type f -exec touch -a -d '3 days ago' {{}} +"));
+    e.backup(&[s]);
+    // Another program reads every file: only the access times change.
+    let before = sh(&format!("stat -c %X '{s}/a/b/c/f0'"));
+    sh(&format!("find '{s}' -type f -exec cat {{}} + >/dev/null"));
+    assert_ne!(sh(&format!("stat -c %X '{s}/a/b/c/f0'")), before, "reading did not move the access time");
+    let size = repo_size(&e);
+    let v = e.json(&["backup", s]);
+    assert_eq!(v["summary"]["files_unchanged"], 15, "{v}");
+    assert_eq!(v["summary"]["blobs_added"], 0, "an unchanged tree stored new trees: {v}");
+    let added = repo_size(&e) - size;
+    assert!(added <= 10_000, "an unchanged backup added {added} bytes");
+}
+
+#[test]
 fn file_changing_while_read_is_reread_then_warned() {
     let e = Env::init();
     let src = e.path("src");

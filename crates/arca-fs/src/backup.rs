@@ -561,7 +561,10 @@ impl Archiver<'_> {
                 // Another name of a file already stored: it counts as that file would.
                 let change = match pnode {
                     None => Change::New,
-                    Some(p) if self.unchanged(md, p) => Change::Unchanged,
+                    Some(p) if self.unchanged(md, p) => {
+                        node.atime_ns = p.atime_ns;
+                        Change::Unchanged
+                    }
                     Some(_) => Change::Modified,
                 };
                 self.count(|s| match change {
@@ -576,6 +579,10 @@ impl Archiver<'_> {
         if let Some(p) = pnode.filter(|p| self.unchanged(md, p)) {
             node.content = p.content.clone();
             node.holes = p.holes.clone();
+            // Reading a file changes its atime and nothing else: an unchanged file keeps the
+            // parent's, so that another program (or a backup without O_NOATIME) reading the
+            // tree does not make every tree of the next snapshot new.
+            node.atime_ns = p.atime_ns;
             self.count(|s| s.files_unchanged += 1);
             self.events.emit(Event::Change { path: &self.shown(path), change: Change::Unchanged });
             self.events.emit(Event::Skipped(p.size));
