@@ -1,7 +1,10 @@
 //! Storage backends. Each turns the Storage trait into one kind of place: a local directory,
-//! an S3-compatible bucket (through OpenDAL), or a repository behind `arca serve --stdio`
-//! (over SSH), whose server side is here too.
+//! an S3-compatible bucket or a directory on an FTP or WebDAV server (through OpenDAL), a
+//! directory over SFTP, or a repository behind `arca serve --stdio` (over SSH), whose server
+//! side is here too.
 
+mod dal;
+pub mod fileserver;
 mod limit;
 mod local;
 pub mod location;
@@ -11,6 +14,8 @@ pub mod serve;
 pub mod sftp;
 mod ssh_process;
 
+pub use dal::DalStorage;
+pub use fileserver::{FileServer, Protocol};
 pub use limit::Throttle;
 pub use local::{create_private_dir, LocalStorage};
 pub use location::{Location, LocationError, Reach};

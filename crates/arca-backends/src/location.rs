@@ -2,14 +2,14 @@
 //! `sftp://…`, `s3://bucket/prefix`) parsed once into a [`Location`] that connects to its
 //! storage, so the CLI, a job file and a server mean the same place by the same words.
 
-use crate::{RemoteStorage, S3Options, S3Storage, SftpStorage, Throttle};
+use crate::{FileServer, RemoteStorage, S3Options, S3Storage, SftpStorage, Throttle};
 use arca_storage::{Storage, StorageResult};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The schemes arca reaches, for messages.
-pub const SUPPORTED: &str = "a local path (/srv/repo, ./repo, local:/srv/repo), ssh://[user@]host[:port]/path (arca serve), sftp://[user@]host[:port]/path or s3://bucket/prefix";
+pub const SUPPORTED: &str = "a local path (/srv/repo, ./repo, local:/srv/repo), ssh://[user@]host[:port]/path (arca serve), sftp://[user@]host[:port]/path, s3://bucket/prefix, ftp[s]://[user@]host[:port]/path or webdav[s]://[user@]host[:port]/path";
 
 /// How remote repositories are reached: settings shared by every location a run names.
 #[derive(Clone, Debug)]
@@ -64,6 +64,8 @@ pub enum Location {
         limits: (Option<u32>, Option<u32>),
     },
     S3(S3Options),
+    /// `ftp://`, `ftps://`, `webdav://`, `webdavs://`.
+    FileServer(FileServer),
 }
 
 impl Location {
@@ -80,6 +82,12 @@ impl Location {
             o.limit_upload = reach.limit_upload;
             o.limit_download = reach.limit_download;
             return Ok(Location::S3(o));
+        }
+        if let Some(server) = FileServer::from_url(text) {
+            let mut s = server.map_err(|hint| LocationError::Incomplete { location: text.into(), hint })?;
+            s.limit_upload = reach.limit_upload;
+            s.limit_download = reach.limit_download;
+            return Ok(Location::FileServer(s));
         }
         local_path(text).map(|p| Location::Local(PathBuf::from(p)))
     }
@@ -103,6 +111,7 @@ impl Location {
         Ok(match self {
             Location::Local(p) => Arc::new(crate::LocalStorage::new(p)),
             Location::S3(o) => Arc::new(S3Storage::new(o)?),
+            Location::FileServer(s) => Arc::new(crate::fileserver::connect(s)?),
             Location::Ssh { url, command, path, limits } => {
                 throttled(Arc::new(RemoteStorage::connect(url.clone(), command.clone(), path.clone())?), *limits)
             }
@@ -120,6 +129,7 @@ impl fmt::Display for Location {
             Location::Local(p) => write!(f, "{}", p.display()),
             Location::Ssh { url, .. } | Location::Sftp { url, .. } => f.write_str(url),
             Location::S3(o) => write!(f, "s3://{}/{}", o.bucket, o.prefix),
+            Location::FileServer(s) => f.write_str(&s.url()),
         }
     }
 }
@@ -148,7 +158,7 @@ fn local_path(r: &str) -> Result<&str, LocationError> {
     }
     if let Some((scheme, _)) = r.split_once("://") {
         let lower = scheme.to_ascii_lowercase();
-        if ["ssh", "sftp", "s3"].contains(&lower.as_str()) {
+        if ["ssh", "sftp", "s3", "ftp", "ftps", "webdav", "webdavs"].contains(&lower.as_str()) {
             return Err(unsupported(r, format!("scheme names are lower case: {lower}://…")));
         }
         return Err(unsupported(
@@ -232,7 +242,8 @@ mod tests {
             ("b2:bucket/path", "b2: is not a scheme"),
             ("rest:http://h/", "rest:http:// is not a scheme"),
             ("me@host:repo", "ssh://me@host/PATH"),
-            ("ftp://h/r", "ftp:// is not a scheme"),
+            ("gopher://h/r", "gopher:// is not a scheme"),
+            ("FTP://h/r", "lower case: ftp://"),
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad:?}: {e}");

@@ -23,9 +23,10 @@ With your own repository:
 #[command(name = "arca", version, about = ABOUT, long_about = LONG_ABOUT, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// Repository location: a directory path, ssh://[user@]host[:port]/path (runs
-    /// `arca serve --stdio` there), sftp://[user@]host[:port]/path, or s3://bucket/prefix
-    /// (credentials from AWS_*). Without it, the default repository under
-    /// $XDG_DATA_HOME/arca/ is used.
+    /// `arca serve --stdio` there), sftp://[user@]host[:port]/path, s3://bucket/prefix
+    /// (credentials from AWS_*), ftp[s]://[user@]host[:port]/path (password from
+    /// ARCA_FTP_PASSWORD) or webdav[s]://[user@]host[:port]/path (ARCA_WEBDAV_PASSWORD).
+    /// Without it, the default repository under $XDG_DATA_HOME/arca/ is used.
     #[arg(short = 'r', long = "repo", env = "ARCA_REPOSITORY", global = true, help_heading = "Global options")]
     pub repo: Option<String>,
     /// Read the password from this file (first line). ARCA_PASSWORD gives the password itself.
@@ -63,10 +64,10 @@ pub struct Cli {
     /// Endpoint of an S3-compatible store for s3:// repositories (else AWS_ENDPOINT_URL, else AWS).
     #[arg(long, global = true, help_heading = "Global options", value_name = "URL")]
     pub s3_endpoint: Option<String>,
-    /// Limit uploads to this many KiB/s (s3://, ssh:// and sftp:// repositories).
+    /// Limit uploads to this many KiB/s (remote repositories).
     #[arg(long, env = "ARCA_LIMIT_UPLOAD", global = true, help_heading = "Global options", value_name = "KIB_PER_S")]
     pub limit_upload: Option<u32>,
-    /// Limit downloads to this many KiB/s (s3://, ssh:// and sftp:// repositories).
+    /// Limit downloads to this many KiB/s (remote repositories).
     #[arg(long, env = "ARCA_LIMIT_DOWNLOAD", global = true, help_heading = "Global options", value_name = "KIB_PER_S")]
     pub limit_download: Option<u32>,
     /// The ssh program and options for ssh:// and sftp:// repositories, e.g. "ssh -i ~/.ssh/backup".
@@ -772,7 +773,7 @@ pub enum ServeMode {
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// The repository to copy from: a path, ssh://, sftp:// or s3:// (as for -r).
+    /// The repository to copy from: a path or a URL (as for -r).
     #[arg(long, value_name = "REPO")]
     pub from_repo: String,
     /// The source repository's password, from a file (else ARCA_FROM_PASSWORD,

@@ -45,7 +45,9 @@ pub fn run(cli: &Cli, out: &Output, a: &InitArgs) -> Result<i32> {
             }
             arca_backends::create_private_dir(path).with_context(|| format!("cannot create {}", path.display()))?;
         }
-        arca_backends::Location::Ssh { .. } | arca_backends::Location::Sftp { .. } => {}
+        arca_backends::Location::Ssh { .. }
+        | arca_backends::Location::Sftp { .. }
+        | arca_backends::Location::FileServer(_) => {}
     }
     let repo = Repository::init(context::storage(&loc)?, password.as_bytes(), &opts)?;
     if out.json {
