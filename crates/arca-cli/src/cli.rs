@@ -64,6 +64,10 @@ pub struct Cli {
     /// Endpoint of an S3-compatible store for s3:// repositories (else AWS_ENDPOINT_URL, else AWS).
     #[arg(long, global = true, help_heading = "Global options", value_name = "URL")]
     pub s3_endpoint: Option<String>,
+    /// Read back every object after storing it and compare it with what was sent: for media
+    /// or servers that may acknowledge bytes they did not keep. One read per write.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub verify_after_write: bool,
     /// Limit uploads to this many KiB/s (remote repositories).
     #[arg(long, env = "ARCA_LIMIT_UPLOAD", global = true, help_heading = "Global options", value_name = "KIB_PER_S")]
     pub limit_upload: Option<u32>,

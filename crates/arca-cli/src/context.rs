@@ -16,6 +16,8 @@ pub struct Location {
     pub place: arca_backends::Location,
     /// For the default repository: the key file standing in for a password.
     pub default_key: Option<PathBuf>,
+    /// Read back every object written (`--verify-after-write`).
+    pub verify_after_write: bool,
 }
 
 fn xdg(var: &str, fallback: &str) -> PathBuf {
@@ -32,6 +34,7 @@ pub fn location(cli: &Cli) -> Result<Location> {
         None => Ok(Location {
             place: arca_backends::Location::Local(xdg("XDG_DATA_HOME", ".local/share").join("arca/default")),
             default_key: Some(xdg("XDG_CONFIG_HOME", ".config").join("arca/default.key")),
+            verify_after_write: cli.verify_after_write,
         }),
     }
 }
@@ -45,7 +48,11 @@ pub fn location_named(cli: &Cli, repo: &str) -> Result<Location> {
         limit_upload: cli.limit_upload.map(|k| k.saturating_mul(1024)),
         limit_download: cli.limit_download.map(|k| k.saturating_mul(1024)),
     };
-    Ok(Location { place: arca_backends::Location::parse(repo, &reach)?, default_key: None })
+    Ok(Location {
+        place: arca_backends::Location::parse(repo, &reach)?,
+        default_key: None,
+        verify_after_write: cli.verify_after_write,
+    })
 }
 
 /// arca's own files on this machine, which a backup must never take in: the repository (when
@@ -176,9 +183,12 @@ pub fn password(cli: &Cli, loc: &Location, creating: bool) -> Result<String> {
     )
 }
 
-/// The storage at `loc` (for ssh://, connects), traced (`ARCA_LOG=arca::storage=trace`).
+/// The storage at `loc` (for ssh://, connects), traced (`ARCA_LOG=arca::storage=trace`),
+/// every write read back with `--verify-after-write`.
 pub fn storage(loc: &Location) -> Result<Arc<dyn Storage>> {
-    Ok(Arc::new(arca_storage::Traced::new(loc.place.connect()?)))
+    // Traced under the check, so its reads show in the trace too.
+    let traced: Arc<dyn Storage> = Arc::new(arca_storage::Traced::new(loc.place.connect()?));
+    Ok(if loc.verify_after_write { Arc::new(arca_storage::VerifyAfterWrite::new(traced)) } else { traced })
 }
 
 /// The location for messages.

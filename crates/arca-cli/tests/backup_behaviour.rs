@@ -111,6 +111,49 @@ fn an_unchanged_tree_that_was_read_adds_no_tree_blobs() {
 }
 
 #[test]
+fn verify_after_write_reads_back_every_object_it_stores() {
+    let e = Env::init();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), random_bytes(20 << 20, 4)).unwrap();
+    std::fs::write(src.join("small"), b"small").unwrap();
+    let o = e
+        .cmd(&["--verify-after-write", "backup", src.to_str().unwrap()])
+        .env("ARCA_LOG", "arca::storage=trace")
+        .output()
+        .unwrap();
+    // Without the terminal colours the log may carry.
+    let mut log = String::new();
+    let mut escape = false;
+    for c in String::from_utf8_lossy(&o.stderr).chars() {
+        match (escape, c) {
+            (false, '\x1b') => escape = true,
+            (true, 'm') => escape = false,
+            (false, c) => log.push(c),
+            _ => {}
+        }
+    }
+    assert!(o.status.success(), "{log}");
+    // Each object written (whole or streamed) is read back whole after it.
+    let field = |line: &str, key: &str| {
+        let at = line.find(&format!("{key}="))? + key.len() + 1;
+        Some(line[at..].split_whitespace().next()?.trim_matches('"').to_string())
+    };
+    let mut written = vec![];
+    let mut read_back = 0;
+    for line in log.lines().filter(|l| l.contains("arca::storage")) {
+        match (field(line, "op").as_deref(), field(line, "name")) {
+            (Some("put" | "stream" | "put_owned"), Some(n)) => written.push(n),
+            (Some("get"), Some(n)) if written.contains(&n) => read_back += 1,
+            _ => {}
+        }
+    }
+    assert!(written.len() >= 3, "packs, index and snapshot written: {log}");
+    assert!(read_back >= written.len(), "{read_back} of {} objects read back:\n{log}", written.len());
+    e.ok(&["check", "--read-data"]);
+}
+
+#[test]
 fn file_changing_while_read_is_reread_then_warned() {
     let e = Env::init();
     let src = e.path("src");

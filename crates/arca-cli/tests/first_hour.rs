@@ -84,7 +84,7 @@ fn unknown_schemes_and_host_paths_are_refused_not_made_into_local_folders() {
     let cwd = e.path("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
     for r in [
-        "ftp://backup.example.com/repo",
+        "gopher://backup.example.com/repo",
         "backup@nas:/srv/repo",
         "nas:/srv/repo",
         "file:///srv/repo",

@@ -9,12 +9,14 @@ mod fault;
 mod memory;
 mod retry;
 mod trace;
+mod verify;
 
 pub use fault::FailAfter;
 pub use memory::MemoryStorage;
 pub use retry::{Retry, RetryPolicy};
 use std::fmt;
 pub use trace::Traced;
+pub use verify::VerifyAfterWrite;
 
 /// The kinds of objects in a repository; each lives under its own prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
