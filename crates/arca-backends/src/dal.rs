@@ -102,23 +102,50 @@ impl DalStorage {
 
     /// A temporary name beside `key`: listings skip it (no repository name holds a dot), and
     /// [`Storage::remove_abandoned`] removes it if a writer died before moving it into place.
-    fn temporary(key: &str) -> String {
+    fn temporary_name(key: &str) -> String {
         format!("{key}.tmp-{:016x}", rand::random::<u64>())
     }
 
-    /// Every object under the repository whose name holds a dot: temporary uploads.
+    /// Temporary uploads: in the repository's root (where OpenDAL's FTP writer puts them)
+    /// and in the directories of the object kinds, and only names of the two shapes
+    /// temporaries have, so a repository placed in a directory with other files never
+    /// touches them.
     fn temporaries(&self) -> StorageResult<Vec<opendal::Entry>> {
         let _guard = self.rt.enter();
-        let opts = ListOptions { recursive: true, ..Default::default() };
         let root = if self.prefix.is_empty() { "/".to_string() } else { self.prefix.clone() };
-        match self.op.list_options(&root, opts) {
-            Ok(entries) => {
-                Ok(entries.into_iter().filter(|e| !e.metadata().is_dir() && e.name().contains('.')).collect())
+        let mut dirs = vec![(root, false)];
+        for kind in ObjectKind::LISTABLE {
+            let d = format!("{}{}/", self.prefix, kind.dir());
+            if !kind.dir().is_empty() && !dirs.iter().any(|(x, _)| *x == d) {
+                dirs.push((d, true));
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(vec![]),
-            Err(e) => Err(self.err(&root, e)),
         }
+        let mut out = vec![];
+        for (dir, recursive) in dirs {
+            let opts = ListOptions { recursive, ..Default::default() };
+            match self.op.list_options(&dir, opts) {
+                Ok(entries) => {
+                    out.extend(entries.into_iter().filter(|e| !e.metadata().is_dir() && temporary(e.name())))
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err(&dir, e)),
+            }
+        }
+        Ok(out)
     }
+}
+
+/// A temporary upload's name: an object's name (hex) and `.tmp-` with 16 hex digits (arca's)
+/// or `.` with 8 letters and digits (OpenDAL's FTP writer's).
+fn temporary(name: &str) -> bool {
+    let Some((object, suffix)) = name.split_once('.') else { return false };
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    object.len() >= 16
+        && hex(object)
+        && match suffix.strip_prefix("tmp-") {
+            Some(r) => r.len() == 16 && hex(r),
+            None => suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_alphanumeric()),
+        }
 }
 
 impl Storage for DalStorage {
@@ -164,7 +191,7 @@ impl Storage for DalStorage {
                 if self.writes == Writes::RenamedByService {
                     return self.upload.write(&key, data.to_vec()).map(|_| ()).map_err(|e| self.err(&key, e));
                 }
-                let tmp = Self::temporary(&key);
+                let tmp = Self::temporary_name(&key);
                 self.upload.write(&tmp, data.to_vec()).map_err(|e| self.err(&tmp, e))?;
                 self.upload.rename(&tmp, &key).map_err(|e| {
                     let _ = self.upload.delete(&tmp);
@@ -212,8 +239,8 @@ impl Storage for DalStorage {
                 continue;
             }
             let name = e.name().to_string();
-            // Temporary uploads (ours `.tmp-`, OpenDAL's `name.<random>`): no name of a
-            // repository object holds a dot.
+            // Temporary uploads (ours `.tmp-`, OpenDAL's `name.<random>`) and anything else
+            // that is no repository object's name (none holds a dot).
             if name.contains('.') || name.is_empty() {
                 continue;
             }
@@ -263,6 +290,21 @@ impl Storage for DalStorage {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(self.err(&key, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_shapes_of_temporary_uploads_are_temporaries() {
+        let id = "9e3779b97f4a7c150000000000000001fffffffffffffffe0000000000005554";
+        assert!(super::temporary(&format!("{id}.tmp-00ff00ff00ff00ff")));
+        assert!(super::temporary(&format!("{id}.Ab3dE9xZ")));
+        for other in
+            [".profile", "photo.jpg", "report.final.pdf", "config", id, &format!("{id}.tmp-xyz"), "abc.Ab3dE9xZ"]
+        {
+            assert!(!super::temporary(other), "{other}");
         }
     }
 }

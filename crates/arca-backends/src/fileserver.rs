@@ -77,14 +77,7 @@ impl FileServer {
             Some((u, h)) => (Some(u.to_string()), h),
             None => (None, authority),
         };
-        if authority.is_empty() || authority.starts_with(['-', ':']) {
-            return Err("no host".into());
-        }
-        if let Some((_, port)) = authority.rsplit_once(':') {
-            if port.parse::<u16>().is_err() {
-                return Err(format!("{port:?} is not a port number"));
-            }
-        }
+        host_and_port(authority)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Ok(FileServer {
             protocol,
@@ -137,6 +130,46 @@ fn operator(s: &FileServer, limit: Option<u32>) -> opendal::Result<opendal::Oper
     }
 }
 
+/// The host (an IPv6 address without its brackets) and the port of `host[:port]` or
+/// `[v6]:port`.
+fn host_and_port(authority: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']').ok_or("an IPv6 address is closed with ]")?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() || host.starts_with('-') {
+        return Err("no host".into());
+    }
+    let port = port.map(|p| p.parse::<u16>().map_err(|_| format!("{p:?} is not a port number"))).transpose()?;
+    Ok((host, port))
+}
+
+/// The process's TLS provider: more than one is built in (aws-lc-rs for OpenDAL's FTPS,
+/// ring through reqwest), and rustls then refuses to pick one by itself; OpenDAL's FTPS
+/// connections use the process default, so it is set before any is made.
+fn install_tls_provider() {
+    // An error means one is installed already: that one serves.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A TLS client configuration trusting the platform's root certificates.
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    install_tls_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Log in to an FTP server once, so a wrong user or password is said at once (OpenDAL's
 /// connection pool retries a refused login until its requests time out, minutes later).
 fn try_login(s: &FileServer) -> StorageResult<()> {
@@ -144,9 +177,10 @@ fn try_login(s: &FileServer) -> StorageResult<()> {
     use suppaftp::{FtpError, FtpStream, RustlsConnector, RustlsFtpStream};
     let url = s.url();
     let unreachable = |e: String| StorageError::Transient { path: url.clone(), source: std::io::Error::other(e) };
-    let default_port = 21;
-    let addr = if s.authority.contains(':') { s.authority.clone() } else { format!("{}:{default_port}", s.authority) };
-    let to = addr
+    let (host, port) = host_and_port(&s.authority).map_err(&unreachable)?;
+    let port = port.unwrap_or(21);
+    let addr = &s.authority;
+    let to = (host, port)
         .to_socket_addrs()
         .map_err(|e| unreachable(format!("cannot resolve {addr}: {e}")))?
         .next()
@@ -161,10 +195,7 @@ fn try_login(s: &FileServer) -> StorageResult<()> {
         other => unreachable(format!("cannot log in: {other}")),
     };
     if s.protocol == Protocol::Ftps {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&addr);
+        let config = tls_config().map_err(|e| unreachable(format!("cannot set up TLS: {e}")))?;
         let mut ftp = RustlsFtpStream::connect_timeout(to, timeout)
             .and_then(|f| f.into_secure(RustlsConnector::from(std::sync::Arc::new(config)), host))
             .map_err(|e| unreachable(format!("cannot open a TLS session: {e}")))?;
@@ -180,6 +211,9 @@ fn try_login(s: &FileServer) -> StorageResult<()> {
 
 /// Connect to a repository in a directory of an FTP or WebDAV server (FTP: one login first).
 pub fn connect(s: &FileServer) -> StorageResult<DalStorage> {
+    if s.protocol == Protocol::Ftps {
+        install_tls_provider();
+    }
     if matches!(s.protocol, Protocol::Ftp | Protocol::Ftps) {
         try_login(s)?;
     }
@@ -198,6 +232,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ftps_sets_up_tls_with_two_providers_built_in() {
+        // rustls panics in ClientConfig::builder() when more than one provider is built in
+        // and none is installed: OpenDAL's FTPS connections call it.
+        tls_config().unwrap();
+        let _ = rustls::ClientConfig::builder();
+        let refused = connect(&FileServer::from_url("ftps://u@127.0.0.1:1/r").unwrap().unwrap()).err().unwrap();
+        assert!(refused.to_string().contains("ftps://u@127.0.0.1:1/r"), "{refused}");
+    }
+
+    #[test]
     fn urls_name_the_server_and_never_hold_a_password() {
         let s = FileServer::from_url("ftp://backup@nas:2121/srv/repo/").unwrap().unwrap();
         assert_eq!(
@@ -208,11 +252,15 @@ mod tests {
         let w = FileServer::from_url("webdavs://dav.example.org/remote.php/dav/files/me/arca").unwrap().unwrap();
         assert_eq!((w.protocol, w.user), (Protocol::WebDavs, None));
         assert!(FileServer::from_url("s3://b/p").is_none());
+        let v6 = FileServer::from_url("ftp://u@[::1]:2121/r").unwrap().unwrap();
+        assert_eq!(host_and_port(&v6.authority).unwrap(), ("::1", Some(2121)));
+        assert_eq!(host_and_port("[fe80::1]").unwrap(), ("fe80::1", None));
         for (bad, says) in [
             ("ftp://u:secret@h/r", "ARCA_FTP_PASSWORD"),
             ("webdav://h", "give a host and a path"),
             ("ftps://@:21/r", "no host"),
             ("ftp://h:x/r", "not a port"),
+            ("ftp://[::1/r", "closed with ]"),
         ] {
             let e = FileServer::from_url(bad).unwrap().unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

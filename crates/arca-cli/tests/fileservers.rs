@@ -149,17 +149,28 @@ fn a_repository_on(url_of: impl Fn(&str) -> String, served: &Path, variable: &st
     let t = e.path("t");
     ok(&mut arca(&e, &url, variable, &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]));
     assert_eq!(rsync_diff(&src, &t), "");
-    // What a writer killed mid-upload left (OpenDAL's FTP name, arca's WebDAV name) is
-    // never listed, and prune removes it once it is old.
-    let left = [served.join("repo/snapshots/abc.5f3e2a"), served.join("repo/snapshots/abc.tmp-00ff")];
-    for f in &left {
+    // What a writer killed mid-upload left (OpenDAL's FTP writer: in the root; arca's
+    // WebDAV writer: beside the object) is never listed, and prune removes it once it is
+    // old; a young one, and files of other shapes beside the repository's, stay.
+    let id = "9e3779b97f4a7c150000000000000001fffffffffffffffe0000000000005554";
+    let left =
+        [served.join(format!("repo/{id}.Ab3dE9xZ")), served.join(format!("repo/snapshots/{id}.tmp-00ff00ff00ff00ff"))];
+    let kept = [
+        served.join("repo/notes.txt"),
+        served.join("repo/snapshots/.hidden.x"),
+        served.join(format!("repo/{id}.YOUNG123")),
+    ];
+    for f in left.iter().chain(&kept) {
         std::fs::write(f, b"half").unwrap();
-        sh(&format!("touch -d '2 days ago' '{}'", f.display()));
+        if !f.to_string_lossy().contains("YOUNG") {
+            sh(&format!("touch -d '2 days ago' '{}'", f.display()));
+        }
     }
     let v = last_json(&ok(&mut arca(&e, &url, variable, &["--json", "snapshots"])));
     assert_eq!(v.as_array().map(|a| a.len()), Some(2), "{v}");
     ok(&mut arca(&e, &url, variable, &["forget", "--keep-last", "1", "--prune"]));
     assert!(left.iter().all(|f| !f.exists()), "prune left temporary uploads behind");
+    assert!(kept.iter().all(|f| f.exists()), "prune removed what is no old temporary upload");
     let v = last_json(&ok(&mut arca(&e, &url, variable, &["--json", "check", "--read-data"])));
     assert_eq!(v["ok"], true, "{v}");
     let start = Instant::now();

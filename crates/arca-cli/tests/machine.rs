@@ -242,8 +242,8 @@ fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
     ));
     let v = e.json(&["audit", "packages", "--live", "--root", r]);
     assert_eq!(v["report"]["modified"], serde_json::json!([]), "the MD5 list was rewritten to match: {v}");
-    // A file another package took over (`Replaces:`; dpkg no longer lists it as coreutils')
-    // differs from coreutils' .deb without being a finding.
+    // cat replaced and dropped from coreutils' list: no package lists it, so it is still
+    // checked against coreutils' .deb (dropping a line hides nothing).
     std::fs::write(root.join("usr/bin/cat"), b"#!/bin/sh\n# the other package's cat\n").unwrap();
     sh(&format!("sed -i -e '/^\\/bin\\/cat$/d' -e '/^\\/usr\\/bin\\/cat$/d' '{r}/var/lib/dpkg/info/coreutils.list'"));
     assert!(!std::fs::read_to_string(root.join("var/lib/dpkg/info/coreutils.list")).unwrap().contains("bin/cat\n"));
@@ -271,7 +271,29 @@ fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
         return;
     }
     assert_eq!(o.status.code(), Some(4), "{v}");
-    assert_eq!(v["report"]["modified"], serde_json::json!([{"path": "/usr/bin/ls", "package": "coreutils"}]), "{v}");
+    assert_eq!(
+        v["report"]["modified"],
+        serde_json::json!([{"path": "/usr/bin/cat", "package": "coreutils"}, {"path": "/usr/bin/ls", "package": "coreutils"}]),
+        "{v}"
+    );
+    // Another package lists it now (it took the file over, `Replaces:`): that package's .deb
+    // is the reference, not coreutils'.
+    std::fs::write(root.join("var/lib/dpkg/info/other-cat.list"), "/bin/cat\n").unwrap();
+    let taken = e.run(&[
+        "--json",
+        "audit",
+        "packages",
+        "--live",
+        "--root",
+        r,
+        "--archive",
+        "--package",
+        "coreutils",
+        "--deb-cache",
+        cache.to_str().unwrap(),
+    ]);
+    let t = common::last_json(&String::from_utf8_lossy(&taken.stdout));
+    assert_eq!(t["report"]["modified"], serde_json::json!([{"path": "/usr/bin/ls", "package": "coreutils"}]), "{t}");
     assert!(v["report"]["files"].as_u64().unwrap() > 50, "{v}");
     // A cached .deb that no longer matches the signed index is not trusted: fetched again.
     for deb in std::fs::read_dir(&cache).unwrap().flatten() {
@@ -291,6 +313,6 @@ fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
         cache.to_str().unwrap(),
     ]);
     let w = common::last_json(&String::from_utf8_lossy(&again.stdout));
-    assert_eq!(w["report"]["modified"], v["report"]["modified"], "{w}");
+    assert_eq!(w["report"]["modified"], t["report"]["modified"], "{w}");
     assert_eq!(w["report"]["unverifiable"], serde_json::json!([]), "{w}");
 }

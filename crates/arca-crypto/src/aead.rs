@@ -20,7 +20,7 @@ const AUTH_ONLY_CONTEXT: &str = "arca 2026-12 authenticated-only objects v1";
 pub enum Cipher {
     XChaCha(Box<XChaCha20Poly1305>),
     /// AES-256-GCM-SIV (RFC 8452) from aws-lc-rs: its AES-NI and CLMUL assembly seals about
-    /// twice as fast as the portable implementation on the same core (docs/BENCHMARKS.md),
+    /// 1.65× as fast as the portable implementation on the same core (docs/BENCHMARKS.md),
     /// byte for byte the same output.
     AesSiv(Arc<LessSafeKey>),
     /// No encryption: `nonce (16) || plaintext || tag`, the tag the first 16 bytes of keyed

@@ -51,9 +51,25 @@ fn index_sha256(p: &Installed) -> Result<String, String> {
     let mut c = std::process::Command::new("apt-cache");
     c.args(["show", "--no-all-versions", &format!("{}:{}={}", p.name, p.arch, p.version)]);
     let out = arca_ops::tool::output(c, "apt-cache show", "install apt").map_err(|e| e.to_string())?;
-    out.lines()
-        .find_map(|l| l.strip_prefix("SHA256:").map(|v| v.trim().to_lowercase()))
-        .ok_or_else(|| format!("the archive's index gives no SHA-256 for {} {}", p.name, p.version))
+    out.lines().find_map(|l| l.strip_prefix("SHA256:").map(|v| v.trim().to_lowercase())).ok_or_else(|| {
+        format!(
+            "{} {} is not (or no longer) in the archive's index (apt-cache show), so its .deb cannot be verified",
+            p.name, p.version
+        )
+    })
+}
+
+/// SHA-256 of a file, read in pieces.
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let (mut h, mut buf) = (Sha256::new(), vec![0u8; 1 << 16]);
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(hex::encode(h.finalize())),
+            n => h.update(&buf[..n]),
+        }
+    }
 }
 
 /// The `.deb` of `p` in `cache`, downloaded if it is not there yet. A cached one is checked
@@ -64,9 +80,7 @@ fn fetch(p: &Installed, cache: &Path) -> Result<PathBuf, String> {
     let file = cache.join(format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.arch));
     if file.exists() {
         let want = index_sha256(p)?;
-        let got = std::fs::read(&file)
-            .map(|b| hex::encode(Sha256::digest(&b)))
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let got = sha256_of(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         if got == want {
             return Ok(file);
         }
@@ -117,13 +131,27 @@ impl std::io::Write for HashInto<'_> {
     }
 }
 
-/// The paths (relative to `/`) of one of dpkg's lists about `p` (`list`, `conffiles`), if
-/// it has one.
+/// The paths (relative to `/`) of one of dpkg's lists about `p` (`conffiles`), if it has
+/// one.
 fn info_paths(system: &System, p: &Installed, what: &str) -> Option<HashSet<String>> {
     [format!("{}.{what}", p.name), format!("{}:{}.{what}", p.name, p.arch)]
         .iter()
         .find_map(|f| system.read(&format!("var/lib/dpkg/info/{f}")).ok().flatten())
         .map(|b| String::from_utf8_lossy(&b).lines().map(|l| l.trim_start_matches('/').to_string()).collect())
+}
+
+/// Which packages dpkg lists each path (relative to `/`) under, from every `<package>.list`.
+fn owners(system: &System) -> std::collections::HashMap<String, Vec<String>> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for file in system.list("var/lib/dpkg/info") {
+        let Some(stem) = file.strip_suffix(".list") else { continue };
+        let package = stem.split(':').next().unwrap_or(stem).to_string();
+        let Ok(Some(b)) = system.read(&format!("var/lib/dpkg/info/{file}")) else { continue };
+        for line in String::from_utf8_lossy(&b).lines() {
+            out.entry(line.trim_start_matches('/').to_string()).or_default().push(package.clone());
+        }
+    }
+    out
 }
 
 /// Check the installed packages' files against their `.deb`s from the archive.
@@ -146,6 +174,7 @@ pub fn audit_against_archive(system: &System, opts: &ArchiveOptions) -> MachineR
         system.read("var/lib/dpkg/diversions")?.map(|b| crate::audit::parse_diversions(&b)).unwrap_or_default();
     let diversions: std::collections::HashMap<String, (String, String)> =
         diversions.into_iter().map(|(from, (to, by))| (aliases.resolve(&from), (aliases.resolve(&to), by))).collect();
+    let owners = owners(system);
     let mut report = PackageAudit { packages: packages.len(), ..Default::default() };
     let excluded = crate::audit::PathFilter::of(system);
     // Downloads one after the other (apt's own pace), checks in parallel.
@@ -169,11 +198,12 @@ pub fn audit_against_archive(system: &System, opts: &ArchiveOptions) -> MachineR
                 }
             };
             let conffiles = info_paths(system, p, "conffiles").unwrap_or_default();
-            // What dpkg lists as this package's now: a file another package took over
-            // (`Replaces:`) is checked against that package's .deb, not this one's.
-            let owned = info_paths(system, p, "list");
             for (path, want) in files {
-                if conffiles.contains(&path) || owned.as_ref().is_some_and(|o| !o.contains(&path)) {
+                // A file another package took over (`Replaces:`: dpkg lists it as that
+                // package's, not this one's) is checked against that package's .deb. One no
+                // package lists is checked here: dropping a line from a list hides nothing.
+                let taken_over = owners.get(&path).is_some_and(|o| !o.contains(&p.name) && !o.is_empty());
+                if conffiles.contains(&path) || taken_over {
                     continue;
                 }
                 let path = aliases.resolve(&path);

@@ -85,7 +85,7 @@ impl<'a> System<'a> {
     }
 
     /// The names in a directory.
-    fn list(&self, rel: &str) -> Vec<String> {
+    pub(crate) fn list(&self, rel: &str) -> Vec<String> {
         match self {
             System::Live(root) => std::fs::read_dir(root.join(rel))
                 .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect())

@@ -49,7 +49,8 @@ LOOPS=""
 STEP="start"
 cleanup() {
   for l in $LOOPS; do losetup -d "$l" 2>/dev/null; done
-  rm -rf "$WORK"
+  # Never into a filesystem still mounted there.
+  mountpoint -q "$WORK/top" 2>/dev/null || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'fail "interrupted"' INT TERM HUP
@@ -66,8 +67,8 @@ takedown() {
   while IFS= read -r line; do
     what=${line#* }
     case "$line" in
-      "umount "*) umount "$what" ;;
-      "umount-tree "*) umount -R "$what" ;;
+      "umount "*) ! mountpoint -q "$what" || umount "$what" ;;
+      "umount-tree "*) ! mountpoint -q "$what" || umount -R "$what" ;;
       "deactivate "*) vgchange -an "$what" >/dev/null ;;
       "close "*) cryptsetup close "$what" ;;
       "stop "*) mdadm --stop "$what" ;;
@@ -88,7 +89,7 @@ step() {
   if [ "$CONFIRM" = 1 ] && [ "$DRY" = 0 ]; then
     printf 'run this step? [y/N] '
     read -r answer || answer=""
-    case "$answer" in y|Y|yes) ;; *) echo "stopped before: $1"; exit 1 ;; esac
+    case "$answer" in y|Y|yes) ;; *) echo "stopped before: $1"; takedown; exit 1 ;; esac
   fi
 }
 run() {
@@ -146,14 +147,15 @@ part() {
 "#;
 
 /// btrfs's incompatible features (as `dump-super` names them) and mkfs.btrfs's names for them.
-const BTRFS_FEATURES: &[(&str, &str)] = &[
-    ("MIXED_GROUPS", "mixed-bg"),
-    ("EXTENDED_IREF", "extref"),
-    ("RAID56", "raid56"),
-    ("SKINNY_METADATA", "skinny-metadata"),
-    ("NO_HOLES", "no-holes"),
-    ("RAID1C34", "raid1c34"),
-    ("ZONED", "zoned"),
+/// …and whether a current mkfs.btrfs turns it on unasked.
+const BTRFS_FEATURES: &[(&str, &str, bool)] = &[
+    ("MIXED_GROUPS", "mixed-bg", false),
+    ("EXTENDED_IREF", "extref", true),
+    ("RAID56", "raid56", false),
+    ("SKINNY_METADATA", "skinny-metadata", true),
+    ("NO_HOLES", "no-holes", true),
+    ("RAID1C34", "raid1c34", false),
+    ("ZONED", "zoned", false),
 ];
 
 /// Features mke2fs refuses or that describe a state, not a choice.
@@ -262,25 +264,35 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, opened_as: &str, out: &mut String) 
                     let _ = write!(cmd, " {flag} {}", quote(v));
                 }
             }
-            // The features it had, on or off, where they were recorded (mkfs.btrfs's defaults
-            // change between versions).
+            // The features it had, where they were recorded: those on by name, off with `^`
+            // only those some mkfs.btrfs turns on by itself (a name an older mkfs.btrfs does
+            // not know, even with `^`, fails it).
             if let Some(have) = p.get("incompat_features") {
                 let have: Vec<&str> = have.split_whitespace().collect();
                 let list: Vec<String> = BTRFS_FEATURES
                     .iter()
-                    .map(|(flag, name)| if have.contains(flag) { name.to_string() } else { format!("^{name}") })
+                    .filter_map(|(flag, name, default_on)| match (have.contains(flag), default_on) {
+                        (true, _) => Some(name.to_string()),
+                        (false, true) => Some(format!("^{name}")),
+                        (false, false) => None,
+                    })
                     .collect();
-                let _ = write!(cmd, " -O {}", list.join(","));
+                if !list.is_empty() {
+                    let _ = write!(cmd, " -O {}", list.join(","));
+                }
             }
             let compat_ro =
                 p.get("compat_ro_flags").and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
-            if let Some(ro) = compat_ro {
-                let _ = write!(cmd, " -R {}free-space-tree", if ro & 1 == 1 { "" } else { "^" });
+            if compat_ro.is_some_and(|ro| ro & 1 == 0) {
+                let _ = write!(cmd, " -R ^free-space-tree");
             }
             let _ = writeln!(out, "{cmd} \"{dev}\"");
             if !fs.subvolumes.is_empty() {
                 // Subvolumes under the top level (subvolid 5), parents first; mounts name them.
-                let _ = writeln!(out, "run mkdir -p \"$WORK/top\"\nrun mount -o subvolid=5 \"{dev}\" \"$WORK/top\"");
+                let _ = writeln!(
+                    out,
+                    "run mkdir -p \"$WORK/top\"\nrun mount -o subvolid=5 \"{dev}\" \"$WORK/top\"\nundo umount \"$WORK/top\""
+                );
                 let mut subs: Vec<&String> = fs.subvolumes.iter().collect();
                 subs.sort_by_key(|s| s.matches('/').count());
                 for sub in subs {
@@ -344,8 +356,8 @@ fn mkfs_commands(fs: &Filesystem, dev: &str, opened_as: &str, out: &mut String) 
         other => {
             let _ = writeln!(
                 out,
-                "echo \"{dev} held\" {} \"(not recreated by this script; the description has what is known of it)\"",
-                quote(other)
+                "echo \"{dev} held {} (not recreated by this script; the description has what is known of it)\"",
+                shown(other)
             );
         }
     }
@@ -562,7 +574,7 @@ impl<'a> Plan<'a> {
                 let Some(fs) = &p.filesystem else { continue };
                 let var = format!("D{n}P{}", p.number);
                 let part = format!("{key}{sep}{}", p.number);
-                let mut text = format!("\nstep \"{} on partition {} of $DISK{n}\"\n", fs.kind, p.number);
+                let mut text = format!("\nstep \"{} on partition {} of $DISK{n}\"\n", shown(&fs.kind), p.number);
                 let _ = writeln!(text, "{var}=$(part \"$DISK{n}\" {} {} {}) || exit 1", p.number, p.start, p.size);
                 let _ = writeln!(text, "case \"${var}\" in /dev/loop*) LOOPS=\"$LOOPS ${var}\" ;; esac");
                 let (name, mut makes) = made_by(&part, fs);
@@ -597,7 +609,7 @@ impl<'a> Plan<'a> {
             for d in &a.devices {
                 let _ = write!(cmd, " {}", device(d)?);
             }
-            let text = format!("\nstep \"RAID array {}\"\n{cmd}\nundo stop {}\n", comment(&a.device), quote(&a.device));
+            let text = format!("\nstep \"RAID array {}\"\n{cmd}\nundo stop {}\n", shown(&a.device), quote(&a.device));
             actions.push(Action {
                 what: format!("the RAID array {}", a.device),
                 disk: None,
@@ -616,7 +628,9 @@ impl<'a> Plan<'a> {
             heredoc(&mut text, &file, cfg, "ARCA_VG");
             let pvs = physical_volumes(cfg);
             for (id, dev) in &pvs {
-                let _ = writeln!(text, "run pvcreate --yes --uuid {} --restorefile {file} {}", quote(id), device(dev)?);
+                // -ff: a physical volume of a failed earlier run may still be on a re-made array.
+                let _ =
+                    writeln!(text, "run pvcreate --yes -ff --uuid {} --restorefile {file} {}", quote(id), device(dev)?);
             }
             let _ = writeln!(text, "run vgcfgrestore -f {file} {vg}\nrun vgchange -ay {vg}\nundo deactivate {vg}");
             let mut makes = vec![];
@@ -640,7 +654,7 @@ impl<'a> Plan<'a> {
             let n = i + 1;
             let var = format!("D{n}");
             let key = node(&d.path);
-            let mut text = format!("\nstep \"{} on $DISK{n}\"\n{var}=$DISK{n}\n", fs.kind);
+            let mut text = format!("\nstep \"{} on $DISK{n}\"\n{var}=$DISK{n}\n", shown(&fs.kind));
             let (name, makes) = made_by(&key, fs);
             mkfs_commands(fs, &format!("${var}"), &name, &mut text);
             let needs = if derived(d) { vec![key] } else { vec![] };
@@ -715,6 +729,12 @@ fn derived(d: &Disk) -> bool {
     !d.slaves.is_empty() || s.starts_with("/dev/mapper/") || s.starts_with("/dev/md") || s.starts_with("/dev/dm-")
 }
 
+/// Text from the description inside a double-quoted sh word: nothing sh would expand
+/// (`$`, backquotes, `"`, `\`) and no control characters.
+fn shown(s: &str) -> String {
+    comment(s).chars().map(|c| if "$`\"\\".contains(c) { '?' } else { c }).collect()
+}
+
 /// Text for a comment line: no line breaks or other control characters.
 fn comment(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
@@ -724,7 +744,8 @@ fn comment(s: &str) -> String {
 /// apart from the disks it was given (it must never write where it did not say it would).
 pub fn script(m: &Machine, opts: &ScriptOptions) -> Result<String, String> {
     let map = |p: &Path| opts.map.get(p).cloned().unwrap_or_else(|| p.to_path_buf());
-    let mut s = String::from("#!/bin/sh\n");
+    // Names from the description are single-quoted on purpose: nothing in them expands.
+    let mut s = String::from("#!/bin/sh\n# shellcheck disable=SC2016\n");
     let _ = writeln!(
         s,
         "# arca bare-metal recovery of {}, from system snapshot {}.",
@@ -891,7 +912,10 @@ mod tests {
         };
         let text = script(&m, &opts).unwrap();
         assert!(text.contains("run mdadm --create /dev/md0 --run --level=raid1 --raid-devices=2 --metadata=1.2 --uuid=aa:bb:cc:dd --homehost=any --name=h:0 \"$D1P1\" \"$D2P1\""), "{text}");
-        assert!(text.contains("run pvcreate --yes --uuid AbC-123 --restorefile \"$WORK\"/vg0.vg \"$D1P2\""), "{text}");
+        assert!(
+            text.contains("run pvcreate --yes -ff --uuid AbC-123 --restorefile \"$WORK\"/vg0.vg \"$D1P2\""),
+            "{text}"
+        );
         assert!(text.contains("run vgcfgrestore -f \"$WORK\"/vg0.vg vg0\nrun vgchange -ay vg0"), "{text}");
         assert!(
             text.contains("run cryptsetup luksFormat --uuid c3 \"$D1P3\"")
@@ -1026,7 +1050,7 @@ mod tests {
                 "undo stop /dev/md/0",
                 "run cryptsetup luksFormat --uuid c1 \"$D3\"",
                 "run cryptsetup open \"$D3\" cryptlvm\nundo close cryptlvm",
-                "run pvcreate --yes --uuid PV-1 --restorefile \"$WORK\"/vg0.vg \"$DISK4\"",
+                "run pvcreate --yes -ff --uuid PV-1 --restorefile \"$WORK\"/vg0.vg \"$DISK4\"",
                 "run vgchange -ay vg0\nundo deactivate vg0",
                 "run mkfs.ext4 -F -q -U f1 \"$D5\"",
                 // GRUB on both halves of the mirror.
@@ -1082,7 +1106,7 @@ mod tests {
             &text,
             &[
                 "mdadm --create /dev/md0",
-                "pvcreate --yes --uuid PV-1 --restorefile \"$WORK\"/vg-a.vg \"$DISK3\"",
+                "pvcreate --yes -ff --uuid PV-1 --restorefile \"$WORK\"/vg-a.vg \"$DISK3\"",
                 "vgchange -ay vg-a",
                 "cryptsetup luksFormat --uuid c1 \"$D5\"",
                 "cryptsetup open \"$D5\" data",
@@ -1094,6 +1118,22 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("-U e9"), "{text}");
+    }
+
+    #[test]
+    fn names_from_the_description_are_never_run_by_sh() {
+        let mut disks = mirrored_disks();
+        disks[0].partitions[0].filesystem = fs("ext4`reboot`", "u1");
+        let m = Machine {
+            disks,
+            raid: Some("ARRAY /dev/md/a\"$(reboot) level=raid1 num-devices=2\n   devices=/dev/sda1,/dev/sdb1\n".into()),
+            ..Default::default()
+        };
+        let text = script(&m, &opts()).unwrap();
+        shellcheck(&text);
+        assert!(text.contains("step \"RAID array /dev/md/a??(reboot)\""), "{text}");
+        assert!(text.contains("step \"ext4?reboot? on partition 1 of $DISK1\""), "{text}");
+        assert!(text.contains("undo stop '/dev/md/a\"$(reboot)'"), "{text}");
     }
 
     #[test]

@@ -35,7 +35,10 @@ fn check(
     len: u64,
     sent: blake3::Hash,
 ) -> StorageResult<()> {
-    let back = inner.get(kind, name)?;
+    let back = inner.get(kind, name).map_err(|e| StorageError::Io {
+        path: format!("{}/{}", inner.location().trim_end_matches('/'), kind.path(name)),
+        source: std::io::Error::other(format!("stored, but reading it back for --verify-after-write failed: {e}")),
+    })?;
     if back.len() as u64 == len && blake3::hash(&back) == sent {
         verified.fetch_add(1, Ordering::Relaxed);
         return Ok(());
