@@ -249,20 +249,24 @@ fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
     assert!(!std::fs::read_to_string(root.join("var/lib/dpkg/info/coreutils.list")).unwrap().contains("bin/cat\n"));
     // Against the package from the archive (apt-get download checks it against the signed index).
     let cache = e.path("debs");
-    let o = e.run(&[
-        "--json",
-        "audit",
-        "packages",
-        "--live",
-        "--root",
-        r,
-        "--archive",
-        "--package",
-        "coreutils",
-        "--deb-cache",
-        cache.to_str().unwrap(),
-    ]);
-    let v = common::last_json(&String::from_utf8_lossy(&o.stdout));
+    let archive_audit = || {
+        let o = e.run(&[
+            "--json",
+            "audit",
+            "packages",
+            "--live",
+            "--root",
+            r,
+            "--archive",
+            "--package",
+            "coreutils",
+            "--deb-cache",
+            cache.to_str().unwrap(),
+        ]);
+        let v = common::last_json(&String::from_utf8_lossy(&o.stdout));
+        (o.status.code(), v)
+    };
+    let (code, v) = archive_audit();
     let unverifiable = &v["report"]["unverifiable"];
     if !common::have(
         "the Debian archive (apt-get download coreutils)",
@@ -270,7 +274,7 @@ fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
     ) {
         return;
     }
-    assert_eq!(o.status.code(), Some(4), "{v}");
+    assert_eq!(code, Some(4), "{v}");
     assert_eq!(
         v["report"]["modified"],
         serde_json::json!([{"path": "/usr/bin/cat", "package": "coreutils"}, {"path": "/usr/bin/ls", "package": "coreutils"}]),
@@ -279,40 +283,14 @@ fn an_intruder_who_rewrote_dpkgs_sums_too_is_found_against_the_archive() {
     // Another package lists it now (it took the file over, `Replaces:`): that package's .deb
     // is the reference, not coreutils'.
     std::fs::write(root.join("var/lib/dpkg/info/other-cat.list"), "/bin/cat\n").unwrap();
-    let taken = e.run(&[
-        "--json",
-        "audit",
-        "packages",
-        "--live",
-        "--root",
-        r,
-        "--archive",
-        "--package",
-        "coreutils",
-        "--deb-cache",
-        cache.to_str().unwrap(),
-    ]);
-    let t = common::last_json(&String::from_utf8_lossy(&taken.stdout));
+    let (_, t) = archive_audit();
     assert_eq!(t["report"]["modified"], serde_json::json!([{"path": "/usr/bin/ls", "package": "coreutils"}]), "{t}");
     assert!(v["report"]["files"].as_u64().unwrap() > 50, "{v}");
     // A cached .deb that no longer matches the signed index is not trusted: fetched again.
     for deb in std::fs::read_dir(&cache).unwrap().flatten() {
         std::fs::write(deb.path(), b"not the package").unwrap();
     }
-    let again = e.run(&[
-        "--json",
-        "audit",
-        "packages",
-        "--live",
-        "--root",
-        r,
-        "--archive",
-        "--package",
-        "coreutils",
-        "--deb-cache",
-        cache.to_str().unwrap(),
-    ]);
-    let w = common::last_json(&String::from_utf8_lossy(&again.stdout));
+    let (_, w) = archive_audit();
     assert_eq!(w["report"]["modified"], t["report"]["modified"], "{w}");
     assert_eq!(w["report"]["unverifiable"], serde_json::json!([]), "{w}");
 }
