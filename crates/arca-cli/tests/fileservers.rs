@@ -209,3 +209,40 @@ fn a_webdav_repository_conforms_backs_up_and_restores() {
         "permission denied",
     );
 }
+
+#[test]
+fn a_backup_to_webdav_through_a_faulty_network_completes_or_fails_clearly() {
+    let Some(server) = rclone_webdav() else { return };
+    let e = Env::new();
+    let direct = format!("webdav://arca@127.0.0.1:{}/faulty", server.port);
+    ok(&mut arca(&e, &direct, "ARCA_WEBDAV_PASSWORD", &["init"]));
+    // The first connections are cut mid-transfer: OpenDAL's retries must carry the backup,
+    // or it fails naming the object; never a broken repository.
+    let (proxy, used) = fault_proxy(server.port, vec![Fault::Cut(1 << 20), Fault::Cut(2 << 20), Fault::Cut(1 << 20)]);
+    let faulty = format!("webdav://arca@127.0.0.1:{proxy}/faulty");
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), random_bytes(20 << 20, 5)).unwrap();
+    let s = src.to_str().unwrap();
+    let o = arca(&e, &faulty, "ARCA_WEBDAV_PASSWORD", &["backup", s]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(used.load(std::sync::atomic::Ordering::Relaxed) >= 3, "{err}");
+    if o.status.success() {
+        let t = e.path("t");
+        ok(&mut arca(
+            &e,
+            &direct,
+            "ARCA_WEBDAV_PASSWORD",
+            &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()],
+        ));
+        assert_eq!(rsync_diff(&src, &t), "");
+    } else {
+        assert!(err.contains(&faulty), "a clear error naming the object: {err}");
+    }
+    let v = last_json(&ok(&mut arca(&e, &direct, "ARCA_WEBDAV_PASSWORD", &["--json", "check", "--read-data"])));
+    assert_eq!(v["ok"], true, "consistent either way: {v}");
+    println!(
+        "webdav: backup through cut connections {}",
+        if o.status.success() { "completed" } else { "failed cleanly" }
+    );
+}
