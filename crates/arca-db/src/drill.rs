@@ -291,6 +291,7 @@ fn verify_physical(repo: &Repository, snapshot: &arca_format::Snapshot, pg: Opti
         dry_run: false,
         reflink_from: None,
         threads: 2,
+        read_ahead: 1,
         base: format!("/{PGDATA}").into_bytes(),
     };
     let report = arca_fs::restore(repo, found, &opts, &arca_repo::events::Quiet)?;

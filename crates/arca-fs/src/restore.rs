@@ -55,6 +55,9 @@ pub struct RestoreOptions {
     pub base: Vec<u8>,
     /// Files written at the same time.
     pub threads: usize,
+    /// Blobs of one file fetched at the same time (a remote repository: each fetch waits a
+    /// round trip, so several in flight hide the latency); 1: one after the other.
+    pub read_ahead: usize,
     /// What to do with entries that already exist in the target.
     pub overwrite: Overwrite,
     /// Remove entries of restored directories that the snapshot does not have.
@@ -269,11 +272,25 @@ impl Shared<'_> {
 
     /// Read a file's blobs in order, hand each to `write`, and count the bytes restored.
     fn each_blob(&self, n: &Node, mut write: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
-        for id in &n.content {
-            let data = self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"))?;
-            write(&data)?;
-            self.report().bytes += data.len() as u64;
-            self.events.emit(Event::Bytes(data.len() as u64));
+        let read = |id: &Id| self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"));
+        // In windows of `read_ahead` blobs fetched at once, written in order.
+        for ids in n.content.chunks(self.opts.read_ahead.max(1)) {
+            let blobs: Vec<Result<Vec<u8>, String>> = match ids {
+                [one] => vec![read(one)],
+                _ => std::thread::scope(|s| {
+                    let fetches: Vec<_> = ids.iter().map(|id| s.spawn(move || read(id))).collect();
+                    fetches
+                        .into_iter()
+                        .map(|f| f.join().unwrap_or_else(|_| Err("a reading thread failed".into())))
+                        .collect()
+                }),
+            };
+            for data in blobs {
+                let data = data?;
+                write(&data)?;
+                self.report().bytes += data.len() as u64;
+                self.events.emit(Event::Bytes(data.len() as u64));
+            }
         }
         Ok(())
     }

@@ -43,6 +43,7 @@ fn opts(target: &std::path::Path) -> RestoreOptions {
         set_owner: false,
         base: vec![],
         threads: 2,
+        read_ahead: 1,
         overwrite: Overwrite::IfChanged,
         delete: false,
     }

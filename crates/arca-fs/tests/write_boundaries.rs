@@ -135,6 +135,7 @@ fn verify(s: Arc<dyn Storage>, expected: &BTreeMap<Id, BTreeMap<PathBuf, Vec<u8>
             set_owner: false,
             base: vec![],
             threads: 1,
+            read_ahead: 1,
             overwrite: Overwrite::Always,
             delete: false,
             dry_run: false,

@@ -94,6 +94,10 @@ pub fn restore(repo: &Repository, req: &RestoreRequest, events: &dyn Events) -> 
     let snap = choose(repo, req.snapshot.as_deref(), req.at.as_ref(), &req.filter, events)?;
     let base: Vec<u8> = req.path.trim_end_matches('/').as_bytes().to_vec();
     let found = lookup(repo, &snap.snapshot.tree, &base)?.ok_or_else(|| not_in_snapshot(&req.path, &snap))?;
+    // A repository behind a network (a URL): each read waits a round trip, so more files are
+    // written at once and each file's blobs are fetched several at a time; on a local disk
+    // the cores decide.
+    let remote = repo.storage().location().contains("://");
     let opts = RestoreOptions {
         target: req.target.clone(),
         includes: globs(&req.includes, "--include")?,
@@ -103,7 +107,15 @@ pub fn restore(repo: &Repository, req: &RestoreRequest, events: &dyn Events) -> 
         overwrite: req.overwrite,
         delete: req.delete,
         dry_run: req.dry_run,
-        threads: req.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        threads: req.threads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            if remote {
+                cores.max(16)
+            } else {
+                cores
+            }
+        }),
+        read_ahead: if remote { 4 } else { 1 },
         base: if base.starts_with(b"/") || base.is_empty() { base.clone() } else { [b"/".as_slice(), &base].concat() },
         reflink_from: req.reflink_from.clone(),
     };
