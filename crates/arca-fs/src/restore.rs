@@ -394,6 +394,8 @@ struct Walker<'a, 's> {
     deferred_links: Vec<(PathBuf, PathBuf, Node)>,
     /// Directories in the order created; their metadata is applied in reverse.
     dirs: Vec<(PathBuf, Node)>,
+    /// Trees, read ahead on a remote repository.
+    trees: arca_repo::prefetch::TreeAhead<'a>,
 }
 
 /// Restore what `found` names into `opts.target`: a directory's contents go into the target
@@ -438,7 +440,14 @@ pub fn restore(repo: &Repository, found: Found, opts: &RestoreOptions, events: &
             });
         }
         drop(rx);
-        let mut w = Walker { shared: &shared, jobs: tx, links: HashMap::new(), deferred_links: vec![], dirs: vec![] };
+        let mut w = Walker {
+            shared: &shared,
+            jobs: tx,
+            links: HashMap::new(),
+            deferred_links: vec![],
+            dirs: vec![],
+            trees: arca_repo::prefetch::TreeAhead::new(repo),
+        };
         match found {
             Found::Root(id) => {
                 w.tree(&id, &opts.target, b"", false)?;
@@ -516,13 +525,18 @@ impl Walker<'_, '_> {
     /// Restore the children of tree `id` into `dir`. Returns whether anything was restored.
     fn tree(&mut self, id: &Id, dir: &Path, spath: &[u8], selected: bool) -> FsResult<bool> {
         let opts = self.shared.opts;
-        let tree = match self.shared.repo.read_tree(id) {
+        let tree = match self.trees.read(id) {
             Ok(t) => t,
             Err(e) => {
                 self.shared.problem(dir, format!("directory listing unreadable: {e}"));
                 return Ok(false);
             }
         };
+        // A whole restore visits every subtree: the next ones are read ahead (a remote
+        // repository). With includes or excludes many are never visited: nothing is.
+        if opts.includes.is_none() && opts.excludes.is_none() {
+            self.trees.ahead(tree.nodes.iter().filter(|n| n.kind == NodeKind::Dir).filter_map(|n| n.subtree));
+        }
         let mut any = false;
         let names: HashSet<Vec<u8>> =
             if opts.delete { tree.nodes.iter().map(|n| n.name.to_vec()).collect() } else { HashSet::new() };

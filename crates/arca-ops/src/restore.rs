@@ -97,7 +97,7 @@ pub fn restore(repo: &Repository, req: &RestoreRequest, events: &dyn Events) -> 
     // A repository behind a network (a URL): each read waits a round trip, so more files are
     // written at once and each file's blobs are fetched several at a time; on a local disk
     // the cores decide.
-    let remote = repo.storage().location().contains("://");
+    let remote = repo.is_remote();
     let opts = RestoreOptions {
         target: req.target.clone(),
         includes: globs(&req.includes, "--include")?,

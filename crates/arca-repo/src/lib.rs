@@ -20,6 +20,7 @@ pub mod limits;
 pub mod lock;
 pub mod pack;
 pub mod parity;
+pub mod prefetch;
 pub mod prune;
 pub mod reader;
 pub mod repair;

@@ -45,8 +45,16 @@ pub fn measure_with(repo: &Repository, root: &Id, max_entries: u64, max_depth: u
         extent: Extent,
     }
     let mut done: HashMap<Id, Extent> = HashMap::new();
-    let open = |id: Id| -> Frame {
-        match repo.read_tree(&id) {
+    let mut trees = crate::prefetch::TreeAhead::new(repo);
+    // Its subtrees not measured yet are read ahead (on a remote repository), in the order
+    // they are visited.
+    let mut open = |id: Id, done: &HashMap<Id, Extent>| -> Frame {
+        let t = trees.read(&id);
+        if let Ok(t) = &t {
+            let next = t.nodes.iter().filter(|n| n.kind == NodeKind::Dir).filter_map(|n| n.subtree);
+            trees.ahead(next.filter(|s| !done.contains_key(s)));
+        }
+        match t {
             Ok(t) => Frame {
                 id,
                 extent: Extent {
@@ -67,7 +75,7 @@ pub fn measure_with(repo: &Repository, root: &Id, max_entries: u64, max_depth: u
         what: format!("the tree below {root}"),
         detail: format!("directories nest more than {max_depth} levels deep"),
     };
-    let mut stack = vec![open(*root)];
+    let mut stack = vec![open(*root, &done)];
     while let Some(top) = stack.last_mut() {
         match top.subtrees.pop() {
             Some(sub) => match done.get(&sub) {
@@ -81,7 +89,7 @@ pub fn measure_with(repo: &Repository, root: &Id, max_entries: u64, max_depth: u
                     if stack.len() >= max_depth {
                         return Err(too_deep());
                     }
-                    stack.push(open(sub));
+                    stack.push(open(sub, &done));
                 }
             },
             None => {

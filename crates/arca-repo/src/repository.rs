@@ -593,6 +593,12 @@ impl Repository {
     }
 
     /// The backend.
+    /// True if the repository is behind a network (its location is a URL): each request
+    /// waits a round trip, so walks read ahead and restores fetch several blobs at once.
+    pub fn is_remote(&self) -> bool {
+        self.storage.location().contains("://")
+    }
+
     pub fn storage(&self) -> &dyn Storage {
         &*self.storage
     }
