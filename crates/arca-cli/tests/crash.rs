@@ -163,7 +163,9 @@ fn killed_copies_and_index_repairs_leave_a_consistent_repository() {
     for round in 0..n {
         std::fs::write(src.join(format!("new{round}")), random_bytes(3 << 20, 9000 + round)).unwrap();
         src_env.backup(&[&s]);
-        let delay = Duration::from_nanos(rng.next() % (full_copy.as_nanos() as u64 * 2));
+        // A point within the first copy's time: a round copies less than the first (one new
+        // snapshot), so up to twice that time killed too few rounds on a busy machine.
+        let delay = Duration::from_nanos(rng.next() % (full_copy.as_nanos() as u64).max(1));
         killed_copy += kill_after(copy(round), delay) as u64;
         assert_checks(&dst, "copy", round, round % 10 == 0);
         // repair index is quick: try again with a shorter delay until one run is killed.
