@@ -273,8 +273,21 @@ impl Shared<'_> {
     /// Read a file's blobs in order, hand each to `write`, and count the bytes restored.
     fn each_blob(&self, n: &Node, mut write: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
         let read = |id: &Id| self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"));
+        let mut put = |data: Vec<u8>| -> Result<(), String> {
+            write(&data)?;
+            self.report().bytes += data.len() as u64;
+            self.events.emit(Event::Bytes(data.len() as u64));
+            Ok(())
+        };
+        if self.opts.read_ahead <= 1 {
+            // A local repository: one blob after the other, nothing collected on the way.
+            for id in &n.content {
+                put(read(id)?)?;
+            }
+            return Ok(());
+        }
         // In windows of `read_ahead` blobs fetched at once, written in order.
-        for ids in n.content.chunks(self.opts.read_ahead.max(1)) {
+        for ids in n.content.chunks(self.opts.read_ahead) {
             let blobs: Vec<Result<Vec<u8>, String>> = match ids {
                 [one] => vec![read(one)],
                 _ => std::thread::scope(|s| {
@@ -286,10 +299,7 @@ impl Shared<'_> {
                 }),
             };
             for data in blobs {
-                let data = data?;
-                write(&data)?;
-                self.report().bytes += data.len() as u64;
-                self.events.emit(Event::Bytes(data.len() as u64));
+                put(data?)?;
             }
         }
         Ok(())
