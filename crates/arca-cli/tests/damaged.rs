@@ -401,3 +401,51 @@ fn signed_history_names_deleted_resurrected_and_swapped_snapshots() {
     assert!(String::from_utf8_lossy(&audit(&ids[2]).stdout).contains("NOT the ones signed"));
     assert!(String::from_utf8_lossy(&audit(&ids[1]).stdout).contains("no longer stored"));
 }
+
+/// Small files are restored in batches read by the span (several files' blobs with one
+/// read): a damaged blob fails only the file that holds it, never its neighbours, and a file
+/// named twice (deduplicated) and a file of one repeated blob come back whole.
+#[test]
+fn a_damaged_blob_fails_only_its_own_file_in_a_batch() {
+    let e = Env::init();
+    let src = e.path("small");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..40u64 {
+        std::fs::write(src.join(format!("f{i:02}")), random_bytes(3_000 + i as usize * 500, 900 + i)).unwrap();
+    }
+    std::fs::write(src.join("copy-of-f05"), std::fs::read(src.join("f05")).unwrap()).unwrap();
+    std::fs::write(src.join("zeros"), vec![0u8; 6 << 20]).unwrap();
+    let s = src.to_str().unwrap();
+    let snap = e.backup(&[s]);
+    let t = e.path("whole");
+    e.ok(&["restore", &format!("{}:{s}", &snap[..8]), "--target", t.to_str().unwrap()]);
+    for f in walk(&src) {
+        let rel = f.strip_prefix(&src).unwrap();
+        assert_eq!(std::fs::read(t.join(rel)).unwrap(), std::fs::read(&f).unwrap(), "{}", rel.display());
+    }
+    // Flip a byte inside f17's blob.
+    let c = Case { e, src: src.clone(), src_first: src.clone(), first: snap.clone(), second: snap.clone() };
+    let blob = node_of(&c, &snap, "f17")["content"][0].as_str().unwrap().to_string();
+    let pack = pack_holding(&c.e, &blob);
+    let v: Value = serde_json::from_str(&c.e.ok(&["cat", "pack", &pack])).unwrap();
+    let at =
+        v["blobs"].as_array().unwrap().iter().find(|b| b["id"] == blob.as_str()).unwrap()["offset"].as_u64().unwrap();
+    let path = pack_path(&c.e, &pack);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at as usize + 40] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = &c.e;
+    let t = e.path("damaged");
+    let o = e.run(&["--json", "restore", &format!("{}:{s}", &snap[..8]), "--target", t.to_str().unwrap()]);
+    assert!(!o.status.success(), "a file could not be restored: the exit code says so");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("f17") && out.contains("cannot read its data"), "{out}");
+    assert!(!t.join("f17").exists(), "no file with wrong contents is left behind");
+    for f in walk(&src) {
+        let rel = f.strip_prefix(&src).unwrap();
+        if rel == Path::new("f17") {
+            continue;
+        }
+        assert_eq!(std::fs::read(t.join(rel)).unwrap(), std::fs::read(&f).unwrap(), "{}", rel.display());
+    }
+}

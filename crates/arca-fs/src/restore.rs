@@ -15,6 +15,7 @@ use crate::{FsError, FsResult};
 use arca_format::{BlobKind, Id, Node, NodeKind};
 use arca_io::{AlignedBuf, DirectWriter};
 use arca_repo::events::{Event, Events};
+use arca_repo::spans::{spans, Span, Wanted};
 use arca_repo::treewalk::Found;
 use arca_repo::Repository;
 use crossbeam_channel::bounded;
@@ -25,6 +26,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
+use std::ops::Range;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -55,8 +57,9 @@ pub struct RestoreOptions {
     pub base: Vec<u8>,
     /// Files written at the same time.
     pub threads: usize,
-    /// Blobs of one file fetched at the same time (a remote repository: each fetch waits a
-    /// round trip, so several in flight hide the latency); 1: one after the other.
+    /// Spans of one large file (neighbouring blobs, one request each) fetched at the same time
+    /// (a remote repository: each fetch waits a round trip, so several in flight hide the
+    /// latency); 1: one after the other.
     pub read_ahead: usize,
     /// What to do with entries that already exist in the target.
     pub overwrite: Overwrite,
@@ -149,7 +152,7 @@ impl Shared<'_> {
 
     /// Write, verify and finish one regular file. With `existing`, a file already at `target`
     /// whose contents match is kept and only its metadata set.
-    fn file(&self, n: &Node, target: &Path, existing: bool) {
+    fn file(&self, n: &Node, target: &Path, existing: bool, fetched: Option<&Fetched>) {
         self.events.emit(Event::File { path: target, size: n.size });
         self.events.emit(Event::FileDone);
         if existing {
@@ -178,7 +181,7 @@ impl Shared<'_> {
         if self.reflink(n, target) {
             return;
         }
-        let result = self.write_file(n, target).and_then(|f| {
+        let result = self.write_file(n, target, fetched).and_then(|f| {
             if self.opts.verify {
                 self.verify(n, &f, target)?;
                 self.report().verified_files += 1;
@@ -251,13 +254,13 @@ impl Shared<'_> {
         true
     }
 
-    fn write_file(&self, n: &Node, target: &Path) -> Result<File, String> {
+    fn write_file(&self, n: &Node, target: &Path, fetched: Option<&Fetched>) -> Result<File, String> {
         let f = create_new(target).map_err(|e| format!("cannot create: {e}"))?;
         if n.holes.is_empty() && n.size >= DIRECT_WRITE_MIN {
             return self.write_dense(n, f);
         }
         let mut pos = Placer::new(&n.holes);
-        self.each_blob(n, |data| {
+        self.each_blob(n, fetched, |data| {
             for (off, range) in pos.place(data.len()) {
                 f.write_all_at(&data[range], off).map_err(|e| format!("write failed: {e}"))?;
             }
@@ -270,39 +273,121 @@ impl Shared<'_> {
         Ok(f)
     }
 
-    /// Read a file's blobs in order, hand each to `write`, and count the bytes restored.
-    fn each_blob(&self, n: &Node, mut write: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
-        let read = |id: &Id| self.repo.read_blob(BlobKind::Data, id).map_err(|e| format!("cannot read its data: {e}"));
-        let mut put = |data: Vec<u8>| -> Result<(), String> {
-            write(&data)?;
+    /// Read a file's blobs in order, hand each to `write`, and count the bytes restored. From
+    /// `fetched` when a batch read them already; otherwise by the span (neighbours in a pack
+    /// with one request), `read_ahead` spans at once.
+    fn each_blob(
+        &self,
+        n: &Node,
+        fetched: Option<&Fetched>,
+        mut write: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut put = |data: &[u8]| -> Result<(), String> {
+            write(data)?;
             self.report().bytes += data.len() as u64;
             self.events.emit(Event::Bytes(data.len() as u64));
             Ok(())
         };
-        if self.opts.read_ahead <= 1 {
-            // A local repository: one blob after the other, nothing collected on the way.
+        if let Some(fetched) = fetched {
             for id in &n.content {
-                put(read(id)?)?;
+                match fetched.get(id) {
+                    Some(Ok(data)) => put(data)?,
+                    Some(Err(e)) => return Err(e.clone()),
+                    None => return Err(format!("cannot read its data: blob {id} was not read")),
+                }
             }
             return Ok(());
         }
-        // In windows of `read_ahead` blobs fetched at once, written in order.
-        for ids in n.content.chunks(self.opts.read_ahead) {
-            let blobs: Vec<Result<Vec<u8>, String>> = match ids {
-                [one] => vec![read(one)],
+        let wanted =
+            locate(self.repo, &n.content).map_err(|id| format!("cannot read its data: blob {id} is not indexed"))?;
+        let fetch = |r: &Range<usize>| {
+            Span::fetch(self.repo, &wanted[r.clone()]).map_err(|e| format!("cannot read its data: {e}"))
+        };
+        // A file of zeros names one blob again and again: opened once.
+        let mut last: Option<(Id, Vec<u8>)> = None;
+        let mut emit = |span: &Span, w: &Wanted| -> Result<(), String> {
+            if last.as_ref().is_none_or(|(id, _)| *id != w.id) {
+                let data = span.open(self.repo, BlobKind::Data, w).map_err(|e| format!("cannot read its data: {e}"))?;
+                last = Some((w.id, data));
+            }
+            match &last {
+                Some((_, data)) => put(data),
+                None => Ok(()),
+            }
+        };
+        let runs = spans(&wanted);
+        if self.opts.read_ahead <= 1 {
+            // A local repository: one span after the other.
+            for r in &runs {
+                let span = fetch(r)?;
+                for w in &wanted[r.clone()] {
+                    emit(&span, w)?;
+                }
+            }
+            return Ok(());
+        }
+        // Windows of `read_ahead` spans fetched at once, opened and written in order.
+        for window in runs.chunks(self.opts.read_ahead) {
+            let got: Vec<Result<Span, String>> = match window {
+                [one] => vec![fetch(one)],
                 _ => std::thread::scope(|s| {
-                    let fetches: Vec<_> = ids.iter().map(|id| s.spawn(move || read(id))).collect();
+                    let fetches: Vec<_> = window.iter().map(|r| s.spawn(|| fetch(r))).collect();
                     fetches
                         .into_iter()
                         .map(|f| f.join().unwrap_or_else(|_| Err("a reading thread failed".into())))
                         .collect()
                 }),
             };
-            for data in blobs {
-                put(data?)?;
+            for (r, span) in window.iter().zip(got) {
+                let span = span?;
+                for w in &wanted[r.clone()] {
+                    emit(&span, w)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Restore a batch of small files (in the walk's order) from what one read of their
+    /// blobs in pack order brings: a few requests for many files (see [`BATCH_FILE_MAX`]).
+    fn batch(&self, jobs: Vec<FileJob>) {
+        let mut wanted: Vec<Wanted> = vec![];
+        let mut fetched: Fetched = HashMap::new();
+        {
+            let index = self.repo.index();
+            let mut seen = HashSet::new();
+            for id in jobs.iter().flat_map(|j| &j.node.content) {
+                if !seen.insert(*id) {
+                    continue;
+                }
+                match index.get(id) {
+                    Some(loc) => wanted.push(Wanted { id: *id, loc }),
+                    None => {
+                        fetched.insert(*id, Err(format!("cannot read its data: blob {id} is not indexed")));
+                    }
+                }
+            }
+        }
+        wanted.sort_by_key(|w| (w.loc.pack, w.loc.offset));
+        for r in spans(&wanted) {
+            let run = &wanted[r];
+            match Span::fetch(self.repo, run) {
+                Ok(span) => {
+                    for w in run {
+                        let data = span.open(self.repo, BlobKind::Data, w);
+                        fetched.insert(w.id, data.map_err(|e| format!("cannot read its data: {e}")));
+                    }
+                }
+                Err(e) => {
+                    for w in run {
+                        fetched.insert(w.id, Err(format!("cannot read its data: {e}")));
+                    }
+                }
+            }
+        }
+        for job in jobs {
+            self.file(&job.node, &job.target, job.existing, Some(&fetched));
+        }
     }
 
     /// A large file without holes: written front to back through this thread's aligned
@@ -311,7 +396,7 @@ impl Shared<'_> {
         let buf =
             WRITE_BUFFER.with(|b| b.borrow_mut().take()).unwrap_or_else(|| AlignedBuf::new(DIRECT_WRITE_MIN as usize));
         let mut w = DirectWriter::with_buffer(f, buf);
-        self.each_blob(n, |data| w.write_all(data).map_err(|e| format!("write failed: {e}")))?;
+        self.each_blob(n, None, |data| w.write_all(data).map_err(|e| format!("write failed: {e}")))?;
         let written = w.len();
         let (f, buf) = w.finish_unsynced().map_err(|e| format!("write failed: {e}"))?;
         WRITE_BUFFER.with(|b| *b.borrow_mut() = Some(buf));
@@ -386,6 +471,31 @@ fn create_new(target: &Path) -> std::io::Result<File> {
         .open(target)
 }
 
+/// Blobs a batch read, by id (or why one could not be read).
+type Fetched = HashMap<Id, Result<Vec<u8>, String>>;
+
+/// Files below this size are restored in batches (most files of a source tree or a home
+/// directory are): their blobs lie next to each other in packs, and one read serves many.
+const BATCH_FILE_MAX: u64 = 1 << 20;
+
+/// A batch's most bytes of contents (its blobs are in memory at once, in each writer)...
+const BATCH_BYTES: u64 = 4 << 20;
+
+/// ...and its most files.
+const BATCH_FILES: usize = 1024;
+
+/// Work for the writer pool: one file, or a batch of small ones.
+enum Work {
+    File(Box<FileJob>),
+    Batch(Vec<FileJob>),
+}
+
+/// The blobs `ids` name and where they are stored, in order; the id of one not indexed.
+fn locate(repo: &Repository, ids: &[Id]) -> Result<Vec<Wanted>, Id> {
+    let index = repo.index();
+    ids.iter().map(|id| index.get(id).map(|loc| Wanted { id: *id, loc }).ok_or(*id)).collect()
+}
+
 /// A regular file for the writer pool.
 struct FileJob {
     node: Node,
@@ -397,7 +507,7 @@ struct FileJob {
 /// The walking half: directories, special files, and queueing files.
 struct Walker<'a, 's> {
     shared: &'s Shared<'a>,
-    jobs: crossbeam_channel::Sender<FileJob>,
+    jobs: crossbeam_channel::Sender<Work>,
     /// First restored path and node of each hardlink group.
     links: HashMap<(u64, u64), (PathBuf, Node)>,
     /// Further members of hardlink groups, linked once their first member is written.
@@ -406,6 +516,9 @@ struct Walker<'a, 's> {
     dirs: Vec<(PathBuf, Node)>,
     /// Trees, read ahead on a remote repository.
     trees: arca_repo::prefetch::TreeAhead<'a>,
+    /// Small files gathered for one batch, and their bytes.
+    batch: Vec<FileJob>,
+    batch_bytes: u64,
 }
 
 /// Restore what `found` names into `opts.target`: a directory's contents go into the target
@@ -438,14 +551,17 @@ pub fn restore(repo: &Repository, found: Found, opts: &RestoreOptions, events: &
         events.emit(Event::Total { bytes });
     }
     let threads = opts.threads.max(1);
-    let (tx, rx) = bounded::<FileJob>(threads * 4);
+    let (tx, rx) = bounded::<Work>(threads * 4);
     let (links, dirs) = std::thread::scope(|scope| -> FsResult<_> {
         for _ in 0..threads {
             let rx = rx.clone();
             let shared = &shared;
             scope.spawn(move || {
-                for job in rx {
-                    shared.file(&job.node, &job.target, job.existing);
+                for work in rx {
+                    match work {
+                        Work::File(job) => shared.file(&job.node, &job.target, job.existing, None),
+                        Work::Batch(jobs) => shared.batch(jobs),
+                    }
                 }
             });
         }
@@ -457,6 +573,8 @@ pub fn restore(repo: &Repository, found: Found, opts: &RestoreOptions, events: &
             deferred_links: vec![],
             dirs: vec![],
             trees: arca_repo::prefetch::TreeAhead::new(repo),
+            batch: vec![],
+            batch_bytes: 0,
         };
         match found {
             Found::Root(id) => {
@@ -473,6 +591,7 @@ pub fn restore(repo: &Repository, found: Found, opts: &RestoreOptions, events: &
                 w.entry(*n, target)?;
             }
         }
+        w.flush()?;
         // Dropping the sender ends the writers; the scope waits for them.
         Ok((w.deferred_links, w.dirs))
     })?;
@@ -485,7 +604,7 @@ pub fn restore(repo: &Repository, found: Found, opts: &RestoreOptions, events: &
             Ok(()) => shared.report().files += 1,
             Err(e) => {
                 shared.problem(&target, format!("cannot hard-link to {}: {e}; restoring a copy", first.display()));
-                shared.file(&node, &target, false);
+                shared.file(&node, &target, false, None);
             }
         }
     }
@@ -532,6 +651,19 @@ fn matches(set: &Option<GlobSet>, spath: &[u8]) -> bool {
 }
 
 impl Walker<'_, '_> {
+    fn send(&self, work: Work) -> FsResult<()> {
+        self.jobs.send(work).map_err(|_| FsError::Internal("the restore writers stopped"))
+    }
+
+    /// Hand the small files gathered so far to the writers.
+    fn flush(&mut self) -> FsResult<()> {
+        self.batch_bytes = 0;
+        match std::mem::take(&mut self.batch) {
+            b if b.is_empty() => Ok(()),
+            b => self.send(Work::Batch(b)),
+        }
+    }
+
     /// Restore the children of tree `id` into `dir`. Returns whether anything was restored.
     fn tree(&mut self, id: &Id, dir: &Path, spath: &[u8], selected: bool) -> FsResult<bool> {
         let opts = self.shared.opts;
@@ -678,10 +810,18 @@ impl Walker<'_, '_> {
         }
         let created = match n.kind {
             NodeKind::File => {
-                return self
-                    .jobs
-                    .send(FileJob { node: n, target, existing })
-                    .map_err(|_| FsError::Internal("the restore writers stopped"));
+                let opts = self.shared.opts;
+                let job = FileJob { node: n, target, existing };
+                // Files that are compared, cloned or only counted are not read in batches.
+                if existing || opts.dry_run || opts.reflink_from.is_some() || job.node.size >= BATCH_FILE_MAX {
+                    return self.send(Work::File(Box::new(job)));
+                }
+                self.batch_bytes += job.node.content_len();
+                self.batch.push(job);
+                if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_FILES {
+                    self.flush()?;
+                }
+                return Ok(());
             }
             NodeKind::Symlink => {
                 let t = n.target.as_deref().map(|t| t.to_vec()).unwrap_or_default();

@@ -32,6 +32,7 @@ pub mod sendlog;
 pub mod session;
 pub mod shred;
 pub mod snapshots;
+pub mod spans;
 pub mod stats;
 pub mod treewalk;
 pub mod units;

@@ -1,7 +1,7 @@
 //! Repository: open (unlock a key slot, read the authenticated config), load the index, and
 //! read and write sealed objects and blobs.
 
-use crate::index::Index;
+use crate::index::{BlobLocation, Index};
 use crate::index_cache::{Builder, Record, SortedIndex};
 use crate::keyring::{self, ContentKey, Held, KeyRole, Keyring};
 use crate::keys::{self, Origin, Unlocked};
@@ -1219,22 +1219,27 @@ impl Repository {
     /// Read and verify one blob.
     pub fn read_blob(&self, kind: BlobKind, id: &Id) -> RepoResult<Vec<u8>> {
         let loc = self.index().get(id).ok_or(RepoError::BlobNotIndexed { kind: kind_name(kind), id: *id })?;
-        let sealed = self
-            .storage
-            .get_range(ObjectKind::Pack, &loc.pack.to_hex(), loc.offset, loc.length as u64)
-            .map_err(|e| match e {
-                // A missing or short pack is damage; other failures (permissions, a dropped
-                // connection) are reported as what they are.
-                arca_storage::StorageError::NotFound { path } => {
-                    RepoError::corrupt(format!("pack {}", loc.pack), format!("{path} is missing"))
-                }
-                arca_storage::StorageError::Io { path, source }
-                    if source.kind() == std::io::ErrorKind::UnexpectedEof =>
-                {
-                    RepoError::corrupt(format!("pack {}", loc.pack), format!("{path} is shorter than the index says"))
-                }
-                e => RepoError::Storage(e),
-            })?;
+        let sealed = self.read_pack_range(&loc.pack, loc.offset, loc.length as u64)?;
+        self.open_blob(kind, id, &loc, &sealed)
+    }
+
+    /// Bytes `offset..offset + length` of pack `pack`, as stored (sealed).
+    pub fn read_pack_range(&self, pack: &Id, offset: u64, length: u64) -> RepoResult<Vec<u8>> {
+        self.storage.get_range(ObjectKind::Pack, &pack.to_hex(), offset, length).map_err(|e| match e {
+            // A missing or short pack is damage; other failures (permissions, a dropped
+            // connection) are reported as what they are.
+            arca_storage::StorageError::NotFound { path } => {
+                RepoError::corrupt(format!("pack {pack}"), format!("{path} is missing"))
+            }
+            arca_storage::StorageError::Io { path, source } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                RepoError::corrupt(format!("pack {pack}"), format!("{path} is shorter than the index says"))
+            }
+            e => RepoError::Storage(e),
+        })
+    }
+
+    /// Verify and open blob `id`, stored at `loc` as `sealed`, into its contents.
+    pub fn open_blob(&self, kind: BlobKind, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> RepoResult<Vec<u8>> {
         let key = self.content_key(loc.key, || format!("pack {}", loc.pack))?;
         let Some(cipher) = key.blob_cipher(kind) else {
             let level = self.reader.ok_or(RepoError::Internal("a part of a key outside a reader session"))?;
@@ -1244,12 +1249,12 @@ impl Repository {
         // A reader key has no MAC key: the AEAD, whose associated data names the blob's kind
         // and id, is what vouches for a tree it reads.
         let mac = (key.held() == Held::All).then(|| key.key());
-        let read = blob::decode(mac, cipher, kind, id, &sealed, loc.raw_length);
+        let read = blob::decode(mac, cipher, kind, id, sealed, loc.raw_length);
         // A tree an arca that did not know split keys sealed with the data key of a split key
         // (it ignores `split`): a full key still reads it.
         let read = match read {
             Err(_) if kind == BlobKind::Tree && key.split && key.held() == Held::All => {
-                blob::decode(mac, key.cipher(), kind, id, &sealed, loc.raw_length).or(read)
+                blob::decode(mac, key.cipher(), kind, id, sealed, loc.raw_length).or(read)
             }
             r => r,
         };

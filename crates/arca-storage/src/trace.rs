@@ -14,19 +14,29 @@ pub struct Traced {
 
 impl Traced {
     pub fn new(inner: Arc<dyn Storage>) -> Traced {
+        EPOCH.get_or_init(Instant::now);
         Traced { inner }
     }
+}
+
+/// When the first traced storage was made: each call says when it started (`at`, ms since
+/// then), so a trace shows which calls overlapped and where a run waited.
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn since_epoch(start: Instant) -> f64 {
+    EPOCH.get().map_or(0.0, |e| start.saturating_duration_since(*e).as_secs_f64() * 1000.0)
 }
 
 fn on() -> bool {
     tracing::enabled!(target: "arca::storage", tracing::Level::TRACE)
 }
 
-fn record<T>(op: &str, kind: ObjectKind, name: &str, bytes: impl Fn(&T) -> u64, r: &StorageResult<T>, took: Duration) {
-    let ms = took.as_secs_f64() * 1000.0;
+fn record<T>(op: &str, kind: ObjectKind, name: &str, bytes: impl Fn(&T) -> u64, r: &StorageResult<T>, start: Instant) {
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let at = since_epoch(start);
     match r {
-        Ok(v) => tracing::trace!(target: "arca::storage", op, %kind, name, bytes = bytes(v), ms, "ok"),
-        Err(e) => tracing::trace!(target: "arca::storage", op, %kind, name, ms, error = %e, "failed"),
+        Ok(v) => tracing::trace!(target: "arca::storage", op, %kind, name, bytes = bytes(v), at, ms, "ok"),
+        Err(e) => tracing::trace!(target: "arca::storage", op, %kind, name, at, ms, error = %e, "failed"),
     }
 }
 
@@ -42,7 +52,7 @@ fn timed<T>(
     }
     let start = Instant::now();
     let r = f();
-    record(op, kind, name, bytes, &r, start.elapsed());
+    record(op, kind, name, bytes, &r, start);
     r
 }
 
@@ -63,7 +73,7 @@ impl ObjectWriter for TracedWriter {
         let (kind, written, start) = (self.kind, self.written, self.start);
         let r = self.inner.finish(name);
         if on() {
-            record("stream", kind, name, |_| written, &r, start.elapsed());
+            record("stream", kind, name, |_| written, &r, start);
         }
         r
     }
