@@ -140,3 +140,41 @@ fn content_named_objects_are_created_once_and_never_replaced() {
     s.put(ObjectKind::Lock, &lock, b"v2").unwrap();
     assert_eq!(s.get(ObjectKind::Lock, &lock).unwrap(), b"v2");
 }
+
+/// A restore from a remote repository reads each tree once (the size check and the walk share
+/// them) and the blobs of small files by the span, several files per request: far fewer
+/// requests than files and trees, which on a network is what the restore waits for.
+#[test]
+fn a_remote_restore_reads_each_tree_once_and_small_files_by_the_span() {
+    if !weed_here() {
+        return;
+    }
+    let e = Env::new();
+    let url = "s3://arca-repos/spans";
+    ok(&mut arca(&e, url, &["init"]));
+    let src = e.path("src");
+    let mut files = 0u64;
+    for d in 0..6u64 {
+        let dir = src.join(format!("d{d}/inner"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..30u64 {
+            std::fs::write(dir.join(format!("f{f}")), random_bytes(1_000 + f as usize * 60, d * 100 + f)).unwrap();
+            files += 1;
+        }
+    }
+    let s = src.to_str().unwrap();
+    ok(&mut arca(&e, url, &["backup", s]));
+    let t = e.path("t");
+    let o = arca(&e, url, &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()])
+        .env("ARCA_LOG", "arca::storage=trace")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(rsync_diff(&src, &t), "");
+    let log = String::from_utf8_lossy(&o.stderr);
+    let reads = log.lines().filter(|l| l.contains("get_range")).count() as u64;
+    // Trees: one per directory of the snapshot's path and below it.
+    let trees = src.components().count() as u64 + 6 * 2;
+    assert!(files == 180 && reads <= trees + 6, "{reads} pack reads for {trees} trees and {files} files:\n{log}");
+}

@@ -300,9 +300,6 @@ impl Shared<'_> {
         }
         let wanted =
             locate(self.repo, &n.content).map_err(|id| format!("cannot read its data: blob {id} is not indexed"))?;
-        let fetch = |r: &Range<usize>| {
-            Span::fetch(self.repo, &wanted[r.clone()]).map_err(|e| format!("cannot read its data: {e}"))
-        };
         // A file of zeros names one blob again and again: opened once.
         let mut last: Option<(Id, Vec<u8>)> = None;
         let mut emit = |span: &Span, w: &Wanted| -> Result<(), String> {
@@ -315,37 +312,24 @@ impl Shared<'_> {
                 None => Ok(()),
             }
         };
-        let runs = spans(&wanted);
-        if self.opts.read_ahead <= 1 {
-            // A local repository: one span after the other.
-            for r in &runs {
-                let span = fetch(r)?;
-                for w in &wanted[r.clone()] {
-                    emit(&span, w)?;
-                }
+        let runs = spans(&wanted, self.gap());
+        fetch_in_order(self.repo, &wanted, &runs, self.opts.read_ahead, |r, span| {
+            let span = span.map_err(|e| format!("cannot read its data: {e}"))?;
+            for w in &wanted[r.clone()] {
+                emit(&span, w)?;
             }
-            return Ok(());
+            Ok(())
+        })
+    }
+
+    /// How far apart neighbouring blobs may lie to be fetched with one request: further on
+    /// a remote repository, where a round trip costs more than reading a megabyte.
+    fn gap(&self) -> u64 {
+        if self.opts.read_ahead > 1 {
+            arca_repo::spans::GAP_REMOTE
+        } else {
+            arca_repo::spans::GAP
         }
-        // Windows of `read_ahead` spans fetched at once, opened and written in order.
-        for window in runs.chunks(self.opts.read_ahead) {
-            let got: Vec<Result<Span, String>> = match window {
-                [one] => vec![fetch(one)],
-                _ => std::thread::scope(|s| {
-                    let fetches: Vec<_> = window.iter().map(|r| s.spawn(|| fetch(r))).collect();
-                    fetches
-                        .into_iter()
-                        .map(|f| f.join().unwrap_or_else(|_| Err("a reading thread failed".into())))
-                        .collect()
-                }),
-            };
-            for (r, span) in window.iter().zip(got) {
-                let span = span?;
-                for w in &wanted[r.clone()] {
-                    emit(&span, w)?;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Restore a batch of small files (in the walk's order) from what one read of their
@@ -369,22 +353,17 @@ impl Shared<'_> {
             }
         }
         wanted.sort_by_key(|w| (w.loc.pack, w.loc.offset));
-        for r in spans(&wanted) {
-            let run = &wanted[r];
-            match Span::fetch(self.repo, run) {
-                Ok(span) => {
-                    for w in run {
-                        let data = span.open(self.repo, BlobKind::Data, w);
-                        fetched.insert(w.id, data.map_err(|e| format!("cannot read its data: {e}")));
-                    }
-                }
-                Err(e) => {
-                    for w in run {
-                        fetched.insert(w.id, Err(format!("cannot read its data: {e}")));
-                    }
-                }
+        let runs = spans(&wanted, self.gap());
+        let _ = fetch_in_order(self.repo, &wanted, &runs, self.opts.read_ahead, |r, span| {
+            for w in &wanted[r.clone()] {
+                let data: Result<Vec<u8>, String> = match &span {
+                    Ok(span) => span.open(self.repo, BlobKind::Data, w).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                fetched.insert(w.id, data.map_err(|e| format!("cannot read its data: {e}")));
             }
-        }
+            Ok(())
+        });
         for job in jobs {
             self.file(&job.node, &job.target, job.existing, Some(&fetched));
         }
@@ -494,6 +473,35 @@ enum Work {
 fn locate(repo: &Repository, ids: &[Id]) -> Result<Vec<Wanted>, Id> {
     let index = repo.index();
     ids.iter().map(|id| index.get(id).map(|loc| Wanted { id: *id, loc }).ok_or(*id)).collect()
+}
+
+/// Fetch the spans `runs` of `wanted`, up to `at_once` in flight (a new one starts as the
+/// oldest is handed on; 1: one after the other, no threads), handing each to `each` in
+/// order. Stops at the first error `each` returns.
+fn fetch_in_order(
+    repo: &Repository,
+    wanted: &[Wanted],
+    runs: &[Range<usize>],
+    at_once: usize,
+    mut each: impl FnMut(&Range<usize>, arca_repo::RepoResult<Span>) -> Result<(), String>,
+) -> Result<(), String> {
+    let fetch = |r: &Range<usize>| Span::fetch(repo, &wanted[r.clone()]);
+    if at_once <= 1 {
+        return runs.iter().try_for_each(|r| each(r, fetch(r)));
+    }
+    std::thread::scope(|s| {
+        let mut inflight = std::collections::VecDeque::new();
+        let mut runs = runs.iter();
+        loop {
+            while inflight.len() < at_once {
+                let Some(r) = runs.next() else { break };
+                inflight.push_back((r, s.spawn(move || fetch(r))));
+            }
+            let Some((r, fetching)) = inflight.pop_front() else { return Ok(()) };
+            let span = fetching.join().unwrap_or(Err(arca_repo::RepoError::Internal("a reading thread panicked")));
+            each(r, span)?;
+        }
+    })
 }
 
 /// A regular file for the writer pool.

@@ -34,6 +34,7 @@ pub mod shred;
 pub mod snapshots;
 pub mod spans;
 pub mod stats;
+pub mod treecache;
 pub mod treewalk;
 pub mod units;
 pub mod writer;

@@ -45,6 +45,7 @@ pub fn measure_with(repo: &Repository, root: &Id, max_entries: u64, max_depth: u
         extent: Extent,
     }
     let mut done: HashMap<Id, Extent> = HashMap::new();
+    crate::prefetch::prime(repo, root, max_depth);
     let mut trees = crate::prefetch::TreeAhead::new(repo);
     // Its subtrees not measured yet are read ahead (on a remote repository), in the order
     // they are visited.

@@ -83,3 +83,38 @@ impl<'r> TreeAhead<'r> {
         }
     }
 }
+
+/// Read the trees below `root` breadth first into the repository's tree cache (a remote
+/// repository; nothing on a local one), [`WINDOW`] at once, at most [`KEPT`] trees and
+/// `max_depth` levels: a walk that follows finds them there. A level costs a round trip per
+/// [`WINDOW`] trees, where a depth-first walk that reads ahead below each tree it visits
+/// waits again at every branch.
+pub fn prime(repo: &Repository, root: &Id, max_depth: usize) {
+    if !repo.is_remote() {
+        return;
+    }
+    let mut level = vec![*root];
+    let mut seen: std::collections::HashSet<Id> = level.iter().copied().collect();
+    let mut read = 0usize;
+    for _ in 0..max_depth {
+        if level.is_empty() || read >= KEPT {
+            return;
+        }
+        let mut next = vec![];
+        for window in level.chunks(WINDOW) {
+            let trees: Vec<Option<Tree>> = std::thread::scope(|s| {
+                let reads: Vec<_> = window.iter().map(|id| s.spawn(move || repo.read_tree(id).ok())).collect();
+                reads.into_iter().map(|r| r.join().ok().flatten()).collect()
+            });
+            read += window.len();
+            for t in trees.into_iter().flatten() {
+                let subtrees = t.nodes.iter().filter(|n| n.kind == NodeKind::Dir).filter_map(|n| n.subtree);
+                next.extend(subtrees.filter(|id| seen.insert(*id)));
+            }
+            if read >= KEPT {
+                return;
+            }
+        }
+        level = next;
+    }
+}

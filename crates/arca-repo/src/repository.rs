@@ -139,6 +139,8 @@ pub struct Repository {
     keyring: RwLock<Keyring>,
     /// `keyring/` objects that could not be read (for `check` to report).
     keyring_problems: Vec<RepoError>,
+    /// Trees read, kept when the repository is remote (see `treecache`).
+    trees: crate::treecache::TreeCache,
 }
 
 impl Repository {
@@ -181,6 +183,7 @@ impl Repository {
             keyring: RwLock::new(ring),
             keyring_problems,
             config,
+            trees: Default::default(),
         }
     }
 
@@ -1016,21 +1019,33 @@ impl Repository {
         let mut decoded: HashMap<Id, IndexFile> = HashMap::new();
         let mut kept_bytes = 0u64;
         let mut memo_grew = false;
-        for (name, size) in &listed {
-            let Some(id) = Id::from_hex(name) else { continue };
-            if memo.contains_key(&id) {
-                continue;
-            }
-            match self.load_object::<IndexFile>(ObjectKind::Index, name) {
-                Ok(f) => {
-                    memo.insert(id, f.supersedes.clone());
-                    memo_grew = true;
-                    if self.cache_dir.is_none() || kept_bytes + size <= OVERLAY_MAX_BYTES {
-                        kept_bytes += size;
-                        decoded.insert(id, f);
+        let unknown: Vec<(&String, &u64, Id)> = listed
+            .iter()
+            .filter_map(|(name, size)| {
+                Id::from_hex(name).filter(|id| !memo.contains_key(id)).map(|id| (name, size, id))
+            })
+            .collect();
+        // Fetched several at once on a remote repository (one index object per backup: a
+        // round trip each), decoded in order; a window at a time bounds the memory.
+        for window in unknown.chunks(4 * arca_storage::REMOTE_AT_ONCE) {
+            let names: Vec<String> = window.iter().map(|(n, _, _)| (*n).clone()).collect();
+            let fetched = arca_storage::get_many(self.storage.as_ref(), ObjectKind::Index, &names);
+            for ((name, size, id), bytes) in window.iter().zip(fetched) {
+                let (name, size, id) = (*name, *size, *id);
+                let loaded = bytes
+                    .map_err(RepoError::from)
+                    .and_then(|b| self.open_object::<IndexFile>(ObjectKind::Index, name, &b));
+                match loaded {
+                    Ok(f) => {
+                        memo.insert(id, f.supersedes.clone());
+                        memo_grew = true;
+                        if self.cache_dir.is_none() || kept_bytes + size <= OVERLAY_MAX_BYTES {
+                            kept_bytes += size;
+                            decoded.insert(id, f);
+                        }
                     }
+                    Err(e) => problems.push(e),
                 }
-                Err(e) => problems.push(e),
             }
         }
         if let (Some(path), true) = (&memo_path, memo_grew) {
@@ -1264,6 +1279,12 @@ impl Repository {
     /// Read one directory listing.
     pub fn read_tree(&self, id: &Id) -> RepoResult<Tree> {
         self.require_trees("read a tree (file names)")?;
+        let remote = self.is_remote();
+        if remote {
+            if let Some(t) = self.trees.get(id) {
+                return Ok(t);
+            }
+        }
         let bytes = match &self.backup_only {
             // This host's own trees, from its send log: the repository's are sealed with keys
             // a backup-only key no longer has.
@@ -1278,6 +1299,9 @@ impl Repository {
         };
         let tree: Tree = decode("tree", &bytes).map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
         tree.validate().map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
+        if remote {
+            self.trees.put(*id, &tree);
+        }
         Ok(tree)
     }
 }
@@ -1397,10 +1421,12 @@ fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> R
     // Master-sealed keys first: a key a backup-only holder made can never push one out by
     // claiming its number (it is the one reported and left out).
     let mut sessions = vec![];
-    for (name, _) in storage.list(ObjectKind::Keyring)? {
+    let names: Vec<String> = storage.list(ObjectKind::Keyring)?.into_iter().map(|(n, _)| n).collect();
+    let fetched = arca_storage::get_many(storage, ObjectKind::Keyring, &names);
+    for (name, bytes) in names.into_iter().zip(fetched) {
         let what = || format!("content key {name}");
         let loaded = (|| {
-            let bytes = storage.get(ObjectKind::Keyring, &name)?;
+            let bytes = bytes?;
             if !arca_format::keyring::name_matches(&name, &bytes) {
                 return Err(RepoError::corrupt(what(), "contents do not match the object name"));
             }

@@ -13,6 +13,9 @@ use std::ops::Range;
 /// and dropped, which is cheaper than another round trip (or, on a disk, another seek).
 pub const GAP: u64 = 256 * 1024;
 
+/// [`GAP`] where the repository is remote: a round trip costs more than reading a megabyte.
+pub const GAP_REMOTE: u64 = 1024 * 1024;
+
 /// A span's most bytes: what one request brings into memory at once.
 pub const MAX_SPAN: u64 = 4 * 1024 * 1024;
 
@@ -24,10 +27,10 @@ pub struct Wanted {
 }
 
 /// Split `blobs`, in the order given, into spans: runs of blobs of one pack that lie within
-/// [`GAP`] of what the run covers so far, [`MAX_SPAN`] bytes at most (a blob larger than that
+/// `gap` ([`GAP`], [`GAP_REMOTE`]) of what the run covers so far, [`MAX_SPAN`] bytes at most (a blob larger than that
 /// is a span of its own). A blob repeated (a file of zeros names one blob many times) joins
 /// its run without adding bytes. Returns ranges of indices into `blobs`.
-pub fn spans(blobs: &[Wanted]) -> Vec<Range<usize>> {
+pub fn spans(blobs: &[Wanted], gap: u64) -> Vec<Range<usize>> {
     let mut out = vec![];
     let mut first = 0;
     let (mut start, mut end) = (0u64, 0u64);
@@ -36,7 +39,7 @@ pub fn spans(blobs: &[Wanted]) -> Vec<Range<usize>> {
         let joins = i > first
             && w.loc.pack == blobs[first].loc.pack
             && off >= start
-            && off <= end.saturating_add(GAP)
+            && off <= end.saturating_add(gap)
             && (off + len).max(end) - start <= MAX_SPAN;
         if joins {
             end = end.max(off + len);
@@ -96,7 +99,7 @@ mod tests {
     #[test]
     fn neighbours_in_one_pack_are_one_span() {
         let blobs = [at(1, 0, 100), at(1, 100, 100), at(1, 300, 50), at(2, 350, 10), at(2, 360, 10)];
-        assert_eq!(spans(&blobs), vec![0..3, 3..5]);
+        assert_eq!(spans(&blobs, GAP), vec![0..3, 3..5]);
     }
 
     #[test]
@@ -109,13 +112,13 @@ mod tests {
             at(1, 10, big),              // fits
             at(1, 10 + big as u64, big), // would pass MAX_SPAN
         ];
-        assert_eq!(spans(&blobs), vec![0..1, 1..2, 2..4, 4..5]);
+        assert_eq!(spans(&blobs, GAP), vec![0..1, 1..2, 2..4, 4..5]);
     }
 
     #[test]
     fn a_repeated_blob_stays_in_its_span() {
         let blobs = [at(1, 0, 10), at(1, 0, 10), at(1, 0, 10), at(1, 10, 10), at(1, 0, 10)];
-        assert_eq!(spans(&blobs), vec![0..5]);
-        assert_eq!(spans(&[]), Vec::<Range<usize>>::new());
+        assert_eq!(spans(&blobs, GAP), vec![0..5]);
+        assert_eq!(spans(&[], GAP), Vec::<Range<usize>>::new());
     }
 }

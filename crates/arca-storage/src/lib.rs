@@ -18,6 +18,39 @@ use std::fmt;
 pub use trace::Traced;
 pub use verify::VerifyAfterWrite;
 
+/// True if `storage` is behind a network (its location is a URL): each request waits a round
+/// trip, so callers read ahead and keep several requests in flight.
+pub fn is_remote(storage: &dyn Storage) -> bool {
+    storage.location().contains("://")
+}
+
+/// Requests kept in flight by [`get_many`] on a remote storage.
+pub const REMOTE_AT_ONCE: usize = 16;
+
+/// Read whole objects `names` of `kind`, results in the order of `names`: on a remote storage
+/// up to [`REMOTE_AT_ONCE`] at a time (a repository's index objects, one per backup, would
+/// otherwise cost a round trip each when it is opened), on a local one after each other.
+pub fn get_many(storage: &dyn Storage, kind: ObjectKind, names: &[String]) -> Vec<StorageResult<Vec<u8>>> {
+    if !is_remote(storage) || names.len() < 2 {
+        return names.iter().map(|n| storage.get(kind, n)).collect();
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for window in names.chunks(REMOTE_AT_ONCE) {
+        std::thread::scope(|s| {
+            let reads: Vec<_> = window.iter().map(|n| (n, s.spawn(move || storage.get(kind, n)))).collect();
+            out.extend(reads.into_iter().map(|(n, r)| {
+                r.join().unwrap_or_else(|_| {
+                    Err(StorageError::Io {
+                        path: n.clone(),
+                        source: std::io::Error::other("a reading thread panicked"),
+                    })
+                })
+            }));
+        });
+    }
+    out
+}
+
 /// The kinds of objects in a repository; each lives under its own prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {
