@@ -185,6 +185,12 @@ pub fn backup(
         .thread_name(|i| format!("arca-walk-{i}"))
         .build()
         .map_err(|e| FsError::Threads { what: "walker", detail: e.to_string() })?;
+    if let Some(id) = &parent {
+        // A remote repository: the parent's trees are read breadth first, many at once, into
+        // the repository's tree cache, instead of one round trip per directory as the walk
+        // reaches it.
+        arca_repo::prefetch::prime(a.writer.repository(), id, arca_repo::limits::MAX_TREE_DEPTH);
+    }
     let tree = pool.install(|| {
         let parent_tree = parent.and_then(|id| a.load_tree(&id));
         if root.is_source {
