@@ -191,7 +191,10 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
         let total = work.len() as u64;
         let queue = std::sync::Mutex::new(work.into_iter());
         let done = std::sync::atomic::AtomicU64::new(0);
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        // One per core; on a remote repository more, as each waits a round trip for its pack
+        // (each holds a pack in memory: 8 × 16 MiB at most).
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let threads = if repo.is_remote() { cores.max(8) } else { cores };
         let parts: Vec<RepoResult<PackCheck>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
