@@ -436,7 +436,9 @@ pub struct BackupArgs {
     /// Read everything, store nothing, and report what would be added.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-    /// Compression: auto (skip incompressible data), off, or a zstd level 1-22.
+    /// Compression: auto (the zstd level follows the bottleneck: it rises while uploads wait
+    /// or the CPU has room, falls while the CPU is busy, between 1 and 15; incompressible data
+    /// is stored as it is), off, or a fixed zstd level 1-22.
     #[arg(long, default_value = "auto")]
     pub compression: String,
     /// Confirm every deduplication hit byte for byte against the stored blob.

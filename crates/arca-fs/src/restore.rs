@@ -57,9 +57,9 @@ pub struct RestoreOptions {
     pub base: Vec<u8>,
     /// Files written at the same time.
     pub threads: usize,
-    /// Spans of one large file (neighbouring blobs, one request each) fetched at the same time
-    /// (a remote repository: each fetch waits a round trip, so several in flight hide the
-    /// latency); 1: one after the other.
+    /// Spans (neighbouring blobs, one request each) of one large file or of one batch of
+    /// small files fetched at the same time (a remote repository: each fetch waits a round
+    /// trip, so several in flight hide the latency); 1: one after the other.
     pub read_ahead: usize,
     /// What to do with entries that already exist in the target.
     pub overwrite: Overwrite,
@@ -299,7 +299,7 @@ impl Shared<'_> {
             return Ok(());
         }
         let wanted =
-            locate(self.repo, &n.content).map_err(|id| format!("cannot read its data: blob {id} is not indexed"))?;
+            locate(self.repo, &n.content).map_err(|id| format!("cannot read its data: {}", not_indexed(id)))?;
         // A file of zeros names one blob again and again: opened once.
         let mut last: Option<(Id, Vec<u8>)> = None;
         let mut emit = |span: &Span, w: &Wanted| -> Result<(), String> {
@@ -347,7 +347,7 @@ impl Shared<'_> {
                 match index.get(id) {
                     Some(loc) => wanted.push(Wanted { id: *id, loc }),
                     None => {
-                        fetched.insert(*id, Err(format!("cannot read its data: blob {id} is not indexed")));
+                        fetched.insert(*id, Err(format!("cannot read its data: {}", not_indexed(*id))));
                     }
                 }
             }
@@ -467,6 +467,11 @@ const BATCH_FILES: usize = 1024;
 enum Work {
     File(Box<FileJob>),
     Batch(Vec<FileJob>),
+}
+
+/// The error for a blob no index knows (it says how to repair).
+fn not_indexed(id: Id) -> arca_repo::RepoError {
+    arca_repo::RepoError::BlobNotIndexed { kind: arca_repo::repository::kind_name(BlobKind::Data), id }
 }
 
 /// The blobs `ids` name and where they are stored, in order; the id of one not indexed.
@@ -663,6 +668,13 @@ impl Walker<'_, '_> {
         self.jobs.send(work).map_err(|_| FsError::Internal("the restore writers stopped"))
     }
 
+    /// The bytes of the blobs `n` names, as the index has them (a blob no index knows counts
+    /// nothing: it fails the file when it is written).
+    fn named_bytes(&self, n: &Node) -> u64 {
+        let index = self.shared.repo.index();
+        n.content.iter().filter_map(|id| index.get(id)).map(|loc| loc.raw_length as u64).sum()
+    }
+
     /// Hand the small files gathered so far to the writers.
     fn flush(&mut self) -> FsResult<()> {
         self.batch_bytes = 0;
@@ -821,10 +833,18 @@ impl Walker<'_, '_> {
                 let opts = self.shared.opts;
                 let job = FileJob { node: n, target, existing };
                 // Files that are compared, cloned or only counted are not read in batches.
-                if existing || opts.dry_run || opts.reflink_from.is_some() || job.node.size >= BATCH_FILE_MAX {
+                // What a batch holds is the blobs the files name (their stored lengths), not
+                // the sizes the files claim: a crafted node of size 0 naming large blobs is
+                // restored on its own, streaming.
+                let named = self.named_bytes(&job.node);
+                let alone = existing || opts.dry_run || opts.reflink_from.is_some();
+                if alone || job.node.size >= BATCH_FILE_MAX || named >= BATCH_FILE_MAX {
                     return self.send(Work::File(Box::new(job)));
                 }
-                self.batch_bytes += job.node.content_len();
+                if self.batch_bytes + named > BATCH_BYTES {
+                    self.flush()?;
+                }
+                self.batch_bytes += named;
                 self.batch.push(job);
                 if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_FILES {
                     self.flush()?;

@@ -15,9 +15,12 @@ pub enum Compression {
     Off,
     /// zstd at this level; stored raw where it does not pay.
     Level(i32),
-    /// zstd level 3, skipping data a quick probe finds incompressible.
+    /// Skipping data a quick probe finds incompressible, at a level that follows the
+    /// bottleneck in a write session (`adaptive.rs`), zstd level 3 elsewhere.
     #[default]
     Auto,
+    /// What `Auto` is at a moment of a write session: the probe, then this level.
+    AutoAt(i32),
 }
 
 /// A blob compressed by less than this fraction is stored raw.
@@ -184,8 +187,9 @@ pub fn encode_into(
         Compression::Off => None,
         Compression::Level(l) if l <= 0 => None,
         Compression::Level(l) => Some(l),
-        Compression::Auto if worth_compressing(data) => Some(3),
-        Compression::Auto => None,
+        Compression::Auto if worth_compressing(data) => Some(crate::adaptive::START_LEVEL),
+        Compression::AutoAt(l) if worth_compressing(data) => Some(l),
+        Compression::Auto | Compression::AutoAt(_) => None,
     };
     let mut packed = take_scratch();
     let use_packed = level.is_some_and(|l| compressed_into(data, l, &mut packed));

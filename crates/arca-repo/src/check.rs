@@ -192,7 +192,7 @@ pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResu
         let queue = std::sync::Mutex::new(work.into_iter());
         let done = std::sync::atomic::AtomicU64::new(0);
         // One per core; on a remote repository more, as each waits a round trip for its pack
-        // (each holds a pack in memory: 8 × 16 MiB at most).
+        // (each holds a pack in memory: 8 packs at most).
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let threads = if repo.is_remote() { cores.max(8) } else { cores };
         let parts: Vec<RepoResult<PackCheck>> = std::thread::scope(|scope| {

@@ -2,6 +2,7 @@
 //! read trees and snapshots back, check integrity. It knows nothing of terminals, servers or
 //! which backend it runs on.
 
+pub mod adaptive;
 pub mod blob;
 mod cachedir;
 pub mod cancel;

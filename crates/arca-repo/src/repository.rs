@@ -1026,8 +1026,10 @@ impl Repository {
             })
             .collect();
         // Fetched several at once on a remote repository (one index object per backup: a
-        // round trip each), decoded in order; a window at a time bounds the memory.
-        for window in unknown.chunks(4 * arca_storage::REMOTE_AT_ONCE) {
+        // round trip each), decoded in order; a window at a time bounds the memory. Locally
+        // one at a time: only one object's bytes are held.
+        let window = if self.is_remote() { arca_storage::REMOTE_AT_ONCE } else { 1 };
+        for window in unknown.chunks(window) {
             let names: Vec<String> = window.iter().map(|(n, _, _)| (*n).clone()).collect();
             let fetched = arca_storage::get_many(self.storage.as_ref(), ObjectKind::Index, &names);
             for ((name, size, id), bytes) in window.iter().zip(fetched) {
@@ -1279,7 +1281,8 @@ impl Repository {
     /// Read one directory listing.
     pub fn read_tree(&self, id: &Id) -> RepoResult<Tree> {
         self.require_trees("read a tree (file names)")?;
-        let remote = self.is_remote();
+        // A backup-only key's trees come from its send log, in memory already.
+        let remote = self.is_remote() && self.backup_only.is_none();
         if remote {
             if let Some(t) = self.trees.get(id) {
                 return Ok(t);

@@ -35,20 +35,29 @@ pub fn spans(blobs: &[Wanted], gap: u64) -> Vec<Range<usize>> {
     let mut first = 0;
     let (mut start, mut end) = (0u64, 0u64);
     for (i, w) in blobs.iter().enumerate() {
-        let (off, len) = (w.loc.offset, w.loc.length as u64);
+        let off = w.loc.offset;
+        // An end past u64 (a damaged index) is a span of its own: its read fails, alone.
+        let Some(blob_end) = off.checked_add(w.loc.length as u64) else {
+            if i > first {
+                out.push(first..i);
+            }
+            out.push(i..i + 1);
+            (first, start, end) = (i + 1, 0, 0);
+            continue;
+        };
         let joins = i > first
             && w.loc.pack == blobs[first].loc.pack
             && off >= start
             && off <= end.saturating_add(gap)
-            && (off + len).max(end) - start <= MAX_SPAN;
+            && blob_end.max(end) - start <= MAX_SPAN;
         if joins {
-            end = end.max(off + len);
+            end = end.max(blob_end);
             continue;
         }
         if i > first {
             out.push(first..i);
         }
-        (first, start, end) = (i, off, off + len);
+        (first, start, end) = (i, off, blob_end);
     }
     if first < blobs.len() {
         out.push(first..blobs.len());
@@ -60,25 +69,36 @@ pub fn spans(blobs: &[Wanted], gap: u64) -> Vec<Range<usize>> {
 pub struct Span {
     pack: Id,
     start: u64,
-    bytes: Vec<u8>,
+    /// `None`: the span's request failed, and each blob is read on its own (so a blob the
+    /// failure did not touch, before the cut of a truncated pack say, still reads).
+    bytes: Option<Vec<u8>>,
 }
 
 impl Span {
-    /// Fetch what `span` (one of [`spans`]' runs) covers.
+    /// Fetch what `span` (one of [`spans`]' runs) covers. A span of several blobs whose
+    /// request fails reads its blobs one by one when they are opened.
     pub fn fetch(repo: &Repository, span: &[Wanted]) -> RepoResult<Span> {
         let Some(first) = span.first() else {
             return Err(crate::RepoError::Internal("an empty span fetched"));
         };
         let start = span.iter().map(|w| w.loc.offset).min().unwrap_or(first.loc.offset);
-        let end = span.iter().map(|w| w.loc.offset + w.loc.length as u64).max().unwrap_or(start);
-        let bytes = repo.read_pack_range(&first.loc.pack, start, end - start)?;
-        Ok(Span { pack: first.loc.pack, start, bytes })
+        let end = span.iter().map(|w| w.loc.offset.saturating_add(w.loc.length as u64)).max().unwrap_or(start);
+        match repo.read_pack_range(&first.loc.pack, start, end - start) {
+            Ok(bytes) => Ok(Span { pack: first.loc.pack, start, bytes: Some(bytes) }),
+            Err(_) if span.len() > 1 => Ok(Span { pack: first.loc.pack, start, bytes: None }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Verify and open blob `w` (one of the span's) into its contents.
     pub fn open(&self, repo: &Repository, kind: BlobKind, w: &Wanted) -> RepoResult<Vec<u8>> {
-        let at = w.loc.offset.checked_sub(self.start).map(|a| a as usize);
-        let sealed = at.and_then(|a| self.bytes.get(a..a + w.loc.length as usize)).filter(|_| w.loc.pack == self.pack);
+        let Some(bytes) = &self.bytes else {
+            let sealed = repo.read_pack_range(&w.loc.pack, w.loc.offset, w.loc.length as u64)?;
+            return repo.open_blob(kind, &w.id, &w.loc, &sealed);
+        };
+        let at = w.loc.offset.checked_sub(self.start).and_then(|a| usize::try_from(a).ok());
+        let sealed =
+            at.and_then(|a| bytes.get(a..a.checked_add(w.loc.length as usize)?)).filter(|_| w.loc.pack == self.pack);
         let Some(sealed) = sealed else {
             return Err(crate::RepoError::Internal("a blob read from a span that does not hold it"));
         };
@@ -113,6 +133,12 @@ mod tests {
             at(1, 10 + big as u64, big), // would pass MAX_SPAN
         ];
         assert_eq!(spans(&blobs, GAP), vec![0..1, 1..2, 2..4, 4..5]);
+    }
+
+    #[test]
+    fn an_end_past_u64_is_a_span_of_its_own() {
+        let blobs = [at(1, 0, 10), at(1, u64::MAX - 3, 10), at(1, 10, 10)];
+        assert_eq!(spans(&blobs, GAP), vec![0..1, 1..2, 2..3]);
     }
 
     #[test]

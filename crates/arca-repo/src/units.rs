@@ -154,7 +154,7 @@ impl FromStr for Compression {
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Compression::Auto => f.write_str("auto"),
+            Compression::Auto | Compression::AutoAt(_) => f.write_str("auto"),
             Compression::Off => f.write_str("off"),
             Compression::Level(l) => write!(f, "{l}"),
         }

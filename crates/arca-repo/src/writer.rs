@@ -40,6 +40,8 @@ pub struct WriteStats {
     pub dedup_hits: u64,
     pub packs: u64,
     pub index_files: Vec<String>,
+    /// With `--compression auto`: the lowest and highest zstd level the session used.
+    pub compression_levels: Option<(i32, i32)>,
 }
 
 #[derive(Default)]
@@ -142,6 +144,8 @@ pub struct BlobWriter {
     failure: Arc<Failure>,
     counters: Arc<Counters>,
     opts: WriterOptions,
+    /// The zstd level of `--compression auto`.
+    control: Arc<crate::adaptive::LevelControl>,
 }
 
 impl BlobWriter {
@@ -187,11 +191,15 @@ impl BlobWriter {
         let failure = Arc::new(Failure::default());
         let counters = Arc::new(Counters::default());
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
+        let control = Arc::new(crate::adaptive::LevelControl::default());
         let mut threads = vec![];
         for _ in 0..threads_n {
             let (rx, tx, key, failure) = (job_rx.clone(), sealed_tx.clone(), key.clone(), failure.clone());
-            let compression = opts.compression;
-            threads.push(("seal worker", std::thread::spawn(move || seal_worker(&key, compression, rx, tx, &failure))));
+            let (compression, control) = (opts.compression, control.clone());
+            threads.push((
+                "seal worker",
+                std::thread::spawn(move || seal_worker(&key, compression, &control, rx, tx, &failure)),
+            ));
         }
         drop(sealed_tx);
         {
@@ -217,6 +225,7 @@ impl BlobWriter {
             failure,
             counters,
             opts,
+            control,
         }
     }
 
@@ -337,6 +346,7 @@ impl BlobWriter {
             dedup_hits: c.dedup_hits.load(Ordering::Relaxed),
             packs: c.packs.load(Ordering::Relaxed),
             index_files,
+            compression_levels: (self.opts.compression == Compression::Auto).then(|| self.control.range()),
         })
     }
 }
@@ -361,12 +371,21 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 fn seal_worker(
     key: &ContentKey,
     compression: Compression,
+    control: &crate::adaptive::LevelControl,
     rx: Receiver<Vec<Job>>,
     tx: Sender<Vec<Sealed>>,
     failure: &Failure,
 ) {
-    for batch in rx {
+    let adaptive = compression == Compression::Auto;
+    loop {
+        let asked = Instant::now();
+        let Ok(batch) = rx.recv() else { return };
+        let got = Instant::now();
         crate::failpoint::hit("seal-batch");
+        let compression = match compression {
+            Compression::Auto => Compression::AutoAt(control.level()),
+            c => c,
+        };
         let mut out = Vec::with_capacity(batch.len());
         for Job { kind, id, data } in batch {
             let Some(cipher) = key.blob_cipher(kind) else {
@@ -390,8 +409,12 @@ fn seal_worker(
             }
             out.push(Sealed { kind, id, raw_length, bytes });
         }
+        let sealed = Instant::now();
         if tx.send(out).is_err() {
             return;
+        }
+        if adaptive {
+            control.account(got - asked, sealed - got, sealed.elapsed());
         }
     }
 }
@@ -582,6 +605,76 @@ mod tests {
     use super::*;
     use crate::repository::tests::cheap_opts;
     use arca_storage::{MemoryStorage, Storage};
+
+    /// A storage that takes packs at `rate` bytes per second: the upload is the bottleneck.
+    struct Slow {
+        inner: MemoryStorage,
+        rate: f64,
+    }
+
+    impl Storage for Slow {
+        fn location(&self) -> String {
+            "slow".into()
+        }
+        fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> arca_storage::StorageResult<()> {
+            if kind == ObjectKind::Pack {
+                std::thread::sleep(Duration::from_secs_f64(data.len() as f64 / self.rate));
+            }
+            self.inner.put(kind, name, data)
+        }
+        fn get(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<Vec<u8>> {
+            self.inner.get(kind, name)
+        }
+        fn get_range(&self, kind: ObjectKind, name: &str, o: u64, l: u64) -> arca_storage::StorageResult<Vec<u8>> {
+            self.inner.get_range(kind, name, o, l)
+        }
+        fn list(&self, kind: ObjectKind) -> arca_storage::StorageResult<Vec<(String, u64)>> {
+            self.inner.list(kind)
+        }
+        fn delete(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<()> {
+            self.inner.delete(kind, name)
+        }
+    }
+
+    /// Text-like data that zstd compresses better at higher levels.
+    fn compressible(len: usize, seed: u64) -> Vec<u8> {
+        let words = ["backup", "arca", "restore", "snapshot", "pack", "index", "tree", "blob", "key", "data"];
+        let mut x = seed | 1;
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(words[(x % 10) as usize].as_bytes());
+            out.push(if x.is_multiple_of(7) { b'\n' } else { b' ' });
+            out.extend_from_slice(format!("{}", x % 1000).as_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// `--compression auto` behind a slow upload raises the level and stores less than zstd
+    /// level 3 does; a fixed level stays where it is.
+    #[test]
+    fn auto_compression_rises_when_the_upload_is_the_bottleneck() {
+        let stored = |compression: Compression| {
+            let s: Arc<dyn Storage> = Arc::new(Slow { inner: MemoryStorage::default(), rate: 4e6 });
+            let opts = crate::repository::InitOptions { pack_size: 1 << 20, ..cheap_opts() };
+            let repo = Arc::new(Repository::init(s, b"pw", &opts).unwrap());
+            let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+            let w = BlobWriter::new(repo, &lock, WriterOptions { compression, ..Default::default() });
+            for i in 0..192 {
+                w.add(BlobKind::Data, &compressible(256 << 10, i + 1)).unwrap();
+            }
+            w.finish().unwrap()
+        };
+        let auto = stored(Compression::Auto);
+        let three = stored(Compression::Level(3));
+        let (_, highest) = auto.compression_levels.unwrap();
+        assert!(highest > 3, "the level rose: {:?}", auto.compression_levels);
+        assert!(auto.bytes_stored < three.bytes_stored, "auto {} vs level 3 {}", auto.bytes_stored, three.bytes_stored);
+        assert_eq!(three.compression_levels, None);
+    }
 
     #[test]
     fn writes_dedups_and_reads_back() {
