@@ -437,7 +437,7 @@ pub struct BackupArgs {
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Compression: auto (the zstd level follows the bottleneck: it rises while uploads wait
-    /// or the CPU has room, falls while the CPU is busy, between 1 and 15; incompressible data
+    /// or the CPU has room, falls while the CPU is busy, between 1 and 9; incompressible data
     /// is stored as it is), off, or a fixed zstd level 1-22.
     #[arg(long, default_value = "auto")]
     pub compression: String,

@@ -410,11 +410,29 @@ fn seal_worker(
             out.push(Sealed { kind, id, raw_length, bytes });
         }
         let sealed = Instant::now();
-        if tx.send(out).is_err() {
-            return;
+        if !adaptive {
+            if tx.send(out).is_err() {
+                return;
+            }
+            continue;
         }
-        if adaptive {
-            control.account(got - asked, sealed - got, sealed.elapsed());
+        control.account(got - asked, sealed - got, Duration::ZERO);
+        // A long wait to hand on is reported as it goes, so the level moves while the
+        // upload holds the pipeline, not only after.
+        let mut out = out;
+        loop {
+            let since = Instant::now();
+            match tx.send_timeout(out, Duration::from_millis(100)) {
+                Ok(()) => {
+                    control.account(Duration::ZERO, Duration::ZERO, since.elapsed());
+                    break;
+                }
+                Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                    control.account(Duration::ZERO, Duration::ZERO, since.elapsed());
+                    out = back;
+                }
+                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
+            }
         }
     }
 }
