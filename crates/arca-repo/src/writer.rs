@@ -419,7 +419,6 @@ fn seal_worker(
         control.account(got - asked, sealed - got, Duration::ZERO);
         // A long wait to hand on is reported as it goes, so the level moves while the
         // upload holds the pipeline, not only after.
-        let mut out = out;
         loop {
             let since = Instant::now();
             match tx.send_timeout(out, Duration::from_millis(100)) {
