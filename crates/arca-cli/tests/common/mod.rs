@@ -2,6 +2,7 @@
 //! built `arca` binary (cargo builds it once for all test files).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod dbs;
 pub mod loopfs;
 pub mod weed;

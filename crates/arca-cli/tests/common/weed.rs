@@ -82,23 +82,7 @@ fn start_weed(bin: &str, dir: &tempfile::TempDir, conf: &std::path::Path) -> Opt
                 p("metricsPort"),
                 p("s3.port.iceberg"),
             ]);
-        // The server must not outlive the tests (statics are never dropped): a watchdog shell
-        // kills its whole process group once this test process is gone.
-        let args: Vec<String> = std::iter::once(cmd.get_program())
-            .chain(cmd.get_args())
-            .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "")))
-            .collect();
-        let err_log = dir.path().join("weed.err");
-        let pid_file = dir.path().join("weed.pid");
-        let script = format!(
-            "setsid {} >'{log}' 2>'{err}' & W=$!; echo $W > '{pid}'; while [ -d /proc/{me} ] && [ -d /proc/$W ]; do sleep 0.5; done; kill -9 -- -$W 2>/dev/null; kill -9 $W 2>/dev/null",
-            args.join(" "),
-            log = dir.path().join("weed.log").display(),
-            err = err_log.display(),
-            pid = pid_file.display(),
-            me = std::process::id()
-        );
-        let mut child = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        let (mut child, err_log, pid_file) = watched(&cmd, dir.path(), "weed");
         let endpoint = format!("http://127.0.0.1:{s3}");
         let start = Instant::now();
         // Ready when the S3 port answers a signed request.
@@ -127,6 +111,29 @@ fn start_weed(bin: &str, dir: &tempfile::TempDir, conf: &std::path::Path) -> Opt
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Start `cmd` in its own process group with its output in `dir`/NAME.log and NAME.err and
+/// its pid in NAME.pid, under a watchdog shell (returned) that kills the whole group once this
+/// test process is gone: servers must not outlive the tests (statics are never dropped).
+#[allow(clippy::zombie_processes)]
+pub fn watched(cmd: &Command, dir: &std::path::Path, name: &str) -> (Child, std::path::PathBuf, std::path::PathBuf) {
+    let args: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "")))
+        .collect();
+    let err_log = dir.join(format!("{name}.err"));
+    let pid_file = dir.join(format!("{name}.pid"));
+    let script = format!(
+        "setsid {} >'{log}' 2>'{err}' & W=$!; echo $W > '{pid}'; while [ -d /proc/{me} ] && [ -d /proc/$W ]; do sleep 0.5; done; kill -9 -- -$W 2>/dev/null; kill -9 $W 2>/dev/null",
+        args.join(" "),
+        log = dir.join(format!("{name}.log")).display(),
+        err = err_log.display(),
+        pid = pid_file.display(),
+        me = std::process::id()
+    );
+    let child = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+    (child, err_log, pid_file)
 }
 
 /// Whether SeaweedFS is installed (see `have`).
