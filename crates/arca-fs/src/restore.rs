@@ -325,7 +325,7 @@ impl Shared<'_> {
     /// How far apart neighbouring blobs may lie to be fetched with one request: further on
     /// a remote repository, where a round trip costs more than reading a megabyte.
     fn gap(&self) -> u64 {
-        if self.opts.read_ahead > 1 {
+        if self.repo.is_remote() {
             arca_repo::spans::GAP_REMOTE
         } else {
             arca_repo::spans::GAP
@@ -354,6 +354,7 @@ impl Shared<'_> {
         }
         wanted.sort_by_key(|w| (w.loc.pack, w.loc.offset));
         let runs = spans(&wanted, self.gap());
+        // Nothing here stops the batch: a blob that cannot be read fails only its files.
         let _ = fetch_in_order(self.repo, &wanted, &runs, self.opts.read_ahead, |r, span| {
             for w in &wanted[r.clone()] {
                 let data: Result<Vec<u8>, String> = match &span {

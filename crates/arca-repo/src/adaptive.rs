@@ -16,7 +16,7 @@
 //! [`MIN_LEVEL`] and [`MAX_LEVEL`]; the session starts at [`START_LEVEL`]. The level changes
 //! only how blobs are stored, never their ids: deduplication is unaffected.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -66,7 +66,6 @@ pub struct LevelControl {
     waited_in: AtomicU64,
     worked: AtomicU64,
     waited_out: AtomicU64,
-    deciding: AtomicBool,
     /// When the window began, and the process's CPU time then.
     began: Mutex<(Instant, Duration)>,
     cores: f64,
@@ -81,7 +80,6 @@ impl Default for LevelControl {
             waited_in: AtomicU64::new(0),
             worked: AtomicU64::new(0),
             waited_out: AtomicU64::new(0),
-            deciding: AtomicBool::new(false),
             began: Mutex::new((Instant::now(), process_cpu())),
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64,
         }
@@ -105,10 +103,12 @@ impl LevelControl {
         self.waited_in.fetch_add(ns(waited_in), Ordering::Relaxed);
         self.worked.fetch_add(ns(worked), Ordering::Relaxed);
         self.waited_out.fetch_add(ns(waited_out), Ordering::Relaxed);
-        if self.deciding.swap(true, Ordering::Acquire) {
-            return;
-        }
-        let mut began = self.began.lock().unwrap_or_else(|p| p.into_inner());
+        // One worker decides; the others, finding the window taken, go on.
+        let mut began = match self.began.try_lock() {
+            Ok(b) => b,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         let wall = began.0.elapsed();
         if wall >= DECIDE_EVERY {
             let cpu = process_cpu();
@@ -130,8 +130,6 @@ impl LevelControl {
             self.highest.fetch_max(level, Ordering::Relaxed);
             *began = (Instant::now(), cpu);
         }
-        drop(began);
-        self.deciding.store(false, Ordering::Release);
     }
 }
 
