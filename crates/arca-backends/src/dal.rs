@@ -57,6 +57,8 @@ pub struct DalStorage {
     upload: blocking::Operator,
     prefix: String,
     writes: Writes,
+    /// Requests a writer keeps in flight (`--connections`); OpenDAL's HTTP client pools them.
+    pub(crate) transfers: usize,
 }
 
 impl DalStorage {
@@ -79,7 +81,7 @@ impl DalStorage {
         let op = blocking::Operator::new(make(limits.1).map_err(conf)?).map_err(conf)?;
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        Ok(DalStorage { location, rt, op, upload, prefix, writes })
+        Ok(DalStorage { location, rt, op, upload, prefix, writes, transfers: 1 })
     }
 
     fn key(&self, kind: ObjectKind, name: &str) -> String {
@@ -151,6 +153,9 @@ fn temporary(name: &str) -> bool {
 impl Storage for DalStorage {
     fn location(&self) -> String {
         self.location.clone()
+    }
+    fn transfers(&self) -> usize {
+        self.transfers
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {

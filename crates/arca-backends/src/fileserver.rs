@@ -51,6 +51,8 @@ pub struct FileServer {
     pub token: Option<String>,
     pub limit_upload: Option<u32>,
     pub limit_download: Option<u32>,
+    /// Requests in flight at once (`--connections`).
+    pub connections: usize,
 }
 
 impl FileServer {
@@ -88,6 +90,7 @@ impl FileServer {
             token: env("ARCA_WEBDAV_TOKEN").filter(|_| matches!(protocol, Protocol::WebDav | Protocol::WebDavs)),
             limit_upload: None,
             limit_download: None,
+            connections: crate::DEFAULT_CONNECTIONS,
         })
     }
 
@@ -224,7 +227,9 @@ pub fn connect(s: &FileServer) -> StorageResult<DalStorage> {
         Protocol::WebDav | Protocol::WebDavs => Writes::Renamed,
     };
     let limits = (s.limit_upload, s.limit_download);
-    DalStorage::new(s.url(), "", writes, limits, |limit| operator(s, limit))
+    let mut dal = DalStorage::new(s.url(), "", writes, limits, |limit| operator(s, limit))?;
+    dal.transfers = s.connections.max(1);
+    Ok(dal)
 }
 
 #[cfg(test)]

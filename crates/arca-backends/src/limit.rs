@@ -91,6 +91,9 @@ impl Storage for Throttle {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         self.sent(data.len());
         self.inner.put(kind, name, data)

@@ -21,11 +21,20 @@ pub struct Reach {
     /// Upload and download limits in bytes per second (remote repositories only).
     pub limit_upload: Option<u32>,
     pub limit_download: Option<u32>,
+    /// Requests in flight at once to a remote repository (`--connections`): ssh:// opens up
+    /// to this many sessions, the others multiplex one.
+    pub connections: usize,
 }
 
 impl Default for Reach {
     fn default() -> Self {
-        Reach { ssh_command: "ssh".into(), s3_endpoint: None, limit_upload: None, limit_download: None }
+        Reach {
+            ssh_command: "ssh".into(),
+            s3_endpoint: None,
+            limit_upload: None,
+            limit_download: None,
+            connections: crate::DEFAULT_CONNECTIONS,
+        }
     }
 }
 
@@ -55,6 +64,7 @@ pub enum Location {
         command: Vec<String>,
         path: String,
         limits: (Option<u32>, Option<u32>),
+        connections: usize,
     },
     /// `sftp://`: `command` starts the server's SFTP subsystem.
     Sftp {
@@ -62,6 +72,7 @@ pub enum Location {
         command: Vec<String>,
         path: String,
         limits: (Option<u32>, Option<u32>),
+        connections: usize,
     },
     S3(S3Options),
     /// `ftp://`, `ftps://`, `webdav://`, `webdavs://`.
@@ -81,12 +92,14 @@ impl Location {
                 .map_err(|hint| LocationError::Incomplete { location: text.into(), hint })?;
             o.limit_upload = reach.limit_upload;
             o.limit_download = reach.limit_download;
+            o.connections = reach.connections.max(1);
             return Ok(Location::S3(o));
         }
         if let Some(server) = FileServer::from_url(text) {
             let mut s = server.map_err(|hint| LocationError::Incomplete { location: text.into(), hint })?;
             s.limit_upload = reach.limit_upload;
             s.limit_download = reach.limit_download;
+            s.connections = reach.connections.max(1);
             return Ok(Location::FileServer(s));
         }
         local_path(text).map(|p| Location::Local(PathBuf::from(p)))
@@ -112,12 +125,14 @@ impl Location {
             Location::Local(p) => Arc::new(crate::LocalStorage::new(p)),
             Location::S3(o) => Arc::new(S3Storage::new(o)?),
             Location::FileServer(s) => Arc::new(crate::fileserver::connect(s)?),
-            Location::Ssh { url, command, path, limits } => {
-                throttled(Arc::new(RemoteStorage::connect(url.clone(), command.clone(), path.clone())?), *limits)
-            }
-            Location::Sftp { url, command, path, limits } => {
-                throttled(Arc::new(SftpStorage::connect(url.clone(), command.clone(), path.clone())?), *limits)
-            }
+            Location::Ssh { url, command, path, limits, connections } => throttled(
+                Arc::new(RemoteStorage::connect(url.clone(), command.clone(), path.clone(), *connections)?),
+                *limits,
+            ),
+            Location::Sftp { url, command, path, limits, connections } => throttled(
+                Arc::new(SftpStorage::connect(url.clone(), command.clone(), path.clone(), *connections)?),
+                *limits,
+            ),
         })
     }
 }
@@ -211,15 +226,16 @@ fn ssh(url: &str, reach: &Reach) -> Result<Location, LocationError> {
         }
     }
     let limits = (reach.limit_upload, reach.limit_download);
+    let connections = reach.connections.max(1);
     if sftp {
         // The server's SFTP subsystem, not a command.
         command.extend(["-s".to_string(), userhost.to_string(), "sftp".to_string()]);
-        return Ok(Location::Sftp { url: url.into(), command, path, limits });
+        return Ok(Location::Sftp { url: url.into(), command, path, limits, connections });
     }
     command.push(userhost.to_string());
     let quoted = shlex::try_quote(&path).map_err(|e| incomplete(e.to_string()))?;
     command.push(format!("arca serve --stdio --repo {quoted}"));
-    Ok(Location::Ssh { url: url.into(), command, path, limits })
+    Ok(Location::Ssh { url: url.into(), command, path, limits, connections })
 }
 
 #[cfg(test)]

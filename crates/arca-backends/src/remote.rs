@@ -1,8 +1,9 @@
 //! The client side of `ssh://` repositories: runs `arca serve --stdio` on the far side through
 //! the system `ssh` (or any command given) and speaks the protocol of docs/PROTOCOL.md over its
-//! stdin/stdout. One request at a time per connection; a dropped connection is re-opened and
-//! the request retried with backoff and jitter (every operation is idempotent: objects are
-//! immutable and named by their contents).
+//! stdin/stdout. One request at a time per connection, up to `--connections` connections
+//! (each its own ssh session and server process), opened as requests overlap; a dropped
+//! connection is re-opened and the request retried with backoff and jitter (every operation is
+//! idempotent: objects are immutable and named by their contents).
 
 use crate::serve::kind_to_wire;
 use crate::ssh_process;
@@ -11,7 +12,7 @@ use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
 use serde_bytes::ByteBuf;
 use std::io::{BufReader, BufWriter};
 use std::process::{Child, ChildStdin, ChildStdout};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 struct Conn {
     child: Child,
@@ -32,18 +33,89 @@ pub struct RemoteStorage {
     location: String,
     command: Vec<String>,
     repo: String,
-    conn: Mutex<Option<Conn>>,
+    pool: Mutex<Pool>,
+    /// Signalled when a connection is given back or closed.
+    freed: Condvar,
     /// The mode the server said it enforces.
     mode: Mutex<String>,
 }
 
+/// The connections: those free for a request, and how many exist (free or busy).
+struct Pool {
+    idle: Vec<Conn>,
+    open: usize,
+    /// At most this many; lowered when an extra connection cannot be opened (an ssh that asks
+    /// for a password again, a server limit), so the first keeps working alone.
+    most: usize,
+}
+
 impl RemoteStorage {
-    /// Run `command` (program and arguments) and shake hands, asking for `repo`.
-    pub fn connect(location: String, command: Vec<String>, repo: String) -> StorageResult<RemoteStorage> {
-        let r = RemoteStorage { location, command, repo, conn: Mutex::new(None), mode: Mutex::new(String::new()) };
+    /// Run `command` (program and arguments) and shake hands, asking for `repo`. Up to
+    /// `connections` sessions are used when requests overlap (the first is opened now).
+    pub fn connect(
+        location: String,
+        command: Vec<String>,
+        repo: String,
+        connections: usize,
+    ) -> StorageResult<RemoteStorage> {
+        let r = RemoteStorage {
+            location,
+            command,
+            repo,
+            pool: Mutex::new(Pool { idle: vec![], open: 0, most: connections.max(1) }),
+            freed: Condvar::new(),
+            mode: Mutex::new(String::new()),
+        };
         let c = r.open()?;
-        *r.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+        let mut p = r.pool.lock().unwrap_or_else(|p| p.into_inner());
+        p.idle.push(c);
+        p.open = 1;
+        drop(p);
         Ok(r)
+    }
+
+    /// A free connection, opening one while fewer than the most exist, else waiting for one.
+    fn take(&self) -> StorageResult<Conn> {
+        let mut p = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = p.idle.pop() {
+                return Ok(c);
+            }
+            if p.open < p.most {
+                p.open += 1;
+                drop(p);
+                let opened = self.open();
+                let mut p = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                return match opened {
+                    Ok(c) => Ok(c),
+                    Err(e) => {
+                        p.open -= 1;
+                        if p.open == 0 {
+                            // Nothing works: the failure is the answer (retried by the caller
+                            // if transient).
+                            self.freed.notify_all();
+                            return Err(e);
+                        }
+                        // An extra session failed while others work: make do with those.
+                        p.most = p.open;
+                        tracing::debug!(location = %self.location, error = %e, "using {} connection(s)", p.open);
+                        drop(p);
+                        self.take()
+                    }
+                };
+            }
+            p = self.freed.wait(p).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Give a connection back after a request, or `None` after it failed (it is closed).
+    fn give(&self, c: Option<Conn>) {
+        let mut p = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        match c {
+            Some(c) => p.idle.push(c),
+            None => p.open -= 1,
+        }
+        self.freed.notify_one();
     }
 
     /// The mode the server enforces (`read`, `append`, `full`).
@@ -98,16 +170,19 @@ impl RemoteStorage {
     /// Send one request and read its answer, reconnecting on a dropped connection.
     fn call(&self, req: &Request, doing: &str) -> StorageResult<Response> {
         ssh_process::RETRY.run(&self.location, doing, |_| {
-            let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let c = match guard.as_mut() {
-                Some(c) => c,
-                // A lasting failure (authentication, host key) is final; a lost one transient.
-                None => guard.insert(self.open()?),
-            };
-            write_frame(&mut c.input, req).and_then(|_| read_frame::<Response>(&mut c.output)).map_err(|e| {
-                *guard = None;
-                ssh_process::dropped(&self.location, e)
-            })
+            // A lasting failure (authentication, host key) is final; a lost one transient.
+            let mut c = self.take()?;
+            match write_frame(&mut c.input, req).and_then(|_| read_frame::<Response>(&mut c.output)) {
+                Ok(r) => {
+                    self.give(Some(c));
+                    Ok(r)
+                }
+                Err(e) => {
+                    drop(c);
+                    self.give(None);
+                    Err(ssh_process::dropped(&self.location, e))
+                }
+            }
         })
     }
 
@@ -172,6 +247,10 @@ impl Storage for RemoteStorage {
 
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    fn transfers(&self) -> usize {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).most
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {

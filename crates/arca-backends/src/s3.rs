@@ -20,6 +20,8 @@ pub struct S3Options {
     /// Bytes per second, or `None` for no limit.
     pub limit_upload: Option<u32>,
     pub limit_download: Option<u32>,
+    /// Requests in flight at once (`--connections`).
+    pub connections: usize,
 }
 
 impl S3Options {
@@ -41,6 +43,7 @@ impl S3Options {
             session_token: env("AWS_SESSION_TOKEN"),
             limit_upload: None,
             limit_download: None,
+            connections: crate::DEFAULT_CONNECTIONS,
         })
     }
 }
@@ -78,7 +81,8 @@ impl S3Storage {
     pub fn new(o: &S3Options) -> StorageResult<S3Storage> {
         let location = format!("s3://{}/{}", o.bucket, o.prefix);
         let limits = (o.limit_upload, o.limit_download);
-        let dal = DalStorage::new(location, &o.prefix, Writes::Conditional, limits, |limit| operator(o, limit))?;
+        let mut dal = DalStorage::new(location, &o.prefix, Writes::Conditional, limits, |limit| operator(o, limit))?;
+        dal.transfers = o.connections.max(1);
         Ok(S3Storage { dal, opts: o.clone() })
     }
 
@@ -131,6 +135,9 @@ impl S3Storage {
 impl Storage for S3Storage {
     fn location(&self) -> String {
         self.dal.location()
+    }
+    fn transfers(&self) -> usize {
+        self.dal.transfers()
     }
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         self.dal.put(kind, name, data)

@@ -25,6 +25,8 @@ pub struct SftpStorage {
     root: String,
     rt: tokio::runtime::Runtime,
     conn: Mutex<Option<Arc<Conn>>>,
+    /// Requests a writer keeps in flight; SFTP multiplexes them on one session.
+    transfers: usize,
 }
 
 type Op<T> = Box<dyn Fn(Arc<Conn>) -> Pin<Box<dyn Future<Output = Result<T, Error>> + Send>> + Send + Sync>;
@@ -45,14 +47,15 @@ fn classify(e: Error) -> Failure {
 
 impl SftpStorage {
     /// Run `command` (ssh … host -s sftp) and open the SFTP session; objects live under `root`.
-    pub fn connect(location: String, command: Vec<String>, root: String) -> StorageResult<SftpStorage> {
+    /// Up to `transfers` requests go in flight at once on it.
+    pub fn connect(location: String, command: Vec<String>, root: String, transfers: usize) -> StorageResult<SftpStorage> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| StorageError::Io { path: location.clone(), source: e })?;
-        let s =
-            SftpStorage { location, command, root: root.trim_end_matches('/').to_string(), rt, conn: Mutex::new(None) };
+        let root = root.trim_end_matches('/').to_string();
+        let s = SftpStorage { location, command, root, rt, conn: Mutex::new(None), transfers: transfers.max(1) };
         s.conn()?;
         Ok(s)
     }
@@ -149,6 +152,10 @@ async fn mkdirs(fs: &mut Fs, dir: &str) -> Result<(), Error> {
 impl Storage for SftpStorage {
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    fn transfers(&self) -> usize {
+        self.transfers
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {

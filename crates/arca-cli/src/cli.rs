@@ -74,6 +74,12 @@ pub struct Cli {
     /// Limit downloads to this many KiB/s (remote repositories).
     #[arg(long, env = "ARCA_LIMIT_DOWNLOAD", global = true, help_heading = "Global options", value_name = "KIB_PER_S")]
     pub limit_download: Option<u32>,
+    /// Requests in flight at once to a remote repository: pack uploads during a backup, and
+    /// for ssh:// the number of ssh sessions opened (each runs `arca serve`; use keys or a
+    /// ControlMaster so the extra sessions do not ask for a password). 1: one at a time.
+    #[arg(long, env = "ARCA_CONNECTIONS", global = true, help_heading = "Global options", value_name = "N",
+          default_value_t = arca_backends::DEFAULT_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: u16,
     /// The ssh program and options for ssh:// and sftp:// repositories, e.g. "ssh -i ~/.ssh/backup".
     #[arg(long, env = "ARCA_SSH_COMMAND", global = true, help_heading = "Global options", default_value = "ssh")]
     pub ssh_command: String,

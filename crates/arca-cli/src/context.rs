@@ -47,6 +47,7 @@ pub fn location_named(cli: &Cli, repo: &str) -> Result<Location> {
         s3_endpoint: cli.s3_endpoint.clone(),
         limit_upload: cli.limit_upload.map(|k| k.saturating_mul(1024)),
         limit_download: cli.limit_download.map(|k| k.saturating_mul(1024)),
+        connections: usize::from(cli.connections),
     };
     Ok(Location {
         place: arca_backends::Location::parse(repo, &reach)?,

@@ -145,7 +145,7 @@ impl Sshd {
     fn storage(&self, key: &str) -> RemoteStorage {
         let mut cmd = shlex_split(&self.ssh(key));
         cmd.extend(["-p".into(), self.port.to_string(), "root@127.0.0.1".into(), "arca serve".into()]);
-        RemoteStorage::connect(self.url(), cmd, self.repo.display().to_string()).unwrap()
+        RemoteStorage::connect(self.url(), cmd, self.repo.display().to_string(), 1).unwrap()
     }
 }
 
@@ -447,6 +447,52 @@ fn a_backup_through_a_faulty_network_completes_or_fails_clearly() {
     assert!(start.elapsed() >= std::time::Duration::from_millis(1800), "{:?}", start.elapsed());
 }
 
+/// `--connections N` on ssh://: requests that overlap (a restore's spans, index reads) get up
+/// to N ssh sessions, each its own `arca serve`; 1 keeps one session. A wrapper around ssh
+/// counts the sessions each command opens.
+#[test]
+fn ssh_requests_share_a_pool_of_sessions_as_large_as_connections() {
+    if !sshd_here() {
+        return;
+    }
+    let e = Env::new();
+    let sshd = Sshd::start(&e);
+    let log = e.path("sessions.log");
+    let wrapper = e.path("counting-ssh");
+    std::fs::write(&wrapper, format!("#!/bin/sh\necho session >> {}\nexec ssh \"$@\"\n", log.display())).unwrap();
+    sh(&format!("chmod +x {}", wrapper.display()));
+    let ssh = sshd.ssh("full").replacen("ssh", wrapper.to_str().unwrap(), 1);
+    let sessions = |connections: &str, args: &[&str]| -> usize {
+        let _ = std::fs::remove_file(&log);
+        let mut c = e.cmd(&[&["--connections", connections], args].concat());
+        c.env("ARCA_REPOSITORY", sshd.url()).env("ARCA_SSH_COMMAND", &ssh);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count()
+    };
+    assert_eq!(sessions("1", &["init"]), 1);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..6u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(6 << 20, 70 + i)).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    assert_eq!(sessions("1", &["backup", s]), 1, "one connection: one session");
+    let t = e.path("t");
+    let used = sessions("3", &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]);
+    assert!((2..=3).contains(&used), "a restore's overlapping reads open up to 3 sessions: {used}");
+    assert_eq!(rsync_diff(&src, &t), "");
+    std::fs::write(src.join("f0"), random_bytes(6 << 20, 99)).unwrap();
+    assert!(sessions("3", &["backup", s]) <= 3);
+    let check = e.cmd(&["--connections", "3", "--json", "check", "--read-data"])
+        .env("ARCA_REPOSITORY", sshd.url())
+        .env("ARCA_SSH_COMMAND", &ssh)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&check.stdout).contains("\"ok\":true"), "{check:?}");
+    println!("remote: a restore over ssh:// used {used} sessions with --connections 3");
+}
+
 #[test]
 fn sftp_conformance_and_a_backup() {
     if !sshd_here() {
@@ -458,7 +504,7 @@ fn sftp_conformance_and_a_backup() {
     let mut cmd = shlex_split(&sshd.ssh("sftp"));
     cmd.extend(["-p".into(), sshd.port.to_string(), "-s".into(), "root@127.0.0.1".into(), "sftp".into()]);
     let url = format!("sftp://root@127.0.0.1:{}{}", sshd.port, root.display());
-    let s = arca_backends::SftpStorage::connect(url.clone(), cmd, root.display().to_string()).unwrap();
+    let s = arca_backends::SftpStorage::connect(url.clone(), cmd, root.display().to_string(), 4).unwrap();
     conformance(&s, "sftp");
     drop(s);
     // The whole tool over sftp://, with the ssh options from ARCA_SSH_COMMAND.

@@ -577,25 +577,7 @@ fn uploader(
             }
         }
     };
-    for p in rx {
-        if failure.is_set() {
-            // Something upstream failed (maybe a blob that did not verify): store nothing more.
-            return written;
-        }
-        let stored = match p.body {
-            PackBody::Memory(bytes) => repo
-                .storage()
-                .put(ObjectKind::Pack, &p.id.to_hex(), &bytes)
-                .map_err(RepoError::from)
-                .and_then(|()| crate::parity::store_for(repo, &p.id, &bytes)),
-            PackBody::Stream(w) => w.finish(&p.id.to_hex()).map_err(RepoError::from),
-        };
-        if let Err(e) = stored {
-            failure.set(e);
-            return written;
-        }
-        crate::failpoint::hit("writer-after-pack");
-        let ip = IndexPack { id: p.id, size: p.size, key: p.key, blobs: p.blobs };
+    let mut record = |ip: IndexPack| -> bool {
         repo.index_mut().add_pack(&ip);
         {
             let mut f = in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -607,14 +589,60 @@ fn uploader(
         }
         pending.push(ip);
         if (pending.len() >= CHECKPOINT_PACKS || last.elapsed() >= CHECKPOINT_EVERY) && !checkpoint(&mut pending) {
-            return written;
+            return false;
         }
         if pending.is_empty() {
             last = Instant::now();
         }
+        true
+    };
+    // Packs are stored by as many threads as the storage serves requests at once; each
+    // holds the pack it stores (a remote pack is in memory: `transfers` × the pack size).
+    // Only stored packs reach the index, in the order they finish.
+    let transfers = repo.storage().transfers().max(1);
+    let (stored_tx, stored_rx) = bounded::<IndexPack>(transfers);
+    let all_recorded = std::thread::scope(|s| {
+        for _ in 0..transfers {
+            let (rx, stored_tx) = (rx.clone(), stored_tx.clone());
+            s.spawn(move || {
+                for p in rx {
+                    if failure.is_set() {
+                        // Something failed (maybe a blob that did not verify): store nothing more.
+                        return;
+                    }
+                    match store_pack(repo, p) {
+                        Ok(ip) => {
+                            if stored_tx.send(ip).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => return failure.set(e),
+                    }
+                }
+            });
+        }
+        // The storing threads hold the only receivers now: when they all stop, the packer's
+        // next hand-over fails and it stops too.
+        drop((rx, stored_tx));
+        stored_rx.iter().all(&mut record)
+    });
+    if all_recorded && !failure.is_set() {
+        checkpoint(&mut pending);
     }
-    checkpoint(&mut pending);
     written
+}
+
+/// Store one pack (and its parity); what the index then records of it.
+fn store_pack(repo: &Repository, p: PackOut) -> RepoResult<IndexPack> {
+    match p.body {
+        PackBody::Memory(bytes) => {
+            repo.storage().put(ObjectKind::Pack, &p.id.to_hex(), &bytes)?;
+            crate::parity::store_for(repo, &p.id, &bytes)?;
+        }
+        PackBody::Stream(w) => w.finish(&p.id.to_hex())?,
+    }
+    crate::failpoint::hit("writer-after-pack");
+    Ok(IndexPack { id: p.id, size: p.size, key: p.key, blobs: p.blobs })
 }
 
 #[cfg(test)]
@@ -691,6 +719,98 @@ mod tests {
         assert!(highest > 3, "the level rose: {:?}", auto.compression_levels);
         assert!(auto.bytes_stored < three.bytes_stored, "auto {} vs level 3 {}", auto.bytes_stored, three.bytes_stored);
         assert_eq!(three.compression_levels, None);
+    }
+
+    /// A storage that takes 50 ms per pack and serves four requests at once, counting how
+    /// many pack uploads overlap; every `fail_every`-th pack (if set) is refused.
+    #[derive(Default)]
+    struct Parallel {
+        inner: MemoryStorage,
+        now: AtomicU64,
+        most: AtomicU64,
+        puts: AtomicU64,
+        fail_every: u64,
+    }
+
+    impl Storage for Parallel {
+        fn location(&self) -> String {
+            "parallel://test".into()
+        }
+        fn transfers(&self) -> usize {
+            4
+        }
+        fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> arca_storage::StorageResult<()> {
+            if kind != ObjectKind::Pack {
+                return self.inner.put(kind, name, data);
+            }
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(n, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            let i = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail_every > 0 && i.is_multiple_of(self.fail_every) {
+                return Err(arca_storage::StorageError::NoSpace { path: format!("data/{name}") });
+            }
+            self.inner.put(kind, name, data)
+        }
+        fn get(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<Vec<u8>> {
+            self.inner.get(kind, name)
+        }
+        fn get_range(&self, kind: ObjectKind, name: &str, o: u64, l: u64) -> arca_storage::StorageResult<Vec<u8>> {
+            self.inner.get_range(kind, name, o, l)
+        }
+        fn list(&self, kind: ObjectKind) -> arca_storage::StorageResult<Vec<(String, u64)>> {
+            self.inner.list(kind)
+        }
+        fn delete(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<()> {
+            self.inner.delete(kind, name)
+        }
+    }
+
+    /// A storage that serves several requests at once gets that many pack uploads in flight,
+    /// and every blob is indexed in a pack that was stored.
+    #[test]
+    fn packs_upload_in_parallel_up_to_the_storage_transfers() {
+        let s = Arc::new(Parallel::default());
+        let opts = crate::repository::InitOptions { pack_size: 64 << 10, ..cheap_opts() };
+        let repo = Arc::new(Repository::init(s.clone(), b"pw", &opts).unwrap());
+        let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+        let w = BlobWriter::new(repo, &lock, WriterOptions { compression: Compression::Off, ..Default::default() });
+        let blobs: Vec<Vec<u8>> = (0..48u64).map(|i| compressible(48 << 10, i + 1)).collect();
+        let ids: Vec<Id> = blobs.iter().map(|b| w.add(BlobKind::Data, b).unwrap().0).collect();
+        let st = w.finish().unwrap();
+        let most = s.most.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&most), "{most} uploads overlapped");
+        assert!(st.packs >= 8, "{} packs", st.packs);
+        let reopened = Repository::open(s.clone(), b"pw").unwrap();
+        reopened.load_index().unwrap();
+        for (id, b) in ids.iter().zip(&blobs) {
+            assert_eq!(&reopened.read_blob(BlobKind::Data, id).unwrap(), b);
+        }
+    }
+
+    /// One refused upload among parallel ones fails the session, and no index names a pack
+    /// that was not stored.
+    #[test]
+    fn a_refused_parallel_upload_fails_the_session_and_indexes_only_stored_packs() {
+        let s = Arc::new(Parallel { fail_every: 5, ..Default::default() });
+        let opts = crate::repository::InitOptions { pack_size: 64 << 10, ..cheap_opts() };
+        let repo = Arc::new(Repository::init(s.clone(), b"pw", &opts).unwrap());
+        let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+        let w = BlobWriter::new(repo, &lock, WriterOptions { compression: Compression::Off, ..Default::default() });
+        for i in 0..48u64 {
+            if w.add(BlobKind::Data, &compressible(48 << 10, i + 1)).is_err() {
+                break;
+            }
+        }
+        let err = w.finish().unwrap_err().to_string();
+        assert!(err.contains("no space"), "{err}");
+        let reopened = Repository::open(s.clone(), b"pw").unwrap();
+        reopened.load_index().unwrap();
+        let stored: HashSet<String> = s.inner.list(ObjectKind::Pack).unwrap().into_iter().map(|(n, _)| n).collect();
+        for (p, _) in reopened.index().packs() {
+            assert!(stored.contains(&p.to_hex()), "index names pack {p} that was not stored");
+        }
     }
 
     #[test]

@@ -55,6 +55,9 @@ impl Storage for FailAfter {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         self.mutate(&kind.path(name))?;
         self.inner.put(kind, name, data)

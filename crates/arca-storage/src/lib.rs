@@ -217,6 +217,12 @@ pub trait Storage: Send + Sync {
     }
     /// Where this storage lives, for messages (never includes credentials).
     fn location(&self) -> String;
+    /// How many requests this storage serves well at once (`--connections`): a writer keeps
+    /// this many pack uploads in flight. A local directory serves one writer best (its packs
+    /// stream to disk as they are built).
+    fn transfers(&self) -> usize {
+        1
+    }
     /// Store a new object. Must be atomic: a reader sees the whole object or nothing.
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()>;
     /// Read a whole object.

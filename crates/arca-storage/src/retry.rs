@@ -77,6 +77,9 @@ impl Storage for Retry {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         self.policy.run(&kind.path(name), "storing", |_| self.inner.put(kind, name, data))
     }

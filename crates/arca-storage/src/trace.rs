@@ -86,6 +86,9 @@ impl Storage for Traced {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         timed("put", kind, name, |_| data.len() as u64, || self.inner.put(kind, name, data))
     }

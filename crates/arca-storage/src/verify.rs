@@ -82,6 +82,9 @@ impl Storage for VerifyAfterWrite {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         self.inner.put(kind, name, data)?;
         check(&*self.inner, &self.verified, kind, name, data.len() as u64, blake3::hash(data))
