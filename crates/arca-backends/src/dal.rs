@@ -28,12 +28,17 @@ pub(crate) enum Writes {
 }
 
 /// Timeouts, retries and an optional throttle around a service's operator.
-pub(crate) fn layered<B: opendal::Builder>(b: B, limit: Option<u32>) -> opendal::Result<Operator> {
-    // A stalled connection must fail (and be retried), never hang a backup: no byte for 60 s
-    // is a timeout. The timeout layer sits under the retry layer so each attempt is timed.
-    let op = Operator::new(b)?
-        .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)).with_io_timeout(Duration::from_secs(60)))
-        .layer(
+pub(crate) fn layered<B: opendal::Builder>(
+    b: B,
+    limit: Option<u32>,
+    io_timeout: Duration,
+) -> opendal::Result<Operator> {
+    // A stalled connection must fail (and be retried), never hang a backup: no byte for
+    // `io_timeout` (60 s unless `--io-timeout`) is a timeout; a request without a body gets
+    // twice that. The timeout layer sits under the retry layer so each attempt is timed.
+    let io_timeout = io_timeout.max(Duration::from_secs(1));
+    let op =
+        Operator::new(b)?.layer(TimeoutLayer::new().with_timeout(io_timeout * 2).with_io_timeout(io_timeout)).layer(
             RetryLayer::new()
                 .with_jitter()
                 .with_max_times(4)

@@ -53,6 +53,8 @@ pub struct FileServer {
     pub limit_download: Option<u32>,
     /// Requests in flight at once (`--connections`).
     pub connections: usize,
+    /// No byte for this long: the request is stalled (`--io-timeout`).
+    pub io_timeout: std::time::Duration,
 }
 
 impl FileServer {
@@ -91,6 +93,7 @@ impl FileServer {
             limit_upload: None,
             limit_download: None,
             connections: crate::DEFAULT_CONNECTIONS,
+            io_timeout: crate::DEFAULT_IO_TIMEOUT,
         })
     }
 
@@ -113,7 +116,7 @@ fn operator(s: &FileServer, limit: Option<u32>) -> opendal::Result<opendal::Oper
             if let Some(p) = &s.password {
                 b = b.password(p);
             }
-            layered(b, limit)
+            layered(b, limit, s.io_timeout)
         }
         Protocol::WebDav | Protocol::WebDavs => {
             let http = if s.protocol == Protocol::WebDavs { "https" } else { "http" };
@@ -128,7 +131,7 @@ fn operator(s: &FileServer, limit: Option<u32>) -> opendal::Result<opendal::Oper
             if let Some(t) = &s.token {
                 b = b.token(t);
             }
-            layered(b, limit)
+            layered(b, limit, s.io_timeout)
         }
     }
 }

@@ -26,3 +26,7 @@ pub use sftp::SftpStorage;
 /// Requests in flight at once to a remote repository unless `--connections` says otherwise
 /// (restic's default is 5; four uploads keep a 20 ms link busy and hold 64 MiB of packs).
 pub const DEFAULT_CONNECTIONS: usize = 4;
+
+/// How long a remote connection may carry no byte before it counts as stalled, is dropped and
+/// the request retried, unless `--io-timeout` says otherwise.
+pub const DEFAULT_IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -24,6 +24,9 @@ pub struct Reach {
     /// Requests in flight at once to a remote repository (`--connections`): ssh:// opens up
     /// to this many sessions, the others multiplex one.
     pub connections: usize,
+    /// A connection that carries no byte for this long is dropped and its request retried
+    /// (`--io-timeout`; for ssh:// and sftp://, ssh's keep-alive probes).
+    pub io_timeout: std::time::Duration,
 }
 
 impl Default for Reach {
@@ -34,6 +37,7 @@ impl Default for Reach {
             limit_upload: None,
             limit_download: None,
             connections: crate::DEFAULT_CONNECTIONS,
+            io_timeout: crate::DEFAULT_IO_TIMEOUT,
         }
     }
 }
@@ -93,6 +97,7 @@ impl Location {
             o.limit_upload = reach.limit_upload;
             o.limit_download = reach.limit_download;
             o.connections = reach.connections.max(1);
+            o.io_timeout = reach.io_timeout;
             return Ok(Location::S3(o));
         }
         if let Some(server) = FileServer::from_url(text) {
@@ -100,6 +105,7 @@ impl Location {
             s.limit_upload = reach.limit_upload;
             s.limit_download = reach.limit_download;
             s.connections = reach.connections.max(1);
+            s.io_timeout = reach.io_timeout;
             return Ok(Location::FileServer(s));
         }
         local_path(text).map(|p| Location::Local(PathBuf::from(p)))
@@ -219,10 +225,12 @@ fn ssh(url: &str, reach: &Reach) -> Result<Location, LocationError> {
         command.extend(["-p".to_string(), p.to_string()]);
     }
     if Path::new(&command[0]).file_name().is_some_and(|n| n == "ssh") {
-        // A stalled connection must end (then the client reconnects), not hang the backup.
-        // ssh takes the first value given for an option, so the user's own -o options win.
-        for o in ["ServerAliveInterval=15", "ServerAliveCountMax=4"] {
-            command.extend(["-o".to_string(), o.to_string()]);
+        // A stalled connection must end (then the client reconnects), not hang the backup:
+        // four unanswered keep-alives a quarter of the I/O timeout apart. ssh takes the first
+        // value given for an option, so the user's own -o options win.
+        let interval = (reach.io_timeout.as_secs() / 4).max(1);
+        for o in [format!("ServerAliveInterval={interval}"), "ServerAliveCountMax=4".into()] {
+            command.extend(["-o".to_string(), o]);
         }
     }
     let limits = (reach.limit_upload, reach.limit_download);

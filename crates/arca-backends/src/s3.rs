@@ -7,7 +7,7 @@ use crate::dal::{layered, DalStorage, Writes};
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
 
 /// Where and how to reach an S3-compatible store.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct S3Options {
     pub bucket: String,
     pub prefix: String,
@@ -22,6 +22,26 @@ pub struct S3Options {
     pub limit_download: Option<u32>,
     /// Requests in flight at once (`--connections`).
     pub connections: usize,
+    /// No byte for this long: the request is stalled (`--io-timeout`).
+    pub io_timeout: std::time::Duration,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            limit_upload: None,
+            limit_download: None,
+            connections: crate::DEFAULT_CONNECTIONS,
+            io_timeout: crate::DEFAULT_IO_TIMEOUT,
+        }
+    }
 }
 
 impl S3Options {
@@ -44,6 +64,7 @@ impl S3Options {
             limit_upload: None,
             limit_download: None,
             connections: crate::DEFAULT_CONNECTIONS,
+            io_timeout: crate::DEFAULT_IO_TIMEOUT,
         })
     }
 }
@@ -73,7 +94,7 @@ fn operator(o: &S3Options, limit: Option<u32>) -> opendal::Result<opendal::Opera
     if let Some(t) = &o.session_token {
         b = b.session_token(t);
     }
-    layered(b, limit)
+    layered(b, limit, o.io_timeout)
 }
 
 impl S3Storage {

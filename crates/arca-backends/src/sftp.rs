@@ -48,7 +48,12 @@ fn classify(e: Error) -> Failure {
 impl SftpStorage {
     /// Run `command` (ssh … host -s sftp) and open the SFTP session; objects live under `root`.
     /// Up to `transfers` requests go in flight at once on it.
-    pub fn connect(location: String, command: Vec<String>, root: String, transfers: usize) -> StorageResult<SftpStorage> {
+    pub fn connect(
+        location: String,
+        command: Vec<String>,
+        root: String,
+        transfers: usize,
+    ) -> StorageResult<SftpStorage> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -80,6 +80,11 @@ pub struct Cli {
     #[arg(long, env = "ARCA_CONNECTIONS", global = true, help_heading = "Global options", value_name = "N",
           default_value_t = arca_backends::DEFAULT_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: u16,
+    /// Seconds a remote connection may carry no byte before it counts as stalled: it is
+    /// dropped and the request retried (for ssh:// and sftp://, through ssh's keep-alives).
+    #[arg(long, env = "ARCA_IO_TIMEOUT", global = true, help_heading = "Global options", value_name = "SECONDS",
+          default_value_t = arca_backends::DEFAULT_IO_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub io_timeout: u64,
     /// The ssh program and options for ssh:// and sftp:// repositories, e.g. "ssh -i ~/.ssh/backup".
     #[arg(long, env = "ARCA_SSH_COMMAND", global = true, help_heading = "Global options", default_value = "ssh")]
     pub ssh_command: String,

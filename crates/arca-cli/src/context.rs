@@ -48,6 +48,7 @@ pub fn location_named(cli: &Cli, repo: &str) -> Result<Location> {
         limit_upload: cli.limit_upload.map(|k| k.saturating_mul(1024)),
         limit_download: cli.limit_download.map(|k| k.saturating_mul(1024)),
         connections: usize::from(cli.connections),
+        io_timeout: std::time::Duration::from_secs(cli.io_timeout),
     };
     Ok(Location {
         place: arca_backends::Location::parse(repo, &reach)?,

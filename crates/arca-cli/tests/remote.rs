@@ -122,6 +122,17 @@ impl Sshd {
         )
     }
 
+    /// The repository's URL through a proxy on `port`, whose host key is made known.
+    fn url_through(&self, port: u16) -> String {
+        let hostkey = std::fs::read_to_string(self.dir.join("hostkey.pub")).unwrap();
+        let mut parts = hostkey.split_whitespace();
+        let line = format!("[127.0.0.1]:{port} {} {}\n", parts.next().unwrap(), parts.next().unwrap());
+        let mut kh = std::fs::read_to_string(self.dir.join("known_hosts")).unwrap();
+        kh.push_str(&line);
+        std::fs::write(self.dir.join("known_hosts"), kh).unwrap();
+        format!("ssh://root@127.0.0.1:{port}{}", self.repo.display())
+    }
+
     fn url(&self) -> String {
         format!("ssh://root@127.0.0.1:{}{}", self.port, self.repo.display())
     }
@@ -398,13 +409,7 @@ fn a_backup_through_a_faulty_network_completes_or_fails_clearly() {
     sshd.ok(&e, "full", &["init"]);
     // Connection 0: the admin's `snapshots` below passes; 1 is cut mid-upload; 2 stalls; then fine.
     let (port, connections) = fault_proxy(sshd.port, vec![Fault::Pass, Fault::Cut(3 << 20), Fault::Stall(2 << 20)]);
-    let hostkey = std::fs::read_to_string(sshd.dir.join("hostkey.pub")).unwrap();
-    let mut parts = hostkey.split_whitespace();
-    let line = format!("[127.0.0.1]:{port} {} {}\n", parts.next().unwrap(), parts.next().unwrap());
-    let mut kh = std::fs::read_to_string(sshd.dir.join("known_hosts")).unwrap();
-    kh.push_str(&line);
-    std::fs::write(sshd.dir.join("known_hosts"), kh).unwrap();
-    let url = format!("ssh://root@127.0.0.1:{port}{}", sshd.repo.display());
+    let url = sshd.url_through(port);
     let ssh = format!("{} -o ServerAliveInterval=1 -o ServerAliveCountMax=2", sshd.ssh("append"));
     let run = |args: &[&str]| {
         let mut c = e.cmd(args);
@@ -484,13 +489,49 @@ fn ssh_requests_share_a_pool_of_sessions_as_large_as_connections() {
     assert_eq!(rsync_diff(&src, &t), "");
     std::fs::write(src.join("f0"), random_bytes(6 << 20, 99)).unwrap();
     assert!(sessions("3", &["backup", s]) <= 3);
-    let check = e.cmd(&["--connections", "3", "--json", "check", "--read-data"])
+    let check = e
+        .cmd(&["--connections", "3", "--json", "check", "--read-data"])
         .env("ARCA_REPOSITORY", sshd.url())
         .env("ARCA_SSH_COMMAND", &ssh)
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&check.stdout).contains("\"ok\":true"), "{check:?}");
     println!("remote: a restore over ssh:// used {used} sessions with --connections 3");
+}
+
+/// ssh:// through a link that loses 1% of its segments both ways, with sessions in parallel:
+/// a backup and a restore complete exactly.
+#[test]
+fn a_backup_and_restore_over_ssh_survive_one_percent_packet_loss() {
+    if !sshd_here() {
+        return;
+    }
+    let e = Env::new();
+    let sshd = Sshd::start(&e);
+    sshd.ok(&e, "full", &["init"]);
+    let (port, _) = fault_proxy(sshd.port, vec![Fault::Lossy(10); 64]);
+    let url = sshd.url_through(port);
+    let run = |args: &[&str]| {
+        let o = e.cmd(args).env("ARCA_REPOSITORY", &url).env("ARCA_SSH_COMMAND", sshd.ssh("full")).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(4 << 20, 50 + i)).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    let start = std::time::Instant::now();
+    run(&["--connections", "3", "backup", s]);
+    let backup = start.elapsed();
+    let t = e.path("t");
+    let start = std::time::Instant::now();
+    run(&["--connections", "3", "restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]);
+    let restore = start.elapsed();
+    assert_eq!(rsync_diff(&src, &t), "");
+    assert!(run(&["--json", "check", "--read-data"]).contains("\"ok\":true"));
+    println!("remote: 12 MiB over ssh with 1% loss: backup {backup:?}, restore {restore:?}");
 }
 
 #[test]

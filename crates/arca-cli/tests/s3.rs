@@ -118,6 +118,46 @@ fn a_backup_to_s3_through_a_faulty_network_completes_or_fails_clearly() {
     println!("s3: backup through cut connections {}", if o.status.success() { "completed" } else { "failed cleanly" });
 }
 
+/// A connection that stalls mid-upload is given up after `--io-timeout` and its request
+/// retried; every later connection loses 1% of its segments. The backup and the restore both
+/// complete, exactly, only slower.
+#[test]
+fn a_stall_and_one_percent_packet_loss_on_s3_slow_a_backup_but_do_not_break_it() {
+    if !weed_here() {
+        return;
+    }
+    let e = Env::new();
+    let url = "s3://arca-lossy/repo";
+    ok(&mut arca(&e, url, &["init"]));
+    let port: u16 = weed().endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let mut plan = vec![Fault::Stall(1 << 20)];
+    plan.extend(std::iter::repeat_n(Fault::Lossy(10), 200));
+    let (proxy, used) = fault_proxy(port, plan);
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), random_bytes(12 << 20, 17)).unwrap();
+    std::fs::write(src.join("b"), b"small").unwrap();
+    let s = src.to_str().unwrap();
+    let through = |args: &[&str]| {
+        let mut c = arca(&e, url, &[&["--io-timeout", "3"], args].concat());
+        c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{proxy}"));
+        c
+    };
+    let start = Instant::now();
+    ok(&mut through(&["backup", s]));
+    let backup = start.elapsed();
+    assert!(backup >= Duration::from_secs(3), "the stall was waited out, not missed: {backup:?}");
+    assert!(used.load(std::sync::atomic::Ordering::Relaxed) >= 2, "the stalled connection was replaced");
+    let t = e.path("t");
+    let start = Instant::now();
+    ok(&mut through(&["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]));
+    let restore = start.elapsed();
+    assert_eq!(rsync_diff(&src, &t), "");
+    let v = last_json(&ok(&mut through(&["--json", "check", "--read-data"])));
+    assert_eq!(v["ok"], true, "{v}");
+    println!("s3: 12 MiB through a stall and 1% loss: backup {backup:?}, restore {restore:?}");
+}
+
 #[test]
 fn content_named_objects_are_created_once_and_never_replaced() {
     if !weed_here() {

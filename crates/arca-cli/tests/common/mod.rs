@@ -235,6 +235,38 @@ pub enum Fault {
     Cut(u64),
     /// Stop forwarding (both ways) after this many bytes from the client, keeping the sockets open.
     Stall(u64),
+    /// Lose this many of every 1,000 segments (1,448 bytes) each way, as TCP sees it: nothing
+    /// is missing in the end, but the stream waits for the retransmission (20 ms, as fast
+    /// retransmit on a 20 ms link; one loss in ten is a tail loss and waits for the 200 ms
+    /// retransmission timeout). A user-space stand-in for netem's loss, which this kernel lacks.
+    Lossy(u32),
+}
+
+/// Forward `from` to `to` in segments, `permille` of which wait as a retransmission would.
+fn forward_lossy(mut from: std::net::TcpStream, mut to: std::net::TcpStream, permille: u32, seed: u64) {
+    use std::io::{Read, Write};
+    let mut x = seed | 1;
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for seg in buf[..n].chunks(1448) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (x % 1000) < permille as u64 {
+                let wait = if (x >> 20).is_multiple_of(10) { 200 } else { 20 };
+                std::thread::sleep(std::time::Duration::from_millis(wait));
+            }
+            if to.write_all(seg).is_err() {
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 /// A TCP proxy to `target` whose n-th connection behaves as `plan[n]` (then `Pass`).
@@ -252,6 +284,13 @@ pub fn fault_proxy(target: u16, plan: Vec<Fault>) -> (u16, std::sync::Arc<std::s
             seen.fetch_add(1, Ordering::Relaxed);
             let fault = plan.get(i).copied().unwrap_or(Fault::Pass);
             let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+            if let Fault::Lossy(permille) = fault {
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let seed = 0x9e37_79b9_7f4a_7c15 ^ i as u64;
+                std::thread::spawn(move || forward_lossy(client, server, permille, seed));
+                std::thread::spawn(move || forward_lossy(s2, c2, permille, seed.rotate_left(17)));
+                continue;
+            }
             let stalled = std::sync::Arc::new(AtomicBool::new(false));
             let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             let (mut s_read, mut c_write) = (server, client);
