@@ -122,6 +122,15 @@ impl Sshd {
         )
     }
 
+    /// An ssh command for `key` that logs a line per session it opens, and the log.
+    fn counting_ssh(&self, e: &Env, key: &str) -> (String, PathBuf) {
+        let log = e.path(&format!("sessions-{key}.log"));
+        let wrapper = e.path(&format!("counting-ssh-{key}"));
+        std::fs::write(&wrapper, format!("#!/bin/sh\necho session >> {}\nexec ssh \"$@\"\n", log.display())).unwrap();
+        sh(&format!("chmod +x {}", wrapper.display()));
+        (self.ssh(key).replacen("ssh", wrapper.to_str().unwrap(), 1), log)
+    }
+
     /// The repository's URL through a proxy on `port`, whose host key is made known.
     fn url_through(&self, port: u16) -> String {
         let hostkey = std::fs::read_to_string(self.dir.join("hostkey.pub")).unwrap();
@@ -462,11 +471,7 @@ fn ssh_requests_share_a_pool_of_sessions_as_large_as_connections() {
     }
     let e = Env::new();
     let sshd = Sshd::start(&e);
-    let log = e.path("sessions.log");
-    let wrapper = e.path("counting-ssh");
-    std::fs::write(&wrapper, format!("#!/bin/sh\necho session >> {}\nexec ssh \"$@\"\n", log.display())).unwrap();
-    sh(&format!("chmod +x {}", wrapper.display()));
-    let ssh = sshd.ssh("full").replacen("ssh", wrapper.to_str().unwrap(), 1);
+    let (ssh, log) = sshd.counting_ssh(&e, "full");
     let sessions = |connections: &str, args: &[&str]| -> usize {
         let _ = std::fs::remove_file(&log);
         let mut c = e.cmd(&[&["--connections", connections], args].concat());
@@ -572,6 +577,19 @@ fn sftp_conformance_and_a_backup() {
     let t = e.path("t");
     run(&["restore", &format!("latest:{sp}"), "--target", t.to_str().unwrap()]);
     assert_eq!(rsync_diff(&src, &t), "");
+    // The restore's overlapping reads spread over up to --connections sessions.
+    let (ssh, log) = sshd.counting_ssh(&e, "sftp");
+    let t2 = e.path("t2");
+    let o = e
+        .cmd(&["--connections", "3", "restore", &format!("latest:{sp}"), "--target", t2.to_str().unwrap()])
+        .env("ARCA_REPOSITORY", &url)
+        .env("ARCA_SSH_COMMAND", &ssh)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(rsync_diff(&src, &t2), "");
+    let sessions = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert!((2..=3).contains(&sessions), "sftp sessions: {sessions}");
     assert!(
         !std::fs::read_dir(repo.join("data")).unwrap().flatten().any(|d| std::fs::read_dir(d.path())
             .unwrap()
