@@ -299,6 +299,12 @@ impl Repository {
                     && file.recipient.as_ref().is_none_or(|r| *r == b.recipient)
             }
         };
+        // A remote repository's keyring is read while the key slot is found and unlocked (two
+        // round trips, and the key derivation, overlapped).
+        let keyring = (file.version >= 2 && arca_storage::is_remote(&*storage)).then(|| {
+            let storage = storage.clone();
+            std::thread::spawn(move || read_keyring_objects(&*storage))
+        });
         let (key, key_slot) = match keys::unlock_where(&*storage, password, opens_config)? {
             (Unlocked::Full(key), slot) => (key, slot),
             (Unlocked::BackupOnly(bundle), slot) => return Repository::open_backup_only(storage, &file, *bundle, slot),
@@ -321,7 +327,11 @@ impl Repository {
         }
         let mut repo = Repository::assemble(storage, config, key.clone(), key_slot);
         if repo.version() >= 2 {
-            let (ring, problems) = load_keyring(&*repo.storage, &key, &repo.config)?;
+            let (ring, problems) = match keyring.map(|h| h.join()) {
+                Some(Ok(objects)) => load_keyring_from(objects?, &key, &repo.config)?,
+                // The reading thread panicked: read again here, where an error is reported.
+                Some(Err(_)) | None => load_keyring(&*repo.storage, &key, &repo.config)?,
+            };
             if ring.writing(DEFAULT_CLASS).is_none() {
                 let why = problems
                     .first()
@@ -1012,6 +1022,14 @@ impl Repository {
         }
         let mut listed = self.storage.list(ObjectKind::Index)?;
         listed.sort();
+        // The marks are listed while the index objects are read (a round trip saved on a
+        // remote repository), still after the index is listed: a prune writes its mark before
+        // the index that drops the marked packs, so an index listing that sees the new index is
+        // followed by a mark listing that sees the mark.
+        let marks = self.is_remote().then(|| {
+            let storage = self.storage.clone();
+            std::thread::spawn(move || storage.list(ObjectKind::Mark))
+        });
         let mut problems = vec![];
         let memo_path = self.cache_dir.as_ref().map(|d| d.join("supersedes-memo.txt"));
         let mut memo = memo_path.as_deref().map(read_supersedes_memo).unwrap_or_default();
@@ -1070,15 +1088,20 @@ impl Repository {
             },
         };
         problems.extend(result?);
-        problems.extend(self.load_marks()?);
+        let marks = match marks.map(|h| h.join()) {
+            Some(Ok(listed)) => listed?,
+            // The listing thread panicked: list again here, where an error is reported.
+            Some(Err(_)) | None => self.storage.list(ObjectKind::Mark)?,
+        };
+        problems.extend(self.load_marks(marks)?);
         Ok(problems)
     }
 
     /// Add the packs of every mark to the index as marked packs.
-    fn load_marks(&self) -> RepoResult<Vec<RepoError>> {
+    fn load_marks(&self, listed: Vec<(String, u64)>) -> RepoResult<Vec<RepoError>> {
         let mut problems = vec![];
         let mut ix = self.index_mut();
-        for (name, _) in self.storage.list(ObjectKind::Mark)? {
+        for (name, _) in listed {
             match self.load_object::<arca_format::MarkFile>(ObjectKind::Mark, &name) {
                 Ok(m) => m.packs.iter().for_each(|p| ix.add_retired_pack(p)),
                 Err(RepoError::Storage(e)) if e.is_not_found() => {} // swept meanwhile
@@ -1410,7 +1433,26 @@ pub(crate) fn session_key_object(
 
 /// Read every `keyring/` object: the keyring (with the master key as number 0) and the
 /// objects that could not be read.
+/// The keyring's objects by name, read as they were listed.
+type KeyringObjects = arca_storage::StorageResult<Vec<(String, arca_storage::StorageResult<Vec<u8>>)>>;
+
+/// List and read every keyring object (several at once on a remote storage).
+fn read_keyring_objects(storage: &dyn Storage) -> KeyringObjects {
+    let names: Vec<String> = storage.list(ObjectKind::Keyring)?.into_iter().map(|(n, _)| n).collect();
+    let fetched = arca_storage::get_many(storage, ObjectKind::Keyring, &names);
+    Ok(names.into_iter().zip(fetched).collect())
+}
+
 fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> RepoResult<(Keyring, Vec<RepoError>)> {
+    load_keyring_from(read_keyring_objects(storage)?, master, config)
+}
+
+/// [`load_keyring`] from objects already read.
+fn load_keyring_from(
+    objects: Vec<(String, arca_storage::StorageResult<Vec<u8>>)>,
+    master: &MasterKey,
+    config: &Config,
+) -> RepoResult<(Keyring, Vec<RepoError>)> {
     let mut ring = Keyring::of_master(master, config.encryption);
     let mut problems = vec![];
     let master_cipher = master.cipher(config.encryption);
@@ -1424,9 +1466,7 @@ fn load_keyring(storage: &dyn Storage, master: &MasterKey, config: &Config) -> R
     // Master-sealed keys first: a key a backup-only holder made can never push one out by
     // claiming its number (it is the one reported and left out).
     let mut sessions = vec![];
-    let names: Vec<String> = storage.list(ObjectKind::Keyring)?.into_iter().map(|(n, _)| n).collect();
-    let fetched = arca_storage::get_many(storage, ObjectKind::Keyring, &names);
-    for (name, bytes) in names.into_iter().zip(fetched) {
+    for (name, bytes) in objects {
         let what = || format!("content key {name}");
         let loaded = (|| {
             let bytes = bytes?;
