@@ -158,6 +158,72 @@ fn a_stall_and_one_percent_packet_loss_on_s3_slow_a_backup_but_do_not_break_it()
     println!("s3: 12 MiB through a stall and 1% loss: backup {backup:?}, restore {restore:?}");
 }
 
+/// Tree packs go into the local cache as they are uploaded: an unchanged backup then reads no
+/// pack at all, and a restore reads only file contents. A damaged kept pack is caught by the
+/// AEAD, dropped and read from the bucket; packs a prune removed leave the cache.
+#[test]
+fn tree_packs_are_kept_locally_so_an_unchanged_backup_reads_no_pack() {
+    if !weed_here() {
+        return;
+    }
+    let e = Env::new();
+    let url = "s3://arca-repos/treepacks";
+    ok(&mut arca(&e, url, &["init"]));
+    let src = e.path("src");
+    for d in 0..5u64 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..10u64 {
+            std::fs::write(dir.join(format!("f{f}")), random_bytes(3_000, d * 10 + f)).unwrap();
+        }
+    }
+    let s = src.to_str().unwrap();
+    ok(&mut arca(&e, url, &["backup", s]));
+    let traced = |args: &[&str]| {
+        let o = arca(&e, url, args).env("ARCA_LOG", "arca::storage=trace").env("NO_COLOR", "1").output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let pack_reads = |log: &str| log.lines().filter(|l| l.contains("get_range") && l.contains("kind=pack")).count();
+    let log = traced(&["backup", s]);
+    assert_eq!(pack_reads(&log), 0, "an unchanged backup reads its parent's trees from the cache:\n{log}");
+    let kept = std::fs::read_dir(e.path("home/.cache/arca"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("treepacks"))
+        .find(|p| p.exists())
+        .expect("a treepacks directory in the cache");
+    let packs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&kept).unwrap().flatten().map(|e| e.path()).filter(|p| !p.ends_with("CACHEDIR.TAG")).collect()
+    };
+    assert!(!packs().is_empty());
+    // Damage every kept pack: the restore notices, reads the trees from the bucket, and is exact.
+    for p in packs() {
+        let mut b = std::fs::read(&p).unwrap();
+        b.iter_mut().for_each(|x| *x ^= 0x5a);
+        std::fs::write(&p, b).unwrap();
+    }
+    let t = e.path("t");
+    let o = arca(&e, url, &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(rsync_diff(&src, &t), "");
+    assert!(err.contains("damaged") && err.contains("reading it from the repository"), "the user is told: {err}");
+    assert!(packs().is_empty(), "damaged kept packs are dropped");
+    // New trees are kept again; a prune's removed packs leave the cache.
+    std::fs::write(src.join("d0/f0"), b"changed").unwrap();
+    ok(&mut arca(&e, url, &["backup", s]));
+    let before = packs().len();
+    assert!(before >= 1);
+    ok(&mut arca(&e, url, &["forget", "--keep-last", "1", "--prune"]));
+    ok(&mut arca(&e, url, &["snapshots"]));
+    let live = packs();
+    assert!(live.len() <= before, "{} kept packs after the prune, {before} before", live.len());
+    let t2 = e.path("t2");
+    ok(&mut arca(&e, url, &["restore", &format!("latest:{s}"), "--target", t2.to_str().unwrap()]));
+    assert_eq!(rsync_diff(&src, &t2), "");
+}
+
 #[test]
 fn content_named_objects_are_created_once_and_never_replaced() {
     if !weed_here() {
@@ -205,7 +271,8 @@ fn a_remote_restore_reads_each_tree_once_and_small_files_by_the_span() {
     let s = src.to_str().unwrap();
     ok(&mut arca(&e, url, &["backup", s]));
     let t = e.path("t");
-    let o = arca(&e, url, &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()])
+    // Without the cache: the tree packs this host kept as they went up would answer instead.
+    let o = arca(&e, url, &["--no-cache", "restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()])
         .env("ARCA_LOG", "arca::storage=trace")
         .env("NO_COLOR", "1")
         .output()

@@ -36,6 +36,7 @@ pub mod snapshots;
 pub mod spans;
 pub mod stats;
 pub mod treecache;
+mod treepacks;
 pub mod treewalk;
 pub mod units;
 pub mod writer;

@@ -1094,6 +1094,12 @@ impl Repository {
             Some(Err(_)) | None => self.storage.list(ObjectKind::Mark)?,
         };
         problems.extend(self.load_marks(marks)?);
+        if let Some(cache) = self.kept_tree_packs() {
+            if crate::treepacks::any(cache) {
+                let live: HashSet<Id> = self.index().packs().into_iter().map(|(id, _)| id).collect();
+                crate::treepacks::sweep(cache, &live);
+            }
+        }
         Ok(problems)
     }
 
@@ -1301,6 +1307,30 @@ impl Repository {
         read.map_err(|e| RepoError::corrupt(format!("pack {}", loc.pack), e))
     }
 
+    /// Where this session keeps tree packs on local disk (`treepacks.rs`): a remote
+    /// repository with a cache directory, opened with a key that reads trees from it.
+    pub(crate) fn kept_tree_packs(&self) -> Option<&Path> {
+        self.cache_dir.as_deref().filter(|_| self.is_remote() && self.backup_only.is_none())
+    }
+
+    /// Tree blob `id`: from its pack kept on local disk if there is one (a kept copy that does
+    /// not open is dropped and the blob fetched again), else from the storage.
+    fn read_tree_blob(&self, id: &Id) -> RepoResult<Vec<u8>> {
+        let Some(cache) = self.kept_tree_packs() else { return self.read_blob(BlobKind::Tree, id) };
+        let loc = self.index().get(id).ok_or(RepoError::BlobNotIndexed { kind: kind_name(BlobKind::Tree), id: *id })?;
+        if let Some(sealed) = crate::treepacks::read(cache, &loc.pack, loc.offset, loc.length) {
+            match self.open_blob(BlobKind::Tree, id, &loc, &sealed) {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    tracing::warn!(pack = %loc.pack, error = %e, "a tree pack in the local cache is damaged; reading it from the repository");
+                    crate::treepacks::forget(cache, &loc.pack);
+                }
+            }
+        }
+        let sealed = self.read_pack_range(&loc.pack, loc.offset, loc.length as u64)?;
+        self.open_blob(BlobKind::Tree, id, &loc, &sealed)
+    }
+
     /// Read one directory listing.
     pub fn read_tree(&self, id: &Id) -> RepoResult<Tree> {
         self.require_trees("read a tree (file names)")?;
@@ -1321,7 +1351,7 @@ impl Repository {
                     id.short()
                 ),
             })?,
-            None => self.read_blob(BlobKind::Tree, id)?,
+            None => self.read_tree_blob(id)?,
         };
         let tree: Tree = decode("tree", &bytes).map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;
         tree.validate().map_err(|e| RepoError::corrupt(format!("tree {id}"), e))?;

@@ -638,6 +638,13 @@ fn store_pack(repo: &Repository, p: PackOut) -> RepoResult<IndexPack> {
         PackBody::Memory(bytes) => {
             repo.storage().put(ObjectKind::Pack, &p.id.to_hex(), &bytes)?;
             crate::parity::store_for(repo, &p.id, &bytes)?;
+            // A remote repository's tree packs are kept locally as they go up: the next
+            // backup and a restore read their trees from disk (`treepacks.rs`).
+            if let Some(cache) = repo.kept_tree_packs().filter(|_| p.blobs.iter().all(|b| b.kind == BlobKind::Tree)) {
+                if let Err(e) = crate::treepacks::keep(cache, &p.id, &bytes) {
+                    tracing::debug!(pack = %p.id, error = %e, "could not keep a tree pack in the cache");
+                }
+            }
         }
         PackBody::Stream(w) => w.finish(&p.id.to_hex())?,
     }
