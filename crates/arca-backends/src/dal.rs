@@ -32,11 +32,12 @@ pub(crate) fn layered<B: opendal::Builder>(
     b: B,
     limit: Option<u32>,
     io_timeout: Duration,
+    transfers: usize,
 ) -> opendal::Result<Operator> {
-    // A stalled connection must fail (and be retried), never hang a backup: no byte for
-    // `io_timeout` (60 s unless `--io-timeout`) is a timeout; a request without a body gets
-    // twice that. The timeout layer sits under the retry layer so each attempt is timed.
-    let io_timeout = io_timeout.max(Duration::from_secs(1));
+    // A stalled connection must fail (and be retried), never hang a backup. The timeout layer
+    // sits under the retry layer so each attempt is timed; a request without a body gets
+    // twice the I/O limit.
+    let io_timeout = io_call_limit(io_timeout, transfers, limit);
     let op =
         Operator::new(b)?.layer(TimeoutLayer::new().with_timeout(io_timeout * 2).with_io_timeout(io_timeout)).layer(
             RetryLayer::new()
@@ -50,6 +51,35 @@ pub(crate) fn layered<B: opendal::Builder>(
         Some(bps) => op.layer(ThrottleLayer::new(bps.max(1), (PART_SIZE as u32 * 2).max(bps))).finish(),
         None => op.finish(),
     })
+}
+
+/// OpenDAL's I/O timeout bounds each read or write call as a whole, not a silence: a pack
+/// upload shares the link with the other `transfers`. `io_timeout` (`--io-timeout`, 60 s) is
+/// scaled by them, so the slowest link that carried one upload at a time in time still does,
+/// and, with a rate limit, raised to twice what `transfers` packs take at that rate.
+fn io_call_limit(io_timeout: Duration, transfers: usize, limit: Option<u32>) -> Duration {
+    let transfers = transfers.max(1) as u32;
+    let shared = io_timeout.max(Duration::from_secs(1)) * transfers;
+    match limit {
+        Some(bps) => shared
+            .max(Duration::from_secs_f64(2.0 * (2 * PART_SIZE) as f64 * f64::from(transfers) / f64::from(bps.max(1)))),
+        None => shared,
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn the_call_limit_grows_with_the_uploads_sharing_the_link_and_a_rate_limit() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(io_call_limit(minute, 1, None), minute);
+        assert_eq!(io_call_limit(minute, 4, None), minute * 4);
+        // 4 packs of 16 MiB at 64 KiB/s take 1,024 s; twice that.
+        assert_eq!(io_call_limit(minute, 4, Some(64 << 10)), Duration::from_secs(2048));
+        assert_eq!(io_call_limit(Duration::ZERO, 0, None), Duration::from_secs(1));
+    }
 }
 
 /// A repository under `prefix` of an OpenDAL service.

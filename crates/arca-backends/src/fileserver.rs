@@ -116,7 +116,7 @@ fn operator(s: &FileServer, limit: Option<u32>) -> opendal::Result<opendal::Oper
             if let Some(p) = &s.password {
                 b = b.password(p);
             }
-            layered(b, limit, s.io_timeout)
+            layered(b, limit, s.io_timeout, s.connections)
         }
         Protocol::WebDav | Protocol::WebDavs => {
             let http = if s.protocol == Protocol::WebDavs { "https" } else { "http" };
@@ -131,7 +131,7 @@ fn operator(s: &FileServer, limit: Option<u32>) -> opendal::Result<opendal::Oper
             if let Some(t) = &s.token {
                 b = b.token(t);
             }
-            layered(b, limit, s.io_timeout)
+            layered(b, limit, s.io_timeout, s.connections)
         }
     }
 }

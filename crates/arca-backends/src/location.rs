@@ -229,7 +229,12 @@ fn ssh(url: &str, reach: &Reach) -> Result<Location, LocationError> {
         // four unanswered keep-alives a quarter of the I/O timeout apart. ssh takes the first
         // value given for an option, so the user's own -o options win.
         let interval = (reach.io_timeout.as_secs() / 4).max(1);
-        for o in [format!("ServerAliveInterval={interval}"), "ServerAliveCountMax=4".into()] {
+        let connect = reach.io_timeout.as_secs().max(1);
+        for o in [
+            format!("ServerAliveInterval={interval}"),
+            "ServerAliveCountMax=4".into(),
+            format!("ConnectTimeout={connect}"),
+        ] {
             command.extend(["-o".to_string(), o]);
         }
     }

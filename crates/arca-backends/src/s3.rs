@@ -94,7 +94,7 @@ fn operator(o: &S3Options, limit: Option<u32>) -> opendal::Result<opendal::Opera
     if let Some(t) = &o.session_token {
         b = b.session_token(t);
     }
-    layered(b, limit, o.io_timeout)
+    layered(b, limit, o.io_timeout, o.connections)
 }
 
 impl S3Storage {

@@ -223,9 +223,11 @@ async fn write_file(sftp: &Sftp, path: &str, data: &[u8]) -> Result<(), Error> {
 
 /// `want` bytes at `at` (fewer at the end of the file) and `want`.
 async fn read_piece(mut f: File, at: u64, want: u64) -> Result<(Vec<u8>, u64), Error> {
-    f.seek(SeekFrom::Start(at)).await.map_err(Error::from)?;
     let mut piece = Vec::with_capacity(want as usize);
     while (piece.len() as u64) < want {
+        // A read moves the handle's offset by what it asked for, not by what came back: a
+        // server that answers short before the end must be asked again from the right place.
+        f.seek(SeekFrom::Start(at + piece.len() as u64)).await.map_err(Error::from)?;
         let ask = (want - piece.len() as u64) as u32;
         match f.read(ask, bytes::BytesMut::with_capacity(ask as usize)).await? {
             Some(b) if !b.is_empty() => piece.extend_from_slice(&b),

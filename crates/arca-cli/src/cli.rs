@@ -80,8 +80,10 @@ pub struct Cli {
     #[arg(long, env = "ARCA_CONNECTIONS", global = true, help_heading = "Global options", value_name = "N",
           default_value_t = arca_backends::DEFAULT_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: u16,
-    /// Seconds a remote connection may carry no byte before it counts as stalled: it is
-    /// dropped and the request retried (for ssh:// and sftp://, through ssh's keep-alives).
+    /// Seconds before a stalled remote connection is dropped and its request retried: for
+    /// ssh:// and sftp:// a connection silent that long (ssh's keep-alives; also the connect
+    /// timeout); for s3://, ftp:// and webdav:// the time one read or write call may take,
+    /// times --connections (the uploads share the link), more under --limit-upload.
     #[arg(long, env = "ARCA_IO_TIMEOUT", global = true, help_heading = "Global options", value_name = "SECONDS",
           default_value_t = arca_backends::DEFAULT_IO_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub io_timeout: u64,

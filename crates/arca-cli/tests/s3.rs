@@ -197,6 +197,22 @@ fn tree_packs_are_kept_locally_so_an_unchanged_backup_reads_no_pack() {
         std::fs::read_dir(&kept).unwrap().flatten().map(|e| e.path()).filter(|p| !p.ends_with("CACHEDIR.TAG")).collect()
     };
     assert!(!packs().is_empty());
+    // check judges the bucket, not the kept copies: a tree pack damaged there is found.
+    {
+        use arca_storage::{ObjectKind, Storage};
+        let bucket = S3Storage::new(&options("arca-repos", "treepacks")).unwrap();
+        let name = packs()[0].file_name().unwrap().to_string_lossy().into_owned();
+        let good = bucket.get(ObjectKind::Pack, &name).unwrap();
+        let mut bad = good.clone();
+        bad[10] ^= 0xff;
+        bucket.delete(ObjectKind::Pack, &name).unwrap();
+        bucket.put(ObjectKind::Pack, &name, &bad).unwrap();
+        let o = arca(&e, url, &["check"]).output().unwrap();
+        assert!(!o.status.success(), "check sees the damaged tree pack: {}", String::from_utf8_lossy(&o.stdout));
+        bucket.delete(ObjectKind::Pack, &name).unwrap();
+        bucket.put(ObjectKind::Pack, &name, &good).unwrap();
+        ok(&mut arca(&e, url, &["check"]));
+    }
     // Damage every kept pack: the restore notices, reads the trees from the bucket, and is exact.
     for p in packs() {
         let mut b = std::fs::read(&p).unwrap();
@@ -215,8 +231,13 @@ fn tree_packs_are_kept_locally_so_an_unchanged_backup_reads_no_pack() {
     ok(&mut arca(&e, url, &["backup", s]));
     let before = packs().len();
     assert!(before >= 1);
+    // A kept pack the index does not name (as after a prune elsewhere) is swept at the next
+    // opening; so are the packs this prune removes.
+    let stray = kept.join("ab".repeat(32));
+    std::fs::write(&stray, b"a pack pruned meanwhile").unwrap();
     ok(&mut arca(&e, url, &["forget", "--keep-last", "1", "--prune"]));
     ok(&mut arca(&e, url, &["snapshots"]));
+    assert!(!stray.exists(), "a pack no longer indexed is swept from the cache");
     let live = packs();
     assert!(live.len() <= before, "{} kept packs after the prune, {before} before", live.len());
     let t2 = e.path("t2");

@@ -83,6 +83,7 @@ impl CheckReport {
 
 /// Run a check.
 pub fn check(repo: &Repository, read: ReadData, events: &dyn Events) -> RepoResult<CheckReport> {
+    repo.read_trees_from_storage();
     let mut r = CheckReport::default();
     for e in repo.load_index()? {
         r.error(object_of(&e), e.to_string());

@@ -124,6 +124,7 @@ pub fn repair_snapshots(
     forget: bool,
     events: &dyn crate::events::Events,
 ) -> RepoResult<RepairSnapshotsReport> {
+    repo.read_trees_from_storage();
     let (snaps, errors) = crate::snapshots::list_all_from_storage(repo)?;
     if let Some(e) = errors.into_iter().next() {
         return Err(RepoError::UnreadableSnapshot {

@@ -141,6 +141,9 @@ pub struct Repository {
     keyring_problems: Vec<RepoError>,
     /// Trees read, kept when the repository is remote (see `treecache`).
     trees: crate::treecache::TreeCache,
+    /// Set by check and repair: trees come from the storage, not from tree packs kept in the
+    /// cache (which would hide a tree pack damaged on the storage).
+    storage_trees_only: std::sync::atomic::AtomicBool,
 }
 
 impl Repository {
@@ -184,6 +187,7 @@ impl Repository {
             keyring_problems,
             config,
             trees: Default::default(),
+            storage_trees_only: Default::default(),
         }
     }
 
@@ -1313,10 +1317,20 @@ impl Repository {
         self.cache_dir.as_deref().filter(|_| self.is_remote() && self.backup_only.is_none())
     }
 
+    /// From now on read trees from the storage only, never from kept tree packs (check and
+    /// repair judge the storage, as restic's check uses a fresh cache). Packs this session
+    /// uploads are still kept.
+    pub fn read_trees_from_storage(&self) {
+        self.storage_trees_only.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Tree blob `id`: from its pack kept on local disk if there is one (a kept copy that does
     /// not open is dropped and the blob fetched again), else from the storage.
     fn read_tree_blob(&self, id: &Id) -> RepoResult<Vec<u8>> {
-        let Some(cache) = self.kept_tree_packs() else { return self.read_blob(BlobKind::Tree, id) };
+        let storage_only = self.storage_trees_only.load(std::sync::atomic::Ordering::Relaxed);
+        let Some(cache) = self.kept_tree_packs().filter(|_| !storage_only) else {
+            return self.read_blob(BlobKind::Tree, id);
+        };
         let loc = self.index().get(id).ok_or(RepoError::BlobNotIndexed { kind: kind_name(BlobKind::Tree), id: *id })?;
         if let Some(sealed) = crate::treepacks::read(cache, &loc.pack, loc.offset, loc.length) {
             match self.open_blob(BlobKind::Tree, id, &loc, &sealed) {

@@ -624,7 +624,11 @@ fn uploader(
         // The storing threads hold the only receivers now: when they all stop, the packer's
         // next hand-over fails and it stops too.
         drop((rx, stored_tx));
-        stored_rx.iter().all(&mut record)
+        let recorded = stored_rx.iter().all(&mut record);
+        // A failed checkpoint stops the recording: storers still holding a stored pack must
+        // not wait for ever to hand it on (their send fails, and they stop).
+        drop(stored_rx);
+        recorded
     });
     if all_recorded && !failure.is_set() {
         checkpoint(&mut pending);
@@ -737,6 +741,7 @@ mod tests {
         most: AtomicU64,
         puts: AtomicU64,
         fail_every: u64,
+        refuse_index: bool,
     }
 
     impl Storage for Parallel {
@@ -747,6 +752,11 @@ mod tests {
             4
         }
         fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> arca_storage::StorageResult<()> {
+            if kind == ObjectKind::Index && self.refuse_index {
+                // Slowly, as a retried write would: the stored packs queue up meanwhile.
+                std::thread::sleep(Duration::from_millis(500));
+                return Err(arca_storage::StorageError::PermissionDenied { path: format!("index/{name}") });
+            }
             if kind != ObjectKind::Pack {
                 return self.inner.put(kind, name, data);
             }
@@ -818,6 +828,31 @@ mod tests {
         for (p, _) in reopened.index().packs() {
             assert!(stored.contains(&p.to_hex()), "index names pack {p} that was not stored");
         }
+    }
+
+    /// An index checkpoint that fails while packs are still being stored in parallel ends
+    /// the session with that error; no storer waits for ever to hand on its pack.
+    #[test]
+    fn a_failed_checkpoint_during_parallel_uploads_ends_the_session() {
+        let s = Arc::new(Parallel { refuse_index: true, ..Default::default() });
+        let opts = crate::repository::InitOptions { pack_size: 64 << 10, ..cheap_opts() };
+        let repo = Arc::new(Repository::init(s.clone(), b"pw", &opts).unwrap());
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
+            let w = BlobWriter::new(repo, &lock, WriterOptions { compression: Compression::Off, ..Default::default() });
+            for i in 0..400u64 {
+                if w.add(BlobKind::Data, &compressible(40 << 10, i + 1)).is_err() {
+                    break;
+                }
+            }
+            let _ = done_tx.send(w.finish().map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let ended = done_rx.recv_timeout(Duration::from_secs(20)).expect("the writer ended");
+        let err = ended.unwrap_err();
+        assert!(err.contains("permission denied"), "{err}");
+        let puts = s.puts.load(Ordering::SeqCst);
+        assert!(puts >= CHECKPOINT_PACKS as u64, "a checkpoint came due mid-way: {puts} packs");
     }
 
     #[test]
