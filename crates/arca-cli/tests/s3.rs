@@ -130,7 +130,10 @@ fn a_stall_and_one_percent_packet_loss_on_s3_slow_a_backup_but_do_not_break_it()
     let url = "s3://arca-lossy/repo";
     ok(&mut arca(&e, url, &["init"]));
     let port: u16 = weed().endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    let mut plan = vec![Fault::Stall(1 << 20)];
+    // The first three connections stall once they have carried 1 MiB: whichever of them the
+    // HTTP client's pool gives the pack to (it opens at most three before the pack is up),
+    // the upload stalls at least once.
+    let mut plan = vec![Fault::Stall(1 << 20); 3];
     plan.extend(std::iter::repeat_n(Fault::Lossy(10), 200));
     let (proxy, used) = fault_proxy(port, plan);
     let src = e.path("src");
@@ -139,7 +142,8 @@ fn a_stall_and_one_percent_packet_loss_on_s3_slow_a_backup_but_do_not_break_it()
     std::fs::write(src.join("b"), b"small").unwrap();
     let s = src.to_str().unwrap();
     let through = |args: &[&str]| {
-        let mut c = arca(&e, url, &[&["--io-timeout", "3"], args].concat());
+        // One upload at a time: the call limit is then --io-timeout itself.
+        let mut c = arca(&e, url, &[&["--io-timeout", "3", "--connections", "1"], args].concat());
         c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{proxy}"));
         c
     };
