@@ -662,19 +662,55 @@ mod tests {
     use crate::repository::tests::cheap_opts;
     use arca_storage::{MemoryStorage, Storage};
 
-    /// A storage that takes packs at `rate` bytes per second: the upload is the bottleneck.
-    struct Slow {
+    /// A storage scripted for the writer's tests, over a memory storage. Pack uploads take
+    /// `pack_delay` plus their size at `rate` bytes per second (if set), `transfers` at once;
+    /// every `fail_every`-th pack is refused as a full disk would refuse it; index writes are
+    /// refused (slowly, as a retried write would fail) if `refuse_index`. It counts the pack
+    /// uploads and the most that overlapped.
+    #[derive(Default)]
+    struct Scripted {
         inner: MemoryStorage,
-        rate: f64,
+        remote: bool,
+        transfers: usize,
+        rate: Option<f64>,
+        pack_delay: Duration,
+        fail_every: u64,
+        refuse_index: bool,
+        now: AtomicU64,
+        most: AtomicU64,
+        puts: AtomicU64,
     }
 
-    impl Storage for Slow {
+    impl Scripted {
+        /// A remote storage serving four uploads at once, 50 ms each.
+        fn parallel() -> Scripted {
+            Scripted { remote: true, transfers: 4, pack_delay: Duration::from_millis(50), ..Default::default() }
+        }
+    }
+
+    impl Storage for Scripted {
         fn location(&self) -> String {
-            "slow".into()
+            if self.remote { "scripted://test" } else { "scripted" }.into()
+        }
+        fn transfers(&self) -> usize {
+            self.transfers.max(1)
         }
         fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> arca_storage::StorageResult<()> {
-            if kind == ObjectKind::Pack {
-                std::thread::sleep(Duration::from_secs_f64(data.len() as f64 / self.rate));
+            if kind == ObjectKind::Index && self.refuse_index {
+                std::thread::sleep(Duration::from_millis(500));
+                return Err(arca_storage::StorageError::PermissionDenied { path: format!("index/{name}") });
+            }
+            if kind != ObjectKind::Pack {
+                return self.inner.put(kind, name, data);
+            }
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(n, Ordering::SeqCst);
+            let by_rate = self.rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(data.len() as f64 / r));
+            std::thread::sleep(self.pack_delay + by_rate);
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            let i = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail_every > 0 && i.is_multiple_of(self.fail_every) {
+                return Err(arca_storage::StorageError::NoSpace { path: format!("data/{name}") });
             }
             self.inner.put(kind, name, data)
         }
@@ -714,7 +750,7 @@ mod tests {
     #[test]
     fn auto_compression_rises_when_the_upload_is_the_bottleneck() {
         let stored = |compression: Compression| {
-            let s: Arc<dyn Storage> = Arc::new(Slow { inner: MemoryStorage::default(), rate: 4e6 });
+            let s: Arc<dyn Storage> = Arc::new(Scripted { rate: Some(4e6), ..Default::default() });
             let opts = crate::repository::InitOptions { pack_size: 1 << 20, ..cheap_opts() };
             let repo = Arc::new(Repository::init(s, b"pw", &opts).unwrap());
             let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
@@ -732,63 +768,11 @@ mod tests {
         assert_eq!(three.compression_levels, None);
     }
 
-    /// A storage that takes 50 ms per pack and serves four requests at once, counting how
-    /// many pack uploads overlap; every `fail_every`-th pack (if set) is refused.
-    #[derive(Default)]
-    struct Parallel {
-        inner: MemoryStorage,
-        now: AtomicU64,
-        most: AtomicU64,
-        puts: AtomicU64,
-        fail_every: u64,
-        refuse_index: bool,
-    }
-
-    impl Storage for Parallel {
-        fn location(&self) -> String {
-            "parallel://test".into()
-        }
-        fn transfers(&self) -> usize {
-            4
-        }
-        fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> arca_storage::StorageResult<()> {
-            if kind == ObjectKind::Index && self.refuse_index {
-                // Slowly, as a retried write would: the stored packs queue up meanwhile.
-                std::thread::sleep(Duration::from_millis(500));
-                return Err(arca_storage::StorageError::PermissionDenied { path: format!("index/{name}") });
-            }
-            if kind != ObjectKind::Pack {
-                return self.inner.put(kind, name, data);
-            }
-            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most.fetch_max(n, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(50));
-            self.now.fetch_sub(1, Ordering::SeqCst);
-            let i = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
-            if self.fail_every > 0 && i.is_multiple_of(self.fail_every) {
-                return Err(arca_storage::StorageError::NoSpace { path: format!("data/{name}") });
-            }
-            self.inner.put(kind, name, data)
-        }
-        fn get(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<Vec<u8>> {
-            self.inner.get(kind, name)
-        }
-        fn get_range(&self, kind: ObjectKind, name: &str, o: u64, l: u64) -> arca_storage::StorageResult<Vec<u8>> {
-            self.inner.get_range(kind, name, o, l)
-        }
-        fn list(&self, kind: ObjectKind) -> arca_storage::StorageResult<Vec<(String, u64)>> {
-            self.inner.list(kind)
-        }
-        fn delete(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<()> {
-            self.inner.delete(kind, name)
-        }
-    }
-
     /// A storage that serves several requests at once gets that many pack uploads in flight,
     /// and every blob is indexed in a pack that was stored.
     #[test]
     fn packs_upload_in_parallel_up_to_the_storage_transfers() {
-        let s = Arc::new(Parallel::default());
+        let s = Arc::new(Scripted::parallel());
         let opts = crate::repository::InitOptions { pack_size: 64 << 10, ..cheap_opts() };
         let repo = Arc::new(Repository::init(s.clone(), b"pw", &opts).unwrap());
         let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
@@ -810,7 +794,7 @@ mod tests {
     /// that was not stored.
     #[test]
     fn a_refused_parallel_upload_fails_the_session_and_indexes_only_stored_packs() {
-        let s = Arc::new(Parallel { fail_every: 5, ..Default::default() });
+        let s = Arc::new(Scripted { fail_every: 5, ..Scripted::parallel() });
         let opts = crate::repository::InitOptions { pack_size: 64 << 10, ..cheap_opts() };
         let repo = Arc::new(Repository::init(s.clone(), b"pw", &opts).unwrap());
         let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
@@ -834,7 +818,7 @@ mod tests {
     /// the session with that error; no storer waits for ever to hand on its pack.
     #[test]
     fn a_failed_checkpoint_during_parallel_uploads_ends_the_session() {
-        let s = Arc::new(Parallel { refuse_index: true, ..Default::default() });
+        let s = Arc::new(Scripted { refuse_index: true, ..Scripted::parallel() });
         let opts = crate::repository::InitOptions { pack_size: 64 << 10, ..cheap_opts() };
         let repo = Arc::new(Repository::init(s.clone(), b"pw", &opts).unwrap());
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
@@ -881,36 +865,9 @@ mod tests {
         assert_eq!(w.finish().unwrap().blobs_added, 0);
     }
 
-    /// Storage whose packs never fit: every pack put fails as a full disk would.
-    struct FullDisk(MemoryStorage);
-
-    impl Storage for FullDisk {
-        fn location(&self) -> String {
-            "full".into()
-        }
-        fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> arca_storage::StorageResult<()> {
-            if kind == ObjectKind::Pack {
-                return Err(arca_storage::StorageError::NoSpace { path: format!("data/{name}") });
-            }
-            self.0.put(kind, name, data)
-        }
-        fn get(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<Vec<u8>> {
-            self.0.get(kind, name)
-        }
-        fn get_range(&self, kind: ObjectKind, name: &str, o: u64, l: u64) -> arca_storage::StorageResult<Vec<u8>> {
-            self.0.get_range(kind, name, o, l)
-        }
-        fn list(&self, kind: ObjectKind) -> arca_storage::StorageResult<Vec<(String, u64)>> {
-            self.0.list(kind)
-        }
-        fn delete(&self, kind: ObjectKind, name: &str) -> arca_storage::StorageResult<()> {
-            self.0.delete(kind, name)
-        }
-    }
-
     #[test]
     fn a_storage_failure_fails_finish_even_after_add_reported_it() {
-        let s: Arc<dyn Storage> = Arc::new(FullDisk(MemoryStorage::default()));
+        let s: Arc<dyn Storage> = Arc::new(Scripted { fail_every: 1, ..Default::default() });
         let mut o = cheap_opts();
         o.pack_size = 4096;
         let repo = Arc::new(Repository::init(s, b"pw", &o).unwrap());
