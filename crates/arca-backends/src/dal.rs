@@ -194,6 +194,11 @@ impl Storage for DalStorage {
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
+        self.put_bytes(kind, name, bytes::Bytes::copy_from_slice(data))
+    }
+
+    /// OpenDAL takes the bytes as they are (a `Bytes` becomes its buffer without a copy).
+    fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
         let key = self.key(kind, name);
         let _guard = self.rt.enter();
         // Objects named by their contents are created only if absent: an existing one already
@@ -210,7 +215,7 @@ impl Storage for DalStorage {
                     if_not_exists: content_named,
                     ..Default::default()
                 };
-                match self.upload.write_options(&key, data.to_vec(), opts) {
+                match self.upload.write_options(&key, data, opts) {
                     Ok(_) => Ok(()),
                     Err(e) if content_named && exists_already(&e) => Ok(()),
                     Err(e) => Err(self.err(&key, e)),
@@ -229,10 +234,10 @@ impl Storage for DalStorage {
                     )));
                 }
                 if self.writes == Writes::RenamedByService {
-                    return self.upload.write(&key, data.to_vec()).map(|_| ()).map_err(|e| self.err(&key, e));
+                    return self.upload.write(&key, data).map(|_| ()).map_err(|e| self.err(&key, e));
                 }
                 let tmp = Self::temporary_name(&key);
-                self.upload.write(&tmp, data.to_vec()).map_err(|e| self.err(&tmp, e))?;
+                self.upload.write(&tmp, data).map_err(|e| self.err(&tmp, e))?;
                 self.upload.rename(&tmp, &key).map_err(|e| {
                     let _ = self.upload.delete(&tmp);
                     self.err(&key, e)

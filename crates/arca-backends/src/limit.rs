@@ -98,6 +98,10 @@ impl Storage for Throttle {
         self.sent(data.len());
         self.inner.put(kind, name, data)
     }
+    fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
+        self.sent(data.len());
+        self.inner.put_bytes(kind, name, data)
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         let data = self.inner.get(kind, name)?;
         self.received(data.len());

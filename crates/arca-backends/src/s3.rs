@@ -163,6 +163,9 @@ impl Storage for S3Storage {
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         self.dal.put(kind, name, data)
     }
+    fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
+        self.dal.put_bytes(kind, name, data)
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.dal.get(kind, name)
     }

@@ -640,7 +640,9 @@ fn uploader(
 fn store_pack(repo: &Repository, p: PackOut) -> RepoResult<IndexPack> {
     match p.body {
         PackBody::Memory(bytes) => {
-            repo.storage().put(ObjectKind::Pack, &p.id.to_hex(), &bytes)?;
+            // Handed on uncopied where the backend can take it (S3: the client's buffer).
+            let bytes = bytes::Bytes::from(bytes);
+            repo.storage().put_bytes(ObjectKind::Pack, &p.id.to_hex(), bytes.clone())?;
             crate::parity::store_for(repo, &p.id, &bytes)?;
             // A remote repository's tree packs are kept locally as they go up: the next
             // backup and a restore read their trees from disk (`treepacks.rs`).

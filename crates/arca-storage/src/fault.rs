@@ -62,6 +62,10 @@ impl Storage for FailAfter {
         self.mutate(&kind.path(name))?;
         self.inner.put(kind, name, data)
     }
+    fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
+        self.mutate(&kind.path(name))?;
+        self.inner.put_bytes(kind, name, data)
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.read(&kind.path(name))?;
         self.inner.get(kind, name)

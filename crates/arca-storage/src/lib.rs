@@ -225,6 +225,12 @@ pub trait Storage: Send + Sync {
     }
     /// Store a new object. Must be atomic: a reader sees the whole object or nothing.
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()>;
+    /// [`Storage::put`] of bytes the caller gives up (a pack on its way out): a backend that
+    /// hands them to a client library takes them without a copy (a pack in flight then costs
+    /// its size once, not twice). Decorators pass them on; the default puts a borrow.
+    fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
+        self.put(kind, name, &data)
+    }
     /// Read a whole object.
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>>;
     /// Read `length` bytes at `offset`; a short object is an error.

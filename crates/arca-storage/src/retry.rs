@@ -83,6 +83,10 @@ impl Storage for Retry {
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         self.policy.run(&kind.path(name), "storing", |_| self.inner.put(kind, name, data))
     }
+    fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
+        // A clone of `Bytes` shares the buffer: each attempt sends the same bytes, uncopied.
+        self.policy.run(&kind.path(name), "storing", |_| self.inner.put_bytes(kind, name, data.clone()))
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.policy.run(&kind.path(name), "reading", |_| self.inner.get(kind, name))
     }

@@ -92,6 +92,10 @@ impl Storage for Traced {
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
         timed("put", kind, name, |_| data.len() as u64, || self.inner.put(kind, name, data))
     }
+    fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
+        let len = data.len() as u64;
+        timed("put", kind, name, |_| len, || self.inner.put_bytes(kind, name, data))
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         timed("get", kind, name, |v: &Vec<u8>| v.len() as u64, || self.inner.get(kind, name))
     }

@@ -89,6 +89,11 @@ impl Storage for VerifyAfterWrite {
         self.inner.put(kind, name, data)?;
         check(&*self.inner, &self.verified, kind, name, data.len() as u64, blake3::hash(data))
     }
+    fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
+        let (len, hash) = (data.len() as u64, blake3::hash(&data));
+        self.inner.put_bytes(kind, name, data)?;
+        check(&*self.inner, &self.verified, kind, name, len, hash)
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.inner.get(kind, name)
     }
