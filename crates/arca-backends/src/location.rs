@@ -24,8 +24,9 @@ pub struct Reach {
     /// Requests in flight at once to a remote repository (`--connections`): ssh:// opens up
     /// to this many sessions, the others multiplex one.
     pub connections: usize,
-    /// A connection that carries no byte for this long is dropped and its request retried
-    /// (`--io-timeout`; for ssh:// and sftp://, ssh's keep-alive probes).
+    /// When a stalled connection is dropped and its request retried (`--io-timeout`): for
+    /// ssh:// and sftp:// silence that long (ssh's keep-alives); for the OpenDAL services the
+    /// limit of one read or write call, scaled in `dal.rs`.
     pub io_timeout: std::time::Duration,
 }
 

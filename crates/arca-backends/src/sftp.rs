@@ -29,8 +29,6 @@ pub struct SftpStorage {
     root: String,
     rt: tokio::runtime::Runtime,
     sessions: Arc<Mutex<Sessions>>,
-    /// Requests a writer keeps in flight (`--connections`).
-    transfers: usize,
 }
 
 /// The SFTP sessions, each its own ssh connection. One session multiplexes requests, but ssh
@@ -87,7 +85,6 @@ impl SftpStorage {
             root,
             rt,
             sessions: Arc::new(Mutex::new(Sessions { open: vec![], opening: 0, most: transfers.max(1) })),
-            transfers: transfers.max(1),
         };
         s.conn()?;
         Ok(s)
@@ -291,7 +288,7 @@ impl Storage for SftpStorage {
     }
 
     fn transfers(&self) -> usize {
-        self.transfers
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).most
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {

@@ -305,10 +305,10 @@ impl Repository {
         };
         // A remote repository's keyring is read while the key slot is found and unlocked (two
         // round trips, and the key derivation, overlapped).
-        let keyring = (file.version >= 2 && arca_storage::is_remote(&*storage)).then(|| {
-            let storage = storage.clone();
-            std::thread::spawn(move || read_keyring_objects(&*storage))
-        });
+        let keyring = {
+            let s = storage.clone();
+            Ahead::start(file.version >= 2 && arca_storage::is_remote(&*storage), move || read_keyring_objects(&*s))
+        };
         let (key, key_slot) = match keys::unlock_where(&*storage, password, opens_config)? {
             (Unlocked::Full(key), slot) => (key, slot),
             (Unlocked::BackupOnly(bundle), slot) => return Repository::open_backup_only(storage, &file, *bundle, slot),
@@ -331,11 +331,8 @@ impl Repository {
         }
         let mut repo = Repository::assemble(storage, config, key.clone(), key_slot);
         if repo.version() >= 2 {
-            let (ring, problems) = match keyring.map(|h| h.join()) {
-                Some(Ok(objects)) => load_keyring_from(objects?, &key, &repo.config)?,
-                // The reading thread panicked: read again here, where an error is reported.
-                Some(Err(_)) | None => load_keyring(&*repo.storage, &key, &repo.config)?,
-            };
+            let objects = keyring.get(|| read_keyring_objects(&*repo.storage))?;
+            let (ring, problems) = load_keyring_from(objects, &key, &repo.config)?;
             if ring.writing(DEFAULT_CLASS).is_none() {
                 let why = problems
                     .first()
@@ -1030,10 +1027,10 @@ impl Repository {
         // remote repository), still after the index is listed: a prune writes its mark before
         // the index that drops the marked packs, so an index listing that sees the new index is
         // followed by a mark listing that sees the mark.
-        let marks = self.is_remote().then(|| {
+        let marks = {
             let storage = self.storage.clone();
-            std::thread::spawn(move || storage.list(ObjectKind::Mark))
-        });
+            Ahead::start(self.is_remote(), move || storage.list(ObjectKind::Mark))
+        };
         let mut problems = vec![];
         let memo_path = self.cache_dir.as_ref().map(|d| d.join("supersedes-memo.txt"));
         let mut memo = memo_path.as_deref().map(read_supersedes_memo).unwrap_or_default();
@@ -1092,11 +1089,7 @@ impl Repository {
             },
         };
         problems.extend(result?);
-        let marks = match marks.map(|h| h.join()) {
-            Some(Ok(listed)) => listed?,
-            // The listing thread panicked: list again here, where an error is reported.
-            Some(Err(_)) | None => self.storage.list(ObjectKind::Mark)?,
-        };
+        let marks = marks.get(|| self.storage.list(ObjectKind::Mark))?;
         problems.extend(self.load_marks(marks)?);
         if let Some(cache) = self.kept_tree_packs() {
             if crate::treepacks::any(cache) {
@@ -1477,6 +1470,25 @@ pub(crate) fn session_key_object(
 
 /// Read every `keyring/` object: the keyring (with the master key as number 0) and the
 /// objects that could not be read.
+/// A read started ahead on a thread of its own, on a remote repository, so its round trips
+/// overlap what the caller does meanwhile; locally it is done when asked for.
+struct Ahead<T>(Option<std::thread::JoinHandle<T>>);
+
+impl<T: Send + 'static> Ahead<T> {
+    fn start(remote: bool, read: impl FnOnce() -> T + Send + 'static) -> Ahead<T> {
+        Ahead(remote.then(|| std::thread::spawn(read)))
+    }
+
+    /// The result; `read` here if it was not started, or if its thread panicked (so an error
+    /// is reported where it belongs).
+    fn get(self, read: impl FnOnce() -> T) -> T {
+        match self.0.map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) | None => read(),
+        }
+    }
+}
+
 /// The keyring's objects by name, read as they were listed.
 type KeyringObjects = arca_storage::StorageResult<Vec<(String, arca_storage::StorageResult<Vec<u8>>)>>;
 
