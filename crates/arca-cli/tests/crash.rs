@@ -86,12 +86,20 @@ fn killed_backups_leave_a_consistent_repository() {
     let n = rounds();
     let mut rng = Rng(0x9E3779B97F4A7C15);
     let mut killed = 0;
-    std::fs::write(src.join("big"), random_bytes(6 << 20, 1000)).unwrap();
-    let full = duration_of(e.cmd(&["backup", &s, "--rehash", "--dry-run"]));
+    // The kills spread over the time a real backup of a round's work takes (new data, every
+    // file re-read); the shortest of two such runs, so a cold first run does not stretch the
+    // window past the backups it is meant to interrupt.
+    let full = (0..2)
+        .map(|i| {
+            std::fs::write(src.join("big"), random_bytes(6 << 20, 900 + i)).unwrap();
+            duration_of(e.cmd(&["backup", &s, "--rehash"]))
+        })
+        .min()
+        .unwrap();
     for round in 0..n {
         // New data each round so the backup has work to be interrupted in.
         std::fs::write(src.join("big"), random_bytes(6 << 20, 1000 + round)).unwrap();
-        let delay = Duration::from_nanos(rng.next() % (full.as_nanos() as u64 * 2));
+        let delay = Duration::from_nanos(rng.next() % (full.as_nanos() as u64 * 5 / 4));
         killed += kill_after(e.cmd(&["backup", &s, "--rehash"]), delay) as u64;
         assert_checks(&e, "backup", round, round % 10 == 0);
     }
