@@ -57,7 +57,7 @@ pub(crate) fn layered<B: opendal::Builder>(
 /// upload shares the link with the other `transfers`. `io_timeout` (`--io-timeout`, 60 s) is
 /// scaled by them, so the slowest link that carried one upload at a time in time still does,
 /// and, with a rate limit, raised to twice what `transfers` packs take at that rate.
-fn io_call_limit(io_timeout: Duration, transfers: usize, limit: Option<u32>) -> Duration {
+pub(crate) fn io_call_limit(io_timeout: Duration, transfers: usize, limit: Option<u32>) -> Duration {
     let transfers = transfers.max(1) as u32;
     let shared = io_timeout.max(Duration::from_secs(1)) * transfers;
     match limit {

@@ -8,6 +8,7 @@ pub mod fileserver;
 mod limit;
 mod local;
 pub mod location;
+mod multipart;
 pub mod remote;
 pub mod s3;
 pub mod serve;

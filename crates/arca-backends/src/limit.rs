@@ -42,6 +42,20 @@ impl Limit {
     }
 }
 
+impl Limit {
+    /// [`Limit::wait`] in async code (an S3 part's body, paced as it streams out).
+    pub async fn ready(&self, bytes: usize) {
+        let mut cells = bytes.div_ceil(CELL) as u64;
+        while cells > 0 {
+            let n = cells.min(self.burst as u64) as u32;
+            let Some(nz) = NonZeroU32::new(n) else { return };
+            // Cannot fail: n is at most the burst.
+            let _ = self.limiter.until_n_ready(nz).await;
+            cells -= n as u64;
+        }
+    }
+}
+
 /// A storage whose uploads and downloads are held to byte rates.
 pub struct Throttle {
     inner: Arc<dyn Storage>,
@@ -101,6 +115,13 @@ impl Storage for Throttle {
     fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
         self.sent(data.len());
         self.inner.put_bytes(kind, name, data)
+    }
+    fn resume_uploads(
+        &self,
+        spool: &std::path::Path,
+        accept: &mut dyn FnMut(&str, &[u8]) -> bool,
+    ) -> StorageResult<Vec<String>> {
+        self.inner.resume_uploads(spool, accept)
     }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         let data = self.inner.get(kind, name)?;

@@ -2,6 +2,8 @@
 //! services share). Credentials come from the usual `AWS_*` variables, the endpoint of an
 //! S3-compatible store from `AWS_ENDPOINT_URL` or `--s3-endpoint`; addressing is path-style.
 //! Large objects go up as multipart uploads; content-named objects are created only if absent.
+//! Once a session names a spool directory, large packs go up through `multipart.rs` instead,
+//! whose uploads resume after a crash.
 
 use crate::dal::{layered, DalStorage, Writes};
 use arca_storage::{ObjectKind, Storage, StorageError, StorageResult};
@@ -73,6 +75,8 @@ impl S3Options {
 pub struct S3Storage {
     dal: DalStorage,
     opts: S3Options,
+    /// Resumable pack uploads (`None` without credentials).
+    multipart: Option<crate::multipart::Multipart>,
 }
 
 fn operator(o: &S3Options, limit: Option<u32>) -> opendal::Result<opendal::Operator> {
@@ -104,7 +108,8 @@ impl S3Storage {
         let limits = (o.limit_upload, o.limit_download);
         let mut dal = DalStorage::new(location, &o.prefix, Writes::Conditional, limits, |limit| operator(o, limit))?;
         dal.transfers = o.connections.max(1);
-        Ok(S3Storage { dal, opts: o.clone() })
+        let multipart = crate::multipart::Multipart::new(o, dal.location())?;
+        Ok(S3Storage { dal, opts: o.clone(), multipart })
     }
 
     /// Create the bucket unless it exists (`arca init`). OpenDAL does not manage buckets, so
@@ -164,7 +169,20 @@ impl Storage for S3Storage {
         self.dal.put(kind, name, data)
     }
     fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
-        self.dal.put_bytes(kind, name, data)
+        match &self.multipart {
+            Some(m) if m.takes(kind, data.len()) => self.dal.rt.block_on(m.put(name, data)),
+            _ => self.dal.put_bytes(kind, name, data),
+        }
+    }
+    fn resume_uploads(
+        &self,
+        spool: &std::path::Path,
+        accept: &mut dyn FnMut(&str, &[u8]) -> bool,
+    ) -> StorageResult<Vec<String>> {
+        match &self.multipart {
+            Some(m) => self.dal.rt.block_on(m.resume(spool, accept)),
+            None => Ok(vec![]),
+        }
     }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.dal.get(kind, name)

@@ -130,10 +130,11 @@ fn a_stall_and_one_percent_packet_loss_on_s3_slow_a_backup_but_do_not_break_it()
     let url = "s3://arca-lossy/repo";
     ok(&mut arca(&e, url, &["init"]));
     let port: u16 = weed().endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    // The first three connections stall once they have carried 1 MiB: whichever of them the
-    // HTTP client's pool gives the pack to (it opens at most three before the pack is up),
-    // the upload stalls at least once.
-    let mut plan = vec![Fault::Stall(1 << 20); 3];
+    // The first six connections stall once they have carried 1 MiB. OpenDAL's pool opens at
+    // most three before the pack goes up (their requests are small) and the pack's two parts
+    // go on connections of their own, so the pack's upload stalls at least once, however the
+    // connections fall.
+    let mut plan = vec![Fault::Stall(1 << 20); 6];
     plan.extend(std::iter::repeat_n(Fault::Lossy(10), 200));
     let (proxy, used) = fault_proxy(port, plan);
     let src = e.path("src");
@@ -309,4 +310,94 @@ fn a_remote_restore_reads_each_tree_once_and_small_files_by_the_span() {
     // Trees: one per directory of the snapshot's path and below it.
     let trees = src.components().count() as u64 + 6 * 2;
     assert!(files == 180 && reads <= trees + 6, "{reads} pack reads for {trees} trees and {files} files:\n{log}");
+}
+
+/// A backup killed in the middle of a pack's multipart upload leaves the pack and its upload
+/// id in the cache; the next backup asks the store which parts it has, sends only the others,
+/// indexes the pack and deduplicates against it. A spooled pack damaged meanwhile is dropped
+/// (its upload abandoned) and the backup stores the data anew.
+#[test]
+fn a_pack_upload_killed_midway_is_resumed_by_the_next_backup_without_resending_its_parts() {
+    if !weed_here() {
+        return;
+    }
+    let e = Env::new();
+    let url = "s3://arca-resume/repo";
+    ok(&mut arca(&e, url, &["init"]));
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), random_bytes(40 << 20, 41)).unwrap();
+    let s = src.to_str().unwrap();
+    let spool = || -> Vec<std::path::PathBuf> {
+        let Ok(dirs) = std::fs::read_dir(e.path("home/.cache/arca")) else { return vec![] };
+        let mut found: Vec<_> = dirs
+            .flatten()
+            .map(|d| d.path().join("uploads"))
+            .filter_map(|p| std::fs::read_dir(p).ok())
+            .flat_map(|d| d.flatten().map(|f| f.path()))
+            .collect();
+        found.sort();
+        found
+    };
+    // Killed once the first part of the first pack is on the store (one pack at a time).
+    let killed = |args: &[&str]| {
+        let o = arca(&e, url, &[&["--connections", "1"], args].concat())
+            .env("ARCA_FAILPOINT", "multipart-part-sent")
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "the fail point was reached: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    killed(&["backup", s]);
+    let left = spool();
+    let names: Vec<String> = left.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert!(
+        names.iter().any(|n| n.ends_with(".pack")) && names.iter().any(|n| n.ends_with(".upload")),
+        "the killed upload left its pack and upload id: {names:?}"
+    );
+    let o = arca(&e, url, &["--json", "backup", s])
+        .env("ARCA_LOG", "arca::storage=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    let v = last_json(&out);
+    assert_eq!(v["uploads_resumed"], 1, "{v}");
+    assert!(err.contains("not sent again"), "a part the store had was not sent again: {err}");
+    assert!(spool().is_empty(), "the spool is emptied: {:?}", spool());
+    // The resumed pack's blobs were deduplicated: less was added than the file holds.
+    let added = v["summary"]["bytes_added"].as_u64().unwrap();
+    assert!(added < 40 << 20, "only what the resumed pack lacks is added: {added}");
+    let t = e.path("t");
+    ok(&mut arca(&e, url, &["restore", &format!("latest:{s}"), "--target", t.to_str().unwrap()]));
+    assert_eq!(rsync_diff(&src, &t), "");
+    let v = last_json(&ok(&mut arca(&e, url, &["--json", "check", "--read-data"])));
+    assert_eq!(v["ok"], true, "{v}");
+
+    // Said so in words too.
+    std::fs::write(src.join("big"), random_bytes(40 << 20, 43)).unwrap();
+    killed(&["backup", s]);
+    let o = arca(&e, url, &["backup", s]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("finished 1 pack uploads"), "the user is told: {out}");
+
+    // A spooled pack damaged after the kill is not completed: its upload is abandoned.
+    std::fs::write(src.join("big"), random_bytes(40 << 20, 44)).unwrap();
+    killed(&["backup", s]);
+    let pack = spool().into_iter().find(|p| p.extension().is_some_and(|x| x == "pack")).expect("a spooled pack");
+    let mut b = std::fs::read(&pack).unwrap();
+    b[100] ^= 0xff;
+    std::fs::write(&pack, b).unwrap();
+    let o = arca(&e, url, &["backup", s]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("damaged in the local cache"), "the user is told: {err}");
+    assert!(!err.contains("finished"), "nothing was resumed: {err}");
+    assert!(spool().is_empty(), "the damaged entry is dropped: {:?}", spool());
+    let v = last_json(&ok(&mut arca(&e, url, &["--json", "check", "--read-data"])));
+    assert_eq!(v["ok"], true, "{v}");
+    let t2 = e.path("t2");
+    ok(&mut arca(&e, url, &["restore", &format!("latest:{s}"), "--target", t2.to_str().unwrap()]));
+    assert_eq!(rsync_diff(&src, &t2), "");
 }

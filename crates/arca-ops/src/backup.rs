@@ -49,6 +49,8 @@ pub struct BackupReport {
     pub warnings: Vec<SnapshotWarning>,
     /// Packs an interrupted session left that this one reuses.
     pub packs_reused: usize,
+    /// Pack uploads an interrupted session began that this one finished (S3).
+    pub uploads_resumed: u64,
     /// The snapshot as saved (or as it would have been).
     #[serde(skip)]
     pub snapshot: Snapshot,
@@ -74,6 +76,7 @@ pub fn backup(
 ) -> OpsResult<BackupReport> {
     let time = req.time.as_ref().map(TimeSpec::start).unwrap_or_else(|| chrono::Local::now().fixed_offset());
     let mut packs_reused = 0;
+    let mut uploads_resumed = 0;
     let backup_only = repo.is_backup_only();
     if backup_only {
         if req.parent.is_some() {
@@ -87,6 +90,29 @@ pub fn backup(
     }
     // Packs of another backup-only session are sealed with a key this one does not have.
     if let (Target::Locked(lock), false) = (target, backup_only) {
+        // Pack uploads an interrupted session began are finished from the cache, not begun
+        // again; this session's uploads wait there too.
+        match arca_repo::resume::resume_uploads(repo, lock) {
+            Ok(r) => {
+                uploads_resumed = r.packs;
+                if r.packs > 0 {
+                    events.emit(Event::Notice(&format!(
+                        "finished {} pack uploads ({:.1} MiB) an interrupted session began",
+                        r.packs,
+                        r.bytes as f64 / (1 << 20) as f64
+                    )));
+                }
+                if r.dropped > 0 {
+                    events.emit(Event::Caution(&format!(
+                        "{} packs an interrupted session was uploading were damaged in the local cache: their uploads were abandoned, and what they held is stored anew",
+                        r.dropped
+                    )));
+                }
+            }
+            Err(e) => {
+                events.emit(Event::Caution(&format!("could not finish the uploads of an interrupted session: {e}")))
+            }
+        }
         // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
         match arca_repo::repair::adopt_orphan_packs(repo, lock) {
             Ok(0) => {}
@@ -233,6 +259,7 @@ pub fn backup(
         summary: snapshot.summary.clone(),
         warnings: outcome.warnings,
         packs_reused,
+        uploads_resumed,
         snapshot,
     })
 }

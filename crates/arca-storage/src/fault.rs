@@ -66,6 +66,13 @@ impl Storage for FailAfter {
         self.mutate(&kind.path(name))?;
         self.inner.put_bytes(kind, name, data)
     }
+    fn resume_uploads(
+        &self,
+        spool: &std::path::Path,
+        accept: &mut dyn FnMut(&str, &[u8]) -> bool,
+    ) -> StorageResult<Vec<String>> {
+        self.inner.resume_uploads(spool, accept)
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.read(&kind.path(name))?;
         self.inner.get(kind, name)

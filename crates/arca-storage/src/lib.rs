@@ -5,6 +5,7 @@
 //! to the network may run its own runtime inside (see docs/ARCHITECTURE.md for why).
 
 pub mod conformance;
+pub mod failpoint;
 mod fault;
 mod memory;
 mod retry;
@@ -230,6 +231,19 @@ pub trait Storage: Send + Sync {
     /// its size once, not twice). Decorators pass them on; the default puts a borrow.
     fn put_bytes(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> StorageResult<()> {
         self.put(kind, name, &data)
+    }
+    /// Keep the state of uploads that can outlive this process in the local directory `spool`
+    /// from now on (S3: a large pack's bytes and its multipart upload id, until the upload
+    /// completes), and finish the uploads an earlier process left there whose bytes `accept`
+    /// takes (given the pack's name and bytes, it checks one against the other); returns the
+    /// names of the packs finished now. Storages whose uploads cannot resume keep nothing.
+    fn resume_uploads(
+        &self,
+        spool: &std::path::Path,
+        accept: &mut dyn FnMut(&str, &[u8]) -> bool,
+    ) -> StorageResult<Vec<String>> {
+        let _ = (spool, accept);
+        Ok(vec![])
     }
     /// Read a whole object.
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>>;

@@ -87,6 +87,13 @@ impl Storage for Retry {
         // A clone of `Bytes` shares the buffer: each attempt sends the same bytes, uncopied.
         self.policy.run(&kind.path(name), "storing", |_| self.inner.put_bytes(kind, name, data.clone()))
     }
+    fn resume_uploads(
+        &self,
+        spool: &std::path::Path,
+        accept: &mut dyn FnMut(&str, &[u8]) -> bool,
+    ) -> StorageResult<Vec<String>> {
+        self.inner.resume_uploads(spool, accept)
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.policy.run(&kind.path(name), "reading", |_| self.inner.get(kind, name))
     }

@@ -96,6 +96,19 @@ impl Storage for Traced {
         let len = data.len() as u64;
         timed("put", kind, name, |_| len, || self.inner.put_bytes(kind, name, data))
     }
+    fn resume_uploads(
+        &self,
+        spool: &std::path::Path,
+        accept: &mut dyn FnMut(&str, &[u8]) -> bool,
+    ) -> StorageResult<Vec<String>> {
+        timed(
+            "resume",
+            ObjectKind::Pack,
+            "",
+            |v: &Vec<String>| v.len() as u64,
+            || self.inner.resume_uploads(spool, accept),
+        )
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         timed("get", kind, name, |v: &Vec<u8>| v.len() as u64, || self.inner.get(kind, name))
     }

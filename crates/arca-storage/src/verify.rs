@@ -94,6 +94,27 @@ impl Storage for VerifyAfterWrite {
         self.inner.put_bytes(kind, name, data)?;
         check(&*self.inner, &self.verified, kind, name, len, hash)
     }
+    /// A finished upload is read back like any write, against the bytes `accept` saw.
+    fn resume_uploads(
+        &self,
+        spool: &std::path::Path,
+        accept: &mut dyn FnMut(&str, &[u8]) -> bool,
+    ) -> StorageResult<Vec<String>> {
+        let mut seen = std::collections::HashMap::new();
+        let finished = self.inner.resume_uploads(spool, &mut |name, bytes| {
+            let ok = accept(name, bytes);
+            if ok {
+                seen.insert(name.to_string(), (bytes.len() as u64, blake3::hash(bytes)));
+            }
+            ok
+        })?;
+        for name in &finished {
+            if let Some((len, hash)) = seen.get(name) {
+                check(&*self.inner, &self.verified, ObjectKind::Pack, name, *len, *hash)?;
+            }
+        }
+        Ok(finished)
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.inner.get(kind, name)
     }

@@ -140,7 +140,7 @@ fn report(out: &Output, r: &BackupReport) {
     // Ids in JSON are always full (the short forms are for people).
     let doc = serde_json::json!({
         "type": "summary", "snapshot_id": r.snapshot_id, "dry_run": r.dry_run, "parent": r.parent,
-        "summary": m, "warnings": r.warnings,
+        "summary": m, "warnings": r.warnings, "packs_reused": r.packs_reused, "uploads_resumed": r.uploads_resumed,
     });
     // `arca run` reads the summary from here for its history and the hooks after the backup.
     if let Some(f) = std::env::var_os("ARCA_REPORT_FILE").filter(|f| !f.is_empty()) {
