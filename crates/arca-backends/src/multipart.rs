@@ -1,10 +1,10 @@
 //! Resumable multipart uploads of packs to S3. OpenDAL uploads large objects in parts too,
 //! but keeps the upload's id to itself: a process that dies mid-pack loses every part it sent,
-//! which on a slow link is minutes of upload for each pack in flight. Here a pack's bytes and
-//! its upload id wait in a spool directory (in the repository's local cache) until the upload
-//! completes, so a later upload of the same pack — a retried request in this process, or the
-//! next session after a crash ([`Multipart::resume`]) — asks the store which parts it holds
-//! (ListParts) and sends only the others.
+//! which on a slow link is minutes of upload for each pack in flight. Here the bytes and upload
+//! id of a pack whose upload takes more than a second wait in a spool directory (in the
+//! repository's local cache) until the upload completes, so the next session after a crash ([`Multipart::resume`]) asks the store which
+//! parts it holds (ListParts) and sends only the others. Within a process each request is
+//! retried on its own, so a dropped connection costs one part.
 //!
 //! Written by hand because no crate does this: OpenDAL has no resume, and the AWS SDK would
 //! be a second HTTP stack beside OpenDAL's. The six requests are signed by reqsign, as OpenDAL
@@ -23,11 +23,15 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Parts of this size, the last one shorter (S3 wants at least 5 MiB for all but the last).
 pub(crate) const PART_SIZE: usize = crate::dal::PART_SIZE;
+/// A pack whose upload is still going after this long is spooled so that it can resume after
+/// a crash. A quicker one is not worth the disk write: to a fast store every pack would be
+/// written twice, for a resumption that would save less than this.
+const SPOOL_AFTER: Duration = Duration::from_secs(1);
 /// Parts of one pack in flight at once (as OpenDAL sent them).
 const PARTS_AT_ONCE: usize = 2;
 /// Attempts of one request before its failure is final, and the first wait between them.
@@ -83,9 +87,30 @@ struct S3Error {
     message: String,
 }
 
+/// Whether an upload's pack went to the spool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spooling {
+    /// Not yet: the upload may be over before [`SPOOL_AFTER`].
+    Waiting,
+    /// Being written (then it is removed once the upload is complete).
+    Writing,
+    /// The upload is over: too late to spool it.
+    Over,
+}
+
+/// Where an upload stands when [`Multipart::finish`] takes it on.
+enum Begun {
+    /// Just started: the store holds no part of it.
+    Fresh(String),
+    /// Started by an earlier process: the store is asked which parts it holds.
+    Earlier(String),
+}
+
 /// Pack uploads in parts that survive the process, into one bucket.
 pub(crate) struct Multipart {
+    /// Shared with OpenDAL: one pool of connections.
     client: reqwest::Client,
+    call_limit: Duration,
     /// `{endpoint}/{bucket}`: path-style, as OpenDAL addresses it.
     base: String,
     /// Key prefix of the repository, ending in `/` unless empty.
@@ -101,21 +126,19 @@ pub(crate) struct Multipart {
 
 impl Multipart {
     /// The uploader for `o`, or `None` without credentials (anonymous uploads stay OpenDAL's).
-    pub(crate) fn new(o: &crate::S3Options, location: String) -> StorageResult<Option<Multipart>> {
+    pub(crate) fn new(
+        o: &crate::S3Options,
+        location: String,
+        client: reqwest::Client,
+    ) -> StorageResult<Option<Multipart>> {
         let (Some(id), Some(secret)) = (&o.access_key_id, &o.secret_access_key) else { return Ok(None) };
         let endpoint = o.endpoint.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", o.region));
-        // A stalled connection fails the request (and it is retried) instead of hanging: a
-        // silent answer after `--io-timeout`, a part that does not go out within the limit
-        // OpenDAL's calls get too (the reads time a silence, the whole request its sending).
-        let client = reqwest::Client::builder()
-            .connect_timeout(o.io_timeout)
-            .read_timeout(o.io_timeout)
-            .timeout(crate::dal::io_call_limit(o.io_timeout, o.connections, o.limit_upload))
-            .build()
-            .map_err(|e| StorageError::Refused(format!("{location}: {e}")))?;
         let prefix = o.prefix.trim_matches('/');
         Ok(Some(Multipart {
             client,
+            // A part must go out within the limit OpenDAL's calls get (the client's own read
+            // timeout catches a silent answer, not a stalled upload).
+            call_limit: crate::dal::io_call_limit(o.io_timeout, o.connections, o.limit_upload),
             base: format!("{}/{}", endpoint.trim_end_matches('/'), utf8_percent_encode(&o.bucket, UNRESERVED)),
             prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
             region: o.region.clone(),
@@ -168,53 +191,69 @@ impl Multipart {
         }
     }
 
-    /// Upload the pack `name` in parts, its state in the spool until it is complete.
+    /// Upload the pack `name` in parts. One still going after [`SPOOL_AFTER`] is spooled (its
+    /// bytes and upload id), and stays spooled if it fails, for the next session to resume.
     pub(crate) async fn put(&self, name: &str, data: Bytes) -> StorageResult<()> {
         let dir = self.spool.get().ok_or(StorageError::Refused("multipart upload without a spool".into()))?;
-        // Without a spool entry (the cache is full or unwritable) the upload still goes; only
-        // its resumption after a crash is lost.
-        let held = match Spooled::hold(dir, name, &data) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::warn!(pack = name, error = %e, "cannot keep the pack in the upload spool; its upload cannot resume after a crash");
-                None
-            }
+        let key = self.key(name);
+        let id = self.retried(|| self.create(&key)).await.map_err(|f| self.error(name, "starting the upload", f))?;
+        let state = Arc::new(Mutex::new(Spooling::Waiting));
+        let spooling = {
+            let (dir, name, data, id, state) = (dir.clone(), name.to_string(), data.clone(), id.clone(), state.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(SPOOL_AFTER).await;
+                {
+                    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                    if *s == Spooling::Over {
+                        return None;
+                    }
+                    *s = Spooling::Writing;
+                }
+                let written = tokio::task::spawn_blocking(move || {
+                    let held = Spooled::hold(&dir, &name, &data)?;
+                    held.keep_upload_id(&id)?;
+                    Ok::<_, std::io::Error>(held)
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+                // Without a spool entry (the cache is full or unwritable) the upload still
+                // goes; only its resumption after a crash is lost.
+                written
+                    .inspect_err(|e| tracing::warn!(error = %e, "cannot keep a pack in the upload spool; its upload cannot resume after a crash"))
+                    .ok()
+            })
         };
-        let known = held.as_ref().and_then(Spooled::upload_id);
-        self.finish(name, &data, known, held.as_ref()).await?;
-        if let Some(h) = held {
-            h.remove();
+        let done = self.finish(name, &data, Begun::Fresh(id), None).await;
+        let was = std::mem::replace(&mut *state.lock().unwrap_or_else(|p| p.into_inner()), Spooling::Over);
+        if was == Spooling::Writing {
+            if let (Ok(Some(held)), Ok(())) = (spooling.await, &done) {
+                held.remove();
+            }
+        } else {
+            spooling.abort();
         }
-        Ok(())
+        done
     }
 
-    /// Bring the upload of `name` to completion from wherever it stands: `known` is the id of
-    /// an upload begun earlier, whose parts the store is asked for.
-    async fn finish(
-        &self,
-        name: &str,
-        data: &Bytes,
-        known: Option<String>,
-        held: Option<&Spooled>,
-    ) -> StorageResult<()> {
+    /// Bring the upload of `name` to completion from where `begun` says it stands.
+    async fn finish(&self, name: &str, data: &Bytes, begun: Begun, held: Option<&Spooled>) -> StorageResult<()> {
         let key = self.key(name);
-        let mut known = known;
+        let mut begun = Some(begun);
         loop {
-            let (id, fresh) = match known.take() {
-                Some(id) => (id, false),
-                None => {
-                    let id = self
-                        .retried(|| self.create(&key))
-                        .await
-                        .map_err(|f| self.error(name, "starting the upload", f))?;
-                    if let Some(h) = held {
-                        if let Err(e) = h.keep_upload_id(&id) {
-                            tracing::warn!(pack = name, error = %e, "cannot record the upload id; its upload cannot resume after a crash");
-                        }
-                    }
-                    (id, true)
-                }
+            let (id, fresh) = match begun.take() {
+                Some(Begun::Earlier(id)) => (id, false),
+                Some(Begun::Fresh(id)) => (id, true),
+                None => (
+                    self.retried(|| self.create(&key)).await.map_err(|f| self.error(name, "starting the upload", f))?,
+                    true,
+                ),
             };
+            if let (true, Some(h)) = (fresh, held) {
+                if let Err(e) = h.keep_upload_id(&id) {
+                    tracing::warn!(pack = name, error = %e, "cannot record the upload id; its upload cannot resume after a crash");
+                }
+            }
             let parts = match self.send_parts(&key, &id, data, fresh).await {
                 Ok(p) => p,
                 Err(Failed::NoSuchUpload) if !fresh => {
@@ -315,7 +354,7 @@ impl Multipart {
                 held.remove();
                 continue;
             }
-            match self.finish(&name, &data, Some(id), Some(&held)).await {
+            match self.finish(&name, &data, Begun::Earlier(id), Some(&held)).await {
                 Ok(()) => {
                     held.remove();
                     done.push(name);
@@ -359,7 +398,7 @@ impl Multipart {
         body: reqwest::Body,
         if_none_match: bool,
     ) -> Result<(reqwest::header::HeaderMap, String), Failed> {
-        let mut req = self.client.request(method, &url).body(body);
+        let mut req = self.client.request(method, &url).body(body).timeout(self.call_limit);
         if if_none_match {
             req = req.header(reqwest::header::IF_NONE_MATCH, "*");
         }

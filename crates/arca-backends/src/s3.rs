@@ -79,7 +79,7 @@ pub struct S3Storage {
     multipart: Option<crate::multipart::Multipart>,
 }
 
-fn operator(o: &S3Options, limit: Option<u32>) -> opendal::Result<opendal::Operator> {
+fn operator(o: &S3Options, limit: Option<u32>, client: &reqwest::Client) -> opendal::Result<opendal::Operator> {
     let mut b = opendal::services::S3::default()
         .bucket(&o.bucket)
         .root("/")
@@ -98,7 +98,9 @@ fn operator(o: &S3Options, limit: Option<u32>) -> opendal::Result<opendal::Opera
     if let Some(t) = &o.session_token {
         b = b.session_token(t);
     }
-    layered(b, limit, o.io_timeout, o.connections)
+    // One HTTP client (one pool of connections, warm) for OpenDAL and the multipart uploads.
+    let http = opendal::raw::HttpClient::with(client.clone());
+    Ok(layered(b, limit, o.io_timeout, o.connections)?.layer(opendal::layers::HttpClientLayer::new(http)))
 }
 
 impl S3Storage {
@@ -106,9 +108,16 @@ impl S3Storage {
     pub fn new(o: &S3Options) -> StorageResult<S3Storage> {
         let location = format!("s3://{}/{}", o.bucket, o.prefix);
         let limits = (o.limit_upload, o.limit_download);
-        let mut dal = DalStorage::new(location, &o.prefix, Writes::Conditional, limits, |limit| operator(o, limit))?;
+        // A silent connection fails its request (which is retried) instead of hanging.
+        let client = reqwest::Client::builder()
+            .connect_timeout(o.io_timeout)
+            .read_timeout(o.io_timeout)
+            .build()
+            .map_err(|e| StorageError::Refused(format!("{location}: {e}")))?;
+        let mut dal =
+            DalStorage::new(location, &o.prefix, Writes::Conditional, limits, |limit| operator(o, limit, &client))?;
         dal.transfers = o.connections.max(1);
-        let multipart = crate::multipart::Multipart::new(o, dal.location())?;
+        let multipart = crate::multipart::Multipart::new(o, dal.location(), client)?;
         Ok(S3Storage { dal, opts: o.clone(), multipart })
     }
 

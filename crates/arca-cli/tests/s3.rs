@@ -339,9 +339,10 @@ fn a_pack_upload_killed_midway_is_resumed_by_the_next_backup_without_resending_i
         found.sort();
         found
     };
-    // Killed once the first part of the first pack is on the store (one pack at a time).
+    // Killed once the first part of the first pack is on the store: one pack at a time, at
+    // 4 MiB/s, so the upload takes long enough (over a second) to be spooled.
     let killed = |args: &[&str]| {
-        let o = arca(&e, url, &[&["--connections", "1"], args].concat())
+        let o = arca(&e, url, &[&["--connections", "1", "--limit-upload", "4096"], args].concat())
             .env("ARCA_FAILPOINT", "multipart-part-sent")
             .output()
             .unwrap();
