@@ -310,6 +310,31 @@ fn a_remote_restore_reads_each_tree_once_and_small_files_by_the_span() {
     // Trees: one per directory of the snapshot's path and below it.
     let trees = src.components().count() as u64 + 6 * 2;
     assert!(files == 180 && reads <= trees + 6, "{reads} pack reads for {trees} trees and {files} files:\n{log}");
+    // Another host (a cache of its own, empty): the snapshot's one tree pack is fetched whole
+    // at the first tree, and kept; a second restore there reads no tree at all.
+    let other = e.path("other-host-cache");
+    let restore_elsewhere = |target: &str| {
+        let o = arca(
+            &e,
+            url,
+            &["--cache-dir", other.to_str().unwrap(), "restore", &format!("latest:{s}"), "--target", target],
+        )
+        .env("ARCA_LOG", "arca::storage=trace")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        (log.lines().filter(|l| l.contains("get_range")).count() as u64, log)
+    };
+    let t2 = e.path("t2");
+    let (reads, log) = restore_elsewhere(t2.to_str().unwrap());
+    assert_eq!(rsync_diff(&src, &t2), "");
+    assert!(reads <= 1 + 6, "{reads} pack reads: one tree pack whole, then data by the span:\n{log}");
+    let t3 = e.path("t3");
+    let (again, log) = restore_elsewhere(t3.to_str().unwrap());
+    assert_eq!(rsync_diff(&src, &t3), "");
+    assert!(again <= 6 && again < reads, "{again} pack reads with the tree pack kept:\n{log}");
 }
 
 /// A backup killed in the middle of a pack's multipart upload leaves the pack and its upload

@@ -162,6 +162,14 @@ impl Index {
         self.len() == 0
     }
 
+    /// The stored size of indexed pack `pack`.
+    pub fn pack_size(&self, pack: &Id) -> Option<u64> {
+        if let Some(n) = self.pack_numbers.get(pack) {
+            return Some(self.packs[*n as usize].1);
+        }
+        self.base.as_ref()?.packs.iter().find(|p| p.0 == *pack).map(|p| p.1)
+    }
+
     /// Every indexed pack (marked ones included) with its size.
     pub fn packs(&self) -> Vec<(Id, u64)> {
         self.packs_with_keys().into_iter().map(|(id, size, _)| (id, size)).collect()

@@ -144,6 +144,8 @@ pub struct Repository {
     /// Set by check and repair: trees come from the storage, not from tree packs kept in the
     /// cache (which would hide a tree pack damaged on the storage).
     storage_trees_only: std::sync::atomic::AtomicBool,
+    /// Tree packs being fetched whole into the cache.
+    tree_pack_fetches: crate::treepacks::Fetches,
 }
 
 impl Repository {
@@ -188,6 +190,7 @@ impl Repository {
             config,
             trees: Default::default(),
             storage_trees_only: Default::default(),
+            tree_pack_fetches: Default::default(),
         }
     }
 
@@ -1325,7 +1328,13 @@ impl Repository {
             return self.read_blob(BlobKind::Tree, id);
         };
         let loc = self.index().get(id).ok_or(RepoError::BlobNotIndexed { kind: kind_name(BlobKind::Tree), id: *id })?;
-        if let Some(sealed) = crate::treepacks::read(cache, &loc.pack, loc.offset, loc.length) {
+        let kept = || crate::treepacks::read(cache, &loc.pack, loc.offset, loc.length);
+        // Not kept (another host's backup): fetched whole, with every tree beside this one.
+        let kept_or_fetched = kept().or_else(|| {
+            let size = self.index().pack_size(&loc.pack).filter(|s| *s <= crate::treepacks::FETCH_WHOLE_MAX)?;
+            self.tree_pack_fetches.once(&loc.pack, || self.fetch_tree_pack(cache, &loc.pack, size)).then(kept)?
+        });
+        if let Some(sealed) = kept_or_fetched {
             match self.open_blob(BlobKind::Tree, id, &loc, &sealed) {
                 Ok(b) => return Ok(b),
                 Err(e) => {
@@ -1336,6 +1345,15 @@ impl Repository {
         }
         let sealed = self.read_pack_range(&loc.pack, loc.offset, loc.length as u64)?;
         self.open_blob(BlobKind::Tree, id, &loc, &sealed)
+    }
+
+    /// Fetch tree pack `pack` of `size` bytes whole and keep it in `cache`; false if that
+    /// failed (the tree is then read by its range, and the failure said there).
+    fn fetch_tree_pack(&self, cache: &Path, pack: &Id, size: u64) -> bool {
+        let fetched = self
+            .read_pack_range(pack, 0, size)
+            .and_then(|bytes| crate::treepacks::keep(cache, pack, &bytes).map_err(RepoError::Cache));
+        fetched.inspect_err(|e| tracing::debug!(%pack, error = %e, "could not keep a fetched tree pack")).is_ok()
     }
 
     /// Read one directory listing.

@@ -4,12 +4,16 @@
 //! same reason). Kept as stored, sealed: a kept blob is opened and verified like a fetched one,
 //! so a damaged or altered file is caught, dropped, and the blob fetched again. Packs the index
 //! no longer names (pruned) are swept when the index is loaded.
+//!
+//! Another host's tree packs (a restore on a new machine) are fetched whole the first time one
+//! of their trees is read, and kept: one request brings every tree of the pack.
 
 use arca_format::Id;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The directory of kept tree packs under a repository's cache directory.
 fn dir(cache: &Path) -> PathBuf {
@@ -40,6 +44,25 @@ pub fn read(cache: &Path, pack: &Id, offset: u64, length: u32) -> Option<Vec<u8>
     Some(buf)
 }
 
+/// Tree packs up to this size are fetched whole on a first read (the writer closes tree packs
+/// at 1 MiB; one holding a huge directory listing is read by the range instead).
+pub const FETCH_WHOLE_MAX: u64 = 4 << 20;
+
+/// Tree packs being fetched whole: the readers of its trees wait for one download.
+#[derive(Default)]
+pub struct Fetches(Mutex<HashMap<Id, Arc<OnceLock<bool>>>>);
+
+impl Fetches {
+    /// Run `fetch` for `pack` once among callers that overlap; the others wait for its result.
+    pub fn once(&self, pack: &Id, fetch: impl FnOnce() -> bool) -> bool {
+        let cell = self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(*pack).or_default().clone();
+        let fetched = *cell.get_or_init(fetch);
+        // Later readers find the kept file (or, after a failure, try again).
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(pack);
+        fetched
+    }
+}
+
 /// Drop kept pack `pack` (found damaged).
 pub fn forget(cache: &Path, pack: &Id) {
     let _ = std::fs::remove_file(path(cache, pack));
@@ -65,6 +88,28 @@ pub fn any(cache: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_fetches_of_one_pack_download_it_once() {
+        let fetches = Fetches::default();
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let pack = Id([5; 32]);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    assert!(fetches.once(&pack, || {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        true
+                    }))
+                });
+            }
+        });
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Once over, a failed fetch can be tried again.
+        assert!(!fetches.once(&pack, || false));
+        assert!(fetches.once(&pack, || true));
+    }
 
     #[test]
     fn kept_read_by_range_and_swept_when_no_longer_live() {

@@ -752,12 +752,14 @@ mod tests {
     #[test]
     fn auto_compression_rises_when_the_upload_is_the_bottleneck() {
         let stored = |compression: Compression| {
-            let s: Arc<dyn Storage> = Arc::new(Scripted { rate: Some(4e6), ..Default::default() });
-            let opts = crate::repository::InitOptions { pack_size: 1 << 20, ..cheap_opts() };
+            // An upload slow enough that the seal workers wait for it even on a machine busy
+            // with other tests (at 4 MB/s, once, they did not, and the level rose too late).
+            let s: Arc<dyn Storage> = Arc::new(Scripted { rate: Some(1.5e6), ..Default::default() });
+            let opts = crate::repository::InitOptions { pack_size: 256 << 10, ..cheap_opts() };
             let repo = Arc::new(Repository::init(s, b"pw", &opts).unwrap());
             let lock = crate::lock::SessionLock::acquire(&repo, "test", false).unwrap();
             let w = BlobWriter::new(repo, &lock, WriterOptions { compression, ..Default::default() });
-            for i in 0..192 {
+            for i in 0..64 {
                 w.add(BlobKind::Data, &compressible(256 << 10, i + 1)).unwrap();
             }
             w.finish().unwrap()
