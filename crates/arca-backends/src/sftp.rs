@@ -234,23 +234,39 @@ async fn read_piece(mut f: File, at: u64, want: u64) -> Result<(Vec<u8>, u64), E
     Ok((piece, want))
 }
 
+/// One read of up to `want` bytes at `at` (fewer if the server answers short; none at the end).
+async fn read_once(mut f: File, at: u64, want: u64) -> Result<Vec<u8>, Error> {
+    f.seek(SeekFrom::Start(at)).await.map_err(Error::from)?;
+    Ok(f.read(want as u32, bytes::BytesMut::with_capacity(want as usize))
+        .await?
+        .map(|b| b.to_vec())
+        .unwrap_or_default())
+}
+
 /// Read `length` bytes at `offset` of an open file (`None`: to its end), pipelined; shorter
-/// if the file ends first. A whole object is read without asking its size first: one piece,
-/// then, if the object is larger, pieces in flight until one comes back short. The handle is
-/// closed without waiting for the answer (dropping it sends the close).
+/// if the file ends first. A whole object is read without a round trip for its size: its
+/// first piece and its size are asked for at once (a short answer alone would not say the
+/// file ended, and asking again would cost a round trip), so a small object, most of them,
+/// takes one round trip after the open; the rest of a larger one is read in pieces in flight.
+/// The handle is closed without waiting for the answer (dropping it sends the close).
 async fn read_file(file: File, offset: u64, length: Option<u64>) -> Result<Vec<u8>, Error> {
     let piece = PIECE as u64;
     let mut out = Vec::with_capacity(length.unwrap_or(piece).min(64 << 20) as usize);
     let mut next = 0;
+    let mut end = length.unwrap_or(u64::MAX);
     if length.is_none() {
-        let (first, want) = read_piece(file.clone(), offset, piece).await?;
-        out.extend_from_slice(&first);
-        if (first.len() as u64) < want {
+        let mut stat = file.clone();
+        let (size, first) = futures_util::future::join(stat.metadata(), read_once(file.clone(), offset, piece)).await;
+        out.extend_from_slice(&first?);
+        next = out.len() as u64;
+        // Without a size (a server that gives none) the pieces go on until one comes back short.
+        if let Some(size) = size.ok().and_then(|m| m.len()) {
+            end = size.saturating_sub(offset);
+        }
+        if next >= end {
             return Ok(out);
         }
-        next = piece;
     }
-    let end = length.unwrap_or(u64::MAX);
     let mut pieces = futures_util::stream::iter((next..end).step_by(PIECE))
         .map(|at| read_piece(file.clone(), offset.saturating_add(at), (end - at).min(piece)))
         .buffered(PIPELINE);

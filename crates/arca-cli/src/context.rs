@@ -220,10 +220,9 @@ pub fn open_session_keeping_password(
     session: Session,
 ) -> Result<(Arc<Repository>, Option<SessionLock>, String)> {
     let loc = location(cli)?;
-    let storage = storage(&loc)?;
-    if !storage.exists(arca_storage::ObjectKind::Config, "config")?
-        && storage.list(arca_storage::ObjectKind::Key)?.is_empty()
-    {
+    // The config, key slots and keyring are read at once, before the password is asked for.
+    let mut opening = arca_repo::repository::Opening::start(storage(&loc)?);
+    if opening.is_empty()? {
         let err = anyhow::Error::new(RepoError::NoRepository { location: shown(&loc) });
         if loc.default_key.is_some() {
             return Err(err.context(
@@ -238,7 +237,7 @@ pub fn open_session_keeping_password(
         Some(p) => p,
         None => password(cli, &loc, false)?,
     };
-    let opened = open_with(cli, out, storage, &pw, session).map_err(|e| {
+    let opened = open_opening(cli, out, opening, &pw, session).map_err(|e| {
         let wrong = matches!(e.downcast_ref::<RepoError>(), Some(RepoError::WrongPassword { .. }));
         match (&loc.default_key, wrong && overrides_key) {
             (Some(k), true) => e.context(format!(
@@ -259,7 +258,18 @@ pub fn open_with(
     pw: &str,
     session: Session,
 ) -> Result<(Arc<Repository>, Option<SessionLock>)> {
-    let mut repo = Repository::open(storage, pw.as_bytes())?;
+    open_opening(cli, out, arca_repo::repository::Opening::start(storage), pw, session)
+}
+
+/// [`open_with`] from reads already begun.
+fn open_opening(
+    cli: &Cli,
+    out: &Output,
+    opening: arca_repo::repository::Opening,
+    pw: &str,
+    session: Session,
+) -> Result<(Arc<Repository>, Option<SessionLock>)> {
+    let mut repo = opening.unlock(pw.as_bytes())?;
     if !cli.no_cache {
         let dir = cache_dir(cli, &repo);
         // Its time says when it was last used, for `arca cache --cleanup`.

@@ -75,8 +75,6 @@ pub fn backup(
     cancel: &Cancel,
 ) -> OpsResult<BackupReport> {
     let time = req.time.as_ref().map(TimeSpec::start).unwrap_or_else(|| chrono::Local::now().fixed_offset());
-    let mut packs_reused = 0;
-    let mut uploads_resumed = 0;
     let backup_only = repo.is_backup_only();
     if backup_only {
         if req.parent.is_some() {
@@ -86,41 +84,6 @@ pub fn backup(
         }
         if req.paranoid_dedup {
             repo.require_full("compare deduplicated blobs with what is stored (--paranoid-dedup)")?;
-        }
-    }
-    // Packs of another backup-only session are sealed with a key this one does not have.
-    if let (Target::Locked(lock), false) = (target, backup_only) {
-        // Pack uploads an interrupted session began are finished from the cache, not begun
-        // again; this session's uploads wait there too.
-        match arca_repo::resume::resume_uploads(repo, lock) {
-            Ok(r) => {
-                uploads_resumed = r.packs;
-                if r.packs > 0 {
-                    events.emit(Event::Notice(&format!(
-                        "finished {} pack uploads ({:.1} MiB) an interrupted session began",
-                        r.packs,
-                        r.bytes as f64 / (1 << 20) as f64
-                    )));
-                }
-                if r.dropped > 0 {
-                    events.emit(Event::Caution(&format!(
-                        "{} packs an interrupted session was uploading were damaged in the local cache: their uploads were abandoned, and what they held is stored anew",
-                        r.dropped
-                    )));
-                }
-            }
-            Err(e) => {
-                events.emit(Event::Caution(&format!("could not finish the uploads of an interrupted session: {e}")))
-            }
-        }
-        // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
-        match arca_repo::repair::adopt_orphan_packs(repo, lock) {
-            Ok(0) => {}
-            Ok(n) => {
-                packs_reused = n;
-                events.emit(Event::Notice(&format!("reusing {n} packs left by an interrupted session")));
-            }
-            Err(e) => events.emit(Event::Caution(&format!("could not look for packs of an interrupted session: {e}"))),
         }
     }
     let origin = Origin::current();
@@ -154,8 +117,20 @@ pub fn backup(
     // A backup-only key reads no snapshots: its parent is the last one it made, from its
     // send log.
     let send_log = repo.send_log_dir().map(|d| arca_repo::sendlog::path(d, &repo.config().repo_id, &host, &paths));
+    // What an interrupted session left is taken up while the snapshots are listed (each is a
+    // few round trips on a remote repository); both are done before the first blob is added.
+    // Packs of another backup-only session are sealed with a key this one does not have.
+    let (recovered, listed) = std::thread::scope(|scope| {
+        let recovering = match (target, backup_only) {
+            (Target::Locked(lock), false) => Some(scope.spawn(move || recover_interrupted(repo, lock, events))),
+            _ => None,
+        };
+        let listed = if backup_only { Ok(vec![]) } else { readable_snapshots(repo, events) };
+        (recovering.map(|h| h.join().unwrap_or_default()).unwrap_or_default(), listed)
+    });
+    let (packs_reused, uploads_resumed) = recovered;
     let all: Vec<_> = match (backup_only, repo.send_log(), &send_log) {
-        (false, ..) => readable_snapshots(repo, events)?.into_iter().filter(|s| s.snapshot.class == class).collect(),
+        (false, ..) => listed?.into_iter().filter(|s| s.snapshot.class == class).collect(),
         (true, Some(log), Some(file)) if source.uses_parent() => {
             let key = repo.default_key();
             log.load(file, &repo.config().repo_id, |b| key.blob_id(b))
@@ -262,4 +237,47 @@ pub fn backup(
         uploads_resumed,
         snapshot,
     })
+}
+
+/// Finish the pack uploads and adopt the packs an interrupted session left (see
+/// [`arca_repo::resume`] and [`arca_repo::repair::adopt_orphan_packs`]), saying what was
+/// found; returns how many packs were adopted and how many uploads finished.
+fn recover_interrupted(
+    repo: &Arc<Repository>,
+    lock: &arca_repo::lock::SessionLock,
+    events: &dyn Events,
+) -> (usize, u64) {
+    let mut uploads_resumed = 0;
+    let mut packs_reused = 0;
+    // Pack uploads an interrupted session began are finished from the cache, not begun
+    // again; this session's uploads wait there too.
+    match arca_repo::resume::resume_uploads(repo, lock) {
+        Ok(r) => {
+            uploads_resumed = r.packs;
+            if r.packs > 0 {
+                events.emit(Event::Notice(&format!(
+                    "finished {} pack uploads ({:.1} MiB) an interrupted session began",
+                    r.packs,
+                    r.bytes as f64 / (1 << 20) as f64
+                )));
+            }
+            if r.dropped > 0 {
+                events.emit(Event::Caution(&format!(
+                    "{} packs an interrupted session was uploading were damaged in the local cache: their uploads were abandoned, and what they held is stored anew",
+                    r.dropped
+                )));
+            }
+        }
+        Err(e) => events.emit(Event::Caution(&format!("could not finish the uploads of an interrupted session: {e}"))),
+    }
+    // Packs an interrupted backup uploaded after its last checkpoint are reused, not sent again.
+    match arca_repo::repair::adopt_orphan_packs(repo, lock) {
+        Ok(0) => {}
+        Ok(n) => {
+            packs_reused = n;
+            events.emit(Event::Notice(&format!("reusing {n} packs left by an interrupted session")));
+        }
+        Err(e) => events.emit(Event::Caution(&format!("could not look for packs of an interrupted session: {e}"))),
+    }
+    (packs_reused, uploads_resumed)
 }

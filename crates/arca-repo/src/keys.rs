@@ -152,7 +152,7 @@ fn store_sealed_slot(
 }
 
 /// Read every key slot; damaged ones are skipped with their error.
-pub fn read_slots(storage: &dyn Storage) -> RepoResult<Vec<(String, Result<KeySlot, RepoError>)>> {
+pub fn read_slots(storage: &dyn Storage) -> RepoResult<Slots> {
     let mut out = vec![];
     for (name, _) in storage.list(ObjectKind::Key)? {
         let slot = storage.get(ObjectKind::Key, &name).map_err(RepoError::from).and_then(|b| {
@@ -179,10 +179,22 @@ pub fn unlock_where(
     password: &[u8],
     accept: impl Fn(&Unlocked) -> bool,
 ) -> RepoResult<(Unlocked, String)> {
+    unlock_slots(read_slots(storage)?, &storage.location(), password, accept)
+}
+
+/// Key slots read, named, in the order listed (see [`read_slots`]).
+pub type Slots = Vec<(String, Result<KeySlot, RepoError>)>;
+
+/// [`unlock_where`] over slots already read from the storage at `location`.
+pub fn unlock_slots(
+    slots: Slots,
+    location: &str,
+    password: &[u8],
+    accept: impl Fn(&Unlocked) -> bool,
+) -> RepoResult<(Unlocked, String)> {
     let mut rotated_out = vec![];
     let mut damaged = vec![];
     let mut refused = vec![];
-    let slots = read_slots(storage)?;
     if slots.is_empty() {
         return Err(RepoError::corrupt(
             "keys/",
@@ -229,7 +241,7 @@ pub fn unlock_where(
             detail: "no other key slot opens with this password (a slot this costly was not written by arca's defaults: check keys/ for planted slots)".into(),
         });
     }
-    Err(RepoError::WrongPassword { location: storage.location() })
+    Err(RepoError::WrongPassword { location: location.to_string() })
 }
 
 /// Open `slot` (named `name`) with its derived key: what it seals, by its role; `None` if the

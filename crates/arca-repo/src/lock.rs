@@ -42,9 +42,26 @@ pub type Unreadable = Vec<(String, RepoError)>;
 
 /// Every lock object, decoded; unreadable ones are returned by name with the error.
 pub fn list(repo: &Repository) -> RepoResult<(Vec<LockFile>, Unreadable)> {
+    list_except(repo, None)
+}
+
+/// [`list`] without the lock named `own` (a session's own, which it need not read). The locks
+/// are read at once on a remote storage (a fleet's sixteen are one round trip, not sixteen).
+pub fn list_except(repo: &Repository, own: Option<&str>) -> RepoResult<(Vec<LockFile>, Unreadable)> {
     let (mut ok, mut bad) = (vec![], vec![]);
-    for (name, _) in repo.storage().list(ObjectKind::Lock)? {
-        match repo.load_named_object::<LockFile>(ObjectKind::Lock, &name) {
+    let names: Vec<String> = repo
+        .storage()
+        .list(ObjectKind::Lock)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| Some(n.as_str()) != own)
+        .collect();
+    let read = arca_storage::get_many(repo.storage(), ObjectKind::Lock, &names);
+    for (name, bytes) in names.into_iter().zip(read) {
+        let opened = bytes
+            .map_err(RepoError::from)
+            .and_then(|b| repo.open_named_object::<LockFile>(ObjectKind::Lock, &name, &b));
+        match opened {
             Ok(l) if l.session.to_hex() == name => ok.push(l),
             Ok(_) => bad.push((name, RepoError::corrupt("lock", "its name does not match its session"))),
             Err(RepoError::Storage(e)) if e.is_not_found() => {} // released meanwhile
@@ -301,6 +318,13 @@ impl Inner {
             }
         }
         Ok(SafePacks { stored, doomed })
+    }
+}
+
+impl SessionLock {
+    /// The name of this session's lock object.
+    pub fn name(&self) -> String {
+        blake3::hash(&self.inner.secret).to_hex().to_string()
     }
 }
 

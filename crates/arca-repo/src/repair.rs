@@ -286,8 +286,8 @@ fn logical_size(data: u64, holes: &[(u64, u64)]) -> u64 {
 /// indexed, so the next backup deduplicates against them instead of uploading them again.
 /// Reads one header per such pack; returns how many packs were adopted. Needs the session's
 /// lock: the adopted packs must not be swept while this session relies on them.
-pub fn adopt_orphan_packs(repo: &Repository, _session: &crate::lock::SessionLock) -> RepoResult<usize> {
-    let (locks, _) = crate::lock::list(repo)?;
+pub fn adopt_orphan_packs(repo: &Repository, session: &crate::lock::SessionLock) -> RepoResult<usize> {
+    let (locks, _) = crate::lock::list_except(repo, Some(&session.name()))?;
     let now = crate::lock::now_ns();
     if !locks.iter().any(|l| crate::lock::is_stale(l, now)) {
         return Ok(0);

@@ -272,10 +272,16 @@ impl Repository {
 
     /// Open a repository with a password. Does not load the index.
     pub fn open(storage: Arc<dyn Storage>, password: &[u8]) -> RepoResult<Repository> {
-        let bytes = match storage.get(ObjectKind::Config, "config") {
+        Opening::start(storage).unlock(password)
+    }
+
+    /// [`Repository::open`] from the first reads [`Opening::start`] began.
+    fn open_from(opening: Opening, password: &[u8]) -> RepoResult<Repository> {
+        let Opening { storage, config, slots, keyring } = opening;
+        let bytes = match config {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
-                if !storage.list(ObjectKind::Key)?.is_empty() {
+                if !slots.get(|| keys::read_slots(&*storage))?.is_empty() {
                     return Err(RepoError::corrupt(
                         "config",
                         "missing, but key slots exist: the repository is damaged",
@@ -306,13 +312,8 @@ impl Repository {
                     && file.recipient.as_ref().is_none_or(|r| *r == b.recipient)
             }
         };
-        // A remote repository's keyring is read while the key slot is found and unlocked (two
-        // round trips, and the key derivation, overlapped).
-        let keyring = {
-            let s = storage.clone();
-            Ahead::start(file.version >= 2 && arca_storage::is_remote(&*storage), move || read_keyring_objects(&*s))
-        };
-        let (key, key_slot) = match keys::unlock_where(&*storage, password, opens_config)? {
+        let slots = slots.get(|| keys::read_slots(&*storage))?;
+        let (key, key_slot) = match keys::unlock_slots(slots, &storage.location(), password, opens_config)? {
             (Unlocked::Full(key), slot) => (key, slot),
             (Unlocked::BackupOnly(bundle), slot) => return Repository::open_backup_only(storage, &file, *bundle, slot),
             (Unlocked::Reader(bundle, level), slot) => {
@@ -946,6 +947,10 @@ impl Repository {
         let sealed = self.seal_object_bytes(kind, &plain)?;
         let id = Id::of_bytes(&sealed);
         self.storage.put(kind, &id.to_hex(), &sealed)?;
+        if let (ObjectKind::Snapshot, Some(cache)) = (kind, &self.cache_dir) {
+            // The next listing finds it there (`snapshots::list_all`), not over the network.
+            crate::snapshots::cache_object(cache, &id.to_hex(), &sealed);
+        }
         Ok(id)
     }
 
@@ -960,9 +965,13 @@ impl Repository {
 
     /// Read and open an object stored with [`Repository::save_owned_object`].
     pub fn load_named_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> RepoResult<T> {
-        let bytes = self.storage.get(kind, name)?;
+        self.open_named_object(kind, name, &self.storage.get(kind, name)?)
+    }
+
+    /// Open `bytes`, read as the object `name` stored with [`Repository::save_owned_object`].
+    pub fn open_named_object<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> RepoResult<T> {
         let what = || format!("{kind} {name}");
-        let plain = self.open_object_bytes(kind, &bytes, what)?;
+        let plain = self.open_object_bytes(kind, bytes, what)?;
         decode(kind_label(kind), &plain).map_err(|e| RepoError::corrupt(what(), e))
     }
 
@@ -1490,19 +1499,80 @@ pub(crate) fn session_key_object(
 /// objects that could not be read.
 /// A read started ahead on a thread of its own, on a remote repository, so its round trips
 /// overlap what the caller does meanwhile; locally it is done when asked for.
-struct Ahead<T>(Option<std::thread::JoinHandle<T>>);
+/// The first reads of opening a repository, begun together: the config, and on a remote
+/// storage the key slots and the keyring, each on a thread of its own (listing, then reading).
+/// Over a network that is two round trips instead of four after each other, and the key
+/// derivation waits for none of the keyring. A caller learns whether a repository is there at
+/// all ([`Opening::is_empty`]) before it asks for a password.
+pub struct Opening {
+    storage: Arc<dyn Storage>,
+    config: arca_storage::StorageResult<Vec<u8>>,
+    slots: Ahead<RepoResult<keys::Slots>>,
+    keyring: Ahead<KeyringObjects>,
+}
+
+impl Opening {
+    /// Begin the reads (the config's on this thread: the answer is awaited here).
+    pub fn start(storage: Arc<dyn Storage>) -> Opening {
+        let remote = arca_storage::is_remote(&*storage);
+        let slots = {
+            let s = storage.clone();
+            Ahead::start(remote, move || keys::read_slots(&*s))
+        };
+        // A version 1 repository has no keyring: its listing comes back empty, unused.
+        let keyring = {
+            let s = storage.clone();
+            Ahead::start(remote, move || read_keyring_objects(&*s))
+        };
+        let config = storage.get(ObjectKind::Config, "config");
+        Opening { storage, config, slots, keyring }
+    }
+
+    /// True if nothing here is a repository: no config (and a listing of key slots, read
+    /// only then, finds none). An error reading the config is for [`Opening::unlock`] to say.
+    pub fn is_empty(&mut self) -> RepoResult<bool> {
+        match &self.config {
+            Err(e) if e.is_not_found() => {
+                let slots = std::mem::replace(&mut self.slots, Ahead::Started(None))
+                    .get(|| keys::read_slots(&*self.storage))?;
+                let empty = slots.is_empty();
+                self.slots = Ahead::ready(Ok(slots));
+                Ok(empty)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Unlock with `password` (see [`Repository::open`]).
+    pub fn unlock(self, password: &[u8]) -> RepoResult<Repository> {
+        Repository::open_from(self, password)
+    }
+}
+
+/// A read begun on a thread of its own, or already done, or (local storage) left for later.
+enum Ahead<T> {
+    Started(Option<std::thread::JoinHandle<T>>),
+    Ready(T),
+}
 
 impl<T: Send + 'static> Ahead<T> {
     fn start(remote: bool, read: impl FnOnce() -> T + Send + 'static) -> Ahead<T> {
-        Ahead(remote.then(|| std::thread::spawn(read)))
+        Ahead::Started(remote.then(|| std::thread::spawn(read)))
+    }
+
+    fn ready(value: T) -> Ahead<T> {
+        Ahead::Ready(value)
     }
 
     /// The result; `read` here if it was not started, or if its thread panicked (so an error
     /// is reported where it belongs).
     fn get(self, read: impl FnOnce() -> T) -> T {
-        match self.0.map(|h| h.join()) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) | None => read(),
+        match self {
+            Ahead::Ready(v) => v,
+            Ahead::Started(h) => match h.map(|h| h.join()) {
+                Some(Ok(r)) => r,
+                Some(Err(_)) | None => read(),
+            },
         }
     }
 }

@@ -92,6 +92,23 @@ pub fn list_all(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoEr
     list(repo, repo.cache_dir().map(|d| d.join("snapshots")).as_deref())
 }
 
+/// Keep the stored bytes of snapshot `name` in the snapshot cache of the repository cache
+/// directory `cache` (a snapshot this session saved: the next listing need not fetch it).
+pub(crate) fn cache_object(cache: &std::path::Path, name: &str, bytes: &[u8]) {
+    let d = cache.join("snapshots");
+    if std::fs::create_dir_all(&d).is_ok() {
+        keep(&d, name, bytes);
+    }
+}
+
+/// Write a cached snapshot whole or not at all (a temporary file renamed into place).
+fn keep(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!("{name}.tmp-{}", std::process::id()));
+    if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, dir.join(name))).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 /// [`list_all`] reading every object from the storage (what `check` must see).
 pub fn list_all_from_storage(repo: &Repository) -> RepoResult<(Vec<SnapshotEntry>, Vec<RepoError>)> {
     list(repo, None)
@@ -121,10 +138,7 @@ fn list(repo: &Repository, cache: Option<&std::path::Path>) -> RepoResult<(Vec<S
             let s: Snapshot = repo.open_object(ObjectKind::Snapshot, &name, &bytes)?;
             check_bound_host(repo, &name, &bytes, &s)?;
             if let (Some(d), true) = (cache, from_storage) {
-                let tmp = d.join(format!("{name}.tmp-{}", std::process::id()));
-                if std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, d.join(&name))).is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
+                keep(d, &name, &bytes);
             }
             Ok(s)
         });
