@@ -192,6 +192,12 @@ fn tree_packs_are_kept_locally_so_an_unchanged_backup_reads_no_pack() {
     let pack_reads = |log: &str| log.lines().filter(|l| l.contains("get_range") && l.contains("kind=pack")).count();
     let log = traced(&["backup", s]);
     assert_eq!(pack_reads(&log), 0, "an unchanged backup reads its parent's trees from the cache:\n{log}");
+    // Its parent snapshot is in the local snapshot cache since it was saved, and the snapshots
+    // are listed once (while the index loads).
+    let ops = |op: &str, kind: &str| {
+        log.lines().filter(|l| l.contains(&format!("op=\"{op}\"")) && l.contains(&format!("kind={kind} "))).count()
+    };
+    assert_eq!((ops("get", "snapshot"), ops("list", "snapshot")), (0, 1), "{log}");
     let kept = std::fs::read_dir(e.path("home/.cache/arca"))
         .unwrap()
         .flatten()

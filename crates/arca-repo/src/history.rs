@@ -286,6 +286,7 @@ pub(crate) fn finish_interrupted_removals(repo: &Repository) -> RepoResult<()> {
         .filter(|s| s.body.repo == repo.config().repo_id && s.body.signer.as_slice() == public.as_slice())
         .flat_map(|s| s.body.removed.iter().copied())
         .collect();
+    repo.snapshots_changed();
     for id in ids.iter().filter(|i| recorded.contains(i)) {
         match repo.storage().delete(ObjectKind::Snapshot, &id.to_hex()) {
             Ok(()) => {}

@@ -146,6 +146,8 @@ pub struct Repository {
     storage_trees_only: std::sync::atomic::AtomicBool,
     /// Tree packs being fetched whole into the cache.
     tree_pack_fetches: crate::treepacks::Fetches,
+    /// A listing of `snapshots/` made when the session began, for the first reader of it.
+    snapshot_listing: std::sync::Mutex<Option<Listing>>,
 }
 
 impl Repository {
@@ -191,6 +193,7 @@ impl Repository {
             trees: Default::default(),
             storage_trees_only: Default::default(),
             tree_pack_fetches: Default::default(),
+            snapshot_listing: Default::default(),
         }
     }
 
@@ -947,9 +950,12 @@ impl Repository {
         let sealed = self.seal_object_bytes(kind, &plain)?;
         let id = Id::of_bytes(&sealed);
         self.storage.put(kind, &id.to_hex(), &sealed)?;
-        if let (ObjectKind::Snapshot, Some(cache)) = (kind, &self.cache_dir) {
-            // The next listing finds it there (`snapshots::list_all`), not over the network.
-            crate::snapshots::cache_object(cache, &id.to_hex(), &sealed);
+        if kind == ObjectKind::Snapshot {
+            self.snapshots_changed();
+            if let Some(cache) = &self.cache_dir {
+                // The next listing finds it there (`snapshots::list_all`), not over the network.
+                crate::snapshots::cache_object(cache, &id.to_hex(), &sealed);
+            }
         }
         Ok(id)
     }
@@ -1356,6 +1362,23 @@ impl Repository {
         self.open_blob(BlobKind::Tree, id, &loc, &sealed)
     }
 
+    /// Keep a listing of `snapshots/` made as the session began (see `session::open`).
+    pub(crate) fn keep_snapshot_listing(&self, listed: Listing) {
+        *self.snapshot_listing.lock().unwrap_or_else(|p| p.into_inner()) = Some(listed);
+    }
+
+    /// Snapshots were added or removed: a listing kept from before no longer holds.
+    pub(crate) fn snapshots_changed(&self) {
+        self.snapshot_listing.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// The listing of `snapshots/`: the one made as the session began, the first time; after
+    /// that, a new one.
+    pub(crate) fn list_snapshots(&self) -> Listing {
+        let kept = self.snapshot_listing.lock().unwrap_or_else(|p| p.into_inner()).take();
+        kept.unwrap_or_else(|| self.storage.list(ObjectKind::Snapshot))
+    }
+
     /// Fetch tree pack `pack` of `size` bytes whole and keep it in `cache`; false if that
     /// failed (the tree is then read by its range, and the failure said there).
     fn fetch_tree_pack(&self, cache: &Path, pack: &Id, size: u64) -> bool {
@@ -1499,6 +1522,9 @@ pub(crate) fn session_key_object(
 /// objects that could not be read.
 /// A read started ahead on a thread of its own, on a remote repository, so its round trips
 /// overlap what the caller does meanwhile; locally it is done when asked for.
+/// Names and sizes of a kind's objects, as listed.
+pub(crate) type Listing = arca_storage::StorageResult<Vec<(String, u64)>>;
+
 /// The first reads of opening a repository, begun together: the config, and on a remote
 /// storage the key slots and the keyring, each on a thread of its own (listing, then reading).
 /// Over a network that is two round trips instead of four after each other, and the key

@@ -73,7 +73,17 @@ pub fn open(repo: Repository, access: Access, retry: Duration) -> RepoResult<Ses
         Access::Write(cmd) => Some(SessionLock::acquire(&repo, cmd, false)?),
         Access::Exclusive(cmd) => Some(exclusive(&repo, cmd, retry)?),
     };
-    let index_problems = repo.load_index()?;
+    // On a remote repository the snapshots are listed while the index loads (both after the
+    // lock): nearly every command lists them next, and that is a round trip saved.
+    let listing = (repo.is_remote() && !repo.is_backup_only()).then(|| {
+        let r = repo.clone();
+        std::thread::spawn(move || r.storage().list(arca_storage::ObjectKind::Snapshot))
+    });
+    let index_problems = repo.load_index();
+    if let Some(Ok(listed)) = listing.map(|h| h.join()) {
+        repo.keep_snapshot_listing(listed);
+    }
+    let index_problems = index_problems?;
     Ok(Session { repo, lock, index_problems, lock_warning })
 }
 

@@ -50,6 +50,7 @@ pub fn delete(repo: &Repository, ids: &[Id]) -> RepoResult<()> {
     crate::history::finish_interrupted_removals(repo)?;
     crate::history::begin_removal(repo, ids)?;
     crate::history::record(repo, &[], ids)?;
+    repo.snapshots_changed();
     for id in ids {
         repo.storage().delete(ObjectKind::Snapshot, &id.to_hex())?;
     }
@@ -78,6 +79,7 @@ pub fn replace(repo: &Repository, old: &SnapshotEntry, mut new: Snapshot) -> Rep
     if id != old.id {
         crate::history::begin_removal(repo, &[old.id])?;
         crate::history::record(repo, &[id], &[old.id])?;
+        repo.snapshots_changed();
         repo.storage().delete(ObjectKind::Snapshot, &old.id.to_hex())?;
         crate::history::end_removal(repo);
     }
@@ -120,7 +122,7 @@ fn list(repo: &Repository, cache: Option<&std::path::Path>) -> RepoResult<(Vec<S
     if let Some(d) = cache {
         let _ = std::fs::create_dir_all(d);
     }
-    let listed = repo.storage().list(ObjectKind::Snapshot)?;
+    let listed = repo.list_snapshots()?;
     for (name, _) in &listed {
         let name = name.clone();
         let Some(id) = Id::from_hex(&name) else {
