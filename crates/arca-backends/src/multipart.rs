@@ -224,14 +224,23 @@ impl Multipart {
                     .ok()
             })
         };
-        let done = self.finish(name, &data, Begun::Fresh(id), None).await;
+        let done = self.finish(name, &data, Begun::Fresh(id.clone()), None).await;
         let was = std::mem::replace(&mut *state.lock().unwrap_or_else(|p| p.into_inner()), Spooling::Over);
-        if was == Spooling::Writing {
-            if let (Ok(Some(held)), Ok(())) = (spooling.await, &done) {
-                held.remove();
-            }
+        let kept = if was == Spooling::Writing {
+            spooling.await.ok().flatten()
         } else {
             spooling.abort();
+            None
+        };
+        match (&done, kept) {
+            (Ok(()), Some(held)) => held.remove(),
+            // Spooled: the next session resumes it.
+            (Err(_), Some(_)) => {}
+            // Nothing to resume it from: its parts would only cost storage.
+            (Err(_), None) => {
+                let _ = self.retried(|| self.abort(&key, &id)).await;
+            }
+            (Ok(()), None) => {}
         }
         done
     }
