@@ -136,8 +136,8 @@ impl Multipart {
         let prefix = o.prefix.trim_matches('/');
         Ok(Some(Multipart {
             client,
-            // A part must go out within the limit OpenDAL's calls get (the client's own read
-            // timeout catches a silent answer, not a stalled upload).
+            // A request must be done within the limit OpenDAL's calls get: a stalled connection
+            // then fails (and the request is retried) instead of hanging.
             call_limit: crate::dal::io_call_limit(o.io_timeout, o.connections, o.limit_upload),
             base: format!("{}/{}", endpoint.trim_end_matches('/'), utf8_percent_encode(&o.bucket, UNRESERVED)),
             prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
@@ -224,7 +224,7 @@ impl Multipart {
                     .ok()
             })
         };
-        let done = self.finish(name, &data, Begun::Fresh(id.clone()), None).await;
+        let done = self.finish(name, &data, Some(Begun::Fresh(id.clone())), None).await;
         let was = std::mem::replace(&mut *state.lock().unwrap_or_else(|p| p.into_inner()), Spooling::Over);
         let kept = if was == Spooling::Writing {
             spooling.await.ok().flatten()
@@ -234,21 +234,31 @@ impl Multipart {
         };
         match (&done, kept) {
             (Ok(()), Some(held)) => held.remove(),
-            // Spooled: the next session resumes it.
-            (Err(_), Some(_)) => {}
-            // Nothing to resume it from: its parts would only cost storage.
-            (Err(_), None) => {
+            // Spooled, and worth trying again: the next session resumes it.
+            (Err(e), Some(_)) if is_transient(e) => {}
+            // Refused for good, or nothing to resume it from: its parts would only cost storage.
+            (Err(_), held) => {
                 let _ = self.retried(|| self.abort(&key, &id)).await;
+                if let Some(h) = held {
+                    h.remove();
+                }
             }
             (Ok(()), None) => {}
         }
         done
     }
 
-    /// Bring the upload of `name` to completion from where `begun` says it stands.
-    async fn finish(&self, name: &str, data: &Bytes, begun: Begun, held: Option<&Spooled>) -> StorageResult<()> {
+    /// Bring the upload of `name` to completion from where `begun` says it stands (`None`:
+    /// not begun).
+    async fn finish(
+        &self,
+        name: &str,
+        data: &Bytes,
+        begun: Option<Begun>,
+        held: Option<&Spooled>,
+    ) -> StorageResult<()> {
         let key = self.key(name);
-        let mut begun = Some(begun);
+        let mut begun = begun;
         loop {
             let (id, fresh) = match begun.take() {
                 Some(Begun::Earlier(id)) => (id, false),
@@ -344,8 +354,8 @@ impl Multipart {
         for name in names {
             // Taken by a live upload (another process, or this one's own): not ours to finish.
             let Some(held) = Spooled::take(dir, &name) else { continue };
-            let Some(id) = held.upload_id() else {
-                // Killed between spooling the pack and starting its upload: nothing was sent.
+            let Some((id, part_size)) = held.upload_id() else {
+                // Killed between spooling the pack and recording its upload: begun afresh.
                 held.remove();
                 continue;
             };
@@ -363,13 +373,27 @@ impl Multipart {
                 held.remove();
                 continue;
             }
-            match self.finish(&name, &data, Begun::Earlier(id), Some(&held)).await {
+            // Parts of another size (an arca that cut them otherwise) cannot be reused.
+            let begun = if part_size == PART_SIZE {
+                Some(Begun::Earlier(id.clone()))
+            } else {
+                let key = self.key(&name);
+                let _ = self.retried(|| self.abort(&key, &id)).await;
+                None
+            };
+            match self.finish(&name, &data, begun, Some(&held)).await {
                 Ok(()) => {
                     held.remove();
                     done.push(name);
                 }
-                Err(e) => {
+                Err(e) if is_transient(&e) => {
                     tracing::warn!(pack = name, error = %e, "the interrupted upload did not finish; it stays for the next session")
+                }
+                Err(e) => {
+                    tracing::warn!(pack = name, error = %e, "the interrupted upload was refused; it is abandoned");
+                    let key = self.key(&name);
+                    let _ = self.retried(|| self.abort(&key, &id)).await;
+                    held.remove();
                 }
             }
         }
@@ -573,14 +597,18 @@ impl Spooled {
         Some(Spooled { _file: file, pack, upload })
     }
 
-    fn upload_id(&self) -> Option<String> {
-        fs::read_to_string(&self.upload).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    /// The recorded upload id and the size its parts were cut to.
+    fn upload_id(&self) -> Option<(String, usize)> {
+        let text = fs::read_to_string(&self.upload).ok()?;
+        let (id, part_size) = text.trim().split_once('\n')?;
+        Some((id.to_string(), part_size.trim().parse().ok()?)).filter(|(id, _)| !id.is_empty())
     }
 
-    /// Record the upload id, whole or not at all (a temporary file renamed into place).
+    /// Record the upload id (and the part size), whole or not at all (a temporary file renamed
+    /// into place).
     fn keep_upload_id(&self, id: &str) -> std::io::Result<()> {
         let tmp = self.upload.with_extension("upload-new");
-        fs::write(&tmp, id)?;
+        fs::write(&tmp, format!("{id}\n{PART_SIZE}\n"))?;
         fs::rename(&tmp, &self.upload)
     }
 
@@ -598,4 +626,9 @@ fn still_named(file: &File, path: &Path) -> bool {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
+}
+
+/// True if `e` may pass on another attempt (then a spooled upload waits for the next session).
+fn is_transient(e: &StorageError) -> bool {
+    matches!(e, StorageError::Transient { .. })
 }

@@ -108,10 +108,11 @@ impl S3Storage {
     pub fn new(o: &S3Options) -> StorageResult<S3Storage> {
         let location = format!("s3://{}/{}", o.bucket, o.prefix);
         let limits = (o.limit_upload, o.limit_download);
-        // A silent connection fails its request (which is retried) instead of hanging.
+        // No read timeout here: reqwest's runs from the start of a request until its answer,
+        // sending included, so it would cap every upload at `--io-timeout`. OpenDAL's timeout
+        // layer and the multipart requests' own limit bound the calls instead.
         let client = reqwest::Client::builder()
             .connect_timeout(o.io_timeout)
-            .read_timeout(o.io_timeout)
             .build()
             .map_err(|e| StorageError::Refused(format!("{location}: {e}")))?;
         let mut dal =

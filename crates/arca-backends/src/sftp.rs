@@ -260,8 +260,9 @@ async fn read_file(file: File, offset: u64, length: Option<u64>) -> Result<Vec<u
         out.extend_from_slice(&first?);
         next = out.len() as u64;
         // Without a size (a server that gives none) the pieces go on until one comes back short.
-        if let Some(size) = size.ok().and_then(|m| m.len()) {
-            end = size.saturating_sub(offset);
+        // A size below what came back (some virtual files report 0) says nothing either.
+        if let Some(size) = size.ok().and_then(|m| m.len()).map(|s| s.saturating_sub(offset)).filter(|s| *s >= next) {
+            end = size;
         }
         if next >= end {
             return Ok(out);

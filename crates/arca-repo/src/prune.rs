@@ -297,6 +297,9 @@ fn referenced_blobs<'a>(
     events: &dyn Events,
     walk: &'a mut Option<Walk>,
 ) -> RepoResult<&'a HashSet<Id>> {
+    // A listing from now, never one kept from the session's start: a snapshot saved since
+    // must keep its packs.
+    repo.snapshots_changed();
     let (snaps, errors) = crate::snapshots::list_all(repo)?;
     if let Some(e) = errors.into_iter().next() {
         return Err(RepoError::UnreadableSnapshot {

@@ -147,7 +147,7 @@ pub struct Repository {
     /// Tree packs being fetched whole into the cache.
     tree_pack_fetches: crate::treepacks::Fetches,
     /// A listing of `snapshots/` made when the session began, for the first reader of it.
-    snapshot_listing: std::sync::Mutex<Option<Listing>>,
+    snapshot_listing: std::sync::Mutex<Option<Vec<(String, u64)>>>,
 }
 
 impl Repository {
@@ -1346,8 +1346,11 @@ impl Repository {
         let kept = || crate::treepacks::read(cache, &loc.pack, loc.offset, loc.length);
         // Not kept (another host's backup): fetched whole, with every tree beside this one.
         let kept_or_fetched = kept().or_else(|| {
-            let size = self.index().pack_size(&loc.pack).filter(|s| *s <= crate::treepacks::FETCH_WHOLE_MAX)?;
-            self.tree_pack_fetches.once(&loc.pack, || self.fetch_tree_pack(cache, &loc.pack, size)).then(kept)?
+            let fetch = || {
+                let size = self.index().pack_size(&loc.pack).filter(|s| *s <= crate::treepacks::FETCH_WHOLE_MAX);
+                size.is_some_and(|size| self.fetch_tree_pack(cache, &loc.pack, size))
+            };
+            self.tree_pack_fetches.once(&loc.pack, fetch).then(kept)?
         });
         if let Some(sealed) = kept_or_fetched {
             match self.open_blob(BlobKind::Tree, id, &loc, &sealed) {
@@ -1363,7 +1366,7 @@ impl Repository {
     }
 
     /// Keep a listing of `snapshots/` made as the session began (see `session::open`).
-    pub(crate) fn keep_snapshot_listing(&self, listed: Listing) {
+    pub(crate) fn keep_snapshot_listing(&self, listed: Vec<(String, u64)>) {
         *self.snapshot_listing.lock().unwrap_or_else(|p| p.into_inner()) = Some(listed);
     }
 
@@ -1376,7 +1379,7 @@ impl Repository {
     /// that, a new one.
     pub(crate) fn list_snapshots(&self) -> Listing {
         let kept = self.snapshot_listing.lock().unwrap_or_else(|p| p.into_inner()).take();
-        kept.unwrap_or_else(|| self.storage.list(ObjectKind::Snapshot))
+        kept.map_or_else(|| self.storage.list(ObjectKind::Snapshot), Ok)
     }
 
     /// Fetch tree pack `pack` of `size` bytes whole and keep it in `cache`; false if that

@@ -48,7 +48,12 @@ pub fn resume_uploads(repo: &Repository, lock: &SessionLock) -> RepoResult<Resum
             }
         }
     })?;
-    let packs: Vec<IndexPack> = finished.iter().filter_map(|n| found.remove(n)).collect();
+    // A pack the index knows already (indexed, or marked by a prune, whose sweep may delete
+    // it) is not indexed again: that would make a marked pack live for deduplication.
+    let packs: Vec<IndexPack> = {
+        let index = repo.index();
+        finished.iter().filter_map(|n| found.remove(n)).filter(|p| index.pack_size(&p.id).is_none()).collect()
+    };
     if packs.is_empty() {
         return Ok(Resumed { dropped, ..Resumed::default() });
     }

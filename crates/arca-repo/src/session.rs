@@ -75,12 +75,15 @@ pub fn open(repo: Repository, access: Access, retry: Duration) -> RepoResult<Ses
     };
     // On a remote repository the snapshots are listed while the index loads (both after the
     // lock): nearly every command lists them next, and that is a round trip saved.
-    let listing = (repo.is_remote() && !repo.is_backup_only()).then(|| {
+    // Not for an exclusive session (prune): what it deletes must follow from a listing made
+    // after it has seen which sessions are alive.
+    let exclusive = matches!(access, Access::Exclusive(_));
+    let listing = (repo.is_remote() && !repo.is_backup_only() && !exclusive).then(|| {
         let r = repo.clone();
         std::thread::spawn(move || r.storage().list(arca_storage::ObjectKind::Snapshot))
     });
     let index_problems = repo.load_index();
-    if let Some(Ok(listed)) = listing.map(|h| h.join()) {
+    if let Some(Ok(Ok(listed))) = listing.map(|h| h.join()) {
         repo.keep_snapshot_listing(listed);
     }
     let index_problems = index_problems?;

@@ -48,17 +48,21 @@ pub fn read(cache: &Path, pack: &Id, offset: u64, length: u32) -> Option<Vec<u8>
 /// at 1 MiB; one holding a huge directory listing is read by the range instead).
 pub const FETCH_WHOLE_MAX: u64 = 4 << 20;
 
-/// Tree packs being fetched whole: the readers of its trees wait for one download.
+/// Tree packs being fetched whole: the readers of its trees wait for one download, and a
+/// pack that could not be fetched or kept (a full or read-only cache) is not tried again this
+/// session: its trees are read by the range, as without a cache.
 #[derive(Default)]
 pub struct Fetches(Mutex<HashMap<Id, Arc<OnceLock<bool>>>>);
 
 impl Fetches {
-    /// Run `fetch` for `pack` once among callers that overlap; the others wait for its result.
+    /// Run `fetch` for `pack` once in the session; other callers wait for its result.
     pub fn once(&self, pack: &Id, fetch: impl FnOnce() -> bool) -> bool {
         let cell = self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(*pack).or_default().clone();
         let fetched = *cell.get_or_init(fetch);
-        // Later readers find the kept file (or, after a failure, try again).
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(pack);
+        if fetched {
+            // Later readers find the kept file (and, if it is dropped as damaged, fetch again).
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(pack);
+        }
         fetched
     }
 }
@@ -106,9 +110,12 @@ mod tests {
             }
         });
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // Once over, a failed fetch can be tried again.
-        assert!(!fetches.once(&pack, || false));
+        // Once fetched, a pack can be fetched again (its kept copy may be dropped as damaged);
+        // one that failed is not tried again.
         assert!(fetches.once(&pack, || true));
+        let other = Id([6; 32]);
+        assert!(!fetches.once(&other, || false));
+        assert!(!fetches.once(&other, || unreachable!("a failed fetch is not repeated")));
     }
 
     #[test]
