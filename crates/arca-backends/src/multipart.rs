@@ -632,3 +632,43 @@ fn still_named(file: &File, path: &Path) -> bool {
 fn is_transient(e: &StorageError) -> bool {
     matches!(e, StorageError::Transient { .. })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A live upload's entry is not taken by a resumption; once let go, it is, with its upload
+    /// id and part size; a removed entry is gone.
+    #[test]
+    fn a_spool_entry_is_taken_only_when_its_uploader_let_go() {
+        let d = tempfile::tempdir().unwrap();
+        let held = Spooled::hold(d.path(), "ab", b"pack bytes").unwrap();
+        held.keep_upload_id("upload-1").unwrap();
+        assert!(Spooled::take(d.path(), "ab").is_none(), "a live upload is not taken over");
+        drop(held);
+        let taken = Spooled::take(d.path(), "ab").expect("let go: taken");
+        assert_eq!(taken.upload_id(), Some(("upload-1".to_string(), PART_SIZE)));
+        assert_eq!(fs::read(&taken.pack).unwrap(), b"pack bytes");
+        // A new upload of the same pack waits for the resumption, then begins afresh.
+        let again = std::thread::scope(|s| {
+            let waiting = s.spawn(|| Spooled::hold(d.path(), "ab", b"pack bytes").unwrap());
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(!waiting.is_finished(), "it waits while the entry is taken");
+            taken.remove();
+            waiting.join().unwrap()
+        });
+        assert_eq!(again.upload_id(), None, "begun afresh: no upload id yet");
+        again.remove();
+        assert!(Spooled::take(d.path(), "ab").is_none());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0, "nothing left in the spool");
+    }
+
+    #[test]
+    fn an_upload_id_without_a_part_size_is_not_resumed_from() {
+        let d = tempfile::tempdir().unwrap();
+        let held = Spooled::hold(d.path(), "cd", b"x").unwrap();
+        fs::write(&held.upload, "old-format-id").unwrap();
+        assert_eq!(held.upload_id(), None);
+        held.remove();
+    }
+}
