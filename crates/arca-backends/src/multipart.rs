@@ -466,6 +466,37 @@ impl Multipart {
         }
     }
 
+    /// Create the bucket unless it exists (`arca init`): one signed `PUT /bucket`, as OpenDAL
+    /// has no bucket API.
+    pub(crate) async fn ensure_bucket(&self) -> StorageResult<()> {
+        let body = if self.region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                self.region
+            )
+        };
+        let path = self.location.clone();
+        match self
+            .retried(|| self.send(reqwest::Method::PUT, self.base.clone(), reqwest::Body::from(body.clone()), false))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(Failed::Final { status: 409, message }) if message.starts_with("BucketAlready") => Ok(()),
+            Err(Failed::Final { status: 403, .. }) => Err(StorageError::PermissionDenied { path }),
+            Err(Failed::Transient(m)) => Err(StorageError::Transient {
+                path,
+                source: std::io::Error::other(format!("creating the bucket: {m}")),
+            }),
+            Err(Failed::Final { status, message }) => Err(StorageError::Io {
+                path,
+                source: std::io::Error::other(format!("creating the bucket failed with HTTP {status}: {message}")),
+            }),
+            Err(Failed::NoSuchUpload | Failed::Exists) => Ok(()),
+        }
+    }
+
     fn url(&self, key: &str) -> String {
         let key: Vec<String> = key.split('/').map(|s| utf8_percent_encode(s, UNRESERVED).to_string()).collect();
         format!("{}/{}", self.base, key.join("/"))

@@ -74,7 +74,6 @@ impl S3Options {
 /// A repository in an S3 bucket.
 pub struct S3Storage {
     dal: DalStorage,
-    opts: S3Options,
     /// Resumable pack uploads (`None` without credentials).
     multipart: Option<crate::multipart::Multipart>,
 }
@@ -119,51 +118,17 @@ impl S3Storage {
             DalStorage::new(location, &o.prefix, Writes::Conditional, limits, |limit| operator(o, limit, &client))?;
         dal.transfers = o.connections.max(1);
         let multipart = crate::multipart::Multipart::new(o, dal.location(), client)?;
-        Ok(S3Storage { dal, opts: o.clone(), multipart })
+        Ok(S3Storage { dal, multipart })
     }
 
-    /// Create the bucket unless it exists (`arca init`). OpenDAL does not manage buckets, so
-    /// this is one signed `PUT /bucket` (path-style), signed by reqsign as OpenDAL signs.
+    /// Create the bucket unless it exists (`arca init`).
     pub fn ensure_bucket(&self) -> StorageResult<()> {
-        let o = &self.opts;
-        let (Some(id), Some(secret)) = (&o.access_key_id, &o.secret_access_key) else {
-            return Err(StorageError::Refused(format!(
+        match &self.multipart {
+            Some(m) => self.dal.rt.block_on(m.ensure_bucket()),
+            None => Err(StorageError::Refused(format!(
                 "{}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
                 self.dal.location()
-            )));
-        };
-        let endpoint = o.endpoint.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", o.region));
-        let url = format!("{}/{}", endpoint.trim_end_matches('/'), o.bucket);
-        let body = if o.region == "us-east-1" {
-            String::new()
-        } else {
-            format!(
-                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
-                o.region
-            )
-        };
-        let cred = reqsign::AwsCredential {
-            access_key_id: id.clone(),
-            secret_access_key: secret.clone(),
-            session_token: o.session_token.clone(),
-            expires_in: None,
-        };
-        let path = self.dal.location();
-        let io = |e: String| StorageError::Io { path: path.clone(), source: std::io::Error::other(e) };
-        let client = reqwest::Client::new();
-        let mut req = client.put(&url).body(body).build().map_err(|e| io(e.to_string()))?;
-        reqsign::AwsV4Signer::new("s3", &o.region).sign(&mut req, &cred).map_err(|e| io(e.to_string()))?;
-        let resp = self.dal.rt.block_on(client.execute(req)).map_err(|e| StorageError::Transient {
-            path: path.clone(),
-            source: std::io::Error::other(format!("cannot reach {endpoint}: {e}")),
-        })?;
-        let status = resp.status().as_u16();
-        let text = self.dal.rt.block_on(resp.text()).unwrap_or_default();
-        match status {
-            200..=299 => Ok(()),
-            409 if text.contains("BucketAlreadyOwnedByYou") || text.contains("BucketAlreadyExists") => Ok(()),
-            403 => Err(StorageError::PermissionDenied { path }),
-            _ => Err(io(format!("creating bucket {} failed with HTTP {status}: {}", o.bucket, text.trim()))),
+            ))),
         }
     }
 }
